@@ -1,0 +1,106 @@
+"""The `imnrisk` command line: exit 0 ok, 2 bad input (one line naming file/ID/field), 1 internal error."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from . import RESEARCH_ONLY, __version__
+from .errors import InputError, InputErrors
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def say(message: str) -> None:
+    """Progress and summaries go to stderr; stdout is kept for results (e.g. --json)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def report_errors(errors: List[InputError]) -> None:
+    for err in errors:
+        say(f"imnrisk: error: {err}")
+
+
+# --------------------------------------------------------------------------- extract
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Extract radiomics features of every case of a manifest."""
+    from . import features
+    from .cohort import read_cohort
+    from .files import check_can_write
+    from .schema import load_schema
+
+    cohort = read_cohort(args.cohort, load_schema(args.schema))
+    paths = features.output_paths(args.out)
+    for path in paths.values():
+        check_can_write(path, args.force)
+    settings = features.load_settings(args.params)
+    cache_dir = Path(args.cache) if args.cache else Path(args.out).resolve().parent / ".imnrisk-cache"
+    run = features.extract_cohort(cohort, settings, cache_dir, jobs=args.jobs, dask_address=args.dask,
+                                  show_bar=not args.quiet)
+    features.write_run(run, args.out)
+    for warning in run.warnings:
+        say(f"imnrisk: warning: {warning}")
+    report_errors([InputError(f["reason"], file=f["file"] or str(cohort.path), id=f["ID"], field=f["field"] or None)
+                   for f in run.failures])
+    n, ok = len(cohort.cases), len(run.features)
+    say(f"imnrisk extract: {ok} of {n} case(s) extracted ({run.cached} from cache), "
+        f"{len(run.failures)} failed; {run.features.shape[1]} features -> {paths['features']}"
+        + (f"; failures -> {paths['failures']}" if run.failures else ""))
+    return EXIT_INPUT if run.failures else EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+def _add_force(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imnrisk",
+        description="IMN metastasis risk from DCE-MRI radiomics and clinical factors. " + RESEARCH_ONLY)
+    parser.add_argument("--version", action="version", version=f"imnrisk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("extract", help="radiomics features of every case of a cohort manifest")
+    p.add_argument("cohort", help="cohort.csv (ID, Image, Mask[, Phase, Label, ...])")
+    p.add_argument("--out", required=True, help="features.csv to write (provenance and failures beside it)")
+    p.add_argument("--params", help="pyradiomics parameter YAML (default: IMNRisk's dce_mri.yaml)")
+    p.add_argument("--schema", help="clinical schema YAML (default: the paper's)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="local worker processes (default: all cores)")
+    p.add_argument("--dask", metavar="ADDRESS", help="send cases to a Dask distributed scheduler instead")
+    p.add_argument("--cache", help="per-case cache folder (default: .imnrisk-cache beside --out)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_force(p)
+    p.set_defaults(func=cmd_extract)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run one command; turn every user error into exit 2 with one line per problem."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputErrors as exc:
+        report_errors(exc.errors)
+        return EXIT_INPUT
+    except InputError as exc:
+        report_errors([exc])
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        say("imnrisk: interrupted; finished cases are kept in the cache, no output was half-written")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
+        if os.environ.get("IMNRISK_DEBUG"):
+            raise
+        say(f"imnrisk: internal error: {type(exc).__name__}: {exc} (IMNRISK_DEBUG=1 shows a traceback)")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,434 @@
+"""Features: pyradiomics extraction for a cohort, one case per task, cached, local pool or Dask.
+
+Each case is loaded and checked by `imaging`, smoothed/normalised as the settings say, then
+handed to pyradiomics' RadiomicsFeatureExtractor with the user's settings unchanged. Results are
+cached per case (keyed by image and mask content, settings and software versions), written
+atomically, so a re-run costs nothing and an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import __version__, imaging
+from .cohort import Case, Cohort
+from .errors import InputError
+from .files import atomic_path, write_json
+
+DEFAULT_PARAMS = Path(__file__).with_name("params") / "dce_mri.yaml"
+CACHE_FORMAT = 1
+DIAGNOSTICS_KEPT = ("diagnostics_Image-original_Spacing", "diagnostics_Image-original_Size",
+                    "diagnostics_Image-original_Mean", "diagnostics_Mask-original_VoxelNum",
+                    "diagnostics_Mask-original_BoundingBox", "diagnostics_Mask-original_VolumeNum",
+                    "diagnostics_Image-original_Hash", "diagnostics_Mask-original_Hash")
+
+
+
+def quiet_pyradiomics() -> None:
+    """pyradiomics prints warnings (e.g. about GLCM symmetry) on its own stderr handler."""
+    import radiomics
+    radiomics.setVerbosity(logging.ERROR)
+
+
+# --------------------------------------------------------------------------- settings
+
+@dataclass
+class ExtractionSettings:
+    """pyradiomics parameters (as pyradiomics reads them) plus IMNRisk's own pre-processing."""
+
+    pyradiomics: Dict[str, Any]
+    smoothing_sigma_mm: float = 0.0
+    min_tumour_voxels: int = imaging.MIN_TUMOUR_VOXELS
+    source: str = "<dict>"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The settings as stored in a model file / provenance (JSON)."""
+        return {"pyradiomics": self.pyradiomics,
+                "imnrisk": {"smoothing_sigma_mm": self.smoothing_sigma_mm,
+                            "min_tumour_voxels": self.min_tumour_voxels}}
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical settings (what the cache and the report call the settings hash)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    @property
+    def setting(self) -> Dict[str, Any]:
+        return self.pyradiomics.get("setting") or {}
+
+
+def settings_from_dict(data: Dict[str, Any], source: str = "<dict>") -> ExtractionSettings:
+    """Split an IMNRisk/pyradiomics parameter dict and check the pyradiomics part with pyradiomics."""
+    data = copy.deepcopy(data or {})
+    own = data.pop("imnrisk", None) or {}
+    unknown = set(own) - {"smoothing_sigma_mm", "min_tumour_voxels"}
+    if unknown:
+        raise InputError(f"unknown imnrisk setting(s): {', '.join(sorted(unknown))}", file=source)
+    try:
+        from radiomics import featureextractor
+        featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(data))  # validates with pykwalify
+    except Exception as exc:  # pykwalify's SchemaError and friends
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"not a valid pyradiomics parameter file ({first[:160]})", file=source) from None
+    return ExtractionSettings(pyradiomics=data,
+                              smoothing_sigma_mm=float(own.get("smoothing_sigma_mm", 0.0)),
+                              min_tumour_voxels=int(own.get("min_tumour_voxels", imaging.MIN_TUMOUR_VOXELS)),
+                              source=source)
+
+
+def load_settings(path: Optional[Union[str, Path]] = None) -> ExtractionSettings:
+    """Read a parameter YAML (IMNRisk's `dce_mri.yaml` when None)."""
+    path = Path(path) if path else DEFAULT_PARAMS
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("parameter file not found", file=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", file=str(path)) from None
+    return settings_from_dict(data, source=str(path))
+
+
+def software_versions() -> Dict[str, str]:
+    """Versions that change feature values (part of the cache key and of every output)."""
+    import pywt
+    import radiomics
+    import SimpleITK as sitk
+    return {"imnrisk": __version__, "pyradiomics": str(radiomics.__version__),
+            "SimpleITK": sitk.Version_VersionString(), "numpy": np.__version__,
+            "PyWavelets": pywt.__version__, "python": sys.version.split()[0]}
+
+
+# --------------------------------------------------------------------------- one case
+
+def make_extractor(settings: ExtractionSettings, normalized_here: bool):
+    """A pyradiomics extractor with the user's settings; label 1 (our binary mask), and normalize
+    off when IMNRisk already normalised with pyradiomics' own function before cropping."""
+    from radiomics import featureextractor
+    quiet_pyradiomics()
+    params = copy.deepcopy(settings.pyradiomics)
+    params.setdefault("setting", {})
+    params["setting"] = dict(params["setting"] or {})
+    params["setting"]["label"] = 1
+    if normalized_here:
+        params["setting"]["normalize"] = False
+    return featureextractor.RadiomicsFeatureExtractor(params)
+
+
+def _normalize_kwargs(settings: ExtractionSettings) -> Optional[dict]:
+    s = settings.setting
+    if not s.get("normalize", False):
+        return None
+    return {"normalizeScale": s.get("normalizeScale", 1), "removeOutliers": s.get("removeOutliers")}
+
+
+def compute_features(loaded: imaging.LoadedCase, settings: ExtractionSettings,
+                     feature_names: Optional[Iterable[str]] = None) -> Tuple[Dict[str, float], Dict[str, Any]]:
+    """Run pyradiomics on a loaded case; return (features, kept diagnostics).
+
+    feature_names limits the work to those features (the image types and classes they need):
+    scoring a patient computes only what the model uses.
+    """
+    normalize = _normalize_kwargs(settings)
+    pad = int(settings.setting.get("padDistance", 5))
+    image, mask = imaging.prepare(loaded, settings.smoothing_sigma_mm, normalize, pad)
+    extractor = make_extractor(settings, normalized_here=normalize is not None)
+    wanted = None
+    if feature_names is not None:
+        wanted = set(feature_names)
+        restrict_extractor(extractor, wanted)
+    result = extractor.execute(image, mask)
+    features, diagnostics = {}, {}
+    for key, value in result.items():
+        if wanted is not None and key not in wanted and not key.startswith("diagnostics_"):
+            continue  # pyradiomics computes image types x classes; keep what was asked for
+        if key.startswith("diagnostics_"):
+            if key in DIAGNOSTICS_KEPT:
+                diagnostics[key] = value if isinstance(value, (str, int, float)) else str(value)
+        else:
+            features[key] = float(value)
+    return features, diagnostics
+
+
+def restrict_extractor(extractor, feature_names: Iterable[str]) -> None:
+    """Enable only the image types, classes and features that `feature_names` need."""
+    image_types: Dict[str, dict] = {}
+    classes: Dict[str, List[str]] = {}
+    for name in feature_names:
+        image_type, cls, feature = name.split("_", 2)
+        base = "Original" if image_type == "original" else image_type.split("-")[0].capitalize()
+        if base == "Log":
+            base = "LoG"
+        image_types[base] = extractor.enabledImagetypes.get(base, {})
+        classes.setdefault(cls, [])
+        if feature not in classes[cls]:
+            classes[cls].append(feature)
+    extractor.enabledImagetypes = image_types
+    extractor.enabledFeatures = classes
+
+
+def extract_case(task: Dict[str, Any]) -> Dict[str, Any]:
+    """Worker entry point (picklable): extract one case; failures are returned, not raised."""
+    settings = ExtractionSettings(**task["settings"])
+    try:
+        loaded = imaging.load_case(task["image"], task["mask"], task["phase"], task["label"],
+                                   settings.min_tumour_voxels)
+        features, diagnostics = compute_features(loaded, settings)
+        bad = [k for k, v in features.items() if not math.isfinite(v)]
+        spacing = loaded.image.GetSpacing()
+        voxels = imaging.binary_count(loaded.mask)
+        return {"id": task["id"], "features": features, "feature_order": list(features),
+                "warnings": loaded.warnings,
+                "phase": loaded.phase, "n_phases": loaded.n_phases, "voxels": voxels,
+                "volume_ml": voxels * float(np.prod(spacing)) / 1000.0, "diagnostics": diagnostics,
+                "nonfinite": bad}
+    except InputError as exc:
+        return {"id": task["id"], "error": exc.message, "file": exc.file, "field": exc.field}
+    except (ValueError, RuntimeError, IndexError, ZeroDivisionError, MemoryError) as exc:
+        # pyradiomics raises ValueError for masks it rejects; keep the others going
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return {"id": task["id"], "error": f"extraction failed: {message[:200]}",
+                "file": str(task["image"]), "field": None}
+
+
+# --------------------------------------------------------------------------- cache
+
+def _sha256_of_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Per-case results on disk, one JSON file per key, each written atomically.
+
+    Content hashes of input files are memoised by (path, size, mtime, inode), like git's index,
+    so that a cached re-run of a large cohort does not re-read every image.
+    """
+
+    def __init__(self, folder: Union[str, Path]):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._memo_path = self.folder / "file-hashes.json"
+        try:
+            self._memo = json.loads(self._memo_path.read_text())
+        except (OSError, ValueError):
+            self._memo = {}
+        self._memo_dirty = False
+
+    def file_hash(self, path: Path) -> str:
+        """SHA-256 of a file's bytes, or of a folder's files (names and contents)."""
+        path = Path(path)
+        if path.is_dir():
+            digest = hashlib.sha256()
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                digest.update(str(child.relative_to(path)).encode() + b"\0" + self.file_hash(child).encode())
+            return digest.hexdigest()
+        if not path.exists():
+            return "missing"
+        st = path.stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        key = str(path.resolve())
+        hit = self._memo.get(key)
+        if hit and hit[0] == stamp:
+            return hit[1]
+        value = _sha256_of_file(path)
+        self._memo[key] = [stamp, value]
+        self._memo_dirty = True
+        return value
+
+    def key(self, task: Dict[str, Any], versions: Dict[str, str]) -> Tuple[str, Dict[str, str]]:
+        """Cache key of a task and the input hashes it was made from."""
+        hashes = {"image_sha256": self.file_hash(Path(task["image"])),
+                  "mask_sha256": self.file_hash(Path(task["mask"]))}
+        material = {"format": CACHE_FORMAT, "hashes": hashes, "phase": task["phase"],
+                    "label": task["label"], "settings": task["settings"], "versions": versions}
+        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest(), hashes
+
+    def _path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> Optional[Dict[str, Any]]:
+        try:
+            return json.loads(self._path(key).read_text())
+        except (OSError, ValueError):
+            return None  # missing, or unreadable: recompute
+
+    def put(self, key: str, result: Dict[str, Any]) -> None:
+        write_json(self._path(key), result)
+
+    def save_memo(self) -> None:
+        if self._memo_dirty:
+            write_json(self._memo_path, self._memo)
+            self._memo_dirty = False
+
+
+# --------------------------------------------------------------------------- cohort
+
+@dataclass
+class ExtractionRun:
+    """Outcome of extracting a cohort: the feature table, failures and provenance."""
+
+    features: pd.DataFrame
+    failures: List[Dict[str, Any]]
+    provenance: Dict[str, Any]
+    cached: int = 0
+    warnings: List[str] = field(default_factory=list)
+
+
+def _task(case: Case, settings: ExtractionSettings) -> Dict[str, Any]:
+    return {"id": case.id, "image": str(case.image), "mask": str(case.mask), "phase": case.phase,
+            "label": case.label,
+            "settings": {"pyradiomics": settings.pyradiomics, "smoothing_sigma_mm": settings.smoothing_sigma_mm,
+                         "min_tumour_voxels": settings.min_tumour_voxels, "source": ""}}
+
+
+def _run_local(tasks: List[Dict[str, Any]], jobs: int):
+    """Yield results as cases finish, in a spawned process pool (or in-process for one job)."""
+    if jobs <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield extract_case(task)
+        return
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=get_context("spawn"))
+    try:
+        futures = [pool.submit(extract_case, t) for t in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(tasks: List[Dict[str, Any]], address: str):
+    """Yield results from a Dask distributed scheduler (the images must be readable by the workers)."""
+    try:
+        from dask.distributed import Client, as_completed as dask_completed
+    except ImportError:
+        raise InputError("--dask needs dask[distributed]: pip install 'dask[distributed]'") from None
+    try:
+        client = Client(address, timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler ({exc})", field="--dask") from None
+    try:
+        futures = [client.submit(extract_case, t, pure=False, key=f"imnrisk-{t['id']}-{i}")
+                   for i, t in enumerate(tasks)]
+        for future in dask_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+
+
+def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Union[str, Path],
+                   jobs: int = 1, dask_address: Optional[str] = None,
+                   progress: Optional[Callable[[int, int], None]] = None, show_bar: bool = True
+                   ) -> ExtractionRun:
+    """Extract every case of the cohort (cached ones from the cache) and collect the results."""
+    from tqdm import tqdm
+
+    versions = software_versions()
+    cache = FeatureCache(cache_dir)
+    tasks = [_task(c, settings) for c in cohort.cases]
+    keys, hashes, results = {}, {}, {}
+    for task in tasks:
+        keys[task["id"]], hashes[task["id"]] = cache.key(task, versions)
+        hit = cache.get(keys[task["id"]])
+        if hit is not None:
+            results[task["id"]] = hit
+    cache.save_memo()
+    todo = [t for t in tasks if t["id"] not in results]
+    bar = tqdm(total=len(tasks), initial=len(results), unit="case", file=sys.stderr,
+               disable=not show_bar, desc="extract", dynamic_ncols=True)
+    try:
+        stream = _run_dask(todo, dask_address) if dask_address else _run_local(todo, jobs)
+        for result in stream:
+            results[result["id"]] = result
+            if "error" not in result:
+                cache.put(keys[result["id"]], result)
+            bar.update(1)
+            if progress:
+                progress(len(results), len(tasks))
+    finally:
+        bar.close()
+    return _collect(cohort, settings, results, hashes, versions, cached=len(tasks) - len(todo))
+
+
+def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Dict[str, Any]],
+             hashes: Dict[str, Dict[str, str]], versions: Dict[str, str], cached: int) -> ExtractionRun:
+    """Feature table in manifest order (columns in pyradiomics' order), failures and provenance."""
+    failures, rows, cases, warnings = [], {}, {}, []
+    columns: Optional[List[str]] = None
+    for case in cohort.cases:
+        result = results[case.id]
+        if "error" in result:
+            failures.append({"ID": case.id, "file": result.get("file") or "", "field": result.get("field") or "",
+                             "reason": result["error"]})
+            continue
+        if columns is None:  # pyradiomics' order (kept as a list: the cache's JSON sorts keys)
+            columns = list(result["feature_order"])
+        rows[case.id] = result["features"]
+        warnings += [f"ID {case.id}: {w}" for w in result["warnings"]]
+        if result.get("nonfinite"):
+            warnings.append(f"ID {case.id}: {len(result['nonfinite'])} feature(s) not finite, "
+                            f"e.g. {result['nonfinite'][0]}")
+        cases[case.id] = {**hashes[case.id], "phase": result["phase"], "n_phases": result["n_phases"],
+                          "voxels": result["voxels"], "volume_ml": result["volume_ml"],
+                          "warnings": result["warnings"], "diagnostics": result["diagnostics"]}
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns or [])
+    frame.index.name = "ID"
+    provenance = {"format": "imnrisk-features-provenance", "format_version": 1,
+                  "settings": settings.to_dict(), "settings_sha256": settings.digest(),
+                  "versions": versions, "n_cases": len(cohort.cases), "n_extracted": len(rows),
+                  "n_features": len(columns or []), "cases": cases,
+                  # no file paths here: a folder name may carry a patient's name
+                  "failures": [{k: f[k] for k in ("ID", "field", "reason")} for f in failures]}
+    return ExtractionRun(features=frame, failures=failures, provenance=provenance, cached=cached,
+                         warnings=warnings)
+
+
+def output_paths(out: Union[str, Path]) -> Dict[str, Path]:
+    """features.csv and the files written beside it."""
+    out = Path(out)
+    stem = out.name[:-4] if out.name.lower().endswith(".csv") else out.name
+    return {"features": out, "provenance": out.with_name(stem + ".provenance.json"),
+            "failures": out.with_name(stem + ".failures.csv")}
+
+
+def write_run(run: ExtractionRun, out: Union[str, Path]) -> Dict[str, Path]:
+    """Write features.csv, provenance JSON and failures CSV, each atomically."""
+    paths = output_paths(out)
+    with atomic_path(paths["features"]) as tmp:
+        run.features.to_csv(tmp, float_format="%.17g")
+    write_json(paths["provenance"], run.provenance)
+    with atomic_path(paths["failures"]) as tmp:
+        pd.DataFrame(run.failures, columns=["ID", "file", "field", "reason"]).to_csv(tmp, index=False)
+    return paths
+
+
+def read_features(path: Union[str, Path]) -> pd.DataFrame:
+    """Read a features.csv back (ID index, float columns); bad files raise InputError."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("features file not found", file=str(path))
+    try:
+        frame = pd.read_csv(path, dtype={"ID": str}).set_index("ID")
+    except (ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"not a features table with an ID column ({str(exc).splitlines()[0]})",
+                         file=str(path)) from None
+    non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise InputError(f"non-numeric feature column(s): {', '.join(non_numeric[:5])}", file=str(path))
+    return frame.astype(float)

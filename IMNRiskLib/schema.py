@@ -1,0 +1,178 @@
+"""Clinical schema: which clinical variables exist, their type, levels and coding.
+
+The schema drives manifest validation, Table 1/Table 2, the model's design matrix, the Slicer
+form and `predict --clinical`. A default for the paper's variables ships in `schemas/paper.yaml`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from .errors import InputError, InputErrors
+
+DEFAULT_SCHEMA = Path(__file__).with_name("schemas") / "paper.yaml"
+VARIABLE_TYPES = ("binary", "categorical", "ordinal", "continuous")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One clinical variable and how it enters a logistic model."""
+
+    name: str
+    type: str
+    levels: tuple = ()
+    reference: Optional[str] = None
+    label: Optional[str] = None
+    unit: Optional[str] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+    @property
+    def title(self) -> str:
+        """Human-readable name (label, else name)."""
+        return self.label or self.name
+
+    def terms(self) -> List[str]:
+        """Names of the design-matrix columns this variable becomes."""
+        if self.type == "categorical":
+            return [f"{self.name}[{lev}]" for lev in self.levels if lev != self.reference]
+        return [self.name]
+
+    def parse(self, raw: Any) -> Any:
+        """Turn a raw manifest/CLI value into a level (str) or a float; None when missing.
+
+        Raises ValueError with the allowed values when the value is not valid.
+        """
+        if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+            return None
+        text = str(raw).strip()
+        if text == "" or text.upper() in ("NA", "NAN"):
+            return None
+        if self.type == "continuous":
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"'{text}' is not a number") from None
+            if not math.isfinite(value):
+                raise ValueError(f"'{text}' is not a finite number")
+            if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+                raise ValueError(f"{value:g} is outside the plausible range [{self.min:g}, {self.max:g}]"
+                                 + (f" {self.unit}" if self.unit else ""))
+            return value
+        for level in self.levels:
+            if text == level or text.lower() == str(level).lower():
+                return level
+        # ordinal/binary variables may also be given by their code 0..k-1
+        if self.type in ("ordinal", "binary") and text.isdigit() and int(text) < len(self.levels):
+            return self.levels[int(text)]
+        raise ValueError(f"unknown value '{text}'; allowed: {', '.join(map(str, self.levels))}")
+
+    def encode(self, level: Any) -> List[float]:
+        """Design-matrix values of one parsed value (NaN when missing)."""
+        if level is None:
+            return [math.nan] * len(self.terms())
+        if self.type == "continuous":
+            return [float(level)]
+        if self.type == "categorical":
+            return [1.0 if level == lev else 0.0 for lev in self.levels if lev != self.reference]
+        return [float(self.levels.index(level))]
+
+
+@dataclass(frozen=True)
+class ClinicalSchema:
+    """The outcome and the clinical variables of a cohort."""
+
+    outcome: str = "IMN"
+    variables: tuple = field(default_factory=tuple)
+    source: Optional[str] = None
+
+    def __getitem__(self, name: str) -> Variable:
+        for var in self.variables:
+            if var.name == name:
+                return var
+        raise KeyError(name)
+
+    @property
+    def names(self) -> List[str]:
+        """Variable names in schema order."""
+        return [v.name for v in self.variables]
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain dict (the YAML/JSON form), e.g. for the model file."""
+        out = []
+        for v in self.variables:
+            d = {"name": v.name, "type": v.type}
+            for key in ("levels", "reference", "label", "unit", "min", "max"):
+                value = getattr(v, key)
+                if value not in (None, ()):
+                    d[key] = list(value) if key == "levels" else value
+            out.append(d)
+        return {"outcome": {"name": self.outcome}, "variables": out}
+
+    def subset(self, names: Sequence[str]) -> "ClinicalSchema":
+        """The schema restricted to `names` (in schema order)."""
+        return ClinicalSchema(self.outcome, tuple(v for v in self.variables if v.name in names), self.source)
+
+
+def schema_from_dict(data: Dict[str, Any], source: str = "<schema>") -> ClinicalSchema:
+    """Build and check a schema from its YAML/JSON form; every problem is reported at once."""
+    errors: List[InputError] = []
+    if not isinstance(data, dict) or "variables" not in data:
+        raise InputError("a clinical schema needs 'outcome:' and 'variables:'", file=source)
+    outcome = data.get("outcome") or {}
+    outcome_name = outcome.get("name", "IMN") if isinstance(outcome, dict) else str(outcome)
+    variables = []
+    seen = set()
+    for i, item in enumerate(data["variables"] or []):
+        where = f"variables[{i}]"
+        if not isinstance(item, dict) or "name" not in item or "type" not in item:
+            errors.append(InputError("each variable needs 'name' and 'type'", file=source, field=where))
+            continue
+        name, vtype = str(item["name"]), str(item["type"])
+        where = f"variable {name}"
+        if name in seen:
+            errors.append(InputError("defined twice", file=source, field=where))
+        seen.add(name)
+        if vtype not in VARIABLE_TYPES:
+            errors.append(InputError(f"type '{vtype}' is not one of {', '.join(VARIABLE_TYPES)}",
+                                     file=source, field=where))
+            continue
+        levels = tuple(str(x) for x in item.get("levels") or ())
+        reference = item.get("reference")
+        if vtype != "continuous":
+            if len(levels) < 2:
+                errors.append(InputError("needs at least two levels", file=source, field=where))
+            if vtype == "binary" and len(levels) != 2:
+                errors.append(InputError("a binary variable has exactly two levels", file=source, field=where))
+            if len(set(levels)) != len(levels):
+                errors.append(InputError("levels repeat", file=source, field=where))
+        if vtype == "categorical":
+            reference = str(reference) if reference is not None else (levels[0] if levels else None)
+            if reference not in levels:
+                errors.append(InputError(f"reference '{reference}' is not one of its levels",
+                                         file=source, field=where))
+        else:
+            reference = None
+        variables.append(Variable(name=name, type=vtype, levels=levels, reference=reference,
+                                  label=item.get("label"), unit=item.get("unit"),
+                                  min=item.get("min"), max=item.get("max")))
+    if errors:
+        raise InputErrors(errors)
+    return ClinicalSchema(outcome=outcome_name, variables=tuple(variables), source=source)
+
+
+def load_schema(path: Optional[str] = None) -> ClinicalSchema:
+    """Read a schema YAML (the paper's default when `path` is None)."""
+    path = Path(path) if path else DEFAULT_SCHEMA
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("schema file not found", file=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", file=str(path)) from None
+    return schema_from_dict(data, source=str(path))

@@ -1,0 +1,41 @@
+# IMNRisk: `make demo` (set-up + the demo on the built-in phantom) and `make test` (set-up + all tests).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+PYRADIOMICS := pyradiomics-3.0.1
+SDIST  := .cache/sdist/$(PYRADIOMICS).tar.gz
+STAMP  := $(VENV)/.imnrisk-installed
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install numpy versioneer setuptools wheel
+
+# pyradiomics 3.0.1 has no wheel for Python >= 3.10 and its sdist does not build in pip's
+# isolation; we download the sdist once (its data/ folder also holds the real test images).
+$(SDIST): | $(VENV)/bin/python
+	mkdir -p $(dir $(SDIST))
+	$(PIP) download --no-deps --no-binary :all: --no-build-isolation -d $(dir $(SDIST)) pyradiomics==3.0.1
+
+$(STAMP): pyproject.toml Makefile $(SDIST) | $(VENV)/bin/python
+	$(PIP) install --no-build-isolation $(SDIST)
+	$(PIP) install --no-build-isolation -e '.[test,dask]'
+	touch $@
+
+demo: install
+	$(VENV)/bin/imnrisk demo --out demo-output --force
+
+test: install
+	$(PY) -m pytest -q -n $(JOBS) Testing; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests ran"; exit 1; }; exit $$rc
+
+bench: install
+	$(PY) bench/bench_extract.py
+
+clean:
+	rm -rf $(VENV) .cache build *.egg-info

@@ -1,0 +1,74 @@
+"""Shared fixtures: the real images of the pyradiomics sdist, and small synthetic volumes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+ROOT = Path(__file__).resolve().parents[1]
+SDIST = ROOT / ".cache" / "sdist" / "pyradiomics-3.0.1.tar.gz"
+DATA = ROOT / ".cache" / "pyradiomics-data"
+CASES = ("brain1", "brain2", "breast1", "lung1", "lung2")
+
+
+def pyradiomics_data() -> Path:
+    """The sdist's data/ folder (real images and baselines), unpacked once from the file
+    that `make install` downloaded; nothing of it is committed."""
+    marker = DATA / "baseline" / "baseline_glcm.csv"
+    if not marker.exists():
+        if not SDIST.exists():
+            pytest.fail(f"{SDIST} missing: run `make install` first")
+        tmp = DATA.with_name(DATA.name + f".tmp{os.getpid()}")
+        with tarfile.open(SDIST) as tar:
+            members = [m for m in tar.getmembers() if "/data/" in m.name and m.isfile()]
+            for m in members:
+                m.name = m.name.split("/data/", 1)[1]
+            tar.extractall(tmp, members=members)
+        try:
+            tmp.rename(DATA)
+        except OSError:  # another test worker got there first
+            pass
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def pyrad_data() -> Path:
+    return pyradiomics_data()
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """Run `imnrisk` as a user would (a separate process), capturing output."""
+    return subprocess.run([sys.executable, "-m", "IMNRiskLib", *map(str, args)], capture_output=True,
+                          encoding="utf-8", errors="replace",
+                          cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def make_volume(shape=(20, 40, 40), spacing=(0.8, 0.8, 2.0), seed=0, origin=(0.0, 0.0, 0.0),
+                direction=None) -> sitk.Image:
+    """A noisy textured 3-D volume (z, y, x shape) for small imaging tests."""
+    rng = np.random.default_rng(seed)
+    array = (100 + 20 * rng.standard_normal(shape)).astype(np.float32)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    if direction is not None:
+        image.SetDirection(direction)
+    return image
+
+
+def make_blob_mask(reference: sitk.Image, center=None, radius=6, label=1) -> sitk.Image:
+    """A spherical (in voxels) label on the reference grid."""
+    size = reference.GetSize()
+    zz, yy, xx = np.indices(size[::-1])
+    cz, cy, cx = center if center is not None else [s // 2 for s in size[::-1]]
+    r = np.sqrt(((zz - cz) * 2) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2)
+    mask = sitk.GetImageFromArray(((r <= radius) * label).astype(np.uint8))
+    mask.CopyInformation(reference)
+    return mask
