@@ -80,6 +80,7 @@ def settings_from_dict(data: Dict[str, Any], source: str = "<dict>") -> Extracti
         raise InputError(f"unknown imnrisk setting(s): {', '.join(sorted(unknown))}", file=source)
     try:
         from radiomics import featureextractor
+        quiet_pyradiomics()
         featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(data))  # validates with pykwalify
     except Exception as exc:  # pykwalify's SchemaError and friends
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,174 @@
+"""The synthetic phantom: deterministic, Table 1 counts, consistent biology, signal in the images."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+from sklearn.metrics import roc_auc_score
+
+from conftest import ROOT, run_cli
+from IMNRiskLib import features, imaging, synth
+from IMNRiskLib.cohort import read_cohort
+
+
+def tree_digest(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes_whatever_the_number_of_workers(tmp_path):
+    a = synth.synthesize(tmp_path / "a", synth.SynthOptions(patients=3, seed=5, jobs=1))
+    synth.synthesize(tmp_path / "b", synth.SynthOptions(patients=3, seed=5, jobs=2))
+    synth.synthesize(tmp_path / "c", synth.SynthOptions(patients=3, seed=6, jobs=1))
+    assert a["patients"] == 3
+    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
+    assert tree_digest(tmp_path / "a")["cohort.csv"] != tree_digest(tmp_path / "c")["cohort.csv"]
+
+
+def test_packaged_table1_is_the_papers():
+    shared = ROOT.parent / "shared" / "paper" / "table1_counts.csv"
+    if not shared.exists():
+        pytest.skip("../shared not beside the checkout")
+    assert synth.TABLE1.read_text() == shared.read_text()
+
+
+def test_table1_marginals_reproduced_within_two_patients():
+    clinical = synth.draw_clinical(124, np.random.default_rng(np.random.SeedSequence(0).spawn(2)[0]))
+    table = synth.table1_counts()
+    checked = 0
+    for _, row in table.iterrows():
+        level = str(row["level"]).split(" ")[0]
+        if row["variable"] == "age":
+            got = int((clinical["age"] < 50).sum()) if level == "<50" else int((clinical["age"] >= 50).sum())
+        else:
+            got = int((clinical[row["variable"]] == level).sum())
+        assert abs(got - row["total"]) <= 2, (row["variable"], level, got, row["total"])
+        checked += 1
+    assert checked == len(table) == 36
+
+
+@pytest.mark.parametrize("n", [124, 1000])
+def test_receptors_subtype_and_menopause_are_consistent(n):
+    clinical = synth.draw_clinical(n, np.random.default_rng(n))
+    implied = [synth.subtype_from_markers(r.er, r.pr, r.her2_ihc, r.her2_ish_amplified, r.ki67_percent)
+               for r in clinical.itertuples()]
+    assert implied == list(clinical["molecular_subtype"])
+    assert ((clinical["her2_ihc"] >= 1) == (clinical["her2"] == "positive")).all()
+    assert ((clinical["ki67_percent"] >= synth.KI67_LOW_CUTOFF) == (clinical["ki67"] == "high")).all()
+    hr_negative = (clinical["er"] == "negative") & (clinical["pr"] == "negative")
+    assert (clinical.loc[clinical["molecular_subtype"] == "triple_negative", "her2_ihc"] < 3).all()
+    assert hr_negative[clinical["molecular_subtype"].isin(["luminal_A", "luminal_B"])].sum() == 0
+    pre = clinical["menstrual_status"] == "premenopausal"
+    assert clinical.loc[pre, "age"].max() <= 62 and clinical.loc[~pre, "age"].min() >= 38
+    assert clinical.loc[pre, "age"].mean() < clinical.loc[~pre, "age"].mean() - 10
+
+
+def _render(args):
+    i, location, diameter, phenotype = args
+    out = synth.render_patient([99, i, 7], location, diameter, phenotype, synth.DEFAULT_GRID)
+    return out["phases"][1], out["mask"], out["phases"]
+
+
+def test_t_stage_agrees_with_the_measured_largest_diameter():
+    import SimpleITK as sitk
+    from radiomics import shape
+    rng = np.random.default_rng(3)
+    for i, stage in enumerate(["T1", "T1", "T2", "T2", "T3", "T3"]):
+        diameter = rng.uniform(*synth.DIAMETER_MM[stage])
+        out = synth.render_patient([5, i, 7], "lateral", diameter, rng.normal(), synth.DEFAULT_GRID)
+        image = sitk.GetImageFromArray(out["phases"][1].astype(np.float32))
+        image.SetSpacing(synth.DEFAULT_GRID["spacing"])
+        mask = sitk.GetImageFromArray(out["mask"])
+        mask.CopyInformation(image)
+        measured = float(shape.RadiomicsShape(image, mask).getMaximum3DDiameterFeatureValue())
+        expected = "T1" if measured <= 20 else "T2" if measured <= 50 else "T3"
+        assert expected == stage, (stage, diameter, measured)
+
+
+def test_second_phase_has_the_highest_tumour_to_parenchyma_contrast():
+    out = synth.render_patient([1, 2, 3], "central", 25.0, 0.0, synth.DEFAULT_GRID)
+    tumour = out["mask"].astype(bool)
+    ring = ndimage.binary_dilation(tumour, iterations=4) & ~ndimage.binary_dilation(tumour, iterations=1)
+    contrast = [float(p[tumour].mean() - p[ring].mean()) for p in out["phases"]]
+    assert int(np.argmax(contrast)) == 1, contrast
+    assert contrast[1] > 3 * abs(contrast[0])
+
+
+def test_latent_phenotype_is_recoverable_from_radiomics_features():
+    """On 150 phantom patients, pre-specified features of the generated images track the latent
+    phenotype (not via any side channel: only pixels and masks go in)."""
+    import SimpleITK as sitk
+    n = 150
+    rng = np.random.default_rng(11)
+    phenotype = rng.standard_normal(n)
+    diameters = rng.uniform(15, 40, n)
+    tasks = [(i, "lateral", float(diameters[i]), float(phenotype[i])) for i in range(n)]
+    settings = features.load_settings()
+    wanted = ["original_shape_Elongation", "original_shape_Sphericity", "original_firstorder_Skewness",
+              "original_glcm_Correlation"]
+    rows = []
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        for phase1, mask, _ in pool.map(_render, tasks, chunksize=5):
+            image = sitk.GetImageFromArray(phase1.astype(np.float32))
+            image.SetSpacing(synth.DEFAULT_GRID["spacing"])
+            m = sitk.GetImageFromArray(mask)
+            m.CopyInformation(image)
+            loaded = imaging.LoadedCase(image=image, mask=m, phase=1, n_phases=8)
+            values, _ = features.compute_features(loaded, settings, feature_names=wanted)
+            rows.append(values)
+    table = pd.DataFrame(rows)
+    label = phenotype > np.median(phenotype)
+    aucs = {name: roc_auc_score(label, table[name]) for name in wanted}
+    aucs = {k: max(v, 1 - v) for k, v in aucs.items()}
+    assert aucs["original_shape_Elongation"] > 0.7, aucs
+    assert aucs["original_shape_Sphericity"] > 0.7, aucs
+    assert max(aucs.values()) > 0.8, aucs
+
+
+def test_true_model_aucs_near_the_papers():
+    aucs = synth.true_model_aucs(10000)
+    assert 0.88 < aucs["clinical"] < 0.93 and 0.77 < aucs["imaging"] < 0.84
+    assert 0.13 < aucs["events"] / aucs["n"] < 0.21
+
+
+def test_nrrd_and_dicom_cohorts_extract_identically(tmp_path):
+    for form, extra in (("nrrd", []), ("dicom", ["--dicom"])):
+        result = run_cli("synth", tmp_path / form, "--patients", "2", "--seed", "3", "--quiet", *extra)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "dicom" / "cases" / "SYN0001" / "dce_dicom").is_dir()
+    settings = features.load_settings()
+    tables = {form: features.extract_cohort(read_cohort(tmp_path / form / "cohort.csv", need_clinical=True,
+                                                        need_outcome=True), settings, tmp_path / f"cache_{form}",
+                                            show_bar=False)
+              for form in ("nrrd", "dicom")}
+    assert tables["nrrd"].failures == [] and tables["dicom"].failures == []
+    assert tables["nrrd"].features.shape == (2, 851)
+    np.testing.assert_allclose(tables["dicom"].features.to_numpy(), tables["nrrd"].features.to_numpy(),
+                               rtol=1e-6, atol=1e-9)
+    assert tables["dicom"].provenance["cases"]["SYN0001"]["n_phases"] == 8
+
+
+def test_truth_is_apart_from_the_manifest(tmp_path):
+    synth.synthesize(tmp_path, synth.SynthOptions(patients=4, seed=1))
+    manifest = pd.read_csv(tmp_path / "cohort.csv")
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert not {"phenotype", "probability", "linear_predictor", "diameter_mm"} & set(manifest.columns)
+    assert set(truth["patients_latent"]) == set(manifest["ID"])
+    assert truth["model"]["coefficients"] == synth.TRUTH
+    read_cohort(tmp_path / "cohort.csv", need_clinical=True, need_outcome=True)  # valid against the schema
+
+
+def test_cli_synth_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "mine.txt").write_text("user's file")
+    result = run_cli("synth", tmp_path, "--patients", "2", "--quiet")
+    assert result.returncode == 2 and "folder exists and is not empty; pass --force" in result.stderr
+    forced = run_cli("synth", tmp_path, "--patients", "2", "--quiet", "--force")
+    assert forced.returncode == 0 and (tmp_path / "mine.txt").read_text() == "user's file"
