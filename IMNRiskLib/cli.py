@@ -53,6 +53,28 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return EXIT_INPUT if run.failures else EXIT_OK
 
 
+# --------------------------------------------------------------------------- stats and tables
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Evaluate every score column of a predictions table against the outcome."""
+    import json
+    from .evaluation import evaluate_predictions, format_evaluation
+    result = evaluate_predictions(args.predictions, args.outcome)
+    if args.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        print(format_evaluation(result))
+    return EXIT_OK
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    """Table 1 and Table 2 of a cohort (clinical data only)."""
+    from .clinical import write_tables
+    paths = write_tables(args.cohort, args.out, args.schema, args.entry_p, args.keep_p, args.force)
+    say(f"imnrisk tables: {', '.join(str(p) for p in paths)}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- synth and demo
 
 def _check_output_folder(folder: Path, force: bool) -> None:
@@ -147,6 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_force(p)
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("tables", help="Table 1 and Table 2 (univariate and multivariable logistic) of a cohort")
+    p.add_argument("cohort", help="cohort.csv with the outcome and the clinical variables")
+    p.add_argument("--out", required=True, help="output folder (table1.csv, table2.csv and HTML fragments)")
+    p.add_argument("--schema", help="clinical schema YAML (default: the paper's variables)")
+    p.add_argument("--entry-p", type=float, default=0.10, help="univariate p to enter the multivariable model (0.10)")
+    p.add_argument("--keep-p", type=float, default=0.05, help="multivariable p to keep a factor (0.05)")
+    _add_force(p)
+    p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("stats", help="ROC/DeLong, calibration, Hosmer-Lemeshow, DCA of score columns")
+    p.add_argument("predictions", help="CSV: an outcome column and one column per score")
+    p.add_argument("--outcome", help="outcome column (default: IMN, else y)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("synth", help="write a synthetic DCE-MRI phantom cohort with a known truth")
     p.add_argument("dir", help="output folder (cohort.csv, cases/, truth.json)")

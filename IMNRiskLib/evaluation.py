@@ -100,6 +100,8 @@ def delong_test(y: Sequence[int], a: Sequence[float], b: Sequence[float]) -> Dic
     aucs, cov = delong_covariance(y, a, b)
     var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
     diff = float(aucs[0] - aucs[1])
+    if diff == 0:  # equal AUCs (e.g. a monotone transform): pROC reports Z = 0, p = 1
+        return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "z": 0.0, "p": 1.0}
     if var <= 0:
         return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "z": None, "p": None}
     z = diff / math.sqrt(var)
@@ -169,7 +171,7 @@ def _fit_logistic(y: np.ndarray, X: np.ndarray, offset: Optional[np.ndarray] = N
         warnings.simplefilter("error", PerfectSeparationWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
-            fit = sm.GLM(y, X, family=sm.families.Binomial(), offset=offset).fit()
+            fit = sm.GLM(y, X, family=sm.families.Binomial(), offset=offset).fit(tol=1e-14, maxiter=100)
         except (PerfectSeparationError, PerfectSeparationWarning, np.linalg.LinAlgError, ValueError):
             return None
     if not np.all(np.isfinite(fit.params)) or np.any(np.abs(fit.params) > 50):
@@ -314,3 +316,86 @@ def evaluate(y: Sequence[int], score: Sequence[float], probability: Optional[boo
         out["hosmer_lemeshow"] = hosmer_lemeshow(y, s)
         out["net_benefit"] = net_benefit(y, s)
     return out
+
+
+# --------------------------------------------------------------------------- a predictions table
+
+def _json_clean(obj):
+    """NaN/inf -> None, numpy scalars -> Python numbers (the JSON holds numbers or null only)."""
+    if isinstance(obj, dict):
+        return {k: _json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_clean(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def evaluate_predictions(path, outcome: Optional[str] = None) -> Dict[str, object]:
+    """`imnrisk stats`: evaluate every numeric column (but the outcome and ID) of a CSV as a
+    score, columns within [0, 1] also as probabilities, and every pair by the DeLong test."""
+    import pandas as pd
+    from pathlib import Path
+    path = Path(path)
+    if not path.exists():
+        raise InputError("predictions file not found", file=str(path))
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a readable CSV ({str(exc).splitlines()[0]})", file=str(path)) from None
+    if outcome is None:
+        outcome = next((c for c in ("IMN", "y", "outcome") if c in frame.columns), None)
+        if outcome is None:
+            raise InputError("no outcome column (IMN or y); name it with --outcome", file=str(path))
+    if outcome not in frame.columns:
+        raise InputError(f"outcome column '{outcome}' not found", file=str(path), field=outcome)
+    ids = frame["ID"].astype(str) if "ID" in frame.columns else pd.Series(range(2, len(frame) + 2)).map("line {}".format)
+    try:
+        y = check_outcome(pd.to_numeric(frame[outcome], errors="coerce"), outcome)
+    except InputError as exc:
+        raise exc.located(file=str(path)) from None
+    if min(int(y.sum()), int(len(y) - y.sum())) < 2:
+        raise InputError("fewer than 2 patients in one outcome class: nothing can be estimated",
+                         file=str(path), field=outcome)
+    scores = [c for c in frame.columns if c not in (outcome, "ID")]
+    if not scores:
+        raise InputError("no score column besides the outcome", file=str(path))
+    values: Dict[str, np.ndarray] = {}
+    for col in scores:
+        numeric = pd.to_numeric(frame[col], errors="coerce")
+        bad = numeric.isna() & frame[col].notna()
+        if bad.any():
+            raise InputError(f"non-numeric value '{frame[col][bad].iloc[0]}'", file=str(path),
+                             id=ids[bad].iloc[0], field=col)
+        missing = ~np.isfinite(numeric.to_numpy(dtype=float))
+        if missing.any():
+            raise InputError(f"{int(missing.sum())} missing or infinite value(s)", file=str(path),
+                             id=ids[missing].iloc[0], field=col)
+        values[col] = numeric.to_numpy(dtype=float)
+    result = {"n": int(len(y)), "events": int(y.sum()),
+              "scores": {col: evaluate(y, s) for col, s in values.items()},
+              "pairs": [{"a": a, "b": b, **{k: v for k, v in delong_test(y, values[a], values[b]).items()
+                                             if k in ("z", "p")}}
+                        for i, a in enumerate(scores) for b in scores[i + 1:]]}
+    return _json_clean(result)
+
+
+def format_evaluation(result: Dict[str, object]) -> str:
+    """A readable summary of `evaluate_predictions` (what `imnrisk stats` prints)."""
+    def f(v, nd=3):
+        return "-" if v is None else f"{v:.{nd}f}"
+    lines = [f"n = {result['n']}, events = {result['events']}", "",
+             f"{'score':24}{'AUC':>7}{'95% CI (DeLong)':>19}{'Youden thr':>12}{'sens':>7}{'spec':>7}"
+             f"{'Brier':>8}{'cal. int':>9}{'slope':>7}{'HL p':>7}"]
+    for name, s in result["scores"].items():
+        cal = s.get("calibration", {})
+        lines.append(f"{name[:24]:24}{f(s['auc']):>7}{'[' + f(s['ci95'][0]) + ', ' + f(s['ci95'][1]) + ']':>19}"
+                     f"{f(s['youden']['threshold']):>12}{f(s['youden']['sensitivity']):>7}"
+                     f"{f(s['youden']['specificity']):>7}{f(s.get('brier')):>8}{f(cal.get('intercept')):>9}"
+                     f"{f(cal.get('slope')):>7}{f(s.get('hosmer_lemeshow', {}).get('p')):>7}")
+    if result["pairs"]:
+        lines += ["", "DeLong paired tests:"]
+        lines += [f"  {p['a']} vs {p['b']}: Z = {f(p['z'], 4)}, p = {f(p['p'], 4)}" for p in result["pairs"]]
+    return "\n".join(lines)

@@ -31,6 +31,7 @@ class Variable:
     unit: Optional[str] = None
     min: Optional[float] = None
     max: Optional[float] = None
+    aliases: tuple = ()  # (raw value, level) pairs: several manifest values coded as one level
 
     @property
     def title(self) -> str:
@@ -67,10 +68,14 @@ class Variable:
         for level in self.levels:
             if text == level or text.lower() == str(level).lower():
                 return level
+        for raw_value, level in self.aliases:
+            if text.lower() == raw_value.lower():
+                return level
         # ordinal/binary variables may also be given by their code 0..k-1
         if self.type in ("ordinal", "binary") and text.isdigit() and int(text) < len(self.levels):
             return self.levels[int(text)]
-        raise ValueError(f"unknown value '{text}'; allowed: {', '.join(map(str, self.levels))}")
+        allowed = list(map(str, self.levels)) + [raw for raw, _ in self.aliases]
+        raise ValueError(f"unknown value '{text}'; allowed: {', '.join(allowed)}")
 
     def encode(self, level: Any) -> List[float]:
         """Design-matrix values of one parsed value (NaN when missing)."""
@@ -111,6 +116,8 @@ class ClinicalSchema:
                 value = getattr(v, key)
                 if value not in (None, ()):
                     d[key] = list(value) if key == "levels" else value
+            if v.aliases:
+                d["aliases"] = dict(v.aliases)
             out.append(d)
         return {"outcome": {"name": self.outcome}, "variables": out}
 
@@ -158,9 +165,14 @@ def schema_from_dict(data: Dict[str, Any], source: str = "<schema>") -> Clinical
                                          file=source, field=where))
         else:
             reference = None
+        aliases = tuple((str(k), str(v)) for k, v in (item.get("aliases") or {}).items())
+        for raw, level in aliases:
+            if level not in levels:
+                errors.append(InputError(f"alias '{raw}' points to '{level}', which is not a level",
+                                         file=source, field=where))
         variables.append(Variable(name=name, type=vtype, levels=levels, reference=reference,
                                   label=item.get("label"), unit=item.get("unit"),
-                                  min=item.get("min"), max=item.get("max")))
+                                  min=item.get("min"), max=item.get("max"), aliases=aliases))
     if errors:
         raise InputErrors(errors)
     return ClinicalSchema(outcome=outcome_name, variables=tuple(variables), source=source)
