@@ -40,6 +40,11 @@ def design(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]) ->
     return pd.DataFrame(columns, index=frame.index, dtype=float)
 
 
+def varying(X: pd.DataFrame) -> pd.DataFrame:
+    """Drop design columns that are constant (a level no patient has): they cannot be estimated."""
+    return X.loc[:, X.nunique(dropna=True) > 1]
+
+
 def term_variable(term: str) -> str:
     """Variable a design term belongs to (`x[level]` -> `x`)."""
     return term.split("[", 1)[0]
@@ -82,8 +87,8 @@ class LogisticFit:
         idx = [self.terms.index(t) for t in terms]
         b = self.coef[idx]
         v = self.cov[np.ix_(idx, idx)]
-        stat = float(b @ np.linalg.solve(v, b))
-        return float(stats.chi2.sf(stat, len(idx)))
+        stat = float(b @ np.linalg.pinv(v) @ b)
+        return float(stats.chi2.sf(stat, np.linalg.matrix_rank(v)))
 
     def predict_lp(self, X: np.ndarray) -> np.ndarray:
         """Linear predictor for rows of X (without the intercept column)."""
@@ -313,8 +318,12 @@ def table2(frame: pd.DataFrame, y: pd.Series, schema: ClinicalSchema, entry_p: f
     for name in names:
         var = schema[name]
         known = frame[name].notna()
-        X = design(frame.loc[known], schema, [name])
+        X = varying(design(frame.loc[known], schema, [name]))
         yk = y[known].to_numpy()
+        if X.shape[1] == 0 or yk.min() == yk.max():
+            univariate_p[name] = 1.0
+            notes.append(f"{name}: does not vary in these patients; not tested")
+            continue
         ml, firth = fit_logistic(yk, X)
         zero = zero_cells(var, frame.loc[known, name], yk)
         separated = ml.separation or bool(zero)
@@ -339,7 +348,7 @@ def table2(frame: pd.DataFrame, y: pd.Series, schema: ClinicalSchema, entry_p: f
     multivariable, selected = None, []
     if entered:
         known = frame[entered].notna().all(axis=1)
-        X = design(frame.loc[known], schema, entered)
+        X = varying(design(frame.loc[known], schema, entered))
         yk = y[known].to_numpy()
         ml, firth = fit_logistic(yk, X)
         multivariable = firth if ml.separation else ml
