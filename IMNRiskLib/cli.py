@@ -75,6 +75,104 @@ def cmd_tables(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- train, predict, validate
+
+def _training_options(args: argparse.Namespace):
+    from .models import TrainingOptions
+    return TrainingOptions(seed=args.seed, lasso_rule=args.lasso_rule)
+
+
+def _check_fractions(args: argparse.Namespace) -> None:
+    if args.cv_folds < 2:
+        raise InputError("--cv-folds must be 2 or more", field="--cv-folds")
+    if args.cv_repeats < 0 or args.bootstrap < 0:
+        raise InputError("--cv-repeats and --bootstrap must be 0 or more", field="--cv-repeats")
+
+
+def _print_training_summary(metrics: dict, out: Path) -> None:
+    apparent = {m: metrics["models"][m]["apparent"] for m in ("clinical", "radiomics", "combined")}
+    aucs = ", ".join(f"{m} {a['auc']:.3f} ({a['ci95'][0]:.3f}-{a['ci95'][1]:.3f})" for m, a in apparent.items())
+    delong = ", ".join(f"{d['a']} vs {d['b']} p = {d['p']:.3f}" for d in metrics["delong"] if d["p"] is not None)
+    say(f"imnrisk train: n = {metrics['cohort']['n']} ({metrics['cohort']['events']} events); apparent AUC {aucs}")
+    say(f"  {metrics['selection']['radscore']['formula']}")
+    say(f"  clinical factors: {', '.join(metrics['selection']['clinical_factors'])}; DeLong: {delong}")
+    cv = metrics["models"]["combined"].get("cv")
+    if cv:
+        leaky = metrics["models"]["combined"]["cv_leaky"]
+        say(f"  combined, {cv['folds']}-fold CV x {cv['repeats']}: AUC {cv['auc_mean']:.3f} +- {cv['auc_sd']:.3f} "
+            f"(nested) vs {leaky['auc_mean']:.3f} +- {leaky['auc_sd']:.3f} (leaky: selection on all patients); "
+            f"accuracy {100 * cv['accuracy_mean']:.1f}% +- {100 * cv['accuracy_sd']:.1f}%")
+    boot = metrics["models"]["combined"].get("bootstrap")
+    if boot and boot.get("auc_corrected") is not None:
+        say(f"  bootstrap ({boot['b']}): optimism-corrected AUC {boot['auc_corrected']:.3f}, "
+            f"slope {boot['slope_corrected']:.3f}")
+    for note in metrics.get("notes", []):
+        say(f"  note: {note}")
+    say(f"  -> {out / 'model.json'}, {out / 'metrics.json'}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Build, validate and save the three models."""
+    from .training import OUTPUTS, train
+    from .files import check_can_write
+    _check_fractions(args)
+    out = Path(args.out)
+    for name in OUTPUTS:
+        check_can_write(out / name, args.force)
+    metrics = train(args.cohort, args.features, out, args.schema, _training_options(args), args.cv_folds,
+                    args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet)
+    _print_training_summary(metrics, out)
+    return EXIT_OK
+
+
+def _parse_clinical_pairs(pairs: List[str]) -> Dict[str, str]:
+    values = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise InputError(f"'{pair}' is not NAME=VALUE", field="--clinical")
+        name, value = pair.split("=", 1)
+        values[name.strip()] = value.strip()
+    return values
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Score one patient."""
+    import json
+    from .modelfile import ScoringModel
+    from .predict import predict_patient
+    model = ScoringModel.load(args.model)
+    label = int(args.label) if str(args.label).isdigit() else args.label
+    result = predict_patient(model, args.image, args.mask, args.phase, label, _parse_clinical_pairs(args.clinical))
+    for warning in result.pop("warnings"):
+        say(f"imnrisk: warning: {warning}")
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return EXIT_OK
+    points = ", ".join(f"{k} {v:.1f}" for k, v in result["points"].items() if k != "total")
+    print(f"Rad-Score {result['radscore']:.3f}\n"
+          f"IMN metastasis risk {100 * result['probability']:.1f}% (95% CI {100 * result['ci95'][0]:.1f}-"
+          f"{100 * result['ci95'][1]:.1f}%): {result['risk_group']} risk "
+          f"(low < {result['risk_thresholds']['low']:.3f} <= intermediate < {result['risk_thresholds']['high']:.3f} <= high)\n"
+          f"nomogram points: {points}; total {result['points']['total']:.1f}\n"
+          f"{result['notice']}")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """External validation of a frozen model on a new cohort."""
+    from .predict import validate_external
+    result = validate_external(args.model, args.cohort, args.out, args.features, args.jobs, args.recalibrate,
+                               args.force, show_bar=not args.quiet)
+    c = result["models"]["combined"]
+    cal = c["calibration"]
+    say(f"imnrisk validate: n = {result['n']} ({result['events']} events); combined AUC {c['auc']:.3f} "
+        f"({c['ci95'][0]:.3f}-{c['ci95'][1]:.3f}); calibration-in-the-large {cal['citl']:.3f}, slope "
+        f"{cal['slope'] if cal['slope'] is None else round(cal['slope'], 3)}; Brier {c['brier']:.3f}; "
+        f"HL p {c['hosmer_lemeshow']['p'] if c['hosmer_lemeshow']['p'] is None else round(c['hosmer_lemeshow']['p'], 3)}"
+        f" -> {Path(args.out) / 'validation.json'}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- synth and demo
 
 def _check_output_folder(folder: Path, force: bool) -> None:
@@ -184,6 +282,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outcome", help="outcome column (default: IMN, else y)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("train", help="build and validate the clinical, radiomics and combined models")
+    p.add_argument("cohort", help="cohort.csv with outcome and clinical variables")
+    p.add_argument("--features", required=True, help="features.csv from imnrisk extract")
+    p.add_argument("--out", required=True, help="output folder (model.json, metrics.json, tables)")
+    p.add_argument("--schema", help="clinical schema YAML (default: the paper's variables)")
+    p.add_argument("--cv-folds", type=int, default=5)
+    p.add_argument("--cv-repeats", type=int, default=100, help="repeats of K-fold CV, nested and leaky (0: none)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for optimism (0: none)")
+    p.add_argument("--lasso-rule", choices=("min", "1se"), default="min", help="lambda.min or the 1-SE rule")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--quiet", action="store_true")
+    _add_force(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="score one patient with a model file")
+    p.add_argument("model", help="model.json")
+    p.add_argument("--image", required=True)
+    p.add_argument("--mask", required=True)
+    p.add_argument("--phase", type=int, help="0-based phase (default: the second of a multi-phase series)")
+    p.add_argument("--label", default="1", help="label value or segment name (default 1)")
+    p.add_argument("--clinical", nargs="*", metavar="NAME=VALUE", help="the model's clinical factors")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("validate", help="external validation of a frozen model on a new cohort")
+    p.add_argument("model", help="model.json")
+    p.add_argument("cohort", help="cohort.csv with outcomes")
+    p.add_argument("--out", required=True)
+    p.add_argument("--features", help="features.csv (default: extract the cohort with the model's settings)")
+    p.add_argument("--recalibrate", action="store_true", help="also save a logistically recalibrated model")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--quiet", action="store_true")
+    _add_force(p)
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("synth", help="write a synthetic DCE-MRI phantom cohort with a known truth")
     p.add_argument("dir", help="output folder (cohort.csv, cases/, truth.json)")

@@ -45,9 +45,9 @@ class Data:
         return Data(self.features.iloc[idx], self.clinical.iloc[idx], self.y[idx], self.schema, self.options)
 
 
-def _fold_task(args) -> Tuple[int, np.ndarray, pd.DataFrame, List[str]]:
+def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str]]:
     """Fit on the training part of one fold and predict its test part (worker entry point)."""
-    data, repeat, train, test, frozen = args
+    number, data, repeat, train, test, frozen = args
     tr = data.take(train)
     if frozen is None:
         models = fit_models(tr.features, tr.clinical, tr.y, tr.schema, tr.options)
@@ -57,7 +57,7 @@ def _fold_task(args) -> Tuple[int, np.ndarray, pd.DataFrame, List[str]]:
                             radiomics=refit_frozen(pipeline, tr.features, tr.y))
     te = data.take(test)
     used = models.radiomics.named_steps["radscore"].features_
-    return repeat, test, models.predict(te.features, te.clinical), used
+    return number, repeat, test, models.predict(te.features, te.clinical), used
 
 
 def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool):
@@ -91,11 +91,13 @@ def repeated_cv(data: Data, folds: int = 5, repeats: int = 100, seed: int = 0, p
     tasks = []
     for r in range(repeats):
         split = StratifiedKFold(folds, shuffle=True, random_state=seed + r).split(data.features, data.y)
-        tasks += [(data, r, train, test, frozen) for train, test in split]
+        tasks += [(len(tasks) + k, data, r, train, test, frozen) for k, (train, test) in enumerate(split)]
     oof = {r: pd.DataFrame(index=data.features.index, columns=list(MODELS), dtype=float) for r in range(repeats)}
     fold_perf: Dict[str, List[Dict]] = {m: [] for m in MODELS}
     counts: Dict[str, int] = {}
-    for repeat, test, pred, used in _parallel(tasks, _fold_task, jobs, f"cv ({protocol})", show_bar):
+    # results arrive in any order; sort them so that sums (and so the bytes of model.json) are reproducible
+    results = sorted(_parallel(tasks, _fold_task, jobs, f"cv ({protocol})", show_bar), key=lambda r: r[0])
+    for _, repeat, test, pred, used in results:
         for m in MODELS:
             oof[repeat].iloc[test, oof[repeat].columns.get_loc(m)] = pred[m].to_numpy()
             fold_perf[m].append(performance(data.y[test], pred[m].to_numpy()))
@@ -161,13 +163,13 @@ def bootstrap_samples(n: int, b: int, seed: int) -> List[np.ndarray]:
 
 
 def _boot_task(args):
-    data, idx = args
+    number, data, idx = args
     boot = data.take(idx)
     try:
         models = fit_models(boot.features, boot.clinical, boot.y, boot.schema, boot.options)
     except (ValueError, np.linalg.LinAlgError):
-        return idx, None, None
-    return idx, models.predict(boot.features, boot.clinical), models.predict(data.features, data.clinical)
+        return number, idx, None, None
+    return number, idx, models.predict(boot.features, boot.clinical), models.predict(data.features, data.clinical)
 
 
 def bootstrap_validation(data: Data, apparent: Dict[str, Dict[str, float]], b: int = 1000, seed: int = 0,
@@ -175,11 +177,12 @@ def bootstrap_validation(data: Data, apparent: Dict[str, Dict[str, float]], b: i
     """Optimism-corrected AUC, calibration slope/intercept and Brier of the three models, the
     whole pipeline refitted on each of b bootstrap resamples."""
     samples = bootstrap_samples(len(data.y), b, seed)
-    results = list(_parallel([(data, s) for s in samples], _boot_task, jobs, "bootstrap", show_bar))
+    results = sorted(_parallel([(k, data, s) for k, s in enumerate(samples)], _boot_task, jobs, "bootstrap",
+                               show_bar), key=lambda r: r[0])
     out = {}
     for m in MODELS:
         replicates = [(idx, None if pb is None else pb[m].to_numpy(), None if po is None else po[m].to_numpy())
-                      for idx, pb, po in results]
+                      for _, idx, pb, po in results]
         res = optimism(data.y, replicates)
         corrected = {f"{k}_corrected": (None if apparent[m].get(k) is None or res["optimism"][k] is None
                                          else apparent[m][k] - res["optimism"][k]) for k in OPTIMISM_INDICES}

@@ -1,0 +1,162 @@
+"""Model file: `model.json`, the portable, frozen model (JSON only, never pickle).
+
+It holds everything needed to score a new patient (extraction settings, the Rad-Score's features
+with their z-score means/SDs and coefficients, the clinical schema and encoding, the combined
+model, nomogram scales, risk groups) and aggregate training numbers, nothing about any patient,
+plus a SHA-256 of its own canonical content. Loading it runs no code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+
+from .errors import InputError
+from .schema import ClinicalSchema, schema_from_dict
+
+FORMAT = "imnrisk-model"
+FORMAT_VERSION = 1
+Z95 = 1.959963984540054
+
+
+def canonical(doc: Dict[str, Any]) -> bytes:
+    """Canonical bytes of a document without its `sha256` field (sorted keys, no spaces)."""
+    body = {k: v for k, v in doc.items() if k != "sha256"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def seal(doc: Dict[str, Any]) -> Dict[str, Any]:
+    """The document with its SHA-256 filled in."""
+    return {**doc, "sha256": hashlib.sha256(canonical(doc)).hexdigest()}
+
+
+def read_model_document(path: Union[str, Path]) -> Dict[str, Any]:
+    """Read and check a model file: format, version (refuse newer), integrity (refuse damaged)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("model file not found", file=str(path))
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a JSON model file ({str(exc).splitlines()[0][:80]})", file=str(path)) from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InputError(f"not an IMNRisk model (format is not '{FORMAT}')", file=str(path))
+    version = doc.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputError(f"model format version {version} is newer than this IMNRisk reads ({FORMAT_VERSION}); "
+                         "update imnrisk", file=str(path))
+    if doc.get("sha256") != hashlib.sha256(canonical(doc)).hexdigest():
+        raise InputError("model file is damaged or was edited (SHA-256 does not match its content)", file=str(path))
+    return doc
+
+
+@dataclass
+class ScoringModel:
+    """A loaded model: scores one patient from feature values and clinical values."""
+
+    doc: Dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "ScoringModel":
+        return cls(read_model_document(path))
+
+    @property
+    def schema(self) -> ClinicalSchema:
+        return schema_from_dict(self.doc["clinical"]["schema"], source="model.json")
+
+    @property
+    def features(self) -> List[str]:
+        return list(self.doc["radiomics"]["features"])
+
+    @property
+    def factors(self) -> List[str]:
+        return list(self.doc["clinical"]["factors"])
+
+    def radscore(self, values: Dict[str, float]) -> float:
+        """Rad-Score = b0 + sum(bi * (x_i - mean_i) / sd_i)."""
+        r = self.doc["radiomics"]
+        total = r["radscore"]["intercept"]
+        for name, b in r["radscore"]["coefficients"].items():
+            z = r["standardisation"][name]
+            total += b * (float(values[name]) - z["mean"]) / z["sd"]
+        return float(total)
+
+    def parse_clinical(self, raw: Dict[str, Any], source: str = "--clinical") -> Dict[str, Any]:
+        """Check and parse the clinical values the model needs (every problem at once)."""
+        schema = self.schema
+        errors, parsed = [], {}
+        for name in self.factors:
+            if name not in raw or raw[name] in (None, ""):
+                allowed = ", ".join(schema[name].levels) if schema[name].levels else "a number"
+                errors.append(InputError(f"value needed ({allowed})", file=source, field=name))
+                continue
+            try:
+                parsed[name] = schema[name].parse(raw[name])
+            except ValueError as exc:
+                errors.append(InputError(str(exc), file=source, field=name))
+        unknown = sorted(set(raw) - set(schema.names))
+        for name in unknown:
+            errors.append(InputError(f"not a variable of this model's schema ({', '.join(self.factors)} needed)",
+                                     file=source, field=name))
+        if errors:
+            from .errors import InputErrors
+            raise InputErrors(errors)
+        return parsed
+
+    def design_row(self, clinical: Dict[str, Any], radscore: float, model: str) -> np.ndarray:
+        """The design vector (with intercept) of the clinical or combined model for one patient."""
+        schema = self.schema
+        values = {}
+        for name in self.factors:
+            for term, v in zip(schema[name].terms(), schema[name].encode(clinical[name])):
+                values[term] = v
+        values["radscore"] = radscore
+        terms = self.doc[model]["terms"]
+        return np.array([1.0] + [values.get(t, 0.0) for t in terms[1:]])
+
+    def probability(self, clinical: Dict[str, Any], radscore: float, model: str = "combined") -> Dict[str, Any]:
+        """Probability with a Wald 95% CI from the model's covariance (the Rad-Score taken as known)."""
+        if model == "radiomics":
+            p = 1 / (1 + math.exp(-radscore))
+            return {"probability": p, "ci95": [None, None], "linear_predictor": radscore}
+        x = self.design_row(clinical, radscore, model)
+        beta = np.array(self.doc[model]["coefficients"])
+        cov = np.array(self.doc[model]["covariance"])
+        lp = float(x @ beta)
+        se = math.sqrt(max(float(x @ cov @ x), 0.0))
+        sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+        return {"probability": sig(lp), "ci95": [sig(lp - Z95 * se), sig(lp + Z95 * se)], "linear_predictor": lp}
+
+    def points(self, clinical: Dict[str, Any], radscore: float) -> Dict[str, float]:
+        """Nomogram points per predictor and in total."""
+        nomo = self.doc["nomogram"]
+        out = {}
+        for axis in nomo["axes"]:
+            if axis["name"] == "radscore":
+                b = self.doc["combined"]["coefficients"][self.doc["combined"]["terms"].index("radscore")]
+                lo = min(b * axis["values"][0], b * axis["values"][1])
+                out["radscore"] = (b * radscore - lo) * nomo["scale"]
+            else:
+                out[axis["name"]] = axis["points"][axis["values"].index(clinical[axis["name"]])]
+        out["total"] = float(sum(out.values()))
+        return out
+
+    def risk_group(self, probability: float) -> str:
+        t = self.doc["risk_groups"]
+        if probability >= t["high"]:
+            return "high"
+        return "low" if probability < t["low"] else "intermediate"
+
+    def summary(self) -> str:
+        """A few lines for people: what was trained on what, how well."""
+        tr = self.doc["training"]
+        aucs = ", ".join(f"{m} {tr['apparent'][m]['auc']:.3f}" for m in ("clinical", "radiomics", "combined"))
+        return (f"IMNRisk model trained {self.doc['created'][:10]} on {tr['n']} patients ({tr['events']} events)"
+                f"{' - SYNTHETIC phantom data' if tr.get('synthetic') else ''}; apparent AUC: {aucs}\n"
+                f"{self.doc['radiomics']['formula']}\nclinical factors: {', '.join(self.factors)}")

@@ -1,0 +1,143 @@
+"""Predict: score one patient with a frozen model (only the features it uses, on the cropped
+tumour region), score a cohort, and validate a frozen model externally (`imnrisk validate`)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from . import RESEARCH_ONLY, evaluation, features, imaging
+from .errors import InputError
+from .files import atomic_path, check_can_write, write_json
+from .modelfile import ScoringModel, seal
+
+
+def model_settings(model: ScoringModel) -> features.ExtractionSettings:
+    """The extraction settings the model was trained with."""
+    s = model.doc["extraction"]
+    return features.ExtractionSettings(pyradiomics=copy.deepcopy(s["pyradiomics"]),
+                                       smoothing_sigma_mm=float(s["imnrisk"]["smoothing_sigma_mm"]),
+                                       min_tumour_voxels=int(s["imnrisk"]["min_tumour_voxels"]), source="model.json")
+
+
+def score(model: ScoringModel, feature_values: Dict[str, float], clinical: Dict[str, Any]) -> Dict[str, Any]:
+    """Rad-Score, combined probability with CI, risk group and nomogram points from values."""
+    rs = model.radscore(feature_values)
+    combined = model.probability(clinical, rs, "combined")
+    return {"radscore": rs, "probability": combined["probability"], "ci95": combined["ci95"],
+            "risk_group": model.risk_group(combined["probability"]), "points": model.points(clinical, rs),
+            "features": {f: float(feature_values[f]) for f in model.features},
+            "clinical_probability": model.probability(clinical, rs, "clinical")["probability"],
+            "radiomics_probability": 1.0 / (1.0 + math.exp(-rs)),
+            "risk_thresholds": {k: model.doc["risk_groups"][k] for k in ("low", "high")},
+            "notice": RESEARCH_ONLY}
+
+
+def predict_patient(model: ScoringModel, image: Union[str, Path], mask: Union[str, Path],
+                    phase: Optional[int] = None, label: Union[int, str] = 1,
+                    clinical: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Score one patient from image files: clinical values are checked first (cheap), then only
+    the model's features are computed."""
+    parsed = model.parse_clinical(clinical or {})
+    settings = model_settings(model)
+    loaded = imaging.load_case(image, mask, phase, label, settings.min_tumour_voxels)
+    values, _ = features.compute_features(loaded, settings, feature_names=model.features)
+    result = score(model, values, parsed)
+    result["warnings"] = loaded.warnings
+    result["phase"] = loaded.phase
+    return result
+
+
+def score_cohort(model: ScoringModel, feats: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
+    """Rad-Score and the three models' probabilities for every patient of a cohort."""
+    missing = [f for f in model.features if f not in feats.columns]
+    if missing:
+        raise InputError(f"features table lacks {len(missing)} feature(s) the model needs, e.g. {missing[0]}",
+                         field=missing[0])
+    rows = {}
+    for pid in feats.index:
+        values = feats.loc[pid, model.features].to_dict()
+        row = {k: clinical.loc[pid, k] for k in model.factors}
+        if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in row.values()):
+            raise InputError("a clinical factor the model needs is missing", id=pid,
+                             field=next(k for k, v in row.items() if v is None or v != v))
+        rs = model.radscore(values)
+        rows[pid] = {"radscore": rs, "radiomics": 1 / (1 + math.exp(-rs)),
+                     "clinical": model.probability(row, rs, "clinical")["probability"],
+                     "combined": model.probability(row, rs, "combined")["probability"]}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def recalibrated(model: ScoringModel, intercept: float, slope: float) -> Dict[str, Any]:
+    """A new model document whose combined model is logistically recalibrated on a new cohort:
+    lp' = a + b * lp (coefficients scaled by b, intercept a + b * b0; covariance scaled by b^2,
+    the uncertainty of a and b itself not carried)."""
+    doc = copy.deepcopy(model.doc)
+    coef = np.array(doc["combined"]["coefficients"]) * slope
+    coef[0] += intercept
+    doc["combined"]["coefficients"] = coef.tolist()
+    doc["combined"]["covariance"] = (np.array(doc["combined"]["covariance"]) * slope ** 2).tolist()
+    doc["recalibration"] = {"intercept": intercept, "slope": slope,
+                            "note": "logistic recalibration of the combined model on an external cohort"}
+    doc.pop("sha256", None)
+    return seal(doc)
+
+
+def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs: int = 1, recalibrate: bool = False,
+                      force: bool = False, show_bar: bool = True) -> Dict[str, Any]:
+    """External validation of a frozen model: discrimination, calibration-in-the-large and slope,
+    Hosmer-Lemeshow, Brier and decision curves on a new labelled cohort."""
+    from .cohort import read_cohort
+    model = ScoringModel.load(model_path)
+    out = Path(out_dir)
+    for name in ("validation.json", "predictions.csv") + (("model_recalibrated.json",) if recalibrate else ()):
+        check_can_write(out / name, force)
+    schema = model.schema
+    cohort = read_cohort(cohort_path, schema, need_outcome=True, need_imaging=features_path is None)
+    missing_cols = [f for f in model.factors if f not in cohort.clinical_columns]
+    if missing_cols:
+        raise InputError(f"missing clinical column(s) the model needs: {', '.join(missing_cols)}", file=str(cohort_path))
+    if features_path is None:
+        run = features.extract_cohort(cohort, model_settings(model), out / ".imnrisk-cache", jobs=jobs,
+                                      show_bar=show_bar)
+        if run.failures:
+            f = run.failures[0]
+            raise InputError(f"{len(run.failures)} case(s) could not be extracted, e.g. {f['reason']}",
+                             file=f["file"], id=f["ID"], field=f["field"] or None)
+        feats = run.features
+    else:
+        feats = features.read_features(features_path)
+    labelled = [c.id for c in cohort.cases if c.outcome is not None and c.id in feats.index]
+    absent = [c.id for c in cohort.cases if c.outcome is not None and c.id not in feats.index]
+    if absent:
+        raise InputError(f"no features for {len(absent)} patient(s)", file=str(features_path), id=absent[0], field="ID")
+    try:
+        pred = score_cohort(model, feats.loc[labelled], cohort.clinical_frame().loc[labelled])
+    except InputError as exc:
+        raise exc.located(file=str(cohort_path)) from None
+    y = cohort.outcome().loc[labelled].to_numpy()
+    try:
+        y = evaluation.check_outcome(y, schema.outcome)
+    except InputError as exc:
+        raise exc.located(file=str(cohort_path)) from None
+    result: Dict[str, Any] = {"n": int(len(y)), "events": int(y.sum()), "model_sha256": model.doc["sha256"],
+                              "models": {}, "notice": RESEARCH_ONLY}
+    for m in ("clinical", "radiomics", "combined"):
+        result["models"][m] = evaluation.evaluate(y, pred[m].to_numpy(), probability=True)
+    result["delong"] = [{"a": a, "b": b, **{k: v for k, v in evaluation.delong_test(y, pred[a], pred[b]).items()
+                                             if k in ("z", "p")}}
+                        for a, b in (("clinical", "radiomics"), ("clinical", "combined"), ("radiomics", "combined"))]
+    cal = result["models"]["combined"]["calibration"]
+    if recalibrate and cal["intercept"] is not None:
+        write_json(out / "model_recalibrated.json", recalibrated(model, cal["intercept"], cal["slope"]))
+        result["recalibrated_model"] = str(out / "model_recalibrated.json")
+    result = evaluation._json_clean(result)
+    with atomic_path(out / "predictions.csv") as tmp:
+        pred.assign(**{schema.outcome: y}).to_csv(tmp, index_label="ID", float_format="%.10g")
+    write_json(out / "validation.json", result)
+    return result
