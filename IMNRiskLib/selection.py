@@ -9,6 +9,7 @@ how many features it kept (the funnel).
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Dict, List, Optional
 
@@ -25,7 +26,7 @@ from .clinical import LogisticFit, fit_firth, fit_ml
 def association(X: pd.DataFrame, y: np.ndarray) -> pd.Series:
     """Strength of each feature's univariate association with the outcome: |AUC - 0.5|
     (rank-based, so monotone transforms do not matter)."""
-    ranks = X.rank(axis=0).to_numpy()
+    ranks = stats.rankdata(X.to_numpy(float), axis=0)
     m, n = int(y.sum()), int(len(y) - y.sum())
     auc = (ranks[y == 1].sum(axis=0) - m * (m + 1) / 2.0) / (m * n)
     return pd.Series(np.abs(auc - 0.5), index=X.columns)
@@ -45,8 +46,10 @@ class ConstantFilter(_Step):
     """Drop features that do not vary in the training data (nothing to learn from them)."""
 
     def fit(self, X: pd.DataFrame, y=None):
-        sd = X.std(axis=0, ddof=0)
-        self.selected_ = list(X.columns[(sd > 1e-12 * (X.abs().max(axis=0) + 1)) & np.isfinite(sd)])
+        values = X.to_numpy(float)
+        sd = values.std(axis=0)
+        keep = (sd > 1e-12 * (np.abs(values).max(axis=0) + 1)) & np.isfinite(sd)
+        self.selected_ = list(X.columns[keep])
         return self
 
 
@@ -130,8 +133,10 @@ class ZScore(BaseEstimator, TransformerMixin):
     the means and SDs go into the model file."""
 
     def fit(self, X: pd.DataFrame, y=None):
-        self.mean_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0, ddof=0).replace(0, 1.0)
+        values = X.to_numpy(float)
+        self.mean_ = pd.Series(values.mean(axis=0), index=X.columns)
+        sd = values.std(axis=0)
+        self.scale_ = pd.Series(np.where(sd > 0, sd, 1.0), index=X.columns)
         self.selected_ = list(X.columns)
         return self
 
@@ -147,24 +152,36 @@ def lambda_max(X: np.ndarray, y: np.ndarray) -> float:
     return float(np.abs(X.T @ (y - y.mean())).max() / len(y))
 
 
-def lasso_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float = 1e-6):
-    """Coefficients and intercepts along a decreasing lambda path, for cross-validating lambda.
-
-    liblinear (scikit-learn), warm from C++: it penalises the intercept as a weight on a constant
-    column, so that column is set to 1000 (a penalty of lambda * |b0| / 1000: negligible). The
-    fit at the chosen lambda is redone exactly by `lasso_fit`. About 10x faster than a glum path.
-    """
-    from sklearn.linear_model import LogisticRegression
+def lasso_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float = 1e-6, max_iter: int = 5000):
+    """Coefficients and intercepts along a lambda path (glmnet's objective), for cross-validating
+    lambda: accelerated proximal gradient (FISTA with adaptive restart) solving every lambda at
+    once as one matrix problem. Written here because the validation solves ~10^4 paths: this is
+    ~5x faster than scikit-learn's liblinear (which also penalises the intercept) and closer to
+    the exact solution; the fit at the chosen lambda is redone exactly by `lasso_fit`."""
     n = len(y)
-    model = LogisticRegression(penalty="l1", solver="liblinear", intercept_scaling=1000.0, tol=tol, max_iter=1000)
-    coefs, intercepts = np.zeros((len(lambdas), X.shape[1])), np.zeros(len(lambdas))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for k, lam in enumerate(lambdas):
-            model.set_params(C=1.0 / (n * lam))
-            model.fit(X, y)
-            coefs[k], intercepts[k] = model.coef_[0], model.intercept_[0]
-    return coefs, intercepts
+    Xi = np.column_stack([np.ones(n), X])
+    step = 4.0 * n / np.linalg.norm(Xi, 2) ** 2           # 1 / Lipschitz constant of the gradient
+    ybar = min(max(y.mean(), 1e-6), 1 - 1e-6)
+    B = np.zeros((Xi.shape[1], len(lambdas)))
+    B[0] = np.log(ybar / (1 - ybar))
+    Z, t = B.copy(), np.ones(len(lambdas))
+    threshold = step * np.asarray(lambdas)[None, :]
+    active = np.arange(len(lambdas))                      # lambdas not converged yet
+    for _ in range(max_iter):
+        Za, Ba, ta = Z[:, active], B[:, active], t[active]
+        grad = Xi.T @ (1.0 / (1.0 + np.exp(-(Xi @ Za))) - y[:, None]) / n
+        new = Za - step * grad
+        new[1:] = np.sign(new[1:]) * np.maximum(np.abs(new[1:]) - threshold[:, active], 0.0)
+        t_new = (1 + np.sqrt(1 + 4 * ta * ta)) / 2
+        diff = new - Ba
+        restart = ((Za - new) * diff).sum(axis=0) > 0     # momentum pointing uphill: drop it
+        Znew = new + ((ta - 1) / t_new) * diff
+        Znew[:, restart] = new[:, restart]
+        B[:, active], Z[:, active], t[active] = new, Znew, t_new
+        active = active[np.abs(diff).max(axis=0) >= tol]
+        if not len(active):
+            break
+    return B[1:].T, B[0]
 
 
 def lasso_fit(X: np.ndarray, y: np.ndarray, lam: float, tol: float = 1e-10) -> np.ndarray:
@@ -187,7 +204,7 @@ class LassoSelector(_Step):
     (fixed folds from `seed`): `rule` "min" (lambda.min) or "1se" (largest lambda within one SE
     of the minimum). Keeps the features with non-zero coefficients at the chosen lambda."""
 
-    def __init__(self, rule: str = "min", n_lambdas: int = 40, lambda_ratio: float = 0.01, folds: int = 5,
+    def __init__(self, rule: str = "min", n_lambdas: int = 30, lambda_ratio: float = 0.02, folds: int = 5,
                  seed: int = 0):
         self.rule = rule
         self.n_lambdas = n_lambdas

@@ -44,7 +44,7 @@ def load_training_data(cohort_path: Union[str, Path], features_path: Union[str, 
         raise InputError(f"no features for {len(missing)} patient(s) of the cohort, e.g. {', '.join(missing[:5])} "
                          "(re-run imnrisk extract, or remove them from the cohort)", file=str(features_path),
                          id=missing[0], field="ID")
-    X = feats.loc[labelled]
+    X = feats.loc[labelled].copy()  # one consolidated block: column reductions stay fast
     bad = X.columns[~np.isfinite(X.to_numpy()).all(axis=0)]
     if len(bad):
         raise InputError(f"{len(bad)} feature column(s) with missing or infinite values, e.g. {bad[0]}",

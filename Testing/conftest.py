@@ -72,3 +72,29 @@ def make_blob_mask(reference: sitk.Image, center=None, radius=6, label=1) -> sit
     mask = sitk.GetImageFromArray(((r <= radius) * label).astype(np.uint8))
     mask.CopyInformation(reference)
     return mask
+
+
+PHANTOM_PATIENTS, PHANTOM_SEED = 300, 1
+
+
+def phantom_with_features() -> Path:
+    """A 300-patient phantom (seed 1) with original-image features, made once and shared by all
+    test workers and runs (a file lock serialises the first build; inputs fix the content)."""
+    import fcntl
+    folder = ROOT / ".cache" / f"test-phantom-{PHANTOM_PATIENTS}-{PHANTOM_SEED}"
+    done = folder / "features.csv"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(folder) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            for args in (["synth", folder, "--patients", PHANTOM_PATIENTS, "--seed", PHANTOM_SEED, "--quiet", "--force"],
+                         ["extract", folder / "cohort.csv", "--out", done, "--params",
+                          ROOT / "Testing" / "data" / "original_only.yaml", "--quiet", "--force"]):
+                result = run_cli(*args)
+                assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture(scope="session")
+def phantom() -> Path:
+    return phantom_with_features()

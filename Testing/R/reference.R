@@ -152,3 +152,49 @@ out$table1_tests <- lapply(c("tumor_location", "vascular_invasion", "pathologica
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null", pretty = TRUE),
            "Testing/R/reference.json")
 cat("wrote Testing/R/reference.json\n")
+
+# ---------------------------------------------------------------- LASSO (glmnet's objective)
+suppressPackageStartupMessages(library(glmnet))
+set.seed(6)
+n <- 124; p <- 30
+X <- matrix(rnorm(n * p), n, p)
+X <- scale(X) * sqrt(n / (n - 1))           # z-scored with the population SD, as IMNRisk does
+yl <- rbinom(n, 1, plogis(-1.7 + 1.2 * X[, 1] - 0.9 * X[, 2] + 0.5 * X[, 3]))
+write.csv(data.frame(y = yl, X), "Testing/R/data/lasso.csv", row.names = FALSE)
+lams <- c(0.08, 0.04, 0.02, 0.01)
+gf <- glmnet(X, yl, family = "binomial", lambda = lams, standardize = FALSE, thresh = 1e-14, maxit = 1e7)
+out$lasso <- lapply(seq_along(lams), function(k) list(lambda = lams[k], coef = as.vector(coef(gf)[, k])))
+
+# ---------------------------------------------------------------- nomogram (rms)
+nd <- data.frame(y = lg$y, x2 = lg$x2, x3 = lg$x3, rs = (lg$x1 - 50) / 10)
+dd <- datadist(nd); options(datadist = "dd")
+nf <- lrm(y ~ x2 + x3 + rs, data = nd)
+nom <- nomogram(nf, x2 = c(0, 1), rs = c(-2.5, 2.5), maxscale = 100)
+out$nomogram <- list(coef = unname(coef(nf)), terms = names(coef(nf)),
+                     x2 = nom$x2$points, x3 = nom$x3$points, x3_levels = as.character(nom$x3$x3),
+                     rs = nom$rs$points, rs_values = nom$rs$rs,
+                     total_points = nom$total.points$x, lp = nom$lp$x)
+write.csv(nd, "Testing/R/data/nomogram.csv", row.names = FALSE)
+
+# ---------------------------------------------------------------- bootstrap optimism (rms validate's definitions)
+set.seed(7)
+B <- 50
+idx <- t(replicate(B, sample.int(n = nrow(lg), replace = TRUE)))
+write.csv(idx, "Testing/R/data/bootstrap_indices.csv", row.names = FALSE)
+perf <- function(y, lp) {
+  p <- plogis(lp)
+  cal <- coef(glm(y ~ lp, family = binomial, control = glm.control(epsilon = 1e-14, maxit = 100)))
+  c(auc = as.numeric(auc(roc(y, p, levels = c(0, 1), direction = "<", quiet = TRUE))),
+    slope = unname(cal[2]), intercept = unname(cal[1]), brier = mean((p - y)^2))
+}
+opt <- matrix(NA, B, 4)
+for (b in 1:B) {
+  d <- lg[idx[b, ], ]
+  f <- glm(y ~ x1 + x2 + x3, data = d, family = binomial, control = glm.control(epsilon = 1e-14, maxit = 100))
+  opt[b, ] <- perf(d$y, predict(f, d)) - perf(lg$y, predict(f, lg))
+}
+out$optimism <- list(auc = mean(opt[, 1]), slope = mean(opt[, 2]), intercept = mean(opt[, 3]), brier = mean(opt[, 4]))
+
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null", pretty = TRUE),
+           "Testing/R/reference.json")
+cat("wrote Testing/R/reference.json (with LASSO, nomogram, optimism)\n")
