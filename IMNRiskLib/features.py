@@ -23,12 +23,11 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from . import __version__, imaging
 from .cohort import Case, Cohort
 from .errors import InputError
-from .files import atomic_path, write_json
+from .files import atomic_path, read_yaml, write_json
 
 DEFAULT_PARAMS = Path(__file__).with_name("params") / "dce_mri.yaml"
 CACHE_FORMAT = 1
@@ -94,13 +93,7 @@ def settings_from_dict(data: Dict[str, Any], source: str = "<dict>") -> Extracti
 def load_settings(path: Optional[Union[str, Path]] = None) -> ExtractionSettings:
     """Read a parameter YAML (IMNRisk's `dce_mri.yaml` when None)."""
     path = Path(path) if path else DEFAULT_PARAMS
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("parameter file not found", file=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", file=str(path)) from None
-    return settings_from_dict(data, source=str(path))
+    return settings_from_dict(read_yaml(path, "parameter file"), source=str(path))
 
 
 def software_versions() -> Dict[str, str]:

@@ -51,3 +51,15 @@ def check_can_write(path: PathLike, force: bool, what: str = "output file") -> N
         raise InputError(f"{what} exists; pass --force to overwrite it", file=str(path))
     if path.exists() and path.is_dir():
         raise InputError(f"{what} is a directory", file=str(path))
+
+
+def read_yaml(path: PathLike, what: str) -> Any:
+    """Parse a YAML file; a missing or malformed file is an InputError naming it."""
+    import yaml
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{what} not found", file=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", file=str(path)) from None

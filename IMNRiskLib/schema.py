@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import yaml
-
 from .errors import InputError, InputErrors
 
 DEFAULT_SCHEMA = Path(__file__).with_name("schemas") / "paper.yaml"
@@ -180,11 +178,6 @@ def schema_from_dict(data: Dict[str, Any], source: str = "<schema>") -> Clinical
 
 def load_schema(path: Optional[str] = None) -> ClinicalSchema:
     """Read a schema YAML (the paper's default when `path` is None)."""
+    from .files import read_yaml
     path = Path(path) if path else DEFAULT_SCHEMA
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("schema file not found", file=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", file=str(path)) from None
-    return schema_from_dict(data, source=str(path))
+    return schema_from_dict(read_yaml(path, "schema file"), source=str(path))

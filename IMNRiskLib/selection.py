@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,14 @@ def association(X: pd.DataFrame, y: np.ndarray) -> pd.Series:
     m, n = int(y.sum()), int(len(y) - y.sum())
     auc = (ranks[y == 1].sum(axis=0) - m * (m + 1) / 2.0) / (m * n)
     return pd.Series(np.abs(auc - 0.5), index=X.columns)
+
+
+def strongest_first(X: pd.DataFrame, y: np.ndarray) -> Tuple[pd.Index, np.ndarray]:
+    """Feature names ordered by association with the outcome (strongest first), and the centred
+    values in that order: the visiting order of the greedy filters."""
+    order = association(X, np.asarray(y)).sort_values(ascending=False, kind="stable").index
+    Z = X[order].to_numpy(float)
+    return order, Z - Z.mean(0)
 
 
 class _Step(BaseEstimator, TransformerMixin):
@@ -61,10 +69,8 @@ class CorrelationFilter(_Step):
         self.threshold = threshold
 
     def fit(self, X: pd.DataFrame, y):
-        y = np.asarray(y)
-        order = association(X, y).sort_values(ascending=False, kind="stable").index
-        Z = X[order].to_numpy(float)
-        Z = (Z - Z.mean(0)) / Z.std(0)
+        order, Z = strongest_first(X, y)
+        Z = Z / Z.std(0)
         corr = np.abs(Z.T @ Z) / len(Z)
         kept: List[int] = []
         for j in range(Z.shape[1]):
@@ -86,10 +92,7 @@ class VIFFilter(_Step):
         self.threshold = threshold
 
     def fit(self, X: pd.DataFrame, y):
-        y = np.asarray(y)
-        order = association(X, y).sort_values(ascending=False, kind="stable").index
-        Z = X[order].to_numpy(float)
-        Z = Z - Z.mean(0)
+        order, Z = strongest_first(X, y)
         n = len(Z)
         basis = np.zeros((n, 0))
         kept: List[int] = []
