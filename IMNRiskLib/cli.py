@@ -186,13 +186,12 @@ def _check_output_folder(folder: Path, force: bool) -> None:
 
 def _progress_bar(desc: str, quiet: bool):
     """A tqdm bar on stderr with ETA, and a callback that advances it to `done`."""
-    from tqdm import tqdm
-    bar = tqdm(total=0, desc=desc, unit="case", file=sys.stderr, disable=quiet, dynamic_ncols=True)
+    from .progress import progress_bar
+    bar = progress_bar(0, desc, "case", enabled=not quiet)
 
     def update(done: int, total: int) -> None:
         bar.total = total
-        bar.n = done
-        bar.refresh()
+        bar.update(done - bar.n)
     return bar, update
 
 

@@ -331,7 +331,7 @@ def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Unio
                    progress: Optional[Callable[[int, int], None]] = None, show_bar: bool = True
                    ) -> ExtractionRun:
     """Extract every case of the cohort (cached ones from the cache) and collect the results."""
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     versions = software_versions()
     cache = FeatureCache(cache_dir)
@@ -344,8 +344,7 @@ def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Unio
             results[task["id"]] = hit
     cache.save_memo()
     todo = [t for t in tasks if t["id"] not in results]
-    bar = tqdm(total=len(tasks), initial=len(results), unit="case", file=sys.stderr,
-               disable=not show_bar, desc="extract", dynamic_ncols=True)
+    bar = progress_bar(len(tasks), "extract", "case", enabled=show_bar, initial=len(results))
     try:
         stream = _run_dask(todo, dask_address) if dask_address else _run_local(todo, jobs)
         for result in stream:

@@ -168,7 +168,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
                                     bootstrap, options.seed, jobs, show_bar)
         for m in MODELS:
             b = boot[m]
-            metrics["models"][m]["bootstrap"] = {"b": b["b"], "skipped": b["skipped"],
+            metrics["models"][m]["bootstrap"] = {"b": b["b"], "skipped": b["skipped"], "b_per_index": b["b_per_index"],
                                                  "auc_corrected": b["auc_corrected"],
                                                  "slope_corrected": b["slope_corrected"],
                                                  "intercept_corrected": b["intercept_corrected"],

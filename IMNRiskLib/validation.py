@@ -63,8 +63,8 @@ def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str]]:
 def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool):
     """Run fn over tasks on `jobs` processes (joblib), with a progress bar; yields results."""
     from joblib import Parallel, delayed
-    from tqdm import tqdm
-    bar = tqdm(total=len(tasks), desc=desc, unit="fit", file=sys.stderr, disable=not show_bar, dynamic_ncols=True)
+    from .progress import progress_bar
+    bar = progress_bar(len(tasks), desc, "fit", enabled=show_bar)
     try:
         if jobs <= 1:
             for t in tasks:
@@ -138,7 +138,7 @@ def optimism(y: np.ndarray, replicates) -> Dict[str, object]:
     same model's predictions for the original patients; None when the fit failed).
 
     Optimism of an index = mean over replicates of (apparent on the resample - test on the
-    original sample); failed or degenerate replicates are skipped and counted.
+    original sample); failed fits and one-class resamples are skipped and counted.
     """
     per_index: Dict[str, List[float]] = {k: [] for k in OPTIMISM_INDICES}
     used = skipped = 0
@@ -147,13 +147,15 @@ def optimism(y: np.ndarray, replicates) -> Dict[str, object]:
             skipped += 1
             continue
         apparent, test = performance(y[idx], p_boot), performance(y, p_orig)
-        if any(apparent[k] is None or test[k] is None for k in OPTIMISM_INDICES):
-            skipped += 1
-            continue
+        # an index that cannot be computed on this replicate (e.g. a calibration slope under
+        # separation) is left out for that index only: dropping the whole replicate would drop
+        # the most overfitted fits and understate the optimism
         for k in OPTIMISM_INDICES:
-            per_index[k].append(apparent[k] - test[k])
+            if apparent[k] is not None and test[k] is not None:
+                per_index[k].append(apparent[k] - test[k])
         used += 1
-    return {"b": used, "skipped": skipped, "optimism": {k: _mean(v) for k, v in per_index.items()}}
+    return {"b": used, "skipped": skipped, "b_per_index": {k: len(v) for k, v in per_index.items()},
+            "optimism": {k: _mean(v) for k, v in per_index.items()}}
 
 
 def bootstrap_samples(n: int, b: int, seed: int) -> List[np.ndarray]:
@@ -186,6 +188,6 @@ def bootstrap_validation(data: Data, apparent: Dict[str, Dict[str, float]], b: i
         res = optimism(data.y, replicates)
         corrected = {f"{k}_corrected": (None if apparent[m].get(k) is None or res["optimism"][k] is None
                                          else apparent[m][k] - res["optimism"][k]) for k in OPTIMISM_INDICES}
-        out[m] = {"b": res["b"], "skipped": res["skipped"],
+        out[m] = {"b": res["b"], "skipped": res["skipped"], "b_per_index": res["b_per_index"],
                   **{f"optimism_{k}": v for k, v in res["optimism"].items()}, **corrected}
     return out
