@@ -121,7 +121,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_can_write(out / name, args.force)
     metrics = train(args.cohort, args.features, out, args.schema, _training_options(args), args.cv_folds,
                     args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet)
+    from .report import render
+    report = render(out)
     _print_training_summary(metrics, out)
+    say(f"  report: {report}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Re-render report.html from a training folder."""
+    from .report import render
+    say(f"imnrisk report: {render(args.dir)}")
     return EXIT_OK
 
 
@@ -244,13 +254,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     metrics = train(folder / "phantom" / "cohort.csv", paths["features"], folder / "model",
                     options=TrainingOptions(seed=args.seed), cv_folds=5, cv_repeats=args.cv_repeats,
                     bootstrap=args.bootstrap, jobs=args.jobs, show_bar=not args.quiet)
+    from .report import render
+    report = render(folder / "model")
     _print_training_summary(metrics, folder / "model")
     a = {m: metrics["models"][m]["apparent"]["auc"] for m in ("clinical", "radiomics", "combined")}
     p = {f"{d['a']}-{d['b']}": d["p"] for d in metrics["delong"]}
     say(f"imnrisk demo: done in {time.perf_counter() - start:.0f} s. AUC clinical {a['clinical']:.3f}, radiomics "
         f"{a['radiomics']:.3f}, combined {a['combined']:.3f}; DeLong p clinical-combined "
         f"{p['clinical-combined']:.3f}, radiomics-combined {p['radiomics-combined']:.3f}; "
-        f"model {folder / 'model' / 'model.json'} (synthetic data: a demonstration, not a clinical model)")
+        f"report {report} (synthetic data: a demonstration, not a clinical model)")
     return EXIT_OK
 
 
@@ -309,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_force(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("report", help="re-render report.html from a training folder")
+    p.add_argument("dir", help="the --out folder of imnrisk train")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", help="score one patient with a model file")
     p.add_argument("model", help="model.json")

@@ -137,7 +137,8 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
     models = fit_models(data.features, data.clinical, data.y, data.schema, options)
     pred = models.predict(data.features, data.clinical)
     apparent = apparent_metrics(data.y, pred)
-    metrics: Dict[str, Any] = {"cohort": {"n": n, "events": events}, "models": {}, "notes": list(models.notes)}
+    metrics: Dict[str, Any] = {"cohort": {"n": n, "events": events, "name": Path(cohort_path).resolve().parent.name},
+                               "models": {}, "notes": list(models.notes)}
     n_predictors = len(models.combined.terms) - 1
     metrics["cohort"]["epv"] = min(events, n - events) / max(n_predictors, 1)
     if metrics["cohort"]["epv"] < EPV_WARNING:

@@ -98,3 +98,15 @@ def phantom_with_features() -> Path:
 @pytest.fixture(scope="session")
 def phantom() -> Path:
     return phantom_with_features()
+
+
+@pytest.fixture(scope="session")
+def trained_phantom(phantom, tmp_path_factory):
+    """imnrisk train on the 300-patient phantom (3 repeats of 5-fold CV, 20 bootstraps):
+    (output folder, metrics.json, what the command printed)."""
+    import json
+    out = tmp_path_factory.mktemp("train")
+    result = run_cli("train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out", out,
+                     "--cv-repeats", "3", "--bootstrap", "20", "--jobs", "2", "--quiet", "--force")
+    assert result.returncode == 0, result.stderr
+    return out, json.loads((out / "metrics.json").read_text()), result.stderr

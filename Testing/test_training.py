@@ -19,13 +19,8 @@ from test_statistics import REF, TOL, data
 
 
 @pytest.fixture(scope="module")
-def trained(phantom, tmp_path_factory):
-    """imnrisk train on the 300-patient phantom (3 repeats of 5-fold CV, 20 bootstraps)."""
-    out = tmp_path_factory.mktemp("train")
-    result = run_cli("train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out", out,
-                     "--cv-repeats", "3", "--bootstrap", "20", "--jobs", "2", "--quiet", "--force")
-    assert result.returncode == 0, result.stderr
-    return out, json.loads((out / "metrics.json").read_text()), result.stderr
+def trained(trained_phantom):
+    return trained_phantom
 
 
 def truth(phantom):

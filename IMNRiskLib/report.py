@@ -1,0 +1,254 @@
+"""Report: one self-contained HTML file (figures embedded, opens offline) with the paper's tables
+and figures and more, rendered from the saved training results (`imnrisk report DIR`)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import html
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import pandas as pd
+
+from . import RESEARCH_ONLY, __version__, figures
+from .errors import InputError
+from .evaluation import classification
+from .files import write_text
+
+REQUIRED = ("metrics.json", "model.json", "predictions.csv", "table1.csv", "table2.csv", "lasso_path.csv",
+            "lasso_cv.csv")
+FIGURES = ("funnel", "lasso", "radscore_by_outcome", "cv_frequency", "roc", "nomogram", "calibration",
+           "decision_curves", "cv_protocols")
+
+
+def _f(v, nd: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    return f"{v:.{nd}f}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def _p(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "-"
+    return "< 0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _table(frame: pd.DataFrame, caption: str) -> str:
+    table = frame.to_html(index=False, na_rep="", border=0, classes="t", escape=True).replace(
+        "<thead>", f"<caption>{html.escape(caption)}</caption><thead>", 1)
+    return f'<div class="scroll">{table}</div>'  # wide tables scroll instead of spilling
+
+
+def load_results(folder: Path) -> Dict[str, Any]:
+    """Everything the report reads; a missing file is an InputError naming it."""
+    missing = [name for name in REQUIRED if not (folder / name).exists()]
+    if missing:
+        raise InputError(f"not a complete training folder: missing {', '.join(missing)} (run imnrisk train)",
+                         file=str(folder))
+    return {"metrics": json.loads((folder / "metrics.json").read_text()),
+            "model": json.loads((folder / "model.json").read_text()),
+            "predictions": pd.read_csv(folder / "predictions.csv", index_col=0),
+            "table1": pd.read_csv(folder / "table1.csv", keep_default_na=False),
+            "table2": pd.read_csv(folder / "table2.csv"),
+            "lasso_path": pd.read_csv(folder / "lasso_path.csv"), "lasso_cv": pd.read_csv(folder / "lasso_cv.csv")}
+
+
+def make_figures(res: Dict[str, Any], folder: Path) -> Dict[str, Dict[str, Path]]:
+    """Every figure of the report, as PNG (300 dpi) and SVG in folder/figures."""
+    m, model, pred = res["metrics"], res["model"], res["predictions"]
+    outcome = model["clinical"]["schema"]["outcome"]["name"]
+    labels = {v["name"]: v.get("label", v["name"]) for v in model["clinical"]["schema"]["variables"]}
+    sel = m["selection"]
+    figs = {
+        "funnel": figures.funnel(sel["funnel"]),
+        "lasso": figures.lasso(res["lasso_path"], res["lasso_cv"], sel["lasso"]["lambda_min"], sel["lasso"]["lambda_1se"]),
+        "radscore_by_outcome": figures.radscore_by_outcome(pred["radscore"].to_numpy(), pred[outcome].to_numpy(), outcome),
+        "cv_frequency": figures.cv_frequency(sel.get("cv_frequency") or {f: 1.0 for f in model["radiomics"]["features"]}),
+        "roc": figures.roc(m), "nomogram": figures.nomogram(model["nomogram"], labels),
+        "calibration": figures.calibration(m), "decision_curves": figures.decision_curves(m),
+        "cv_protocols": figures.cv_protocols(m)}
+    return {name: figures.save(fig, folder / "figures", name) for name, fig in figs.items()}
+
+
+def _img(paths: Dict[str, Path], alt: str) -> str:
+    data = base64.b64encode(paths["png"].read_bytes()).decode()
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+
+
+def _risk_table(res: Dict[str, Any]) -> pd.DataFrame:
+    """Sensitivity, specificity, PPV, NPV at the stored thresholds and the counts per group."""
+    model, pred = res["model"], res["predictions"]
+    outcome = model["clinical"]["schema"]["outcome"]["name"]
+    y, p = pred[outcome].to_numpy().astype(int), pred["combined"].to_numpy()
+    t = model["risk_groups"]
+    rows = []
+    for name, thr in (("low / not low", t["low"]), ("high / not high", t["high"])):
+        c = classification(y, p, thr)
+        rows.append({"threshold": name, "probability >=": _f(thr), "sensitivity": _f(c["sensitivity"]),
+                     "specificity": _f(c["specificity"]), "PPV": _f(c["ppv"]), "NPV": _f(c["npv"])})
+    groups = np.where(p >= t["high"], "high", np.where(p < t["low"], "low", "intermediate"))
+    counts = pd.DataFrame({"group": groups, "y": y}).groupby("group")["y"].agg(["count", "sum"])
+    for g in ("low", "intermediate", "high"):
+        if g in counts.index:
+            rows.append({"threshold": f"group {g}", "probability >=": "", "sensitivity": "",
+                         "specificity": "", "PPV": f"{int(counts.loc[g, 'sum'])} events",
+                         "NPV": f"{int(counts.loc[g, 'count'])} patients"})
+    return pd.DataFrame(rows)
+
+
+def _checklist(res: Dict[str, Any]) -> pd.DataFrame:
+    """TRIPOD+AI / Radiomics Quality Score items the software can fill in from this run."""
+    m, model = res["metrics"], res["model"]
+    cv = m["models"]["combined"].get("cv") or {}
+    boot = m["models"]["combined"].get("bootstrap") or {}
+    rows = [
+        ("TRIPOD 5/6", "Source of data, outcome", f"cohort manifest; outcome {model['clinical']['schema']['outcome']['name']}"
+         + (" (SYNTHETIC phantom)" if model["training"].get("synthetic") else "")),
+        ("TRIPOD 8", "Sample size, events", f"n = {m['cohort']['n']}, events = {m['cohort']['events']}, EPV = {_f(m['cohort']['epv'], 1)}"),
+        ("TRIPOD 9", "Missing data", "complete cases per model (see Table 1 'missing')"),
+        ("TRIPOD 10a/b", "Predictor handling and selection", "schema coding; univariate p < 0.1 then multivariable p < 0.05; "
+         "radiomics: |r| > 0.9, VIF, MWU, LASSO (CV lambda), forward LR"),
+        ("TRIPOD 10d", "Performance measures", "AUC (DeLong CI), calibration intercept/slope, HL, Brier, DCA"),
+        ("TRIPOD 10b/AI", "Internal validation", f"nested {cv.get('folds', '-')}-fold CV x {cv.get('repeats', '-')}; "
+         f"bootstrap optimism (B = {boot.get('b', '-')}) with the whole pipeline refitted"),
+        ("TRIPOD 15a", "Full model", "model.json: all coefficients, z-score means/SDs, nomogram"),
+        ("TRIPOD 16", "Model performance", "sections 5, 7, 8, 9 of this report"),
+        ("TRIPOD+AI 18", "Software and versions", ", ".join(f"{k} {v}" for k, v in model["software"].items())),
+        ("RQS 1", "Image protocol quality", "for the author: acquisition protocol to be reported"),
+        ("RQS 2/3", "Multiple segmentations, phantom study", "for the author (a second reader's masks ship with the phantom)"),
+        ("RQS 4", "Imaging at multiple time points", "for the author"),
+        ("RQS 5", "Feature reduction / multiple testing", "yes: correlation, VIF, MWU, LASSO inside each fold"),
+        ("RQS 6", "Multivariable analysis with non-radiomics features", "yes: clinical-radiomics model"),
+        ("RQS 9/10", "Discrimination and calibration statistics", "yes, with resampling"),
+        ("RQS 12", "Validation", "internal (CV + bootstrap); external: imnrisk validate on a new cohort (for the author)"),
+        ("RQS 15", "Decision curve analysis", "yes (section 8)"),
+        ("RQS 16", "Open science", "settings hash and model.json shareable (no patient data)"),
+        ("TRIPOD 4b, 5c, 11, 21, 22", "Study dates, setting, risk groups rationale, limitations, funding", "for the author"),
+    ]
+    return pd.DataFrame(rows, columns=["item", "topic", "this run"])
+
+
+def render(folder) -> Path:
+    """Write folder/report.html (and figures/*.png, *.svg) from the saved results."""
+    folder = Path(folder)
+    res = load_results(folder)
+    figs = make_figures(res, folder)
+    m, model = res["metrics"], res["model"]
+    settings_hash = hashlib.sha256(json.dumps(model["extraction"], sort_keys=True).encode()).hexdigest()
+    models = ("clinical", "radiomics", "combined")
+    disc = pd.DataFrame([{"model": figures.MODEL_LABELS[k], "AUC": _f(m["models"][k]["apparent"]["auc"]),
+                          "95% CI (DeLong)": f"{_f(m['models'][k]['apparent']['ci95'][0])}-{_f(m['models'][k]['apparent']['ci95'][1])}",
+                          "Brier": _f(m["models"][k]["apparent"]["brier"])} for k in models])
+    delong = pd.DataFrame([{"comparison": f"{d['a']} vs {d['b']}", "Z": _f(d["z"], 4), "p": _p(d["p"])}
+                           for d in m["delong"]])
+    cal = pd.DataFrame([{"model": figures.MODEL_LABELS[k],
+                         "intercept": _f(m["models"][k]["apparent"]["calibration"]["intercept"]),
+                         "slope": _f(m["models"][k]["apparent"]["calibration"]["slope"]),
+                         "calibration-in-the-large": _f(m["models"][k]["apparent"]["calibration"]["citl"]),
+                         "HL chi2": _f(m["models"][k]["apparent"]["hosmer_lemeshow"]["chi2"]),
+                         "HL df": m["models"][k]["apparent"]["hosmer_lemeshow"]["df"],
+                         "HL p": _p(m["models"][k]["apparent"]["hosmer_lemeshow"]["p"])} for k in models])
+    val_rows = []
+    for k in models:
+        e = m["models"][k]
+        row = {"model": figures.MODEL_LABELS[k], "apparent AUC": _f(e["apparent"]["auc"])}
+        for key, label in (("cv", "nested CV"), ("cv_leaky", "leaky CV")):
+            if key in e:
+                row[f"{label} AUC"] = f"{_f(e[key]['auc_mean'])} ± {_f(e[key]['auc_sd'])}"
+                row[f"{label} accuracy"] = f"{_f(100 * e[key]['accuracy_mean'], 1)}% ± {_f(100 * (e[key]['accuracy_sd'] or 0), 1)}%"
+        if "cv" in e:
+            c = e["cv"]
+            row["nested slope mean/SD/min/max"] = f"{_f(c['slope_mean'])} / {_f(c['slope_sd'])} / {_f(c.get('slope_min'))} / {_f(c.get('slope_max'))}"
+        if "bootstrap" in e:
+            b = e["bootstrap"]
+            row["bootstrap-corrected AUC / slope"] = f"{_f(b['auc_corrected'])} / {_f(b['slope_corrected'])} (B = {b['b']})"
+        val_rows.append(row)
+    t1 = res["table1"].drop(columns=["variable"]).rename(columns={"label": "variable"})
+    t1["p"] = t1["p"].map(lambda v: _p(float(v)) if str(v) not in ("", "nan") else "")
+    t2 = res["table2"].copy()
+    for col in ("uni_or", "uni_ci_low", "uni_ci_high", "multi_or", "multi_ci_low", "multi_ci_high", "firth_or"):
+        t2[col] = t2[col].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    for col in ("uni_p", "multi_p", "firth_p"):
+        t2[col] = t2[col].map(lambda v: "" if pd.isna(v) else _p(v))
+    t2 = t2[["variable", "level", "uni_or", "uni_ci_low", "uni_ci_high", "uni_p", "multi_or", "multi_ci_low",
+             "multi_ci_high", "multi_p", "selected", "separation", "firth_or", "firth_p"]]
+    missing = res["table1"].loc[res["table1"]["missing"].astype(str).str.strip().isin(["", "nan"]) == False,  # noqa: E712
+                                ["label", "missing"]].rename(columns={"label": "variable"})
+    missing["missing"] = missing["missing"].astype(float).astype(int)
+    combined_terms = ", ".join(f"{t} {c:+.3f}" for t, c in zip(model["combined"]["terms"], model["combined"]["coefficients"]))
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in m.get("notes", []))
+    synthetic = model["training"].get("synthetic")
+    cohort_name = m["cohort"].get("name") or folder.resolve().name
+    body = f"""
+<header><h1>IMNRisk report: {html.escape(cohort_name)}</h1>
+<p class="warn">{html.escape(RESEARCH_ONLY)}{' Trained on SYNTHETIC phantom data: a demonstration, not a clinical model.' if synthetic else ''}</p>
+<p>Generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by IMNRisk {__version__};
+pyradiomics {html.escape(str(model['software'].get('pyradiomics', '?')))}; extraction settings SHA-256 <code>{settings_hash[:16]}</code>;
+model SHA-256 <code>{model['sha256'][:16]}</code>.</p></header>
+<h2>1. Cohort</h2>
+<p>n = {m['cohort']['n']} patients, {m['cohort']['events']} with IMN metastasis; events per variable of the combined model {_f(m['cohort']['epv'], 1)}.</p>
+{_table(t1, 'Table 1. Characteristics by outcome (counts, column %; p by chi-square or Fisher, t-test or Mann-Whitney U)')}
+<p>Missing values per variable (each model uses complete cases):</p>{_table(missing, 'Missing data') if len(missing) else '<p>none</p>'}
+<h2>2. Clinical model</h2>
+{_table(t2, 'Table 2. Univariate and multivariable logistic regression (OR, Wald 95% CI, p); separation: Firth estimate')}
+<p>Selected clinical factors: <b>{html.escape(', '.join(m['selection']['clinical_factors']))}</b>.</p>
+<h2>3. Radiomics</h2>
+{_img(figs['funnel'], 'Feature-selection funnel')}
+{_img(figs['lasso'], 'LASSO coefficient path and cross-validated deviance')}
+<p class="formula">{html.escape(m['selection']['radscore']['formula'])}</p>
+{_img(figs['radscore_by_outcome'], 'Rad-Score by outcome')}
+{_img(figs['cv_frequency'], 'Feature selection frequency across CV folds')}
+<h2>4. Discrimination</h2>
+{_img(figs['roc'], 'ROC curves of the three models')}
+{_table(disc, 'AUC with DeLong 95% CI (training cohort)')}
+{_table(delong, 'DeLong tests (paired)')}
+<h2>5. Nomogram</h2>
+{_img(figs['nomogram'], 'Nomogram of the clinical-radiomics model')}
+<p>Combined model (log-odds): {html.escape(combined_terms)}.</p>
+<h2>6. Calibration</h2>
+{_img(figs['calibration'], 'Calibration curves')}
+{_table(cal, 'Calibration and Hosmer-Lemeshow test (training cohort)')}
+<h2>7. Decision curves</h2>
+{_img(figs['decision_curves'], 'Decision curves')}
+<p>{html.escape(_dca_range(m))}</p>
+<h2>8. Validation</h2>
+{_img(figs['cv_protocols'], 'Nested against leaky cross-validation')}
+{_table(pd.DataFrame(val_rows), 'Internal validation: repeated stratified CV (mean ± SD over folds) and bootstrap optimism correction')}
+<p>Nested: every selection step refitted inside each training fold. Leaky: features and clinical factors selected once
+on all patients (the paper's protocol), only coefficients refitted; it reports more than new patients will see.</p>
+<h2>9. Risk groups</h2>
+<p>{html.escape(model['risk_groups']['explanation'])}.</p>
+{_table(_risk_table(res), 'Risk groups on the training cohort')}
+<h2>10. TRIPOD+AI / Radiomics Quality Score</h2>
+{_table(_checklist(res), 'Checklist items filled from this run; the others are for the author')}
+<h2>Notes</h2><ul>{notes or '<li>none</li>'}</ul>
+"""
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>IMNRisk report: {html.escape(cohort_name)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
+h2{{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}} .warn{{background:#fff3cd;padding:.5em;border-left:4px solid #D55E00}}
+table.t{{border-collapse:collapse;font-size:12px;margin:.6em 0}} table.t td,table.t th{{padding:2px 6px;border-bottom:1px solid #eee;text-align:left}}
+caption{{text-align:left;font-weight:bold;padding:.3em 0}} figure{{margin:1em 0}} img{{max-width:100%}} figcaption{{font-size:12px;color:#555}}
+.formula{{font-family:monospace;background:#f4f4f4;padding:.5em}} .scroll{{overflow-x:auto}}</style></head>
+<body>{body}</body></html>
+"""
+    write_text(folder / "report.html", page)
+    return folder / "report.html"
+
+
+def _dca_range(m: Dict[str, Any]) -> str:
+    """The thresholds where the combined model has the highest net benefit of all strategies."""
+    nb = {k: np.array(m["models"][k]["apparent"]["net_benefit"]["model"]) for k in ("clinical", "radiomics", "combined")}
+    t = np.array(m["models"]["combined"]["apparent"]["net_benefit"]["thresholds"])
+    treat_all = np.array(m["models"]["combined"]["apparent"]["net_benefit"]["treat_all"])
+    best = (nb["combined"] >= np.maximum.reduce([nb["clinical"], nb["radiomics"], treat_all, np.zeros_like(t)]) - 1e-12) \
+        & (nb["combined"] > 0)
+    if not best.any():
+        return "The combined model never has the highest net benefit."
+    idx = np.flatnonzero(best)
+    return (f"The combined model has the highest net benefit at {len(idx)} of 99 thresholds, between "
+            f"{t[idx.min()]:.2f} and {t[idx.max()]:.2f}.")

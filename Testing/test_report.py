@@ -1,0 +1,103 @@
+"""The report: complete, self-contained, every figure embedded, numbers equal to metrics.json."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+
+from conftest import run_cli
+from IMNRiskLib.report import FIGURES
+
+VOID = {"meta", "img", "br", "hr", "input", "link"}
+
+
+class Checker(HTMLParser):
+    """Counts images and checks that every opened tag is closed in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.images, self.errors = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+        elif tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unexpected </{tag}> (open: {self.stack[-3:]})")
+        else:
+            self.stack.pop()
+
+
+def test_report_is_complete_and_matches_metrics(trained_phantom):
+    out, metrics, stderr = trained_phantom
+    page = (out / "report.html").read_text()
+    checker = Checker()
+    checker.feed(page)
+    assert checker.errors == [] and checker.stack == []
+    assert len(checker.images) == len(FIGURES)
+    assert all(img["src"].startswith("data:image/png;base64,") and len(img["src"]) > 5000 for img in checker.images)
+    assert "http://" not in page and "https://" not in page  # opens offline
+    for name in FIGURES:
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+        assert (out / "figures" / f"{name}.svg").exists()
+    assert "Research use only; not a medical device." in page and "SYNTHETIC" in page
+    for m in ("clinical", "radiomics", "combined"):
+        a = metrics["models"][m]["apparent"]
+        assert f"{a['auc']:.3f}" in page and f"{a['ci95'][0]:.3f}-{a['ci95'][1]:.3f}" in page
+        assert f"{metrics['models'][m]['cv']['auc_mean']:.3f}" in page
+        assert f"{metrics['models'][m]['cv_leaky']['auc_mean']:.3f}" in page
+    for d in metrics["delong"]:
+        assert f"{d['z']:.4f}" in page
+    assert metrics["selection"]["radscore"]["formula"].replace("&", "&amp;") in page
+    for section in ("1. Cohort", "2. Clinical model", "3. Radiomics", "4. Discrimination", "5. Nomogram",
+                    "6. Calibration", "7. Decision curves", "8. Validation", "9. Risk groups", "10. TRIPOD+AI"):
+        assert section in page, section
+    assert "report: " in stderr
+
+
+def test_report_command_rerenders_and_refuses_an_incomplete_folder(trained_phantom, tmp_path):
+    out, _, _ = trained_phantom
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "report.html").unlink()
+    assert run_cli("report", copy).returncode == 0 and (copy / "report.html").exists()
+    (copy / "lasso_cv.csv").unlink()
+    result = run_cli("report", copy)
+    assert result.returncode == 2 and "missing lasso_cv.csv" in result.stderr
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(not chromium(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_report_renders_in_headless_chromium_without_broken_images(trained_phantom, tmp_path):
+    out, _, _ = trained_phantom
+    probe = ("<script>window.onerror=function(m){document.body.setAttribute('data-error',m)};"
+             "window.addEventListener('load',function(){var bad=[].filter.call(document.images,"
+             "function(i){return !(i.complete&&i.naturalWidth>0)}).length;"
+             "document.body.setAttribute('data-images',document.images.length+'/'+bad)});</script>")
+    page = (out / "report.html").read_text().replace("</body>", probe + "</body>")
+    (tmp_path / "probe.html").write_text(page)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([chromium(), *flags, "--dump-dom", f"file://{tmp_path / 'probe.html'}"],
+                         capture_output=True, text=True, timeout=120).stdout
+    match = re.search(r'data-images="(\d+)/(\d+)"', dom)
+    assert match, dom[:500]
+    assert int(match.group(1)) == len(FIGURES) and match.group(2) == "0"
+    assert not re.search(r"<body[^>]*data-error=", dom)
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium(), *flags, "--window-size=1200,3000", f"--screenshot={shot}",
+                    f"file://{out / 'report.html'}"], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 50_000
