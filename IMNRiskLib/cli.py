@@ -89,23 +89,28 @@ def _check_fractions(args: argparse.Namespace) -> None:
         raise InputError("--cv-repeats and --bootstrap must be 0 or more", field="--cv-repeats")
 
 
+def _n(value, digits: int = 3, scale: float = 1.0) -> str:
+    """A number for people, '-' when it could not be estimated (e.g. under separation)."""
+    return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
 def _print_training_summary(metrics: dict, out: Path) -> None:
     apparent = {m: metrics["models"][m]["apparent"] for m in ("clinical", "radiomics", "combined")}
-    aucs = ", ".join(f"{m} {a['auc']:.3f} ({a['ci95'][0]:.3f}-{a['ci95'][1]:.3f})" for m, a in apparent.items())
-    delong = ", ".join(f"{d['a']} vs {d['b']} p = {d['p']:.3f}" for d in metrics["delong"] if d["p"] is not None)
+    aucs = ", ".join(f"{m} {_n(a['auc'])} ({_n(a['ci95'][0])}-{_n(a['ci95'][1])})" for m, a in apparent.items())
+    delong = ", ".join(f"{d['a']} vs {d['b']} p = {_n(d['p'])}" for d in metrics["delong"])
     say(f"imnrisk train: n = {metrics['cohort']['n']} ({metrics['cohort']['events']} events); apparent AUC {aucs}")
     say(f"  {metrics['selection']['radscore']['formula']}")
     say(f"  clinical factors: {', '.join(metrics['selection']['clinical_factors'])}; DeLong: {delong}")
     cv = metrics["models"]["combined"].get("cv")
     if cv:
         leaky = metrics["models"]["combined"]["cv_leaky"]
-        say(f"  combined, {cv['folds']}-fold CV x {cv['repeats']}: AUC {cv['auc_mean']:.3f} +- {cv['auc_sd']:.3f} "
-            f"(nested) vs {leaky['auc_mean']:.3f} +- {leaky['auc_sd']:.3f} (leaky: selection on all patients); "
-            f"accuracy {100 * cv['accuracy_mean']:.1f}% +- {100 * cv['accuracy_sd']:.1f}%")
+        say(f"  combined, {cv['folds']}-fold CV x {cv['repeats']}: AUC {_n(cv['auc_mean'])} +- {_n(cv['auc_sd'])} "
+            f"(nested) vs {_n(leaky['auc_mean'])} +- {_n(leaky['auc_sd'])} (leaky: selection on all patients); "
+            f"accuracy {_n(cv['accuracy_mean'], 1, 100)}% +- {_n(cv['accuracy_sd'], 1, 100)}%")
     boot = metrics["models"]["combined"].get("bootstrap")
-    if boot and boot.get("auc_corrected") is not None:
-        say(f"  bootstrap ({boot['b']}): optimism-corrected AUC {boot['auc_corrected']:.3f}, "
-            f"slope {boot['slope_corrected']:.3f}")
+    if boot:
+        say(f"  bootstrap ({boot['b']}): optimism-corrected AUC {_n(boot['auc_corrected'])}, "
+            f"slope {_n(boot['slope_corrected'])}")
     for note in metrics.get("notes", []):
         say(f"  note: {note}")
     say(f"  -> {out / 'model.json'}, {out / 'metrics.json'}")
@@ -117,6 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .files import check_can_write
     _check_fractions(args)
     out = Path(args.out)
+    _check_output_folder(out, args.force)
     for name in OUTPUTS:
         check_can_write(out / name, args.force)
     metrics = train(args.cohort, args.features, out, args.schema, _training_options(args), args.cv_folds,
@@ -175,10 +181,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                args.force, show_bar=not args.quiet)
     c = result["models"]["combined"]
     cal = c["calibration"]
-    say(f"imnrisk validate: n = {result['n']} ({result['events']} events); combined AUC {c['auc']:.3f} "
-        f"({c['ci95'][0]:.3f}-{c['ci95'][1]:.3f}); calibration-in-the-large {cal['citl']:.3f}, slope "
-        f"{cal['slope'] if cal['slope'] is None else round(cal['slope'], 3)}; Brier {c['brier']:.3f}; "
-        f"HL p {c['hosmer_lemeshow']['p'] if c['hosmer_lemeshow']['p'] is None else round(c['hosmer_lemeshow']['p'], 3)}"
+    say(f"imnrisk validate: n = {result['n']} ({result['events']} events); combined AUC {_n(c['auc'])} "
+        f"({_n(c['ci95'][0])}-{_n(c['ci95'][1])}); calibration-in-the-large {_n(cal['citl'])}, slope "
+        f"{_n(cal['slope'])}; Brier {_n(c['brier'])}; HL p {_n(c['hosmer_lemeshow']['p'])}"
         f" -> {Path(args.out) / 'validation.json'}")
     return EXIT_OK
 
@@ -259,9 +264,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_training_summary(metrics, folder / "model")
     a = {m: metrics["models"][m]["apparent"]["auc"] for m in ("clinical", "radiomics", "combined")}
     p = {f"{d['a']}-{d['b']}": d["p"] for d in metrics["delong"]}
-    say(f"imnrisk demo: done in {time.perf_counter() - start:.0f} s. AUC clinical {a['clinical']:.3f}, radiomics "
-        f"{a['radiomics']:.3f}, combined {a['combined']:.3f}; DeLong p clinical-combined "
-        f"{p['clinical-combined']:.3f}, radiomics-combined {p['radiomics-combined']:.3f}; "
+    say(f"imnrisk demo: done in {time.perf_counter() - start:.0f} s. AUC clinical {_n(a['clinical'])}, radiomics "
+        f"{_n(a['radiomics'])}, combined {_n(a['combined'])}; DeLong p clinical-combined "
+        f"{_n(p['clinical-combined'])}, radiomics-combined {_n(p['radiomics-combined'])}; "
         f"report {report} (synthetic data: a demonstration, not a clinical model)")
     return EXIT_OK
 

@@ -101,3 +101,24 @@ def test_report_renders_in_headless_chromium_without_broken_images(trained_phant
     subprocess.run([chromium(), *flags, "--window-size=1200,3000", f"--screenshot={shot}",
                     f"file://{out / 'report.html'}"], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 50_000
+
+
+def test_demo_end_to_end_on_a_small_phantom(tmp_path):
+    out = tmp_path / "demo"
+    result = run_cli("demo", "--out", out, "--patients", "40", "--cv-repeats", "2", "--bootstrap", "10", "--quiet")
+    assert result.returncode == 0, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("imnrisk demo: done in") and "AUC clinical" in last and "DeLong p" in last
+    assert str(out / "model" / "report.html") in last
+    for name in ("phantom/cohort.csv", "phantom/truth.json", "features.csv", "tables/table1.csv",
+                 "tables/table2.csv", "model/model.json", "model/metrics.json", "model/report.html"):
+        assert (out / name).exists(), name
+    # an output folder holding someone else's files is refused, and nothing of theirs is touched
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    for args in (("demo", "--out", mine, "--patients", "10", "--quiet"),
+                 ("train", out / "phantom" / "cohort.csv", "--features", out / "features.csv", "--out", mine)):
+        refused = run_cli(*args)
+        assert refused.returncode == 2 and "pass --force" in refused.stderr
+    assert (mine / "notes.txt").read_text() == "keep me" and len(list(mine.iterdir())) == 1
