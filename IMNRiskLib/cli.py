@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from . import RESEARCH_ONLY, __version__
 from .errors import InputError, InputErrors

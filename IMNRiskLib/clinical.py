@@ -8,9 +8,7 @@ regression and SciPy's r x c Fisher test is a resampling one, not R's exact `fis
 
 from __future__ import annotations
 
-import itertools
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -190,7 +190,6 @@ def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str]):
     rows = len(axes) + 3
     fig, ax = plt.subplots(figsize=(8, 0.55 * rows + 0.6))
     ax.axis("off")
-    scale = nomo["scale"]
     y = rows
 
     def axis_line(y, ticks, labels, title, xmax=100.0):

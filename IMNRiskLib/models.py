@@ -122,7 +122,6 @@ def fit_models(features: pd.DataFrame, clinical: pd.DataFrame, y: np.ndarray, sc
 def refit_frozen(pipeline: Pipeline, features: pd.DataFrame, y: np.ndarray) -> Pipeline:
     """A copy of a fitted selection pipeline whose z-scores and Rad-Score coefficients are
     refitted on new patients, the selected features kept (the leaky protocol's CV)."""
-    from sklearn.base import clone
     from .selection import RadScore, ZScore
     used = pipeline.named_steps["radscore"].features_
     new = Pipeline([("zscore", ZScore()), ("radscore", RadScore())])

@@ -9,7 +9,7 @@ import hashlib
 import html
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import numpy as np
 import pandas as pd

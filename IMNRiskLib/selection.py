@@ -9,7 +9,6 @@ how many features it kept (the funnel).
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Dict, List, Optional, Tuple
 

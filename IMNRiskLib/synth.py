@@ -10,7 +10,6 @@ to truth.json, apart from the manifest. Everything is synthetic; same seed, same
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass

@@ -7,14 +7,14 @@ import datetime as _dt
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import pandas as pd
 
-from . import __version__, evaluation, RESEARCH_ONLY
+from . import evaluation, RESEARCH_ONLY
 from .clinical import table1, table2
-from .cohort import Cohort, read_cohort
+from .cohort import read_cohort
 from .errors import InputError
 from .files import atomic_path, write_json
 from .modelfile import FORMAT, FORMAT_VERSION, seal

@@ -6,7 +6,6 @@ coefficients only) is available too, labelled "leaky", so the inflation can be s
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -15,7 +14,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
 from . import evaluation
-from .models import MODELS, FittedModels, TrainingOptions, fit_models, refit_frozen
+from .models import MODELS, TrainingOptions, fit_models, refit_frozen
 from .schema import ClinicalSchema
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from conftest import CASES, ROOT, pyradiomics_data, run_cli
+from conftest import CASES, pyradiomics_data, run_cli
 from IMNRiskLib import features, imaging
 from IMNRiskLib.cohort import read_cohort
 from test_imaging import write_dicom_series

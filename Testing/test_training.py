@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ from conftest import ROOT, run_cli
 from IMNRiskLib import clinical, models, selection, synth, validation
 from IMNRiskLib.modelfile import ScoringModel, read_model_document
 from IMNRiskLib.schema import schema_from_dict
-from test_statistics import REF, TOL, data
+from test_statistics import REF, data
 
 
 @pytest.fixture(scope="module")
