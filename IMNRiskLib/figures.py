@@ -183,8 +183,9 @@ def decision_curves(metrics: Dict[str, Any]):
     return fig
 
 
-def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str]):
-    """rms-style nomogram: a points axis, one axis per predictor, total points and risk."""
+def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str], patient: Optional[Dict[str, float]] = None):
+    """rms-style nomogram: a points axis, one axis per predictor, total points and risk;
+    `patient` (points per predictor and "total") marks one patient on every axis."""
     plt = _plt()
     axes = nomo["axes"]
     rows = len(axes) + 3
@@ -213,6 +214,8 @@ def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str]):
             pts = [a["points"][i] for i in order]
             labels = [str(a["values"][i]) for i in order]
             axis_line(y, pts, labels, factors_labels.get(a["name"], a["name"]))
+        if patient is not None and a["name"] in patient:
+            ax.plot([patient[a["name"]]], [y], "v", color=VERMILLION, ms=8, zorder=5)
     total_max = sum(max(a["points"]) for a in axes)
     y -= 1.3
     total_ticks = np.linspace(0, math.ceil(total_max / 20) * 20, 6)
@@ -222,6 +225,8 @@ def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str]):
         ax.plot([x, x], [y, y + 0.12], color=BLACK, lw=1)
         ax.text(x, y + 0.18, f"{tick:.0f}", ha="center", va="bottom", fontsize=7)
     ax.text(-4, y, "Total points", ha="right", va="center", fontsize=8)
+    if patient is not None:
+        ax.plot([patient["total"] * 100 / total_ticks[-1]], [y], "v", color=VERMILLION, ms=8, zorder=5)
     y -= 1
     risks, xs = [], []
     for r in nomo["risk_axis"]:
