@@ -6,14 +6,12 @@ Qt-free logic of IMNRiskSlicer.
 """
 
 import json
-import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional, Union
+from typing import Annotated, Union
 
-import ctk
 import qt
 import slicer
 import vtk
@@ -141,7 +139,11 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
         self.ui.phaseSpinBox.connect("valueChanged(int)", self.onInputChanged)
+        # path line edits are synced by hand: the wrapper's ctkPathLineEdit connector needs pathlib.Path
+        # fields, and an empty path must stay empty (Path("") is ".")
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
+        for edit in (self.ui.cohortPathLineEdit, self.ui.schemaPathLineEdit, self.ui.outputFolderLineEdit):
+            edit.connect("currentPathChanged(QString)", self.onTrainingPathsChanged)
         self.ui.predictButton.connect("clicked(bool)", self.onPredict)
         self.ui.trainButton.connect("clicked(bool)", self.onTrain)
         self.ui.cancelTrainingButton.connect("clicked(bool)", self.onCancelTraining)
@@ -194,6 +196,10 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if p is None:
             return
+        for edit, value in ((self.ui.modelPathLineEdit, p.modelPath), (self.ui.cohortPathLineEdit, p.cohortPath),
+                            (self.ui.schemaPathLineEdit, p.schemaPath), (self.ui.outputFolderLineEdit, p.outputFolder)):
+            if edit.currentPath != value:
+                edit.currentPath = value
         segmentation = p.segmentation
         self.ui.segmentSelector.setCurrentNode(segmentation)
         if p.segmentId and self.ui.segmentSelector.currentSegmentID() != p.segmentId:
@@ -237,8 +243,18 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentSizeLabel.text = text
         self.ui.segmentWarningLabel.text = warn
 
+    def onTrainingPathsChanged(self, *args):
+        p = self._parameterNode
+        if p is None:
+            return
+        p.cohortPath = self.ui.cohortPathLineEdit.currentPath
+        p.schemaPath = self.ui.schemaPathLineEdit.currentPath
+        p.outputFolder = self.ui.outputFolderLineEdit.currentPath
+
     def onModelChanged(self, path):
         """Show the model's summary and build the clinical form from its schema."""
+        if self._parameterNode is not None and self._parameterNode.modelPath != path:
+            self._parameterNode.modelPath = path
         self._clinicalWidgets = {}
         form = self.ui.clinicalFormWidget.layout()
         while form.count():

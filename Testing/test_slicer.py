@@ -60,9 +60,13 @@ def test_every_slicer_parameter_name_is_a_parameter_node_field():
     fields = parameter_fields()
     names = [p.find("string").text for p in ET.parse(UI).iter("property") if p.get("name") == "SlicerParameterName"]
     assert names and set(names) <= fields, set(names) - fields
-    assert {"inputVolume", "phase", "segmentation", "modelPath", "cohortPath", "outputFolder"} <= set(names)
-    # the segment selector has no parameter-node connector: the code syncs segmentId by hand
-    assert "segmentId" in fields and "setCurrentSegmentID" in MODULE.read_text()
+    assert {"inputVolume", "phase", "segmentation", "cvRepeats", "bootstrap"} <= set(names)
+    # no parameter-node connector fits these: the code syncs them by hand
+    text = MODULE.read_text()
+    assert "segmentId" in fields and "setCurrentSegmentID" in text
+    for field, widget in (("modelPath", "modelPathLineEdit"), ("cohortPath", "cohortPathLineEdit"),
+                          ("schemaPath", "schemaPathLineEdit"), ("outputFolder", "outputFolderLineEdit")):
+        assert field in fields and f"self.ui.{widget}" in text and f"p.{field}" in text, field
 
 
 def test_the_module_follows_slicer_conventions():

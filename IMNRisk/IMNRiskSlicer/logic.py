@@ -15,7 +15,6 @@ import numpy as np
 import SimpleITK as sitk
 
 from IMNRiskLib import features, imaging, predict
-from IMNRiskLib.errors import InputError
 from IMNRiskLib.modelfile import ScoringModel
 
 from . import mrml
