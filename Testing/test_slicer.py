@@ -229,3 +229,19 @@ def test_training_commands_run_imnrisk_in_a_separate_process(tmp_path):
     import subprocess
     version = subprocess.run(steps[0][:3] + ["--version"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("imnrisk ")
+
+
+def test_the_module_logic_loads_before_optional_packages_are_installed():
+    """Slicer ships numpy and SimpleITK, not pandas & co: importing the logic must not need them
+    (IMNRisk asks before installing them, on first use)."""
+    import subprocess
+    code = ("import builtins, sys; sys.path.insert(0, {!r}); real = builtins.__import__\n"
+            "def guard(name, *a, **k):\n"
+            "    if name.split('.')[0] in ('pandas', 'sklearn', 'statsmodels', 'yaml', 'glum', 'radiomics', "
+            "'tqdm', 'matplotlib', 'scipy'):\n"
+            "        raise ImportError(name)\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = guard\n"
+            "import IMNRiskSlicer.logic, IMNRiskSlicer.mrml\n").format(str(ROOT / "IMNRisk"))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr

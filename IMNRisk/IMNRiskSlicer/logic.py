@@ -14,7 +14,9 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 import SimpleITK as sitk
 
-from IMNRiskLib import features, imaging, predict
+# Only what Slicer itself ships is imported here (numpy, SimpleITK): the module must load before
+# IMNRisk has asked to install pandas, scikit-learn & co.; those are imported where they are used.
+from IMNRiskLib import imaging
 from IMNRiskLib.modelfile import ScoringModel
 
 from . import mrml
@@ -69,6 +71,7 @@ class ScoringLogic:
                 model: Union[str, Path, ScoringModel], phase: Optional[int] = None) -> Dict[str, Any]:
         """Rad-Score, risk with 95% CI, risk group, nomogram points and the feature values used:
         the same numbers as `imnrisk predict` on the same image and mask files."""
+        from IMNRiskLib import features, predict
         scoring = self.load_model(model)
         parsed = scoring.parse_clinical(clinical, source="clinical factors")
         settings = predict.model_settings(scoring)
@@ -118,8 +121,9 @@ def training_commands(cohort: str, out: str, features_csv: Optional[str] = None,
 
     Training runs in its own process so that Slicer stays responsive; its progress bars arrive
     on stderr; killing it leaves no half-written output (every file is renamed into place)."""
+    import IMNRiskLib
     jobs = jobs or os.cpu_count() or 1
-    lib_parent = str(Path(features.__file__).resolve().parents[1])
+    lib_parent = str(Path(IMNRiskLib.__file__).resolve().parents[1])
     script = ("import sys; sys.path.insert(0, {!r}); from IMNRiskLib.cli import main; "
               "sys.exit(main(sys.argv[1:]))").format(lib_parent)
     feats = features_csv or str(Path(out) / "features.csv")
