@@ -388,7 +388,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         report_errors([exc])
         return EXIT_INPUT
     except KeyboardInterrupt:
-        say("imnrisk: interrupted; finished cases are kept in the cache, no output was half-written")
+        say("imnrisk: interrupted; no output was half-written (extraction keeps finished cases in its cache)")
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
         if os.environ.get("IMNRISK_DEBUG"):
