@@ -388,7 +388,7 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelTrainingButton.enabled = False
         out = Path(self._parameterNode.outputFolder)
         if ok and (out / "metrics.json").exists():
-            metrics = json.loads((out / "metrics.json").read_text())
+            metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
             aucs = ", ".join(f"{m} {metrics['models'][m]['apparent']['auc']:.3f}"
                              for m in ("clinical", "radiomics", "combined"))
             self.ui.trainingResultLabel.text = f"AUC: {aucs}"
@@ -490,7 +490,7 @@ class IMNRiskTest(ScriptedLoadableModuleTest):
             tmp = Path(tmp)
             self._phantom(tmp, patients=30)
             model_path = self._small_model(tmp)
-            doc = json.loads(model_path.read_text())
+            doc = json.loads(model_path.read_text(encoding="utf-8"))
             self.assertEqual(doc["format"], "imnrisk-model")
             self.assertTrue((tmp / "model" / "report.html").exists())
             self.delayDisplay("Training test passed")

@@ -219,7 +219,7 @@ class FeatureCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._memo_path = self.folder / "file-hashes.json"
         try:
-            self._memo = json.loads(self._memo_path.read_text())
+            self._memo = json.loads(self._memo_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self._memo = {}
         self._memo_dirty = False
@@ -258,7 +258,7 @@ class FeatureCache:
 
     def get(self, key: str) -> Optional[Dict[str, Any]]:
         try:
-            return json.loads(self._path(key).read_text())
+            return json.loads(self._path(key).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None  # missing, or unreadable: recompute
 

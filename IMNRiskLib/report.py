@@ -49,8 +49,8 @@ def load_results(folder: Path) -> Dict[str, Any]:
     if missing:
         raise InputError(f"not a complete training folder: missing {', '.join(missing)} (run imnrisk train)",
                          file=str(folder))
-    return {"metrics": json.loads((folder / "metrics.json").read_text()),
-            "model": json.loads((folder / "model.json").read_text()),
+    return {"metrics": json.loads((folder / "metrics.json").read_text(encoding="utf-8")),
+            "model": json.loads((folder / "model.json").read_text(encoding="utf-8")),
             "predictions": pd.read_csv(folder / "predictions.csv", index_col=0),
             "table1": pd.read_csv(folder / "table1.csv", keep_default_na=False),
             "table2": pd.read_csv(folder / "table2.csv"),

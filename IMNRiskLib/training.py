@@ -178,7 +178,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
                                                  "optimism_slope": b["optimism_slope"]}
     provenance = output_paths(features_path)["provenance"]
     if provenance.exists():
-        prov = json.loads(provenance.read_text())
+        prov = json.loads(provenance.read_text(encoding="utf-8"))
         settings, versions = prov["settings"], prov["versions"]
     else:
         settings, versions = load_settings(DEFAULT_PARAMS).to_dict(), software_versions()

@@ -109,4 +109,4 @@ def trained_phantom(phantom, tmp_path_factory):
     result = run_cli("train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out", out,
                      "--cv-repeats", "3", "--bootstrap", "20", "--jobs", "2", "--quiet", "--force")
     assert result.returncode == 0, result.stderr
-    return out, json.loads((out / "metrics.json").read_text()), result.stderr
+    return out, json.loads((out / "metrics.json").read_text(encoding="utf-8")), result.stderr

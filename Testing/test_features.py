@@ -140,7 +140,7 @@ def test_cli_extract_writes_features_provenance_and_failures(tmp_path):
     np.testing.assert_allclose(table.loc["breast1_nifti"], table.loc["breast1"], rtol=1e-6, atol=1e-9)
     failures = pd.read_csv(out.with_name("features.failures.csv"))
     assert sorted(failures["ID"]) == ["P_corrupt", "P_label", "P_missing"]
-    provenance = features.output_paths(out)["provenance"].read_text()
+    provenance = features.output_paths(out)["provenance"].read_text(encoding="utf-8")
     assert '"pyradiomics": "v3.0.1"' in provenance or '"pyradiomics": "3.0.1"' in provenance
     assert str(pyradiomics_data()) not in provenance  # no paths (they may carry names)
 
@@ -194,7 +194,7 @@ def test_dask_local_cluster_gives_the_same_features(tmp_path):
 def test_cli_params_file_errors_are_clear(tmp_path):
     cohort = make_cohort(tmp_path / "c", broken=False)
     bad = tmp_path / "bad.yaml"
-    bad.write_text("setting:\n  binWidth: 'wide'\n")
+    bad.write_text("setting:\n  binWidth: 'wide'\n", encoding="utf-8")
     result = run_cli("extract", cohort, "--out", tmp_path / "f.csv", "--params", bad)
     assert result.returncode == 2 and "bad.yaml: not a valid pyradiomics parameter file" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "f.csv").exists()

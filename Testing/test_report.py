@@ -39,7 +39,7 @@ class Checker(HTMLParser):
 
 def test_report_is_complete_and_matches_metrics(trained_phantom):
     out, metrics, stderr = trained_phantom
-    page = (out / "report.html").read_text()
+    page = (out / "report.html").read_text(encoding="utf-8")
     checker = Checker()
     checker.feed(page)
     assert checker.errors == [] and checker.stack == []
@@ -86,8 +86,8 @@ def test_report_renders_in_headless_chromium_without_broken_images(trained_phant
              "window.addEventListener('load',function(){var bad=[].filter.call(document.images,"
              "function(i){return !(i.complete&&i.naturalWidth>0)}).length;"
              "document.body.setAttribute('data-images',document.images.length+'/'+bad)});</script>")
-    page = (out / "report.html").read_text().replace("</body>", probe + "</body>")
-    (tmp_path / "probe.html").write_text(page)
+    page = (out / "report.html").read_text(encoding="utf-8").replace("</body>", probe + "</body>")
+    (tmp_path / "probe.html").write_text(page, encoding="utf-8")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
@@ -116,9 +116,9 @@ def test_demo_end_to_end_on_a_small_phantom(tmp_path):
     # an output folder holding someone else's files is refused, and nothing of theirs is touched
     mine = tmp_path / "mine"
     mine.mkdir()
-    (mine / "notes.txt").write_text("keep me")
+    (mine / "notes.txt").write_text("keep me", encoding="utf-8")
     for args in (("demo", "--out", mine, "--patients", "10", "--quiet"),
                  ("train", out / "phantom" / "cohort.csv", "--features", out / "features.csv", "--out", mine)):
         refused = run_cli(*args)
         assert refused.returncode == 2 and "pass --force" in refused.stderr
-    assert (mine / "notes.txt").read_text() == "keep me" and len(list(mine.iterdir())) == 1
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep me" and len(list(mine.iterdir())) == 1

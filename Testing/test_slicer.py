@@ -33,7 +33,7 @@ def ui_widgets():
 
 
 def parameter_fields():
-    tree = ast.parse(MODULE.read_text())
+    tree = ast.parse(MODULE.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and any(getattr(d, "id", None) == "parameterNodeWrapper"
                                                   for d in node.decorator_list):
@@ -43,7 +43,7 @@ def parameter_fields():
 
 def test_every_widget_the_code_uses_exists_with_the_expected_class():
     widgets = ui_widgets()
-    used = set(re.findall(r"self\.ui\.(\w+)", MODULE.read_text()))
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE.read_text(encoding="utf-8")))
     assert used and not used - set(widgets), sorted(used - set(widgets))
     expected = {"inputVolumeSelector": "qMRMLNodeComboBox", "segmentationSelector": "qMRMLNodeComboBox",
                 "segmentSelector": "qMRMLSegmentSelectorWidget", "segmentEditorWidget": "qMRMLSegmentEditorWidget",
@@ -62,7 +62,7 @@ def test_every_slicer_parameter_name_is_a_parameter_node_field():
     assert names and set(names) <= fields, set(names) - fields
     assert {"inputVolume", "phase", "segmentation", "cvRepeats", "bootstrap"} <= set(names)
     # no parameter-node connector fits these: the code syncs them by hand
-    text = MODULE.read_text()
+    text = MODULE.read_text(encoding="utf-8")
     assert "segmentId" in fields and "setCurrentSegmentID" in text
     for field, widget in (("modelPath", "modelPathLineEdit"), ("cohortPath", "cohortPathLineEdit"),
                           ("schemaPath", "schemaPathLineEdit"), ("outputFolder", "outputFolderLineEdit")):
@@ -70,7 +70,7 @@ def test_every_slicer_parameter_name_is_a_parameter_node_field():
 
 
 def test_the_module_follows_slicer_conventions():
-    text = MODULE.read_text()
+    text = MODULE.read_text(encoding="utf-8")
     for needle in ("class IMNRisk(ScriptedLoadableModule)", "class IMNRiskWidget(ScriptedLoadableModuleWidget",
                    "class IMNRiskLogic(ScriptedLoadableModuleLogic", "class IMNRiskTest(ScriptedLoadableModuleTest)",
                    "@parameterNodeWrapper", "connectGui(self.ui)", "pip_ensure", "pip_install", "SetSingletonTag",
@@ -79,11 +79,11 @@ def test_the_module_follows_slicer_conventions():
     tree = ast.parse(text)
     top_calls = [n for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
     assert not top_calls  # nothing (e.g. a pip install) runs at import time
-    cmake = (ROOT / "IMNRisk" / "CMakeLists.txt").read_text()
+    cmake = (ROOT / "IMNRisk" / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "WITH_GENERIC_TESTS" in cmake and "slicer_add_python_unittest" in cmake
     for script in re.findall(r"^\s+(IMNRiskSlicer/\S+\.py)", cmake, re.M):
         assert (ROOT / "IMNRisk" / script).exists(), script
-    top = (ROOT / "CMakeLists.txt").read_text()
+    top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "EXTENSION_DEPENDS \"SlicerRadiomics\"" in top and "add_subdirectory(IMNRisk)" in top
 
 
@@ -107,7 +107,7 @@ def segmentation_from_labelmap(scene, path):
 @pytest.fixture(scope="module")
 def model(trained_phantom):
     out, _, _ = trained_phantom
-    doc = json.loads((out / "model.json").read_text())
+    doc = json.loads((out / "model.json").read_text(encoding="utf-8"))
     levels = {v["name"]: v.get("levels") for v in doc["clinical"]["schema"]["variables"]}
     clinical = {f: levels[f][-1] for f in doc["clinical"]["factors"]}
     return out / "model.json", clinical

@@ -17,7 +17,7 @@ from IMNRiskLib import clinical, evaluation
 from IMNRiskLib.errors import InputError
 
 HERE = Path(__file__).resolve().parent / "R"
-REF = json.loads((HERE / "reference.json").read_text())
+REF = json.loads((HERE / "reference.json").read_text(encoding="utf-8"))
 TOL = dict(rel=1e-6, abs=1e-9)
 
 

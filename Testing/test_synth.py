@@ -37,7 +37,7 @@ def test_packaged_table1_is_the_papers():
     shared = ROOT.parent / "shared" / "paper" / "table1_counts.csv"
     if not shared.exists():
         pytest.skip("../shared not beside the checkout")
-    assert synth.TABLE1.read_text() == shared.read_text()
+    assert synth.TABLE1.read_text(encoding="utf-8") == shared.read_text(encoding="utf-8")
 
 
 def test_table1_marginals_reproduced_within_two_patients():
@@ -159,7 +159,7 @@ def test_nrrd_and_dicom_cohorts_extract_identically(tmp_path):
 def test_truth_is_apart_from_the_manifest(tmp_path):
     synth.synthesize(tmp_path, synth.SynthOptions(patients=4, seed=1))
     manifest = pd.read_csv(tmp_path / "cohort.csv")
-    truth = json.loads((tmp_path / "truth.json").read_text())
+    truth = json.loads((tmp_path / "truth.json").read_text(encoding="utf-8"))
     assert not {"phenotype", "probability", "linear_predictor", "diameter_mm"} & set(manifest.columns)
     assert set(truth["patients_latent"]) == set(manifest["ID"])
     assert truth["model"]["coefficients"] == synth.TRUTH
@@ -167,8 +167,8 @@ def test_truth_is_apart_from_the_manifest(tmp_path):
 
 
 def test_cli_synth_refuses_a_non_empty_folder(tmp_path):
-    (tmp_path / "mine.txt").write_text("user's file")
+    (tmp_path / "mine.txt").write_text("user's file", encoding="utf-8")
     result = run_cli("synth", tmp_path, "--patients", "2", "--quiet")
     assert result.returncode == 2 and "folder exists and is not empty; pass --force" in result.stderr
     forced = run_cli("synth", tmp_path, "--patients", "2", "--quiet", "--force")
-    assert forced.returncode == 0 and (tmp_path / "mine.txt").read_text() == "user's file"
+    assert forced.returncode == 0 and (tmp_path / "mine.txt").read_text(encoding="utf-8") == "user's file"

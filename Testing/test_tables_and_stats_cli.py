@@ -73,7 +73,7 @@ def test_table1_counts_equal_the_papers(paper_tables):
         checked += 1
     assert checked == 31
     assert (t1.loc[t1["p"].notna(), "test"].isin(["chi-square", "Fisher", "t-test", "Mann-Whitney U"])).all()
-    assert (paper_tables / "table1.html").read_text().startswith("<table")
+    assert (paper_tables / "table1.html").read_text(encoding="utf-8").startswith("<table")
 
 
 def test_stats_json_contract(tmp_path):

@@ -23,7 +23,7 @@ def trained(trained_phantom):
 
 
 def truth(phantom):
-    return json.loads((phantom / "truth.json").read_text())
+    return json.loads((phantom / "truth.json").read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- known truth
@@ -87,7 +87,7 @@ def test_metrics_json_contract(trained):
 
 def test_model_file_holds_no_patient_and_predict_reproduces_training(phantom, trained):
     out, metrics, _ = trained
-    text = (out / "model.json").read_text()
+    text = (out / "model.json").read_text(encoding="utf-8")
     ids = pd.read_csv(phantom / "cohort.csv")["ID"]
     assert not any(i in text for i in ids)
     doc = read_model_document(out / "model.json")
@@ -115,7 +115,7 @@ def test_same_seed_same_model_bytes_apart_from_the_timestamp(phantom, trained, t
     result = run_cli("train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out", tmp_path,
                      "--cv-repeats", "3", "--bootstrap", "20", "--jobs", "1", "--quiet")
     assert result.returncode == 0, result.stderr
-    a, b = (json.loads((d / "model.json").read_text()) for d in (out, tmp_path))
+    a, b = (json.loads((d / "model.json").read_text(encoding="utf-8")) for d in (out, tmp_path))
     for doc in (a, b):
         doc.pop("created"), doc.pop("sha256")
     assert a == b
@@ -123,7 +123,7 @@ def test_same_seed_same_model_bytes_apart_from_the_timestamp(phantom, trained, t
 
 def test_damaged_or_newer_model_files_are_refused(trained, tmp_path):
     out, _, _ = trained
-    doc = json.loads((out / "model.json").read_text())
+    doc = json.loads((out / "model.json").read_text(encoding="utf-8"))
     damaged = dict(doc, radiomics={**doc["radiomics"], "formula": "RS = 1"})
     (tmp_path / "damaged.json").write_text(json.dumps(damaged))
     newer = dict(doc, format_version=99)
@@ -140,8 +140,8 @@ def test_external_validation_of_the_frozen_model(phantom, trained, tmp_path):
     result = run_cli("validate", out / "model.json", phantom / "cohort.csv", "--out", tmp_path, "--features",
                      phantom / "features.csv", "--recalibrate", "--quiet")
     assert result.returncode == 0, result.stderr
-    val = json.loads((tmp_path / "validation.json").read_text())
-    metrics = json.loads((out / "metrics.json").read_text())
+    val = json.loads((tmp_path / "validation.json").read_text(encoding="utf-8"))
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     # on its own training cohort the frozen model gives back the apparent numbers
     assert val["models"]["combined"]["auc"] == pytest.approx(metrics["models"]["combined"]["apparent"]["auc"], rel=1e-9)
     assert abs(val["models"]["combined"]["calibration"]["citl"]) < 1e-6
