@@ -92,7 +92,7 @@ def test_report_renders_in_headless_chromium_without_broken_images(trained_phant
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
     dom = subprocess.run([chromium(), *flags, "--dump-dom", f"file://{tmp_path / 'probe.html'}"],
-                         capture_output=True, text=True, timeout=120).stdout
+                         capture_output=True, encoding="utf-8", errors="replace", timeout=120).stdout
     match = re.search(r'data-images="(\d+)/(\d+)"', dom)
     assert match, dom[:500]
     assert int(match.group(1)) == len(FIGURES) and match.group(2) == "0"

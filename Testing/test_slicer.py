@@ -227,7 +227,7 @@ def test_training_commands_run_imnrisk_in_a_separate_process(tmp_path):
     assert [s[3] for s in steps] == ["extract", "train"]
     assert steps[1][steps[1].index("--cv-repeats") + 1] == "3" and "--force" in steps[1]
     import subprocess
-    version = subprocess.run(steps[0][:3] + ["--version"], capture_output=True, text=True)
+    version = subprocess.run(steps[0][:3] + ["--version"], capture_output=True, encoding="utf-8", errors="replace")
     assert version.returncode == 0 and version.stdout.startswith("imnrisk ")
 
 
@@ -243,5 +243,5 @@ def test_the_module_logic_loads_before_optional_packages_are_installed():
             "    return real(name, *a, **k)\n"
             "builtins.__import__ = guard\n"
             "import IMNRiskSlicer.logic, IMNRiskSlicer.mrml\n").format(str(ROOT / "IMNRisk"))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace", cwd=ROOT)
     assert result.returncode == 0, result.stderr
