@@ -277,6 +277,13 @@ def _add_force(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """--jobs, --quiet and --force, shared by the long-running commands."""
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_force(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imnrisk",
@@ -322,9 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for optimism (0: none)")
     p.add_argument("--lasso-rule", choices=("min", "1se"), default="min", help="lambda.min or the 1-SE rule")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--quiet", action="store_true")
-    _add_force(p)
+    _add_run_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="re-render report.html from a training folder")
@@ -347,9 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--features", help="features.csv (default: extract the cohort with the model's settings)")
     p.add_argument("--recalibrate", action="store_true", help="also save a logistically recalibrated model")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--quiet", action="store_true")
-    _add_force(p)
+    _add_run_options(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("synth", help="write a synthetic DCE-MRI phantom cohort with a known truth")
@@ -371,9 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_synth_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patients", type=int, default=124, help="number of patients (default 124, as the paper)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_force(p)
+    _add_run_options(p)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

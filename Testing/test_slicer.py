@@ -97,6 +97,15 @@ def read_volume(scene, path, class_name="vtkMRMLScalarVolumeNode"):
     return node
 
 
+def breast1_scene():
+    """A scene with breast1 as a volume node and its label as a segmentation (the MRML path)."""
+    data = pyradiomics_data()
+    scene = slicer.vtkMRMLScene()
+    volume = read_volume(scene, data / "breast1_image.nrrd")
+    segmentation, segment_id = segmentation_from_labelmap(scene, data / "breast1_label.nrrd")
+    return scene, volume, segmentation, segment_id
+
+
 def segmentation_from_labelmap(scene, path):
     labelmap = read_volume(scene, path, "vtkMRMLLabelMapVolumeNode")
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "tumour")
@@ -147,9 +156,7 @@ def test_volume_node_to_sitk_equals_reading_the_file():
 def test_scoring_breast1_from_nodes_equals_imnrisk_predict_on_the_files(model):
     model_path, clinical = model
     data = pyradiomics_data()
-    scene = slicer.vtkMRMLScene()
-    volume = read_volume(scene, data / "breast1_image.nrrd")
-    segmentation, segment_id = segmentation_from_labelmap(scene, data / "breast1_label.nrrd")
+    scene, volume, segmentation, segment_id = breast1_scene()
     logic = ScoringLogic(scene)
     ours = logic.predict(volume, segmentation, segment_id, clinical, model_path)
     assert_same_score(ours, cli_predict(model_path, clinical, data / "breast1_image.nrrd", data / "breast1_label.nrrd"))
@@ -207,10 +214,7 @@ def test_non_identity_direction_gives_the_same_score_as_the_files(model, tmp_pat
 
 def test_empty_segment_and_bad_clinical_values_are_clear_errors(model):
     model_path, clinical = model
-    data = pyradiomics_data()
-    scene = slicer.vtkMRMLScene()
-    volume = read_volume(scene, data / "breast1_image.nrrd")
-    segmentation, segment_id = segmentation_from_labelmap(scene, data / "breast1_label.nrrd")
+    scene, volume, segmentation, segment_id = breast1_scene()
     empty = segmentation.GetSegmentation().AddEmptySegment("nothing yet")
     logic = ScoringLogic(scene)
     with pytest.raises(InputError, match="segment 'nothing yet' is empty: paint the tumour first|is empty"):
