@@ -297,11 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="features.csv to write (provenance and failures beside it)")
     p.add_argument("--params", help="pyradiomics parameter YAML (default: IMNRisk's dce_mri.yaml)")
     p.add_argument("--schema", help="clinical schema YAML (default: the paper's)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="local worker processes (default: all cores)")
-    p.add_argument("--dask", metavar="ADDRESS", help="send cases to a Dask distributed scheduler instead")
+    p.add_argument("--dask", metavar="ADDRESS", help="send cases to a Dask distributed scheduler instead of --jobs")
     p.add_argument("--cache", help="per-case cache folder (default: .imnrisk-cache beside --out)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_force(p)
+    _add_run_options(p)
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("tables", help="Table 1 and Table 2 (univariate and multivariable logistic) of a cohort")
