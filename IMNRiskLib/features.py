@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 import numpy as np
 import pandas as pd
 
-from . import __version__, imaging
+from . import __version__, ibsi, imaging
 from .cohort import Case, Cohort
 from .errors import InputError
 from .files import atomic_path, read_yaml, write_json
@@ -53,12 +53,14 @@ class ExtractionSettings:
     smoothing_sigma_mm: float = 0.0
     min_tumour_voxels: int = imaging.MIN_TUMOUR_VOXELS
     source: str = "<dict>"
+    ibsi_variants: bool = False  # add the IBSI variants of convention-dependent features (ibsi.py)
 
     def to_dict(self) -> Dict[str, Any]:
         """The settings as stored in a model file / provenance (JSON)."""
-        return {"pyradiomics": self.pyradiomics,
-                "imnrisk": {"smoothing_sigma_mm": self.smoothing_sigma_mm,
-                            "min_tumour_voxels": self.min_tumour_voxels}}
+        own = {"smoothing_sigma_mm": self.smoothing_sigma_mm, "min_tumour_voxels": self.min_tumour_voxels}
+        if self.ibsi_variants:  # only when on: the default settings keep their hash
+            own["ibsi_variants"] = True
+        return {"pyradiomics": self.pyradiomics, "imnrisk": own}
 
     def digest(self) -> str:
         """SHA-256 of the canonical settings (what the cache and the report call the settings hash)."""
@@ -73,9 +75,10 @@ def settings_from_dict(data: Dict[str, Any], source: str = "<dict>") -> Extracti
     """Split an IMNRisk/pyradiomics parameter dict and check the pyradiomics part with pyradiomics."""
     data = copy.deepcopy(data or {})
     own = data.pop("imnrisk", None) or {}
-    unknown = set(own) - {"smoothing_sigma_mm", "min_tumour_voxels"}
+    unknown = set(own) - {"smoothing_sigma_mm", "min_tumour_voxels", "ibsi_variants"}
     if unknown:
         raise InputError(f"unknown imnrisk setting(s): {', '.join(sorted(unknown))}", file=source)
+    ibsi_variants = _ibsi_variants_setting(own, data, source)
     try:
         from radiomics import featureextractor
         quiet_pyradiomics()
@@ -86,7 +89,18 @@ def settings_from_dict(data: Dict[str, Any], source: str = "<dict>") -> Extracti
     return ExtractionSettings(pyradiomics=data,
                               smoothing_sigma_mm=float(own.get("smoothing_sigma_mm", 0.0)),
                               min_tumour_voxels=int(own.get("min_tumour_voxels", imaging.MIN_TUMOUR_VOXELS)),
-                              source=source)
+                              source=source, ibsi_variants=ibsi_variants)
+
+
+def _ibsi_variants_setting(own: Dict[str, Any], data: Dict[str, Any], source: str) -> bool:
+    """`imnrisk: ibsi_variants` (true/false); the variants need pyradiomics' mask diagnostics."""
+    value = own.get("ibsi_variants", False)
+    if not isinstance(value, bool):
+        raise InputError("imnrisk: ibsi_variants must be true or false", file=source, field="ibsi_variants")
+    if value and (data.get("setting") or {}).get("additionalInfo") is False:
+        raise InputError("imnrisk: ibsi_variants needs pyradiomics' additionalInfo (mask voxel count)",
+                         file=source, field="additionalInfo")
+    return value
 
 
 def load_settings(path: Optional[Union[str, Path]] = None) -> ExtractionSettings:
@@ -144,6 +158,8 @@ def compute_features(loaded: imaging.LoadedCase, settings: ExtractionSettings,
         wanted = set(feature_names)
         restrict_extractor(extractor, wanted)
     result = extractor.execute(image, mask)
+    if settings.ibsi_variants:
+        result = ibsi.add_variants(result)  # each beside pyradiomics' own (excess kurtosis, N - 1 axes)
     features, diagnostics = {}, {}
     for key, value in result.items():
         if wanted is not None and key not in wanted and not key.startswith("diagnostics_"):
@@ -162,6 +178,7 @@ def restrict_extractor(extractor, feature_names: Iterable[str]) -> None:
     classes: Dict[str, List[str]] = {}
     for name in feature_names:
         image_type, cls, feature = name.split("_", 2)
+        feature = ibsi.pyradiomics_feature(feature)  # an IBSI variant needs its pyradiomics feature
         base = "Original" if image_type == "original" else image_type.split("-")[0].capitalize()
         if base == "Log":
             base = "LoG"
@@ -285,10 +302,13 @@ class ExtractionRun:
 
 
 def _task(case: Case, settings: ExtractionSettings) -> Dict[str, Any]:
-    return {"id": case.id, "image": str(case.image), "mask": str(case.mask), "phase": case.phase,
+    task = {"id": case.id, "image": str(case.image), "mask": str(case.mask), "phase": case.phase,
             "label": case.label,
             "settings": {"pyradiomics": settings.pyradiomics, "smoothing_sigma_mm": settings.smoothing_sigma_mm,
                          "min_tumour_voxels": settings.min_tumour_voxels, "source": ""}}
+    if settings.ibsi_variants:  # only when on: existing caches keep their keys
+        task["settings"]["ibsi_variants"] = True
+    return task
 
 
 def _run_local(tasks: List[Dict[str, Any]], jobs: int):

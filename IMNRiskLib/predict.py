@@ -22,7 +22,8 @@ def model_settings(model: ScoringModel) -> features.ExtractionSettings:
     s = model.doc["extraction"]
     return features.ExtractionSettings(pyradiomics=copy.deepcopy(s["pyradiomics"]),
                                        smoothing_sigma_mm=float(s["imnrisk"]["smoothing_sigma_mm"]),
-                                       min_tumour_voxels=int(s["imnrisk"]["min_tumour_voxels"]), source="model.json")
+                                       min_tumour_voxels=int(s["imnrisk"]["min_tumour_voxels"]), source="model.json",
+                                       ibsi_variants=bool(s["imnrisk"].get("ibsi_variants", False)))
 
 
 def score(model: ScoringModel, feature_values: Dict[str, float], clinical: Dict[str, Any]) -> Dict[str, Any]:

@@ -1,0 +1,354 @@
+"""IBSI conformance: pyradiomics feature names mapped to IBSI tags, IBSI's matching criterion, the
+conformance of an extraction on IBSI-1's digital phantom, and the IBSI variants of the features where
+pyradiomics follows another convention (the opt-in `imnrisk: ibsi_variants` profile).
+
+The mapping is defined here once; the phantom test, the README's table and the report use it.
+Run `python -m IMNRiskLib.ibsi Testing/data/ibsi` in a source checkout to re-measure the phantom,
+rewrite the shipped table (`data/ibsi_conformance.csv`) and the README's section.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+
+import pandas as pd
+
+IBSI_SUFFIX = "_IBSI"  # an IBSI variant's column: pyradiomics' name + this suffix, beside pyradiomics' own
+SHIPPED_TABLE = Path(__file__).with_name("data") / "ibsi_conformance.csv"
+README_START, README_END = "<!-- ibsi-conformance:start -->", "<!-- ibsi-conformance:end -->"
+CRITERION = "value rounded to 3 significant digits, then within the reference's tolerance"
+
+# pyradiomics class -> (IBSI feature family, suffix of the IBSI tag: how pyradiomics aggregates in 3-D)
+CLASSES: Dict[str, Tuple[str, str]] = {
+    "shape": ("morphology", ""),
+    "firstorder": ("intensity statistics / histogram", ""),
+    "glcm": ("GLCM, 3D averaged over 13 directions", "_3D_avg"),
+    "glrlm": ("GLRLM, 3D averaged over 13 directions", "_3D_avg"),
+    "glszm": ("GLSZM, 3D (26-connected)", "_3D"),
+    "gldm": ("NGLDM, 3D (distance 1, alpha 0)", "_3D"),
+    "ngtdm": ("NGTDM, 3D (distance 1)", "_3D"),
+}
+
+_TAGS: Dict[str, Dict[str, str]] = {
+    "shape": {"MeshVolume": "morph_volume", "VoxelVolume": "morph_vol_approx", "SurfaceArea": "morph_area_mesh",
+              "SurfaceVolumeRatio": "morph_av", "Sphericity": "morph_sphericity", "Compactness1": "morph_comp_1",
+              "Compactness2": "morph_comp_2", "SphericalDisproportion": "morph_sph_dispr",
+              "Maximum3DDiameter": "morph_diam", "MajorAxisLength": "morph_pca_maj_axis",
+              "MinorAxisLength": "morph_pca_min_axis", "LeastAxisLength": "morph_pca_least_axis",
+              "Elongation": "morph_pca_elongation", "Flatness": "morph_pca_flatness"},
+    # pyradiomics computes these on the intensities (stat_), Entropy and Uniformity on the bins (ih_)
+    "firstorder": {"Energy": "stat_energy", "Entropy": "ih_entropy", "Minimum": "stat_min",
+                   "10Percentile": "stat_p10", "90Percentile": "stat_p90", "Maximum": "stat_max",
+                   "Mean": "stat_mean", "Median": "stat_median", "InterquartileRange": "stat_iqr",
+                   "Range": "stat_range", "MeanAbsoluteDeviation": "stat_mad",
+                   "RobustMeanAbsoluteDeviation": "stat_rmad", "RootMeanSquared": "stat_rms",
+                   "Skewness": "stat_skew", "Kurtosis": "stat_kurt", "Variance": "stat_var",
+                   "Uniformity": "ih_uniformity"},
+    "glcm": {"Autocorrelation": "cm_auto_corr", "JointAverage": "cm_joint_avg", "ClusterProminence": "cm_clust_prom",
+             "ClusterShade": "cm_clust_shade", "ClusterTendency": "cm_clust_tend", "Contrast": "cm_contrast",
+             "Correlation": "cm_corr", "DifferenceAverage": "cm_diff_avg", "DifferenceEntropy": "cm_diff_entr",
+             "DifferenceVariance": "cm_diff_var", "JointEnergy": "cm_energy", "JointEntropy": "cm_joint_entr",
+             "Imc1": "cm_info_corr1", "Imc2": "cm_info_corr2", "Idm": "cm_inv_diff_mom",
+             "Idmn": "cm_inv_diff_mom_norm", "Id": "cm_inv_diff", "Idn": "cm_inv_diff_norm",
+             "InverseVariance": "cm_inv_var", "MaximumProbability": "cm_joint_max", "SumAverage": "cm_sum_avg",
+             "SumEntropy": "cm_sum_entr", "SumSquares": "cm_joint_var"},
+    "glrlm": {"ShortRunEmphasis": "rlm_sre", "LongRunEmphasis": "rlm_lre", "LowGrayLevelRunEmphasis": "rlm_lgre",
+              "HighGrayLevelRunEmphasis": "rlm_hgre", "ShortRunLowGrayLevelEmphasis": "rlm_srlge",
+              "ShortRunHighGrayLevelEmphasis": "rlm_srhge", "LongRunLowGrayLevelEmphasis": "rlm_lrlge",
+              "LongRunHighGrayLevelEmphasis": "rlm_lrhge", "GrayLevelNonUniformity": "rlm_glnu",
+              "GrayLevelNonUniformityNormalized": "rlm_glnu_norm", "RunLengthNonUniformity": "rlm_rlnu",
+              "RunLengthNonUniformityNormalized": "rlm_rlnu_norm", "RunPercentage": "rlm_r_perc",
+              "GrayLevelVariance": "rlm_gl_var", "RunVariance": "rlm_rl_var", "RunEntropy": "rlm_rl_entr"},
+    "glszm": {"SmallAreaEmphasis": "szm_sze", "LargeAreaEmphasis": "szm_lze", "LowGrayLevelZoneEmphasis": "szm_lgze",
+              "HighGrayLevelZoneEmphasis": "szm_hgze", "SmallAreaLowGrayLevelEmphasis": "szm_szlge",
+              "SmallAreaHighGrayLevelEmphasis": "szm_szhge", "LargeAreaLowGrayLevelEmphasis": "szm_lzlge",
+              "LargeAreaHighGrayLevelEmphasis": "szm_lzhge", "GrayLevelNonUniformity": "szm_glnu",
+              "GrayLevelNonUniformityNormalized": "szm_glnu_norm", "SizeZoneNonUniformity": "szm_zsnu",
+              "SizeZoneNonUniformityNormalized": "szm_zsnu_norm", "ZonePercentage": "szm_z_perc",
+              "GrayLevelVariance": "szm_gl_var", "ZoneVariance": "szm_zs_var", "ZoneEntropy": "szm_zs_entr"},
+    "gldm": {"SmallDependenceEmphasis": "ngl_lde", "LargeDependenceEmphasis": "ngl_hde",
+             "LowGrayLevelEmphasis": "ngl_lgce", "HighGrayLevelEmphasis": "ngl_hgce",
+             "SmallDependenceLowGrayLevelEmphasis": "ngl_ldlge", "SmallDependenceHighGrayLevelEmphasis": "ngl_ldhge",
+             "LargeDependenceLowGrayLevelEmphasis": "ngl_hdlge", "LargeDependenceHighGrayLevelEmphasis": "ngl_hdhge",
+             "GrayLevelNonUniformity": "ngl_glnu", "DependenceNonUniformity": "ngl_dcnu",
+             "DependenceNonUniformityNormalized": "ngl_dcnu_norm", "GrayLevelVariance": "ngl_gl_var",
+             "DependenceVariance": "ngl_dc_var", "DependenceEntropy": "ngl_dc_entr"},
+    "ngtdm": {"Coarseness": "ngt_coarseness", "Contrast": "ngt_contrast", "Busyness": "ngt_busyness",
+              "Complexity": "ngt_complexity", "Strength": "ngt_strength"},
+}
+
+# "class_Feature" -> IBSI tag, e.g. "glcm_Contrast" -> "cm_contrast_3D_avg"
+IBSI_TAGS: Dict[str, str] = {f"{cls}_{feature}": tag + CLASSES[cls][1]
+                             for cls, tags in _TAGS.items() for feature, tag in tags.items()}
+
+# pyradiomics features without an IBSI counterpart (not counted as mapped)
+UNMAPPED: Dict[str, str] = {
+    "shape_Maximum2DDiameterSlice": "IBSI defines only the 3-D maximum diameter",
+    "shape_Maximum2DDiameterColumn": "IBSI defines only the 3-D maximum diameter",
+    "shape_Maximum2DDiameterRow": "IBSI defines only the 3-D maximum diameter",
+    "firstorder_TotalEnergy": "energy times the voxel volume: not an IBSI feature",
+    "firstorder_StandardDeviation": "IBSI defines the variance only",
+    "glcm_MCC": "maximal correlation coefficient: not an IBSI feature",
+}
+
+# pyradiomics' deprecated shape features: computed only when named in the parameter file
+DEPRECATED = ("shape_Compactness1", "shape_Compactness2", "shape_SphericalDisproportion")
+
+_AXIS_REASON = ("covariance of the voxel coordinates divided by N, IBSI's by N - 1 "
+                "(IBSI's length = sqrt(N/(N-1)) x pyradiomics')")
+# Known conventions where pyradiomics differs from IBSI; the IBSI profile adds the IBSI variant of each.
+# Elongation and Flatness are ratios of the same eigenvalues: the N or N - 1 factor cancels, no variant.
+CONVENTIONS: Dict[str, str] = {
+    "shape_MajorAxisLength": _AXIS_REASON,
+    "shape_MinorAxisLength": _AXIS_REASON,
+    "shape_LeastAxisLength": _AXIS_REASON,
+    "firstorder_Kurtosis": "Pearson's kurtosis, IBSI's is the excess kurtosis (Pearson - 3)",
+}
+
+
+def split_name(name: str) -> Tuple[str, str, str]:
+    """(image type, class, feature) of a column name such as `wavelet-LLH_glcm_Contrast`."""
+    image_type, cls, feature = name.split("_", 2)
+    return image_type, cls, feature
+
+
+def pyradiomics_feature(feature: str) -> str:
+    """The pyradiomics feature an IBSI variant is computed from (`Kurtosis_IBSI` -> `Kurtosis`)."""
+    return feature[: -len(IBSI_SUFFIX)] if feature.endswith(IBSI_SUFFIX) else feature
+
+
+def ibsi_tag(name: str) -> Optional[str]:
+    """IBSI tag of a feature column (a variant has its base feature's tag), or None."""
+    _, cls, feature = split_name(name)
+    return IBSI_TAGS.get(f"{cls}_{pyradiomics_feature(feature)}")
+
+
+# --------------------------------------------------------------------------- the IBSI variants
+
+def excess_kurtosis(kurtosis: float, voxels: int) -> float:
+    """IBSI's kurtosis from pyradiomics' (Pearson's); pyradiomics' 0 of a flat region stays 0."""
+    return kurtosis - 3.0 if kurtosis != 0.0 else 0.0
+
+
+def axis_length_n_minus_1(length: float, voxels: int) -> float:
+    """An axis length from the N - 1 covariance (IBSI) given pyradiomics' N one."""
+    return length * math.sqrt(voxels / (voxels - 1.0)) if voxels > 1 else float("nan")
+
+
+_VARIANTS = {"shape_MajorAxisLength": axis_length_n_minus_1, "shape_MinorAxisLength": axis_length_n_minus_1,
+             "shape_LeastAxisLength": axis_length_n_minus_1, "firstorder_Kurtosis": excess_kurtosis}
+
+
+def mask_voxels(result: Mapping[str, Any]) -> int:
+    """Voxels of the mask pyradiomics measured (after its resampling, if any), from its diagnostics."""
+    for key in ("diagnostics_Mask-interpolated_VoxelNum", "diagnostics_Mask-original_VoxelNum"):
+        if key in result:
+            return int(result[key])
+    raise KeyError("pyradiomics reported no mask voxel count (setting additionalInfo: false)")
+
+
+def add_variants(result: Mapping[str, Any]) -> "OrderedDict[str, Any]":
+    """A pyradiomics result with each convention-dependent feature followed by its IBSI variant."""
+    out: "OrderedDict[str, Any]" = OrderedDict()
+    voxels = None
+    for key, value in result.items():
+        out[key] = value
+        if key.startswith("diagnostics_"):
+            continue
+        _, cls, feature = split_name(key)
+        variant = _VARIANTS.get(f"{cls}_{feature}")
+        if variant is not None:
+            voxels = mask_voxels(result) if voxels is None else voxels
+            out[key + IBSI_SUFFIX] = variant(float(getattr(value, "real", value)), voxels)
+    return out
+
+
+# --------------------------------------------------------------------------- the criterion
+
+def round_significant(value: float, digits: int = 3) -> float:
+    """The value rounded to `digits` significant digits (IBSI's criterion rounds to 3)."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
+
+
+def matches(value: float, reference: float, tolerance: float) -> bool:
+    """IBSI's criterion: rounded to 3 significant digits, the value lies within reference +- tolerance."""
+    rounded = round_significant(value)
+    return math.isfinite(rounded) and abs(rounded - reference) <= tolerance + 1e-9 * max(1.0, abs(reference))
+
+
+def read_reference(path: Union[str, Path]) -> Dict[str, Tuple[float, float]]:
+    """IBSI tag -> (reference value, tolerance) from a `reference value;tolerance;tag` file."""
+    frame = pd.read_csv(path, sep=";").dropna(subset=["reference value"])
+    return {row["tag"]: (float(row["reference value"]), float(row["tolerance"])) for _, row in frame.iterrows()}
+
+
+@dataclass
+class Check:
+    """One feature compared with its IBSI reference."""
+
+    feature: str
+    ibsi_tag: str
+    value: float
+    reference: float
+    tolerance: float
+    match: bool
+    reason: str
+
+
+def conformance(features: Mapping[str, float], reference: Mapping[str, Tuple[float, float]]) -> List[Check]:
+    """Every feature with an IBSI tag and a reference value, compared by IBSI's criterion; a miss
+    carries its known convention's reason ("" when none is known: an unexplained deviation)."""
+    checks = []
+    for name, value in features.items():
+        tag = ibsi_tag(name)
+        if tag is None or tag not in reference:
+            continue
+        ref, tol = reference[tag]
+        ok = matches(float(value), ref, tol)
+        _, cls, feature = split_name(name)
+        reason = "" if ok or feature.endswith(IBSI_SUFFIX) else CONVENTIONS.get(f"{cls}_{feature}", "")
+        checks.append(Check(name, tag, float(value), ref, tol, ok, reason))
+    return checks
+
+
+def checks_frame(checks: Iterable[Check], pyradiomics_version: str) -> pd.DataFrame:
+    """The checks as the table shipped in the package (one row per feature)."""
+    frame = pd.DataFrame([asdict(c) for c in checks])
+    frame["pyradiomics"] = pyradiomics_version
+    return frame
+
+
+def load_table(path: Union[str, Path] = SHIPPED_TABLE) -> pd.DataFrame:
+    """The shipped (or a given) conformance table."""
+    frame = pd.read_csv(path, keep_default_na=False, dtype={"pyradiomics": str})
+    frame["match"] = frame["match"].astype(str).str.lower() == "true"
+    return frame
+
+
+# --------------------------------------------------------------------------- the summary tables
+
+def class_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per pyradiomics class: features mapped to IBSI, matching on the phantom, each deviation and why."""
+    own = table[~table["feature"].str.endswith(IBSI_SUFFIX)]
+    rows = []
+    for cls, (family, _) in CLASSES.items():
+        part = own[own["feature"].map(lambda n: split_name(n)[1]) == cls]
+        misses = part[~part["match"]]
+        deprecated = sum(1 for n in part["feature"] if f"{cls}_{split_name(n)[2]}" in DEPRECATED)
+        rows.append({"class": cls, "IBSI family": family,
+                     "mapped": len(part) if not deprecated else f"{len(part)} ({deprecated} deprecated)",
+                     "match": int(part["match"].sum()),
+                     "deviations (reason)": "; ".join(f"{split_name(r.feature)[2]} {_fmt(r.value)} vs "
+                                                      f"{_fmt(r.reference)} ± {_fmt(r.tolerance)}: {r.reason}"
+                                                      for r in misses.itertuples()) or "none"})
+    rows.append({"class": "all", "IBSI family": "", "mapped": len(own), "match": int(own["match"].sum()),
+                 "deviations (reason)": f"{len(own) - int(own['match'].sum())} deviations"})
+    return pd.DataFrame(rows)
+
+
+def variants_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The IBSI profile's variants on the phantom."""
+    part = table[table["feature"].str.endswith(IBSI_SUFFIX)]
+    return pd.DataFrame([{"IBSI variant": split_name(r.feature)[1] + "_" + split_name(r.feature)[2],
+                          "IBSI tag": r.ibsi_tag, "value": _fmt(r.value),
+                          "reference": f"{_fmt(r.reference)} ± {_fmt(r.tolerance)}",
+                          "match": "yes" if r.match else "no"} for r in part.itertuples()])
+
+
+def counts(table: pd.DataFrame) -> Dict[str, int]:
+    """Mapped / matching counts of pyradiomics' own features and of the IBSI variants."""
+    own = table[~table["feature"].str.endswith(IBSI_SUFFIX)]
+    var = table[table["feature"].str.endswith(IBSI_SUFFIX)]
+    return {"mapped": len(own), "match": int(own["match"].sum()), "deviations": int((~own["match"]).sum()),
+            "variants": len(var), "variants_match": int(var["match"].sum())}
+
+
+WAVELET_NOTE = ("Filters: IMNRisk's Wavelet image type is pyradiomics' (PyWavelets' undecimated, separable 3-D "
+                "transform; coif1, level 1, 8 sub-bands). IBSI chapter 2 standardises convolutional filters, "
+                "wavelets among them, with its own phantoms and reference responses; IMNRisk has not been tested "
+                "against them, and the IBSI-1 phantom has no filtered image. No IBSI conformance is claimed for the "
+                "filter or the wavelet features: only the feature definitions computed on each sub-band are the "
+                "ones tested here, on the Original image.")
+
+
+def summary_sentence(table: pd.DataFrame) -> str:
+    """One line: the counts and what was measured with what."""
+    c = counts(table)
+    version = table["pyradiomics"].iloc[0] if len(table) else "?"
+    return (f"pyradiomics {version} on the IBSI-1 digital phantom (bin width 1, 3D, no resampling, no "
+            f"normalisation, Original image): {c['match']} of {c['mapped']} features with an IBSI name match "
+            f"the reference ({CRITERION}); {c['deviations']} deviate by a known convention. {len(DEPRECATED)} of the "
+            f"mapped shape features are deprecated in pyradiomics and computed only when named (IMNRisk's default "
+            f"settings do not). Elongation and Flatness are ratios of the same eigenvalues as the axis lengths: "
+            f"the N or N - 1 factor cancels. With the IBSI profile (`imnrisk: ibsi_variants: true`) "
+            f"{c['variants_match']} of {c['variants']} IBSI variants match.")
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def readme_section(table: pd.DataFrame) -> str:
+    """The README's conformance section body (between the markers), generated from the table."""
+    return "\n\n".join([summary_sentence(table), _markdown_table(class_summary(table)),
+                        _markdown_table(variants_summary(table)), WAVELET_NOTE])
+
+
+def replace_readme_section(text: str, section: str) -> str:
+    """README text with the generated section between its markers replaced."""
+    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    return text[:start] + "\n" + section + "\n" + text[end:]
+
+
+# --------------------------------------------------------------------------- measuring the phantom
+
+def phantom_features(folder: Union[str, Path], ibsi_variants: bool = False) -> Dict[str, float]:
+    """Extract the IBSI-1 phantom through IMNRisk's own path (imaging.load_case, compute_features)
+    with the folder's `phantom_params.yaml`."""
+    from . import features, imaging
+    folder = Path(folder)
+    settings = features.load_settings(folder / "phantom_params.yaml")
+    settings.ibsi_variants = ibsi_variants
+    loaded = imaging.load_case(folder / "phantom.nii.gz", folder / "mask.nii.gz", None, 1, settings.min_tumour_voxels)
+    values, _ = features.compute_features(loaded, settings)
+    return values
+
+
+def measure_phantom(folder: Union[str, Path]) -> pd.DataFrame:
+    """The conformance table of this installation on the phantom (pyradiomics' own and the variants)."""
+    import radiomics
+    values = phantom_features(folder, ibsi_variants=True)
+    return checks_frame(conformance(values, read_reference(Path(folder) / "ibsi_1_dig_phantom_reference.csv")),
+                        str(radiomics.__version__))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Re-measure the phantom; rewrite the shipped table and the README's section (source checkout)."""
+    from .files import atomic_path, write_text
+    argv = sys.argv[1:] if argv is None else argv
+    folder = Path(argv[0]) if argv else Path("Testing/data/ibsi")
+    table = measure_phantom(folder)
+    with atomic_path(SHIPPED_TABLE) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.10g")
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if readme.exists() and README_START in readme.read_text(encoding="utf-8"):
+        write_text(readme, replace_readme_section(readme.read_text(encoding="utf-8"), readme_section(table)))
+    print(summary_sentence(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
