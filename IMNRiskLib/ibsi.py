@@ -313,6 +313,127 @@ def replace_readme_section(text: str, section: str) -> str:
     return text[:start] + "\n" + section + "\n" + text[end:]
 
 
+# --------------------------------------------------------------------------- reporting items
+
+# pyradiomics 3.0.1's defaults for the settings the reporting items describe (a test checks them)
+PYRADIOMICS_DEFAULTS: Dict[str, Any] = {"binWidth": 25, "normalize": False, "normalizeScale": 1,
+                                        "removeOutliers": None, "resampledPixelSpacing": None,
+                                        "interpolator": "sitkBSpline", "distances": [1], "force2D": False,
+                                        "force2Ddimension": 0, "resegmentRange": None, "voxelArrayShift": 0,
+                                        "symmetricalGLCM": True, "gldm_a": 0, "wavelet": "coif1", "level": 1,
+                                        "start_level": 0}
+
+
+def _setting(extraction: Mapping[str, Any], key: str, image_type: Optional[str] = None) -> Any:
+    """A pyradiomics setting as the extraction used it (an image type's own, the global, or the default)."""
+    params = extraction.get("pyradiomics") or {}
+    custom = ((params.get("imageType") or {}).get(image_type) or {}) if image_type else {}
+    if key in custom:
+        return custom[key]
+    return (params.get("setting") or {}).get(key, PYRADIOMICS_DEFAULTS.get(key))
+
+
+def describe_discretisation(extraction: Mapping[str, Any]) -> str:
+    """IBSI's discretisation items: fixed bin number or fixed bin size, and any re-segmentation range."""
+    bins = _setting(extraction, "binCount")
+    text = (f"fixed bin number (FBN): {bins} bins per image and filter response" if bins else
+            f"fixed bin size (FBS): bin width {_setting(extraction, 'binWidth')}, from the minimum of each image")
+    reseg = _setting(extraction, "resegmentRange")
+    return text + (f"; re-segmentation range {reseg}" if reseg else "; no re-segmentation")
+
+
+def describe_resampling(extraction: Mapping[str, Any]) -> str:
+    """IBSI's interpolation items: resampled spacing and interpolators, or none."""
+    spacing = _setting(extraction, "resampledPixelSpacing")
+    if spacing:
+        return (f"resampled to {spacing} mm (0: axis kept) by pyradiomics, image {_setting(extraction, 'interpolator')}, "
+                "mask nearest neighbour")
+    return ("none: native voxel spacing (a mask on another grid is resampled nearest-neighbour to the image, "
+            "with a warning)")
+
+
+def describe_filters(extraction: Mapping[str, Any]) -> str:
+    """The image types (filters) features were computed on."""
+    parts = []
+    for name in ((extraction.get("pyradiomics") or {}).get("imageType") or {"Original": {}}):
+        if name == "Original":
+            parts.append("Original (unfiltered)")
+        elif name == "Wavelet":
+            parts.append(f"Wavelet ({_setting(extraction, 'wavelet', name)}, undecimated (PyWavelets swtn), "
+                         f"level {_setting(extraction, 'level', name)} from start level "
+                         f"{_setting(extraction, 'start_level', name)}, 8 sub-bands per level; not IBSI-2 tested)")
+        elif name == "LoG":
+            parts.append(f"LoG (sigma {_setting(extraction, 'sigma', name)} mm; not IBSI-2 tested)")
+        else:
+            parts.append(f"{name} (not IBSI-2 tested)")
+    return "; ".join(parts)
+
+
+def describe_smoothing_normalisation(extraction: Mapping[str, Any]) -> str:
+    """IMNRisk's smoothing and pyradiomics' intensity normalisation as the extraction used them."""
+    sigma = float((extraction.get("imnrisk") or {}).get("smoothing_sigma_mm", 0.0))
+    smoothing = (f"Gaussian smoothing sigma {sigma:g} mm (IMNRisk, on the tumour region plus margin, before "
+                 "pyradiomics)" if sigma > 0 else "no smoothing")
+    if _setting(extraction, "normalize"):
+        outliers = _setting(extraction, "removeOutliers")
+        normalisation = (f"z-score over the whole image (pyradiomics normalizeImage) x {_setting(extraction, 'normalizeScale')}"
+                         + (f", outliers beyond {outliers} SD clipped" if outliers else ", no outlier removal"))
+    else:
+        normalisation = "no intensity normalisation"
+    shift = _setting(extraction, "voxelArrayShift")
+    return f"{smoothing}; {normalisation}; voxelArrayShift {shift} (added before first-order Energy, TotalEnergy, RootMeanSquared)"
+
+
+def describe_texture(extraction: Mapping[str, Any]) -> str:
+    """IBSI's texture-matrix items: 2D/3D, distances, symmetry, NGLDM coarseness, aggregation."""
+    dims = (f"2D (slices along axis {_setting(extraction, 'force2Ddimension')})" if _setting(extraction, "force2D")
+            else "3D, 13 directions")
+    return (f"{dims}; distances {_setting(extraction, 'distances')} (Chebyshev); symmetric GLCM "
+            f"{'yes' if _setting(extraction, 'symmetricalGLCM') else 'no'}; NGLDM alpha {_setting(extraction, 'gldm_a')}; "
+            "GLCM and GLRLM features per direction, then averaged (IBSI 3D_avg); GLSZM, NGLDM, NGTDM 3D")
+
+
+def describe_conformance(extraction: Mapping[str, Any], software: Mapping[str, Any], model_features: Iterable[str],
+                         table: Optional[pd.DataFrame] = None) -> str:
+    """IBSI conformance as this run can state it: the phantom's counts, the profile, the model's features."""
+    table = load_table() if table is None else table
+    c = counts(table)
+    measured = table["pyradiomics"].iloc[0] if len(table) else "?"
+    used = str(software.get("pyradiomics", "?"))
+    text = (f"IBSI-1 digital phantom, pyradiomics {measured}: {c['match']}/{c['mapped']} mapped features match; "
+            f"deviations by convention: {', '.join(sorted(split_name(f)[2] for f in table.loc[~table['match'], 'feature']))}")
+    if measured != used:
+        text += f" (measured with pyradiomics {measured}; this extraction used {used}: not verified for it)"
+    on = bool((extraction.get("imnrisk") or {}).get("ibsi_variants"))
+    text += ("; IBSI profile on: the _IBSI variants are in the features" if on else
+             "; IBSI profile off: Kurtosis and axis lengths follow pyradiomics' conventions")
+    names = list(model_features)
+    convention = [n for n in names if f"{split_name(n)[1]}_{split_name(n)[2]}" in CONVENTIONS]
+    filtered = [n for n in names if not n.startswith("original_")]
+    untagged = [n for n in names if n.startswith("original_") and ibsi_tag(n) is None]
+    text += (f"; Rad-Score features: {len(names)}, {len(filtered)} on filtered images (not IBSI-tested), "
+             f"{len(untagged)} without an IBSI name, {len(convention)} with a non-IBSI convention"
+             + (f" ({', '.join(convention)})" if convention else ""))
+    return text
+
+
+def reporting_items(extraction: Mapping[str, Any], software: Mapping[str, Any],
+                    model_features: Iterable[str]) -> List[Tuple[str, str, str]]:
+    """CLEAR / IBSI reporting items the software can fill in: (item, topic, this run)."""
+    versions = ", ".join(f"{k} {software[k]}" for k in ("SimpleITK", "PyWavelets", "numpy") if k in software)
+    return [
+        ("CLEAR / IBSI", "Feature extraction software and version",
+         f"pyradiomics {software.get('pyradiomics', '?')} through IMNRisk {software.get('imnrisk', '?')}"
+         + (f" ({versions})" if versions else "")),
+        ("CLEAR / IBSI", "IBSI conformance", describe_conformance(extraction, software, model_features)),
+        ("CLEAR / IBSI", "Discretisation", describe_discretisation(extraction)),
+        ("CLEAR / IBSI", "Interpolation and resampling", describe_resampling(extraction)),
+        ("CLEAR / IBSI", "Filters (image types)", describe_filters(extraction)),
+        ("CLEAR / IBSI", "Smoothing and normalisation", describe_smoothing_normalisation(extraction)),
+        ("IBSI", "Texture matrices", describe_texture(extraction)),
+    ]
+
+
 # --------------------------------------------------------------------------- measuring the phantom
 
 def phantom_features(folder: Union[str, Path], ibsi_variants: bool = False) -> Dict[str, float]:

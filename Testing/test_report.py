@@ -122,3 +122,32 @@ def test_demo_end_to_end_on_a_small_phantom(tmp_path):
         refused = run_cli(*args)
         assert refused.returncode == 2 and "pass --force" in refused.stderr
     assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep me" and len(list(mine.iterdir())) == 1
+
+
+def test_report_shows_the_ibsi_conformance_table_and_the_clear_ibsi_items(trained_phantom):
+    import html
+    import json
+
+    from IMNRiskLib import ibsi
+    out, _, _ = trained_phantom
+    page = html.unescape((out / "report.html").read_text(encoding="utf-8"))
+    model = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    assert "11. IBSI conformance of the features" in page
+    table = ibsi.load_table()
+    c = ibsi.counts(table)
+    cell = r"\s*<td>{}</td>"
+    for row in ibsi.class_summary(table).itertuples(index=False):  # every class: mapped, matching, deviations
+        assert re.search("<tr>" + "".join(cell.format(re.escape(str(v))) for v in row), page), row[0]
+    assert re.search(r"<tr>\s*<td>all</td>\s*<td></td>" + cell.format(c["mapped"]) + cell.format(c["match"]), page)
+    for reason in set(ibsi.CONVENTIONS.values()):
+        assert reason in page
+    assert ibsi.WAVELET_NOTE in page
+    setting = model["extraction"]["pyradiomics"]["setting"]
+    for topic, text in (("Feature extraction software and version", f"pyradiomics {model['software']['pyradiomics']}"),
+                        ("IBSI conformance", f"{c['match']}/{c['mapped']} mapped features match"),
+                        ("Discretisation", f"fixed bin number (FBN): {setting['binCount']} bins"),
+                        ("Interpolation and resampling", "none: native voxel spacing"),
+                        ("Filters (image types)", "Original (unfiltered)"),
+                        ("Smoothing and normalisation",
+                         f"Gaussian smoothing sigma {model['extraction']['imnrisk']['smoothing_sigma_mm']:g} mm")):
+        assert re.search(rf"<td>{re.escape(topic)}</td>\s*<td>[^<]*{re.escape(text)}", page), topic
