@@ -346,8 +346,8 @@ def describe_resampling(extraction: Mapping[str, Any]) -> str:
     """IBSI's interpolation items: resampled spacing and interpolators, or none."""
     spacing = _setting(extraction, "resampledPixelSpacing")
     if spacing:
-        return (f"resampled to {spacing} mm (0: axis kept) by pyradiomics, image {_setting(extraction, 'interpolator')}, "
-                "mask nearest neighbour")
+        interpolator = _setting(extraction, "interpolator")
+        return f"resampled to {spacing} mm (0: axis kept) by pyradiomics, image {interpolator}, mask nearest neighbour"
     return ("none: native voxel spacing (a mask on another grid is resampled nearest-neighbour to the image, "
             "with a warning)")
 
@@ -376,20 +376,23 @@ def describe_smoothing_normalisation(extraction: Mapping[str, Any]) -> str:
                  "pyradiomics)" if sigma > 0 else "no smoothing")
     if _setting(extraction, "normalize"):
         outliers = _setting(extraction, "removeOutliers")
-        normalisation = (f"z-score over the whole image (pyradiomics normalizeImage) x {_setting(extraction, 'normalizeScale')}"
+        scale = _setting(extraction, "normalizeScale")
+        normalisation = (f"z-score over the whole image (pyradiomics normalizeImage) x {scale}"
                          + (f", outliers beyond {outliers} SD clipped" if outliers else ", no outlier removal"))
     else:
         normalisation = "no intensity normalisation"
     shift = _setting(extraction, "voxelArrayShift")
-    return f"{smoothing}; {normalisation}; voxelArrayShift {shift} (added before first-order Energy, TotalEnergy, RootMeanSquared)"
+    return (f"{smoothing}; {normalisation}; voxelArrayShift {shift} (added before first-order Energy, TotalEnergy, "
+            "RootMeanSquared)")
 
 
 def describe_texture(extraction: Mapping[str, Any]) -> str:
     """IBSI's texture-matrix items: 2D/3D, distances, symmetry, NGLDM coarseness, aggregation."""
     dims = (f"2D (slices along axis {_setting(extraction, 'force2Ddimension')})" if _setting(extraction, "force2D")
             else "3D, 13 directions")
-    return (f"{dims}; distances {_setting(extraction, 'distances')} (Chebyshev); symmetric GLCM "
-            f"{'yes' if _setting(extraction, 'symmetricalGLCM') else 'no'}; NGLDM alpha {_setting(extraction, 'gldm_a')}; "
+    symmetric = "yes" if _setting(extraction, "symmetricalGLCM") else "no"
+    return (f"{dims}; distances {_setting(extraction, 'distances')} (Chebyshev); symmetric GLCM {symmetric}; "
+            f"NGLDM alpha {_setting(extraction, 'gldm_a')}; "
             "GLCM and GLRLM features per direction, then averaged (IBSI 3D_avg); GLSZM, NGLDM, NGTDM 3D")
 
 
@@ -400,8 +403,9 @@ def describe_conformance(extraction: Mapping[str, Any], software: Mapping[str, A
     c = counts(table)
     measured = table["pyradiomics"].iloc[0] if len(table) else "?"
     used = str(software.get("pyradiomics", "?"))
+    deviating = sorted(split_name(f)[2] for f in table.loc[~table["match"], "feature"])
     text = (f"IBSI-1 digital phantom, pyradiomics {measured}: {c['match']}/{c['mapped']} mapped features match; "
-            f"deviations by convention: {', '.join(sorted(split_name(f)[2] for f in table.loc[~table['match'], 'feature']))}")
+            f"deviations by convention: {', '.join(deviating)}")
     if measured != used:
         text += f" (measured with pyradiomics {measured}; this extraction used {used}: not verified for it)"
     on = bool((extraction.get("imnrisk") or {}).get("ibsi_variants"))

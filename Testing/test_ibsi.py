@@ -84,8 +84,9 @@ def test_the_deviations_are_exactly_the_named_conventions(phantom_values, refere
     assert ibsi.matches(phantom_values["original_firstorder_Kurtosis"] - 3.0, ref, tol)  # Pearson vs excess
     # Elongation and Flatness are eigenvalue ratios: the factor cancels, both match as they are
     v = phantom_values
-    assert v["original_shape_Elongation"] == pytest.approx(v["original_shape_MinorAxisLength"] / v["original_shape_MajorAxisLength"])
-    assert v["original_shape_Flatness"] == pytest.approx(v["original_shape_LeastAxisLength"] / v["original_shape_MajorAxisLength"])
+    major = v["original_shape_MajorAxisLength"]
+    assert v["original_shape_Elongation"] == pytest.approx(v["original_shape_MinorAxisLength"] / major)
+    assert v["original_shape_Flatness"] == pytest.approx(v["original_shape_LeastAxisLength"] / major)
     for name in ("Elongation", "Flatness"):
         ref, tol = reference[ibsi.IBSI_TAGS[f"shape_{name}"]]
         assert ibsi.matches(v[f"original_shape_{name}"], ref, tol)
@@ -154,3 +155,44 @@ def test_default_settings_are_unchanged_and_bad_profile_values_are_refused():
     data["setting"]["additionalInfo"] = False
     with pytest.raises(InputError, match="additionalInfo"):
         features.settings_from_dict(data, "p.yaml")
+
+
+def test_reporting_items_assume_pyradiomics_own_defaults():
+    from radiomics import featureextractor, imageoperations
+    defaults = featureextractor.RadiomicsFeatureExtractor._getDefaultSettings()
+    for key, value in ibsi.PYRADIOMICS_DEFAULTS.items():
+        if key in defaults:
+            assert defaults[key] == value, key
+    edges = imageoperations.getBinEdges(np.array([0.0, 100.0]))  # no binWidth given: pyradiomics' default
+    assert np.diff(edges)[0] == ibsi.PYRADIOMICS_DEFAULTS["binWidth"]
+
+
+def test_reporting_items_describe_each_setting_as_the_extraction_used_it():
+    default = features.load_settings().to_dict()
+    software = {"pyradiomics": "v9.9", "imnrisk": "0.1.0"}
+    items = {t: text for _, t, text in ibsi.reporting_items(default, software, ["original_firstorder_Kurtosis"])}
+    assert "pyradiomics v9.9 through IMNRisk 0.1.0" in items["Feature extraction software and version"]
+    table = ibsi.load_table()
+    assert "this extraction used v9.9: not verified" in items["IBSI conformance"]
+    assert "IBSI profile off" in items["IBSI conformance"]
+    assert "(original_firstorder_Kurtosis)" in items["IBSI conformance"]
+    assert f"fixed bin number (FBN): {default['pyradiomics']['setting']['binCount']} bins" in items["Discretisation"]
+    assert items["Interpolation and resampling"].startswith("none")
+    assert "Wavelet (coif1, undecimated" in items["Filters (image types)"]
+    assert "Gaussian smoothing sigma 1 mm" in items["Smoothing and normalisation"]
+    assert "x 100" in items["Smoothing and normalisation"]
+    other = {"pyradiomics": {"imageType": {"Original": {}, "LoG": {"sigma": [2.0, 3.0]}},
+                             "setting": {"resampledPixelSpacing": [1, 1, 1], "force2D": True, "removeOutliers": 3}},
+             "imnrisk": {"smoothing_sigma_mm": 0.0, "ibsi_variants": True}}
+    software["pyradiomics"] = table["pyradiomics"].iloc[0]
+    names = ["original_firstorder_Kurtosis_IBSI", "log-sigma-2-0-mm-3D_glcm_Id"]
+    items = {t: text for _, t, text in ibsi.reporting_items(other, software, names)}
+    assert "not verified" not in items["IBSI conformance"] and "IBSI profile on" in items["IBSI conformance"]
+    assert "1 on filtered images" in items["IBSI conformance"]
+    assert "0 with a non-IBSI convention" in items["IBSI conformance"]
+    assert "bin width 25" in items["Discretisation"]  # pyradiomics' default when none is given
+    assert "resampled to [1, 1, 1] mm" in items["Interpolation and resampling"]
+    assert "sitkBSpline" in items["Interpolation and resampling"]
+    assert "LoG (sigma [2.0, 3.0] mm" in items["Filters (image types)"]
+    assert items["Smoothing and normalisation"].startswith("no smoothing; no intensity normalisation")
+    assert items["Texture matrices"].startswith("2D")
