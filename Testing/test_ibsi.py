@@ -196,3 +196,14 @@ def test_reporting_items_describe_each_setting_as_the_extraction_used_it():
     assert "LoG (sigma [2.0, 3.0] mm" in items["Filters (image types)"]
     assert items["Smoothing and normalisation"].startswith("no smoothing; no intensity normalisation")
     assert items["Texture matrices"].startswith("2D")
+
+
+def test_a_model_trained_with_the_profile_scores_with_it(tmp_path):
+    from types import SimpleNamespace
+
+    from IMNRiskLib.predict import model_settings
+    on = features.load_settings(ibsi_params(tmp_path))
+    assert on.ibsi_variants and on.to_dict()["imnrisk"]["ibsi_variants"] is True
+    assert model_settings(SimpleNamespace(doc={"extraction": on.to_dict()})).ibsi_variants is True
+    off = features.load_settings().to_dict()
+    assert model_settings(SimpleNamespace(doc={"extraction": off})).ibsi_variants is False
