@@ -118,7 +118,7 @@ def split_name(name: str) -> Tuple[str, str, str]:
 
 
 def pyradiomics_feature(feature: str) -> str:
-    """The pyradiomics feature an IBSI variant is computed from (`Kurtosis_IBSI` -> `Kurtosis`)."""
+    """The pyradiomics feature (or column) an IBSI variant is computed from (`Kurtosis_IBSI` -> `Kurtosis`)."""
     return feature[: -len(IBSI_SUFFIX)] if feature.endswith(IBSI_SUFFIX) else feature
 
 
@@ -256,10 +256,22 @@ def class_summary(table: pd.DataFrame) -> pd.DataFrame:
 def variants_summary(table: pd.DataFrame) -> pd.DataFrame:
     """The IBSI profile's variants on the phantom."""
     part = table[table["feature"].str.endswith(IBSI_SUFFIX)]
+    own = dict(zip(table["feature"], table["value"]))
     return pd.DataFrame([{"IBSI variant": split_name(r.feature)[1] + "_" + split_name(r.feature)[2],
                           "IBSI tag": r.ibsi_tag, "value": _fmt(r.value),
+                          "from pyradiomics' own": _relation(r.feature, r.value, own.get(pyradiomics_feature(r.feature))),
                           "reference": f"{_fmt(r.reference)} ± {_fmt(r.tolerance)}",
                           "match": "yes" if r.match else "no"} for r in part.itertuples()])
+
+
+def _relation(name: str, variant: float, own: Optional[float]) -> str:
+    """How the variant's value follows from pyradiomics' own, measured (difference or ratio)."""
+    if own is None:
+        return ""
+    _, cls, feature = split_name(pyradiomics_feature(name))
+    if _VARIANTS[f"{cls}_{feature}"] is excess_kurtosis:
+        return f"{variant - own:+.6g} (Pearson - 3)"
+    return f"x {variant / own:.6f} (sqrt(N/(N-1)), N mask voxels)"
 
 
 def counts(table: pd.DataFrame) -> Dict[str, int]:
