@@ -416,7 +416,8 @@ def describe_conformance(extraction: Mapping[str, Any], software: Mapping[str, A
     measured = table["pyradiomics"].iloc[0] if len(table) else "?"
     used = str(software.get("pyradiomics", "?"))
     deviating = sorted(split_name(f)[2] for f in table.loc[~table["match"], "feature"])
-    text = (f"IBSI-1 digital phantom, pyradiomics {measured}: {c['match']}/{c['mapped']} mapped features match; "
+    text = (f"feature definitions on the IBSI-1 digital phantom (IBSI's configuration, not this study's "
+            f"pre-processing), pyradiomics {measured}: {c['match']}/{c['mapped']} mapped features match; "
             f"deviations by convention: {', '.join(deviating)}")
     if measured != used:
         text += f" (measured with pyradiomics {measured}; this extraction used {used}: not verified for it)"
