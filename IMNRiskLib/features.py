@@ -96,10 +96,10 @@ def _ibsi_variants_setting(own: Dict[str, Any], data: Dict[str, Any], source: st
     """`imnrisk: ibsi_variants` (true/false); the variants need pyradiomics' mask diagnostics."""
     value = own.get("ibsi_variants", False)
     if not isinstance(value, bool):
-        raise InputError("imnrisk: ibsi_variants must be true or false", file=source, field="ibsi_variants")
+        raise InputError("must be true or false", file=source, field="imnrisk: ibsi_variants")
     if value and (data.get("setting") or {}).get("additionalInfo") is False:
-        raise InputError("imnrisk: ibsi_variants needs pyradiomics' additionalInfo (mask voxel count)",
-                         file=source, field="additionalInfo")
+        raise InputError("must not be false with imnrisk: ibsi_variants (the variants need pyradiomics' mask "
+                         "voxel count)", file=source, field="setting: additionalInfo")
     return value
 
 
