@@ -149,7 +149,7 @@ def mask_voxels(result: Mapping[str, Any]) -> int:
     for key in ("diagnostics_Mask-interpolated_VoxelNum", "diagnostics_Mask-original_VoxelNum"):
         if key in result:
             return int(result[key])
-    raise KeyError("pyradiomics reported no mask voxel count (setting additionalInfo: false)")
+    raise ValueError("pyradiomics reported no mask voxel count (setting additionalInfo: false)")
 
 
 def add_variants(result: Mapping[str, Any]) -> "OrderedDict[str, Any]":
