@@ -158,9 +158,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict_patient
     model = ScoringModel.load(args.model)
     label = int(args.label) if str(args.label).isdigit() else args.label
+    if args.dicom_out:
+        from .dicomout import check_target
+        check_target(args.image, args.dicom_out, args.force)
     result = predict_patient(model, args.image, args.mask, args.phase, label, _parse_clinical_pairs(args.clinical))
     for warning in result.pop("warnings"):
         say(f"imnrisk: warning: {warning}")
+    if args.dicom_out:
+        from .dicomout import export_case
+        written = export_case(args.dicom_out, args.image, args.mask, result, model.doc, label,
+                              int(model.doc["extraction"]["imnrisk"]["min_tumour_voxels"]), args.force)
+        say(f"imnrisk predict: DICOM SEG -> {written.seg}; SR -> {written.sr}")
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
@@ -342,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="1", help="label value or segment name (default 1)")
     p.add_argument("--clinical", nargs="*", metavar="NAME=VALUE", help="the model's clinical factors")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--dicom-out", metavar="DIR", help="also write the tumour as DICOM SEG and the result as "
+                   "DICOM SR (TID 1500) into DIR (the image must be a DICOM series)")
+    _add_force(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("validate", help="external validation of a frozen model on a new cohort")

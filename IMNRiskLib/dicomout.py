@@ -87,12 +87,20 @@ def read_source(files: Sequence[Union[str, Path]]) -> List[Any]:
 def source_files(image_folder: Union[str, Path], phase: int) -> List[Path]:
     """The files of one phase of a DICOM folder (as imaging reads them), or an InputError."""
     from . import imaging
-    folder = Path(image_folder)
+    return imaging.dicom_phases(Path(image_folder))[phase]
+
+
+def check_target(image: Union[str, Path], out_dir: Union[str, Path], force: bool) -> None:
+    """Before any work: the image is a DICOM folder, highdicom is there, the outputs may be written."""
+    from . import imaging
+    folder = Path(image)
     if not folder.is_dir() or not imaging._dicom_files(folder):
-        raise InputError("--dicom-out needs the image to be a DICOM series folder", file=str(folder),
-                         field="--image")
-    phases = imaging.dicom_phases(folder)
-    return phases[phase]
+        raise InputError("--dicom-out needs the image to be a DICOM series folder (this is not one)",
+                         file=str(folder), field="--image")
+    _hd()
+    paths = output_paths(out_dir)
+    for p in (paths.seg, paths.sr):
+        check_can_write(p, force)
 
 
 def mask_frames(mask: sitk.Image, sources: Sequence[Any]) -> np.ndarray:
@@ -246,8 +254,12 @@ def export(out_dir: Union[str, Path], sources: Sequence[Any], mask: sitk.Image, 
     paths = output_paths(out_dir)
     for p in (paths.seg, paths.sr):
         check_can_write(p, force)
-    seg = build_seg(sources, mask_frames(mask, sources))
-    sr = build_sr(result, model_doc, sources, seg)
+    try:
+        seg = build_seg(sources, mask_frames(mask, sources))
+        sr = build_sr(result, model_doc, sources, seg)
+    except (ValueError, AttributeError) as exc:  # highdicom's checks of the source images
+        raise InputError(f"cannot build DICOM SEG/SR on this series ({str(exc).splitlines()[0][:160]})",
+                         id=str(getattr(sources[0], "PatientID", "")) or None, field="--image") from None
     _save(seg, paths.seg)
     _save(sr, paths.sr)
     return paths
