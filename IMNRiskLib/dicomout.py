@@ -103,19 +103,27 @@ def check_target(image: Union[str, Path], out_dir: Union[str, Path], force: bool
         check_can_write(p, force)
 
 
-def mask_frames(mask: sitk.Image, sources: Sequence[Any]) -> np.ndarray:
-    """The binary mask as (frames, rows, columns), one frame per source slice, checked against
-    the source slices' geometry (the mask must be on the chosen phase's grid)."""
+def mask_frames(mask: sitk.Image, sources: Sequence[Any]) -> Tuple[np.ndarray, List[Any]]:
+    """The binary mask as (frames, rows, columns) and the source slices in the same order: each
+    mask slice is matched to the slice at its position (so any file order works), and the mask
+    must lie on the slices' grid (same size and in-plane orientation)."""
     array = sitk.GetArrayFromImage(mask).astype(bool)
     rows, cols = int(sources[0].Rows), int(sources[0].Columns)
     if array.shape != (len(sources), rows, cols):
-        raise InputError(f"mask grid {array.shape} does not match the DICOM phase "
-                         f"({len(sources)} slices of {rows}x{cols})", field="Mask")
-    for k in (0, len(sources) - 1):
-        ipp = np.array([float(v) for v in sources[k].ImagePositionPatient])
-        if not np.allclose(ipp, mask.TransformIndexToPhysicalPoint((0, 0, k)), atol=1e-3):
-            raise InputError("mask slices are not in the DICOM slices' positions", field="Mask")
-    return array.astype(np.uint8)
+        raise InputError(f"mask grid {'x'.join(map(str, array.shape[::-1]))} does not match the DICOM phase "
+                         f"({cols}x{rows}x{len(sources)})", field="Mask")
+    direction = np.array(mask.GetDirection()).reshape(3, 3)
+    iop = np.array([float(v) for v in sources[0].ImageOrientationPatient])
+    if not (np.allclose(direction[:, 0], iop[:3], atol=1e-4) and np.allclose(direction[:, 1], iop[3:], atol=1e-4)):
+        raise InputError("mask orientation differs from the DICOM slices' orientation", field="Mask")
+    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in sources])
+    ordered = []
+    for k in range(len(sources)):
+        gap = np.abs(positions - np.array(mask.TransformIndexToPhysicalPoint((0, 0, k)))).max(axis=1)
+        if gap.min() > 1e-3:
+            raise InputError(f"mask slice {k} is at no DICOM slice's position", field="Mask")
+        ordered.append(sources[int(gap.argmin())])
+    return array.astype(np.uint8), ordered
 
 
 # --------------------------------------------------------------------------- SEG
@@ -249,13 +257,17 @@ def _save(dataset, path: Path) -> None:
 
 def export(out_dir: Union[str, Path], sources: Sequence[Any], mask: sitk.Image, result: Dict[str, Any],
            model_doc: Dict[str, Any], force: bool = False) -> DicomResults:
-    """Write SEG and SR of one prediction from the chosen phase's slices (pydicom datasets, in
-    the image's slice order) and the tumour mask on that grid. Nothing is written on error."""
+    """Write SEG and SR of one prediction from the chosen phase's slices (pydicom datasets, any
+    order) and the tumour mask on their grid (SimpleITK, LPS). Nothing is written on error.
+
+    The Slicer module can call this directly: the slices from the volume node's
+    "DICOM.instanceUIDs" through the DICOM database, the mask exported on the volume's grid."""
     paths = output_paths(out_dir)
     for p in (paths.seg, paths.sr):
         check_can_write(p, force)
     try:
-        seg = build_seg(sources, mask_frames(mask, sources))
+        frames, sources = mask_frames(mask, sources)
+        seg = build_seg(sources, frames)
         sr = build_sr(result, model_doc, sources, seg)
     except (ValueError, AttributeError) as exc:  # highdicom's checks of the source images
         raise InputError(f"cannot build DICOM SEG/SR on this series ({str(exc).splitlines()[0][:160]})",
@@ -309,40 +321,41 @@ def _algorithm_texts(group) -> Dict[str, List[str]]:
     return out
 
 
-def tree_lines(sr_path: Union[str, Path], max_items: int = 6) -> List[Tuple[int, str]]:
-    """The SR's content tree as (depth, text) lines, long runs of measurements shortened:
-    for the README's picture and for people reading an SR without a viewer."""
+def tree_lines(sr_path: Union[str, Path], max_numbers: int = 8) -> List[Tuple[int, str]]:
+    """The SR's content tree as (depth, text) lines, a long run of measurements shortened to its
+    first ones, a count, and its last: for the README's picture and for reading an SR without a viewer."""
     import pydicom
     ds = pydicom.dcmread(str(sr_path))
     lines: List[Tuple[int, str]] = [(0, f"CONTAINER {ds.ConceptNameCodeSequence[0].CodeMeaning}")]
 
-    def text(item) -> str:
-        name = item.ConceptNameCodeSequence[0].CodeMeaning if "ConceptNameCodeSequence" in item else ""
-        vt = item.ValueType
-        if vt == "NUM":
-            mv = item.MeasuredValueSequence[0]
-            value = f"= {float(mv.NumericValue):.6g} [{mv.MeasurementUnitsCodeSequence[0].CodeValue}]"
-        elif vt == "CODE":
-            value = f"= {item.ConceptCodeSequence[0].CodeMeaning}"
-        elif vt in ("TEXT", "UIDREF"):
-            value = f"= {item.TextValue if vt == 'TEXT' else item.UID}"
-        elif vt == "IMAGE":
-            value = f"-> segment {item.ReferencedSOPSequence[0].get('ReferencedSegmentNumber', '')} of SEG"
-        else:
-            value = ""
-        return f"{item.RelationshipType} {vt} {name} {value}".rstrip()
-
     def walk(items, depth: int) -> None:
-        shown = 0
+        numbers = [i for i, item in enumerate(items) if item.ValueType == "NUM"]
+        hidden = set(numbers[max_numbers - 1:-1]) if len(numbers) > max_numbers else set()
         for i, item in enumerate(items):
-            if item.ValueType == "NUM" and shown >= max_items and i < len(items) - 1:
-                if shown == max_items:
-                    lines.append((depth, "..."))
-                shown += 1
+            if i in hidden:
+                if i == min(hidden):
+                    lines.append((depth, f"... {len(hidden)} more NUM items"))
                 continue
-            shown += item.ValueType == "NUM"
-            lines.append((depth, text(item)))
+            lines.append((depth, _item_text(item)))
             if "ContentSequence" in item and item.ValueType == "CONTAINER":
                 walk(item.ContentSequence, depth + 1)
     walk(ds.ContentSequence, 1)
     return lines
+
+
+def _item_text(item) -> str:
+    """One content item as 'RELATIONSHIP TYPE name = value'."""
+    name = item.ConceptNameCodeSequence[0].CodeMeaning if "ConceptNameCodeSequence" in item else ""
+    vt = item.ValueType
+    if vt == "NUM":
+        mv = item.MeasuredValueSequence[0]
+        value = f"= {float(mv.NumericValue):.6g} [{mv.MeasurementUnitsCodeSequence[0].CodeValue}]"
+    elif vt == "CODE":
+        value = f"= {item.ConceptCodeSequence[0].CodeMeaning}"
+    elif vt in ("TEXT", "UIDREF"):
+        value = f"= {item.TextValue if vt == 'TEXT' else item.UID}"
+    elif vt == "IMAGE":
+        value = f"-> segment {item.ReferencedSOPSequence[0].get('ReferencedSegmentNumber', '')} of the SEG"
+    else:
+        value = ""
+    return f"{item.RelationshipType} {vt} {name} {value}".rstrip()

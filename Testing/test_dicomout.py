@@ -180,5 +180,19 @@ def test_tree_lines_show_the_report(predicted):
     _, _, sr_path, _ = predicted
     lines = [text for _, text in dicomout.tree_lines(sr_path)]
     assert lines[0] == "CONTAINER Imaging Measurement Report"
-    for expected in ("Rad-Score", "IMN metastasis probability", "risk group", "Algorithm Parameters", RESEARCH_ONLY):
+    for expected in ("Rad-Score", "IMN metastasis probability", "Nomogram total points", "risk group", "Algorithm Parameters", RESEARCH_ONLY):
         assert any(expected in line for line in lines), expected
+
+
+def test_mask_frames_follow_slice_positions_not_file_order(dicom_phantom):
+    files = chosen_phase_files(dicom_phantom, 1)
+    sources = dicomout.read_source(files)
+    mask = imaging.load_case(patient_paths(dicom_phantom, PID)["image"], patient_paths(dicom_phantom, PID)["mask"]).mask
+    shuffled = sources[::-1][:3] + sources[::-1][3:][::-1]
+    frames, ordered = dicomout.mask_frames(mask, shuffled)
+    assert [d.SOPInstanceUID for d in ordered] == [d.SOPInstanceUID for d in sources]
+    assert np.array_equal(frames, sitk.GetArrayFromImage(mask))
+    moved = sitk.Image(mask)
+    moved.SetOrigin([o + 5.0 for o in mask.GetOrigin()])
+    with pytest.raises(dicomout.InputError, match="no DICOM slice"):
+        dicomout.mask_frames(moved, sources)
