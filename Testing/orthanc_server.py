@@ -4,6 +4,7 @@ JSON configuration, a temporary storage folder and free ports; its REST API for 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -92,7 +93,10 @@ def start(folder: Path, timeout_s: float = 60.0) -> Iterator[Orthanc]:
     config = write_config(folder, dicom_port, http_port, client_port)
     log = folder / "orthanc.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([ORTHANC, str(config)], stdout=out, stderr=subprocess.STDOUT)
+        # DCMTK (inside Orthanc) sets TCP_NODELAY only when told: without it each retrieved instance
+        # waits ~40 ms on Nagle against delayed ACKs (measured: 16 s instead of 4 s for 320 slices).
+        process = subprocess.Popen([ORTHANC, str(config)], stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "TCP_NODELAY": "1"})
     server = Orthanc(dicom_port, http_port, process, log)
     server.client_port = client_port
     deadline = time.monotonic() + timeout_s
