@@ -150,6 +150,8 @@ def test_seg_and_sr_carry_the_patient_and_no_input_path(predicted, dicom_phantom
         assert values
         leaks = [(k, v) for k, v in values if "/" in v or "\\" in v or any(i in v for i in inputs)]
         assert leaks == [], (path.name, leaks)
+        clinical = {a.split("=", 1)[1] for a in clinical_args(model_path, cohort_rows(dicom_phantom)[PID])[1:]}
+        assert clinical and not [(k, v) for k, v in values if v in clinical], path.name  # values entered stay out
 
 
 def test_not_a_dicom_image_is_exit_2_and_writes_nothing(dicom_phantom, model_path, tmp_path):
