@@ -59,15 +59,26 @@ def code(value: str, meaning: str, scheme: str = SCHEME):
     return _hd().sr.CodedConcept(value=value, scheme_designator=scheme, meaning=meaning[:64])
 
 
+def _short(prefix: str, name: str) -> str:
+    """A code value of at most 16 characters for a name (long code values trip highdicom's
+    reader and many viewers): the prefix and a hash of the name."""
+    return prefix + hashlib.sha256(name.encode()).hexdigest()[:16 - len(prefix)]
+
+
 def feature_code(name: str):
-    """The local code of a radiomics feature: 'RF-' and a hash of its pyradiomics name (a code
-    value has at most 16 characters; long code values trip highdicom's reader), meaning the name."""
-    return code("RF-" + hashlib.sha256(name.encode()).hexdigest()[:13], name)
+    """The local code of a radiomics feature; its meaning is the pyradiomics name."""
+    return code(_short("RF-", name), name)
+
+
+POINTS_PREFIX = "Nomogram points: "
 
 
 def points_code(predictor: str):
-    """The local code of one predictor's nomogram points."""
-    return code(f"PTS-{predictor}", f"Nomogram points: {predictor}")
+    """The local code of one predictor's nomogram points; the meaning names the predictor."""
+    return code(_short("PT-", predictor), POINTS_PREFIX + predictor)
+
+
+RISK_CODES = {"low": "RISK-LOW", "intermediate": "RISK-INTERMED", "high": "RISK-HIGH"}
 
 
 # --------------------------------------------------------------------------- source series
@@ -193,7 +204,7 @@ def _risk_group(result: Dict[str, Any], algo):
         name = code(*POINTS_TOTAL) if predictor == "total" else points_code(predictor)
         measurements.append(_number(name, value, points))
     group = result["risk_group"]
-    evaluations = [hd.sr.QualitativeEvaluation(code(*RISK_GROUP), code(f"RISK-{group.upper()}"[:16], f"{group} risk")),
+    evaluations = [hd.sr.QualitativeEvaluation(code(*RISK_GROUP), code(RISK_CODES[group], f"{group} risk")),
                    hd.sr.QualitativeEvaluation(code(*INTENDED_USE), code(*RESEARCH_USE))]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=RISK_GROUP_ID),
@@ -301,7 +312,9 @@ def read_report(sr_path: Union[str, Path]) -> Dict[str, Any]:
     features = {m.name.meaning: m.value for m in tumour.get_measurements()
                 if m.name.scheme_designator == SCHEME and m.name.value != RADSCORE[0]}
     by_code = {m.name.value: m.value for m in risk.get_measurements()}
-    points = {k[len("PTS-"):]: v for k, v in by_code.items() if k.startswith("PTS-")}
+    points = {m.name.meaning[len(POINTS_PREFIX):]: m.value for m in risk.get_measurements()
+              if m.name.meaning.startswith(POINTS_PREFIX)}
+    points["total"] = by_code[POINTS_TOTAL[0]]
     evaluations = {e.name.value: e.value for e in risk.get_qualitative_evaluations()}
     radscore = next(m.value for m in tumour.get_measurements() if m.name.value == RADSCORE[0])
     return {"radscore": radscore, "probability": by_code[PROBABILITY[0]],

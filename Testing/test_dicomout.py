@@ -198,3 +198,16 @@ def test_mask_frames_follow_slice_positions_not_file_order(dicom_phantom):
     moved.SetOrigin([o + 5.0 for o in mask.GetOrigin()])
     with pytest.raises(dicomout.InputError, match="no DICOM slice"):
         dicomout.mask_frames(moved, sources)
+
+
+def test_every_code_value_is_short(predicted):
+    """Code values of at most 16 characters (no LongCodeValue, which highdicom's reader and many
+    viewers do not follow), local ones declared in the SR's coding scheme identification."""
+    _, seg_path, sr_path, _ = predicted
+    for path in (seg_path, sr_path):
+        ds = pydicom.dcmread(path)
+        values = _strings(ds)
+        assert [v for k, v in values if k == "CodeValue" and len(v) > 16] == []
+        assert "LongCodeValue" not in {k for k, _ in values}
+    schemes = {i.CodingSchemeDesignator for i in pydicom.dcmread(sr_path).CodingSchemeIdentificationSequence}
+    assert dicomout.SCHEME in schemes
