@@ -158,9 +158,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict_patient
     model = ScoringModel.load(args.model)
     label = int(args.label) if str(args.label).isdigit() else args.label
+    if args.dicom_out:
+        from .dicomout import check_target
+        check_target(args.image, args.dicom_out, args.force)
     result = predict_patient(model, args.image, args.mask, args.phase, label, _parse_clinical_pairs(args.clinical))
     for warning in result.pop("warnings"):
         say(f"imnrisk: warning: {warning}")
+    if args.dicom_out:
+        from .dicomout import export_case
+        written = export_case(args.dicom_out, args.image, args.mask, result, model.doc, label,
+                              int(model.doc["extraction"]["imnrisk"]["min_tumour_voxels"]), args.force)
+        say(f"imnrisk predict: DICOM SEG -> {written.seg}; SR -> {written.sr}")
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
@@ -171,6 +179,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
           f"(low < {result['risk_thresholds']['low']:.3f} <= intermediate < {result['risk_thresholds']['high']:.3f} <= high)\n"
           f"nomogram points: {points}; total {result['points']['total']:.1f}\n"
           f"{result['notice']}")
+    return EXIT_OK
+
+
+def cmd_pacs(args: argparse.Namespace) -> int:
+    """Retrieve a study's MR series from a DICOM node, score it, store SEG + SR back."""
+    import json
+    from .pacs import load_settings, score_study
+    settings = load_settings(args.config)
+    label = int(args.label) if str(args.label).isdigit() else args.label
+    result = score_study(settings, args.model, args.study, args.mask, args.out, _parse_clinical_pairs(args.clinical),
+                         args.series, args.phase, label, send=not args.no_store, force=args.force)
+    for warning in result.pop("warnings"):
+        say(f"imnrisk: warning: {warning}")
+    files = result["files"]
+    say(f"imnrisk pacs: series -> {files['source']}; SEG {files['seg']}, SR {files['sr']}"
+        + (f" stored on {settings.called_ae}@{settings.host}:{settings.port}" if result["stored"] else " (not stored)"))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"IMN metastasis risk {100 * result['probability']:.1f}% ({result['risk_group']} risk); "
+              f"Rad-Score {result['radscore']:.3f}. {result['notice']}")
     return EXIT_OK
 
 
@@ -342,7 +371,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="1", help="label value or segment name (default 1)")
     p.add_argument("--clinical", nargs="*", metavar="NAME=VALUE", help="the model's clinical factors")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--dicom-out", metavar="DIR", help="also write the tumour as DICOM SEG and the result as "
+                   "DICOM SR (TID 1500) into DIR (the image must be a DICOM series)")
+    _add_force(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("pacs", help="retrieve a study from a PACS, score it, store the SEG and SR back")
+    p.add_argument("model", help="model.json")
+    p.add_argument("--config", required=True, help="PACS settings YAML (called_ae, host, port, calling_ae, "
+                   "retrieve: get|move, move_port)")
+    p.add_argument("--study", required=True, metavar="UID", help="StudyInstanceUID")
+    p.add_argument("--series", metavar="UID", help="SeriesInstanceUID (default: the study's only MR series)")
+    p.add_argument("--mask", required=True, help="tumour mask on the series' grid (labelmap or .seg.nrrd)")
+    p.add_argument("--phase", type=int, help="0-based phase (default: the second of a multi-phase series)")
+    p.add_argument("--label", default="1", help="label value or segment name (default 1)")
+    p.add_argument("--clinical", nargs="*", metavar="NAME=VALUE", help="the model's clinical factors")
+    p.add_argument("--out", required=True, help="folder for the retrieved series and the SEG + SR")
+    p.add_argument("--no-store", action="store_true", help="write SEG + SR locally only")
+    p.add_argument("--json", action="store_true")
+    _add_force(p)
+    p.set_defaults(func=cmd_pacs)
 
     p = sub.add_parser("validate", help="external validation of a frozen model on a new cohort")
     p.add_argument("model", help="model.json")
