@@ -45,28 +45,53 @@ def test_every_widget_the_code_uses_exists_with_the_expected_class():
     widgets = ui_widgets()
     used = set(re.findall(r"self\.ui\.(\w+)", MODULE.read_text(encoding="utf-8")))
     assert used and not used - set(widgets), sorted(used - set(widgets))
-    expected = {"inputVolumeSelector": "qMRMLNodeComboBox", "segmentationSelector": "qMRMLNodeComboBox",
+    expected = {"inputComboBox": "QComboBox", "segmentationSelector": "qMRMLNodeComboBox",
                 "segmentSelector": "qMRMLSegmentSelectorWidget", "segmentEditorWidget": "qMRMLSegmentEditorWidget",
                 "modelPathLineEdit": "ctkPathLineEdit", "cohortPathLineEdit": "ctkPathLineEdit",
-                "outputFolderLineEdit": "ctkPathLineEdit", "pointsTableView": "qMRMLTableView",
-                "featuresTableView": "qMRMLTableView", "phaseSpinBox": "QSpinBox", "predictButton": "QPushButton",
-                "trainingProgressBar": "QProgressBar", "clinicalFormWidget": "QWidget"}
+                "outputFolderLineEdit": "ctkPathLineEdit", "resultsTableView": "qMRMLTableView",
+                "featuresCsvPathLineEdit": "ctkPathLineEdit", "allowMismatchCheckBox": "QCheckBox",
+                "phaseSpinBox": "QSpinBox", "predictButton": "QPushButton", "panelTabs": "QTabWidget",
+                "trainingProgressBar": "QProgressBar", "trainingLog": "QPlainTextEdit", "clinicalFormWidget": "QWidget"}
     for name, cls in expected.items():
         assert widgets.get(name) == cls, (name, widgets.get(name))
     assert sum(cls == "ctkCollapsibleButton" for cls in widgets.values()) >= 5
+
+
+def test_training_is_a_separate_tab_from_scoring():
+    """Item 10: the scoring workflow and the training panel are two tabs of the module."""
+    root = ET.parse(UI).getroot()
+    tabs = next(w for w in root.iter("widget") if w.get("name") == "panelTabs")
+    pages = {page.get("name"): {w.get("name") for w in page.iter("widget")} for page in tabs.findall("widget")}
+    assert set(pages) == {"scoringTab", "trainingTab"}
+    assert {"predictButton", "segmentEditorWidget", "inputComboBox"} <= pages["scoringTab"]
+    assert {"trainButton", "cancelTrainingButton", "trainingLog"} <= pages["trainingTab"]
+    assert not pages["scoringTab"] & {"trainButton", "cohortPathLineEdit"}
+
+
+def test_the_widget_binds_qt_to_the_controller_and_decides_nothing():
+    """The goal of #10: scoring behaviour lives in the controller; the widget forwards and redraws."""
+    text = MODULE.read_text(encoding="utf-8")
+    widget = text[text.index("class IMNRiskWidget"):text.index("class IMNRiskLogic")]
+    for call in ("choose_input", "choose_phase", "choose_segmentation", "choose_segment", "load_model",
+                 "set_clinical", "predict()", "new_segmentation", "editor_enter", "editor_exit", "poll()",
+                 "load_features_csv", "allow_version_mismatch", "nomogram_png"):
+        assert f"controller.{call}" in widget, call
+    for decided_elsewhere in ("segment_size(", "phaseCount", "referenceVolume", "GetFirstNodeByClass",
+                              "SetReferenceImageGeometryParameterFromVolumeNode", "qt.QProcess"):
+        assert decided_elsewhere not in widget, decided_elsewhere
 
 
 def test_every_slicer_parameter_name_is_a_parameter_node_field():
     fields = parameter_fields()
     names = [p.find("string").text for p in ET.parse(UI).iter("property") if p.get("name") == "SlicerParameterName"]
     assert names and set(names) <= fields, set(names) - fields
-    assert {"inputVolume", "phase", "segmentation", "cvRepeats", "bootstrap"} <= set(names)
+    assert {"cvRepeats", "bootstrap"} <= set(names)
     # no parameter-node connector fits these: the code syncs them by hand
     text = MODULE.read_text(encoding="utf-8")
-    assert "segmentId" in fields and "setCurrentSegmentID" in text
+    assert "setCurrentSegmentID" in text
     for field, widget in (("modelPath", "modelPathLineEdit"), ("cohortPath", "cohortPathLineEdit"),
                           ("schemaPath", "schemaPathLineEdit"), ("outputFolder", "outputFolderLineEdit")):
-        assert field in fields and f"self.ui.{widget}" in text and f"p.{field}" in text, field
+        assert field in fields and f"self.ui.{widget}" in text and f".{field} = " in text, field
 
 
 def test_the_module_follows_slicer_conventions():
@@ -74,17 +99,22 @@ def test_the_module_follows_slicer_conventions():
     for needle in ("class IMNRisk(ScriptedLoadableModule)", "class IMNRiskWidget(ScriptedLoadableModuleWidget",
                    "class IMNRiskLogic(ScriptedLoadableModuleLogic", "class IMNRiskTest(ScriptedLoadableModuleTest)",
                    "@parameterNodeWrapper", "connectGui(self.ui)", "pip_ensure", "pip_install", "SetSingletonTag",
-                   "qt.QProcess"):
+                   "TrainingRun", "qt.QTimer", "registerCustomSampleDataSource", '"Quantification"'):
         assert needle in text, needle
     tree = ast.parse(text)
     top_calls = [n for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
     assert not top_calls  # nothing (e.g. a pip install) runs at import time
     cmake = (ROOT / "IMNRisk" / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "WITH_GENERIC_TESTS" in cmake and "slicer_add_python_unittest" in cmake
-    for script in re.findall(r"^\s+(IMNRiskSlicer/\S+\.py)", cmake, re.M):
-        assert (ROOT / "IMNRisk" / script).exists(), script
+    listed = set(re.findall(r"^\s+(IMNRiskSlicer/\S+\.py)", cmake, re.M))
+    shipped = {f"IMNRiskSlicer/{p.name}" for p in (ROOT / "IMNRisk" / "IMNRiskSlicer").glob("*.py")}
+    assert listed == shipped, shipped ^ listed  # an installed extension has every file it imports
+    resources = set(re.findall(r"^\s+((?:Resources|Testing)/\S+)", cmake, re.M))
+    for name in ("Resources/requirements.txt", "Testing/Data/IMNRiskTestModel.json", "Testing/Data/IMNRiskDemoDCE.seq.nrrd",
+                 "Testing/Data/IMNRiskDemoDCE-tumour.nrrd", "Testing/Data/IMNRiskDemoDCE-clinical.json"):
+        assert name in resources and (ROOT / "IMNRisk" / name).exists(), name
     top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
-    assert "EXTENSION_DEPENDS \"SlicerRadiomics\"" in top and "add_subdirectory(IMNRisk)" in top
+    assert "add_subdirectory(IMNRisk)" in top
 
 
 # --------------------------------------------------------------------------- headless MRML logic
@@ -246,7 +276,8 @@ def test_the_module_logic_loads_before_optional_packages_are_installed():
             "        raise ImportError(name)\n"
             "    return real(name, *a, **k)\n"
             "builtins.__import__ = guard\n"
-            "import IMNRiskSlicer.logic, IMNRiskSlicer.mrml\n").format(str(ROOT / "IMNRisk"))
+            "import IMNRiskSlicer.logic, IMNRiskSlicer.mrml, IMNRiskSlicer.controller, IMNRiskSlicer.dependencies\n"
+            "import IMNRiskSlicer.runner, IMNRiskSlicer.selftest\n").format(str(ROOT / "IMNRisk"))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace", cwd=ROOT)
     assert result.returncode == 0, result.stderr
 
