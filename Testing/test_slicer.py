@@ -817,3 +817,17 @@ def test_a_training_run_goes_through_its_steps_and_reports_progress():
     status = run.wait(timeout=60)
     assert status["returncode"] == 0 and status["step"] == 2 and "done" in status["lines"]
     assert run.progress == 60 and run.stage == "stage"
+
+
+def test_screenshots_are_committed_pngs_of_the_two_tabs_at_panel_width():
+    """Packaging: the screenshot URLs point at these files; they are rendered from IMNRisk.ui by the
+    committed scripts (plain-Qt stand-ins, filled from a real headless controller run)."""
+    from matplotlib.image import imread
+    shots = ROOT / "docs" / "screenshots"
+    for name in ("scoring.png", "training.png"):
+        pixels = imread(shots / name)
+        assert pixels.shape[1] == 420 and pixels.shape[0] >= 600, (name, pixels.shape)
+        assert pixels.std() > 0.05  # not a blank page
+    render = (shots / "render_panels.py").read_text(encoding="utf-8")
+    assert "IMNRisk.ui" in render and "QUiLoader" in render
+    assert "ScoringController" in (shots / "panel_state.py").read_text(encoding="utf-8")
