@@ -325,7 +325,10 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         model = state["model"]
         self.ui.syntheticBannerLabel.text = model["banner"] if model else ""
         self.ui.syntheticBannerLabel.visible = bool(model and model["banner"])
-        self.ui.modelSummaryLabel.text = ((model["summary"] or model["error"]) if model else "No model file selected.")
+        summary = (model["summary"] or model["error"]) if model else "No model file selected."
+        if state["pyradiomics"]["ok"]:
+            summary += "\n" + state["pyradiomics"]["message"]  # which pyradiomics scores (and trains)
+        self.ui.modelSummaryLabel.text = summary
         problems = model["version_problems"] if model else []
         self.ui.versionLabel.text = ("Trained with other software: " + "; ".join(problems)) if problems else ""
         self.ui.allowMismatchCheckBox.visible = bool(problems)

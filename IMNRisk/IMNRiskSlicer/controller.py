@@ -81,7 +81,9 @@ def pyradiomics_status() -> Dict[str, Any]:
                 "message": f"pyradiomics cannot be used ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
                            "fix: reinstall the IMNRisk extension (it brings its own pyradiomics) and restart Slicer. "
                            "Meanwhile you can score from a features CSV."}
-    return {"ok": True, "version": str(radiomics.__version__), "message": f"pyradiomics {radiomics.__version__}"}
+    where = Path(radiomics.__file__).resolve().parents[1]
+    return {"ok": True, "version": str(radiomics.__version__),
+            "message": f"features by pyradiomics {radiomics.__version__} from {where}"}
 
 
 class ScoringController:
