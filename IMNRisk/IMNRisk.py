@@ -176,7 +176,10 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return node
 
     def _showVolume(self, node):
-        slicer.util.setSliceViewerLayers(background=node, fit=True)
+        """Show the scored node in the slice views, only while the module is open (a volume loaded
+        elsewhere must not take over the views)."""
+        if node is not None and self.parent.isEntered:
+            slicer.util.setSliceViewerLayers(background=node, fit=True)
 
     def _showEnvironment(self):
         import numpy
@@ -200,6 +203,7 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
         self.controller.editor_enter(self.ui.segmentEditorWidget)
         self.controller.refresh_inputs()
+        self._showVolume(self.controller.displayed_node())
 
     def exit(self):
         self.controller.editor_exit(self.ui.segmentEditorWidget)
