@@ -18,14 +18,12 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+from IMNRiskSlicer.selftest import add_library_to_path
+
 # Installed as an extension, IMNRiskLib sits beside this file; run from the source tree
 # (--additional-module-paths .../IMNRisk) it sits one folder up.
 _HERE = Path(__file__).resolve().parent
-for _candidate in (_HERE, _HERE.parent):
-    if (_candidate / "IMNRiskLib" / "__init__.py").exists():
-        if str(_candidate) not in sys.path:
-            sys.path.insert(0, str(_candidate))
-        break
+_LIBRARY = add_library_to_path(_HERE)
 
 from IMNRiskSlicer import dependencies  # noqa: E402
 from IMNRiskSlicer.controller import ScoringController, pyradiomics_status  # noqa: E402

@@ -727,7 +727,7 @@ def test_the_library_is_found_beside_an_installed_module_and_above_a_source_tree
     assert selftest.library_parent(ROOT / "IMNRisk") == ROOT
     assert selftest.library_parent(tmp_path) is None
     text = MODULE.read_text(encoding="utf-8")
-    assert "Path(__file__).resolve().parent.parent)" not in text
+    assert "Path(__file__).resolve().parent.parent)" not in text and "add_library_to_path(_HERE)" in text
 
 
 def test_requirements_file_is_read_and_checked_by_version_not_importability():
