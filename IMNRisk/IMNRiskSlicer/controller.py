@@ -38,7 +38,7 @@ synthetic, banner, sha256, error, version_problems, version_mismatch_allowed} or
 form [{name, title, type, levels, min, max, unit, value, status: "not entered"|"valid"|"out of range",
 message}], features_csv {path, id} or None, pyradiomics {ok, version, message}, predict {enabled, reason},
 result (radscore, probability, ci95, risk_group, risk_thresholds, points, phase, segment, input,
-warnings, stale, source, time, model_sha256) or None, error, results [row dicts], notice.
+warnings, stale, source, time, model_sha256, clinical, features) or None, error, results [row dicts], notice.
 """
 
 from __future__ import annotations
@@ -780,7 +780,7 @@ class ScoringController:
         if self.result is not None:
             keys = ("radscore", "probability", "ci95", "risk_group", "risk_thresholds", "points", "phase", "segment",
                     "input", "warnings", "stale", "source", "time", "model_sha256", "clinical",
-                    "clinical_probability", "radiomics_probability")
+                    "clinical_probability", "radiomics_probability", "features")
             result = {k: self.result.get(k) for k in keys}
         csv = None if self._features_csv is None else {k: self._features_csv[k] for k in ("path", "id")}
         return _json_clean({
