@@ -5,11 +5,13 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
 `state()` whenever a listener is told of a change. The face decides nothing.
 
     c = ScoringController(scene, sequences_logic=None, show_volume=None, logic=None,
-                          size_interval_s=0.25, clock=time.monotonic, pyradiomics_status=None)
+                          size_interval_s=0.25, clock=time.monotonic, pyradiomics_status=pyradiomics_status)
         scene            a vtkMRMLScene (slicer.mrmlScene in Slicer)
         sequences_logic  Slicer's Sequences module logic (slicer.modules.sequences.logic()); when None a
                          vtkSlicerSequencesLogic is made and registered with the scene (headless, trame)
         show_volume      callable(volume_node): show this node in the slice views (the face's hook)
+        size_interval_s, clock   the live segment size is recounted at most once per interval
+        pyradiomics_status       callable() -> {ok, version, message}: whether images can be scored
     remove = c.add_listener(callback)   callback(state_dict) after every change; remove() stops it
     c.state()                           JSON-able dict of all a face shows (keys below)
     c.refresh_inputs()                  rescan the scene (done by itself on node added/removed)
@@ -28,6 +30,8 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
     c.nomogram_png(path, width_px=420)  the nomogram with this patient marked; the figure is closed
     c.attach_editor(editor) / c.editor_enter(editor) / c.editor_exit(editor)
                                         Segment Editor duties (qMRMLSegmentEditorWidget or a look-alike)
+    c.displayed_node()                  the one volume node shown, edited and scored (a proxy for a series)
+    c.predict_gate()                    {enabled, reason}, as in state()["predict"]
     c.results_table                     the vtkMRMLTableNode that gets one row per prediction
     c.close()                           remove every observer
 
@@ -38,7 +42,9 @@ synthetic, banner, sha256, error, version_problems, version_mismatch_allowed} or
 form [{name, title, type, levels, min, max, unit, value, status: "not entered"|"valid"|"out of range",
 message}], features_csv {path, id} or None, pyradiomics {ok, version, message}, predict {enabled, reason},
 result (radscore, probability, ci95, risk_group, risk_thresholds, points, phase, segment, input,
-warnings, stale, source, time, model_sha256, clinical, features) or None, error, results [row dicts], notice.
+warnings, stale, source, time, model_sha256, clinical, features) or None, error, results [row dicts of
+the table: time, model_sha256, input, phase, segment, inputs, radscore, risk, ci95_low, ci95_high,
+risk_group, points], results_table_id, notice.
 """
 
 from __future__ import annotations
