@@ -831,3 +831,89 @@ def test_screenshots_are_committed_pngs_of_the_two_tabs_at_panel_width():
     render = (shots / "render_panels.py").read_text(encoding="utf-8")
     assert "IMNRisk.ui" in render and "QUiLoader" in render
     assert "ScoringController" in (shots / "panel_state.py").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- the widget's bindings, run
+
+@pytest.fixture()
+def widget(monkeypatch):
+    """IMNRisk.py's widget on a real slicer-core scene, with Slicer's application layer stood in."""
+    import fake_slicer_app
+    scene = slicer.vtkMRMLScene()
+    scene.RegisterNodeClass(slicer.vtkMRMLSegmentEditorNode())  # Slicer's Segmentations module does this
+    sequences = slicer.vtkSlicerSequencesLogic()
+    sequences.SetMRMLScene(scene)
+    record = fake_slicer_app.install(monkeypatch, scene, sequences)
+    module = fake_slicer_app.import_module(monkeypatch, MODULE)
+    w = module.IMNRiskWidget()
+    w.setup()
+    w.enter()
+    yield w, scene, record, module
+    w.cleanup()
+
+
+def test_the_widget_drives_the_scoring_workflow_through_the_controller(widget):
+    """The widget's own code, run: inputs listed, second phase shown, editor fed segmentation
+    first, form 'not entered' gating Predict, Predict fills the labels and the table view."""
+    from IMNRiskSlicer import selftest
+    w, scene, record, module = widget
+    ui = w.ui
+    sequence = selftest.load_demo_case(scene)
+    w.onTimer()
+    assert ui.inputComboBox.itemData(ui.inputComboBox.currentIndex) == sequence.GetID()
+    assert ui.phaseSpinBox.value == 1 and ui.phaseSpinBox.maximum == 7
+    proxy = scene.GetNodeByID(w.controller.state()["displayed_node_id"])
+    assert record["shown"][-1] is proxy
+    ui.phaseSpinBox.value = 3
+    assert w.controller.state()["phase"] == 3
+    ui.phaseSpinBox.value = 1
+    ui.modelPathLineEdit.currentPath = str(selftest.TEST_MODEL)
+    assert len(w._formWidgets) == len(w.controller.model.factors)
+    assert all(box.currentIndex == 0 for box in w._formWidgets.values())  # "not entered"
+    ui.newSegmentationButton.click()
+    editor = [c[0] for c in ui.segmentEditorWidget.calls]
+    assert editor.index("installKeyboardShortcuts") < editor.index("setSegmentationNode")
+    assert editor[editor.index("setSegmentationNode") + 1] == "setSourceVolumeNode"
+    assert ui.segmentEditorWidget.sourceVolumeNodeID() == proxy.GetID()
+    state = w.controller.state()
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(selftest.DEMO_MASK))) > 0
+    selftest.paint_mask(scene.GetNodeByID(state["segmentation_id"]), state["segment_id"], mask, proxy)
+    w.controller.size_interval_s = 0.0
+    w.onTimer()
+    assert ui.segmentSizeLabel.text.startswith(f"{int(mask.sum())} voxels")
+    assert not ui.predictButton.enabled and "Enter the clinical factors" in ui.predictReasonLabel.text
+    for name, value in selftest.demo_clinical(w.controller.model).items():
+        box = w._formWidgets[name]
+        box.currentIndex = box.findText(value)
+    assert ui.predictButton.enabled, ui.predictButton.toolTip
+    ui.predictButton.click()
+    result = w.controller.state()["result"]
+    assert ui.radscoreLabel.text == f"{result['radscore']:.3f}" and "95% CI" in ui.riskLabel.text
+    assert ui.nomogramLabel.pixmap is not None and ui.resultsTableView.mrmlTableNode().GetNumberOfRows() == 1
+    assert "SYNTHETIC" in ui.warningsLabel.text and ui.syntheticBannerLabel.visible
+    box = next(iter(w._formWidgets.values()))
+    box.currentIndex = 0
+    assert ui.staleLabel.visible and not ui.predictButton.enabled
+    w.exit()
+    assert [c[0] for c in ui.segmentEditorWidget.calls[-3:]] == ["setActiveEffect", "uninstallKeyboardShortcuts",
+                                                                "removeViewObservations"]
+
+
+def test_the_widget_training_tab_reports_a_failure_and_cancels(widget, tmp_path):
+    import time
+    w, scene, record, module = widget
+    ui = w.ui
+    w.startTraining([[sys.executable, "-m", "IMNRiskLib", "train", str(tmp_path / "none.csv"), "--features",
+                      str(tmp_path / "none.csv"), "--out", str(tmp_path / "out")]])
+    deadline = time.monotonic() + 120
+    while w._run is not None and time.monotonic() < deadline:
+        w.onTimer()
+        time.sleep(0.05)
+    assert ui.trainingResultLabel.text.startswith("Training failed: ") and "none.csv" in ui.trainingResultLabel.text
+    assert ui.trainButton.enabled and not ui.cancelTrainingButton.enabled
+    w.startTraining([[sys.executable, "-c", "import time; print('working', flush=True); time.sleep(60)"]])
+    while "working" not in ui.trainingLog.plain and time.monotonic() < deadline:
+        w.onTimer()
+        time.sleep(0.05)
+    ui.cancelTrainingButton.click()
+    assert ui.trainingResultLabel.text.startswith("Cancelled") and ui.trainButton.enabled
