@@ -284,6 +284,7 @@ def test_the_module_logic_loads_before_optional_packages_are_installed():
 
 # --------------------------------------------------------------------------- the controller (issue #10)
 
+from IMNRiskSlicer import selftest  # noqa: E402
 from IMNRiskSlicer.controller import ScoringController, segment_voxels  # noqa: E402
 
 
@@ -334,21 +335,11 @@ class RecordingEditor:
 def paint(segmentation, segment_id, reference, centre, radii):
     """One brush stroke as the Paint effect applies it: an ellipsoid (in voxels, k j i) merged into
     the segment's binary labelmap on the reference grid (no scene node involved)."""
-    from vtk.util import numpy_support
-    import vtk
     array = voxels_of(reference)
     k, j, i = np.indices(array.shape)
     blob = (((k - centre[0]) / radii[0]) ** 2 + ((j - centre[1]) / radii[1]) ** 2
             + ((i - centre[2]) / radii[2]) ** 2 <= 1).astype(np.uint8)
-    image = slicer.vtkOrientedImageData()
-    image.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
-    matrix = vtk.vtkMatrix4x4()
-    reference.GetIJKToRASMatrix(matrix)
-    image.SetImageToWorldMatrix(matrix)
-    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(blob.reshape(-1), deep=True,
-                                                               array_type=vtk.VTK_UNSIGNED_CHAR))
-    logic = slicer.vtkSlicerSegmentationsModuleLogic
-    assert logic.SetBinaryLabelmapToSegment(image, segmentation, segment_id, logic.MODE_MERGE_MAX)
+    selftest.paint_mask(segmentation, segment_id, blob, reference, merge=True)
     return blob
 
 
@@ -689,7 +680,7 @@ def test_state_is_json_and_listeners_hear_every_change(model):
 
 # --------------------------------------------------------------------------- self-test logic, dependencies, training
 
-from IMNRiskSlicer import dependencies, selftest  # noqa: E402
+from IMNRiskSlicer import dependencies  # noqa: E402
 from IMNRiskSlicer.runner import TrainingRun  # noqa: E402
 
 
