@@ -9,6 +9,7 @@ import json
 import re
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -908,3 +909,21 @@ def test_the_widget_training_tab_reports_a_failure_and_cancels(widget, tmp_path)
         time.sleep(0.05)
     ui.cancelTrainingButton.click()
     assert ui.trainingResultLabel.text.startswith("Cancelled") and ui.trainButton.enabled
+
+
+def test_sample_data_registers_the_committed_demo_case_and_model(widget, monkeypatch):
+    """Packaging: one click in SampleData gives the sample DCE case, its tumour and the demo model
+    (small committed files: a new user can try the module without data of their own)."""
+    import types
+    from urllib.parse import unquote, urlparse
+    w, scene, record, module = widget
+    registered = []
+    logic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **kw: registered.append(kw))
+    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=logic))
+    module.registerSampleData()
+    (source,) = registered
+    paths = [Path(unquote(urlparse(uri).path)) for uri in source["uris"]]
+    assert all(p.exists() for p in paths) and sum(p.stat().st_size for p in paths) < 5e6
+    assert source["loadFileTypes"][:2] == ["SequenceFile", "SegmentationFile"]
+    assert json.loads(paths[2].read_text(encoding="utf-8"))["format"] == "imnrisk-model"
+    assert len({len(source[k]) for k in ("uris", "fileNames", "nodeNames", "loadFileTypes", "loadFiles")}) == 1
