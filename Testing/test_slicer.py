@@ -576,6 +576,14 @@ def test_each_prediction_appends_one_row_to_the_results_table(model):
         assert [float(row["ci95_low"]), float(row["ci95_high"])] == pytest.approx(result["ci95"], abs=1e-6)
         assert json.loads(row["points"])["total"] == pytest.approx(result["points"]["total"], abs=1e-3)
     assert [r["phase"] for r in rows] == ["1", "2"] and rows[0]["radscore"] != rows[1]["radscore"]
+    scene.Clear(0)   # File > Close scene: a new study gets a new table in the new scene
+    add_sequence(scene, dce_phases(3))
+    segmentation, segment_id = segmentation_from_labelmap(scene, pyradiomics_data() / "breast1_label.nrrd")
+    controller.poll()
+    controller.choose_segmentation(segmentation.GetID())
+    assert controller.predict() is not None, controller.state()["error"]
+    table = scene.GetNodeByID(controller.state()["results_table_id"])
+    assert table is not None and scene.IsNodePresent(table) and table.GetNumberOfRows() == 1
 
 
 def test_nomogram_fits_the_panel_marks_the_patient_and_is_closed(model, tmp_path):

@@ -137,7 +137,7 @@ class ScoringController:
         self._browser_observer: Optional[tuple] = None
         self._scene_observers = [scene.AddObserver(event, _weak(self._on_scene_nodes))
                                  for event in (scene.NodeAddedEvent, scene.NodeRemovedEvent)]
-        self.results_table = self._find_or_make_results_table()
+        self._results_table = self._find_or_make_results_table()
         self.refresh_inputs(notify=False)
 
     # ------------------------------------------------------------------ listeners and scene
@@ -710,18 +710,27 @@ class ScoringController:
 
     # ------------------------------------------------------------------ results table
     def _find_or_make_results_table(self):
-        for table in self._nodes("vtkMRMLTableNode"):
-            if table.GetAttribute(RESULTS_ATTRIBUTE):
-                return table
-        self._quiet += 1
-        try:
-            table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", RESULTS_TABLE_NAME)
-        finally:
-            self._quiet -= 1
-        table.SetAttribute(RESULTS_ATTRIBUTE, "1")
-        for name in RESULT_COLUMNS:
-            table.AddColumn().SetName(name)  # string columns
+        table = next((t for t in self._nodes("vtkMRMLTableNode") if t.GetAttribute(RESULTS_ATTRIBUTE)), None)
+        if table is None:
+            self._quiet += 1
+            try:
+                table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", RESULTS_TABLE_NAME)
+            finally:
+                self._quiet -= 1
+            table.SetAttribute(RESULTS_ATTRIBUTE, "1")
+        for name in RESULT_COLUMNS:  # string columns (a table reset by a scene close has none)
+            if table.GetTable().GetColumnByName(name) is None:
+                table.AddColumn().SetName(name)
         return table
+
+    @property
+    def results_table(self):
+        """The results table node of the scene (made again after the scene was closed or it was deleted)."""
+        closing = self.scene.IsClosing() or self.scene.IsBatchProcessing()
+        if not closing and (self._results_table is None or not self.scene.IsNodePresent(self._results_table)
+                            or self._results_table.GetTable().GetNumberOfColumns() < len(RESULT_COLUMNS)):
+            self._results_table = self._find_or_make_results_table()
+        return self._results_table
 
     def _append_row(self, result: Dict[str, Any]) -> None:
         values = {"time": result["time"], "model_sha256": result["model_sha256"], "input": result["input"],
@@ -730,12 +739,13 @@ class ScoringController:
                   "risk": f"{result['probability']:.6f}", "ci95_low": f"{result['ci95'][0]:.6f}",
                   "ci95_high": f"{result['ci95'][1]:.6f}", "risk_group": result["risk_group"],
                   "points": json.dumps({k: round(v, 3) for k, v in result["points"].items()})}
-        table = self.results_table.GetTable()
+        node = self.results_table
+        table = node.GetTable()
         row = table.InsertNextBlankRow()
         for c, name in enumerate(RESULT_COLUMNS):
             table.GetColumnByName(name).SetValue(row, values[name])
         table.Modified()
-        self.results_table.Modified()
+        node.Modified()
 
     def results(self) -> List[Dict[str, str]]:
         table = self.results_table.GetTable()
