@@ -161,7 +161,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.dicom_out:
         from .dicomout import check_target
         check_target(args.image, args.dicom_out, args.force)
-    result = predict_patient(model, args.image, args.mask, args.phase, label, _parse_clinical_pairs(args.clinical))
+    result = predict_patient(model, args.image, args.mask, args.phase, label, _parse_clinical_pairs(args.clinical),
+                             allow_version_mismatch=args.allow_version_mismatch)
     for warning in result.pop("warnings"):
         say(f"imnrisk: warning: {warning}")
     if args.dicom_out:
@@ -374,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dicom-out", metavar="DIR", help="also write the tumour as DICOM SEG and the result as "
                    "DICOM SR (TID 1500) into DIR (the image must be a DICOM series)")
     _add_force(p)
+    p.add_argument("--allow-version-mismatch", action="store_true",
+                   help="score even if the model's pyradiomics/IMNRisk extraction versions differ from these")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("pacs", help="retrieve a study from a PACS, score it, store the SEG and SR back")

@@ -9,6 +9,7 @@ import json
 import re
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,28 +46,53 @@ def test_every_widget_the_code_uses_exists_with_the_expected_class():
     widgets = ui_widgets()
     used = set(re.findall(r"self\.ui\.(\w+)", MODULE.read_text(encoding="utf-8")))
     assert used and not used - set(widgets), sorted(used - set(widgets))
-    expected = {"inputVolumeSelector": "qMRMLNodeComboBox", "segmentationSelector": "qMRMLNodeComboBox",
+    expected = {"inputComboBox": "QComboBox", "segmentationSelector": "qMRMLNodeComboBox",
                 "segmentSelector": "qMRMLSegmentSelectorWidget", "segmentEditorWidget": "qMRMLSegmentEditorWidget",
                 "modelPathLineEdit": "ctkPathLineEdit", "cohortPathLineEdit": "ctkPathLineEdit",
-                "outputFolderLineEdit": "ctkPathLineEdit", "pointsTableView": "qMRMLTableView",
-                "featuresTableView": "qMRMLTableView", "phaseSpinBox": "QSpinBox", "predictButton": "QPushButton",
-                "trainingProgressBar": "QProgressBar", "clinicalFormWidget": "QWidget"}
+                "outputFolderLineEdit": "ctkPathLineEdit", "resultsTableView": "qMRMLTableView",
+                "featuresCsvPathLineEdit": "ctkPathLineEdit", "allowMismatchCheckBox": "QCheckBox",
+                "phaseSpinBox": "QSpinBox", "predictButton": "QPushButton", "panelTabs": "QTabWidget",
+                "trainingProgressBar": "QProgressBar", "trainingLog": "QPlainTextEdit", "clinicalFormWidget": "QWidget"}
     for name, cls in expected.items():
         assert widgets.get(name) == cls, (name, widgets.get(name))
     assert sum(cls == "ctkCollapsibleButton" for cls in widgets.values()) >= 5
+
+
+def test_training_is_a_separate_tab_from_scoring():
+    """Item 10: the scoring workflow and the training panel are two tabs of the module."""
+    root = ET.parse(UI).getroot()
+    tabs = next(w for w in root.iter("widget") if w.get("name") == "panelTabs")
+    pages = {page.get("name"): {w.get("name") for w in page.iter("widget")} for page in tabs.findall("widget")}
+    assert set(pages) == {"scoringTab", "trainingTab"}
+    assert {"predictButton", "segmentEditorWidget", "inputComboBox"} <= pages["scoringTab"]
+    assert {"trainButton", "cancelTrainingButton", "trainingLog"} <= pages["trainingTab"]
+    assert not pages["scoringTab"] & {"trainButton", "cohortPathLineEdit"}
+
+
+def test_the_widget_binds_qt_to_the_controller_and_decides_nothing():
+    """The goal of #10: scoring behaviour lives in the controller; the widget forwards and redraws."""
+    text = MODULE.read_text(encoding="utf-8")
+    widget = text[text.index("class IMNRiskWidget"):text.index("class IMNRiskLogic")]
+    for call in ("choose_input", "choose_phase", "choose_segmentation", "choose_segment", "load_model",
+                 "set_clinical", "predict()", "new_segmentation", "editor_enter", "editor_exit", "poll()",
+                 "load_features_csv", "allow_version_mismatch", "nomogram_png"):
+        assert f"controller.{call}" in widget, call
+    for decided_elsewhere in ("segment_size(", "phaseCount", "referenceVolume", "GetFirstNodeByClass",
+                              "SetReferenceImageGeometryParameterFromVolumeNode", "qt.QProcess"):
+        assert decided_elsewhere not in widget, decided_elsewhere
 
 
 def test_every_slicer_parameter_name_is_a_parameter_node_field():
     fields = parameter_fields()
     names = [p.find("string").text for p in ET.parse(UI).iter("property") if p.get("name") == "SlicerParameterName"]
     assert names and set(names) <= fields, set(names) - fields
-    assert {"inputVolume", "phase", "segmentation", "cvRepeats", "bootstrap"} <= set(names)
+    assert {"cvRepeats", "bootstrap"} <= set(names)
     # no parameter-node connector fits these: the code syncs them by hand
     text = MODULE.read_text(encoding="utf-8")
-    assert "segmentId" in fields and "setCurrentSegmentID" in text
+    assert "setCurrentSegmentID" in text
     for field, widget in (("modelPath", "modelPathLineEdit"), ("cohortPath", "cohortPathLineEdit"),
                           ("schemaPath", "schemaPathLineEdit"), ("outputFolder", "outputFolderLineEdit")):
-        assert field in fields and f"self.ui.{widget}" in text and f"p.{field}" in text, field
+        assert field in fields and f"self.ui.{widget}" in text and f".{field} = " in text, field
 
 
 def test_the_module_follows_slicer_conventions():
@@ -74,17 +100,22 @@ def test_the_module_follows_slicer_conventions():
     for needle in ("class IMNRisk(ScriptedLoadableModule)", "class IMNRiskWidget(ScriptedLoadableModuleWidget",
                    "class IMNRiskLogic(ScriptedLoadableModuleLogic", "class IMNRiskTest(ScriptedLoadableModuleTest)",
                    "@parameterNodeWrapper", "connectGui(self.ui)", "pip_ensure", "pip_install", "SetSingletonTag",
-                   "qt.QProcess"):
+                   "TrainingRun", "qt.QTimer", "registerCustomSampleDataSource", '"Quantification"'):
         assert needle in text, needle
     tree = ast.parse(text)
     top_calls = [n for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
     assert not top_calls  # nothing (e.g. a pip install) runs at import time
     cmake = (ROOT / "IMNRisk" / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "WITH_GENERIC_TESTS" in cmake and "slicer_add_python_unittest" in cmake
-    for script in re.findall(r"^\s+(IMNRiskSlicer/\S+\.py)", cmake, re.M):
-        assert (ROOT / "IMNRisk" / script).exists(), script
+    listed = set(re.findall(r"^\s+(IMNRiskSlicer/\S+\.py)", cmake, re.M))
+    shipped = {f"IMNRiskSlicer/{p.name}" for p in (ROOT / "IMNRisk" / "IMNRiskSlicer").glob("*.py")}
+    assert listed == shipped, shipped ^ listed  # an installed extension has every file it imports
+    resources = set(re.findall(r"^\s+((?:Resources|Testing)/\S+)", cmake, re.M))
+    for name in ("Resources/requirements.txt", "Testing/Data/IMNRiskTestModel.json", "Testing/Data/IMNRiskDemoDCE.seq.nrrd",
+                 "Testing/Data/IMNRiskDemoDCE-tumour.nrrd", "Testing/Data/IMNRiskDemoDCE-clinical.json"):
+        assert name in resources and (ROOT / "IMNRisk" / name).exists(), name
     top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
-    assert "EXTENSION_DEPENDS \"SlicerRadiomics\"" in top and "add_subdirectory(IMNRisk)" in top
+    assert "add_subdirectory(IMNRisk)" in top
 
 
 # --------------------------------------------------------------------------- headless MRML logic
@@ -246,6 +277,661 @@ def test_the_module_logic_loads_before_optional_packages_are_installed():
             "        raise ImportError(name)\n"
             "    return real(name, *a, **k)\n"
             "builtins.__import__ = guard\n"
-            "import IMNRiskSlicer.logic, IMNRiskSlicer.mrml\n").format(str(ROOT / "IMNRisk"))
+            "import IMNRiskSlicer.logic, IMNRiskSlicer.mrml, IMNRiskSlicer.controller, IMNRiskSlicer.dependencies\n"
+            "import IMNRiskSlicer.runner, IMNRiskSlicer.selftest\n").format(str(ROOT / "IMNRisk"))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace", cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+# --------------------------------------------------------------------------- the controller (issue #10)
+
+from IMNRiskSlicer import selftest  # noqa: E402
+from IMNRiskSlicer.controller import ScoringController, segment_voxels  # noqa: E402
+
+
+def dce_phases(n=4):
+    """n phases of breast1 with distinct intensities (a DCE series whose phases score differently)."""
+    base = sitk.ReadImage(str(pyradiomics_data() / "breast1_image.nrrd"))
+    phases = [sitk.Cast(sitk.Cast(base, sitk.sitkFloat32) * (1.0 + 0.7 * t) + 10.0 * t, sitk.sitkInt16)
+              for t in range(n)]
+    for p in phases:
+        p.CopyInformation(base)
+    return phases
+
+
+def add_sequence(scene, phases, name="DCE"):
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
+    for t, p in enumerate(phases):
+        node = mrml.sitk_to_volume(p, scene, f"{name} item {t}")
+        sequence.SetDataNodeAtValue(node, str(t))
+        scene.RemoveNode(node)
+    return sequence
+
+
+def voxels_of(node) -> np.ndarray:
+    return sitk.GetArrayFromImage(mrml.volume_to_sitk(node))
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class RecordingEditor:
+    """Records what the controller asks of a qMRMLSegmentEditorWidget, in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args: self.calls.append((name, args[0].GetID() if args and hasattr(args[0], "GetID")
+                                                else (args[0] if args else None)))
+
+
+def paint(segmentation, segment_id, reference, centre, radii):
+    """One brush stroke as the Paint effect applies it: an ellipsoid (in voxels, k j i) merged into
+    the segment's binary labelmap on the reference grid (no scene node involved)."""
+    array = voxels_of(reference)
+    k, j, i = np.indices(array.shape)
+    blob = (((k - centre[0]) / radii[0]) ** 2 + ((j - centre[1]) / radii[1]) ** 2
+            + ((i - centre[2]) / radii[2]) ** 2 <= 1).astype(np.uint8)
+    selftest.paint_mask(segmentation, segment_id, blob, reference, merge=True)
+    return blob
+
+
+def fill_form(controller, clinical):
+    for name, value in clinical.items():
+        controller.set_clinical(name, value)
+
+
+def test_sequence_proxy_node_is_shown_edited_and_scored_at_the_chosen_phase(model, tmp_path):
+    """Defect 1: the node in the views and the editor is the browser's proxy, in the scene, and the
+    number scored is computed on that same node at the chosen phase."""
+    model_path, clinical = model
+    phases = dce_phases()
+    four_d = tmp_path / "dce.nrrd"
+    sitk.WriteImage(sitk.JoinSeries(phases), str(four_d))
+    scene = slicer.vtkMRMLScene()
+    shown = []
+    controller = ScoringController(scene, show_volume=shown.append)
+    add_sequence(scene, phases)
+    editor = RecordingEditor()
+    controller.editor_enter(editor)
+    segmentation, segment_id = segmentation_from_labelmap(scene, pyradiomics_data() / "breast1_label.nrrd")
+    controller.choose_segmentation(segmentation.GetID())
+    controller.choose_segment(segment_id)
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    controller.choose_phase(3)
+    state = controller.state()
+    proxy = scene.GetNodeByID(state["displayed_node_id"])
+    assert proxy is not None and scene.IsNodePresent(proxy)
+    assert controller.sequences_logic.GetFirstBrowserNodeForProxyNode(proxy) is not None
+    np.testing.assert_array_equal(voxels_of(proxy), sitk.GetArrayFromImage(phases[3]))
+    assert shown and shown[-1] is proxy
+    assert ("setSourceVolumeNode", proxy.GetID()) in editor.calls
+    assert state["phase"] == 3 and state["phase_count"] == 4
+    result = controller.predict()
+    assert result is not None, controller.state()["error"]
+    assert result["phase"] == 3
+    assert_same_score(result, cli_predict(model_path, clinical, four_d, pyradiomics_data() / "breast1_label.nrrd",
+                                          "--phase", "3"))
+
+
+def test_every_multiphase_input_defaults_to_the_second_phase_and_proxies_are_not_offered():
+    """Defect 2: a sequence, a vector (multi-volume) node and per-phase volumes all open at phase
+    1; proxies, label maps and IMNRisk's own sequences are not inputs; a scalar volume is phase 0."""
+    phases = dce_phases(3)
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene)
+    sequence = add_sequence(scene, phases)              # the sequence grows while "loading"
+    assert controller.state()["input"] == sequence.GetID() and controller.state()["phase"] == 1
+    vector = mrml.sitk_to_volume(sitk.Compose(phases), scene, "DCE vector", "vtkMRMLVectorVolumeNode")
+    for t, p in enumerate(phases):
+        mrml.sitk_to_volume(p, scene, f"Ax DCE phase {t + 1}")
+    mrml.sitk_to_volume(sitk.ReadImage(str(pyradiomics_data() / "breast1_label.nrrd")), scene, "label",
+                        "vtkMRMLLabelMapVolumeNode")
+    single = mrml.sitk_to_volume(phases[0], scene, "T2")
+    controller.poll()
+    offered = {i["id"]: i for i in controller.state()["inputs"]}
+    kinds = sorted(i["kind"] for i in offered.values())
+    assert kinds.count("sequence") == 1 and kinds.count("vector") == 1 and kinds.count("phases") == 1
+    proxy_ids = set()
+    for input_id, entry in offered.items():
+        controller.choose_input(input_id)
+        state = controller.state()
+        if entry["kind"] == "volume":
+            assert state["phase"] == 0 and state["phase_count"] == 1
+            continue
+        assert state["phase"] == 1 and state["phase_count"] == 3, entry
+        shown = voxels_of(scene.GetNodeByID(state["displayed_node_id"]))
+        np.testing.assert_array_equal(shown, sitk.GetArrayFromImage(phases[1]))
+        proxy_ids.add(state["displayed_node_id"])
+    names = {i["name"] for i in controller.state()["inputs"]}
+    assert "label" not in names and "T2" in names
+    assert not proxy_ids & set(offered) and not proxy_ids & {i["id"] for i in controller.state()["inputs"]}
+    assert vector.GetID() in offered and single.GetID() in offered
+
+
+def test_segment_editor_gets_the_segmentation_before_the_source_volume_and_is_released_on_exit():
+    """Defect 3: enter installs shortcuts and sets the segmentation first; exit clears the active
+    effect, uninstalls shortcuts and view observers, and the editor is no longer driven."""
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene)
+    add_sequence(scene, dce_phases(3))
+    editor = RecordingEditor()
+    controller.editor_enter(editor)
+    controller.new_segmentation()
+    names = [c[0] for c in editor.calls]
+    assert names[0] == "installKeyboardShortcuts"
+    last_seg = max(i for i, n in enumerate(names) if n == "setSegmentationNode")
+    assert names[last_seg + 1] == "setSourceVolumeNode"
+    assert editor.calls[last_seg] == ("setSegmentationNode", controller.state()["segmentation_id"])
+    assert editor.calls[last_seg + 1] == ("setSourceVolumeNode", controller.state()["displayed_node_id"])
+    before = len(editor.calls)
+    controller.choose_phase(2)   # same proxy node: the editor keeps its source volume, now showing phase 2
+    assert len(editor.calls) == before
+    controller.editor_exit(editor)
+    assert [c[0] for c in editor.calls[before:]] == ["setActiveEffect", "uninstallKeyboardShortcuts",
+                                                     "removeViewObservations"]
+    assert editor.calls[before] == ("setActiveEffect", None)
+    controller.new_segmentation()
+    assert len(editor.calls) == before + 3
+
+
+def test_live_segment_size_follows_painting_throttled_without_temporary_nodes():
+    """Defect 4: counted from the segment's own labelmap, no node added per stroke, at most one
+    recount per interval, the last stroke always shown after poll()."""
+    scene = slicer.vtkMRMLScene()
+    clock = FakeClock()
+    controller = ScoringController(scene, size_interval_s=0.25, clock=clock)
+    add_sequence(scene, dce_phases(2))
+    controller.new_segmentation()
+    state = controller.state()
+    segmentation, segment_id = scene.GetNodeByID(state["segmentation_id"]), state["segment_id"]
+    reference = scene.GetNodeByID(state["displayed_node_id"])
+    added = []
+    tag = scene.AddObserver(scene.NodeAddedEvent, lambda *a: added.append(1))
+    updates = []
+    controller.add_listener(lambda s: updates.append(s["segment"]["voxels"]))
+    total = None
+    for stroke in range(5):
+        blob = paint(segmentation, segment_id, reference, (2, 40 + 3 * stroke, 60), (1.5, 6, 6))
+        total = blob if total is None else np.maximum(total, blob)
+        clock.now += 0.05
+    scene.RemoveObserver(tag)
+    assert not added
+    assert controller.state()["segment"]["pending"]
+    assert len(set(updates)) <= 2  # the first stroke, then held back by the throttle
+    clock.now += 0.3
+    controller.poll()
+    size = controller.state()["segment"]
+    spacing = np.prod(mrml.volume_to_sitk(reference).GetSpacing())
+    assert size["voxels"] == int(total.sum()) and not size["pending"]
+    assert size["ml"] == pytest.approx(total.sum() * spacing / 1000.0, rel=1e-9)
+    assert segment_voxels(segmentation, segment_id)[0] == int(total.sum())
+
+
+def test_clinical_form_starts_not_entered_and_gates_predict(model):
+    """Defect 5: no value is pre-filled; Predict stays disabled, saying why, until every factor
+    the model needs is valid; a bad value is marked, not accepted."""
+    model_path, clinical = model
+    scene, volume, segmentation, segment_id = breast1_scene()
+    controller = ScoringController(scene)
+    controller.load_model(str(model_path))
+    form = controller.state()["form"]
+    assert [f["name"] for f in form] == list(clinical)
+    assert all(f["status"] == "not entered" and f["value"] is None for f in form)
+    gate = controller.state()["predict"]
+    assert not gate["enabled"] and form[0]["title"] in gate["reason"]
+    assert controller.predict() is None and controller.state()["results"] == []
+    name = next(iter(clinical))
+    controller.set_clinical(name, "bogus")
+    assert next(f for f in controller.state()["form"] if f["name"] == name)["status"] == "out of range"
+    fill_form(controller, clinical)
+    assert all(f["status"] == "valid" for f in controller.state()["form"])
+    assert controller.state()["predict"]["enabled"], controller.state()["predict"]
+    controller.set_clinical(name, None)
+    assert not controller.state()["predict"]["enabled"]
+
+
+def test_results_become_stale_when_any_input_changes(model):
+    """Defect 5: a shown result is marked stale by a new clinical value, phase, segment stroke or input."""
+    model_path, clinical = model
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene)
+    add_sequence(scene, dce_phases(3))
+    segmentation, segment_id = segmentation_from_labelmap(scene, pyradiomics_data() / "breast1_label.nrrd")
+    controller.choose_segmentation(segmentation.GetID())
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    reference = scene.GetNodeByID(controller.state()["displayed_node_id"])
+    name, levels = next(iter(clinical)), next(f["levels"] for f in controller.state()["form"])
+    changes = [lambda: controller.set_clinical(name, levels[0]), lambda: controller.choose_phase(2),
+               lambda: paint(segmentation, segment_id, reference, (2, 30, 30), (1, 2, 2)),
+               lambda: controller.choose_segment(segment_id)]
+    for change in changes:
+        assert controller.predict() is not None, controller.state()["error"]
+        assert controller.state()["result"]["stale"] is False
+        change()
+        assert controller.state()["result"]["stale"] is True, change
+    controller.clear()
+    assert controller.state()["result"] is None and len(controller.state()["results"]) == len(changes)
+
+
+def test_every_prediction_warning_and_out_of_range_radscore_is_shown(model, tmp_path):
+    """Defect 5: a Rad-Score outside the training range (the nomogram axis) is said, with the
+    prediction's own warnings; nothing is dropped."""
+    from IMNRiskLib.modelfile import seal
+    model_path, clinical = model
+    doc = json.loads(model_path.read_text(encoding="utf-8"))
+    axis = next(a for a in doc["nomogram"]["axes"] if a["name"] == "radscore")
+    scene, volume, segmentation, segment_id = breast1_scene()
+    controller = ScoringController(scene)
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    radscore = controller.predict()["radscore"]
+    axis["values"] = [radscore + 1.0, radscore + 2.0]   # a model whose training range excludes this patient
+    narrow = tmp_path / "narrow.json"
+    narrow.write_text(json.dumps(seal({k: v for k, v in doc.items() if k != "sha256"})), encoding="utf-8")
+    controller.load_model(str(narrow))
+    fill_form(controller, clinical)
+    result = controller.predict()
+    assert result["radscore"] == pytest.approx(radscore)
+    shown = controller.state()["result"]["warnings"]
+    assert any("outside the training range" in w for w in shown), shown
+    if doc["training"].get("synthetic"):
+        assert any("SYNTHETIC" in w for w in shown)
+
+
+def test_each_prediction_appends_one_row_to_the_results_table(model):
+    """Defect 6: time, model SHA-256, phase, segment, inputs, Rad-Score, risk with CI and points,
+    in a table node of the scene (saved with it)."""
+    model_path, clinical = model
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene)
+    add_sequence(scene, dce_phases(3))
+    segmentation, segment_id = segmentation_from_labelmap(scene, pyradiomics_data() / "breast1_label.nrrd")
+    controller.choose_segmentation(segmentation.GetID())
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    first = controller.predict()
+    controller.choose_phase(2)
+    second = controller.predict()
+    table = scene.GetNodeByID(controller.state()["results_table_id"])
+    assert table.IsA("vtkMRMLTableNode") and table.GetNumberOfRows() == 2
+    rows = controller.state()["results"]
+    sha = json.loads(model_path.read_text(encoding="utf-8"))["sha256"]
+    for row, result in zip(rows, (first, second)):
+        assert row["model_sha256"] == sha and row["phase"] == str(result["phase"])
+        assert row["segment"] == segmentation.GetSegmentation().GetSegment(segment_id).GetName()
+        assert json.loads(row["inputs"]) == clinical
+        assert float(row["radscore"]) == pytest.approx(result["radscore"], abs=1e-6)
+        assert float(row["risk"]) == pytest.approx(result["probability"], abs=1e-6)
+        assert [float(row["ci95_low"]), float(row["ci95_high"])] == pytest.approx(result["ci95"], abs=1e-6)
+        assert json.loads(row["points"])["total"] == pytest.approx(result["points"]["total"], abs=1e-3)
+    assert [r["phase"] for r in rows] == ["1", "2"] and rows[0]["radscore"] != rows[1]["radscore"]
+    scene.Clear(0)   # File > Close scene: a new study gets a new table in the new scene
+    add_sequence(scene, dce_phases(3))
+    segmentation, segment_id = segmentation_from_labelmap(scene, pyradiomics_data() / "breast1_label.nrrd")
+    controller.poll()
+    controller.choose_segmentation(segmentation.GetID())
+    assert controller.predict() is not None, controller.state()["error"]
+    table = scene.GetNodeByID(controller.state()["results_table_id"])
+    assert table is not None and scene.IsNodePresent(table) and table.GetNumberOfRows() == 1
+
+
+def test_nomogram_fits_the_panel_marks_the_patient_and_is_closed(model, tmp_path):
+    """Defect 6: 420 px wide, the patient's markers drawn (vermilion), no figure left open."""
+    import matplotlib.pyplot as plt
+    from matplotlib.image import imread
+    model_path, clinical = model
+    scene, volume, segmentation, segment_id = breast1_scene()
+    controller = ScoringController(scene)
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    controller.predict()
+    open_before = set(plt.get_fignums())
+    path = controller.nomogram_png(str(tmp_path / "nomogram.png"), width_px=420)
+    assert set(plt.get_fignums()) == open_before
+    pixels = imread(path)
+    assert pixels.shape[1] == 420 and pixels.shape[0] < 420
+    vermilion = (np.abs(pixels[..., 0] - 0xD5 / 255) < 0.08) & (np.abs(pixels[..., 1] - 0x5E / 255) < 0.08) \
+        & (np.abs(pixels[..., 2] - 0.0) < 0.08)
+    assert vermilion.sum() > 20
+
+
+def other_software_model(model_path, tmp_path):
+    from IMNRiskLib.modelfile import seal
+    doc = json.loads(model_path.read_text(encoding="utf-8"))
+    doc["software"]["pyradiomics"] = "2.2.0"
+    path = tmp_path / "old_pyradiomics.json"
+    path.write_text(json.dumps(seal({k: v for k, v in doc.items() if k != "sha256"})), encoding="utf-8")
+    return path
+
+
+def test_predict_refuses_a_model_from_other_extraction_software_unless_allowed(model, tmp_path):
+    """Item 8: the CLI and the controller refuse a model whose recorded pyradiomics differs from
+    the running one, with a clear message; --allow-version-mismatch scores and warns."""
+    model_path, clinical = model
+    data = pyradiomics_data()
+    old = other_software_model(model_path, tmp_path)
+    args = ["predict", old, "--image", data / "breast1_image.nrrd", "--mask", data / "breast1_label.nrrd", "--json",
+            "--clinical", *[f"{k}={v}" for k, v in clinical.items()]]
+    refused = run_cli(*args)
+    assert refused.returncode == 2 and "pyradiomics 2.2.0 in the model" in refused.stderr
+    assert "Traceback" not in refused.stderr and refused.stdout == ""
+    allowed = run_cli(*args, "--allow-version-mismatch")
+    assert allowed.returncode == 0 and "version mismatch allowed" in allowed.stderr
+    assert_same_score(json.loads(allowed.stdout), cli_predict(model_path, clinical, data / "breast1_image.nrrd",
+                                                              data / "breast1_label.nrrd"))
+    scene, volume, segmentation, segment_id = breast1_scene()
+    with pytest.raises(InputError, match="pyradiomics 2.2.0"):
+        ScoringLogic(scene).predict(volume, segmentation, segment_id, clinical, old)
+    controller = ScoringController(scene)
+    controller.load_model(str(old))
+    fill_form(controller, clinical)
+    gate = controller.state()["predict"]
+    assert not gate["enabled"] and "pyradiomics 2.2.0" in gate["reason"]
+    controller.allow_version_mismatch(True)
+    assert controller.predict() is not None
+    assert any("version mismatch allowed" in w for w in controller.state()["result"]["warnings"])
+
+
+def test_without_pyradiomics_a_patient_is_scored_from_a_features_csv(model, tmp_path):
+    """Item 8: if pyradiomics cannot load, the panel says so in one line with the fix, and a
+    features CSV (one row) still gives the same score."""
+    model_path, clinical = model
+    scene, volume, segmentation, segment_id = breast1_scene()
+    reference = ScoringLogic(scene).predict(volume, segmentation, segment_id, clinical, model_path)
+    csv = tmp_path / "one_patient.csv"
+    csv.write_text("ID," + ",".join(reference["features"]) + "\nP1,"
+                   + ",".join(repr(v) for v in reference["features"].values()) + "\n", encoding="utf-8")
+    broken = {"ok": False, "version": None, "message": "pyradiomics cannot be used (ImportError); fix: reinstall"}
+    controller = ScoringController(scene, pyradiomics_status=lambda: dict(broken))
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    gate = controller.state()["predict"]
+    assert not gate["enabled"] and gate["reason"] == broken["message"] and "\n" not in gate["reason"]
+    controller.load_features_csv(str(csv))
+    assert controller.state()["features_csv"]["id"] == "P1"
+    result = controller.predict()
+    assert result is not None, controller.state()["error"]
+    assert_same_score(result, reference)
+    two = tmp_path / "two.csv"
+    two.write_text(csv.read_text(encoding="utf-8") + "P2," + ",".join("1" for _ in reference["features"]) + "\n",
+                   encoding="utf-8")
+    controller.load_features_csv(str(two))
+    assert "2 rows" in controller.state()["error"] and controller.state()["features_csv"] is None
+
+
+def test_state_is_json_and_listeners_hear_every_change(model):
+    model_path, clinical = model
+    scene, volume, segmentation, segment_id = breast1_scene()
+    controller = ScoringController(scene)
+    heard = []
+    stop = controller.add_listener(heard.append)
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    controller.predict()
+    assert len(heard) >= 2 + len(clinical)
+    json.dumps(controller.state(), allow_nan=False)
+    stop()
+    controller.clear()
+    assert heard[-1]["result"] is not None
+    controller.close()
+
+
+# --------------------------------------------------------------------------- self-test logic, dependencies, training
+
+from IMNRiskSlicer import dependencies  # noqa: E402
+from IMNRiskSlicer.runner import TrainingRun  # noqa: E402
+
+
+def test_self_test_logic_scores_the_painted_demo_case_with_the_frozen_test_model():
+    """Item 7: what IMNRiskTest does in Slicer (frozen model, sample case, paint, form, Predict,
+    table), headless; the number equals `imnrisk predict` on the committed files."""
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene)
+    selftest.load_demo_case(scene)
+    checked = selftest.score_demo_case(controller)
+    result = checked["result"]
+    assert result["phase"] == 1 and checked["state"]["segment"]["voxels"] == checked["voxels"] >= 64
+    clinical = selftest.demo_clinical(controller.model)
+    reference = cli_predict(selftest.TEST_MODEL, clinical, selftest.DEMO_CASE, selftest.DEMO_MASK)
+    assert_same_score(result, reference)
+    assert sum(p.stat().st_size for p in selftest.DATA_DIR.iterdir()) < 5e6
+
+
+def test_the_frozen_test_model_comes_from_its_script_and_is_synthetic():
+    doc = json.loads(selftest.TEST_MODEL.read_text(encoding="utf-8"))
+    script = (ROOT / "Testing" / "make_slicer_test_data.py").read_text(encoding="utf-8")
+    assert doc["training"]["synthetic"] is True and doc["training"]["n"] >= 80
+    assert doc["training"]["events"] >= 5 and "IMNRiskTestModel.json" in script
+    meta = json.loads(selftest.DEMO_CLINICAL.read_text(encoding="utf-8"))
+    assert meta["ID"] in script and set(doc["clinical"]["factors"]) <= set(meta["clinical"])
+
+
+def test_the_library_is_found_beside_an_installed_module_and_above_a_source_tree(tmp_path):
+    """Item 7: an installed extension has IMNRiskLib beside IMNRisk.py (the old self-test looked
+    one folder up, where there is none)."""
+    installed = tmp_path / "lib" / "Slicer-5.10" / "qt-scripted-modules"
+    (installed / "IMNRiskLib").mkdir(parents=True)
+    (installed / "IMNRiskLib" / "__init__.py").write_text("", encoding="utf-8")
+    assert selftest.library_parent(installed) == installed
+    assert selftest.library_parent(ROOT / "IMNRisk") == ROOT
+    assert selftest.library_parent(tmp_path) is None
+    text = MODULE.read_text(encoding="utf-8")
+    assert "Path(__file__).resolve().parent.parent)" not in text and "add_library_to_path(_HERE)" in text
+
+
+def test_requirements_file_is_read_and_checked_by_version_not_importability():
+    """Item 9: one requirements.txt; a package installed at too old a version counts as unmet."""
+    requirements = dependencies.read_requirements()
+    names = {dependencies.requirement_name(r) for r in requirements}
+    assert {"scikit-learn", "statsmodels", "pandas"} <= names and "pyradiomics" not in names
+    fake = {"scikit-learn": "1.0.2", "statsmodels": None}
+    problems = dependencies.unmet(requirements, lambda name: fake.get(name, "99.0"))
+    assert "scikit-learn>=1.3 (have 1.0.2)" in problems and "statsmodels>=0.14 (missing)" in problems
+    assert len(problems) == 2
+    assert dependencies.unmet(requirements) == []  # this environment fits
+    assert dependencies.satisfies("2.0.2", ">=1.26,<3") and not dependencies.satisfies("3.0", ">=1.26,<3")
+    plan = dependencies.install_plan(["pandas>=999"], has_pip_ensure=True)
+    assert plan["install"] == ["pandas>=999"] and not plan["we_ask"]
+    assert dependencies.install_plan(["pandas>=999"], has_pip_ensure=False)["we_ask"]
+    text = MODULE.read_text(encoding="utf-8")
+    assert 'requester="IMNRisk"' in text and "requirements.txt" in text and "REQUIREMENTS = [" not in text
+    body = text[text.index("def ensure_dependencies"):text.index("\n\n\n", text.index("def ensure_dependencies"))]
+    assert body.count("confirmOkCancelDisplay") == 1 and "we_ask" in body
+
+
+def test_module_start_names_what_runs_when_slicer_is_too_old_and_how_to_fix_pyradiomics():
+    """Item 9: minimum Slicer 5.10 stated with the running Slicer, Python, numpy, pyradiomics."""
+    old = dependencies.environment_problems("5.8.1", "3.9.10", "1.26.4", "3.0.1")
+    assert len(old) == 1 and all(v in old[0] for v in ("5.10", "Slicer 5.8.1", "Python 3.9.10", "numpy 1.26.4",
+                                                       "pyradiomics 3.0.1"))
+    assert dependencies.environment_problems("5.10.0", "3.12.10", "2.0.2", "3.0.1") == []
+    broken = dependencies.environment_problems("5.12.0", "3.12.10", "2.4.6", None, "ImportError: _cmatrices")
+    assert len(broken) == 1 and "\n" not in broken[0] and "reinstall the IMNRisk extension" in broken[0]
+    assert "features CSV" in broken[0]
+
+
+def process_alive(pid: int) -> bool:
+    import os
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie awaiting its parent's wait is gone for our purpose
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_cancel_ends_the_whole_training_process_tree(tmp_path):
+    """Item 10: the run and the workers it started (as a process pool does) all end on Cancel."""
+    pids = tmp_path / "pids.txt"
+    code = ("import subprocess, sys, time, os\n"
+            "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']) for _ in range(2)]\n"
+            f"open({str(pids)!r}, 'w').write(' '.join(str(p.pid) for p in kids) + ' ' + str(os.getpid()))\n"
+            "print('working', flush=True)\n"
+            "time.sleep(120)\n")
+    run = TrainingRun([[sys.executable, "-c", code], [sys.executable, "-c", "print('never')"]])
+    run.start()
+    import time
+    deadline = time.monotonic() + 60
+    while not (pids.exists() and len(pids.read_text().split()) == 3) and time.monotonic() < deadline:
+        run.poll()
+        time.sleep(0.05)
+    started = [int(p) for p in pids.read_text().split()]
+    assert all(process_alive(p) for p in started)
+    run.cancel()
+    status = run.wait(timeout=30)
+    assert not status["running"] and status["cancelled"] and status["step"] == 1
+    assert not [p for p in started if process_alive(p)]
+    assert "never" not in status["lines"]
+
+
+def test_a_failed_training_run_shows_its_reason():
+    """Item 10: the last error line of the failing step, not 'see the log'."""
+    run = TrainingRun([[sys.executable, "-m", "IMNRiskLib", "train", "/no/such/cohort.csv", "--features",
+                        "/no/such/features.csv", "--out", "/tmp/never-written-imnrisk"]])
+    run.start()
+    status = run.wait(timeout=120)
+    assert status["returncode"] == 2 and not status["cancelled"]
+    assert status["error"] and "/no/such/cohort.csv" in status["error"] and "error" in status["error"]
+    text = MODULE.read_text(encoding="utf-8")
+    assert "see the log" not in text and "TrainingRun" in text
+
+
+def test_a_training_run_goes_through_its_steps_and_reports_progress():
+    script = "import sys; [print(f'stage: {p:3d}%|###', file=sys.stderr, end='\\r', flush=True) for p in (10, 60)]"
+    run = TrainingRun([[sys.executable, "-c", script], [sys.executable, "-c", "print('done')"]])
+    run.start()
+    status = run.wait(timeout=60)
+    assert status["returncode"] == 0 and status["step"] == 2 and "done" in status["lines"]
+    assert run.progress == 60 and run.stage == "stage"
+
+
+def test_screenshots_are_committed_pngs_of_the_two_tabs_at_panel_width():
+    """Packaging: the screenshot URLs point at these files; they are rendered from IMNRisk.ui by the
+    committed scripts (plain-Qt stand-ins, filled from a real headless controller run)."""
+    from matplotlib.image import imread
+    shots = ROOT / "docs" / "screenshots"
+    for name in ("scoring.png", "training.png"):
+        pixels = imread(shots / name)
+        assert pixels.shape[1] == 420 and pixels.shape[0] >= 600, (name, pixels.shape)
+        assert pixels.std() > 0.05  # not a blank page
+    render = (shots / "render_panels.py").read_text(encoding="utf-8")
+    assert "IMNRisk.ui" in render and "QUiLoader" in render
+    assert "ScoringController" in (shots / "panel_state.py").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- the widget's bindings, run
+
+@pytest.fixture()
+def widget(monkeypatch):
+    """IMNRisk.py's widget on a real slicer-core scene, with Slicer's application layer stood in."""
+    import fake_slicer_app
+    scene = slicer.vtkMRMLScene()
+    scene.RegisterNodeClass(slicer.vtkMRMLSegmentEditorNode())  # Slicer's Segmentations module does this
+    sequences = slicer.vtkSlicerSequencesLogic()
+    sequences.SetMRMLScene(scene)
+    record = fake_slicer_app.install(monkeypatch, scene, sequences)
+    module = fake_slicer_app.import_module(monkeypatch, MODULE)
+    w = module.IMNRiskWidget()
+    w.setup()
+    w.enter()
+    yield w, scene, record, module
+    w.cleanup()
+
+
+def test_the_widget_drives_the_scoring_workflow_through_the_controller(widget):
+    """The widget's own code, run: inputs listed, second phase shown, editor fed segmentation
+    first, form 'not entered' gating Predict, Predict fills the labels and the table view."""
+    from IMNRiskSlicer import selftest
+    w, scene, record, module = widget
+    ui = w.ui
+    sequence = selftest.load_demo_case(scene)
+    w.onTimer()
+    assert ui.inputComboBox.itemData(ui.inputComboBox.currentIndex) == sequence.GetID()
+    assert ui.phaseSpinBox.value == 1 and ui.phaseSpinBox.maximum == 7
+    proxy = scene.GetNodeByID(w.controller.state()["displayed_node_id"])
+    assert record["shown"][-1] is proxy
+    ui.phaseSpinBox.value = 3
+    assert w.controller.state()["phase"] == 3
+    ui.phaseSpinBox.value = 1
+    ui.modelPathLineEdit.currentPath = str(selftest.TEST_MODEL)
+    assert len(w._formWidgets) == len(w.controller.model.factors)
+    assert all(box.currentIndex == 0 for box in w._formWidgets.values())  # "not entered"
+    ui.newSegmentationButton.click()
+    editor = [c[0] for c in ui.segmentEditorWidget.calls]
+    assert editor.index("installKeyboardShortcuts") < editor.index("setSegmentationNode")
+    assert editor[editor.index("setSegmentationNode") + 1] == "setSourceVolumeNode"
+    assert ui.segmentEditorWidget.sourceVolumeNodeID() == proxy.GetID()
+    state = w.controller.state()
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(selftest.DEMO_MASK))) > 0
+    selftest.paint_mask(scene.GetNodeByID(state["segmentation_id"]), state["segment_id"], mask, proxy)
+    w.controller.size_interval_s = 0.0
+    w.onTimer()
+    assert ui.segmentSizeLabel.text.startswith(f"{int(mask.sum())} voxels")
+    assert not ui.predictButton.enabled and "Enter the clinical factors" in ui.predictReasonLabel.text
+    for name, value in selftest.demo_clinical(w.controller.model).items():
+        box = w._formWidgets[name]
+        box.currentIndex = box.findText(value)
+    assert ui.predictButton.enabled, ui.predictButton.toolTip
+    ui.predictButton.click()
+    result = w.controller.state()["result"]
+    assert ui.radscoreLabel.text == f"{result['radscore']:.3f}" and "95% CI" in ui.riskLabel.text
+    assert ui.nomogramLabel.pixmap is not None and ui.resultsTableView.mrmlTableNode().GetNumberOfRows() == 1
+    assert "SYNTHETIC" in ui.warningsLabel.text and ui.syntheticBannerLabel.visible
+    box = next(iter(w._formWidgets.values()))
+    box.currentIndex = 0
+    assert ui.staleLabel.visible and not ui.predictButton.enabled
+    w.exit()
+    assert [c[0] for c in ui.segmentEditorWidget.calls[-3:]] == ["setActiveEffect", "uninstallKeyboardShortcuts",
+                                                                "removeViewObservations"]
+
+
+def test_the_widget_training_tab_reports_a_failure_and_cancels(widget, tmp_path):
+    import time
+    w, scene, record, module = widget
+    ui = w.ui
+    w.startTraining([[sys.executable, "-m", "IMNRiskLib", "train", str(tmp_path / "none.csv"), "--features",
+                      str(tmp_path / "none.csv"), "--out", str(tmp_path / "out")]])
+    deadline = time.monotonic() + 120
+    while w._run is not None and time.monotonic() < deadline:
+        w.onTimer()
+        time.sleep(0.05)
+    assert ui.trainingResultLabel.text.startswith("Training failed: ") and "none.csv" in ui.trainingResultLabel.text
+    assert ui.trainButton.enabled and not ui.cancelTrainingButton.enabled
+    w.startTraining([[sys.executable, "-c", "import time; print('working', flush=True); time.sleep(60)"]])
+    while "working" not in ui.trainingLog.plain and time.monotonic() < deadline:
+        w.onTimer()
+        time.sleep(0.05)
+    ui.cancelTrainingButton.click()
+    assert ui.trainingResultLabel.text.startswith("Cancelled") and ui.trainButton.enabled
+
+
+def test_sample_data_registers_the_committed_demo_case_and_model(widget, monkeypatch):
+    """Packaging: one click in SampleData gives the sample DCE case, its tumour and the demo model
+    (small committed files: a new user can try the module without data of their own)."""
+    import types
+    from urllib.parse import unquote, urlparse
+    w, scene, record, module = widget
+    registered = []
+    logic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **kw: registered.append(kw))
+    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=logic))
+    module.registerSampleData()
+    (source,) = registered
+    paths = [Path(unquote(urlparse(uri).path)) for uri in source["uris"]]
+    assert all(p.exists() for p in paths) and sum(p.stat().st_size for p in paths) < 5e6
+    assert source["loadFileTypes"][:2] == ["SequenceFile", "SegmentationFile"]
+    assert json.loads(paths[2].read_text(encoding="utf-8"))["format"] == "imnrisk-model"
+    assert len({len(source[k]) for k in ("uris", "fileNames", "nodeNames", "loadFileTypes", "loadFiles")}) == 1
