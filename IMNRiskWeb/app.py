@@ -186,7 +186,7 @@ class IMNRiskWebApp(TrameApp):
             with v.VMain(), html.Div(classes="d-flex flex-row", style="height: calc(100vh - 48px);"):
                 with html.Div(classes="imn-panel pa-2"):
                     self._study_card(trigger)
-                    with v.VCard(classes="mb-2", v_if=("imn.displayed_node_id",)):
+                    with v.VCard(classes="mb-2", v_if=("imn.displayed_node_id",), id="imn-tumour"):
                         v.VCardTitle("2. Tumour", classes="text-subtitle-1")
                         with v.VCardText():
                             html.Div("{{ imn.segment.voxels }} voxels, {{ imn.segment.ml.toFixed(2) }} mL",
@@ -234,7 +234,14 @@ class IMNRiskWebApp(TrameApp):
                          classes="imn-small")
                 html.Div("{{ imn.model && imn.model.banner }}", classes="text-warning imn-small")
                 html.Div("{{ imn.model && imn.model.error }}", classes="text-error imn-small")
-                with html.Div(v_for="f in imn.form", key="f.name", classes="mb-1"):
+                with html.Div(v_if=("imn.model && imn.model.version_problems.length",), classes="imn-small"):
+                    html.Div("{{ imn.model.version_problems.join('; ') }}", classes="text-warning")
+                    v.VCheckbox(label="Score anyway (feature values may differ)", density="compact",
+                                hide_details=True, model_value=("imn.model.version_mismatch_allowed",),
+                                update_modelValue=(self.controller.allow_version_mismatch, "[$event]"),
+                                id="imn-allow-mismatch")
+                with html.Div(v_for="f in imn.form", key="f.name", classes="mb-1",
+                              raw_attrs=[':data-field="f.name"', ':data-status="f.status"', ':data-value="f.value"']):
                     v.VSelect(v_if=("f.levels.length",), items=("f.levels",), model_value=("f.value",),
                               label=("f.title",), placeholder="not entered", persistent_placeholder=True,
                               hint=("f.status + (f.message && f.status != 'not entered' ? ': ' + f.message : '')",),
