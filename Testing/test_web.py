@@ -7,6 +7,7 @@ are missing (.ci/run installs them). Screenshots go to .cache/web-screenshots/.
 
 from __future__ import annotations
 
+import csv
 import ctypes.util
 import json
 import os
@@ -276,10 +277,10 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
     assert page.locator("#imn-warnings li").count() >= 1  # the synthetic-model banner at least
 
     # 6. the results table downloads as CSV, one row per prediction
-    table = download(page, "#imn-download-csv", tmp_path / "results.csv").read_text(encoding="utf-8")
-    lines = table.strip().splitlines()
-    assert len(lines) == 2 and float(lines[1].split(",")[lines[0].split(",").index("risk")]) == \
-        pytest.approx(expected["probability"], abs=1e-6)
+    table = download(page, "#imn-download-csv", tmp_path / "results.csv")
+    with table.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 1 and float(rows[0]["risk"]) == pytest.approx(expected["probability"], abs=1e-6)
 
     # 7. stale results clear: another phase (keyboard on the phase slider) hides the result
     slider = page.locator("#imn-phase-slider [role=slider]").first
