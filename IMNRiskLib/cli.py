@@ -158,7 +158,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict_patient
     model = ScoringModel.load(args.model)
     label = int(args.label) if str(args.label).isdigit() else args.label
-    result = predict_patient(model, args.image, args.mask, args.phase, label, _parse_clinical_pairs(args.clinical))
+    result = predict_patient(model, args.image, args.mask, args.phase, label, _parse_clinical_pairs(args.clinical),
+                             allow_version_mismatch=args.allow_version_mismatch)
     for warning in result.pop("warnings"):
         say(f"imnrisk: warning: {warning}")
     if args.json:
@@ -348,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="1", help="label value or segment name (default 1)")
     p.add_argument("--clinical", nargs="*", metavar="NAME=VALUE", help="the model's clinical factors")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--allow-version-mismatch", action="store_true",
+                   help="score even if the model's pyradiomics/IMNRisk extraction versions differ from these")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("web", help="the scoring workflow in the browser (needs the 'web' extra)")

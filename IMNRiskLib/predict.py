@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,39 @@ def model_settings(model: ScoringModel) -> features.ExtractionSettings:
                                        min_tumour_voxels=int(s["imnrisk"]["min_tumour_voxels"]), source="model.json")
 
 
+# what must equal between the model's training run and this one for its feature values to be comparable
+VERSION_KEYS = ("pyradiomics", "imnrisk")
+
+
+def version_mismatches(model: ScoringModel, running: Optional[Dict[str, str]] = None) -> List[str]:
+    """How the model's recorded extraction versions and settings differ from this installation's
+    (empty when they agree): another pyradiomics gives other feature values, silently."""
+    running = running or features.software_versions()
+    recorded = model.doc.get("software") or {}
+    problems = [f"{key} {recorded.get(key) or 'unknown'} in the model, {running.get(key)} here"
+                for key in VERSION_KEYS if str(recorded.get(key)) != str(running.get(key))]
+    stored = model.doc.get("extraction") or {}
+    try:
+        flat = {**copy.deepcopy(stored.get("pyradiomics") or {}), "imnrisk": copy.deepcopy(stored.get("imnrisk") or {})}
+        understood = features.settings_from_dict(flat, source="model.json").to_dict()
+    except InputError as exc:
+        return problems + [f"extraction settings not readable here ({exc.message})"]
+    if understood != {k: stored.get(k) for k in understood}:
+        changed = sorted(k for k in understood if understood[k] != stored.get(k))
+        problems.append(f"extraction settings read differently here ({', '.join(changed)})")
+    return problems
+
+
+def check_versions(model: ScoringModel, allow: bool = False, running: Optional[Dict[str, str]] = None) -> List[str]:
+    """Refuse a model extracted with other software unless allowed; the warnings when allowed."""
+    problems = version_mismatches(model, running)
+    if problems and not allow:
+        raise InputError("model was trained with other feature-extraction software: " + "; ".join(problems)
+                         + " (feature values would differ; use --allow-version-mismatch to score anyway)",
+                         field="versions")
+    return [f"version mismatch allowed: {p}" for p in problems]
+
+
 def score(model: ScoringModel, feature_values: Dict[str, float], clinical: Dict[str, Any]) -> Dict[str, Any]:
     """Rad-Score, combined probability with CI, risk group and nomogram points from values."""
     rs = model.radscore(feature_values)
@@ -40,15 +73,17 @@ def score(model: ScoringModel, feature_values: Dict[str, float], clinical: Dict[
 
 def predict_patient(model: ScoringModel, image: Union[str, Path], mask: Union[str, Path],
                     phase: Optional[int] = None, label: Union[int, str] = 1,
-                    clinical: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Score one patient from image files: clinical values are checked first (cheap), then only
-    the model's features are computed."""
+                    clinical: Optional[Dict[str, Any]] = None,
+                    allow_version_mismatch: bool = False) -> Dict[str, Any]:
+    """Score one patient from image files: versions and clinical values are checked first (cheap),
+    then only the model's features are computed."""
+    version_warnings = check_versions(model, allow_version_mismatch)
     parsed = model.parse_clinical(clinical or {})
     settings = model_settings(model)
     loaded = imaging.load_case(image, mask, phase, label, settings.min_tumour_voxels)
     values, _ = features.compute_features(loaded, settings, feature_names=model.features)
     result = score(model, values, parsed)
-    result["warnings"] = loaded.warnings
+    result["warnings"] = version_warnings + loaded.warnings
     result["phase"] = loaded.phase
     return result
 

@@ -68,17 +68,20 @@ class ScoringLogic:
         return voxels, voxels * float(np.prod(mask.GetSpacing())) / 1000.0
 
     def predict(self, volume_node, segmentation_node, segment_id: str, clinical: Dict[str, Any],
-                model: Union[str, Path, ScoringModel], phase: Optional[int] = None) -> Dict[str, Any]:
+                model: Union[str, Path, ScoringModel], phase: Optional[int] = None,
+                allow_version_mismatch: bool = False) -> Dict[str, Any]:
         """Rad-Score, risk with 95% CI, risk group, nomogram points and the feature values used:
-        the same numbers as `imnrisk predict` on the same image and mask files."""
+        the same numbers as `imnrisk predict` on the same image and mask files (and the same
+        refusal of a model extracted with another pyradiomics/IMNRisk, unless allowed)."""
         from IMNRiskLib import features, predict
         scoring = self.load_model(model)
+        version_warnings = predict.check_versions(scoring, allow_version_mismatch)
         parsed = scoring.parse_clinical(clinical, source="clinical factors")
         settings = predict.model_settings(scoring)
         loaded = self.tumour(volume_node, segmentation_node, segment_id, phase, settings.min_tumour_voxels)
         values, _ = features.compute_features(loaded, settings, feature_names=scoring.features)
         result = predict.score(scoring, values, parsed)
-        result["phase"], result["warnings"] = loaded.phase, loaded.warnings
+        result["phase"], result["warnings"] = loaded.phase, version_warnings + loaded.warnings
         return result
 
     def results_to_tables(self, result: Dict[str, Any], points_table=None, features_table=None):
