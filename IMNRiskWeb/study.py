@@ -47,17 +47,20 @@ def remove_study(scene) -> None:
 
 
 def add_study(scene, phases: Sequence[sitk.Image]):
-    """A sequence node named "Study" holding one scalar volume per phase (index = 0-based phase)."""
+    """A sequence node named "Study" holding one scalar volume per phase (index = 0-based phase),
+    built aside and added to the scene whole, so that observers see every phase at once."""
+    import slicer
     from IMNRiskSlicer import mrml
-    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", STUDY_NAME)
+    workspace = slicer.vtkMRMLScene()
+    sequence = slicer.vtkMRMLSequenceNode()
+    sequence.SetName(STUDY_NAME)
     sequence.SetAttribute(STUDY_ATTRIBUTE, "1")
     sequence.SetIndexName("phase")
     sequence.SetIndexUnit("")
     for k, image in enumerate(phases):
-        node = mrml.sitk_to_volume(image, scene, f"{STUDY_NAME} phase {k}")
-        sequence.SetDataNodeAtValue(node, str(k))
-        scene.RemoveNode(node)
-    return sequence
+        sequence.SetDataNodeAtValue(mrml.sitk_to_volume(image, workspace, f"{STUDY_NAME} phase {k}"), str(k))
+    workspace.Clear(1)
+    return scene.AddNode(sequence)
 
 
 def load_study(scene, path: Union[str, Path]):

@@ -216,7 +216,7 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
     # 2. paint a stroke on two adjacent axial slices (mouse; the slice moves with the keyboard)
     effect_button(page, "mdi-brush").click()
     box = view_box(page, 0)
-    cx, cy = box["x"] + 0.70 * box["width"], box["y"] + 0.51 * box["height"]  # the phantom's tumour
+    cx, cy = box["x"] + 0.70 * box["width"], box["y"] + 0.46 * box["height"]  # the phantom's tumour
     stroke = [(cx - 10, cy - 4), (cx + 10, cy - 4), (cx + 10, cy + 4), (cx - 10, cy + 4)]
     drag(page, stroke)
     one_slice = wait_voxels(page, "v > 0")
@@ -263,6 +263,7 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
     page.click("#imn-predict")
     page.wait_for_selector("#imn-result")
     page.wait_for_selector("#imn-nomogram")
+    page.locator("#imn-result").scroll_into_view_if_needed()
     shot(page, "result")
     shown = json.loads(page.get_attribute("#imn-risk", "data-probability"))
     radscore = json.loads(page.get_attribute("#imn-radscore", "data-radscore"))
@@ -283,7 +284,7 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
     assert len(rows) == 1 and float(rows[0]["risk"]) == pytest.approx(expected["probability"], abs=1e-6)
 
     # 7. stale results clear: another phase (keyboard on the phase slider) hides the result
-    slider = page.locator("#imn-phase-slider [role=slider]").first
+    slider = page.locator("#imn-phase-box [role=slider]").first
     slider.focus()
     slider.press("ArrowRight")
     page.wait_for_function("() => document.querySelector('#imn-phase').dataset.phase === '2'")
