@@ -98,6 +98,8 @@ def serve(model: Optional[str], host: str = DEFAULT_HOST, port: int = DEFAULT_PO
         server.controller.on_server_ready.add(ready)
         server.start(host=host, port=port, open_browser=False, show_connection_info=False, timeout=0,
                      disable_logging=True)
+    except KeyboardInterrupt:  # SIGTERM (see _interrupt): a normal stop
+        pass
     finally:
         uploads.close()
     return 0
