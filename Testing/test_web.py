@@ -311,13 +311,19 @@ def test_no_file_name_reaches_the_log_and_uploads_are_removed_at_exit(web_model,
     assert study_file.name not in log and str(study_file.parent) not in log and str(web_model) not in log
 
 
-def test_a_token_protects_the_websocket(web_model, browser, tmp_path):
+def test_a_token_protects_the_websocket(web_model, browser, study_file, tmp_path):
     token = "t0ken-for-the-test-0123456789"
     srv = WebServer(web_model, tmp_path, env_extra={"IMNRISK_WEB_TOKEN": token})
     try:
         assert f"?secret={token}" in srv.output()  # printed at start
         page = new_page(browser, srv.url + f"?secret={token}")
         assert "Research use only" in page.inner_text("#imn-notice")
+        # with the token, the whole page works: open a study by its path on the workstation
+        page.fill("#imn-path", str(study_file))
+        page.click("#imn-open")
+        page.wait_for_function("() => document.querySelector('#imn-phase') && "
+                               "document.querySelector('#imn-phase').dataset.phase === '1'")
+        assert study_file.name not in page.inner_text("body")
         page.close()
         intruder = browser.new_page()
         # the page loads, but the websocket refuses the session (wslink's hello): no trame state arrives
