@@ -35,7 +35,7 @@ def version_mismatches(model: ScoringModel, running: Optional[Dict[str, str]] = 
     running = running or features.software_versions()
     recorded = model.doc.get("software") or {}
     problems = [f"{key} {recorded.get(key) or 'unknown'} in the model, {running.get(key)} here"
-                for key in VERSION_KEYS if str(recorded.get(key)) != str(running.get(key))]
+                for key in VERSION_KEYS if _plain(recorded.get(key)) != _plain(running.get(key))]
     stored = model.doc.get("extraction") or {}
     try:
         flat = {**copy.deepcopy(stored.get("pyradiomics") or {}), "imnrisk": copy.deepcopy(stored.get("imnrisk") or {})}
@@ -46,6 +46,11 @@ def version_mismatches(model: ScoringModel, running: Optional[Dict[str, str]] = 
         changed = sorted(k for k in understood if understood[k] != stored.get(k))
         problems.append(f"extraction settings read differently here ({', '.join(changed)})")
     return problems
+
+
+def _plain(version: Any) -> str:
+    """'v3.0.1' and '3.0.1' are the same release (versioneer may or may not keep the tag's v)."""
+    return str(version).strip().lstrip("vV")
 
 
 def check_versions(model: ScoringModel, allow: bool = False, running: Optional[Dict[str, str]] = None) -> List[str]:

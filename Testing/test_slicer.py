@@ -45,28 +45,53 @@ def test_every_widget_the_code_uses_exists_with_the_expected_class():
     widgets = ui_widgets()
     used = set(re.findall(r"self\.ui\.(\w+)", MODULE.read_text(encoding="utf-8")))
     assert used and not used - set(widgets), sorted(used - set(widgets))
-    expected = {"inputVolumeSelector": "qMRMLNodeComboBox", "segmentationSelector": "qMRMLNodeComboBox",
+    expected = {"inputComboBox": "QComboBox", "segmentationSelector": "qMRMLNodeComboBox",
                 "segmentSelector": "qMRMLSegmentSelectorWidget", "segmentEditorWidget": "qMRMLSegmentEditorWidget",
                 "modelPathLineEdit": "ctkPathLineEdit", "cohortPathLineEdit": "ctkPathLineEdit",
-                "outputFolderLineEdit": "ctkPathLineEdit", "pointsTableView": "qMRMLTableView",
-                "featuresTableView": "qMRMLTableView", "phaseSpinBox": "QSpinBox", "predictButton": "QPushButton",
-                "trainingProgressBar": "QProgressBar", "clinicalFormWidget": "QWidget"}
+                "outputFolderLineEdit": "ctkPathLineEdit", "resultsTableView": "qMRMLTableView",
+                "featuresCsvPathLineEdit": "ctkPathLineEdit", "allowMismatchCheckBox": "QCheckBox",
+                "phaseSpinBox": "QSpinBox", "predictButton": "QPushButton", "panelTabs": "QTabWidget",
+                "trainingProgressBar": "QProgressBar", "trainingLog": "QPlainTextEdit", "clinicalFormWidget": "QWidget"}
     for name, cls in expected.items():
         assert widgets.get(name) == cls, (name, widgets.get(name))
     assert sum(cls == "ctkCollapsibleButton" for cls in widgets.values()) >= 5
+
+
+def test_training_is_a_separate_tab_from_scoring():
+    """Item 10: the scoring workflow and the training panel are two tabs of the module."""
+    root = ET.parse(UI).getroot()
+    tabs = next(w for w in root.iter("widget") if w.get("name") == "panelTabs")
+    pages = {page.get("name"): {w.get("name") for w in page.iter("widget")} for page in tabs.findall("widget")}
+    assert set(pages) == {"scoringTab", "trainingTab"}
+    assert {"predictButton", "segmentEditorWidget", "inputComboBox"} <= pages["scoringTab"]
+    assert {"trainButton", "cancelTrainingButton", "trainingLog"} <= pages["trainingTab"]
+    assert not pages["scoringTab"] & {"trainButton", "cohortPathLineEdit"}
+
+
+def test_the_widget_binds_qt_to_the_controller_and_decides_nothing():
+    """The goal of #10: scoring behaviour lives in the controller; the widget forwards and redraws."""
+    text = MODULE.read_text(encoding="utf-8")
+    widget = text[text.index("class IMNRiskWidget"):text.index("class IMNRiskLogic")]
+    for call in ("choose_input", "choose_phase", "choose_segmentation", "choose_segment", "load_model",
+                 "set_clinical", "predict()", "new_segmentation", "editor_enter", "editor_exit", "poll()",
+                 "load_features_csv", "allow_version_mismatch", "nomogram_png"):
+        assert f"controller.{call}" in widget, call
+    for decided_elsewhere in ("segment_size(", "phaseCount", "referenceVolume", "GetFirstNodeByClass",
+                              "SetReferenceImageGeometryParameterFromVolumeNode", "qt.QProcess"):
+        assert decided_elsewhere not in widget, decided_elsewhere
 
 
 def test_every_slicer_parameter_name_is_a_parameter_node_field():
     fields = parameter_fields()
     names = [p.find("string").text for p in ET.parse(UI).iter("property") if p.get("name") == "SlicerParameterName"]
     assert names and set(names) <= fields, set(names) - fields
-    assert {"inputVolume", "phase", "segmentation", "cvRepeats", "bootstrap"} <= set(names)
+    assert {"cvRepeats", "bootstrap"} <= set(names)
     # no parameter-node connector fits these: the code syncs them by hand
     text = MODULE.read_text(encoding="utf-8")
-    assert "segmentId" in fields and "setCurrentSegmentID" in text
+    assert "setCurrentSegmentID" in text
     for field, widget in (("modelPath", "modelPathLineEdit"), ("cohortPath", "cohortPathLineEdit"),
                           ("schemaPath", "schemaPathLineEdit"), ("outputFolder", "outputFolderLineEdit")):
-        assert field in fields and f"self.ui.{widget}" in text and f"p.{field}" in text, field
+        assert field in fields and f"self.ui.{widget}" in text and f".{field} = " in text, field
 
 
 def test_the_module_follows_slicer_conventions():
@@ -74,17 +99,22 @@ def test_the_module_follows_slicer_conventions():
     for needle in ("class IMNRisk(ScriptedLoadableModule)", "class IMNRiskWidget(ScriptedLoadableModuleWidget",
                    "class IMNRiskLogic(ScriptedLoadableModuleLogic", "class IMNRiskTest(ScriptedLoadableModuleTest)",
                    "@parameterNodeWrapper", "connectGui(self.ui)", "pip_ensure", "pip_install", "SetSingletonTag",
-                   "qt.QProcess"):
+                   "TrainingRun", "qt.QTimer", "registerCustomSampleDataSource", '"Quantification"'):
         assert needle in text, needle
     tree = ast.parse(text)
     top_calls = [n for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
     assert not top_calls  # nothing (e.g. a pip install) runs at import time
     cmake = (ROOT / "IMNRisk" / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "WITH_GENERIC_TESTS" in cmake and "slicer_add_python_unittest" in cmake
-    for script in re.findall(r"^\s+(IMNRiskSlicer/\S+\.py)", cmake, re.M):
-        assert (ROOT / "IMNRisk" / script).exists(), script
+    listed = set(re.findall(r"^\s+(IMNRiskSlicer/\S+\.py)", cmake, re.M))
+    shipped = {f"IMNRiskSlicer/{p.name}" for p in (ROOT / "IMNRisk" / "IMNRiskSlicer").glob("*.py")}
+    assert listed == shipped, shipped ^ listed  # an installed extension has every file it imports
+    resources = set(re.findall(r"^\s+((?:Resources|Testing)/\S+)", cmake, re.M))
+    for name in ("Resources/requirements.txt", "Testing/Data/IMNRiskTestModel.json", "Testing/Data/IMNRiskDemoDCE.seq.nrrd",
+                 "Testing/Data/IMNRiskDemoDCE-tumour.nrrd", "Testing/Data/IMNRiskDemoDCE-clinical.json"):
+        assert name in resources and (ROOT / "IMNRisk" / name).exists(), name
     top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
-    assert "EXTENSION_DEPENDS \"SlicerRadiomics\"" in top and "add_subdirectory(IMNRisk)" in top
+    assert "add_subdirectory(IMNRisk)" in top
 
 
 # --------------------------------------------------------------------------- headless MRML logic
@@ -246,7 +276,8 @@ def test_the_module_logic_loads_before_optional_packages_are_installed():
             "        raise ImportError(name)\n"
             "    return real(name, *a, **k)\n"
             "builtins.__import__ = guard\n"
-            "import IMNRiskSlicer.logic, IMNRiskSlicer.mrml\n").format(str(ROOT / "IMNRisk"))
+            "import IMNRiskSlicer.logic, IMNRiskSlicer.mrml, IMNRiskSlicer.controller, IMNRiskSlicer.dependencies\n"
+            "import IMNRiskSlicer.runner, IMNRiskSlicer.selftest\n").format(str(ROOT / "IMNRisk"))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace", cwd=ROOT)
     assert result.returncode == 0, result.stderr
 
@@ -654,3 +685,149 @@ def test_state_is_json_and_listeners_hear_every_change(model):
     controller.clear()
     assert heard[-1]["result"] is not None
     controller.close()
+
+
+# --------------------------------------------------------------------------- self-test logic, dependencies, training
+
+from IMNRiskSlicer import dependencies, selftest  # noqa: E402
+from IMNRiskSlicer.runner import TrainingRun  # noqa: E402
+
+
+def test_self_test_logic_scores_the_painted_demo_case_with_the_frozen_test_model():
+    """Item 7: what IMNRiskTest does in Slicer (frozen model, sample case, paint, form, Predict,
+    table), headless; the number equals `imnrisk predict` on the committed files."""
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene)
+    selftest.load_demo_case(scene)
+    checked = selftest.score_demo_case(controller)
+    result = checked["result"]
+    assert result["phase"] == 1 and checked["state"]["segment"]["voxels"] == checked["voxels"] >= 64
+    clinical = selftest.demo_clinical(controller.model)
+    reference = cli_predict(selftest.TEST_MODEL, clinical, selftest.DEMO_CASE, selftest.DEMO_MASK)
+    assert_same_score(result, reference)
+    assert sum(p.stat().st_size for p in selftest.DATA_DIR.iterdir()) < 5e6
+
+
+def test_the_frozen_test_model_comes_from_its_script_and_is_synthetic():
+    doc = json.loads(selftest.TEST_MODEL.read_text(encoding="utf-8"))
+    script = (ROOT / "Testing" / "make_slicer_test_data.py").read_text(encoding="utf-8")
+    assert doc["training"]["synthetic"] is True and doc["training"]["n"] >= 80
+    assert doc["training"]["events"] >= 5 and "IMNRiskTestModel.json" in script
+    meta = json.loads(selftest.DEMO_CLINICAL.read_text(encoding="utf-8"))
+    assert meta["ID"] in script and set(doc["clinical"]["factors"]) <= set(meta["clinical"])
+
+
+def test_the_library_is_found_beside_an_installed_module_and_above_a_source_tree(tmp_path):
+    """Item 7: an installed extension has IMNRiskLib beside IMNRisk.py (the old self-test looked
+    one folder up, where there is none)."""
+    installed = tmp_path / "lib" / "Slicer-5.10" / "qt-scripted-modules"
+    (installed / "IMNRiskLib").mkdir(parents=True)
+    (installed / "IMNRiskLib" / "__init__.py").write_text("", encoding="utf-8")
+    assert selftest.library_parent(installed) == installed
+    assert selftest.library_parent(ROOT / "IMNRisk") == ROOT
+    assert selftest.library_parent(tmp_path) is None
+    text = MODULE.read_text(encoding="utf-8")
+    assert "Path(__file__).resolve().parent.parent)" not in text
+
+
+def test_requirements_file_is_read_and_checked_by_version_not_importability():
+    """Item 9: one requirements.txt; a package installed at too old a version counts as unmet."""
+    requirements = dependencies.read_requirements()
+    names = {dependencies.requirement_name(r) for r in requirements}
+    assert {"scikit-learn", "statsmodels", "pandas"} <= names and "pyradiomics" not in names
+    fake = {"scikit-learn": "1.0.2", "statsmodels": None}
+    problems = dependencies.unmet(requirements, lambda name: fake.get(name, "99.0"))
+    assert "scikit-learn>=1.3 (have 1.0.2)" in problems and "statsmodels>=0.14 (missing)" in problems
+    assert len(problems) == 2
+    assert dependencies.unmet(requirements) == []  # this environment fits
+    assert dependencies.satisfies("2.0.2", ">=1.26,<3") and not dependencies.satisfies("3.0", ">=1.26,<3")
+    plan = dependencies.install_plan(["pandas>=999"], has_pip_ensure=True)
+    assert plan["install"] == ["pandas>=999"] and not plan["we_ask"]
+    assert dependencies.install_plan(["pandas>=999"], has_pip_ensure=False)["we_ask"]
+    text = MODULE.read_text(encoding="utf-8")
+    assert 'requester="IMNRisk"' in text and "requirements.txt" in text and "REQUIREMENTS = [" not in text
+    body = text[text.index("def ensure_dependencies"):text.index("\n\n\n", text.index("def ensure_dependencies"))]
+    assert body.count("confirmOkCancelDisplay") == 1 and "we_ask" in body
+
+
+def test_module_start_names_what_runs_when_slicer_is_too_old_and_how_to_fix_pyradiomics():
+    """Item 9: minimum Slicer 5.10 stated with the running Slicer, Python, numpy, pyradiomics."""
+    old = dependencies.environment_problems("5.8.1", "3.9.10", "1.26.4", "3.0.1")
+    assert len(old) == 1 and all(v in old[0] for v in ("5.10", "Slicer 5.8.1", "Python 3.9.10", "numpy 1.26.4",
+                                                       "pyradiomics 3.0.1"))
+    assert dependencies.environment_problems("5.10.0", "3.12.10", "2.0.2", "3.0.1") == []
+    broken = dependencies.environment_problems("5.12.0", "3.12.10", "2.4.6", None, "ImportError: _cmatrices")
+    assert len(broken) == 1 and "\n" not in broken[0] and "reinstall the IMNRisk extension" in broken[0]
+    assert "features CSV" in broken[0]
+
+
+def process_alive(pid: int) -> bool:
+    import os
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie awaiting its parent's wait is gone for our purpose
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_cancel_ends_the_whole_training_process_tree(tmp_path):
+    """Item 10: the run and the workers it started (as a process pool does) all end on Cancel."""
+    pids = tmp_path / "pids.txt"
+    code = ("import subprocess, sys, time, os\n"
+            "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']) for _ in range(2)]\n"
+            f"open({str(pids)!r}, 'w').write(' '.join(str(p.pid) for p in kids) + ' ' + str(os.getpid()))\n"
+            "print('working', flush=True)\n"
+            "time.sleep(120)\n")
+    run = TrainingRun([[sys.executable, "-c", code], [sys.executable, "-c", "print('never')"]])
+    run.start()
+    import time
+    deadline = time.monotonic() + 60
+    while not (pids.exists() and len(pids.read_text().split()) == 3) and time.monotonic() < deadline:
+        run.poll()
+        time.sleep(0.05)
+    started = [int(p) for p in pids.read_text().split()]
+    assert all(process_alive(p) for p in started)
+    run.cancel()
+    status = run.wait(timeout=30)
+    assert not status["running"] and status["cancelled"] and status["step"] == 1
+    assert not [p for p in started if process_alive(p)]
+    assert "never" not in status["lines"]
+
+
+def test_a_failed_training_run_shows_its_reason():
+    """Item 10: the last error line of the failing step, not 'see the log'."""
+    run = TrainingRun([[sys.executable, "-m", "IMNRiskLib", "train", "/no/such/cohort.csv", "--features",
+                        "/no/such/features.csv", "--out", "/tmp/never-written-imnrisk"]])
+    run.start()
+    status = run.wait(timeout=120)
+    assert status["returncode"] == 2 and not status["cancelled"]
+    assert status["error"] and "/no/such/cohort.csv" in status["error"] and "error" in status["error"]
+    text = MODULE.read_text(encoding="utf-8")
+    assert "see the log" not in text and "TrainingRun" in text
+
+
+def test_a_training_run_goes_through_its_steps_and_reports_progress():
+    script = "import sys; [print(f'stage: {p:3d}%|###', file=sys.stderr, end='\\r', flush=True) for p in (10, 60)]"
+    run = TrainingRun([[sys.executable, "-c", script], [sys.executable, "-c", "print('done')"]])
+    run.start()
+    status = run.wait(timeout=60)
+    assert status["returncode"] == 0 and status["step"] == 2 and "done" in status["lines"]
+    assert run.progress == 60 and run.stage == "stage"
+
+
+def test_screenshots_are_committed_pngs_of_the_two_tabs_at_panel_width():
+    """Packaging: the screenshot URLs point at these files; they are rendered from IMNRisk.ui by the
+    committed scripts (plain-Qt stand-ins, filled from a real headless controller run)."""
+    from matplotlib.image import imread
+    shots = ROOT / "docs" / "screenshots"
+    for name in ("scoring.png", "training.png"):
+        pixels = imread(shots / name)
+        assert pixels.shape[1] == 420 and pixels.shape[0] >= 600, (name, pixels.shape)
+        assert pixels.std() > 0.05  # not a blank page
+    render = (shots / "render_panels.py").read_text(encoding="utf-8")
+    assert "IMNRisk.ui" in render and "QUiLoader" in render
+    assert "ScoringController" in (shots / "panel_state.py").read_text(encoding="utf-8")

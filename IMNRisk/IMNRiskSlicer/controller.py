@@ -750,6 +750,7 @@ class ScoringController:
             fig.set_size_inches(width_px / dpi, h * width_px / dpi / w)
             for text in fig.findobj(match=lambda o: hasattr(o, "set_fontsize") and hasattr(o, "get_fontsize")):
                 text.set_fontsize(max(5.0, text.get_fontsize() * 0.8))
+            _fit_labels(fig)
             fig.savefig(path, dpi=dpi)
         finally:
             plt.close(fig)
@@ -813,6 +814,20 @@ def segment_voxels(segmentation_node, segment_id: str):
     scalars = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
     voxels = int(np.count_nonzero(scalars == segment.GetLabelValue()))
     return voxels, voxels * float(np.prod(labelmap.GetSpacing())) / 1000.0
+
+
+def _fit_labels(fig) -> None:
+    """Widen the axes' left limit until the axis titles fit a narrow figure (none cut off)."""
+    fig.subplots_adjust(left=0.01, right=0.99)
+    for ax in fig.axes:
+        for _ in range(12):
+            fig.canvas.draw()
+            renderer = fig.canvas.get_renderer()
+            left = min((t.get_window_extent(renderer).x0 for t in ax.texts), default=0.0)
+            if left >= 2:
+                break
+            lo, hi = ax.get_xlim()
+            ax.set_xlim(lo - 0.08 * (hi - lo), hi)
 
 
 def _weak(method):

@@ -149,3 +149,19 @@ def sitk_to_volume(image: sitk.Image, scene, name: str, class_name: str = "vtkMR
         matrix.SetElement(r, 3, origin[r])
     node.SetIJKToRASMatrix(matrix)
     return node
+
+
+def sequence_from_sitk(image: sitk.Image, scene, name: str):
+    """A sequence node (one scalar volume per phase) from a 4-D SimpleITK image, as Slicer loads a
+    .seq.nrrd; the phase volumes are copied into the sequence and not left in the scene."""
+    array = sitk.GetArrayFromImage(image)          # (phase, k, j, i)
+    reference = sitk.Extract(image, list(image.GetSize()[:3]) + [0], [0, 0, 0, 0]) if image.GetDimension() == 4 \
+        else image
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
+    for t in range(array.shape[0]):
+        phase = sitk.GetImageFromArray(array[t])
+        phase.CopyInformation(reference)
+        node = sitk_to_volume(phase, scene, f"{name} phase {t}")
+        sequence.SetDataNodeAtValue(node, str(t))
+        scene.RemoveNode(node)
+    return sequence
