@@ -176,7 +176,6 @@ class IMNRiskWebApp(TrameApp):
     def _build_ui(self) -> None:
         from trame_slicer.app.ui.segmentation import SegmentEditorUI
 
-        trigger = self.server.controller.trigger_name
         with VAppLayout(self.server, theme="dark") as self.ui:
             client.Style("html { overflow-y: auto; } .imn-panel { width: 430px; overflow-y: auto; }"
                          " .imn-small { font-size: 0.8rem; }")
@@ -185,7 +184,7 @@ class IMNRiskWebApp(TrameApp):
                 html.Span(RESEARCH_ONLY, id="imn-notice", classes="text-warning mx-4")
             with v.VMain(), html.Div(classes="d-flex flex-row", style="height: calc(100vh - 48px);"):
                 with html.Div(classes="imn-panel pa-2"):
-                    self._study_card(trigger)
+                    self._study_card()
                     with v.VCard(classes="mb-2", v_if=("imn.displayed_node_id",), id="imn-tumour"):
                         v.VCardTitle("2. Tumour", classes="text-subtitle-1")
                         with v.VCardText():
@@ -195,8 +194,8 @@ class IMNRiskWebApp(TrameApp):
                             html.Div("{{ imn.segment.warning }}", classes="text-warning imn-small")
                             self.segment_editor_ui = SegmentEditorUI(style="height: 520px;")
                             self.segment_editor_ui.build_undo_redo_buttons()
-                    self._form_card(trigger)
-                    self._result_card(trigger)
+                    self._form_card()
+                    self._result_card()
                 with html.Div(classes="flex-grow-1 d-flex", style="position: relative;"):
                     self.layout_manager.initialize_layout_grid(self.ui)
         self.editor_logic.set_ui(self.segment_editor_ui)
@@ -205,7 +204,7 @@ class IMNRiskWebApp(TrameApp):
         self.server.controller.trigger("imn_results_csv")(self._on_results_csv)
         self.server.controller.trigger("imn_mask_nrrd")(self._on_mask_nrrd)
 
-    def _study_card(self, trigger) -> None:
+    def _study_card(self) -> None:
         from trame_slicer.app.ui import LoadVolumeUI
         with v.VCard(classes="mb-2"):
             v.VCardTitle("1. DCE study", classes="text-subtitle-1")
@@ -226,7 +225,7 @@ class IMNRiskWebApp(TrameApp):
                     v.VSlider(v_model=("imn_phase_ui",), min=0, max=("imn.phase_count - 1",), step=1,
                               show_ticks="always", hide_details=True, id="imn-phase-slider")
 
-    def _form_card(self, trigger) -> None:
+    def _form_card(self) -> None:
         with v.VCard(classes="mb-2"):
             v.VCardTitle("3. Clinical factors", classes="text-subtitle-1")
             with v.VCardText():
@@ -260,7 +259,7 @@ class IMNRiskWebApp(TrameApp):
                          id="imn-predict-reason")
                 html.Div("{{ imn.error }}", v_if=("imn.error",), classes="text-error imn-small", id="imn-error")
 
-    def _result_card(self, trigger) -> None:
+    def _result_card(self) -> None:
         with v.VCard(classes="mb-2"):
             v.VCardTitle("4. Result", classes="text-subtitle-1")
             with v.VCardText():

@@ -20,7 +20,6 @@ from IMNRiskLib.errors import InputError
 
 STUDY_NAME = "Study"  # the only name the page shows for a study: never a file or patient name
 STUDY_ATTRIBUTE = "IMNRiskWeb.Study"
-UPLOAD_SUFFIXES = imaging.IMAGE_SUFFIXES + (".dcm", ".ima", "")
 
 
 def read_phases(path: Union[str, Path]) -> List[sitk.Image]:
