@@ -25,6 +25,7 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import ROOT, run_cli
+from IMNRiskLib import imaging
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / ".cache" / "web-screenshots"
@@ -172,6 +173,12 @@ def drag(page, points) -> None:
     page.mouse.up()
 
 
+def state_sent(page) -> None:
+    """Wait until the page has sent every state change to the server (trame pushes state when the
+    server is not busy, while a click's trigger goes at once)."""
+    page.wait_for_function("() => window.trame.state.dirtyKeys.size === 0")
+
+
 def effect_button(page, icon: str):
     return page.locator(f"#imn-tumour button:has(.{icon})").first
 
@@ -238,16 +245,27 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
 
     # 3. threshold with the mouse (drag the lower bound up), apply, then undo back to the stroke
     effect_button(page, "mdi-auto-fix").click()
+    thumbs = "document.querySelectorAll('#imn-tumour [role=slider]')"
+    page.wait_for_function(f"() => {{ const t = {thumbs}; return t.length === 2 && "  # the auto range has arrived
+                           "Number(t[1].getAttribute('aria-valuenow')) > 1 && Number(t[0].getAttribute('aria-valuenow')) > 0; }")
     low = page.locator("#imn-tumour [role=slider]").first
+    auto_low = float(low.get_attribute("aria-valuenow"))
     low_box = low.bounding_box()
     track = page.locator("#imn-tumour .v-slider-track").first.bounding_box()
     drag(page, [(low_box["x"] + low_box["width"] / 2, low_box["y"] + low_box["height"] / 2),
-                (track["x"] + 0.6 * track["width"], low_box["y"] + low_box["height"] / 2)])
+                (track["x"] + 0.55 * track["width"], low_box["y"] + low_box["height"] / 2)])
+    page.wait_for_function(f"() => Number({thumbs}[0].getAttribute('aria-valuenow')) > {auto_low}")
+    chosen_low = float(low.get_attribute("aria-valuenow"))
+    state_sent(page)  # trame holds state back while the server is busy; Apply must come after it
     page.locator("#imn-tumour button:has-text('Apply')").click()
     thresholded = wait_voxels(page, f"v !== {painted}")
     shot(page, "threshold")
-    threshold_mask = download(page, "#imn-download-mask", tmp_path / "threshold.nrrd")
-    assert int(np.count_nonzero(sitk.GetArrayFromImage(sitk.ReadImage(str(threshold_mask))))) == thresholded
+    threshold_mask = sitk.GetArrayFromImage(sitk.ReadImage(str(download(page, "#imn-download-mask",
+                                                                        tmp_path / "threshold.nrrd"))))
+    assert int(np.count_nonzero(threshold_mask)) == thresholded
+    phase2 = sitk.GetArrayFromImage(imaging.load_phase(study_file, 1)[0])
+    added = (threshold_mask > 0) & (mask_array == 0)
+    assert added.any() and phase2[added].min() >= chosen_low - 1e-3  # the range chosen, on the shown phase
     page.locator("#imn-tumour button:has(.mdi-undo)").click()
     assert wait_voxels(page, f"v === {painted}") == painted
 
