@@ -182,6 +182,8 @@ class IMNRiskWebApp(TrameApp):
             with v.VAppBar(density="compact"):
                 v.VToolbarTitle("IMNRisk: IMN metastasis risk")
                 html.Span(RESEARCH_ONLY, id="imn-notice", classes="text-warning mx-4")
+                v.VProgressLinear(indeterminate=True, absolute=True, location="bottom", color="primary",
+                                  active=("!!trame__busy",))
             with v.VMain(), html.Div(classes="d-flex flex-row", style="height: calc(100vh - 48px);"):
                 with html.Div(classes="imn-panel pa-2"):
                     self._study_card()
