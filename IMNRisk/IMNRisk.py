@@ -18,14 +18,12 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+from IMNRiskSlicer.selftest import add_library_to_path
+
 # Installed as an extension, IMNRiskLib sits beside this file; run from the source tree
 # (--additional-module-paths .../IMNRisk) it sits one folder up.
 _HERE = Path(__file__).resolve().parent
-for _candidate in (_HERE, _HERE.parent):
-    if (_candidate / "IMNRiskLib" / "__init__.py").exists():
-        if str(_candidate) not in sys.path:
-            sys.path.insert(0, str(_candidate))
-        break
+_LIBRARY = add_library_to_path(_HERE)
 
 from IMNRiskSlicer import dependencies  # noqa: E402
 from IMNRiskSlicer.controller import ScoringController, pyradiomics_status  # noqa: E402
@@ -176,7 +174,10 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return node
 
     def _showVolume(self, node):
-        slicer.util.setSliceViewerLayers(background=node, fit=True)
+        """Show the scored node in the slice views, only while the module is open (a volume loaded
+        elsewhere must not take over the views)."""
+        if node is not None and self.parent.isEntered:
+            slicer.util.setSliceViewerLayers(background=node, fit=True)
 
     def _showEnvironment(self):
         import numpy
@@ -200,6 +201,7 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
         self.controller.editor_enter(self.ui.segmentEditorWidget)
         self.controller.refresh_inputs()
+        self._showVolume(self.controller.displayed_node())
 
     def exit(self):
         self.controller.editor_exit(self.ui.segmentEditorWidget)
@@ -325,7 +327,10 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         model = state["model"]
         self.ui.syntheticBannerLabel.text = model["banner"] if model else ""
         self.ui.syntheticBannerLabel.visible = bool(model and model["banner"])
-        self.ui.modelSummaryLabel.text = ((model["summary"] or model["error"]) if model else "No model file selected.")
+        summary = (model["summary"] or model["error"]) if model else "No model file selected."
+        if state["pyradiomics"]["ok"]:
+            summary += "\n" + state["pyradiomics"]["message"]  # which pyradiomics scores (and trains)
+        self.ui.modelSummaryLabel.text = summary
         problems = model["version_problems"] if model else []
         self.ui.versionLabel.text = ("Trained with other software: " + "; ".join(problems)) if problems else ""
         self.ui.allowMismatchCheckBox.visible = bool(problems)

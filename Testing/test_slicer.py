@@ -9,6 +9,7 @@ import json
 import re
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -284,6 +285,7 @@ def test_the_module_logic_loads_before_optional_packages_are_installed():
 
 # --------------------------------------------------------------------------- the controller (issue #10)
 
+from IMNRiskSlicer import selftest  # noqa: E402
 from IMNRiskSlicer.controller import ScoringController, segment_voxels  # noqa: E402
 
 
@@ -334,21 +336,11 @@ class RecordingEditor:
 def paint(segmentation, segment_id, reference, centre, radii):
     """One brush stroke as the Paint effect applies it: an ellipsoid (in voxels, k j i) merged into
     the segment's binary labelmap on the reference grid (no scene node involved)."""
-    from vtk.util import numpy_support
-    import vtk
     array = voxels_of(reference)
     k, j, i = np.indices(array.shape)
     blob = (((k - centre[0]) / radii[0]) ** 2 + ((j - centre[1]) / radii[1]) ** 2
             + ((i - centre[2]) / radii[2]) ** 2 <= 1).astype(np.uint8)
-    image = slicer.vtkOrientedImageData()
-    image.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
-    matrix = vtk.vtkMatrix4x4()
-    reference.GetIJKToRASMatrix(matrix)
-    image.SetImageToWorldMatrix(matrix)
-    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(blob.reshape(-1), deep=True,
-                                                               array_type=vtk.VTK_UNSIGNED_CHAR))
-    logic = slicer.vtkSlicerSegmentationsModuleLogic
-    assert logic.SetBinaryLabelmapToSegment(image, segmentation, segment_id, logic.MODE_MERGE_MAX)
+    selftest.paint_mask(segmentation, segment_id, blob, reference, merge=True)
     return blob
 
 
@@ -584,6 +576,14 @@ def test_each_prediction_appends_one_row_to_the_results_table(model):
         assert [float(row["ci95_low"]), float(row["ci95_high"])] == pytest.approx(result["ci95"], abs=1e-6)
         assert json.loads(row["points"])["total"] == pytest.approx(result["points"]["total"], abs=1e-3)
     assert [r["phase"] for r in rows] == ["1", "2"] and rows[0]["radscore"] != rows[1]["radscore"]
+    scene.Clear(0)   # File > Close scene: a new study gets a new table in the new scene
+    add_sequence(scene, dce_phases(3))
+    segmentation, segment_id = segmentation_from_labelmap(scene, pyradiomics_data() / "breast1_label.nrrd")
+    controller.poll()
+    controller.choose_segmentation(segmentation.GetID())
+    assert controller.predict() is not None, controller.state()["error"]
+    table = scene.GetNodeByID(controller.state()["results_table_id"])
+    assert table is not None and scene.IsNodePresent(table) and table.GetNumberOfRows() == 1
 
 
 def test_nomogram_fits_the_panel_marks_the_patient_and_is_closed(model, tmp_path):
@@ -689,7 +689,7 @@ def test_state_is_json_and_listeners_hear_every_change(model):
 
 # --------------------------------------------------------------------------- self-test logic, dependencies, training
 
-from IMNRiskSlicer import dependencies, selftest  # noqa: E402
+from IMNRiskSlicer import dependencies  # noqa: E402
 from IMNRiskSlicer.runner import TrainingRun  # noqa: E402
 
 
@@ -727,7 +727,7 @@ def test_the_library_is_found_beside_an_installed_module_and_above_a_source_tree
     assert selftest.library_parent(ROOT / "IMNRisk") == ROOT
     assert selftest.library_parent(tmp_path) is None
     text = MODULE.read_text(encoding="utf-8")
-    assert "Path(__file__).resolve().parent.parent)" not in text
+    assert "Path(__file__).resolve().parent.parent)" not in text and "add_library_to_path(_HERE)" in text
 
 
 def test_requirements_file_is_read_and_checked_by_version_not_importability():
@@ -831,3 +831,107 @@ def test_screenshots_are_committed_pngs_of_the_two_tabs_at_panel_width():
     render = (shots / "render_panels.py").read_text(encoding="utf-8")
     assert "IMNRisk.ui" in render and "QUiLoader" in render
     assert "ScoringController" in (shots / "panel_state.py").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- the widget's bindings, run
+
+@pytest.fixture()
+def widget(monkeypatch):
+    """IMNRisk.py's widget on a real slicer-core scene, with Slicer's application layer stood in."""
+    import fake_slicer_app
+    scene = slicer.vtkMRMLScene()
+    scene.RegisterNodeClass(slicer.vtkMRMLSegmentEditorNode())  # Slicer's Segmentations module does this
+    sequences = slicer.vtkSlicerSequencesLogic()
+    sequences.SetMRMLScene(scene)
+    record = fake_slicer_app.install(monkeypatch, scene, sequences)
+    module = fake_slicer_app.import_module(monkeypatch, MODULE)
+    w = module.IMNRiskWidget()
+    w.setup()
+    w.enter()
+    yield w, scene, record, module
+    w.cleanup()
+
+
+def test_the_widget_drives_the_scoring_workflow_through_the_controller(widget):
+    """The widget's own code, run: inputs listed, second phase shown, editor fed segmentation
+    first, form 'not entered' gating Predict, Predict fills the labels and the table view."""
+    from IMNRiskSlicer import selftest
+    w, scene, record, module = widget
+    ui = w.ui
+    sequence = selftest.load_demo_case(scene)
+    w.onTimer()
+    assert ui.inputComboBox.itemData(ui.inputComboBox.currentIndex) == sequence.GetID()
+    assert ui.phaseSpinBox.value == 1 and ui.phaseSpinBox.maximum == 7
+    proxy = scene.GetNodeByID(w.controller.state()["displayed_node_id"])
+    assert record["shown"][-1] is proxy
+    ui.phaseSpinBox.value = 3
+    assert w.controller.state()["phase"] == 3
+    ui.phaseSpinBox.value = 1
+    ui.modelPathLineEdit.currentPath = str(selftest.TEST_MODEL)
+    assert len(w._formWidgets) == len(w.controller.model.factors)
+    assert all(box.currentIndex == 0 for box in w._formWidgets.values())  # "not entered"
+    ui.newSegmentationButton.click()
+    editor = [c[0] for c in ui.segmentEditorWidget.calls]
+    assert editor.index("installKeyboardShortcuts") < editor.index("setSegmentationNode")
+    assert editor[editor.index("setSegmentationNode") + 1] == "setSourceVolumeNode"
+    assert ui.segmentEditorWidget.sourceVolumeNodeID() == proxy.GetID()
+    state = w.controller.state()
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(selftest.DEMO_MASK))) > 0
+    selftest.paint_mask(scene.GetNodeByID(state["segmentation_id"]), state["segment_id"], mask, proxy)
+    w.controller.size_interval_s = 0.0
+    w.onTimer()
+    assert ui.segmentSizeLabel.text.startswith(f"{int(mask.sum())} voxels")
+    assert not ui.predictButton.enabled and "Enter the clinical factors" in ui.predictReasonLabel.text
+    for name, value in selftest.demo_clinical(w.controller.model).items():
+        box = w._formWidgets[name]
+        box.currentIndex = box.findText(value)
+    assert ui.predictButton.enabled, ui.predictButton.toolTip
+    ui.predictButton.click()
+    result = w.controller.state()["result"]
+    assert ui.radscoreLabel.text == f"{result['radscore']:.3f}" and "95% CI" in ui.riskLabel.text
+    assert ui.nomogramLabel.pixmap is not None and ui.resultsTableView.mrmlTableNode().GetNumberOfRows() == 1
+    assert "SYNTHETIC" in ui.warningsLabel.text and ui.syntheticBannerLabel.visible
+    box = next(iter(w._formWidgets.values()))
+    box.currentIndex = 0
+    assert ui.staleLabel.visible and not ui.predictButton.enabled
+    w.exit()
+    assert [c[0] for c in ui.segmentEditorWidget.calls[-3:]] == ["setActiveEffect", "uninstallKeyboardShortcuts",
+                                                                "removeViewObservations"]
+
+
+def test_the_widget_training_tab_reports_a_failure_and_cancels(widget, tmp_path):
+    import time
+    w, scene, record, module = widget
+    ui = w.ui
+    w.startTraining([[sys.executable, "-m", "IMNRiskLib", "train", str(tmp_path / "none.csv"), "--features",
+                      str(tmp_path / "none.csv"), "--out", str(tmp_path / "out")]])
+    deadline = time.monotonic() + 120
+    while w._run is not None and time.monotonic() < deadline:
+        w.onTimer()
+        time.sleep(0.05)
+    assert ui.trainingResultLabel.text.startswith("Training failed: ") and "none.csv" in ui.trainingResultLabel.text
+    assert ui.trainButton.enabled and not ui.cancelTrainingButton.enabled
+    w.startTraining([[sys.executable, "-c", "import time; print('working', flush=True); time.sleep(60)"]])
+    while "working" not in ui.trainingLog.plain and time.monotonic() < deadline:
+        w.onTimer()
+        time.sleep(0.05)
+    ui.cancelTrainingButton.click()
+    assert ui.trainingResultLabel.text.startswith("Cancelled") and ui.trainButton.enabled
+
+
+def test_sample_data_registers_the_committed_demo_case_and_model(widget, monkeypatch):
+    """Packaging: one click in SampleData gives the sample DCE case, its tumour and the demo model
+    (small committed files: a new user can try the module without data of their own)."""
+    import types
+    from urllib.parse import unquote, urlparse
+    w, scene, record, module = widget
+    registered = []
+    logic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **kw: registered.append(kw))
+    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=logic))
+    module.registerSampleData()
+    (source,) = registered
+    paths = [Path(unquote(urlparse(uri).path)) for uri in source["uris"]]
+    assert all(p.exists() for p in paths) and sum(p.stat().st_size for p in paths) < 5e6
+    assert source["loadFileTypes"][:2] == ["SequenceFile", "SegmentationFile"]
+    assert json.loads(paths[2].read_text(encoding="utf-8"))["format"] == "imnrisk-model"
+    assert len({len(source[k]) for k in ("uris", "fileNames", "nodeNames", "loadFileTypes", "loadFiles")}) == 1

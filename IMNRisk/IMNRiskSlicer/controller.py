@@ -5,11 +5,13 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
 `state()` whenever a listener is told of a change. The face decides nothing.
 
     c = ScoringController(scene, sequences_logic=None, show_volume=None, logic=None,
-                          size_interval_s=0.25, clock=time.monotonic, pyradiomics_status=None)
+                          size_interval_s=0.25, clock=time.monotonic, pyradiomics_status=pyradiomics_status)
         scene            a vtkMRMLScene (slicer.mrmlScene in Slicer)
         sequences_logic  Slicer's Sequences module logic (slicer.modules.sequences.logic()); when None a
                          vtkSlicerSequencesLogic is made and registered with the scene (headless, trame)
         show_volume      callable(volume_node): show this node in the slice views (the face's hook)
+        size_interval_s, clock   the live segment size is recounted at most once per interval
+        pyradiomics_status       callable() -> {ok, version, message}: whether images can be scored
     remove = c.add_listener(callback)   callback(state_dict) after every change; remove() stops it
     c.state()                           JSON-able dict of all a face shows (keys below)
     c.refresh_inputs()                  rescan the scene (done by itself on node added/removed)
@@ -28,6 +30,8 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
     c.nomogram_png(path, width_px=420)  the nomogram with this patient marked; the figure is closed
     c.attach_editor(editor) / c.editor_enter(editor) / c.editor_exit(editor)
                                         Segment Editor duties (qMRMLSegmentEditorWidget or a look-alike)
+    c.displayed_node()                  the one volume node shown, edited and scored (a proxy for a series)
+    c.predict_gate()                    {enabled, reason}, as in state()["predict"]
     c.results_table                     the vtkMRMLTableNode that gets one row per prediction
     c.close()                           remove every observer
 
@@ -38,7 +42,9 @@ synthetic, banner, sha256, error, version_problems, version_mismatch_allowed} or
 form [{name, title, type, levels, min, max, unit, value, status: "not entered"|"valid"|"out of range",
 message}], features_csv {path, id} or None, pyradiomics {ok, version, message}, predict {enabled, reason},
 result (radscore, probability, ci95, risk_group, risk_thresholds, points, phase, segment, input,
-warnings, stale, source, time, model_sha256) or None, error, results [row dicts], notice.
+warnings, stale, source, time, model_sha256, clinical, features) or None, error, results [row dicts of
+the table: time, model_sha256, input, phase, segment, inputs, radscore, risk, ci95_low, ci95_high,
+risk_group, points], results_table_id, notice.
 """
 
 from __future__ import annotations
@@ -81,7 +87,9 @@ def pyradiomics_status() -> Dict[str, Any]:
                 "message": f"pyradiomics cannot be used ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
                            "fix: reinstall the IMNRisk extension (it brings its own pyradiomics) and restart Slicer. "
                            "Meanwhile you can score from a features CSV."}
-    return {"ok": True, "version": str(radiomics.__version__), "message": f"pyradiomics {radiomics.__version__}"}
+    where = Path(radiomics.__file__).resolve().parents[1]
+    return {"ok": True, "version": str(radiomics.__version__),
+            "message": f"features by pyradiomics {radiomics.__version__} from {where}"}
 
 
 class ScoringController:
@@ -129,7 +137,7 @@ class ScoringController:
         self._browser_observer: Optional[tuple] = None
         self._scene_observers = [scene.AddObserver(event, _weak(self._on_scene_nodes))
                                  for event in (scene.NodeAddedEvent, scene.NodeRemovedEvent)]
-        self.results_table = self._find_or_make_results_table()
+        self._results_table = self._find_or_make_results_table()
         self.refresh_inputs(notify=False)
 
     # ------------------------------------------------------------------ listeners and scene
@@ -702,18 +710,27 @@ class ScoringController:
 
     # ------------------------------------------------------------------ results table
     def _find_or_make_results_table(self):
-        for table in self._nodes("vtkMRMLTableNode"):
-            if table.GetAttribute(RESULTS_ATTRIBUTE):
-                return table
-        self._quiet += 1
-        try:
-            table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", RESULTS_TABLE_NAME)
-        finally:
-            self._quiet -= 1
-        table.SetAttribute(RESULTS_ATTRIBUTE, "1")
-        for name in RESULT_COLUMNS:
-            table.AddColumn().SetName(name)  # string columns
+        table = next((t for t in self._nodes("vtkMRMLTableNode") if t.GetAttribute(RESULTS_ATTRIBUTE)), None)
+        if table is None:
+            self._quiet += 1
+            try:
+                table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", RESULTS_TABLE_NAME)
+            finally:
+                self._quiet -= 1
+            table.SetAttribute(RESULTS_ATTRIBUTE, "1")
+        for name in RESULT_COLUMNS:  # string columns (a table reset by a scene close has none)
+            if table.GetTable().GetColumnByName(name) is None:
+                table.AddColumn().SetName(name)
         return table
+
+    @property
+    def results_table(self):
+        """The results table node of the scene (made again after the scene was closed or it was deleted)."""
+        closing = self.scene.IsClosing() or self.scene.IsBatchProcessing()
+        if not closing and (self._results_table is None or not self.scene.IsNodePresent(self._results_table)
+                            or self._results_table.GetTable().GetNumberOfColumns() < len(RESULT_COLUMNS)):
+            self._results_table = self._find_or_make_results_table()
+        return self._results_table
 
     def _append_row(self, result: Dict[str, Any]) -> None:
         values = {"time": result["time"], "model_sha256": result["model_sha256"], "input": result["input"],
@@ -722,12 +739,13 @@ class ScoringController:
                   "risk": f"{result['probability']:.6f}", "ci95_low": f"{result['ci95'][0]:.6f}",
                   "ci95_high": f"{result['ci95'][1]:.6f}", "risk_group": result["risk_group"],
                   "points": json.dumps({k: round(v, 3) for k, v in result["points"].items()})}
-        table = self.results_table.GetTable()
+        node = self.results_table
+        table = node.GetTable()
         row = table.InsertNextBlankRow()
         for c, name in enumerate(RESULT_COLUMNS):
             table.GetColumnByName(name).SetValue(row, values[name])
         table.Modified()
-        self.results_table.Modified()
+        node.Modified()
 
     def results(self) -> List[Dict[str, str]]:
         table = self.results_table.GetTable()
@@ -778,7 +796,7 @@ class ScoringController:
         if self.result is not None:
             keys = ("radscore", "probability", "ci95", "risk_group", "risk_thresholds", "points", "phase", "segment",
                     "input", "warnings", "stale", "source", "time", "model_sha256", "clinical",
-                    "clinical_probability", "radiomics_probability")
+                    "clinical_probability", "radiomics_probability", "features")
             result = {k: self.result.get(k) for k in keys}
         csv = None if self._features_csv is None else {k: self._features_csv[k] for k in ("path", "id")}
         return _json_clean({

@@ -42,9 +42,10 @@ def demo_clinical(model) -> Dict[str, str]:
     return {name: values[name] for name in model.factors}
 
 
-def paint_mask(segmentation_node, segment_id: str, mask: np.ndarray, reference_node) -> None:
+def paint_mask(segmentation_node, segment_id: str, mask: np.ndarray, reference_node, merge: bool = False) -> None:
     """Write a (k, j, i) binary array into a segment on the reference grid, as the Paint effect's
-    strokes end up (slicer.util.updateSegmentBinaryLabelmapFromArray without the application)."""
+    strokes end up (slicer.util.updateSegmentBinaryLabelmapFromArray without the application);
+    merge=True adds it to what is there, as one more brush stroke."""
     import slicer
     import vtk
     from vtk.util import numpy_support
@@ -56,7 +57,8 @@ def paint_mask(segmentation_node, segment_id: str, mask: np.ndarray, reference_n
     image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(np.ascontiguousarray(mask, dtype=np.uint8).reshape(-1),
                                                                deep=True, array_type=vtk.VTK_UNSIGNED_CHAR))
     logic = slicer.vtkSlicerSegmentationsModuleLogic
-    if not logic.SetBinaryLabelmapToSegment(image, segmentation_node, segment_id, logic.MODE_REPLACE):
+    mode = logic.MODE_MERGE_MAX if merge else logic.MODE_REPLACE
+    if not logic.SetBinaryLabelmapToSegment(image, segmentation_node, segment_id, mode):
         raise RuntimeError("could not paint the segment")
 
 

@@ -2,9 +2,9 @@
 it with what the real controller showed (panel_state.py). Slicer itself cannot run where these were
 made, so the MRML widgets (node combo boxes, Segment Editor, table view) are drawn by stand-ins.
 
-    python -m venv /tmp/pyside && /tmp/pyside/bin/pip install PySide6-Essentials
+    .venv/bin/pip install -e '.[screenshots]'        # PySide6 (plain Qt, from PyPI)
     .venv/bin/python docs/screenshots/panel_state.py /tmp/shots
-    QT_QPA_PLATFORM=offscreen /tmp/pyside/bin/python docs/screenshots/render_panels.py /tmp/shots docs/screenshots
+    QT_QPA_PLATFORM=offscreen .venv/bin/python docs/screenshots/render_panels.py /tmp/shots docs/screenshots
 """
 
 from __future__ import annotations
