@@ -25,7 +25,7 @@ $(SDIST): | $(VENV)/bin/python
 
 $(STAMP): pyproject.toml Makefile $(SDIST) | $(VENV)/bin/python
 	$(PIP) install --no-build-isolation $(SDIST)
-	$(PIP) install --no-build-isolation -e '.[test,dask,dicom]'
+	$(PIP) install --no-build-isolation -e '.[test,dask,dicom,web,web-test]'
 	touch $@
 
 demo: install

@@ -204,6 +204,12 @@ def cmd_pacs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    """The browser face (trame-slicer), loopback unless a token is set."""
+    from IMNRiskWeb.server import serve
+    return serve(args.model, host=args.host, port=args.port, random_token=args.random_token)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """External validation of a frozen model on a new cohort."""
     from .predict import validate_external
@@ -394,6 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_force(p)
     p.set_defaults(func=cmd_pacs)
+
+
+    p = sub.add_parser("web", help="the scoring workflow in the browser (needs the 'web' extra)")
+    p.add_argument("--model", help="model.json whose clinical form and scoring the page uses")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free port)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other "
+                   "needs IMNRISK_WEB_TOKEN or --random-token)")
+    p.add_argument("--random-token", action="store_true", help="require a random token, printed at start")
+    p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("validate", help="external validation of a frozen model on a new cohort")
     p.add_argument("model", help="model.json")

@@ -1,0 +1,1 @@
+"""The browser face of IMNRisk (trame-slicer): binds web state to the Slicer module's controller."""

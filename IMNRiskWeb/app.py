@@ -1,0 +1,322 @@
+"""The trame page: binds trame state and events to the Slicer module's ScoringController.
+
+Every decision (which phase is shown, the form's states, whether Predict is enabled, stale
+results, the results table) is the controller's; this file only lays out widgets, forwards what
+the user does to the controller and publishes `controller.state()` (file paths removed) as the
+trame state `imn`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from trame.app import TrameApp
+from trame.ui.vuetify3 import VAppLayout
+from trame.widgets import client, html
+from trame.widgets import vuetify3 as v
+
+from IMNRiskLib import RESEARCH_ONLY
+from IMNRiskLib.errors import InputError
+
+from . import study
+
+POLL_SECONDS = 0.25
+LAYOUT = "Axial, sagittal, coronal"
+
+
+class EditorAdapter:
+    """trame-slicer's SegmentationEditor seen as the qMRMLSegmentEditorWidget the controller binds
+    (setSegmentationNode, then setSourceVolumeNode)."""
+
+    def __init__(self, editor):
+        self.editor = editor
+        self._segmentation = None
+
+    def setSegmentationNode(self, node) -> None:  # noqa: N802 - the Qt widget's name
+        self._segmentation = node
+
+    def setSourceVolumeNode(self, node) -> None:  # noqa: N802
+        if self._segmentation is not None and node is not None:
+            self.editor.deactivate_effect()
+            self.editor.set_active_segmentation(self._segmentation, node)
+
+
+class IMNRiskWebApp(TrameApp):
+    """One patient at a time in one browser tab: study, phase, contour, clinical form, result."""
+
+    def __init__(self, server=None, model: Optional[str] = None, uploads: Optional[study.Uploads] = None):
+        super().__init__(server)
+        import slicer
+        from trame_slicer import module as trame_slicer_module
+        from trame_slicer.app.logic.segmentation import SegmentEditorLogic
+        from trame_slicer.core import LayoutManager, SlicerApp
+        from trame_slicer.rca_view import register_rca_factories
+        from IMNRiskSlicer.controller import ScoringController
+
+        self.server.enable_module(trame_slicer_module)
+        self.uploads = uploads or study.Uploads()
+        self._secrets: List[str] = [str(self.uploads.root)] + ([str(model), str(Path(model).resolve())] if model else [])
+        self.slicer_app = SlicerApp()
+        sequences = self.slicer_app.register_module_logic(slicer.vtkSlicerSequencesLogic(), logic_name="Sequences")
+        register_rca_factories(self.slicer_app.view_manager, self.server)
+        self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
+        self.layout_manager.register_layout_dict({LAYOUT: _three_slices_layout()})
+        self.layout_manager.set_layout(LAYOUT)
+        self.editor_logic = SegmentEditorLogic(self.server, self.slicer_app)
+        self.controller = ScoringController(self.slicer_app.scene, sequences_logic=sequences,
+                                            show_volume=self._show_volume)
+        self.controller.attach_editor(EditorAdapter(self.slicer_app.segmentation_editor))
+        self.controller.add_listener(self._publish)
+        self.state.imn_phase_ui = 0
+        self.state.imn_nomogram = ""
+        self.state.imn_busy = ""
+        self.state.imn_load_error = ""
+        self.state.trame__title = "IMNRisk"
+        self._build_ui()
+        if model:
+            self.controller.load_model(str(model))
+        self._publish(self.controller.state())
+        self.state.change("imn_phase_ui")(self._on_phase_ui)
+        self.server.controller.on_server_ready.add(self._start_polling)
+
+    # ------------------------------------------------------------------ controller -> page
+    def _show_volume(self, node) -> None:
+        self.slicer_app.display_manager.show_volume(node, do_reset_views=True)
+
+    def _publish(self, state: Dict[str, Any]) -> None:
+        """The controller's state for the page, with every file path replaced."""
+        state = _without_paths(state, self._secrets)
+        with self.state:
+            self.state.imn = state
+            self.state.imn_phase_ui = state["phase"]
+            result = state["result"]
+            self.state.imn_nomogram = self._nomogram() if result and not result["stale"] else ""
+
+    def _nomogram(self) -> str:
+        """The nomogram with this patient marked, as a data URL (drawn by the controller)."""
+        with tempfile.NamedTemporaryFile(suffix=".png", dir=self.uploads.root, delete=False) as handle:
+            path = Path(handle.name)
+        try:
+            if not self.controller.nomogram_png(str(path), width_px=520):
+                return ""
+            return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _start_polling(self, **_):
+        asyncio.get_event_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        """The controller's throttled segment-size update (the live mL while painting)."""
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            self.controller.poll()
+
+    # ------------------------------------------------------------------ page -> controller
+    def _on_phase_ui(self, imn_phase_ui, **_):
+        if imn_phase_ui is not None and int(imn_phase_ui) != self.controller.phase():
+            self.controller.choose_phase(int(imn_phase_ui))
+
+    def _open(self, path) -> None:
+        """Read a study (uploaded or typed path), show its second phase, start an empty tumour segment."""
+        with self.state:
+            self.state.imn_load_error = ""
+        try:
+            sequence = study.load_study(self.slicer_app.scene, path)
+        except InputError as exc:
+            with self.state:
+                self.state.imn_load_error = study.redact(str(exc), self._secrets + [str(path)])
+            return
+        self.controller.refresh_inputs()
+        self.controller.choose_input(sequence.GetID())
+        self.controller.new_segmentation()
+
+    async def _on_upload(self, files: List[Dict[str, Any]]) -> None:
+        try:
+            path = self.uploads.write(files)
+        except InputError as exc:
+            with self.state:
+                self.state.imn_load_error = str(exc)
+            return
+        self._open(path)
+
+    def _on_open_path(self) -> None:
+        typed = (self.state.imn_path or "").strip()
+        if typed:
+            self._open(Path(typed).expanduser())
+
+    def _on_set_clinical(self, name: str, value: Any) -> None:
+        self.controller.set_clinical(name, value)
+
+    def _on_predict(self) -> None:
+        self.controller.predict()
+
+    def _on_results_csv(self) -> str:
+        return study.results_csv(self.controller.results())
+
+    def _on_mask_nrrd(self):
+        c = self.controller
+        segmentation = c.scene.GetNodeByID(c.segmentation_id) if c.segmentation_id else None
+        if segmentation is None or not c.segment_id or c.displayed_node() is None:
+            return None
+        out = self.uploads.new_folder() / "mask.nrrd"
+        try:
+            study.mask_nrrd(c.scene, c.displayed_node(), segmentation, c.segment_id, out)
+        except InputError as exc:
+            with self.state:
+                self.state.imn_load_error = str(exc)
+            return None
+        return self.server.protocol.addAttachment(out.read_bytes())
+
+    # ------------------------------------------------------------------ layout
+    def _build_ui(self) -> None:
+        from trame_slicer.app.ui.segmentation import SegmentEditorUI
+
+        with VAppLayout(self.server, theme="dark") as self.ui:
+            client.Style("html { overflow-y: auto; } .imn-panel { width: 430px; overflow-y: auto; }"
+                         " .imn-small { font-size: 0.8rem; }")
+            with v.VAppBar(density="compact"):
+                v.VToolbarTitle("IMNRisk: IMN metastasis risk")
+                html.Span(RESEARCH_ONLY, id="imn-notice", classes="text-warning mx-4")
+                v.VProgressLinear(indeterminate=True, absolute=True, location="bottom", color="primary",
+                                  active=("!!trame__busy",))
+            with v.VMain(), html.Div(classes="d-flex flex-row", style="height: calc(100vh - 48px);"):
+                with html.Div(classes="imn-panel pa-2"):
+                    self._study_card()
+                    with v.VCard(classes="mb-2", v_if=("imn.displayed_node_id",), id="imn-tumour"):
+                        v.VCardTitle("2. Tumour", classes="text-subtitle-1")
+                        with v.VCardText():
+                            html.Div("{{ imn.segment.voxels }} voxels, {{ imn.segment.ml.toFixed(2) }} mL",
+                                     id="imn-volume", classes="text-h6",
+                                     raw_attrs=[':data-voxels="imn.segment.voxels"', ':data-ml="imn.segment.ml"'])
+                            html.Div("{{ imn.segment.warning }}", classes="text-warning imn-small")
+                            self.segment_editor_ui = SegmentEditorUI(style="height: 520px;")
+                            self.segment_editor_ui.build_undo_redo_buttons()
+                    self._form_card()
+                    self._result_card()
+                with html.Div(classes="flex-grow-1 d-flex", style="position: relative;"):
+                    self.layout_manager.initialize_layout_grid(self.ui)
+        self.editor_logic.set_ui(self.segment_editor_ui)
+        self.state.imn_path = ""
+        self.server.controller.trigger("imn_set_clinical")(self._on_set_clinical)
+        self.server.controller.trigger("imn_results_csv")(self._on_results_csv)
+        self.server.controller.trigger("imn_mask_nrrd")(self._on_mask_nrrd)
+
+    def _study_card(self) -> None:
+        from trame_slicer.app.ui import LoadVolumeUI
+        with v.VCard(classes="mb-2"):
+            v.VCardTitle("1. DCE study", classes="text-subtitle-1")
+            with v.VCardText():
+                html.Div("Upload a 4-D NRRD/NIfTI, a .seq.nrrd or a DICOM folder, or type a path on this "
+                         "workstation.", classes="imn-small")
+                loader = LoadVolumeUI()
+                loader.on_load_volume.connect(self._on_upload)
+                with html.Div(classes="d-flex flex-row align-center"):
+                    v.VTextField(v_model=("imn_path",), label="path", density="compact", hide_details=True,
+                                 id="imn-path", keydown_enter=self._on_open_path)
+                    v.VBtn("Open", click=self._on_open_path, id="imn-open", classes="ml-2")
+                html.Div("{{ imn_load_error }}", v_if=("imn_load_error",), classes="text-error imn-small",
+                         id="imn-load-error")
+                with html.Div(v_if=("imn.phase_count > 1",), id="imn-phase-box"):
+                    html.Div("Phase {{ imn.phase + 1 }} of {{ imn.phase_count }} (scored and shown)",
+                             id="imn-phase", raw_attrs=[':data-phase="imn.phase"'])
+                    v.VSlider(v_model=("imn_phase_ui",), min=0, max=("imn.phase_count - 1",), step=1,
+                              show_ticks="always", hide_details=True, id="imn-phase-slider")
+
+    def _form_card(self) -> None:
+        with v.VCard(classes="mb-2"):
+            v.VCardTitle("3. Clinical factors", classes="text-subtitle-1")
+            with v.VCardText():
+                html.Div("{{ imn.model ? imn.model.summary : 'No model: start with --model MODEL.json' }}",
+                         classes="imn-small")
+                html.Div("{{ imn.model && imn.model.banner }}", classes="text-warning imn-small")
+                html.Div("{{ imn.model && imn.model.error }}", classes="text-error imn-small")
+                with html.Div(v_if=("imn.model && imn.model.version_problems.length",), classes="imn-small"):
+                    html.Div("{{ imn.model.version_problems.join('; ') }}", classes="text-warning")
+                    v.VCheckbox(label="Score anyway (feature values may differ)", density="compact",
+                                hide_details=True, model_value=("imn.model.version_mismatch_allowed",),
+                                update_modelValue=(self.controller.allow_version_mismatch, "[$event]"),
+                                id="imn-allow-mismatch")
+                with html.Div(v_for="f in imn.form", key="f.name", classes="mb-1",
+                              raw_attrs=[':data-field="f.name"', ':data-status="f.status"', ':data-value="f.value"']):
+                    v.VSelect(v_if=("f.levels.length",), items=("f.levels",), model_value=("f.value",),
+                              label=("f.title",), placeholder="not entered", persistent_placeholder=True,
+                              hint=("f.status + (f.message && f.status != 'not entered' ? ': ' + f.message : '')",),
+                              persistent_hint=True, density="compact", clearable=True,
+                              id=("'imn-field-' + f.name",),
+                              update_modelValue="trigger('imn_set_clinical', [f.name, $event])")
+                    v.VTextField(v_else=True, type="number", model_value=("f.value",),
+                                 label=("f.title + (f.unit ? ' (' + f.unit + ')' : '')",),
+                                 placeholder="not entered", persistent_placeholder=True,
+                                 hint=("f.status + (f.message && f.status != 'not entered' ? ': ' + f.message : '')",),
+                                 persistent_hint=True, density="compact", id=("'imn-field-' + f.name",),
+                                 change="trigger('imn_set_clinical', [f.name, $event.target.value])")
+                v.VBtn("Predict", click=self._on_predict, disabled=("!imn.predict.enabled",), color="primary",
+                       id="imn-predict", classes="mt-2")
+                html.Div("{{ imn.predict.reason }}", v_if=("!imn.predict.enabled",), classes="imn-small",
+                         id="imn-predict-reason")
+                html.Div("{{ imn.error }}", v_if=("imn.error",), classes="text-error imn-small", id="imn-error")
+
+    def _result_card(self) -> None:
+        with v.VCard(classes="mb-2"):
+            v.VCardTitle("4. Result", classes="text-subtitle-1")
+            with v.VCardText():
+                html.Div("Results cleared: an input changed. Press Predict again.", id="imn-stale",
+                         v_if=("imn.result && imn.result.stale",), classes="text-warning")
+                with html.Div(v_if=("imn.result && !imn.result.stale",), id="imn-result"):
+                    html.Div("IMN metastasis risk {{ (100 * imn.result.probability).toFixed(1) }}% "
+                             "(95% CI {{ (100 * imn.result.ci95[0]).toFixed(1) }}-"
+                             "{{ (100 * imn.result.ci95[1]).toFixed(1) }}%)", classes="text-h6", id="imn-risk",
+                             raw_attrs=[':data-probability="JSON.stringify(imn.result.probability)"'])
+                    html.Div("Risk group: {{ imn.result.risk_group }}", id="imn-group")
+                    html.Div("Rad-Score {{ imn.result.radscore.toFixed(3) }}; nomogram total points "
+                             "{{ imn.result.points.total.toFixed(1) }}", id="imn-radscore",
+                             raw_attrs=[':data-radscore="JSON.stringify(imn.result.radscore)"'])
+                    with html.Ul(classes="imn-small text-warning", id="imn-warnings"):
+                        html.Li("{{ w }}", v_for="w in imn.result.warnings", key="w")
+                    html.Img(src=("imn_nomogram",), v_if=("imn_nomogram",), style="width: 100%;",
+                             id="imn-nomogram")
+                with html.Div(v_if=("imn.results.length",), classes="mt-2"):
+                    html.Div("{{ imn.results.length }} prediction(s) this session", id="imn-results-count")
+                    with html.Table(classes="imn-small", style="width: 100%;"):
+                        with html.Tr():
+                            for name in ("time", "phase", "risk", "risk_group"):
+                                html.Th(name)
+                        with html.Tr(v_for="r in imn.results", key="r.time"):
+                            for name in ("time", "phase", "risk", "risk_group"):
+                                html.Td(f"{{{{ r.{name} }}}}")
+                with html.Div(classes="d-flex flex-row mt-2"):
+                    v.VBtn("Results CSV", size="small", id="imn-download-csv", disabled=("!imn.results.length",),
+                           click="utils.download('imnrisk-results.csv', trigger('imn_results_csv'), 'text/csv')")
+                    v.VBtn("Mask NRRD", size="small", classes="ml-2", id="imn-download-mask",
+                           disabled=("!imn.segment.voxels",),
+                           click="utils.download('imnrisk-mask.nrrd', trigger('imn_mask_nrrd'), "
+                                 "'application/octet-stream')")
+
+
+def _three_slices_layout():
+    from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+    return Layout(LayoutDirection.Horizontal, [
+        ViewLayoutDefinition.axial_view(),
+        Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.sagittal_view(), ViewLayoutDefinition.coronal_view()]),
+    ])
+
+
+def _without_paths(state: Dict[str, Any], secrets: List[str]) -> Dict[str, Any]:
+    """The controller's state minus file paths: no model path, no features-CSV path, messages redacted."""
+    state = dict(state)
+    if state.get("model"):
+        state["model"] = {k: study.redact(val, secrets) for k, val in state["model"].items() if k != "path"}
+    if state.get("features_csv"):
+        state["features_csv"] = {"id": state["features_csv"].get("id")}
+    state["error"] = study.redact(state.get("error"), secrets)
+    if state.get("result"):
+        result = dict(state["result"])
+        result["warnings"] = [study.redact(w, secrets) for w in result.get("warnings") or []]
+        state["result"] = result
+    state["predict"] = {**state["predict"], "reason": study.redact(state["predict"]["reason"], secrets)}
+    return state

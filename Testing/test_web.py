@@ -1,0 +1,360 @@
+"""The browser face end to end: `imnrisk web` on a free loopback port, driven by Playwright in
+Debian's headless Chromium with real mouse and keyboard input, checked against `imnrisk predict`.
+
+Skipped, with the reason printed, when Chromium, Playwright, trame-slicer or Mesa's EGL/OSMesa
+are missing (.ci/run installs them). Screenshots go to .cache/web-screenshots/.
+"""
+
+from __future__ import annotations
+
+import csv
+import ctypes.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import ROOT, run_cli
+from IMNRiskLib import imaging
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / ".cache" / "web-screenshots"
+READY_TIMEOUT_S = 240  # server start on a loaded 2-core machine (a bound, not a timing assertion)
+UI_TIMEOUT_MS = 180_000
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def missing_for_web() -> str:
+    """Why the browser tests cannot run here ('' when they can)."""
+    if not Path(CHROMIUM).exists():
+        return "Debian's chromium is not installed (.ci/run installs it)"
+    for module in ("playwright", "trame_slicer", "slicer"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"python package {module} missing: install the web-test extra (make install does)"
+    if not (ctypes.util.find_library("EGL") or ctypes.util.find_library("OSMesa")):
+        return "no offscreen OpenGL: Debian's libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 (or libosmesa6) missing"
+    return ""
+
+
+REASON = missing_for_web()
+if REASON:
+    print(f"\ntest_web: skipped: {REASON}", file=sys.stderr)
+pytestmark = pytest.mark.skipif(bool(REASON), reason=REASON or "ok")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(url: str, process: subprocess.Popen) -> None:
+    """Poll the page until it answers (the server is up) or the process dies."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"imnrisk web exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)  # poll interval while the server starts
+    raise AssertionError("imnrisk web did not start in time")
+
+
+class WebServer:
+    """`imnrisk web` in its own process, with its own TMPDIR (to see that uploads are removed)."""
+
+    def __init__(self, model: Path, tmp: Path, env_extra=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.tmpdir = tmp / "server-tmp"
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
+        self.log = tmp / "server.log"
+        env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONWARNINGS": "ignore", **(env_extra or {})}
+        self.process = subprocess.Popen([sys.executable, "-m", "IMNRiskLib", "web", "--model", str(model),
+                                         "--port", str(self.port)], stdout=self.log.open("w"),
+                                        stderr=subprocess.STDOUT, env=env)
+        wait_until_serving(self.url, self.process)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def web_model(trained_phantom) -> Path:
+    return trained_phantom[0] / "model.json"
+
+
+@pytest.fixture(scope="module")
+def study_file(phantom, tmp_path_factory) -> Path:
+    """A phantom patient's 8-phase DCE series (4-D NRRD), under a name that is a patient's."""
+    folder = tmp_path_factory.mktemp("patient")
+    target = folder / "DOE_JANE_1961.nrrd"
+    shutil.copy(phantom / "cases" / "SYN0001" / "dce.nrrd", target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def server(web_model, tmp_path_factory):
+    srv = WebServer(web_model, tmp_path_factory.mktemp("web"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.goto(url)
+    page.wait_for_selector("#imn-notice")
+    return page
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"web-{name}.png"))
+
+
+def voxels(page) -> int:
+    return int(page.get_attribute("#imn-volume", "data-voxels"))
+
+
+def wait_voxels(page, condition: str) -> int:
+    """Poll until the live segment size satisfies `condition` (a JS expression of v)."""
+    page.wait_for_function(f"() => {{ const e = document.querySelector('#imn-volume');"
+                           f" if (!e) return false; const v = Number(e.dataset.voxels); return {condition}; }}")
+    return voxels(page)
+
+
+def view_box(page, n: int = 0):
+    """The n-th slice view's image on screen (0 axial, 1 sagittal, 2 coronal)."""
+    return page.locator("img.image-display-area").nth(n).bounding_box()
+
+
+def drag(page, points) -> None:
+    """A real mouse stroke through the given page points, button held."""
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+
+
+def state_sent(page) -> None:
+    """Wait until the page has sent every state change to the server (trame pushes state when the
+    server is not busy, while a click's trigger goes at once)."""
+    page.wait_for_function("() => window.trame.state.dirtyKeys.size === 0")
+
+
+def effect_button(page, icon: str):
+    return page.locator(f"#imn-tumour button:has(.{icon})").first
+
+
+def download(page, button: str, target: Path) -> Path:
+    with page.expect_download() as info:
+        page.click(button)
+    info.value.save_as(str(target))
+    return target
+
+
+def fill_form(page) -> dict:
+    """Choose a level in every select (mouse) and type every number (keyboard); returns the values."""
+    values = {}
+    for field in page.locator("[data-field]").all():
+        name = field.get_attribute("data-field")
+        if field.locator("input[type=number]").count():
+            field.locator("input[type=number]").fill("")
+            field.locator("input[type=number]").type("50")
+            field.locator("input[type=number]").press("Tab")
+        else:
+            field.locator(".v-field").click()
+            page.locator(".v-overlay--active .v-list-item").last.click()
+        page.wait_for_function(f"() => document.querySelector('[data-field=\"{name}\"]').dataset.status === 'valid'")
+        values[name] = field.get_attribute("data-value")
+    return values
+
+
+def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, study_file, web_model, tmp_path):
+    page = new_page(browser, server.url)
+    assert "Research use only" in page.inner_text("#imn-notice")
+    assert page.locator("#imn-predict").is_disabled()
+
+    # 1. upload the study: the second phase is shown, with the phase slider
+    page.set_input_files("input[type=file] >> nth=0", str(study_file))
+    page.wait_for_function("() => document.querySelector('#imn-phase') && "
+                           "document.querySelector('#imn-phase').dataset.phase === '1'")
+    assert "Phase 2 of 8" in page.inner_text("#imn-phase")
+    assert study_file.name not in page.content() and str(study_file.parent) not in page.content()
+    assert wait_voxels(page, "v === 0") == 0
+
+    # 2. paint a stroke on two adjacent axial slices (mouse; the slice moves with the keyboard)
+    effect_button(page, "mdi-brush").click()
+    box = view_box(page, 0)
+    cx, cy = box["x"] + 0.70 * box["width"], box["y"] + 0.46 * box["height"]  # the phantom's tumour
+    stroke = [(cx - 10, cy - 4), (cx + 10, cy - 4), (cx + 10, cy + 4), (cx - 10, cy + 4)]
+    drag(page, stroke)
+    one_slice = wait_voxels(page, "v > 0")
+    axial_slider = page.locator(".layout-grid-item").nth(0).locator("[role=slider]").first
+    axial_slider.focus()
+    axial_slider.press("ArrowRight")
+    axial_slider.press("ArrowRight")
+    drag(page, stroke)
+    painted = wait_voxels(page, f"v > {one_slice}")
+    shot(page, "paint")
+
+    # the live size is the exported mask's: count the voxels of the NRRD the page saves
+    mask = download(page, "#imn-download-mask", tmp_path / "painted.nrrd")
+    mask_array = sitk.GetArrayFromImage(sitk.ReadImage(str(mask)))
+    assert int(np.count_nonzero(mask_array)) == painted
+    spacing = np.prod(sitk.ReadImage(str(mask)).GetSpacing())
+    assert float(page.get_attribute("#imn-volume", "data-ml")) == pytest.approx(painted * spacing / 1000, rel=1e-9)
+    assert len(np.unique(np.nonzero(mask_array)[0])) >= 2  # a 3-D tumour (sphere brush, two strokes)
+
+    # 3. threshold with the mouse (drag the lower bound up), apply, then undo back to the stroke
+    effect_button(page, "mdi-auto-fix").click()
+    thumbs = "document.querySelectorAll('#imn-tumour [role=slider]')"
+    page.wait_for_function(f"() => {{ const t = {thumbs}; return t.length === 2 && "  # the auto range has arrived
+                           "Number(t[1].getAttribute('aria-valuenow')) > 1 && Number(t[0].getAttribute('aria-valuenow')) > 0; }")
+    low = page.locator("#imn-tumour [role=slider]").first
+    auto_low = float(low.get_attribute("aria-valuenow"))
+    low_box = low.bounding_box()
+    track = page.locator("#imn-tumour .v-slider-track").first.bounding_box()
+    drag(page, [(low_box["x"] + low_box["width"] / 2, low_box["y"] + low_box["height"] / 2),
+                (track["x"] + 0.55 * track["width"], low_box["y"] + low_box["height"] / 2)])
+    page.wait_for_function(f"() => Number({thumbs}[0].getAttribute('aria-valuenow')) > {auto_low}")
+    chosen_low = float(low.get_attribute("aria-valuenow"))
+    state_sent(page)  # trame holds state back while the server is busy; Apply must come after it
+    page.locator("#imn-tumour button:has-text('Apply')").click()
+    thresholded = wait_voxels(page, f"v !== {painted}")
+    shot(page, "threshold")
+    threshold_mask = sitk.GetArrayFromImage(sitk.ReadImage(str(download(page, "#imn-download-mask",
+                                                                        tmp_path / "threshold.nrrd"))))
+    assert int(np.count_nonzero(threshold_mask)) == thresholded
+    phase2 = sitk.GetArrayFromImage(imaging.load_phase(study_file, 1)[0])
+    added = (threshold_mask > 0) & (mask_array == 0)
+    assert added.any() and phase2[added].min() >= chosen_low - 1e-3  # the range chosen, on the shown phase
+    page.locator("#imn-tumour button:has(.mdi-undo)").click()
+    assert wait_voxels(page, f"v === {painted}") == painted
+
+    # 4. the clinical form: every field "not entered" and Predict disabled until all are set
+    fields = page.locator("[data-field]")
+    assert fields.count() >= 1
+    assert all(f.get_attribute("data-status") == "not entered" for f in fields.all())
+    assert page.locator("#imn-predict").is_disabled()
+    clinical = fill_form(page)
+    page.wait_for_function("() => !document.querySelector('#imn-predict').disabled")
+
+    # 5. predict: the page's risk equals `imnrisk predict --json` on the saved mask and the same phase
+    page.click("#imn-predict")
+    page.wait_for_selector("#imn-result")
+    page.wait_for_selector("#imn-nomogram")
+    page.locator("#imn-result").scroll_into_view_if_needed()
+    shot(page, "result")
+    shown = json.loads(page.get_attribute("#imn-risk", "data-probability"))
+    radscore = json.loads(page.get_attribute("#imn-radscore", "data-radscore"))
+    scored_mask = download(page, "#imn-download-mask", tmp_path / "scored.nrrd")
+    cli = run_cli("predict", web_model, "--image", study_file, "--mask", scored_mask, "--phase", "1", "--json",
+                  "--clinical", *[f"{k}={v}" for k, v in clinical.items()])
+    assert cli.returncode == 0, cli.stderr
+    expected = json.loads(cli.stdout)
+    assert shown == pytest.approx(expected["probability"], abs=1e-9)
+    assert radscore == pytest.approx(expected["radscore"], abs=1e-9)
+    assert page.inner_text("#imn-group").endswith(expected["risk_group"])
+    assert page.locator("#imn-warnings li").count() >= 1  # the synthetic-model banner at least
+
+    # 6. the results table downloads as CSV, one row per prediction
+    table = download(page, "#imn-download-csv", tmp_path / "results.csv")
+    with table.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 1 and float(rows[0]["risk"]) == pytest.approx(expected["probability"], abs=1e-6)
+
+    # 7. stale results clear: another phase (keyboard on the phase slider) hides the result
+    slider = page.locator("#imn-phase-box [role=slider]").first
+    slider.focus()
+    slider.press("ArrowRight")
+    page.wait_for_function("() => document.querySelector('#imn-phase').dataset.phase === '2'")
+    page.wait_for_selector("#imn-stale")
+    assert page.locator("#imn-result").count() == 0
+    shot(page, "stale")
+    page.close()
+
+
+def test_no_file_name_reaches_the_log_and_uploads_are_removed_at_exit(web_model, study_file, browser, tmp_path):
+    srv = WebServer(web_model, tmp_path)
+    try:
+        page = new_page(browser, srv.url)
+        page.set_input_files("input[type=file] >> nth=0", str(study_file))
+        page.wait_for_selector("#imn-phase")
+        assert any(srv.tmpdir.glob("imnrisk-web-*/upload*/*"))  # the upload is on disk while serving
+        page.close()
+    finally:
+        code = srv.stop()
+    assert code == 0
+    assert not list(srv.tmpdir.glob("imnrisk-web-*"))
+    log = srv.output()
+    assert "ready at http://127.0.0.1:" in log
+    assert study_file.name not in log and str(study_file.parent) not in log and str(web_model) not in log
+
+
+def test_a_token_protects_the_websocket(web_model, browser, study_file, tmp_path):
+    token = "t0ken-for-the-test-0123456789"
+    srv = WebServer(web_model, tmp_path, env_extra={"IMNRISK_WEB_TOKEN": token})
+    try:
+        assert f"?secret={token}" in srv.output()  # printed at start
+        page = new_page(browser, srv.url + f"?secret={token}")
+        assert "Research use only" in page.inner_text("#imn-notice")
+        # with the token, the whole page works: open a study by its path on the workstation
+        page.fill("#imn-path", str(study_file))
+        page.click("#imn-open")
+        page.wait_for_function("() => document.querySelector('#imn-phase') && "
+                               "document.querySelector('#imn-phase').dataset.phase === '1'")
+        assert study_file.name not in page.inner_text("body")
+        page.close()
+        intruder = browser.new_page()
+        # the page loads, but the websocket refuses the session (wslink's hello): no trame state arrives
+        with intruder.expect_console_message(lambda m: "Connection error" in m.text, timeout=UI_TIMEOUT_MS):
+            intruder.goto(srv.url)
+        assert intruder.locator("#imn-notice").count() == 0
+        intruder.close()
+    finally:
+        srv.stop()
+
+
+def test_a_non_loopback_host_without_a_token_is_refused(web_model):
+    result = run_cli("web", "--model", web_model, "--host", "0.0.0.0", "--port", "0")
+    assert result.returncode == 2
+    assert "IMNRISK_WEB_TOKEN" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

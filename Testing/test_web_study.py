@@ -1,0 +1,110 @@
+"""The browser face's non-UI parts, headless with slicer-core: a DCE study (4-D NRRD or a DICOM
+folder split by IMNRiskLib's phase logic) becomes one sequence the controller shows at phase 2;
+the saved mask is the segment; uploads and messages carry no file or patient name."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import ROOT, run_cli
+
+slicer = pytest.importorskip("slicer", reason="slicer-core (test extra) is needed for MRML")
+sys.path.insert(0, str(ROOT / "IMNRisk"))
+
+from IMNRiskLib import imaging  # noqa: E402
+from IMNRiskSlicer.controller import ScoringController  # noqa: E402
+from IMNRiskWeb import server, study  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dicom_case(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dicom")
+    result = run_cli("synth", folder, "--patients", "2", "--dicom", "--quiet", "--force")
+    assert result.returncode == 0, result.stderr
+    return folder / "cases" / "SYN0001"
+
+
+def test_a_dicom_study_becomes_one_sequence_shown_at_phase_2(dicom_case):
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene)
+    sequence = study.load_study(scene, dicom_case / "dce_dicom")
+    n = len(imaging.dicom_phases(dicom_case / "dce_dicom"))
+    assert n > 2 and sequence.GetNumberOfDataNodes() == n
+    state = controller.state()
+    assert state["input"] == sequence.GetID() and state["phase"] == 1 and state["phase_count"] == n
+    # the shown node holds what `imnrisk predict` reads as phase 1 of the folder, voxel for voxel
+    from IMNRiskSlicer import mrml
+    shown = mrml.volume_to_sitk(controller.displayed_node())
+    expected, _, _ = imaging.load_phase(dicom_case / "dce_dicom", 1)
+    assert np.array_equal(sitk.GetArrayFromImage(shown), sitk.GetArrayFromImage(expected))
+    assert np.allclose(shown.GetOrigin(), expected.GetOrigin()) and np.allclose(shown.GetSpacing(), expected.GetSpacing())
+    # a second study replaces the first (one patient at a time)
+    again = study.load_study(scene, dicom_case / "dce_dicom")
+    assert scene.GetNodesByClass("vtkMRMLSequenceNode").GetNumberOfItems() == 1
+    assert controller.state()["input"] == again.GetID()
+
+
+def test_the_saved_mask_is_the_segment_on_the_phase_grid(dicom_case, tmp_path):
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene)
+    study.load_study(scene, dicom_case / "dce_dicom")
+    controller.new_segmentation()
+    segmentation = scene.GetNodeByID(controller.segmentation_id)
+    truth = sitk.ReadImage(str(dicom_case / "tumour.nrrd"))
+    from IMNRiskSlicer import mrml
+    labelmap = mrml.sitk_to_volume(truth, scene, "truth", "vtkMRMLLabelMapVolumeNode")
+    slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation, "")
+    segment_id = segmentation.GetSegmentation().GetNthSegmentID(1)
+    out = study.mask_nrrd(scene, controller.displayed_node(), segmentation, segment_id, tmp_path / "mask.nrrd")
+    saved = sitk.ReadImage(str(out))
+    assert np.array_equal(sitk.GetArrayFromImage(saved) > 0, sitk.GetArrayFromImage(truth) > 0)
+    assert not list(tmp_path.glob(".*tmp"))  # nothing half-written left beside it
+
+
+def test_uploads_are_private_neutrally_named_and_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    uploads = study.Uploads()
+    path = uploads.write([{"name": "DOE^JANE_dce.nii.gz", "content": [b"ab", b"cd"]}])
+    assert path.read_bytes() == b"abcd" and path.name.endswith(".nii.gz") and "DOE" not in str(path)
+    folder = uploads.write([{"name": "IM0001", "content": b"x"}, {"name": "IM0002", "content": b"y"}])
+    assert folder.is_dir() and sorted(p.read_bytes() for p in folder.iterdir()) == [b"x", b"y"]
+    assert (folder.stat().st_mode & 0o077) == 0 and (uploads.root.stat().st_mode & 0o077) == 0
+    uploads.close()
+    assert not uploads.root.exists()
+
+
+def test_messages_for_the_page_carry_no_path():
+    text = "/srv/pacs/DOE_JANE/dce.nrrd: image file not found (model /home/u/m.json)"
+    cleaned = study.redact(text, ["/home/u/m.json"])
+    assert "/srv" not in cleaned and "DOE_JANE" not in cleaned and "m.json" not in cleaned
+    assert "image file not found" in cleaned
+
+
+def test_results_csv_has_one_row_per_prediction():
+    rows = [{"time": "t1", "risk": "0.25"}, {"time": "t2", "risk": "0.75"}]
+    parsed = list(csv.DictReader(io.StringIO(study.results_csv(rows))))
+    assert parsed == rows and study.results_csv([]) == ""
+
+
+@pytest.mark.parametrize("host,loopback", [("127.0.0.1", True), ("127.8.0.3", True), ("localhost", True),
+                                           ("::1", True), ("0.0.0.0", False), ("192.168.1.7", False)])
+def test_which_hosts_need_a_token(host, loopback):
+    assert server.is_loopback(host) is loopback
+    env = {}
+    if loopback:
+        assert server.choose_token(host, environ=env) is None
+    else:
+        with pytest.raises(study.InputError):
+            server.choose_token(host, environ=env)
+    assert len(server.choose_token(host, random_token=True, environ=env)) >= 24
+    assert server.choose_token(host, environ={server.TOKEN_ENV: "x" * 20}) == "x" * 20
+    with pytest.raises(study.InputError):
+        server.choose_token(host, environ={server.TOKEN_ENV: "short"})
