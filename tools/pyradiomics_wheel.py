@@ -239,21 +239,25 @@ def fetch_sdist(cache: Path, user_cache: Path | None) -> Path:
     raise RecipeError(f"could not fetch {SDIST_NAME} ({'; '.join(errors)})")
 
 
-def numpy_major() -> int:
-    """Major version of the numpy the wheel is compiled against (installed first if missing)."""
+def installed_numpy() -> str:
+    """The running Python's numpy version, or "" when it has none."""
     query = [sys.executable, "-c", "import numpy; print(numpy.__version__)"]
     found = subprocess.run(query, capture_output=True, text=True)
-    if found.returncode != 0:
-        install_build_requirements()
-        found = subprocess.run(query, capture_output=True, text=True, check=True)
-    return int(found.stdout.strip().split(".")[0])
+    return found.stdout.strip() if found.returncode == 0 else ""
 
 
-def wheel_key() -> str:
+def numpy_major(requirements_dir: Path | None) -> int:
+    """Major version of the numpy the wheel is compiled against (installed first if missing)."""
+    if not installed_numpy():
+        install_build_requirements(requirements_dir)
+    return int(installed_numpy().split(".")[0])
+
+
+def wheel_key(requirements_dir: Path | None) -> str:
     """Cache key: interpreter tag, platform and numpy major (a numpy 1 build breaks on numpy 2)."""
     tag = f"{sys.implementation.name[:2]}{sys.version_info[0]}{sys.version_info[1]}"
     platform = re.sub(r"[^A-Za-z0-9]+", "_", sysconfig.get_platform())
-    return f"{tag}-{platform}-numpy{numpy_major()}"
+    return f"{tag}-{platform}-numpy{numpy_major(requirements_dir)}"
 
 
 def cached_wheel(directories: list[Path]) -> Path | None:
@@ -265,10 +269,23 @@ def cached_wheel(directories: list[Path]) -> Path | None:
     return None
 
 
-def install_build_requirements() -> None:
-    """numpy versioneer setuptools wheel in the running Python (an existing numpy stays as is)."""
-    log("installing build requirements: " + " ".join(BUILD_REQUIREMENTS))
-    pip("install", "-q", *BUILD_REQUIREMENTS)
+def install_build_requirements(requirements_dir: Path | None) -> None:
+    """numpy versioneer setuptools wheel for the build; the running Python's numpy stays as is.
+
+    With requirements_dir (the Slicer extension build) they go there, not into Slicer's Python,
+    and only numpy, if missing, is installed into the running Python itself.
+    """
+    wanted = [name for name in BUILD_REQUIREMENTS if name != "numpy" or not installed_numpy()]
+    log("installing build requirements: " + " ".join(wanted))
+    if requirements_dir is None:
+        pip("install", "-q", *wanted)
+        return
+    if "numpy" in wanted:
+        pip("install", "-q", "numpy")
+    pip("install", "-q", "--upgrade", "--target", str(requirements_dir),
+        *[name for name in wanted if name != "numpy"])
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(requirements_dir)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 
 def patch_source(source: Path) -> None:
@@ -291,9 +308,9 @@ def unpack(sdist: Path, directory: Path) -> Path:
     return directory / f"{PROJECT}-{VERSION}"
 
 
-def build_wheel(sdist: Path, out: Path) -> Path:
+def build_wheel(sdist: Path, out: Path, requirements_dir: Path | None) -> Path:
     """Unpack, patch and `pip wheel` the sdist for the running Python; return the wheel's path."""
-    install_build_requirements()
+    install_build_requirements(requirements_dir)
     with tempfile.TemporaryDirectory(prefix="pyradiomics-build-") as temporary:
         source = unpack(sdist, Path(temporary))
         patch_source(source)
@@ -308,15 +325,15 @@ def build_wheel(sdist: Path, out: Path) -> Path:
         return wheel
 
 
-def ready_wheel(cache: Path, user_cache: Path | None) -> Path:
+def ready_wheel(cache: Path, user_cache: Path | None, requirements_dir: Path | None) -> Path:
     """A wheel for the running Python: from a cache, or built now and stored in both caches."""
-    key = wheel_key()
+    key = wheel_key(requirements_dir)
     local = cache / "wheels" / key
     shared = user_cache / "wheels" / key if user_cache else None
     wheel = cached_wheel([local] + ([shared] if shared else []))
     if wheel is None:
         sdist = fetch_sdist(cache, user_cache)
-        wheel = build_wheel(sdist, local)
+        wheel = build_wheel(sdist, local, requirements_dir)
     else:
         log(f"reusing {wheel}")
     for directory in [local] + ([shared] if shared else []):
@@ -343,6 +360,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sdist-only", action="store_true", help="only fetch and check the sdist")
     parser.add_argument("--install", action="store_true", help="pip install the wheel into the running Python")
     parser.add_argument("--prefix", help="with --install: install under this prefix (pip --prefix)")
+    parser.add_argument("--build-requirements-dir", type=Path,
+                        help="install versioneer/setuptools/wheel here (pip --target), not into the running "
+                             "Python (the Slicer extension build, so Slicer's own Python stays untouched)")
     return parser.parse_args(argv)
 
 
@@ -356,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         # The tests read the real images from the sdist: keep it even when a wheel is cached.
         fetch_sdist(args.cache, user_cache)
-        wheel = ready_wheel(args.cache, user_cache)
+        wheel = ready_wheel(args.cache, user_cache, args.build_requirements_dir)
         if args.install:
             install(wheel, args.prefix)
         print(wheel)
