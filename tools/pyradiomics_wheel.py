@@ -139,11 +139,13 @@ class _Links(html.parser.HTMLParser):
 def sdist_urls(index: str, context: ssl.SSLContext) -> list[str]:
     """URLs of the sdist listed by one index's simple API page (JSON or HTML)."""
     page = f"{index}/{PROJECT}/"
+    if urllib.parse.urlsplit(page).scheme == "file":  # a local index folder, as pip reads it
+        page += "index.html"
     request = urllib.request.Request(page, headers={
         "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
     with urllib.request.urlopen(request, timeout=60, context=context) as response:
         body = response.read().decode("utf-8", "replace")
-        content_type = response.headers.get("Content-Type", "") if hasattr(response, "headers") else ""
+        content_type = response.headers.get("Content-Type", "")
         base = response.geturl() or page
     if "json" in content_type:
         hrefs = [entry["url"] for entry in json.loads(body).get("files", [])]
