@@ -17,14 +17,14 @@ $(VENV)/bin/python:
 	$(PIP) install --upgrade pip
 	$(PIP) install numpy versioneer setuptools wheel
 
-# pyradiomics 3.0.1 has no wheel for Python >= 3.10 and its sdist does not build in pip's
-# isolation; we download the sdist once (its data/ folder also holds the real test images).
+# pyradiomics 3.0.1 has no wheel for Python >= 3.10 and its sdist needs a patch on 3.12+: one recipe
+# (also run by the Slicer extension build) fetches the sdist, builds a wheel and caches it. The
+# sdist stays in .cache/sdist (its data/ folder holds the real test images).
 $(SDIST): | $(VENV)/bin/python
-	mkdir -p $(dir $(SDIST))
-	$(PIP) download --no-deps --no-binary :all: --no-build-isolation -d $(dir $(SDIST)) pyradiomics==3.0.1
+	$(PY) tools/pyradiomics_wheel.py --sdist-only
 
-$(STAMP): pyproject.toml Makefile $(SDIST) | $(VENV)/bin/python
-	$(PIP) install --no-build-isolation $(SDIST)
+$(STAMP): pyproject.toml Makefile tools/pyradiomics_wheel.py $(SDIST) | $(VENV)/bin/python
+	$(PY) tools/pyradiomics_wheel.py --install
 	$(PIP) install --no-build-isolation -e '.[test,dask,dicom,web,web-test]'
 	touch $@
 

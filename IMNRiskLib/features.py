@@ -168,8 +168,22 @@ def compute_features(loaded: imaging.LoadedCase, settings: ExtractionSettings,
             if key in DIAGNOSTICS_KEPT:
                 diagnostics[key] = value if isinstance(value, (str, int, float)) else str(value)
         else:
-            features[key] = float(value)
+            features[key] = real_value(key, value)
     return features, diagnostics
+
+
+def real_value(name: str, value: Any) -> float:
+    """A feature value as a float; complex only when its imaginary part is exactly zero.
+
+    numpy >= 2.5's eigvals returns complex128, so five shape features arrive as complex numbers.
+    """
+    if np.iscomplexobj(value):
+        number = complex(value)
+        if number.imag != 0:
+            raise InputError(f"pyradiomics returned the complex value {number!r}; "
+                             "only a zero imaginary part can be taken as real", field=name)
+        return float(number.real)
+    return float(value)
 
 
 def restrict_extractor(extractor, feature_names: Iterable[str]) -> None:
@@ -206,7 +220,7 @@ def extract_case(task: Dict[str, Any]) -> Dict[str, Any]:
                 "volume_ml": voxels * float(np.prod(spacing)) / 1000.0, "diagnostics": diagnostics,
                 "nonfinite": bad}
     except InputError as exc:
-        return {"id": task["id"], "error": exc.message, "file": exc.file, "field": exc.field}
+        return {"id": task["id"], "error": exc.message, "file": exc.file or str(task["image"]), "field": exc.field}
     except (ValueError, RuntimeError, IndexError, ZeroDivisionError, MemoryError) as exc:
         # pyradiomics raises ValueError for masks it rejects; keep the others going
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

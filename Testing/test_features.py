@@ -94,6 +94,55 @@ def test_restricted_extraction_equals_full_values():
         assert some[name] == pytest.approx(full[name], rel=1e-12)
 
 
+AXIS_FEATURES = ("original_shape_MajorAxisLength", "original_shape_MinorAxisLength",
+                 "original_shape_LeastAxisLength", "original_shape_Elongation", "original_shape_Flatness")
+
+
+def shape_features_as_complex(monkeypatch, imaginary: float):
+    """Make pyradiomics return the five eigenvalue shape features as complex128, as numpy >= 2.5 does."""
+    real_make = features.make_extractor
+
+    def make(settings, normalized_here):
+        extractor = real_make(settings, normalized_here)
+        execute = extractor.execute
+
+        def complex_execute(image, mask):
+            result = execute(image, mask)
+            for name in AXIS_FEATURES:
+                result[name] = np.complex128(complex(complex(result[name]).real, imaginary))  # numpy 2.5: already complex
+            return result
+        extractor.execute = complex_execute
+        return extractor
+    monkeypatch.setattr(features, "make_extractor", make)
+
+
+def small_shape_case():
+    """A synthetic blob and shape-only settings (fast)."""
+    from conftest import make_blob_mask, make_volume
+    image = make_volume()
+    loaded = imaging.LoadedCase(image=image, mask=make_blob_mask(image), phase=1, n_phases=1)
+    settings = features.settings_from_dict({"imageType": {"Original": {}}, "featureClass": {"shape": None}})
+    return loaded, settings
+
+
+def test_complex_shape_values_with_zero_imaginary_part_are_taken_as_real(monkeypatch):
+    loaded, settings = small_shape_case()
+    real, _ = features.compute_features(loaded, settings)
+    shape_features_as_complex(monkeypatch, 0.0)
+    taken, _ = features.compute_features(loaded, settings)  # ComplexWarning is an error in the suite
+    assert all(type(taken[name]) is float for name in AXIS_FEATURES)
+    assert taken == real
+
+
+def test_complex_shape_values_with_nonzero_imaginary_part_are_refused(monkeypatch):
+    loaded, settings = small_shape_case()
+    shape_features_as_complex(monkeypatch, 1e-9)
+    with pytest.raises(features.InputError) as refused:
+        features.compute_features(loaded, settings)
+    assert refused.value.field in AXIS_FEATURES
+    assert "complex" in str(refused.value) and "\n" not in str(refused.value)
+
+
 # --------------------------------------------------------------------------- cohort runs
 
 def make_cohort(folder, broken=True, copies=1):

@@ -115,7 +115,7 @@ def test_the_module_follows_slicer_conventions():
                  "Testing/Data/IMNRiskDemoDCE-tumour.nrrd", "Testing/Data/IMNRiskDemoDCE-clinical.json"):
         assert name in resources and (ROOT / "IMNRisk" / name).exists(), name
     top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
-    assert "add_subdirectory(IMNRisk)" in top
+    assert "SlicerRadiomics" not in top and "add_subdirectory(IMNRisk)" in top  # our SuperBuild brings pyradiomics
 
 
 # --------------------------------------------------------------------------- headless MRML logic
