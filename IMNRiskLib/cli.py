@@ -30,18 +30,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
     """Extract radiomics features of every case of a manifest."""
     from . import features
     from .cohort import read_cohort
-    from .files import check_can_write
+    from .files import check_can_write, check_not_inputs, output_lock
     from .schema import load_schema
 
     cohort = read_cohort(args.cohort, load_schema(args.schema))
     paths = features.output_paths(args.out)
     for path in paths.values():
         check_can_write(path, args.force)
+    check_not_inputs(paths.values(), [cohort.path, args.params, args.schema]
+                     + [p for c in cohort.cases for p in (c.image, c.mask)])
     settings = features.load_settings(args.params)
     cache_dir = Path(args.cache) if args.cache else Path(args.out).resolve().parent / ".imnrisk-cache"
-    run = features.extract_cohort(cohort, settings, cache_dir, jobs=args.jobs, dask_address=args.dask,
-                                  show_bar=not args.quiet)
-    features.write_run(run, args.out)
+    with output_lock(paths["features"].parent):  # one run per output folder; proves it writable first
+        run = features.extract_cohort(cohort, settings, cache_dir, jobs=args.jobs, dask_address=args.dask,
+                                      show_bar=not args.quiet)
+        features.write_run(run, args.out)
     for warning in run.warnings:
         say(f"imnrisk: warning: {warning}")
     report_errors([InputError(f["reason"], file=f["file"] or str(cohort.path), id=f["ID"], field=f["field"] or None)
@@ -119,16 +122,19 @@ def _print_training_summary(metrics: dict, out: Path) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """Build, validate and save the three models."""
     from .training import OUTPUTS, train
-    from .files import check_can_write
+    from .files import check_can_write, check_not_inputs, output_lock, output_set
+    from .report import render
     _check_fractions(args)
     out = Path(args.out)
     _check_output_folder(out, args.force)
     for name in OUTPUTS:
         check_can_write(out / name, args.force)
-    metrics = train(args.cohort, args.features, out, args.schema, _training_options(args), args.cv_folds,
-                    args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet)
-    from .report import render
-    report = render(out)
+    check_not_inputs([out / name for name in OUTPUTS + ("report.html",)], [args.cohort, args.features, args.schema])
+    # one run per folder; every output staged and moved in at the end (model.json last), or none
+    with output_lock(out), output_set(out, last="model.json") as stage:
+        metrics = train(args.cohort, args.features, stage, args.schema, _training_options(args), args.cv_folds,
+                        args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet)
+        report = out / render(stage).name
     _print_training_summary(metrics, out)
     say(f"  report: {report}")
     return EXIT_OK
@@ -176,9 +182,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """External validation of a frozen model on a new cohort."""
+    from .files import check_not_inputs, output_lock
     from .predict import validate_external
-    result = validate_external(args.model, args.cohort, args.out, args.features, args.jobs, args.recalibrate,
-                               args.force, show_bar=not args.quiet)
+    out = Path(args.out)
+    check_not_inputs([out / n for n in ("validation.json", "predictions.csv", "model_recalibrated.json")],
+                     [args.model, args.cohort, args.features])
+    with output_lock(out):
+        result = validate_external(args.model, args.cohort, out, args.features, args.jobs, args.recalibrate,
+                                   args.force, show_bar=not args.quiet)
     c = result["models"]["combined"]
     cal = c["calibration"]
     say(f"imnrisk validate: n = {result['n']} ({result['events']} events); combined AUC {_n(c['auc'])} "
@@ -386,14 +397,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     except InputError as exc:
         report_errors([exc])
         return EXIT_INPUT
+    except OSError as exc:
+        from .files import USER_FIXABLE_ERRNOS
+        if exc.errno not in USER_FIXABLE_ERRNOS or os.environ.get("IMNRISK_DEBUG"):
+            return _internal_error(exc)
+        report_errors([InputError(f"cannot write or read ({exc.strerror}); nothing was half-written",
+                                  file=exc.filename)])
+        return EXIT_INPUT
     except KeyboardInterrupt:
         say("imnrisk: interrupted; no output was half-written (extraction keeps finished cases in its cache)")
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
-        if os.environ.get("IMNRISK_DEBUG"):
-            raise
-        say(f"imnrisk: internal error: {type(exc).__name__}: {exc} (IMNRISK_DEBUG=1 shows a traceback)")
-        return EXIT_INTERNAL
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    """A bug of ours: one line (a traceback with IMNRISK_DEBUG=1), exit 1."""
+    if os.environ.get("IMNRISK_DEBUG"):
+        raise exc
+    say(f"imnrisk: internal error: {type(exc).__name__}: {exc} (IMNRISK_DEBUG=1 shows a traceback)")
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

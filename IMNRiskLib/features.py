@@ -199,7 +199,7 @@ def extract_case(task: Dict[str, Any]) -> Dict[str, Any]:
 
 # --------------------------------------------------------------------------- cache
 
-def _sha256_of_file(path: Path) -> str:
+def sha256_of_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -232,7 +232,7 @@ class FeatureCache:
             for child in sorted(p for p in path.rglob("*") if p.is_file()):
                 digest.update(str(child.relative_to(path)).encode() + b"\0" + self.file_hash(child).encode())
             return digest.hexdigest()
-        if not path.exists():
+        if not path.is_file():  # missing, or a device/pipe (reading /dev/zero never ends)
             return "missing"
         st = path.stat()
         stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
@@ -240,7 +240,7 @@ class FeatureCache:
         hit = self._memo.get(key)
         if hit and hit[0] == stamp:
             return hit[1]
-        value = _sha256_of_file(path)
+        value = sha256_of_file(path)
         self._memo[key] = [stamp, value]
         self._memo_dirty = True
         return value
@@ -400,26 +400,31 @@ def output_paths(out: Union[str, Path]) -> Dict[str, Path]:
 
 
 def write_run(run: ExtractionRun, out: Union[str, Path]) -> Dict[str, Path]:
-    """Write features.csv, provenance JSON and failures CSV, each atomically."""
+    """Write features.csv, its provenance (bound to it by the table's SHA-256) and the failures as one
+    set: all three or none (the previous set stays whole when anything fails, disk full included)."""
+    from .files import output_set
     paths = output_paths(out)
-    with atomic_path(paths["features"]) as tmp:
-        run.features.to_csv(tmp, float_format="%.17g")
-    write_json(paths["provenance"], run.provenance)
-    with atomic_path(paths["failures"]) as tmp:
-        pd.DataFrame(run.failures, columns=["ID", "file", "field", "reason"]).to_csv(tmp, index=False)
+    with output_set(paths["features"].parent, last=paths["features"].name) as stage:
+        staged = {k: stage / p.name for k, p in paths.items()}
+        run.features.to_csv(staged["features"], float_format="%.17g")
+        write_json(staged["provenance"], {**run.provenance, "features_sha256": sha256_of_file(staged["features"])})
+        pd.DataFrame(run.failures, columns=["ID", "file", "field", "reason"]).to_csv(staged["failures"], index=False)
     return paths
 
 
 def read_features(path: Union[str, Path]) -> pd.DataFrame:
     """Read a features.csv back (ID index, float columns); bad files raise InputError."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("features file not found", file=str(path))
+    from .files import check_input_file
+    path = check_input_file(path, "features file")
     try:
         frame = pd.read_csv(path, dtype={"ID": str}).set_index("ID")
-    except (ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"not a features table with an ID column ({str(exc).splitlines()[0]})",
+    except (ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a features table with an ID column ({(str(exc).splitlines() or [''])[0]})",
                          file=str(path)) from None
+    duplicated = frame.index[frame.index.duplicated()].unique()
+    if len(duplicated):
+        raise InputError(f"{len(duplicated)} ID(s) appear more than once", file=str(path), id=duplicated[0],
+                         field="ID")
     non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
         raise InputError(f"non-numeric feature column(s): {', '.join(non_numeric[:5])}", file=str(path))

@@ -62,6 +62,9 @@ def score_cohort(model: ScoringModel, feats: pd.DataFrame, clinical: pd.DataFram
     rows = {}
     for pid in feats.index:
         values = feats.loc[pid, model.features].to_dict()
+        bad = [f for f, v in values.items() if not np.isfinite(float(v))]
+        if bad:
+            raise InputError(f"feature value is missing or not finite ({values[bad[0]]})", id=pid, field=bad[0])
         row = {k: clinical.loc[pid, k] for k in model.factors}
         if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in row.values()):
             raise InputError("a clinical factor the model needs is missing", id=pid,
@@ -119,7 +122,8 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
     try:
         pred = score_cohort(model, feats.loc[labelled], cohort.clinical_frame().loc[labelled])
     except InputError as exc:
-        raise exc.located(file=str(cohort_path)) from None
+        in_features = features_path is not None and exc.field in model.features
+        raise exc.located(file=str(features_path if in_features else cohort_path)) from None
     y = cohort.outcome().loc[labelled].to_numpy()
     try:
         y = evaluation.check_outcome(y, schema.outcome)
@@ -133,11 +137,13 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
                                              if k in ("z", "p")}}
                         for a, b in (("clinical", "radiomics"), ("clinical", "combined"), ("radiomics", "combined"))]
     cal = result["models"]["combined"]["calibration"]
-    if recalibrate and cal["intercept"] is not None:
-        write_json(out / "model_recalibrated.json", recalibrated(model, cal["intercept"], cal["slope"]))
-        result["recalibrated_model"] = str(out / "model_recalibrated.json")
-    result = evaluation._json_clean(result)
-    with atomic_path(out / "predictions.csv") as tmp:
-        pred.assign(**{schema.outcome: y}).to_csv(tmp, index_label="ID", float_format="%.10g")
-    write_json(out / "validation.json", result)
+    from .files import output_set
+    with output_set(out, last="validation.json") as stage:  # all outputs or none
+        if recalibrate and cal["intercept"] is not None:
+            write_json(stage / "model_recalibrated.json", recalibrated(model, cal["intercept"], cal["slope"]))
+            result["recalibrated_model"] = "model_recalibrated.json"  # a name, not a path
+        result = evaluation._json_clean(result)
+        with atomic_path(stage / "predictions.csv") as tmp:
+            pred.assign(**{schema.outcome: y}).to_csv(tmp, index_label="ID", float_format="%.10g")
+        write_json(stage / "validation.json", result)
     return result

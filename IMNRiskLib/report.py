@@ -182,7 +182,8 @@ def render(folder) -> Path:
     combined_terms = ", ".join(f"{t} {c:+.3f}" for t, c in zip(model["combined"]["terms"], model["combined"]["coefficients"]))
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in m.get("notes", []))
     synthetic = model["training"].get("synthetic")
-    cohort_name = m["cohort"].get("name") or folder.resolve().name
+    # the report travels: no folder or cohort name in it (either may be a patient's or a study's name)
+    cohort_name = f"{m['cohort']['n']} patients, {m['cohort']['events']} events"
     body = f"""
 <header><h1>IMNRisk report: {html.escape(cohort_name)}</h1>
 <p class="warn">{html.escape(RESEARCH_ONLY)}{' Trained on SYNTHETIC phantom data: a demonstration, not a clinical model.' if synthetic else ''}</p>

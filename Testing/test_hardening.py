@@ -1,0 +1,251 @@
+"""Hardening (issue 11): wrong inputs are refused (exit 2, one line naming file/ID/field), never
+scored; every user error exits 2; outputs are consistent, complete or absent; nothing travels with
+a path or a name in it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from conftest import ROOT, make_blob_mask, make_volume, run_cli
+from IMNRiskLib import imaging
+from IMNRiskLib.errors import InputError
+from IMNRiskLib.modelfile import seal
+from test_imaging import write_dicom_series
+
+ORIGINAL_ONLY = ROOT / "Testing" / "data" / "original_only.yaml"
+
+
+@pytest.fixture(scope="module")
+def quick_model(phantom, tmp_path_factory):
+    """A model trained on the shared phantom without CV or bootstrap (a few seconds)."""
+    out = tmp_path_factory.mktemp("quick-model")
+    result = run_cli("train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out", out,
+                     "--cv-repeats", "0", "--bootstrap", "0", "--quiet", "--force")
+    assert result.returncode == 0, result.stderr
+    return out / "model.json"
+
+
+def first_case(phantom):
+    row = pd.read_csv(phantom / "cohort.csv", dtype=str).iloc[0]
+    return phantom / row["Image"], phantom / row["Mask"], row
+
+
+def clinical_args(model_path, row):
+    factors = json.loads(model_path.read_text(encoding="utf-8"))["clinical"]["factors"]
+    return ["--clinical", *[f"{f}={row[f]}" for f in factors]]
+
+
+def assert_refused(result, *fragments):
+    """Exit 2, no traceback, and every fragment in the one-line error."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
+
+
+# --------------------------------------------------------------------------- 1. wrong inputs refused
+
+def test_the_image_given_as_its_own_mask_is_refused(phantom, quick_model):
+    image, _, row = first_case(phantom)
+    result = run_cli("predict", quick_model, "--image", image, "--mask", image, *clinical_args(quick_model, row))
+    assert_refused(result, "mask is not a label map", "distinct values", str(image))
+    assert "risk" not in result.stdout
+
+
+def test_a_float_intensity_mask_is_refused_and_an_integral_float_label_map_is_accepted(tmp_path):
+    image = make_volume()
+    sitk.WriteImage(image, str(tmp_path / "img.nrrd"))
+    sitk.WriteImage(image, str(tmp_path / "float_mask.nrrd"))  # float intensities as the mask
+    with pytest.raises(InputError, match=r"mask is not a label map: \d+ voxel\(s\) are not whole numbers"):
+        imaging.load_case(tmp_path / "img.nrrd", tmp_path / "float_mask.nrrd")
+    label = sitk.Cast(make_blob_mask(image), sitk.sitkFloat32)  # 0.0/1.0: a label map stored as floats
+    sitk.WriteImage(label, str(tmp_path / "float_label.nrrd"))
+    case = imaging.load_case(tmp_path / "img.nrrd", tmp_path / "float_label.nrrd")
+    assert imaging.binary_count(case.mask) == imaging.binary_count(make_blob_mask(image))
+
+
+def _cut(path, fraction):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * fraction)])
+
+
+def _corrupt_middle(path):
+    data = bytearray(path.read_bytes())
+    middle = len(data) * 2 // 3
+    data[middle:middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name, damage", [
+    ("a.nii.gz", lambda p: _cut(p, 0.5)), ("a.nii.gz", lambda p: _cut(p, 0.1)), ("a.nii", lambda p: _cut(p, 0.5)),
+    ("a.nii.gz", _corrupt_middle), ("a.nrrd", _corrupt_middle), ("a.mha", _corrupt_middle),
+])
+def test_truncated_or_corrupt_compressed_files_are_refused(tmp_path, name, damage):
+    image = sitk.Cast(make_volume(), sitk.sitkInt16)
+    path = tmp_path / name
+    sitk.WriteImage(image, str(path), useCompression=True)
+    mask = tmp_path / "mask.nrrd"
+    sitk.WriteImage(make_blob_mask(image), str(mask))
+    whole = imaging.load_case(path, mask)  # the intact file loads
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(whole.image), sitk.GetArrayFromImage(image))
+    damage(path)
+    with pytest.raises(InputError, match="truncated or corrupt") as info:
+        imaging.load_case(path, mask)
+    assert info.value.file == str(path)
+
+
+def _dicom_case(folder):
+    image = sitk.Cast(make_volume(shape=(12, 32, 32)), sitk.sitkInt16)
+    write_dicom_series(image, folder, temporal_tag=None)
+    return image
+
+
+def test_a_dicom_folder_with_another_patients_series_in_a_subfolder_is_refused(tmp_path):
+    import pydicom
+    _dicom_case(tmp_path / "study")
+    other = tmp_path / "study" / "other"
+    _dicom_case(other)
+    for path in other.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1125.9.1"
+        ds.PatientID = "SOMEONE_ELSE"
+        ds.save_as(path)
+    with pytest.raises(InputError, match=r"2 DICOM series of different patients \(.*in other.*\); give the folder "
+                                         "of one series"):
+        imaging.load_phase(tmp_path / "study")
+    image, _, _ = imaging.load_phase(other)  # each series alone is fine
+    assert image.GetSize()[2] == 12
+
+
+def test_a_dicom_series_with_a_missing_slice_is_refused(tmp_path):
+    _dicom_case(tmp_path / "series")
+    files = sorted(tmp_path.joinpath("series").iterdir(), key=lambda p: int(p.stem.split("_")[-1]))
+    files[5].unlink()  # the sixth slice of twelve
+    with pytest.raises(InputError, match=r"non-uniform slice spacing \(2 to 4 mm between slices\): a slice is missing"):
+        imaging.load_phase(tmp_path / "series")
+
+
+def test_a_device_as_image_is_refused_not_read_forever(tmp_path, phantom):
+    cohort = pd.read_csv(phantom / "cohort.csv", dtype=str).head(1)
+    cohort["Image"] = "/dev/zero"
+    cohort["Mask"] = str(phantom / cohort["Mask"].iloc[0])
+    cohort.to_csv(tmp_path / "cohort.csv", index=False)
+    result = subprocess.run([sys.executable, "-m", "IMNRiskLib", "extract", str(tmp_path / "cohort.csv"), "--out",
+                             str(tmp_path / "out" / "features.csv"), "--jobs", "1", "--quiet"],
+                            capture_output=True, encoding="utf-8", timeout=120)
+    assert_refused(result, "/dev/zero: ID SYN0001: image file is not a regular file")
+
+
+def test_folders_given_as_files_are_refused(tmp_path, phantom, quick_model):
+    image, mask, row = first_case(phantom)
+    assert_refused(run_cli("train", tmp_path, "--features", phantom / "features.csv", "--out", tmp_path / "o"),
+                   f"{tmp_path}: cohort file is a folder; a file is expected")
+    assert_refused(run_cli("train", phantom / "cohort.csv", "--features", tmp_path, "--out", tmp_path / "o"),
+                   "features file is a folder")
+    assert_refused(run_cli("predict", tmp_path, "--image", image, "--mask", mask), "model file is a folder")
+    assert_refused(run_cli("predict", quick_model, "--image", image, "--mask", tmp_path,
+                           *clinical_args(quick_model, row)), "mask folder holds no DICOM files")
+
+
+def test_an_output_that_is_an_input_is_refused_even_with_force(tmp_path, phantom):
+    cohort = tmp_path / "cohort.csv"
+    shutil.copy(phantom / "cohort.csv", cohort)
+    before = cohort.read_bytes()
+    assert_refused(run_cli("extract", cohort, "--out", cohort, "--force", "--quiet"), "output is also an input")
+    assert cohort.read_bytes() == before
+
+
+def test_validate_refuses_a_nan_feature_naming_patient_and_feature(tmp_path, phantom, quick_model):
+    feature = json.loads(quick_model.read_text(encoding="utf-8"))["radiomics"]["features"][0]
+    feats = pd.read_csv(phantom / "features.csv", dtype={"ID": str})
+    feats.loc[feats["ID"] == "SYN0007", feature] = np.nan
+    feats.to_csv(tmp_path / "features.csv", index=False)
+    result = run_cli("validate", quick_model, phantom / "cohort.csv", "--features", tmp_path / "features.csv",
+                     "--out", tmp_path / "v", "--quiet")
+    assert_refused(result, "ID SYN0007", feature, "not finite")
+    assert not (tmp_path / "v" / "validation.json").exists()
+
+
+# --------------------------------------------------------------------------- 2. user errors exit 2
+
+def test_duplicate_ids_in_features_are_refused(tmp_path, phantom):
+    feats = pd.read_csv(phantom / "features.csv", dtype={"ID": str})
+    pd.concat([feats, feats.iloc[[3]]]).to_csv(tmp_path / "features.csv", index=False)
+    result = run_cli("train", phantom / "cohort.csv", "--features", tmp_path / "features.csv", "--out",
+                     tmp_path / "out", "--quiet")
+    assert_refused(result, "features.csv: ID SYN0004: ID: 1 ID(s) appear more than once")
+
+
+def test_more_cv_folds_than_patients_in_a_class_is_refused_before_any_fit(tmp_path, phantom):
+    result = run_cli("train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out",
+                     tmp_path / "out", "--cv-folds", "60", "--quiet")
+    assert_refused(result, "--cv-folds 60 is more than the 49 patient(s) of the smaller IMN class")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_negative_phase_is_refused(phantom, quick_model):
+    image, mask, row = first_case(phantom)
+    result = run_cli("predict", quick_model, "--image", image, "--mask", mask, "--phase", "-1",
+                     *clinical_args(quick_model, row))
+    assert_refused(result, "phase -1 is negative")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["radiomics"].pop("standardisation"), "key radiomics.standardisation is missing"),
+    (lambda d: d["combined"]["coefficients"].pop(), "combined.coefficients do not match its terms"),
+    (lambda d: d["risk_groups"].update(low="0.1"), "risk_groups.low is not a finite number"),
+    (lambda d: d.pop("nomogram"), "key nomogram.scale is missing"),
+])
+def test_a_resealed_model_with_a_missing_or_wrong_key_is_refused(tmp_path, phantom, quick_model, edit, message):
+    image, mask, row = first_case(phantom)
+    doc = json.loads(quick_model.read_text(encoding="utf-8"))
+    edit(doc)
+    doc.pop("sha256")
+    (tmp_path / "model.json").write_text(json.dumps(seal(doc)), encoding="utf-8")
+    result = run_cli("predict", tmp_path / "model.json", "--image", image, "--mask", mask,
+                     *clinical_args(quick_model, row))
+    assert_refused(result, "not a usable IMNRisk model", message)
+
+
+def test_a_model_with_nan_is_refused(tmp_path, phantom, quick_model):
+    image, mask, row = first_case(phantom)
+    text = quick_model.read_text(encoding="utf-8")
+    doc = json.loads(text)
+    value = json.dumps(doc["radiomics"]["radscore"]["intercept"])
+    (tmp_path / "model.json").write_text(text.replace(f'"intercept": {value}', '"intercept": NaN', 1), encoding="utf-8")
+    result = run_cli("predict", tmp_path / "model.json", "--image", image, "--mask", mask,
+                     *clinical_args(quick_model, row))
+    assert_refused(result, "not a JSON model file (NaN is not a number JSON allows)")
+
+
+def test_yaml_alias_bombs_and_huge_files_are_refused(tmp_path, phantom):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 7):  # 10^6 expanded nodes from 7 short lines
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]")
+    lines += ["outcome: {name: IMN}", "variables: *a6"]
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run_cli("tables", phantom / "cohort.csv", "--out", tmp_path / "t", "--schema", tmp_path / "bomb.yaml")
+    assert_refused(result, "bomb.yaml: schema file expands to", "YAML nodes (aliases)")
+    (tmp_path / "big.yaml").write_text("# padding\n" * 200_000, encoding="utf-8")
+    result = run_cli("extract", phantom / "cohort.csv", "--out", tmp_path / "f.csv", "--params", tmp_path / "big.yaml")
+    assert_refused(result, "big.yaml: parameter file is larger than 1024 kB")
+
+
+def test_an_unwritable_out_is_found_before_the_long_work(tmp_path, phantom):
+    (tmp_path / "file").write_text("not a folder", encoding="utf-8")
+    result = run_cli("train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out",
+                     tmp_path / "file" / "out", "--quiet")
+    assert_refused(result, "cannot create the output folder")
+    result = run_cli("extract", phantom / "cohort.csv", "--out", tmp_path / "file" / "features.csv",
+                     "--params", ORIGINAL_ONLY, "--quiet")
+    assert_refused(result, "cannot create the output folder")
