@@ -205,7 +205,7 @@ def _check_output_folder(folder: Path, force: bool) -> None:
     """A folder that exists with content is the user's: refuse unless --force (nothing is deleted)."""
     if folder.exists() and not folder.is_dir():
         raise InputError("exists and is not a folder", file=str(folder))
-    if folder.exists() and any(folder.iterdir()) and not force:
+    if folder.exists() and any(not p.name.startswith(".imnrisk") for p in folder.iterdir()) and not force:
         raise InputError("folder exists and is not empty; pass --force to write into it "
                          "(IMNRisk overwrites its own files there and deletes nothing)", file=str(folder))
 

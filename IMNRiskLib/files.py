@@ -203,6 +203,8 @@ def _locked(folder: Path) -> Iterator[None]:
         fh.truncate(0)
         fh.write(str(os.getpid()))
         fh.flush()
+        for stale in folder.glob(".imnrisk-staging-*"):  # left by a killed run; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
         yield
     finally:
         with contextlib.suppress(OSError):

@@ -249,3 +249,152 @@ def test_an_unwritable_out_is_found_before_the_long_work(tmp_path, phantom):
     result = run_cli("extract", phantom / "cohort.csv", "--out", tmp_path / "file" / "features.csv",
                      "--params", ORIGINAL_ONLY, "--quiet")
     assert_refused(result, "cannot create the output folder")
+
+
+# --------------------------------------------------------------------------- 3. consistency of outputs
+
+def small_cohort(phantom, folder, n=2):
+    """The first n phantom patients, with paths relative to a copy of their images in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = pd.read_csv(phantom / "cohort.csv", dtype=str).head(n)
+    for column in ("Image", "Mask"):
+        for rel in rows[column]:
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(phantom / rel, folder / rel)
+    rows.to_csv(folder / "cohort.csv", index=False)
+    return folder / "cohort.csv"
+
+
+def extract(cohort, out, *extra):
+    return run_cli("extract", cohort, "--out", out, "--params", ORIGINAL_ONLY, "--jobs", "1", "--quiet", *extra)
+
+
+def test_train_refuses_a_provenance_of_another_extraction(tmp_path, phantom):
+    other = extract(small_cohort(phantom, tmp_path / "other"), tmp_path / "other" / "features.csv")
+    assert other.returncode == 0, other.stderr
+    shutil.copy(phantom / "features.csv", tmp_path / "features.csv")
+    shutil.copy(tmp_path / "other" / "features.provenance.json", tmp_path / "features.provenance.json")
+    result = run_cli("train", phantom / "cohort.csv", "--features", tmp_path / "features.csv", "--out",
+                     tmp_path / "out", "--cv-repeats", "0", "--bootstrap", "0", "--quiet")
+    assert_refused(result, "features.provenance.json: features_sha256: does not describe features.csv")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_cache_serves_no_stale_or_edited_entry(tmp_path, phantom):
+    cohort = small_cohort(phantom, tmp_path / "c")
+    out = tmp_path / "features.csv"
+    assert extract(cohort, out).returncode == 0
+    first = pd.read_csv(out, dtype={"ID": str}).set_index("ID")
+    entries = sorted((tmp_path / ".imnrisk-cache").glob("*/*.json"))
+    assert len(entries) == 2
+    # a hand-edited entry (still valid JSON) and an entry emptied to {} are misses, with a note
+    doc = json.loads(entries[0].read_text(encoding="utf-8"))
+    body = doc.get("result", doc)
+    name = next(iter(body["features"]))
+    body["features"][name] = 12345.0
+    entries[0].write_text(json.dumps(doc), encoding="utf-8")
+    entries[1].write_text("{}", encoding="utf-8")
+    again = extract(cohort, out, "--force")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("ignored") == 2 and "recomputed" in again.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(out, dtype={"ID": str}).set_index("ID"), first)
+
+
+def test_an_input_edited_in_place_with_its_mtime_restored_is_rehashed(tmp_path, monkeypatch):
+    import time
+    from IMNRiskLib import features
+    monkeypatch.setattr(features, "RACY_SECONDS", -1.0, raising=False)  # memoise even fresh files
+    path = tmp_path / "image.nrrd"
+    path.write_bytes(b"A" * 1000)
+    time.sleep(0.05)  # past the file system's timestamp tick
+    cache = features.FeatureCache(tmp_path / "cache")
+    before = cache.file_hash(path)
+    stat = path.stat()
+    with open(path, "r+b") as fh:  # same size, same inode, mtime set back: only ctime tells
+        fh.write(b"B")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert cache.file_hash(path) != before
+    assert cache.file_hash(path) == features.sha256_of_file(path)
+
+
+def test_a_second_run_into_the_same_folder_refuses(tmp_path, phantom):
+    from IMNRiskLib.files import output_lock
+    with output_lock(tmp_path / "out"):  # a run in progress
+        result = run_cli("train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out",
+                         tmp_path / "out", "--cv-repeats", "0", "--bootstrap", "0", "--quiet", "--force")
+        assert_refused(result, "another imnrisk run is writing into this folder")
+    assert not (tmp_path / "out").exists()  # released, and the folder it made is gone
+
+
+def test_a_failing_run_leaves_the_previous_complete_set_intact(tmp_path, phantom, monkeypatch):
+    import errno
+    from IMNRiskLib import cli, report
+    out = tmp_path / "out"
+    args = ["train", str(phantom / "cohort.csv"), "--features", str(phantom / "features.csv"), "--out", str(out),
+            "--cv-repeats", "0", "--bootstrap", "0", "--quiet", "--force", "--jobs", "1"]
+    assert cli.main(args) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def disk_full(folder):
+        (folder / "report.html").write_text("half", encoding="utf-8")
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "report.html"))
+    monkeypatch.setattr(report, "render", disk_full)
+    assert cli.main(args + ["--lasso-rule", "1se", "--seed", "7"]) == 2  # would change every file
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def _descendants(pid):
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            kids = [int(c) for t in os.listdir(f"/proc/{parent}/task")
+                    for c in open(f"/proc/{parent}/task/{t}/children", encoding="ascii").read().split()]
+        except OSError:
+            kids = []
+        found += kids
+        todo += kids
+    return found
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            return "zombie" not in fh.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc to find the workers")
+@pytest.mark.parametrize("command", ["extract", "train"])
+def test_workers_die_with_a_killed_parent(tmp_path, phantom, command):
+    import signal
+    import time
+    if command == "extract":
+        args = ["extract", str(small_cohort(phantom, tmp_path / "c", n=6)), "--out", str(tmp_path / "f.csv"),
+                "--params", str(ORIGINAL_ONLY)]
+    else:
+        args = ["train", str(phantom / "cohort.csv"), "--features", str(phantom / "features.csv"), "--out",
+                str(tmp_path / "out"), "--cv-repeats", "50", "--bootstrap", "0"]
+    proc = subprocess.Popen([sys.executable, "-m", "IMNRiskLib", *args, "--jobs", "2", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        workers = []
+        for _ in range(1200):  # wait (up to 2 min) until both workers are up
+            workers = _descendants(proc.pid)
+            if len(workers) >= 2 or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert len(workers) >= 2, "the run started no workers"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    for _ in range(300):  # they go within a second or so; allow 30 s on a loaded machine
+        if not any(_alive(p) for p in workers):
+            break
+        time.sleep(0.1)
+    survivors = [p for p in workers if _alive(p)]
+    for p in survivors:
+        os.kill(p, signal.SIGKILL)
+    assert not survivors
