@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import sys
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
@@ -422,7 +423,7 @@ def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Di
         result = results[case.id]
         if "error" in result:
             failures.append({"ID": case.id, "file": result.get("file") or "", "field": result.get("field") or "",
-                             "reason": result["error"]})
+                             "reason": result["error"], **_travelling_failure(case, result)})
             continue
         if columns is None:  # pyradiomics' order (kept as a list: the cache's JSON sorts keys)
             columns = list(result["feature_order"])
@@ -441,9 +442,33 @@ def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Di
                   "versions": versions, "n_cases": len(cohort.cases), "n_extracted": len(rows),
                   "n_features": len(columns or []), "cases": cases,
                   # no file paths here: a folder name may carry a patient's name
-                  "failures": [{k: f[k] for k in ("ID", "field", "reason")} for f in failures]}
+                  "failures": [{"ID": f["ID"], "field": f["field"], "reason": f["public_reason"]} for f in failures]}
     return ExtractionRun(features=frame, failures=failures, provenance=provenance, cached=cached,
                          warnings=warnings)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[\\/][^\s:;,'\"()]+")
+
+
+def scrub_paths(text: str, known: Dict[str, str]) -> str:
+    """Text that may travel: known paths replaced by their role (e.g. Image), any other absolute path
+    by '<path>' (a folder name can be a patient's name)."""
+    for path, role in sorted(known.items(), key=lambda kv: -len(kv[0])):
+        if path:
+            text = text.replace(path, role)
+    return _ABSOLUTE_PATH.sub("<path>", text)
+
+
+def _travelling_failure(case: Case, result: Dict[str, Any]) -> Dict[str, str]:
+    """The failure as features.failures.csv and the provenance show it: which input (Image or Mask)
+    instead of its path, and a reason without paths (stderr keeps the full paths for the user)."""
+    known = {str(case.image): "Image", str(case.mask): "Mask",
+             str(Path(case.image).resolve()): "Image", str(Path(case.mask).resolve()): "Mask"}
+    file = result.get("file") or ""
+    role = known.get(file) or known.get(str(Path(file).resolve()) if file else "", "")
+    if not role and file:
+        role = "Image" if file.startswith(str(case.image)) else ("Mask" if file.startswith(str(case.mask)) else "")
+    return {"public_file": role, "public_reason": scrub_paths(result["error"], known)}
 
 
 def output_paths(out: Union[str, Path]) -> Dict[str, Path]:
@@ -463,7 +488,9 @@ def write_run(run: ExtractionRun, out: Union[str, Path]) -> Dict[str, Path]:
         staged = {k: stage / p.name for k, p in paths.items()}
         run.features.to_csv(staged["features"], float_format="%.17g")
         write_json(staged["provenance"], {**run.provenance, "features_sha256": sha256_of_file(staged["features"])})
-        pd.DataFrame(run.failures, columns=["ID", "file", "field", "reason"]).to_csv(staged["failures"], index=False)
+        public = [{"ID": f["ID"], "file": f.get("public_file", ""), "field": f["field"],
+                   "reason": f.get("public_reason", f["reason"])} for f in run.failures]
+        pd.DataFrame(public, columns=["ID", "file", "field", "reason"]).to_csv(staged["failures"], index=False)
     return paths
 
 

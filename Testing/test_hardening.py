@@ -398,3 +398,54 @@ def test_workers_die_with_a_killed_parent(tmp_path, phantom, command):
     for p in survivors:
         os.kill(p, signal.SIGKILL)
     assert not survivors
+
+
+# --------------------------------------------------------------------------- 4. privacy
+
+SECRET = "Doe_Jane_1961"
+
+
+def _travelling_text(folder):
+    """Every file under folder that is meant to travel (outputs, provenance, cache index), as text."""
+    texts = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix in (".csv", ".json", ".html") and "cases" not in path.parts:
+            texts[path] = path.read_text(encoding="utf-8", errors="replace")
+    return texts
+
+
+def test_no_path_or_folder_name_in_any_output(tmp_path, phantom):
+    study = tmp_path / SECRET
+    cohort = small_cohort(phantom, study)
+    rows = pd.read_csv(cohort, dtype=str)
+    broken = rows.iloc[[0]].assign(ID="P_broken", Mask="cases/absent/tumour.nrrd")
+    pd.concat([rows, broken]).to_csv(cohort, index=False)
+    result = extract(cohort, study / "out" / "features.csv")
+    assert result.returncode == 2 and SECRET in result.stderr  # the user is told where, on stderr
+    failures = pd.read_csv(study / "out" / "features.failures.csv", dtype=str)
+    assert list(failures["file"]) == ["Mask"] and "mask file not found" in failures["reason"].iloc[0]
+
+    shutil.copy(phantom / "cohort.csv", study / "cohort.csv")  # train and validate on the whole phantom
+    shutil.copy(phantom / "features.csv", study / "features.csv")
+    trained = run_cli("train", study / "cohort.csv", "--features", study / "features.csv", "--out", study / "model",
+                      "--cv-repeats", "0", "--bootstrap", "0", "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    validated = run_cli("validate", study / "model" / "model.json", study / "cohort.csv", "--features",
+                        study / "features.csv", "--out", study / "external", "--recalibrate", "--quiet")
+    assert validated.returncode == 0, validated.stderr
+    texts = _travelling_text(study)
+    for must in ("out/features.failures.csv", "out/features.provenance.json", "out/.imnrisk-cache/file-hashes.json",
+                 "model/metrics.json", "model/model.json", "model/report.html", "external/validation.json"):
+        assert study / must in texts, must
+    leaks = [str(p.relative_to(study)) for p, text in texts.items() if SECRET in text or str(tmp_path) in text]
+    assert not leaks
+
+
+def test_no_dicom_name_in_any_output(tmp_path):
+    made = run_cli("synth", tmp_path / "dicom", "--patients", "2", "--dicom", "--quiet", "--jobs", "1")
+    assert made.returncode == 0, made.stderr
+    result = extract(tmp_path / "dicom" / "cohort.csv", tmp_path / "out" / "features.csv")
+    assert result.returncode == 0, result.stderr
+    texts = _travelling_text(tmp_path / "out")
+    assert len(texts) >= 4  # features, provenance, failures, cache index and entries
+    assert not [p for p, text in texts.items() if "SYNTHETIC^" in text]
