@@ -163,6 +163,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .modelfile import ScoringModel
     from .predict import predict_patient
     model = ScoringModel.load(args.model)
+    if args.trusted_key:  # refuse unsigned or wrongly signed models
+        from .signing import verify_model
+        verify_model(model.doc, args.trusted_key, str(args.model))
     label = int(args.label) if str(args.label).isdigit() else args.label
     result = predict_patient(model, args.image, args.mask, args.phase, label, _parse_clinical_pairs(args.clinical))
     for warning in result.pop("warnings"):
@@ -196,6 +199,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"({_n(c['ci95'][0])}-{_n(c['ci95'][1])}); calibration-in-the-large {_n(cal['citl'])}, slope "
         f"{_n(cal['slope'])}; Brier {_n(c['brier'])}; HL p {_n(c['hosmer_lemeshow']['p'])}"
         f" -> {Path(args.out) / 'validation.json'}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- model signing
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Make an Ed25519 key pair for signing models."""
+    from .signing import generate_key_pair
+    private, public = generate_key_pair(args.prefix, args.force)
+    say(f"imnrisk keygen: private key {private} (keep it secret), public key {public} (give it to users)")
+    return EXIT_OK
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Sign a model file with a private key."""
+    from .signing import sign_model
+    say(f"imnrisk sign: {sign_model(args.model, args.key, args.out)} signed")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check a model's signature against a trusted public key (exit 2 when it does not hold)."""
+    from .signing import verify_model
+    from .modelfile import read_model_document
+    fingerprint = verify_model(read_model_document(args.model), args.trusted_key, str(args.model))
+    say(f"imnrisk verify: {args.model}: signature valid, key SHA-256 {fingerprint[:16]}")
     return EXIT_OK
 
 
@@ -353,7 +382,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="1", help="label value or segment name (default 1)")
     p.add_argument("--clinical", nargs="*", metavar="NAME=VALUE", help="the model's clinical factors")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--trusted-key", metavar="KEY.pub", help="refuse the model unless signed by this public key")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing models")
+    p.add_argument("prefix", help="writes PREFIX.key (private) and PREFIX.pub (public)")
+    _add_force(p)
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("sign", help="sign a model file (Ed25519)")
+    p.add_argument("model", help="model.json")
+    p.add_argument("--key", required=True, help="private key (imnrisk keygen)")
+    p.add_argument("--out", help="signed model to write (default: sign in place)")
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("verify", help="check a model's signature against a trusted public key")
+    p.add_argument("model", help="model.json")
+    p.add_argument("--trusted-key", required=True, metavar="KEY.pub")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("validate", help="external validation of a frozen model on a new cohort")
     p.add_argument("model", help="model.json")

@@ -26,8 +26,8 @@ Z95 = 1.959963984540054
 
 
 def canonical(doc: Dict[str, Any]) -> bytes:
-    """Canonical bytes of a document without its `sha256` field (sorted keys, no spaces)."""
-    body = {k: v for k, v in doc.items() if k != "sha256"}
+    """Canonical bytes of a document without its `sha256` and `signature` fields (sorted keys, no spaces)."""
+    body = {k: v for k, v in doc.items() if k not in ("sha256", "signature")}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 

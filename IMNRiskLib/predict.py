@@ -88,6 +88,7 @@ def recalibrated(model: ScoringModel, intercept: float, slope: float) -> Dict[st
     doc["recalibration"] = {"intercept": intercept, "slope": slope,
                             "note": "logistic recalibration of the combined model on an external cohort"}
     doc.pop("sha256", None)
+    doc.pop("signature", None)  # a changed model is no longer what its author signed
     return seal(doc)
 
 

@@ -449,3 +449,35 @@ def test_no_dicom_name_in_any_output(tmp_path):
     texts = _travelling_text(tmp_path / "out")
     assert len(texts) >= 4  # features, provenance, failures, cache index and entries
     assert not [p for p, text in texts.items() if "SYNTHETIC^" in text]
+
+
+# --------------------------------------------------------------------------- 5. model signing
+
+def test_signed_models_resist_an_edit_and_reseal_and_predict_requires_the_trusted_key(tmp_path, phantom,
+                                                                                     quick_model):
+    image, mask, row = first_case(phantom)
+    clinical = clinical_args(quick_model, row)
+    assert run_cli("keygen", tmp_path / "author").returncode == 0
+    assert run_cli("keygen", tmp_path / "other").returncode == 0
+    assert oct((tmp_path / "author.key").stat().st_mode & 0o777) == "0o600"
+    signed = tmp_path / "signed.json"
+    assert run_cli("sign", quick_model, "--key", tmp_path / "author.key", "--out", signed).returncode == 0
+    assert run_cli("verify", signed, "--trusted-key", tmp_path / "author.pub").returncode == 0
+    assert_refused(run_cli("verify", signed, "--trusted-key", tmp_path / "other.pub"), "signed by another key")
+
+    doc = json.loads(signed.read_text(encoding="utf-8"))  # the attack: edit, then re-seal the SHA-256
+    doc["combined"]["coefficients"][0] += 1.0
+    doc.pop("sha256")
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(seal(doc)), encoding="utf-8")
+    plain = run_cli("predict", tampered, "--image", image, "--mask", mask, *clinical, "--json")
+    assert plain.returncode == 0  # the checksum alone cannot tell
+    assert_refused(run_cli("predict", tampered, "--image", image, "--mask", mask, *clinical,
+                           "--trusted-key", tmp_path / "author.pub"), "signature does not match")
+    assert_refused(run_cli("predict", quick_model, "--image", image, "--mask", mask, *clinical,
+                           "--trusted-key", tmp_path / "author.pub"), "model is not signed")
+    trusted = run_cli("predict", signed, "--image", image, "--mask", mask, *clinical, "--json",
+                      "--trusted-key", tmp_path / "author.pub")
+    unsigned = run_cli("predict", quick_model, "--image", image, "--mask", mask, *clinical, "--json")
+    assert trusted.returncode == 0, trusted.stderr
+    assert json.loads(trusted.stdout)["probability"] == json.loads(unsigned.stdout)["probability"]
