@@ -25,6 +25,14 @@ FORMAT_VERSION = 1
 Z95 = 1.959963984540054
 
 
+def logistic(value: float) -> float:
+    """1 / (1 + exp(-value)) without overflow, and with full relative precision for tiny risks."""
+    if value >= 0:
+        return 1.0 / (1.0 + math.exp(-value))
+    small = math.exp(value)
+    return small / (1.0 + small)
+
+
 def canonical(doc: Dict[str, Any]) -> bytes:
     """Canonical bytes of a document without its `sha256` and `signature` fields (sorted keys, no spaces)."""
     body = {k: v for k, v in doc.items() if k not in ("sha256", "signature")}
@@ -107,7 +115,8 @@ def model_structure_problem(doc: Dict[str, Any]) -> str:
             return "clinical.factors are not variables of the model's schema"
         for model in ("clinical", "combined"):
             terms, beta, cov = (_at(doc, f"{model}.{k}") for k in ("terms", "coefficients", "covariance"))
-            k = len(terms) if isinstance(terms, list) else -1
+            k = len(terms) if isinstance(terms, list) and all(isinstance(t, str) for t in terms) \
+                and len(set(terms)) == len(terms) else -1
             if k < 1 or not isinstance(beta, list) or len(beta) != k or not all(map(_is_number, beta)):
                 return f"{model}.coefficients do not match its terms"
             if not isinstance(cov, list) or len(cov) != k or \
@@ -172,6 +181,9 @@ class ScoringModel:
         for name, b in r["radscore"]["coefficients"].items():
             z = r["standardisation"][name]
             total += b * (float(values[name]) - z["mean"]) / z["sd"]
+        if not math.isfinite(total):
+            raise InputError("the model's coefficients give a non-finite Rad-Score for these values",
+                             file="model.json", field="radiomics")
         return float(total)
 
     def parse_clinical(self, raw: Dict[str, Any], source: str = "--clinical") -> Dict[str, Any]:
@@ -210,15 +222,18 @@ class ScoringModel:
     def probability(self, clinical: Dict[str, Any], radscore: float, model: str = "combined") -> Dict[str, Any]:
         """Probability with a Wald 95% CI from the model's covariance (the Rad-Score taken as known)."""
         if model == "radiomics":
-            p = 1 / (1 + math.exp(-radscore))
-            return {"probability": p, "ci95": [None, None], "linear_predictor": radscore}
+            return {"probability": logistic(radscore), "ci95": [None, None], "linear_predictor": radscore}
         x = self.design_row(clinical, radscore, model)
-        beta = np.array(self.doc[model]["coefficients"])
-        cov = np.array(self.doc[model]["covariance"])
-        lp = float(x @ beta)
-        se = math.sqrt(max(float(x @ cov @ x), 0.0))
-        sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
-        return {"probability": sig(lp), "ci95": [sig(lp - Z95 * se), sig(lp + Z95 * se)], "linear_predictor": lp}
+        beta = np.array(self.doc[model]["coefficients"], dtype=float)
+        cov = np.array(self.doc[model]["covariance"], dtype=float)
+        with np.errstate(all="ignore"):
+            lp, var = float(x @ beta), float(x @ cov @ x)
+        if not (math.isfinite(lp) and math.isfinite(var)):
+            raise InputError(f"the {model} model's coefficients give a non-finite risk for these values",
+                             file="model.json", field=model)
+        se = math.sqrt(max(var, 0.0))
+        return {"probability": logistic(lp), "ci95": [logistic(lp - Z95 * se), logistic(lp + Z95 * se)],
+                "linear_predictor": lp}
 
     def points(self, clinical: Dict[str, Any], radscore: float) -> Dict[str, float]:
         """Nomogram points per predictor and in total."""
@@ -232,6 +247,9 @@ class ScoringModel:
             else:
                 out[axis["name"]] = axis["points"][axis["values"].index(clinical[axis["name"]])]
         out["total"] = float(sum(out.values()))
+        if not math.isfinite(out["total"]):
+            raise InputError("the model's nomogram gives non-finite points for these values", file="model.json",
+                             field="nomogram")
         return out
 
     def risk_group(self, probability: float) -> str:

@@ -14,7 +14,7 @@ import pandas as pd
 from . import RESEARCH_ONLY, evaluation, features, imaging
 from .errors import InputError
 from .files import atomic_path, check_can_write, write_json
-from .modelfile import ScoringModel, seal
+from .modelfile import ScoringModel, logistic, seal
 
 
 def model_settings(model: ScoringModel) -> features.ExtractionSettings:
@@ -33,7 +33,7 @@ def score(model: ScoringModel, feature_values: Dict[str, float], clinical: Dict[
             "risk_group": model.risk_group(combined["probability"]), "points": model.points(clinical, rs),
             "features": {f: float(feature_values[f]) for f in model.features},
             "clinical_probability": model.probability(clinical, rs, "clinical")["probability"],
-            "radiomics_probability": 1.0 / (1.0 + math.exp(-rs)),
+            "radiomics_probability": logistic(rs),
             "risk_thresholds": {k: model.doc["risk_groups"][k] for k in ("low", "high")},
             "notice": RESEARCH_ONLY}
 
@@ -70,7 +70,7 @@ def score_cohort(model: ScoringModel, feats: pd.DataFrame, clinical: pd.DataFram
             raise InputError("a clinical factor the model needs is missing", id=pid,
                              field=next(k for k, v in row.items() if v is None or v != v))
         rs = model.radscore(values)
-        rows[pid] = {"radscore": rs, "radiomics": 1 / (1 + math.exp(-rs)),
+        rows[pid] = {"radscore": rs, "radiomics": logistic(rs),
                      "clinical": model.probability(row, rs, "clinical")["probability"],
                      "combined": model.probability(row, rs, "combined")["probability"]}
     return pd.DataFrame.from_dict(rows, orient="index")

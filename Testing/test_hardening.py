@@ -25,16 +25,6 @@ from test_imaging import write_dicom_series
 ORIGINAL_ONLY = ROOT / "Testing" / "data" / "original_only.yaml"
 
 
-@pytest.fixture(scope="module")
-def quick_model(phantom, tmp_path_factory):
-    """A model trained on the shared phantom without CV or bootstrap (a few seconds)."""
-    out = tmp_path_factory.mktemp("quick-model")
-    result = run_cli("train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out", out,
-                     "--cv-repeats", "0", "--bootstrap", "0", "--quiet", "--force")
-    assert result.returncode == 0, result.stderr
-    return out / "model.json"
-
-
 def first_case(phantom):
     row = pd.read_csv(phantom / "cohort.csv", dtype=str).iloc[0]
     return phantom / row["Image"], phantom / row["Mask"], row
