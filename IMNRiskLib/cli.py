@@ -162,6 +162,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import json
     from .modelfile import ScoringModel
     from .predict import predict_patient
+    if str(args.label).lstrip("-").isdigit() and int(args.label) < 1:
+        raise InputError(f"label {args.label} must be 1 or more (0 is background)", field="--label")
     model = ScoringModel.load(args.model)
     if args.trusted_key:  # refuse unsigned or wrongly signed models
         from .signing import verify_model
@@ -435,6 +437,7 @@ def _add_synth_options(p: argparse.ArgumentParser) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command; turn every user error into exit 2 with one line per problem."""
     args = build_parser().parse_args(argv)
+    previous = _stop_cleanly_on_sigterm()
     try:
         return args.func(args)
     except InputErrors as exc:
@@ -455,6 +458,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
         return _internal_error(exc)
+    finally:
+        if previous is not None:
+            import signal
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_cleanly_on_sigterm():
+    """SIGTERM (e.g. Slicer's Cancel) stops a run like Ctrl-C: staged outputs removed, workers ended.
+    Returns the previous handler (restored when main returns)."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    if threading.current_thread() is threading.main_thread():
+        return signal.signal(signal.SIGTERM, interrupt)
+    return None
 
 
 def _internal_error(exc: BaseException) -> int:

@@ -49,8 +49,17 @@ def load_results(folder: Path) -> Dict[str, Any]:
     if missing:
         raise InputError(f"not a complete training folder: missing {', '.join(missing)} (run imnrisk train)",
                          file=str(folder))
+    try:
+        return _read_results(folder)
+    except (ValueError, KeyError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"a file of the training folder is damaged ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}); "
+                         "re-run imnrisk train", file=str(folder)) from None
+
+
+def _read_results(folder: Path) -> Dict[str, Any]:
+    from .modelfile import read_model_document
     return {"metrics": json.loads((folder / "metrics.json").read_text(encoding="utf-8")),
-            "model": json.loads((folder / "model.json").read_text(encoding="utf-8")),
+            "model": read_model_document(folder / "model.json"),
             "predictions": pd.read_csv(folder / "predictions.csv", index_col=0),
             "table1": pd.read_csv(folder / "table1.csv", keep_default_na=False),
             "table2": pd.read_csv(folder / "table2.csv"),

@@ -307,6 +307,20 @@ def test_an_input_edited_in_place_with_its_mtime_restored_is_rehashed(tmp_path, 
     assert cache.file_hash(path) == features.sha256_of_file(path)
 
 
+def test_predict_refuses_label_zero(phantom, quick_model):
+    image, mask, row = first_case(phantom)
+    result = run_cli("predict", quick_model, "--image", image, "--mask", mask, "--label", "0",
+                     *clinical_args(quick_model, row))
+    assert_refused(result, "--label: label 0 must be 1 or more (0 is background)")
+
+
+def test_report_refuses_a_damaged_training_folder(tmp_path, quick_model):
+    folder = tmp_path / "model"
+    shutil.copytree(quick_model.parent, folder)
+    (folder / "metrics.json").write_text('{"cohort": ', encoding="utf-8")
+    assert_refused(run_cli("report", folder), "a file of the training folder is damaged")
+
+
 def test_a_second_run_into_the_same_folder_refuses(tmp_path, phantom):
     from IMNRiskLib.files import output_lock
     with output_lock(tmp_path / "out"):  # a run in progress
@@ -357,8 +371,8 @@ def _alive(pid):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc to find the workers")
-@pytest.mark.parametrize("command", ["extract", "train"])
-def test_workers_die_with_a_killed_parent(tmp_path, phantom, command):
+@pytest.mark.parametrize("command, how", [("extract", "SIGKILL"), ("train", "SIGKILL"), ("train", "SIGTERM")])
+def test_workers_die_with_a_killed_parent(tmp_path, phantom, command, how):
     import signal
     import time
     if command == "extract":
@@ -378,8 +392,11 @@ def test_workers_die_with_a_killed_parent(tmp_path, phantom, command):
             time.sleep(0.1)
         assert len(workers) >= 2, "the run started no workers"
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(getattr(signal, how))
+        code = proc.wait(timeout=120)
+    if how == "SIGTERM":  # stopped like Ctrl-C: exit 130, nothing staged or locked left behind
+        assert code == 130
+        assert not [p.name for p in (tmp_path / "out").glob(".imnrisk*")]
     for _ in range(300):  # they go within a second or so; allow 30 s on a loaded machine
         if not any(_alive(p) for p in workers):
             break
