@@ -277,14 +277,22 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """synth -> extract -> tables -> train on the built-in phantom, with one summary at the end."""
+    from .files import output_lock
+    folder = Path(args.out)
+    _check_output_folder(folder, args.force)
+    with output_lock(folder):  # one run per folder
+        return _demo(folder, args)
+
+
+def _demo(folder: Path, args: argparse.Namespace) -> int:
+    """The demo's steps, in a folder this run holds the lock of."""
     import time
     from . import features
     from .clinical import write_tables
     from .cohort import read_cohort
+    from .files import output_set
     from .models import TrainingOptions
     from .training import train
-    folder = Path(args.out)
-    _check_output_folder(folder, args.force)
     start = time.perf_counter()
     summary = _synthesize(folder / "phantom", args)
     say(f"imnrisk demo: synthesised {summary['patients']} patients ({summary['events']} IMN-positive)")
@@ -298,11 +306,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_INTERNAL  # the phantom must extract cleanly
     say(f"imnrisk demo: {len(run.features)} cases x {run.features.shape[1]} features -> {paths['features']}")
     write_tables(folder / "phantom" / "cohort.csv", folder / "tables", force=True)
-    metrics = train(folder / "phantom" / "cohort.csv", paths["features"], folder / "model",
-                    options=TrainingOptions(seed=args.seed), cv_folds=5, cv_repeats=args.cv_repeats,
-                    bootstrap=args.bootstrap, jobs=args.jobs, show_bar=not args.quiet)
     from .report import render
-    report = render(folder / "model")
+    with output_set(folder / "model", last="model.json") as stage:  # the model folder complete, or absent
+        metrics = train(folder / "phantom" / "cohort.csv", paths["features"], stage,
+                        options=TrainingOptions(seed=args.seed), cv_folds=5, cv_repeats=args.cv_repeats,
+                        bootstrap=args.bootstrap, jobs=args.jobs, show_bar=not args.quiet)
+        report = folder / "model" / render(stage).name
     _print_training_summary(metrics, folder / "model")
     a = {m: metrics["models"][m]["apparent"]["auc"] for m in ("clinical", "radiomics", "combined")}
     p = {f"{d['a']}-{d['b']}": d["p"] for d in metrics["delong"]}

@@ -26,7 +26,7 @@ import pandas as pd
 from . import __version__, imaging
 from .cohort import Case, Cohort
 from .errors import InputError
-from .files import atomic_path, read_yaml, write_json
+from .files import read_yaml, write_json
 
 DEFAULT_PARAMS = Path(__file__).with_name("params") / "dce_mri.yaml"
 CACHE_FORMAT = 2

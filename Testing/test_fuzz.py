@@ -21,7 +21,6 @@ import SimpleITK as sitk
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
 from IMNRiskLib import imaging
 from IMNRiskLib.cohort import read_cohort
 from IMNRiskLib.errors import InputError

@@ -4,7 +4,6 @@ a path or a name in it."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
