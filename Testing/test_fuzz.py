@@ -49,6 +49,17 @@ def _json_values():
                                                          st.dictionaries(TEXT, inner, max_size=4)), max_leaves=10)
 
 
+def assert_valid_value(var, value) -> None:
+    """A parsed clinical value: missing, a finite number in the variable's range, or one of its levels."""
+    if value is None:
+        return
+    if var.type == "continuous":
+        assert math.isfinite(value) and var.min <= value <= var.max
+    else:
+        assert value in var.levels
+    assert len(var.encode(value)) == len(var.terms())
+
+
 # --------------------------------------------------------------------------- manifest
 
 @given(columns=st.lists(st.sampled_from(COLUMNS + ["extra", "id", ""]), min_size=1, max_size=10),
@@ -75,13 +86,7 @@ def test_manifest_parser_gives_valid_cases_or_an_input_error(columns, rows, need
         assert case.outcome in (None, 0, 1)
         assert isinstance(case.label, str) or case.label >= 1
         for name, value in case.clinical.items():
-            var = SCHEMA[name]
-            if value is None:
-                continue
-            if var.type == "continuous":
-                assert math.isfinite(value) and var.min <= value <= var.max
-            else:
-                assert value in var.levels
+            assert_valid_value(SCHEMA[name], value)
 
 
 # --------------------------------------------------------------------------- schema and clinical values
@@ -94,13 +99,7 @@ def test_clinical_values_parse_to_a_level_a_number_in_range_or_a_value_error(raw
         except ValueError as exc:
             assert str(exc)
             continue
-        if value is None:
-            continue
-        if var.type == "continuous":
-            assert math.isfinite(value) and var.min <= value <= var.max
-        else:
-            assert value in var.levels
-            assert len(var.encode(value)) == len(var.terms())
+        assert_valid_value(var, value)
 
 
 @given(data=st.one_of(_json_values(), st.fixed_dictionaries(
