@@ -655,10 +655,13 @@ def load_mask(path: Union[str, Path], label: Union[int, str], image: sitk.Image,
     """Read a labelmap or .seg.nrrd, select the label, put it on the image grid and check its size."""
     path = Path(path)
     if path.is_dir():
-        files = _dicom_files(path)
-        raw = _read_dicom_series(files, path) if files else None
-        if raw is None:
+        if not _dicom_files(path):
             raise InputError("mask folder holds no DICOM files", file=str(path))
+        phases = dicom_phases(path)  # one acquisition, evenly spaced slices
+        if len(phases) != 1:
+            raise InputError(f"mask folder holds {len(phases)} DICOM volumes; a mask is one", file=str(path),
+                             field="Mask")
+        raw = _read_dicom_series(phases[0], path)
     else:
         raw = _read(path, "mask")
     binary = select_label(raw, label, str(path))

@@ -122,6 +122,9 @@ def test_a_dicom_series_with_a_missing_slice_is_refused(tmp_path):
     files[5].unlink()  # the sixth slice of twelve
     with pytest.raises(InputError, match=r"non-uniform slice spacing \(2 to 4 mm between slices\): a slice is missing"):
         imaging.load_phase(tmp_path / "series")
+    image = make_volume(shape=(12, 32, 32))
+    with pytest.raises(InputError, match="a slice is missing"):  # the same folder given as a mask
+        imaging.load_mask(tmp_path / "series", 1, image, [])
 
 
 def test_a_device_as_image_is_refused_not_read_forever(tmp_path, phantom):
