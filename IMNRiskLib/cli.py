@@ -30,18 +30,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
     """Extract radiomics features of every case of a manifest."""
     from . import features
     from .cohort import read_cohort
-    from .files import check_can_write
+    from .files import check_can_write, check_not_inputs, output_lock
     from .schema import load_schema
 
     cohort = read_cohort(args.cohort, load_schema(args.schema))
     paths = features.output_paths(args.out)
     for path in paths.values():
         check_can_write(path, args.force)
+    check_not_inputs(paths.values(), [cohort.path, args.params, args.schema]
+                     + [p for c in cohort.cases for p in (c.image, c.mask)])
     settings = features.load_settings(args.params)
     cache_dir = Path(args.cache) if args.cache else Path(args.out).resolve().parent / ".imnrisk-cache"
-    run = features.extract_cohort(cohort, settings, cache_dir, jobs=args.jobs, dask_address=args.dask,
-                                  show_bar=not args.quiet)
-    features.write_run(run, args.out)
+    with output_lock(paths["features"].parent):  # one run per output folder; proves it writable first
+        run = features.extract_cohort(cohort, settings, cache_dir, jobs=args.jobs, dask_address=args.dask,
+                                      show_bar=not args.quiet)
+        features.write_run(run, args.out)
     for warning in run.warnings:
         say(f"imnrisk: warning: {warning}")
     report_errors([InputError(f["reason"], file=f["file"] or str(cohort.path), id=f["ID"], field=f["field"] or None)
@@ -119,16 +122,19 @@ def _print_training_summary(metrics: dict, out: Path) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """Build, validate and save the three models."""
     from .training import OUTPUTS, train
-    from .files import check_can_write
+    from .files import check_can_write, check_not_inputs, output_lock, output_set
+    from .report import render
     _check_fractions(args)
     out = Path(args.out)
     _check_output_folder(out, args.force)
     for name in OUTPUTS:
         check_can_write(out / name, args.force)
-    metrics = train(args.cohort, args.features, out, args.schema, _training_options(args), args.cv_folds,
-                    args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet)
-    from .report import render
-    report = render(out)
+    check_not_inputs([out / name for name in OUTPUTS + ("report.html",)], [args.cohort, args.features, args.schema])
+    # one run per folder; every output staged and moved in at the end (model.json last), or none
+    with output_lock(out), output_set(out, last="model.json") as stage:
+        metrics = train(args.cohort, args.features, stage, args.schema, _training_options(args), args.cv_folds,
+                        args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet)
+        report = out / render(stage).name
     _print_training_summary(metrics, out)
     say(f"  report: {report}")
     return EXIT_OK
@@ -156,7 +162,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import json
     from .modelfile import ScoringModel
     from .predict import predict_patient
+    if str(args.label).lstrip("-").isdigit() and int(args.label) < 1:
+        raise InputError(f"label {args.label} must be 1 or more (0 is background)", field="--label")
     model = ScoringModel.load(args.model)
+    if args.trusted_key:  # refuse unsigned or wrongly signed models
+        from .signing import verify_model
+        verify_model(model.doc, args.trusted_key, str(args.model))
     label = int(args.label) if str(args.label).isdigit() else args.label
     if args.dicom_out:
         from .dicomout import check_target
@@ -212,9 +223,14 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """External validation of a frozen model on a new cohort."""
+    from .files import check_not_inputs, output_lock
     from .predict import validate_external
-    result = validate_external(args.model, args.cohort, args.out, args.features, args.jobs, args.recalibrate,
-                               args.force, show_bar=not args.quiet)
+    out = Path(args.out)
+    check_not_inputs([out / n for n in ("validation.json", "predictions.csv", "model_recalibrated.json")],
+                     [args.model, args.cohort, args.features])
+    with output_lock(out):
+        result = validate_external(args.model, args.cohort, out, args.features, args.jobs, args.recalibrate,
+                                   args.force, show_bar=not args.quiet)
     c = result["models"]["combined"]
     cal = c["calibration"]
     say(f"imnrisk validate: n = {result['n']} ({result['events']} events); combined AUC {_n(c['auc'])} "
@@ -224,13 +240,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- model signing
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Make an Ed25519 key pair for signing models."""
+    from .signing import generate_key_pair
+    private, public = generate_key_pair(args.prefix, args.force)
+    say(f"imnrisk keygen: private key {private} (keep it secret), public key {public} (give it to users)")
+    return EXIT_OK
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Sign a model file with a private key."""
+    from .signing import sign_model
+    say(f"imnrisk sign: {sign_model(args.model, args.key, args.out)} signed")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check a model's signature against a trusted public key (exit 2 when it does not hold)."""
+    from .signing import verify_model
+    from .modelfile import read_model_document
+    fingerprint = verify_model(read_model_document(args.model), args.trusted_key, str(args.model))
+    say(f"imnrisk verify: {args.model}: signature valid, key SHA-256 {fingerprint[:16]}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- synth and demo
 
 def _check_output_folder(folder: Path, force: bool) -> None:
     """A folder that exists with content is the user's: refuse unless --force (nothing is deleted)."""
     if folder.exists() and not folder.is_dir():
         raise InputError("exists and is not a folder", file=str(folder))
-    if folder.exists() and any(folder.iterdir()) and not force:
+    if folder.exists() and any(not p.name.startswith(".imnrisk") for p in folder.iterdir()) and not force:
         raise InputError("folder exists and is not empty; pass --force to write into it "
                          "(IMNRisk overwrites its own files there and deletes nothing)", file=str(folder))
 
@@ -271,14 +313,22 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """synth -> extract -> tables -> train on the built-in phantom, with one summary at the end."""
+    from .files import output_lock
+    folder = Path(args.out)
+    _check_output_folder(folder, args.force)
+    with output_lock(folder):  # one run per folder
+        return _demo(folder, args)
+
+
+def _demo(folder: Path, args: argparse.Namespace) -> int:
+    """The demo's steps, in a folder this run holds the lock of."""
     import time
     from . import features
     from .clinical import write_tables
     from .cohort import read_cohort
+    from .files import output_set
     from .models import TrainingOptions
     from .training import train
-    folder = Path(args.out)
-    _check_output_folder(folder, args.force)
     start = time.perf_counter()
     summary = _synthesize(folder / "phantom", args)
     say(f"imnrisk demo: synthesised {summary['patients']} patients ({summary['events']} IMN-positive)")
@@ -292,11 +342,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_INTERNAL  # the phantom must extract cleanly
     say(f"imnrisk demo: {len(run.features)} cases x {run.features.shape[1]} features -> {paths['features']}")
     write_tables(folder / "phantom" / "cohort.csv", folder / "tables", force=True)
-    metrics = train(folder / "phantom" / "cohort.csv", paths["features"], folder / "model",
-                    options=TrainingOptions(seed=args.seed), cv_folds=5, cv_repeats=args.cv_repeats,
-                    bootstrap=args.bootstrap, jobs=args.jobs, show_bar=not args.quiet)
     from .report import render
-    report = render(folder / "model")
+    with output_set(folder / "model", last="model.json") as stage:  # the model folder complete, or absent
+        metrics = train(folder / "phantom" / "cohort.csv", paths["features"], stage,
+                        options=TrainingOptions(seed=args.seed), cv_folds=5, cv_repeats=args.cv_repeats,
+                        bootstrap=args.bootstrap, jobs=args.jobs, show_bar=not args.quiet)
+        report = folder / "model" / render(stage).name
     _print_training_summary(metrics, folder / "model")
     a = {m: metrics["models"][m]["apparent"]["auc"] for m in ("clinical", "radiomics", "combined")}
     p = {f"{d['a']}-{d['b']}": d["p"] for d in metrics["delong"]}
@@ -383,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_force(p)
     p.add_argument("--allow-version-mismatch", action="store_true",
                    help="score even if the model's pyradiomics/IMNRisk extraction versions differ from these")
+    p.add_argument("--trusted-key", metavar="KEY.pub", help="refuse the model unless signed by this public key")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("pacs", help="retrieve a study from a PACS, score it, store the SEG and SR back")
@@ -401,7 +453,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_force(p)
     p.set_defaults(func=cmd_pacs)
 
-
     p = sub.add_parser("web", help="the scoring workflow in the browser (needs the 'web' extra)")
     p.add_argument("--model", help="model.json whose clinical form and scoring the page uses")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free port)")
@@ -409,6 +460,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "needs IMNRISK_WEB_TOKEN or --random-token)")
     p.add_argument("--random-token", action="store_true", help="require a random token, printed at start")
     p.set_defaults(func=cmd_web)
+
+    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing models")
+    p.add_argument("prefix", help="writes PREFIX.key (private) and PREFIX.pub (public)")
+    _add_force(p)
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("sign", help="sign a model file (Ed25519)")
+    p.add_argument("model", help="model.json")
+    p.add_argument("--key", required=True, help="private key (imnrisk keygen)")
+    p.add_argument("--out", help="signed model to write (default: sign in place)")
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("verify", help="check a model's signature against a trusted public key")
+    p.add_argument("model", help="model.json")
+    p.add_argument("--trusted-key", required=True, metavar="KEY.pub")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("validate", help="external validation of a frozen model on a new cohort")
     p.add_argument("model", help="model.json")
@@ -444,6 +511,7 @@ def _add_synth_options(p: argparse.ArgumentParser) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command; turn every user error into exit 2 with one line per problem."""
     args = build_parser().parse_args(argv)
+    previous = _stop_cleanly_on_sigterm()
     try:
         return args.func(args)
     except InputErrors as exc:
@@ -452,14 +520,43 @@ def main(argv: Optional[List[str]] = None) -> int:
     except InputError as exc:
         report_errors([exc])
         return EXIT_INPUT
+    except OSError as exc:
+        from .files import USER_FIXABLE_ERRNOS
+        if exc.errno not in USER_FIXABLE_ERRNOS or os.environ.get("IMNRISK_DEBUG"):
+            return _internal_error(exc)
+        report_errors([InputError(f"cannot write or read ({exc.strerror}); nothing was half-written",
+                                  file=exc.filename)])
+        return EXIT_INPUT
     except KeyboardInterrupt:
         say("imnrisk: interrupted; no output was half-written (extraction keeps finished cases in its cache)")
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
-        if os.environ.get("IMNRISK_DEBUG"):
-            raise
-        say(f"imnrisk: internal error: {type(exc).__name__}: {exc} (IMNRISK_DEBUG=1 shows a traceback)")
-        return EXIT_INTERNAL
+        return _internal_error(exc)
+    finally:
+        if previous is not None:
+            import signal
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_cleanly_on_sigterm():
+    """SIGTERM (e.g. Slicer's Cancel) stops a run like Ctrl-C: staged outputs removed, workers ended.
+    Returns the previous handler (restored when main returns)."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    if threading.current_thread() is threading.main_thread():
+        return signal.signal(signal.SIGTERM, interrupt)
+    return None
+
+
+def _internal_error(exc: BaseException) -> int:
+    """A bug of ours: one line (a traceback with IMNRISK_DEBUG=1), exit 1."""
+    if os.environ.get("IMNRISK_DEBUG"):
+        raise exc
+    say(f"imnrisk: internal error: {type(exc).__name__}: {exc} (IMNRISK_DEBUG=1 shows a traceback)")
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

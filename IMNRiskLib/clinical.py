@@ -425,7 +425,7 @@ def write_tables(cohort_path, out_dir, schema_path=None, entry_p: float = ENTRY_
     """`imnrisk tables`: table1.csv, table2.csv and their HTML fragments in out_dir."""
     from pathlib import Path
     from .cohort import read_cohort
-    from .files import atomic_path, check_can_write, write_text
+    from .files import check_can_write, check_not_inputs, output_lock, output_set, write_text
     from .schema import load_schema
     schema = load_schema(schema_path)
     cohort = read_cohort(cohort_path, schema, need_clinical=True, need_outcome=True, need_imaging=False)
@@ -442,16 +442,17 @@ def write_tables(cohort_path, out_dir, schema_path=None, entry_p: float = ENTRY_
     names = ["table1.csv", "table2.csv", "table1.html", "table2.html"]
     for name in names:
         check_can_write(out / name, force)
+    check_not_inputs([out / n for n in names], [cohort_path, schema_path])
     t1 = table1(frame, y, schema)
     t2 = table2(frame, y, schema, entry_p, keep_p)
-    for name, table in (("table1.csv", t1), ("table2.csv", t2.table)):
-        with atomic_path(out / name) as tmp:
-            table.to_csv(tmp, index=False)
-    write_text(out / "table1.html", _html(t1, f"Table 1. Characteristics by {schema.outcome} status "
-                                              f"(n = {len(y)}, events = {int(y.sum())})"))
-    notes = "".join(f"<li>{n}</li>" for n in t2.notes)
-    write_text(out / "table2.html", _html(t2.table, "Table 2. Univariate and multivariable logistic regression")
-               + (f"<ul class='notes'>{notes}</ul>\n" if notes else "")
-               + f"<p>Entered (univariate p &lt; {entry_p:g}): {', '.join(t2.entered) or 'none'}; "
-               f"selected (multivariable p &lt; {keep_p:g}): {', '.join(t2.selected) or 'none'}.</p>\n")
+    with output_lock(out), output_set(out) as stage:  # the four tables or none
+        for name, table in (("table1.csv", t1), ("table2.csv", t2.table)):
+            table.to_csv(stage / name, index=False)
+        write_text(stage / "table1.html", _html(t1, f"Table 1. Characteristics by {schema.outcome} status "
+                                                    f"(n = {len(y)}, events = {int(y.sum())})"))
+        notes = "".join(f"<li>{n}</li>" for n in t2.notes)
+        write_text(stage / "table2.html", _html(t2.table, "Table 2. Univariate and multivariable logistic regression")
+                   + (f"<ul class='notes'>{notes}</ul>\n" if notes else "")
+                   + f"<p>Entered (univariate p &lt; {entry_p:g}): {', '.join(t2.entered) or 'none'}; "
+                   f"selected (multivariable p &lt; {keep_p:g}): {', '.join(t2.selected) or 'none'}.</p>\n")
     return [out / n for n in names]

@@ -62,11 +62,11 @@ class Cohort:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     """Read the manifest as text (no type guessing: '01' stays '01', 'NA' stays visible)."""
-    if not path.exists():
-        raise InputError("cohort file not found", file=str(path))
+    from .files import check_input_file
+    check_input_file(path, "cohort file")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, ValueError) as exc:
         raise InputError(f"not a readable CSV ({str(exc).splitlines()[0]})", file=str(path)) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame

@@ -13,10 +13,10 @@ import hashlib
 import json
 import logging
 import math
+import re
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -26,10 +26,10 @@ import pandas as pd
 from . import __version__, ibsi, imaging
 from .cohort import Case, Cohort
 from .errors import InputError
-from .files import atomic_path, read_yaml, write_json
+from .files import read_yaml, write_json
 
 DEFAULT_PARAMS = Path(__file__).with_name("params") / "dce_mri.yaml"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 DIAGNOSTICS_KEPT = ("diagnostics_Image-original_Spacing", "diagnostics_Image-original_Size",
                     "diagnostics_Image-original_Mean", "diagnostics_Mask-original_VoxelNum",
                     "diagnostics_Mask-original_BoundingBox", "diagnostics_Mask-original_VolumeNum",
@@ -230,7 +230,7 @@ def extract_case(task: Dict[str, Any]) -> Dict[str, Any]:
 
 # --------------------------------------------------------------------------- cache
 
-def _sha256_of_file(path: Path) -> str:
+def sha256_of_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -238,11 +238,36 @@ def _sha256_of_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-class FeatureCache:
-    """Per-case results on disk, one JSON file per key, each written atomically.
+# A file changed within this many seconds of being hashed may change again within the same
+# timestamp tick unseen ("racily clean", as git calls it): its hash is not memoised.
+RACY_SECONDS = 2.0
 
-    Content hashes of input files are memoised by (path, size, mtime, inode), like git's index,
-    so that a cached re-run of a large cohort does not re-read every image.
+
+def _entry_problem(result: Any) -> str:
+    """What is wrong with a cached result's structure ('' when it can be used)."""
+    if not isinstance(result, dict):
+        return "not a result"
+    if "error" in result:
+        return "a failure (failures are not cached)"
+    feats = result.get("features")
+    if not isinstance(feats, dict) or not feats or not isinstance(result.get("feature_order"), list) \
+            or sorted(result["feature_order"]) != sorted(feats):
+        return "no feature table"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in feats.values()):
+        return "non-numeric feature values"
+    for key in ("phase", "n_phases", "voxels", "volume_ml", "warnings", "diagnostics"):
+        if key not in result:
+            return f"no {key}"
+    return ""
+
+
+class FeatureCache:
+    """Per-case results on disk, one JSON file per key, each written atomically with a checksum.
+
+    Content hashes of input files are memoised by device and inode (no path is stored: a folder
+    name can carry a patient's name) with size, mtime and ctime: ctime changes on every write and
+    cannot be set back by a user, so an edited file is always re-hashed. An entry whose checksum or
+    structure is wrong is a miss (recomputed) with a note.
     """
 
     def __init__(self, folder: Union[str, Path]):
@@ -250,30 +275,37 @@ class FeatureCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._memo_path = self.folder / "file-hashes.json"
         try:
-            self._memo = json.loads(self._memo_path.read_text(encoding="utf-8"))
+            memo = json.loads(self._memo_path.read_text(encoding="utf-8"))
+            self._memo = memo if isinstance(memo, dict) and memo.get("format") == CACHE_FORMAT else {}
         except (OSError, ValueError):
             self._memo = {}
+        self._memo.setdefault("format", CACHE_FORMAT)
+        self._memo.setdefault("files", {})
         self._memo_dirty = False
+        self.notes: List[str] = []
 
     def file_hash(self, path: Path) -> str:
         """SHA-256 of a file's bytes, or of a folder's files (names and contents)."""
+        import time
         path = Path(path)
         if path.is_dir():
             digest = hashlib.sha256()
             for child in sorted(p for p in path.rglob("*") if p.is_file()):
                 digest.update(str(child.relative_to(path)).encode() + b"\0" + self.file_hash(child).encode())
             return digest.hexdigest()
-        if not path.exists():
+        if not path.is_file():  # missing, or a device/pipe (reading /dev/zero never ends)
             return "missing"
         st = path.stat()
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-        key = str(path.resolve())
-        hit = self._memo.get(key)
-        if hit and hit[0] == stamp:
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        key = f"{st.st_dev}:{st.st_ino}"
+        files = self._memo["files"]
+        hit = files.get(key)
+        if isinstance(hit, list) and len(hit) == 2 and hit[0] == stamp:
             return hit[1]
-        value = _sha256_of_file(path)
-        self._memo[key] = [stamp, value]
-        self._memo_dirty = True
+        value = sha256_of_file(path)
+        if time.time() - max(st.st_mtime, st.st_ctime) > RACY_SECONDS:
+            files[key] = [stamp, value]
+            self._memo_dirty = True
         return value
 
     def key(self, task: Dict[str, Any], versions: Dict[str, str]) -> Tuple[str, Dict[str, str]]:
@@ -287,14 +319,35 @@ class FeatureCache:
     def _path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> Optional[Dict[str, Any]]:
+    @staticmethod
+    def _checksum(key: str, result: Dict[str, Any]) -> str:
+        body = json.dumps(result, sort_keys=True, separators=(",", ":"), allow_nan=True)
+        return hashlib.sha256((key + "\0" + body).encode()).hexdigest()
+
+    def get(self, key: str, case_id: str = "") -> Optional[Dict[str, Any]]:
+        """The cached result of a key, or None: missing, or damaged/edited (a note says which)."""
+        path = self._path(key)
+        if not path.exists():
+            return None
         try:
-            return json.loads(self._path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None  # missing, or unreadable: recompute
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            result = entry["result"]
+            if entry.get("sha256") != self._checksum(key, result):
+                problem = "its checksum does not match (edited or damaged)"
+            else:
+                problem = _entry_problem(result)
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            problem = "unreadable"
+        if problem:
+            self.notes.append(f"ID {case_id}: cache entry {key[:12]} ignored ({problem}); recomputed")
+            return None
+        return result
 
     def put(self, key: str, result: Dict[str, Any]) -> None:
-        write_json(self._path(key), result)
+        from .files import write_text
+        clean = json.loads(json.dumps(result, allow_nan=True))  # what get() will read back
+        entry = {"format": CACHE_FORMAT, "sha256": self._checksum(key, clean), "result": clean}
+        write_text(self._path(key), json.dumps(entry, sort_keys=True, allow_nan=True) + "\n")
 
     def save_memo(self) -> None:
         if self._memo_dirty:
@@ -331,7 +384,8 @@ def _run_local(tasks: List[Dict[str, Any]], jobs: int):
         for task in tasks:
             yield extract_case(task)
         return
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=get_context("spawn"))
+    from .workers import process_pool
+    pool = process_pool(min(jobs, len(tasks)))  # workers die with us (kill -9 included)
     try:
         futures = [pool.submit(extract_case, t) for t in tasks]
         for future in as_completed(futures):
@@ -372,7 +426,7 @@ def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Unio
     keys, hashes, results = {}, {}, {}
     for task in tasks:
         keys[task["id"]], hashes[task["id"]] = cache.key(task, versions)
-        hit = cache.get(keys[task["id"]])
+        hit = cache.get(keys[task["id"]], task["id"])
         if hit is not None:
             results[task["id"]] = hit
     cache.save_memo()
@@ -389,7 +443,9 @@ def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Unio
                 progress(len(results), len(tasks))
     finally:
         bar.close()
-    return _collect(cohort, settings, results, hashes, versions, cached=len(tasks) - len(todo))
+    run = _collect(cohort, settings, results, hashes, versions, cached=len(tasks) - len(todo))
+    run.warnings = cache.notes + run.warnings
+    return run
 
 
 def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Dict[str, Any]],
@@ -401,7 +457,7 @@ def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Di
         result = results[case.id]
         if "error" in result:
             failures.append({"ID": case.id, "file": result.get("file") or "", "field": result.get("field") or "",
-                             "reason": result["error"]})
+                             "reason": result["error"], **_travelling_failure(case, result)})
             continue
         if columns is None:  # pyradiomics' order (kept as a list: the cache's JSON sorts keys)
             columns = list(result["feature_order"])
@@ -420,9 +476,33 @@ def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Di
                   "versions": versions, "n_cases": len(cohort.cases), "n_extracted": len(rows),
                   "n_features": len(columns or []), "cases": cases,
                   # no file paths here: a folder name may carry a patient's name
-                  "failures": [{k: f[k] for k in ("ID", "field", "reason")} for f in failures]}
+                  "failures": [{"ID": f["ID"], "field": f["field"], "reason": f["public_reason"]} for f in failures]}
     return ExtractionRun(features=frame, failures=failures, provenance=provenance, cached=cached,
                          warnings=warnings)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[\\/][^\s:;,'\"()]+")
+
+
+def scrub_paths(text: str, known: Dict[str, str]) -> str:
+    """Text that may travel: known paths replaced by their role (e.g. Image), any other absolute path
+    by '<path>' (a folder name can be a patient's name)."""
+    for path, role in sorted(known.items(), key=lambda kv: -len(kv[0])):
+        if path:
+            text = text.replace(path, role)
+    return _ABSOLUTE_PATH.sub("<path>", text)
+
+
+def _travelling_failure(case: Case, result: Dict[str, Any]) -> Dict[str, str]:
+    """The failure as features.failures.csv and the provenance show it: which input (Image or Mask)
+    instead of its path, and a reason without paths (stderr keeps the full paths for the user)."""
+    known = {str(case.image): "Image", str(case.mask): "Mask",
+             str(Path(case.image).resolve()): "Image", str(Path(case.mask).resolve()): "Mask"}
+    file = result.get("file") or ""
+    role = known.get(file) or known.get(str(Path(file).resolve()) if file else "", "")
+    if not role and file:
+        role = "Image" if file.startswith(str(case.image)) else ("Mask" if file.startswith(str(case.mask)) else "")
+    return {"public_file": role, "public_reason": scrub_paths(result["error"], known)}
 
 
 def output_paths(out: Union[str, Path]) -> Dict[str, Path]:
@@ -434,26 +514,33 @@ def output_paths(out: Union[str, Path]) -> Dict[str, Path]:
 
 
 def write_run(run: ExtractionRun, out: Union[str, Path]) -> Dict[str, Path]:
-    """Write features.csv, provenance JSON and failures CSV, each atomically."""
+    """Write features.csv, its provenance (bound to it by the table's SHA-256) and the failures as one
+    set: all three or none (the previous set stays whole when anything fails, disk full included)."""
+    from .files import output_set
     paths = output_paths(out)
-    with atomic_path(paths["features"]) as tmp:
-        run.features.to_csv(tmp, float_format="%.17g")
-    write_json(paths["provenance"], run.provenance)
-    with atomic_path(paths["failures"]) as tmp:
-        pd.DataFrame(run.failures, columns=["ID", "file", "field", "reason"]).to_csv(tmp, index=False)
+    with output_set(paths["features"].parent, last=paths["features"].name) as stage:
+        staged = {k: stage / p.name for k, p in paths.items()}
+        run.features.to_csv(staged["features"], float_format="%.17g")
+        write_json(staged["provenance"], {**run.provenance, "features_sha256": sha256_of_file(staged["features"])})
+        public = [{"ID": f["ID"], "file": f.get("public_file", ""), "field": f["field"],
+                   "reason": f.get("public_reason", f["reason"])} for f in run.failures]
+        pd.DataFrame(public, columns=["ID", "file", "field", "reason"]).to_csv(staged["failures"], index=False)
     return paths
 
 
 def read_features(path: Union[str, Path]) -> pd.DataFrame:
     """Read a features.csv back (ID index, float columns); bad files raise InputError."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("features file not found", file=str(path))
+    from .files import check_input_file
+    path = check_input_file(path, "features file")
     try:
         frame = pd.read_csv(path, dtype={"ID": str}).set_index("ID")
-    except (ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"not a features table with an ID column ({str(exc).splitlines()[0]})",
+    except (ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a features table with an ID column ({(str(exc).splitlines() or [''])[0]})",
                          file=str(path)) from None
+    duplicated = frame.index[frame.index.duplicated()].unique()
+    if len(duplicated):
+        raise InputError(f"{len(duplicated)} ID(s) appear more than once", file=str(path), id=duplicated[0],
+                         field="ID")
     non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
         raise InputError(f"non-numeric feature column(s): {', '.join(non_numeric[:5])}", file=str(path))

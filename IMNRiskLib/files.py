@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 from .errors import InputError
 
@@ -64,13 +67,184 @@ def check_can_write(path: PathLike, force: bool, what: str = "output file") -> N
         raise InputError(f"{what} is a directory", file=str(path))
 
 
-def read_yaml(path: PathLike, what: str) -> Any:
-    """Parse a YAML file; a missing or malformed file is an InputError naming it."""
-    import yaml
+# A schema or parameter file is a few kB; these limits stop a YAML "billion laughs" (aliases that
+# expand exponentially) and huge or deeply nested files before they cost minutes and gigabytes.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000
+
+
+def check_input_file(path: PathLike, what: str) -> Path:
+    """An input that must be a regular file: missing, a folder, or a device/pipe (/dev/zero or a
+    FIFO would hang the reader) is an InputError naming it."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        mode = path.stat().st_mode
     except FileNotFoundError:
         raise InputError(f"{what} not found", file=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"{what} cannot be opened ({exc.strerror or exc})", file=str(path)) from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{what} is a folder; a file is expected", file=str(path))
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{what} is not a regular file (a device, pipe or socket)", file=str(path))
+    return path
+
+
+def _expanded_nodes(node: Any, memo: dict) -> int:
+    """Number of nodes the YAML graph expands to (aliases counted at every use), memoised."""
+    import yaml
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a recursive alias counts once
+    if isinstance(node, yaml.SequenceNode):
+        total = 1 + sum(_expanded_nodes(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total = 1 + sum(_expanded_nodes(k, memo) + _expanded_nodes(v, memo) for k, v in node.value)
+    else:
+        total = 1
+    memo[key] = total
+    return total
+
+
+def read_yaml(path: PathLike, what: str) -> Any:
+    """Parse a YAML file; a missing, malformed, oversized or alias-bomb file is an InputError naming it."""
+    import yaml
+    path = check_input_file(path, what)
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise InputError(f"{what} is larger than {MAX_YAML_BYTES // 1024} kB; refused", file=str(path))
+    try:
+        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            nodes = _expanded_nodes(node, {})
+            if nodes > MAX_YAML_NODES:
+                raise InputError(f"{what} expands to {nodes} YAML nodes (aliases); at most {MAX_YAML_NODES} "
+                                 "are accepted", file=str(path))
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise InputError("not valid YAML (not UTF-8 text)", file=str(path)) from None
+    except RecursionError:
+        raise InputError("not valid YAML (nested too deeply)", file=str(path)) from None
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """True when two paths name the same file (hard links and symlinks included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_not_inputs(outputs: Iterable[PathLike], inputs: Iterable[PathLike]) -> None:
+    """Refuse an output path that is one of the run's inputs (it would be overwritten by its own result)."""
+    inputs = [Path(i) for i in inputs if i]
+    for out in outputs:
+        for source in inputs:
+            if same_file(out, source):
+                raise InputError(f"output is also an input of this run ({source})", file=str(out))
+
+
+@contextlib.contextmanager
+def output_lock(folder: PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` for a whole run: a second imnrisk run writing into the same
+    folder refuses at once (exit 2) instead of mixing its files with ours."""
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder ({exc.strerror or exc})", file=str(folder)) from None
+    try:
+        with _locked(folder):
+            yield
+    finally:
+        if created:  # a run that wrote nothing leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """flock on folder/.imnrisk.lock (non-blocking); the lock file is removed when released."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; runs are not serialised there
+        yield
+        return
+    lock_path = folder / ".imnrisk.lock"
+    while True:
+        try:
+            fh = open(lock_path, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"output folder is not writable ({exc.strerror or exc})", file=str(folder)) from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            owner = fh.read().strip()
+            fh.close()
+            raise InputError("another imnrisk run is writing into this folder"
+                             + (f" (process {owner})" if owner else "") + "; wait for it or choose another --out",
+                             file=str(folder)) from None
+        try:  # the holder before us may have removed the file: lock the one that is there now
+            if os.fstat(fh.fileno()).st_ino == os.stat(lock_path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        fh.close()
+    try:
+        fh.truncate(0)
+        fh.write(str(os.getpid()))
+        fh.flush()
+        for stale in folder.glob(".imnrisk-staging-*"):  # left by a killed run; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock_path.unlink()
+        fh.close()
+
+
+@contextlib.contextmanager
+def output_set(folder: PathLike, last: Optional[str] = None) -> Iterator[Path]:
+    """Write a set of outputs into a hidden staging folder inside `folder`, then move them into place.
+
+    On failure (disk full included) the staging folder is deleted and the previous set is untouched.
+    `last` (e.g. model.json, the mark of a finished run) is removed first and moved in last, so a
+    set without it is never taken for complete. Creating the staging folder first also proves that
+    the output folder is writable before any long work starts.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".imnrisk-staging-", dir=folder))
+    except OSError as exc:
+        raise InputError(f"output folder is not writable ({exc.strerror or exc})", file=str(folder)) from None
+    try:
+        yield stage
+        commit_staged(stage, folder, last)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def commit_staged(stage: Path, folder: Path, last: Optional[str] = None) -> None:
+    """Move every file of `stage` to the same place under `folder` (`last` removed first, moved last)."""
+    files = sorted(p.relative_to(stage) for p in stage.rglob("*") if p.is_file())
+    if last is not None and Path(last) in files:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / last).unlink()
+        files = [f for f in files if f != Path(last)] + [Path(last)]
+    for rel in files:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stage / rel, folder / rel)
+
+
+# Errors of the machine the user can fix (disk full, no permission): exit 2 with the file named.
+USER_FIXABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}

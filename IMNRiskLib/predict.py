@@ -14,7 +14,7 @@ import pandas as pd
 from . import RESEARCH_ONLY, evaluation, features, imaging
 from .errors import InputError
 from .files import atomic_path, check_can_write, write_json
-from .modelfile import ScoringModel, seal
+from .modelfile import ScoringModel, logistic, seal
 
 
 def model_settings(model: ScoringModel) -> features.ExtractionSettings:
@@ -72,7 +72,7 @@ def score(model: ScoringModel, feature_values: Dict[str, float], clinical: Dict[
             "risk_group": model.risk_group(combined["probability"]), "points": model.points(clinical, rs),
             "features": {f: float(feature_values[f]) for f in model.features},
             "clinical_probability": model.probability(clinical, rs, "clinical")["probability"],
-            "radiomics_probability": 1.0 / (1.0 + math.exp(-rs)),
+            "radiomics_probability": logistic(rs),
             "risk_thresholds": {k: model.doc["risk_groups"][k] for k in ("low", "high")},
             "notice": RESEARCH_ONLY}
 
@@ -103,12 +103,15 @@ def score_cohort(model: ScoringModel, feats: pd.DataFrame, clinical: pd.DataFram
     rows = {}
     for pid in feats.index:
         values = feats.loc[pid, model.features].to_dict()
+        bad = [f for f, v in values.items() if not np.isfinite(float(v))]
+        if bad:
+            raise InputError(f"feature value is missing or not finite ({values[bad[0]]})", id=pid, field=bad[0])
         row = {k: clinical.loc[pid, k] for k in model.factors}
         if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in row.values()):
             raise InputError("a clinical factor the model needs is missing", id=pid,
                              field=next(k for k, v in row.items() if v is None or v != v))
         rs = model.radscore(values)
-        rows[pid] = {"radscore": rs, "radiomics": 1 / (1 + math.exp(-rs)),
+        rows[pid] = {"radscore": rs, "radiomics": logistic(rs),
                      "clinical": model.probability(row, rs, "clinical")["probability"],
                      "combined": model.probability(row, rs, "combined")["probability"]}
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -126,6 +129,7 @@ def recalibrated(model: ScoringModel, intercept: float, slope: float) -> Dict[st
     doc["recalibration"] = {"intercept": intercept, "slope": slope,
                             "note": "logistic recalibration of the combined model on an external cohort"}
     doc.pop("sha256", None)
+    doc.pop("signature", None)  # a changed model is no longer what its author signed
     return seal(doc)
 
 
@@ -160,7 +164,8 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
     try:
         pred = score_cohort(model, feats.loc[labelled], cohort.clinical_frame().loc[labelled])
     except InputError as exc:
-        raise exc.located(file=str(cohort_path)) from None
+        in_features = features_path is not None and exc.field in model.features
+        raise exc.located(file=str(features_path if in_features else cohort_path)) from None
     y = cohort.outcome().loc[labelled].to_numpy()
     try:
         y = evaluation.check_outcome(y, schema.outcome)
@@ -174,11 +179,13 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
                                              if k in ("z", "p")}}
                         for a, b in (("clinical", "radiomics"), ("clinical", "combined"), ("radiomics", "combined"))]
     cal = result["models"]["combined"]["calibration"]
-    if recalibrate and cal["intercept"] is not None:
-        write_json(out / "model_recalibrated.json", recalibrated(model, cal["intercept"], cal["slope"]))
-        result["recalibrated_model"] = str(out / "model_recalibrated.json")
-    result = evaluation._json_clean(result)
-    with atomic_path(out / "predictions.csv") as tmp:
-        pred.assign(**{schema.outcome: y}).to_csv(tmp, index_label="ID", float_format="%.10g")
-    write_json(out / "validation.json", result)
+    from .files import output_set
+    with output_set(out, last="validation.json") as stage:  # all outputs or none
+        if recalibrate and cal["intercept"] is not None:
+            write_json(stage / "model_recalibrated.json", recalibrated(model, cal["intercept"], cal["slope"]))
+            result["recalibrated_model"] = "model_recalibrated.json"  # a name, not a path
+        result = evaluation._json_clean(result)
+        with atomic_path(stage / "predictions.csv") as tmp:
+            pred.assign(**{schema.outcome: y}).to_csv(tmp, index_label="ID", float_format="%.10g")
+        write_json(stage / "validation.json", result)
     return result

@@ -49,8 +49,17 @@ def load_results(folder: Path) -> Dict[str, Any]:
     if missing:
         raise InputError(f"not a complete training folder: missing {', '.join(missing)} (run imnrisk train)",
                          file=str(folder))
+    try:
+        return _read_results(folder)
+    except (ValueError, KeyError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"a file of the training folder is damaged ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}); "
+                         "re-run imnrisk train", file=str(folder)) from None
+
+
+def _read_results(folder: Path) -> Dict[str, Any]:
+    from .modelfile import read_model_document
     return {"metrics": json.loads((folder / "metrics.json").read_text(encoding="utf-8")),
-            "model": json.loads((folder / "model.json").read_text(encoding="utf-8")),
+            "model": read_model_document(folder / "model.json"),
             "predictions": pd.read_csv(folder / "predictions.csv", index_col=0),
             "table1": pd.read_csv(folder / "table1.csv", keep_default_na=False),
             "table2": pd.read_csv(folder / "table2.csv"),
@@ -193,7 +202,8 @@ def render(folder) -> Path:
     combined_terms = ", ".join(f"{t} {c:+.3f}" for t, c in zip(model["combined"]["terms"], model["combined"]["coefficients"]))
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in m.get("notes", []))
     synthetic = model["training"].get("synthetic")
-    cohort_name = m["cohort"].get("name") or folder.resolve().name
+    # the report travels: no folder or cohort name in it (either may be a patient's or a study's name)
+    cohort_name = f"{m['cohort']['n']} patients, {m['cohort']['events']} events"
     body = f"""
 <header><h1>IMNRisk report: {html.escape(cohort_name)}</h1>
 <p class="warn">{html.escape(RESEARCH_ONLY)}{' Trained on SYNTHETIC phantom data: a demonstration, not a clinical model.' if synthetic else ''}</p>

@@ -60,7 +60,8 @@ class Variable:
             if not math.isfinite(value):
                 raise ValueError(f"'{text}' is not a finite number")
             if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-                raise ValueError(f"{value:g} is outside the plausible range [{self.min:g}, {self.max:g}]"
+                lo, hi = ("-inf" if self.min is None else f"{self.min:g}"), ("inf" if self.max is None else f"{self.max:g}")
+                raise ValueError(f"{value:g} is outside the plausible range [{lo}, {hi}]"
                                  + (f" {self.unit}" if self.unit else ""))
             return value
         for level in self.levels:
@@ -130,7 +131,11 @@ def schema_from_dict(data: Dict[str, Any], source: str = "<schema>") -> Clinical
     if not isinstance(data, dict) or "variables" not in data:
         raise InputError("a clinical schema needs 'outcome:' and 'variables:'", file=source)
     outcome = data.get("outcome") or {}
-    outcome_name = outcome.get("name", "IMN") if isinstance(outcome, dict) else str(outcome)
+    outcome_name = outcome.get("name", "IMN") if isinstance(outcome, dict) else outcome
+    if not isinstance(outcome_name, str) or not outcome_name.strip():
+        raise InputError("outcome name must be a non-empty text", file=source, field="outcome")
+    if not isinstance(data["variables"] or [], list):
+        raise InputError("'variables:' must be a list", file=source, field="variables")
     variables = []
     seen = set()
     for i, item in enumerate(data["variables"] or []):
@@ -140,6 +145,10 @@ def schema_from_dict(data: Dict[str, Any], source: str = "<schema>") -> Clinical
             continue
         name, vtype = str(item["name"]), str(item["type"])
         where = f"variable {name}"
+        problem = _field_problem(item)
+        if problem or not name.strip():
+            errors.append(InputError(problem or "empty name", file=source, field=where))
+            continue
         if name in seen:
             errors.append(InputError("defined twice", file=source, field=where))
         seen.add(name)
@@ -169,11 +178,42 @@ def schema_from_dict(data: Dict[str, Any], source: str = "<schema>") -> Clinical
                 errors.append(InputError(f"alias '{raw}' points to '{level}', which is not a level",
                                          file=source, field=where))
         variables.append(Variable(name=name, type=vtype, levels=levels, reference=reference,
-                                  label=item.get("label"), unit=item.get("unit"),
+                                  label=None if item.get("label") is None else str(item["label"]),
+                                  unit=None if item.get("unit") is None else str(item["unit"]),
                                   min=item.get("min"), max=item.get("max"), aliases=aliases))
     if errors:
         raise InputErrors(errors)
     return ClinicalSchema(outcome=outcome_name, variables=tuple(variables), source=source)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float)) and not (isinstance(value, float) and not math.isfinite(value))
+
+
+def _field_problem(item: Dict[str, Any]) -> str:
+    """What is wrong with the types of a variable's fields ('' when nothing)."""
+    if not isinstance(item["name"], (str, int)) or isinstance(item["name"], bool) or not isinstance(item["type"], str):
+        return "'name' and 'type' must be texts"
+    levels = item.get("levels")
+    if levels is not None and (not isinstance(levels, list) or not all(_is_scalar(x) for x in levels)):
+        return "'levels' must be a list of values"
+    if item.get("reference") is not None and not _is_scalar(item["reference"]):
+        return "'reference' must be one value"
+    aliases = item.get("aliases")
+    if aliases is not None and (not isinstance(aliases, dict)
+                                or not all(_is_scalar(k) and _is_scalar(v) for k, v in aliases.items())):
+        return "'aliases' must map values to levels"
+    for key in ("min", "max"):
+        value = item.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            return f"'{key}' must be a finite number"
+    if item.get("min") is not None and item.get("max") is not None and item["min"] > item["max"]:
+        return "'min' is larger than 'max'"
+    for key in ("label", "unit"):
+        if item.get(key) is not None and not _is_scalar(item[key]):
+            return f"'{key}' must be a text"
+    return ""
 
 
 def load_schema(path: Optional[str] = None) -> ClinicalSchema:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -467,7 +465,8 @@ def synthesize(folder: Path, options: SynthOptions,
               float(truth["phenotype"][i]), grid, options.dicom, options.seed) for i, pid in enumerate(ids)]
     rendered: Dict[str, Dict[str, object]] = {}
     if options.jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(options.jobs, mp_context=get_context("spawn")) as pool:
+        from .workers import process_pool
+        with process_pool(options.jobs) as pool:
             for pid, info in pool.map(_write_case, tasks, chunksize=1):
                 rendered[pid] = info
                 if progress:

@@ -62,6 +62,40 @@ def load_training_data(cohort_path: Union[str, Path], features_path: Union[str, 
     return Data(X, cohort.clinical_frame().loc[labelled], y, schema, TrainingOptions())
 
 
+def check_cv_folds(y: np.ndarray, cv_folds: int, cv_repeats: int, outcome: str) -> None:
+    """Stratified K-fold CV needs at least K patients in each outcome class."""
+    smaller = int(min(y.sum(), len(y) - y.sum()))
+    if cv_repeats > 0 and cv_folds > smaller:
+        raise InputError(f"--cv-folds {cv_folds} is more than the {smaller} patient(s) of the smaller {outcome} "
+                         f"class: use --cv-folds {smaller} or fewer", field="--cv-folds")
+
+
+def extraction_record(features_path: Union[str, Path]) -> Optional[Dict[str, Any]]:
+    """The provenance beside features.csv, checked to describe this very table (its SHA-256);
+    None when there is none. A provenance of another extraction would give the model wrong settings."""
+    from .features import output_paths, sha256_of_file
+    from .files import check_input_file
+    path = output_paths(features_path)["provenance"]
+    if not path.exists():
+        return None
+    check_input_file(path, "provenance file")
+    try:
+        prov = json.loads(path.read_text(encoding="utf-8"))
+        settings, versions = prov["settings"], prov["versions"]
+        if not isinstance(settings, dict) or not isinstance(versions, dict) or \
+                not isinstance(settings.get("pyradiomics"), dict) or not isinstance(settings.get("imnrisk"), dict):
+            raise ValueError("settings or versions are not mappings")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError, RecursionError) as exc:
+        raise InputError(f"not a readable provenance file ({str(exc)[:100] or type(exc).__name__})",
+                         file=str(path)) from None
+    recorded = prov.get("features_sha256")
+    if recorded is not None and recorded != sha256_of_file(Path(features_path)):
+        raise InputError(f"does not describe {Path(features_path).name}: its SHA-256 differs from the one this "
+                         "provenance records (a table from another extraction, or an edited one); re-run "
+                         "imnrisk extract", file=str(path), field="features_sha256")
+    return prov
+
+
 def apparent_metrics(y: np.ndarray, pred: pd.DataFrame) -> Dict[str, Dict[str, Any]]:
     """Apparent performance of the three models on the training cohort (metrics.json layout)."""
     out = {}
@@ -127,18 +161,20 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
           say=print) -> Dict[str, Any]:
     """Fit the three models, validate them (nested and leaky CV, bootstrap), write the outputs."""
     from .evaluation import _json_clean
-    from .features import DEFAULT_PARAMS, load_settings, output_paths, software_versions
+    from .features import DEFAULT_PARAMS, load_settings, software_versions
     options = options or TrainingOptions()
     data = load_training_data(cohort_path, features_path, schema_path)
     data.options = options
+    check_cv_folds(data.y, cv_folds, cv_repeats, data.schema.outcome)
+    prov = extraction_record(features_path)  # checked before the long work, not after it
     out = Path(out_dir)
     n, events = len(data.y), int(data.y.sum())
 
     models = fit_models(data.features, data.clinical, data.y, data.schema, options)
     pred = models.predict(data.features, data.clinical)
     apparent = apparent_metrics(data.y, pred)
-    metrics: Dict[str, Any] = {"cohort": {"n": n, "events": events, "name": Path(cohort_path).resolve().parent.name},
-                               "models": {}, "notes": list(models.notes)}
+    # no cohort name: the folder's name may be a patient's or a study's
+    metrics: Dict[str, Any] = {"cohort": {"n": n, "events": events}, "models": {}, "notes": list(models.notes)}
     n_predictors = len(models.combined.terms) - 1
     metrics["cohort"]["epv"] = min(events, n - events) / max(n_predictors, 1)
     if metrics["cohort"]["epv"] < EPV_WARNING:
@@ -176,10 +212,11 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
                                                  "brier_corrected": b["brier_corrected"],
                                                  "optimism_auc": b["optimism_auc"],
                                                  "optimism_slope": b["optimism_slope"]}
-    provenance = output_paths(features_path)["provenance"]
-    if provenance.exists():
-        prov = json.loads(provenance.read_text(encoding="utf-8"))
+    if prov is not None:
         settings, versions = prov["settings"], prov["versions"]
+        if "features_sha256" not in prov:
+            metrics["notes"].append("the provenance beside features.csv predates SHA-256 binding: re-run imnrisk "
+                                    "extract to make sure it describes this table")
     else:
         settings, versions = load_settings(DEFAULT_PARAMS).to_dict(), software_versions()
         metrics["notes"].append("no provenance beside features.csv: the model records IMNRisk's default "

@@ -110,3 +110,13 @@ def trained_phantom(phantom, tmp_path_factory):
                      "--cv-repeats", "3", "--bootstrap", "20", "--jobs", "2", "--quiet", "--force")
     assert result.returncode == 0, result.stderr
     return out, json.loads((out / "metrics.json").read_text(encoding="utf-8")), result.stderr
+
+
+@pytest.fixture(scope="session")
+def quick_model(phantom, tmp_path_factory) -> Path:
+    """model.json trained on the shared phantom without CV or bootstrap (a few seconds)."""
+    out = tmp_path_factory.mktemp("quick-model")
+    result = run_cli("train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out", out,
+                     "--cv-repeats", "0", "--bootstrap", "0", "--quiet", "--force")
+    assert result.returncode == 0, result.stderr
+    return out / "model.json"

@@ -1,0 +1,57 @@
+"""Worker processes that die with their parent: a killed `imnrisk extract` or `train` (SIGTERM,
+SIGKILL, Slicer's Cancel) must leave no worker running on."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCH_INTERVAL_S = 0.5
+
+
+def die_with_parent(parent_pid: int, kernel: bool = True) -> None:
+    """Pool initializer: have the kernel kill this worker when its parent dies (Linux, `kernel`), and
+    watch the parent from a thread as well (the parent pid changes when the parent is gone).
+
+    PR_SET_PDEATHSIG fires when the *thread* that started the worker ends: use it only for pools
+    that start workers from the main thread (ours); joblib/loky may start them from a helper thread.
+    """
+    if kernel and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before we got here
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="imnrisk-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(WATCH_INTERVAL_S)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A spawned process pool whose workers end when this process ends, however it ends."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                               initializer=die_with_parent, initargs=(os.getpid(),))
+
+
+
+def loky_backend(jobs: int):
+    """joblib's loky backend with workers that die with this process (joblib >= 1.3 takes an
+    initializer; older joblib gets the plain backend)."""
+    try:
+        from joblib._parallel_backends import LokyBackend
+        return LokyBackend(initializer=die_with_parent, initargs=(os.getpid(), False))
+    except (ImportError, TypeError):
+        return "loky"
