@@ -154,6 +154,7 @@ def mask_voxels(result: Mapping[str, Any]) -> int:
 
 def add_variants(result: Mapping[str, Any]) -> "OrderedDict[str, Any]":
     """A pyradiomics result with each convention-dependent feature followed by its IBSI variant."""
+    from .features import real_value  # features imports this module: import at call time
     out: "OrderedDict[str, Any]" = OrderedDict()
     voxels = None
     for key, value in result.items():
@@ -164,7 +165,7 @@ def add_variants(result: Mapping[str, Any]) -> "OrderedDict[str, Any]":
         variant = _VARIANTS.get(f"{cls}_{feature}")
         if variant is not None:
             voxels = mask_voxels(result) if voxels is None else voxels
-            out[key + IBSI_SUFFIX] = variant(float(getattr(value, "real", value)), voxels)
+            out[key + IBSI_SUFFIX] = variant(real_value(key, value), voxels)
     return out
 
 
