@@ -26,7 +26,7 @@ _HERE = Path(__file__).resolve().parent
 _LIBRARY = add_library_to_path(_HERE)
 
 from IMNRiskSlicer import dependencies  # noqa: E402
-from IMNRiskSlicer.controller import ScoringController, pyradiomics_status  # noqa: E402
+from IMNRiskSlicer.controller import ScoringController, instance_files, pyradiomics_status  # noqa: E402
 from IMNRiskSlicer.logic import ScoringLogic, python_executable, training_commands  # noqa: E402
 from IMNRiskSlicer.runner import TrainingRun  # noqa: E402
 
@@ -130,7 +130,8 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = IMNRiskLogic()
         self.ui.researchLabel.text = RESEARCH_ONLY
         self.controller = ScoringController(slicer.mrmlScene, sequences_logic=slicer.modules.sequences.logic(),
-                                            show_volume=self._showVolume, logic=self.logic)
+                                            show_volume=self._showVolume, logic=self.logic,
+                                            dicom_sources=self._dicomSources)
         self.controller.add_listener(self.updateGUIFromState)
         self._showEnvironment()
 
@@ -147,6 +148,7 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.allowMismatchCheckBox.connect("toggled(bool)",
                                               lambda on: self._act(self.controller.allow_version_mismatch, on))
         self.ui.predictButton.connect("clicked(bool)", self.onPredict)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         for edit in (self.ui.cohortPathLineEdit, self.ui.schemaPathLineEdit, self.ui.outputFolderLineEdit):
             edit.connect("currentPathChanged(QString)", self.onTrainingPathsChanged)
         self.ui.trainButton.connect("clicked(bool)", self.onTrain)
@@ -280,6 +282,25 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if self.controller.nomogram_png(path, width_px=max(300, min(420, self.ui.nomogramLabel.width or 420))):
                     self.ui.nomogramLabel.setPixmap(qt.QPixmap(path))
 
+    def onExportDicom(self):
+        """Ask for a folder (and before replacing files in it), then let the controller write SEG + SR."""
+        folder = qt.QFileDialog.getExistingDirectory(None, "Folder for the DICOM SEG and SR")
+        if not folder:
+            return
+        existing = self.controller.export_would_overwrite(folder)
+        if existing and not slicer.util.confirmOkCancelDisplay("Replace " + ", ".join(existing) + "?"):
+            return
+        with slicer.util.WaitCursor():
+            self.controller.export_dicom(folder, force=bool(existing))
+
+    @staticmethod
+    def _dicomSources(node):
+        """The chosen phase's slices: the node's DICOM.instanceUIDs through Slicer's DICOM database."""
+        database = getattr(slicer, "dicomDatabase", None)
+        if database is None or not database.isOpen:
+            return []
+        return instance_files(node, database.fileForInstance)
+
     def onTimer(self):
         self.controller.poll()
         if self._run is not None:
@@ -398,6 +419,12 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                            f"{t['high']:.3f} <= high)")
             self.ui.pointsLabel.text = ", ".join(f"{k} {v:.1f}" for k, v in result["points"].items())
             self.ui.warningsLabel.text = "\n".join(result["warnings"])
+        export = state["export"]
+        self.ui.exportDicomButton.enabled = export["enabled"]
+        self.ui.exportDicomButton.toolTip = export["reason"]
+        written = export["written"]
+        self.ui.exportDicomLabel.text = (f"Written: {written['seg']} and {written['sr']}" if written
+                                         else "" if export["enabled"] or result is None else export["reason"])
         self.ui.errorLabel.text = state["error"] or ""
         table = slicer.mrmlScene.GetNodeByID(state["results_table_id"])
         if self.ui.resultsTableView.mrmlTableNode() is not table:

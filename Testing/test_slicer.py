@@ -52,6 +52,7 @@ def test_every_widget_the_code_uses_exists_with_the_expected_class():
                 "outputFolderLineEdit": "ctkPathLineEdit", "resultsTableView": "qMRMLTableView",
                 "featuresCsvPathLineEdit": "ctkPathLineEdit", "allowMismatchCheckBox": "QCheckBox",
                 "phaseSpinBox": "QSpinBox", "predictButton": "QPushButton", "panelTabs": "QTabWidget",
+                "exportDicomButton": "QPushButton", "exportDicomLabel": "QLabel",
                 "trainingProgressBar": "QProgressBar", "trainingLog": "QPlainTextEdit", "clinicalFormWidget": "QWidget"}
     for name, cls in expected.items():
         assert widgets.get(name) == cls, (name, widgets.get(name))
@@ -75,7 +76,8 @@ def test_the_widget_binds_qt_to_the_controller_and_decides_nothing():
     widget = text[text.index("class IMNRiskWidget"):text.index("class IMNRiskLogic")]
     for call in ("choose_input", "choose_phase", "choose_segmentation", "choose_segment", "load_model",
                  "set_clinical", "predict()", "new_segmentation", "editor_enter", "editor_exit", "poll()",
-                 "load_features_csv", "allow_version_mismatch", "nomogram_png"):
+                 "load_features_csv", "allow_version_mismatch", "nomogram_png", "export_dicom",
+                 "export_would_overwrite"):
         assert f"controller.{call}" in widget, call
     for decided_elsewhere in ("segment_size(", "phaseCount", "referenceVolume", "GetFirstNodeByClass",
                               "SetReferenceImageGeometryParameterFromVolumeNode", "qt.QProcess"):
@@ -687,6 +689,126 @@ def test_state_is_json_and_listeners_hear_every_change(model):
     controller.close()
 
 
+# --------------------------------------------------------------------------- DICOM SEG + SR export (issue #14)
+
+from IMNRiskSlicer.controller import instance_files  # noqa: E402
+
+DICOM_PID = "SYN0001"
+
+
+@pytest.fixture(scope="module")
+def dicom_patient(tmp_path_factory):
+    """A phantom patient as DICOM (`imnrisk synth --dicom`): its image folder and tumour mask."""
+    pytest.importorskip("highdicom", reason="highdicom missing: pip install 'imnrisk[dicom]'")
+    from dicom_cases import make_dicom_phantom, patient_paths
+    phantom = make_dicom_phantom(tmp_path_factory.mktemp("slicer-dicom") / "phantom")
+    return patient_paths(phantom, DICOM_PID)
+
+
+def dicom_scene(paths):
+    """The patient's DCE phases as a sequence whose data nodes carry DICOM.instanceUIDs, as Slicer's
+    DICOM module loads a series; a dict UID -> file stands for the DICOM database."""
+    import pydicom
+    from IMNRiskLib import imaging
+    images, uids, database = [], [], {}
+    for files in imaging.dicom_phases(paths["image"]):
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames([str(f) for f in files])
+        images.append(reader.Execute())
+        uids.append([str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files])
+        database.update(zip(uids[-1], map(str, files)))
+    scene = slicer.vtkMRMLScene()
+    sequence = add_sequence(scene, images, "DCE DICOM")
+    for k, phase_uids in enumerate(uids):
+        sequence.GetNthDataNode(k).SetAttribute("DICOM.instanceUIDs", " ".join(phase_uids))
+    segmentation, segment_id = segmentation_from_labelmap(scene, paths["mask"])
+    return scene, segmentation, segment_id, uids, database
+
+
+def scored_dicom_controller(model, paths, phase):
+    """A controller that scored the DICOM patient's phase `phase` with its tumour."""
+    model_path, clinical = model
+    scene, segmentation, segment_id, uids, database = dicom_scene(paths)
+    controller = ScoringController(scene, dicom_sources=lambda node: instance_files(node, database.get))
+    controller.choose_segmentation(segmentation.GetID())
+    controller.choose_segment(segment_id)
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    controller.choose_phase(phase)
+    assert controller.state()["export"]["reason"].startswith("Predict first")
+    result = controller.predict()
+    assert result is not None, controller.state()["error"]
+    return controller, result, uids
+
+
+def test_the_result_is_exported_as_seg_and_sr_on_the_chosen_phase(model, dicom_patient, tmp_path):
+    """Issue #14 in Slicer: SEG + SR of the controller's result, its values exactly, the SEG on the
+    chosen (non-default) phase's slices with the painted mask; the same numbers as `imnrisk predict`."""
+    import highdicom as hd
+    from IMNRiskLib import dicomout
+    model_path, clinical = model
+    controller, result, uids = scored_dicom_controller(model, dicom_patient, phase=2)
+    assert result["phase"] == 2
+    assert controller.state()["export"]["enabled"], controller.state()["export"]
+    written = controller.export_dicom(str(tmp_path / "out"))
+    assert written is not None, controller.state()["error"]
+    assert controller.state()["export"]["written"] == written and controller.state()["error"] is None
+    back = dicomout.read_report(written["sr"])
+    for key in ("radscore", "probability", "risk_group", "points", "features"):
+        assert back[key] == result[key], key
+    assert back["ci95"] == list(result["ci95"])
+    assert back["algorithm"]["Algorithm Parameters"][0] == f"model SHA-256 {result['model_sha256']}"
+    seg = hd.seg.segread(written["seg"])
+    referenced = {i.ReferencedSOPInstanceUID for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == set(uids[2]) and not referenced & set(uids[1])
+    frames = seg.get_pixels_by_source_instance(uids[2], segment_numbers=[1])[..., 0]
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(dicom_patient["mask"])))
+    assert mask.sum() > 0 and np.array_equal(frames.astype(bool), mask.astype(bool))
+    cli = cli_predict(model_path, clinical, dicom_patient["image"], dicom_patient["mask"], "--phase", "2")
+    assert_same_score(result, cli)
+    before = [Path(written[k]).read_bytes() for k in ("seg", "sr")]
+    assert controller.export_would_overwrite(str(tmp_path / "out")) == [written["seg"], written["sr"]]
+    assert controller.export_dicom(str(tmp_path / "out")) is None
+    assert "exists" in controller.state()["error"] and [Path(written[k]).read_bytes() for k in ("seg", "sr")] == before
+    assert controller.export_dicom(str(tmp_path / "out"), force=True) is not None
+    assert dicomout.read_report(written["sr"])["radscore"] == result["radscore"]
+    name = next(iter(clinical))
+    controller.set_clinical(name, next(f["levels"][0] for f in controller.state()["form"] if f["name"] == name))
+    gate = controller.state()["export"]
+    assert not gate["enabled"] and "stale" in gate["reason"]
+    assert controller.export_dicom(str(tmp_path / "stale")) is None
+    assert "stale" in controller.state()["error"] and not (tmp_path / "stale").exists()
+
+
+def test_export_is_refused_with_a_reason_without_a_fresh_dicom_result(model, tmp_path):
+    """No result, a non-DICOM input, a features-CSV result: refused, saying why, nothing written;
+    an instance missing from the DICOM database is named."""
+    model_path, clinical = model
+    scene, volume, segmentation, segment_id = breast1_scene()
+    controller = ScoringController(scene, dicom_sources=lambda node: instance_files(node, {}.get))
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    out = tmp_path / "out"
+    assert controller.export_dicom(str(out)) is None and "Predict first" in controller.state()["error"]
+    result = controller.predict()
+    assert result is not None, controller.state()["error"]
+    gate = controller.state()["export"]
+    assert not gate["enabled"] and "not from DICOM" in gate["reason"] and volume.GetName() in gate["reason"]
+    assert controller.export_dicom(str(out)) is None and "not from DICOM" in controller.state()["error"]
+    csv = tmp_path / "one.csv"
+    csv.write_text("ID," + ",".join(result["features"]) + "\nP1,"
+                   + ",".join(repr(v) for v in result["features"].values()) + "\n", encoding="utf-8")
+    controller.load_features_csv(str(csv))
+    assert controller.predict() is not None
+    assert "features CSV" in controller.state()["export"]["reason"]
+    assert controller.export_dicom(str(out)) is None and not out.exists()
+    volume.SetAttribute("DICOM.instanceUIDs", "2.25.1 2.25.2")
+    with pytest.raises(InputError, match="2 of the 2 DICOM instances .* not in the DICOM database"):
+        instance_files(volume, {}.get)
+    assert instance_files(volume, {"2.25.1": "/a.dcm", "2.25.2": "/b.dcm"}.get) == ["/a.dcm", "/b.dcm"]
+    assert instance_files(None, {}.get) == []
+
+
 # --------------------------------------------------------------------------- self-test logic, dependencies, training
 
 from IMNRiskSlicer import dependencies  # noqa: E402
@@ -891,6 +1013,7 @@ def test_the_widget_drives_the_scoring_workflow_through_the_controller(widget):
     assert ui.radscoreLabel.text == f"{result['radscore']:.3f}" and "95% CI" in ui.riskLabel.text
     assert ui.nomogramLabel.pixmap is not None and ui.resultsTableView.mrmlTableNode().GetNumberOfRows() == 1
     assert "SYNTHETIC" in ui.warningsLabel.text and ui.syntheticBannerLabel.visible
+    assert not ui.exportDicomButton.enabled and "not from DICOM" in ui.exportDicomButton.toolTip
     box = next(iter(w._formWidgets.values()))
     box.currentIndex = 0
     assert ui.staleLabel.visible and not ui.predictButton.enabled

@@ -12,6 +12,10 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
         show_volume      callable(volume_node): show this node in the slice views (the face's hook)
         size_interval_s, clock   the live segment size is recounted at most once per interval
         pyradiomics_status       callable() -> {ok, version, message}: whether images can be scored
+        dicom_sources    callable(node) -> the chosen phase's DICOM slices (file paths or pydicom datasets),
+                         [] when the node is not from DICOM; `node` is the volume as loaded (a sequence's
+                         data node at the chosen phase, not the proxy). In Slicer: instance_files(node,
+                         slicer.dicomDatabase.fileForInstance). None: no input counts as DICOM.
     remove = c.add_listener(callback)   callback(state_dict) after every change; remove() stops it
     c.state()                           JSON-able dict of all a face shows (keys below)
     c.refresh_inputs()                  rescan the scene (done by itself on node added/removed)
@@ -28,6 +32,11 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
     c.predict()                         the result dict (or None: the reason is in state()["error"])
     c.clear()                           forget the result (the results table keeps its rows)
     c.nomogram_png(path, width_px=420)  the nomogram with this patient marked; the figure is closed
+    c.export_gate()                     {enabled, reason}, as in state()["export"]: a fresh image result from DICOM
+    c.export_would_overwrite(out_dir)   the SEG/SR files already in out_dir (ask before force=True)
+    c.export_dicom(out_dir, force=False)  the tumour as DICOM SEG + the result as TID 1500 SR on the chosen
+                                        phase's slices ({seg, sr} paths, or None: reason in state()["error"])
+    c.set_dicom_sources(callable)       the face's DICOM lookup (see dicom_sources above)
     c.attach_editor(editor) / c.editor_enter(editor) / c.editor_exit(editor)
                                         Segment Editor duties (qMRMLSegmentEditorWidget or a look-alike)
     c.displayed_node()                  the one volume node shown, edited and scored (a proxy for a series)
@@ -41,6 +50,7 @@ segments [{id, name}], segment_id, segment {voxels, ml, warning, pending}, model
 synthetic, banner, sha256, error, version_problems, version_mismatch_allowed} or None,
 form [{name, title, type, levels, min, max, unit, value, status: "not entered"|"valid"|"out of range",
 message}], features_csv {path, id} or None, pyradiomics {ok, version, message}, predict {enabled, reason},
+export {enabled, reason, written: {seg, sr} or None},
 result (radscore, probability, ci95, risk_group, risk_thresholds, points, phase, segment, input,
 warnings, stale, source, time, model_sha256, clinical, features) or None, error, results [row dicts of
 the table: time, model_sha256, input, phase, segment, inputs, radscore, risk, ci95_low, ci95_high,
@@ -98,7 +108,8 @@ class ScoringController:
     def __init__(self, scene, sequences_logic=None, show_volume: Optional[Callable[[Any], None]] = None,
                  logic: Optional[ScoringLogic] = None, size_interval_s: float = 0.25,
                  clock: Callable[[], float] = time.monotonic,
-                 pyradiomics_status: Callable[[], Dict[str, Any]] = pyradiomics_status):
+                 pyradiomics_status: Callable[[], Dict[str, Any]] = pyradiomics_status,
+                 dicom_sources: Optional[Callable[[Any], List[Any]]] = None):
         self._quiet = 0
         self.scene = scene
         self.logic = logic or ScoringLogic(scene)
@@ -109,6 +120,9 @@ class ScoringController:
         self.clock = clock
         self._pyradiomics_status = pyradiomics_status
         self._pyradiomics: Optional[Dict[str, Any]] = None
+        self.dicom_sources = dicom_sources
+        self._sources_cache: Optional[tuple] = None   # (result, node ID, sources or InputError)
+        self._exported: Optional[Dict[str, str]] = None
         self._listeners: List[Callable[[Dict[str, Any]], None]] = []
         self._inputs: List[Dict[str, Any]] = []
         self._chosen_phases = 0
@@ -653,6 +667,7 @@ class ScoringController:
             self._changed()
             return None
         self.result = result
+        self._exported = None
         self._append_row(result)
         self._changed()
         return result
@@ -707,6 +722,97 @@ class ScoringController:
     def _mark_stale(self) -> None:
         if self.result is not None:
             self.result["stale"] = True
+
+    # ------------------------------------------------------------------ DICOM SEG + SR export
+    def set_dicom_sources(self, dicom_sources: Optional[Callable[[Any], List[Any]]]) -> None:
+        """The face's lookup of a node's DICOM slices (see the module docstring)."""
+        self.dicom_sources = dicom_sources
+        self._sources_cache = None
+        self._changed()
+
+    def source_node(self):
+        """The chosen phase's volume as it was loaded (where Slicer's DICOM module leaves
+        DICOM.instanceUIDs): a sequence's data node, the phase volume of a group, the volume itself;
+        for a vector (multi-volume) node, that node."""
+        entry = next((i for i in self._inputs if i["id"] == self.input_id), None)
+        if entry is None:
+            return None
+        if entry["kind"] == "sequence":
+            return self._node(entry["id"]).GetNthDataNode(self.phase())
+        if entry["kind"] == "phases":
+            ids = self._groups.get(entry["id"].split(":", 1)[1], [])
+            return self._node(ids[self.phase()]) if self.phase() < len(ids) else None
+        return self._node(entry["id"])
+
+    def _sources(self) -> List[Any]:
+        """The chosen phase's DICOM slices from the face's lookup, once per result and node."""
+        node = self.source_node()
+        key = (id(self.result), node.GetID() if node is not None else None)
+        if self._sources_cache is None or self._sources_cache[:2] != key:
+            try:
+                found = list(self.dicom_sources(node) or []) if (self.dicom_sources and node is not None) else []
+            except InputError as exc:
+                found = exc
+            self._sources_cache = key + (found,)
+        if isinstance(self._sources_cache[2], InputError):
+            raise self._sources_cache[2]
+        return self._sources_cache[2]
+
+    def export_gate(self) -> Dict[str, Any]:
+        """Whether the result can be exported as DICOM SEG + SR and, if not, why."""
+        result, reason = self.result, None
+        if result is None:
+            reason = "Predict first: there is no result to export."
+        elif result.get("stale"):
+            reason = "The result is stale (an input changed since): press Predict again before exporting."
+        elif result.get("source") != "image":
+            reason = "This result was scored from a features CSV: there is no image and tumour to export."
+        else:
+            try:
+                if not self._sources():
+                    node = self.source_node()
+                    reason = (f"The input '{node.GetName() if node is not None else '?'}' is not from DICOM (no DICOM "
+                              "instances): load the series with Slicer's DICOM module to export DICOM SEG + SR.")
+            except InputError as exc:
+                reason = str(exc)
+        return {"enabled": reason is None,
+                "reason": reason or "Export the tumour as DICOM SEG and the result as DICOM SR (TID 1500)"}
+
+    def export_would_overwrite(self, out_dir: str) -> List[str]:
+        """The SEG/SR files that exporting into out_dir would replace (the face asks first)."""
+        from IMNRiskLib import dicomout
+        paths = dicomout.output_paths(out_dir)
+        return [str(p) for p in (paths.seg, paths.sr) if p.exists()]
+
+    def export_dicom(self, out_dir: str, force: bool = False) -> Optional[Dict[str, str]]:
+        """Write the tumour (the segment on the scored node's grid) as DICOM SEG and the result as a
+        TID 1500 SR, referencing the chosen phase's slices; existing files only with force. Errors
+        land in state()["error"] (nothing is half-written), the paths in state()["export"]."""
+        from IMNRiskLib import dicomout
+        self.error = None
+        gate = self.export_gate()
+        if not gate["enabled"]:
+            self.error = gate["reason"]
+            self._changed()
+            return None
+        try:
+            sources = self._sources()
+            if not all(hasattr(s, "SOPInstanceUID") for s in sources):
+                sources = dicomout.read_source(sources)
+            case = self.logic.tumour(self.displayed_node(), self._node(self.segmentation_id), self.segment_id,
+                                     None, self._min_voxels())
+            paths = dicomout.export(out_dir, sources, case.mask, self.result, self.model.doc, force)
+        except InputError as exc:
+            self.error = str(exc)
+            self._changed()
+            return None
+        except OSError as exc:  # e.g. a read-only or full disk: the temporary files are gone already
+            self.error = f"{out_dir}: cannot write the DICOM files ({exc.strerror or type(exc).__name__})"
+            self._changed()
+            return None
+        self._exported = {"seg": str(paths.seg), "sr": str(paths.sr)}
+        self._changed()
+        return dict(self._exported)
 
     # ------------------------------------------------------------------ results table
     def _find_or_make_results_table(self):
@@ -808,7 +914,20 @@ class ScoringController:
             "segment": dict(self._size), "model": model, "form": self.form(), "features_csv": csv,
             "pyradiomics": {k: self.pyradiomics()[k] for k in ("ok", "version", "message")},
             "predict": self.predict_gate(), "result": result, "error": self.error, "results": self.results(),
+            "export": {**self.export_gate(), "written": self._exported},
             "results_table_id": self.results_table.GetID(), "notice": RESEARCH_ONLY})
+
+
+def instance_files(node, file_for_instance: Callable[[str], str]) -> List[str]:
+    """The files of a volume node's DICOM instances (its "DICOM.instanceUIDs" attribute, set by
+    Slicer's DICOM module) through a database lookup; [] when the node is not from DICOM."""
+    uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split() if node is not None else []
+    files = [file_for_instance(uid) or "" for uid in uids]
+    missing = [uid for uid, f in zip(uids, files) if not f]
+    if missing:
+        raise InputError(f"{len(missing)} of the {len(uids)} DICOM instances of '{node.GetName()}' are not in "
+                         f"the DICOM database (e.g. {missing[0]})", field="DICOM database")
+    return files
 
 
 def segment_voxels(segmentation_node, segment_id: str):
