@@ -780,9 +780,9 @@ def test_the_result_is_exported_as_seg_and_sr_on_the_chosen_phase(model, dicom_p
     assert "stale" in controller.state()["error"] and not (tmp_path / "stale").exists()
 
 
-def test_export_is_refused_with_a_reason_without_a_fresh_dicom_result(model, tmp_path):
-    """No result, a non-DICOM input, a features-CSV result: refused, saying why, nothing written;
-    an instance missing from the DICOM database is named."""
+def test_export_is_refused_with_a_reason_without_a_fresh_dicom_result(model, tmp_path, monkeypatch):
+    """No result, a non-DICOM input, a features-CSV result, no highdicom: refused, saying why,
+    nothing written; an instance missing from the DICOM database is named."""
     model_path, clinical = model
     scene, volume, segmentation, segment_id = breast1_scene()
     controller = ScoringController(scene, dicom_sources=lambda node: instance_files(node, {}.get))
@@ -795,6 +795,9 @@ def test_export_is_refused_with_a_reason_without_a_fresh_dicom_result(model, tmp
     gate = controller.state()["export"]
     assert not gate["enabled"] and "not from DICOM" in gate["reason"] and volume.GetName() in gate["reason"]
     assert controller.export_dicom(str(out)) is None and "not from DICOM" in controller.state()["error"]
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # as in a Python without it
+    assert "needs highdicom" in controller.state()["export"]["reason"]
+    monkeypatch.undo()
     csv = tmp_path / "one.csv"
     csv.write_text("ID," + ",".join(result["features"]) + "\nP1,"
                    + ",".join(repr(v) for v in result["features"].values()) + "\n", encoding="utf-8")

@@ -767,6 +767,9 @@ class ScoringController:
             reason = "The result is stale (an input changed since): press Predict again before exporting."
         elif result.get("source") != "image":
             reason = "This result was scored from a features CSV: there is no image and tumour to export."
+        elif not _has_highdicom():
+            reason = ("DICOM export needs highdicom, which this Python lacks (Slicer 5.12 ships it; "
+                      "elsewhere: pip install highdicom).")
         else:
             try:
                 if not self._sources():
@@ -916,6 +919,15 @@ class ScoringController:
             "predict": self.predict_gate(), "result": result, "error": self.error, "results": self.results(),
             "export": {**self.export_gate(), "written": self._exported},
             "results_table_id": self.results_table.GetID(), "notice": RESEARCH_ONLY})
+
+
+def _has_highdicom() -> bool:
+    """Whether highdicom (which writes the SEG and SR) imports here."""
+    try:
+        import highdicom  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def instance_files(node, file_for_instance: Callable[[str], str]) -> List[str]:
