@@ -15,7 +15,7 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
         dicom_sources    callable(node) -> the chosen phase's DICOM slices (file paths or pydicom datasets),
                          [] when the node is not from DICOM; `node` is the volume as loaded (a sequence's
                          data node at the chosen phase, not the proxy). In Slicer: instance_files(node,
-                         slicer.dicomDatabase.fileForInstance). None: no input counts as DICOM.
+                         slicer.dicomDatabase.fileForInstance). None: the face offers no DICOM export.
     remove = c.add_listener(callback)   callback(state_dict) after every change; remove() stops it
     c.state()                           JSON-able dict of all a face shows (keys below)
     c.refresh_inputs()                  rescan the scene (done by itself on node added/removed)
@@ -772,10 +772,11 @@ class ScoringController:
                       "elsewhere: pip install highdicom).")
         else:
             try:
-                if not self._sources():
-                    node = self.source_node()
-                    reason = (f"The input '{node.GetName() if node is not None else '?'}' is not from DICOM (no DICOM "
-                              "instances): load the series with Slicer's DICOM module to export DICOM SEG + SR.")
+                if self.dicom_sources is None:
+                    reason = "DICOM export is not available in this view."
+                elif not self._sources():
+                    reason = ("The input is not from DICOM (its volume lists no DICOM instances): load the series "
+                              "with Slicer's DICOM module to export DICOM SEG + SR.")
             except InputError as exc:
                 reason = str(exc)
         return {"enabled": reason is None,
