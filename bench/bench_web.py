@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--study", help="a 4-D DCE file (default: the quick phantom's first patient)")
     parser.add_argument("--moves", type=int, default=40)
     args = parser.parse_args()
+    if bool(args.model) != bool(args.study):
+        parser.error("--model and --study go together (without both, a quick phantom model is trained)")
     from playwright.sync_api import sync_playwright
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
