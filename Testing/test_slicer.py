@@ -502,9 +502,8 @@ def test_clinical_form_starts_not_entered_and_gates_predict(model):
     assert not controller.state()["predict"]["enabled"]
 
 
-def test_results_become_stale_when_any_input_changes(model):
-    """Defect 5: a shown result is marked stale by a new clinical value, phase, segment stroke or input."""
-    model_path, clinical = model
+def ready_on_a_sequence(model_path, clinical):
+    """A controller on a 3-phase sequence with breast1's tumour segment and the form filled: ready to predict."""
     scene = slicer.vtkMRMLScene()
     controller = ScoringController(scene)
     add_sequence(scene, dce_phases(3))
@@ -512,6 +511,13 @@ def test_results_become_stale_when_any_input_changes(model):
     controller.choose_segmentation(segmentation.GetID())
     controller.load_model(str(model_path))
     fill_form(controller, clinical)
+    return scene, controller, segmentation, segment_id
+
+
+def test_results_become_stale_when_any_input_changes(model):
+    """Defect 5: a shown result is marked stale by a new clinical value, phase, segment stroke or input."""
+    model_path, clinical = model
+    scene, controller, segmentation, segment_id = ready_on_a_sequence(model_path, clinical)
     reference = scene.GetNodeByID(controller.state()["displayed_node_id"])
     name, levels = next(iter(clinical)), next(f["levels"] for f in controller.state()["form"])
     changes = [lambda: controller.set_clinical(name, levels[0]), lambda: controller.choose_phase(2),
@@ -555,13 +561,7 @@ def test_each_prediction_appends_one_row_to_the_results_table(model):
     """Defect 6: time, model SHA-256, phase, segment, inputs, Rad-Score, risk with CI and points,
     in a table node of the scene (saved with it)."""
     model_path, clinical = model
-    scene = slicer.vtkMRMLScene()
-    controller = ScoringController(scene)
-    add_sequence(scene, dce_phases(3))
-    segmentation, segment_id = segmentation_from_labelmap(scene, pyradiomics_data() / "breast1_label.nrrd")
-    controller.choose_segmentation(segmentation.GetID())
-    controller.load_model(str(model_path))
-    fill_form(controller, clinical)
+    scene, controller, segmentation, segment_id = ready_on_a_sequence(model_path, clinical)
     first = controller.predict()
     controller.choose_phase(2)
     second = controller.predict()

@@ -168,6 +168,11 @@ class ScoringController:
         for callback in list(self._listeners):
             callback(state)
 
+    def _refuse(self, reason: str) -> None:
+        """Say why an action was not done (state()["error"]) and tell the faces; returns None."""
+        self.error = reason
+        self._changed()
+
     def close(self) -> None:
         """Remove every observer this controller added (the face is going away)."""
         for tag in self._scene_observers:
@@ -348,8 +353,7 @@ class ScoringController:
         browser = self._node(self._browser_id)
         n = self.phase_count()
         if browser is None or not 0 <= int(phase) < n:
-            self.error = f"phase {phase} requested but the input has {n} phase(s)"
-            self._changed()
+            self._refuse(f"phase {phase} requested but the input has {n} phase(s)")
             return
         if int(phase) != self.phase():
             browser.SetSelectedItemNumber(int(phase))  # the browser observer marks the result stale
@@ -657,15 +661,11 @@ class ScoringController:
             self._update_size()
         gate = self.predict_gate()
         if not gate["enabled"]:
-            self.error = gate["reason"]
-            self._changed()
-            return None
+            return self._refuse(gate["reason"])
         try:
             result = self._score()
         except InputError as exc:
-            self.error = str(exc)
-            self._changed()
-            return None
+            return self._refuse(str(exc))
         self.result = result
         self._exported = None
         self._append_row(result)
@@ -796,9 +796,7 @@ class ScoringController:
         self.error = None
         gate = self.export_gate()
         if not gate["enabled"]:
-            self.error = gate["reason"]
-            self._changed()
-            return None
+            return self._refuse(gate["reason"])
         try:
             sources = self._sources()
             if not all(hasattr(s, "SOPInstanceUID") for s in sources):
@@ -807,13 +805,9 @@ class ScoringController:
                                      None, self._min_voxels())
             paths = dicomout.export(out_dir, sources, case.mask, self.result, self.model.doc, force)
         except InputError as exc:
-            self.error = str(exc)
-            self._changed()
-            return None
+            return self._refuse(str(exc))
         except OSError as exc:  # e.g. a read-only or full disk: the temporary files are gone already
-            self.error = f"{out_dir}: cannot write the DICOM files ({exc.strerror or type(exc).__name__})"
-            self._changed()
-            return None
+            return self._refuse(f"{out_dir}: cannot write the DICOM files ({exc.strerror or type(exc).__name__})")
         self._exported = {"seg": str(paths.seg), "sr": str(paths.sr)}
         self._changed()
         return dict(self._exported)
