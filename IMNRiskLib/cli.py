@@ -82,7 +82,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 def _training_options(args: argparse.Namespace):
     from .models import TrainingOptions
-    return TrainingOptions(seed=args.seed, lasso_rule=args.lasso_rule)
+    return TrainingOptions(seed=args.seed, lasso_rule=args.lasso_rule, clinical_test=args.clinical_test)
 
 
 def _check_fractions(args: argparse.Namespace) -> None:
@@ -114,8 +114,12 @@ def _print_training_summary(metrics: dict, out: Path) -> None:
     if boot:
         say(f"  bootstrap ({boot['b']}): optimism-corrected AUC {_n(boot['auc_corrected'])}, "
             f"slope {_n(boot['slope_corrected'])}")
+    fallbacks = metrics["selection"].get("fallbacks", [])
+    for fallback in fallbacks:  # a selection step kept nothing: never silent
+        say(f"  WARNING {fallback}")
     for note in metrics.get("notes", []):
-        say(f"  note: {note}")
+        if note not in fallbacks:
+            say(f"  note: {note}")
     say(f"  -> {out / 'model.json'}, {out / 'metrics.json'}")
 
 
@@ -413,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cv-repeats", type=int, default=100, help="repeats of K-fold CV, nested and leaky (0: none)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for optimism (0: none)")
     p.add_argument("--lasso-rule", choices=("min", "1se"), default="min", help="lambda.min or the 1-SE rule")
+    p.add_argument("--clinical-test", choices=("lrt", "wald"), default="lrt",
+                   help="clinical backward elimination by likelihood ratio (R drop1/step; default) or the paper's Wald p")
     p.add_argument("--seed", type=int, default=0)
     _add_run_options(p)
     p.set_defaults(func=cmd_train)

@@ -22,6 +22,8 @@ from .schema import ClinicalSchema, Variable
 Z95 = stats.norm.ppf(0.975)
 ENTRY_P = 0.10   # univariate p below which a variable enters the multivariable model (paper)
 KEEP_P = 0.05    # multivariable p below which a variable is kept (paper)
+CLINICAL_TESTS = ("lrt", "wald")  # multivariable elimination: likelihood ratio (R drop1/step) or Wald p
+COLLINEAR = 0.7  # |Cramer's V| or |Spearman| above which two candidate factors are one too many
 MAX_ABS_COEF = 15.0  # |log OR| beyond this means the ML estimate ran off to infinity
 
 
@@ -324,6 +326,15 @@ class Table2:
     univariate_p: Dict[str, float]
     multivariable: Optional[LogisticFit]
     notes: List[str] = field(default_factory=list)
+    test: str = "wald"
+    collinear: List[Dict[str, object]] = field(default_factory=list)  # pairs found and the choice made
+    path: List[Dict[str, object]] = field(default_factory=list)       # backward elimination, step by step
+    final: List[Dict[str, object]] = field(default_factory=list)      # kept terms with their drop-one LRT
+
+    def selection_record(self) -> Dict[str, object]:
+        """How the clinical factors were chosen (metrics.json `selection.clinical_selection`)."""
+        return {"test": self.test, "entered": list(self.entered), "collinear": self.collinear,
+                "path": self.path, "final": self.final, "selected": list(self.selected)}
 
 
 def _variable_p(fit: LogisticFit, var: Variable) -> float:
@@ -332,11 +343,18 @@ def _variable_p(fit: LogisticFit, var: Variable) -> float:
 
 
 def table2(frame: pd.DataFrame, y: pd.Series, schema: ClinicalSchema, entry_p: float = ENTRY_P,
-           keep_p: float = KEEP_P, variables: Optional[Sequence[str]] = None) -> Table2:
+           keep_p: float = KEEP_P, variables: Optional[Sequence[str]] = None, test: str = "lrt",
+           collinear: Optional[float] = COLLINEAR) -> Table2:
     """The paper's procedure: univariate logistic regression of every variable (complete cases),
-    variables with p < entry_p into one multivariable model, kept when p < keep_p there.
-    Separation (a level with no event or no non-event, or an ML estimate that diverges) is
-    flagged; Firth's estimate is given beside it and used for the entry decision."""
+    variables with p < entry_p into one multivariable model. Of a collinear pair of entered
+    variables (`screen_collinear`) the one weaker in the univariate screen is left out first.
+    test "lrt": backward elimination by likelihood ratio (R `drop1(test = "LRT")`, one variable
+    at a time, while the largest p >= keep_p); "wald": kept when the Wald p < keep_p in the one
+    multivariable model (the paper). Separation (a level with no event or no non-event, or an ML
+    estimate that diverges) is flagged; Firth's estimate is given beside it and used for the
+    entry decision."""
+    if test not in CLINICAL_TESTS:
+        raise ValueError(f"clinical test {test!r}: one of {', '.join(CLINICAL_TESTS)}")
     y = y.astype(int)
     names = [n for n in (variables or schema.names) if n in frame.columns]
     rows: Dict[Tuple[str, str], Dict[str, object]] = {}
@@ -372,33 +390,150 @@ def table2(frame: pd.DataFrame, y: pd.Series, schema: ClinicalSchema, entry_p: f
             row["uni_variable_p"] = univariate_p[name]
             rows[(name, term)] = row
     entered = [n for n in names if univariate_p[n] < entry_p]
-    multivariable, selected = None, []
-    if entered:
-        known = frame[entered].notna().all(axis=1)
-        X = varying(design(frame.loc[known], schema, entered))
+    pairs, candidates = screen_collinear(frame, schema, entered, univariate_p, collinear)
+    notes += [pair_note(pair) for pair in pairs]
+    removed = {pair["dropped"]: f"collinear with {pair['kept']}" for pair in pairs}
+    multivariable, selected, path, final, lrt = None, [], [], [], {}
+    if candidates:
+        known = frame[candidates].notna().all(axis=1)
+        X = varying(design(frame.loc[known], schema, candidates))
         yk = y[known].to_numpy()
         ml, firth = fit_logistic(yk, X)
         multivariable = firth if ml.separation else ml
         if ml.separation:
-            notes.append("multivariable model: separation; Firth's penalised fit used")
+            notes.append("multivariable model: separation; Firth's penalised fit used"
+                         + (" for the ORs (likelihood-ratio tests from the ML deviance, as R's glm)" if test == "lrt" else ""))
         if known.sum() < len(frame):
             notes.append(f"multivariable model on {int(known.sum())} complete cases of {len(frame)}")
+        if test == "lrt":
+            lrt = drop1_lrt(yk, X, candidates)
+            selected, path, final = backward_lrt(yk, X, candidates, keep_p)
+            removed.update({s["removed"]: f"step {s['step']}" for s in path})
         mt = multivariable.table()
-        for name in entered:
+        for name in candidates:
             var_p = _variable_p(multivariable, schema[name])
-            if var_p < keep_p:
+            if test == "wald" and var_p < keep_p:
                 selected.append(name)
             for term in [t for t in X.columns if term_variable(t) == name]:
                 r = mt.loc[term]
                 rows[(name, term)].update(multi_or=r["or"], multi_ci_low=r["or_ci_low"], multi_ci_high=r["or_ci_high"],
-                                          multi_p=r["p"], multi_variable_p=var_p)
+                                          multi_p=r["p"], multi_variable_p=var_p,
+                                          multi_lrt_p=lrt[name]["p"] if name in lrt else None)
     for (name, _term), row in rows.items():
         row["selected"] = name in selected
+        row["removed"] = removed.get(name)
     columns = ["variable", "level", "uni_or", "uni_ci_low", "uni_ci_high", "uni_p", "multi_or", "multi_ci_low",
                "multi_ci_high", "multi_p", "selected", "separation", "firth_or", "firth_ci_low", "firth_ci_high",
-               "firth_p", "uni_variable_p", "multi_variable_p"]
+               "firth_p", "uni_variable_p", "multi_variable_p", "multi_lrt_p", "removed"]
     table = pd.DataFrame(list(rows.values())).reindex(columns=columns)
-    return Table2(table, entered, selected, univariate_p, multivariable, notes)
+    return Table2(table, entered, selected, univariate_p, multivariable, notes, test, pairs, path, final)
+
+
+# --------------------------------------------------------------------------- multivariable selection
+
+def drop1_lrt(y: np.ndarray, X: pd.DataFrame, variables: Sequence[str]) -> Dict[str, Dict[str, float]]:
+    """R's `drop1(fit, test = "LRT")`: each variable's design terms left out in turn (a factor is
+    one term of df = its levels - 1); LR chi2 = the rise in ML deviance, p from chi2(df)."""
+    full = fit_ml(y, X).loglik
+    out: Dict[str, Dict[str, float]] = {}
+    for name in variables:
+        cols = [c for c in X.columns if term_variable(c) == name]
+        if not cols:  # no level varies in these patients: nothing to test
+            out[name] = {"chi2": 0.0, "df": 0, "p": 1.0}
+            continue
+        chi2 = max(0.0, 2.0 * (full - fit_ml(y, X.drop(columns=cols)).loglik))
+        out[name] = {"chi2": chi2, "df": len(cols), "p": float(stats.chi2.sf(chi2, len(cols)))}
+    return out
+
+
+def backward_lrt(y: np.ndarray, X: pd.DataFrame, variables: Sequence[str], keep_p: float = KEEP_P
+                 ) -> Tuple[List[str], List[Dict[str, object]], List[Dict[str, object]]]:
+    """Backward elimination by likelihood ratio, one variable at a time: refit, drop the variable
+    with the largest drop-one LRT p while it is >= keep_p (first one on a tie, as R's which.max).
+    Returns the kept variables, the path (step, removed, chi2, df, p) and the kept ones' tests."""
+    remaining, path = list(variables), []
+    while remaining:
+        tests = drop1_lrt(y, X[[c for c in X.columns if term_variable(c) in remaining]], remaining)
+        worst = max(remaining, key=lambda name: tests[name]["p"])
+        if tests[worst]["p"] < keep_p:
+            return remaining, path, [{"term": name, **tests[name]} for name in remaining]
+        path.append({"step": len(path) + 1, "removed": worst, **tests[worst]})
+        remaining.remove(worst)
+    return [], path, []
+
+
+def cramers_v(table: np.ndarray) -> float:
+    """Cramer's V of a contingency table (no continuity correction); 0 when a margin has one level."""
+    table = np.asarray(table, float)
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    k = min(table.shape) - 1
+    if k < 1:
+        return 0.0
+    chi2 = stats.chi2_contingency(table, correction=False)[0]
+    return float(math.sqrt(chi2 / (table.sum() * k)))
+
+
+def factor_association(a: pd.Series, b: pd.Series, var_a: Variable, var_b: Variable) -> Tuple[str, float]:
+    """How strongly two clinical variables go together (pairwise complete cases): the larger of
+    Cramer's V (both discrete) and |Spearman| on the coded values (both ordered: binary, ordinal,
+    continuous); ("none", 0) for a categorical against a continuous variable."""
+    known = (a.notna() & b.notna()).to_numpy()
+    a, b = a[known], b[known]
+    found: List[Tuple[str, float]] = [("none", 0.0)]
+    discrete, ordered = ("binary", "categorical", "ordinal"), ("binary", "ordinal", "continuous")
+    if var_a.type in discrete and var_b.type in discrete:
+        found.append(("Cramer's V", cramers_v(pd.crosstab(a.astype(str), b.astype(str)).to_numpy())))
+    if var_a.type in ordered and var_b.type in ordered:
+        codes = [np.array([var.encode(v)[0] for v in s], float) for var, s in ((var_a, a), (var_b, b))]
+        if all(np.ptp(c) > 0 for c in codes):
+            found.append(("|Spearman|", abs(float(stats.spearmanr(codes[0], codes[1])[0]))))
+    return max(found, key=lambda t: t[1])
+
+
+def screen_collinear(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str],
+                     univariate_p: Dict[str, float], threshold: Optional[float] = COLLINEAR
+                     ) -> Tuple[List[Dict[str, object]], List[str]]:
+    """Collinear candidates before the multivariable step: visiting variables strongest first
+    (univariate p), one associated above `threshold` with a kept one is left out, and so is one
+    that makes the design rank-deficient. Returns the pairs (kept, dropped, measure, value,
+    their univariate p) and the kept variables in their original order."""
+    order = sorted(names, key=lambda n: (univariate_p[n], list(names).index(n)))
+    kept: List[str] = []
+    pairs: List[Dict[str, object]] = []
+    for name in order:
+        hit = None
+        if threshold is not None:
+            for other in kept:
+                measure, value = factor_association(frame[name], frame[other], schema[name], schema[other])
+                if value > threshold:
+                    hit = {"kept": other, "dropped": name, "measure": measure, "value": value}
+                    break
+        if hit is None and kept:
+            hit = _rank_deficient(frame, schema, kept, name)
+        if hit is None:
+            kept.append(name)
+        else:
+            pairs.append({**hit, "p_kept": univariate_p.get(hit["kept"]), "p_dropped": univariate_p[name]})
+    return pairs, [n for n in names if n in kept]
+
+
+def _rank_deficient(frame: pd.DataFrame, schema: ClinicalSchema, kept: Sequence[str], name: str
+                    ) -> Optional[Dict[str, object]]:
+    """A pair record when adding `name` to the kept variables leaves the design rank-deficient."""
+    known = frame[list(kept) + [name]].notna().all(axis=1)
+    X = varying(design(frame.loc[known], schema, list(kept) + [name]))
+    Xi = _with_intercept(X.to_numpy())
+    if np.linalg.matrix_rank(Xi) == Xi.shape[1] and any(term_variable(c) == name for c in X.columns):
+        return None
+    return {"kept": ", ".join(kept), "dropped": name, "measure": "rank-deficient design", "value": None}
+
+
+def pair_note(pair: Dict[str, object]) -> str:
+    """One line for the notes: which of a collinear pair was left out and why."""
+    value = f" {pair['value']:.2f}" if pair["value"] is not None else ""
+    kept_p = f" (univariate p {pair['p_kept']:.3g})" if pair["p_kept"] is not None else ""
+    return (f"{pair['dropped']} and {pair['kept']} collinear ({pair['measure']}{value}): {pair['kept']} kept"
+            f"{kept_p}, {pair['dropped']} (p {pair['p_dropped']:.3g}) left out before the multivariable step")
 
 
 def _level_text(var: Variable) -> str:

@@ -1,7 +1,8 @@
 """Models: the clinical model, the Rad-Score (radiomics) model and the clinical-radiomics model
 with its nomogram, fitted together as one value that can be printed, saved, plotted and queried.
 
-Clinical: the Table 2 procedure (univariate p < 0.1 -> multivariable, keep p < 0.05), refitted.
+Clinical: the Table 2 procedure (univariate p < 0.1 -> collinear pairs resolved -> multivariable
+backward elimination by likelihood ratio, keep p < 0.05; or the paper's Wald p), refitted.
 Radiomics: the selection Pipeline of `selection`; its Rad-Score is the log-odds.
 Combined: logistic regression on the clinical factors plus the Rad-Score; nomogram as rms builds
 it (points 0-100 per predictor, the widest predictor spanning 100).
@@ -18,7 +19,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from . import evaluation
-from .clinical import ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, varying
+from .clinical import COLLINEAR, ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, varying
 from .errors import InputError
 from .schema import ClinicalSchema
 from .selection import radiomics_pipeline
@@ -46,10 +47,15 @@ class TrainingOptions:
     forward_p: float = 0.05
     max_features: Optional[int] = None
     seed: int = 0
+    clinical_test: str = "lrt"                  # multivariable elimination: "lrt" (drop1/step) or "wald"
+    clinical_collinear: Optional[float] = COLLINEAR  # |Cramer's V| / |Spearman| of a pair; None: no screen
+    n_lambdas: int = 100                        # LASSO lambda grid, as glmnet's nlambda
+    lambda_ratio: float = 1e-3                  # smallest / largest lambda (3 decades)
 
     def pipeline(self) -> Pipeline:
         return radiomics_pipeline(self.corr, self.vif, self.mwu_p, self.lasso_rule, self.lasso_folds,
-                                  self.forward_p, self.max_features, self.seed)
+                                  self.forward_p, self.max_features, self.seed, n_lambdas=self.n_lambdas,
+                                  lambda_ratio=self.lambda_ratio)
 
 
 @dataclass
@@ -62,6 +68,8 @@ class FittedModels:
     clinical: LogisticFit
     combined: LogisticFit
     notes: List[str] = field(default_factory=list)
+    clinical_selection: Dict[str, object] = field(default_factory=dict)  # Table2.selection_record()
+    fallbacks: List[str] = field(default_factory=list)  # a selection step kept nothing: what was used instead
 
     def radscore(self, features: pd.DataFrame) -> np.ndarray:
         return self.radiomics.decision_function(features)
@@ -81,16 +89,27 @@ class FittedModels:
 
 def select_factors(clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, options: TrainingOptions):
     """Clinical factors by the paper's procedure; falls back to the strongest univariate factor
-    when none survives (a clinical model needs at least one)."""
-    t2 = table2(clinical, pd.Series(y, index=clinical.index), schema, options.entry_p, options.keep_p)
+    when none survives (a clinical model needs at least one; the note says so)."""
+    t2 = table2(clinical, pd.Series(y, index=clinical.index), schema, options.entry_p, options.keep_p,
+                test=options.clinical_test, collinear=options.clinical_collinear)
     factors = list(t2.selected)
     notes = list(t2.notes)
     if not factors:
         best = min(t2.univariate_p, key=t2.univariate_p.get)
         factors = [best]
-        notes.append(f"no factor had multivariable p < {options.keep_p:g}; the strongest univariate "
+        notes.append(f"{FALLBACK}no factor had multivariable p < {options.keep_p:g}; the strongest univariate "
                      f"factor ({best}) is used")
     return factors, t2, notes
+
+
+FALLBACK = "fallback: "  # how a note saying that a selection step kept nothing begins
+
+
+def fallback_notes(pipeline: Pipeline) -> List[str]:
+    """The fallbacks of a fitted selection pipeline: each step that kept nothing and what it kept
+    instead (its `fallback_`), so that no empty step passes unseen."""
+    return [f"{FALLBACK}{name}: {step.fallback_}" for name, step in pipeline.steps
+            if getattr(step, "fallback_", None)]
 
 
 def _fit(y: np.ndarray, X: pd.DataFrame) -> LogisticFit:
@@ -105,10 +124,13 @@ def fit_models(features: pd.DataFrame, clinical: pd.DataFrame, y: np.ndarray, sc
     (refit coefficients only): used for the paper's protocol, where selection saw every patient."""
     y = np.asarray(y, int)
     notes: List[str] = []
+    record: Dict[str, object] = {}
     if factors is None:
-        factors, _, notes = select_factors(clinical, y, schema, options)
+        factors, t2, notes = select_factors(clinical, y, schema, options)
+        record = t2.selection_record()
     if radiomics is None:
         radiomics = options.pipeline().fit(features, y)
+        notes += fallback_notes(radiomics)
     Xc = varying(design(clinical, schema, factors))  # a level absent from this sample: no term
     complete = Xc.notna().all(axis=1).to_numpy()
     if not complete.all():
@@ -116,7 +138,8 @@ def fit_models(features: pd.DataFrame, clinical: pd.DataFrame, y: np.ndarray, sc
     rs = radiomics.decision_function(features)
     clinical_fit = _fit(y[complete], Xc[complete])
     combined_fit = _fit(y[complete], Xc.assign(**{RADSCORE: rs})[complete])
-    return FittedModels(schema, list(factors), radiomics, clinical_fit, combined_fit, notes)
+    return FittedModels(schema, list(factors), radiomics, clinical_fit, combined_fit, notes, record,
+                        [n for n in notes if n.startswith(FALLBACK)])
 
 
 def refit_frozen(pipeline: Pipeline, features: pd.DataFrame, y: np.ndarray) -> Pipeline:

@@ -210,6 +210,7 @@ def render(folder) -> Path:
 <p>Generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by IMNRisk {__version__};
 pyradiomics {html.escape(str(model['software'].get('pyradiomics', '?')))}; extraction settings SHA-256 <code>{settings_hash[:16]}</code>;
 model SHA-256 <code>{model['sha256'][:16]}</code>.</p></header>
+{_fallback_box(m)}
 <h2>1. Cohort</h2>
 <p>n = {m['cohort']['n']} patients, {m['cohort']['events']} with IMN metastasis; events per variable of the combined model {_f(m['cohort']['epv'], 1)}.</p>
 {_table(t1, 'Table 1. Characteristics by outcome (counts, column %; p by chi-square or Fisher, t-test or Mann-Whitney U)')}
@@ -217,6 +218,7 @@ model SHA-256 <code>{model['sha256'][:16]}</code>.</p></header>
 <h2>2. Clinical model</h2>
 {_table(t2, 'Table 2. Univariate and multivariable logistic regression (OR, Wald 95% CI, p); separation: Firth estimate')}
 <p>Selected clinical factors: <b>{html.escape(', '.join(m['selection']['clinical_factors']))}</b>.</p>
+{_clinical_selection_section(m)}
 <h2>3. Radiomics</h2>
 {_img(figs['funnel'], 'Feature-selection funnel')}
 {_img(figs['lasso'], 'LASSO coefficient path and cross-validated deviance')}
@@ -261,6 +263,42 @@ caption{{text-align:left;font-weight:bold;padding:.3em 0}} figure{{margin:1em 0}
 """
     write_text(folder / "report.html", page)
     return folder / "report.html"
+
+
+def _fallback_box(m: Dict[str, Any]) -> str:
+    """A warning box listing every selection step that kept nothing (and what was used instead)."""
+    fallbacks = m.get("selection", {}).get("fallbacks") or []
+    if not fallbacks:
+        return ""
+    items = "".join(f"<li>{html.escape(f)}</li>" for f in fallbacks)
+    return (f'<div class="warn fallback"><b>Warning: a selection step kept nothing; a fallback was used.</b>'
+            f"<ul>{items}</ul></div>")
+
+
+def _clinical_selection_section(m: Dict[str, Any]) -> str:
+    """How the clinical factors were chosen: collinear pairs left out, then the backward
+    elimination path (likelihood ratio) and the kept factors' drop-one tests."""
+    rec = m.get("selection", {}).get("clinical_selection") or {}
+    if not rec:
+        return ""
+    test = {"lrt": "likelihood-ratio test (R drop1(test = \"LRT\"))", "wald": "Wald p (the paper)"}.get(rec.get("test"), "?")
+    out = [f"<h3>Clinical selection</h3><p>Entered the multivariable step (univariate p): "
+           f"{html.escape(', '.join(rec.get('entered', [])) or 'none')}; elimination by {html.escape(test)}.</p>"]
+    if rec.get("collinear"):
+        pairs = pd.DataFrame([{"left out": c["dropped"], "kept": c["kept"], "measure": c["measure"],
+                               "value": _f(c["value"], 2), "univariate p kept": _p(c["p_kept"]),
+                               "univariate p left out": _p(c["p_dropped"])} for c in rec["collinear"]])
+        out.append(_table(pairs, "Collinear candidates: the one weaker in the univariate screen left out before the multivariable step"))
+    if rec.get("test") == "lrt":
+        path = pd.DataFrame([{"step": s["step"], "removed": s["removed"], "LR chi2": _f(s["chi2"]), "df": s["df"],
+                              "p": _p(s["p"])} for s in rec.get("path", [])])
+        out.append(_table(path, "Backward elimination: the variable with the largest LRT p removed at each step")
+                   if len(path) else "<p>Backward elimination removed no variable.</p>")
+        final = pd.DataFrame([{"kept": f["term"], "LR chi2": _f(f["chi2"]), "df": f["df"], "p": _p(f["p"])}
+                              for f in rec.get("final", [])])
+        if len(final):
+            out.append(_table(final, "Kept factors: drop-one likelihood-ratio test in the final model"))
+    return "\n".join(out)
 
 
 def _dca_range(m: Dict[str, Any]) -> str:

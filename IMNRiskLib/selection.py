@@ -124,7 +124,10 @@ class MannWhitneyFilter(_Step):
                                method="asymptotic", use_continuity=True).pvalue
         self.p_values_ = pd.Series(p, index=X.columns)
         keep = self.p_values_[self.p_values_ < self.p_threshold]
+        self.fallback_ = None
         if len(keep) < self.min_keep:
+            self.fallback_ = (f"{len(keep)} feature(s) with Mann-Whitney p < {self.p_threshold:g}; the "
+                              f"{self.min_keep} smallest p kept")
             keep = self.p_values_.nsmallest(self.min_keep)
         self.selected_ = [c for c in X.columns if c in keep.index]
         return self
@@ -206,7 +209,7 @@ class LassoSelector(_Step):
     (fixed folds from `seed`): `rule` "min" (lambda.min) or "1se" (largest lambda within one SE
     of the minimum). Keeps the features with non-zero coefficients at the chosen lambda."""
 
-    def __init__(self, rule: str = "min", n_lambdas: int = 30, lambda_ratio: float = 0.02, folds: int = 5,
+    def __init__(self, rule: str = "min", n_lambdas: int = 100, lambda_ratio: float = 1e-3, folds: int = 5,
                  seed: int = 0):
         self.rule = rule
         self.n_lambdas = n_lambdas
@@ -236,8 +239,11 @@ class LassoSelector(_Step):
         self.intercept_ = float(exact[0])
         self.coef_ = pd.Series(exact[1:], index=X.columns)
         nonzero = [c for c, b in self.coef_.items() if abs(b) > 1e-10]
+        self.fallback_ = None
         if not nonzero:  # an empty Rad-Score says nothing: keep the single strongest feature
             nonzero = [association(X, y.astype(int)).idxmax()]
+            self.fallback_ = (f"LASSO kept no feature at lambda.{self.rule} {self.lambda_:.4g}; the single "
+                              f"feature most associated with the outcome ({nonzero[0]}) is used")
         self.selected_ = nonzero
         return self
 
@@ -273,8 +279,11 @@ class ForwardSelector(_Step):
                 break
             chosen.append(best)
             current = best_ll
+        self.fallback_ = None
         if not chosen:
             chosen = [X.columns[0]] if X.shape[1] else []
+            self.fallback_ = (f"forward selection added no feature (none with LR p < {self.p_enter:g}); "
+                              f"the first LASSO survivor ({chosen[0] if chosen else 'none'}) is used")
         self.selected_ = [c for c in X.columns if c in chosen]
         return self
 
@@ -321,7 +330,7 @@ class RadScore(BaseEstimator, ClassifierMixin):
 
 def radiomics_pipeline(corr: float = 0.9, vif: float = 10.0, mwu_p: float = 0.05, lasso_rule: str = "min",
                        lasso_folds: int = 5, forward_p: float = 0.05, max_features: Optional[int] = None,
-                       seed: int = 0) -> Pipeline:
+                       seed: int = 0, n_lambdas: int = 100, lambda_ratio: float = 1e-3) -> Pipeline:
     """The whole selection chain, unfitted."""
     return Pipeline([
         ("constant", ConstantFilter()),
@@ -329,7 +338,8 @@ def radiomics_pipeline(corr: float = 0.9, vif: float = 10.0, mwu_p: float = 0.05
         ("vif", VIFFilter(vif)),
         ("mwu", MannWhitneyFilter(mwu_p)),
         ("zscore", ZScore()),
-        ("lasso", LassoSelector(rule=lasso_rule, folds=lasso_folds, seed=seed)),
+        ("lasso", LassoSelector(rule=lasso_rule, n_lambdas=n_lambdas, lambda_ratio=lambda_ratio, folds=lasso_folds,
+                                seed=seed)),
         ("forward", ForwardSelector(forward_p, max_features)),
         ("radscore", RadScore()),
     ])

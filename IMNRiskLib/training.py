@@ -192,7 +192,8 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
                      "coefficients": models.radiomics.named_steps["radscore"].coefficients,
                      "formula": models.radiomics.named_steps["radscore"].formula()},
         "clinical_factors": models.factors,
-        "lasso": {"lambda_min": lasso.lambda_min_, "lambda_1se": lasso.lambda_1se_, "rule": lasso.rule}}
+        "lasso": {"lambda_min": lasso.lambda_min_, "lambda_1se": lasso.lambda_1se_, "rule": lasso.rule},
+        "clinical_selection": models.clinical_selection, "fallbacks": list(models.fallbacks)}
     if cv_repeats > 0:
         for protocol, key in (("nested", "cv"), ("leaky", "cv_leaky")):
             cv = repeated_cv(data, cv_folds, cv_repeats, options.seed, protocol, jobs, show_bar)
@@ -232,7 +233,9 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
         pred.assign(**{data.schema.outcome: data.y}).to_csv(tmp, index_label="ID", float_format="%.10g")
     for name, frame in (("table1.csv", table1(data.clinical, pd.Series(data.y, index=data.clinical.index), data.schema)),
                         ("table2.csv", table2(data.clinical, pd.Series(data.y, index=data.clinical.index),
-                                              data.schema, options.entry_p, options.keep_p).table)):
+                                              data.schema, options.entry_p, options.keep_p,
+                                              test=options.clinical_test,
+                                              collinear=options.clinical_collinear).table)):
         with atomic_path(out / name) as tmp:
             frame.to_csv(tmp, index=False)
     with atomic_path(out / "lasso_path.csv") as tmp:
