@@ -330,11 +330,13 @@ class Table2:
     collinear: List[Dict[str, object]] = field(default_factory=list)  # pairs found and the choice made
     path: List[Dict[str, object]] = field(default_factory=list)       # backward elimination, step by step
     final: List[Dict[str, object]] = field(default_factory=list)      # kept terms with their drop-one LRT
+    associations: List[Dict[str, object]] = field(default_factory=list)  # every pair of entered variables
 
     def selection_record(self) -> Dict[str, object]:
         """How the clinical factors were chosen (metrics.json `selection.clinical_selection`)."""
         return {"test": self.test, "entered": list(self.entered), "collinear": self.collinear,
-                "path": self.path, "final": self.final, "selected": list(self.selected)}
+                "associations": self.associations, "path": self.path, "final": self.final,
+                "selected": list(self.selected)}
 
 
 def _variable_p(fit: LogisticFit, var: Variable) -> float:
@@ -426,7 +428,8 @@ def table2(frame: pd.DataFrame, y: pd.Series, schema: ClinicalSchema, entry_p: f
                "multi_ci_high", "multi_p", "selected", "separation", "firth_or", "firth_ci_low", "firth_ci_high",
                "firth_p", "uni_variable_p", "multi_variable_p", "multi_lrt_p", "removed"]
     table = pd.DataFrame(list(rows.values())).reindex(columns=columns)
-    return Table2(table, entered, selected, univariate_p, multivariable, notes, test, pairs, path, final)
+    return Table2(table, entered, selected, univariate_p, multivariable, notes, test, pairs, path, final,
+                  pair_associations(frame, schema, entered))
 
 
 # --------------------------------------------------------------------------- multivariable selection
@@ -488,6 +491,17 @@ def factor_association(a: pd.Series, b: pd.Series, var_a: Variable, var_b: Varia
         if all(np.ptp(c) > 0 for c in codes):
             found.append(("|Spearman|", abs(float(stats.spearmanr(codes[0], codes[1])[0]))))
     return max(found, key=lambda t: t[1])
+
+
+def pair_associations(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]
+                      ) -> List[Dict[str, object]]:
+    """`factor_association` of every pair of the named variables (what the collinearity screen saw)."""
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            measure, value = factor_association(frame[a], frame[b], schema[a], schema[b])
+            out.append({"a": a, "b": b, "measure": measure, "value": value})
+    return out
 
 
 def screen_collinear(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str],

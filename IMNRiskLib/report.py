@@ -265,6 +265,9 @@ caption{{text-align:left;font-weight:bold;padding:.3em 0}} figure{{margin:1em 0}
     return folder / "report.html"
 
 
+ASSOCIATION_SHOWN = 0.5  # pairs of entered clinical variables this associated are listed
+
+
 def _fallback_box(m: Dict[str, Any]) -> str:
     """A warning box listing every selection step that kept nothing (and what was used instead)."""
     fallbacks = m.get("selection", {}).get("fallbacks") or []
@@ -284,6 +287,14 @@ def _clinical_selection_section(m: Dict[str, Any]) -> str:
     test = {"lrt": "likelihood-ratio test (R drop1(test = \"LRT\"))", "wald": "Wald p (the paper)"}.get(rec.get("test"), "?")
     out = [f"<h3>Clinical selection</h3><p>Entered the multivariable step (univariate p): "
            f"{html.escape(', '.join(rec.get('entered', [])) or 'none')}; elimination by {html.escape(test)}.</p>"]
+    strong = [a for a in rec.get("associations", []) if (a["value"] or 0) >= ASSOCIATION_SHOWN]
+    if strong:
+        left_out = {(c["dropped"], c["kept"]) for c in rec.get("collinear", [])}
+        pairs = pd.DataFrame([{"pair": f"{a['a']} / {a['b']}", "measure": a["measure"], "value": _f(a["value"], 2),
+                               "choice": (f"{a['a']} left out" if (a["a"], a["b"]) in left_out else
+                                          f"{a['b']} left out" if (a["b"], a["a"]) in left_out else "both kept")}
+                              for a in strong])
+        out.append(_table(pairs, f"Associated candidates (|Cramer's V| or |Spearman| >= {ASSOCIATION_SHOWN:g})"))
     if rec.get("collinear"):
         pairs = pd.DataFrame([{"left out": c["dropped"], "kept": c["kept"], "measure": c["measure"],
                                "value": _f(c["value"], 2), "univariate p kept": _p(c["p_kept"]),
