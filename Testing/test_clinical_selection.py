@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import run_cli
 from IMNRiskLib import clinical, models, selection
 from IMNRiskLib.schema import schema_from_dict
 
@@ -159,3 +160,57 @@ def test_forward_selection_that_adds_nothing_says_so():
     step = selection.ForwardSelector(p_enter=1e-12).fit(X, y)
     assert step.selected_ == ["a"] and "forward selection added no feature" in step.fallback_
     assert selection.ForwardSelector().fit(X.assign(a=y + X["a"]), y).fallback_ is None
+
+
+# --------------------------------------------------------------------------- end to end
+
+@pytest.fixture(scope="module")
+def fallback_run(phantom, tmp_path_factory):
+    """`imnrisk train --lasso-rule 1se` on the shared phantom's first 124 patients (the paper's
+    size), where lambda.1se keeps no feature: (output folder, metrics.json, what was printed)."""
+    folder = tmp_path_factory.mktemp("fallback")
+    cohort = pd.read_csv(phantom / "cohort.csv", dtype=str, keep_default_na=False).iloc[:124]
+    for col in ("Image", "Mask"):
+        cohort[col] = [str(phantom / v) for v in cohort[col]]
+    cohort.to_csv(folder / "cohort.csv", index=False)
+    feats = pd.read_csv(phantom / "features.csv", dtype={"ID": str})
+    feats[feats["ID"].isin(cohort["ID"])].to_csv(folder / "features.csv", index=False)
+    out = folder / "model"
+    result = run_cli("train", folder / "cohort.csv", "--features", folder / "features.csv", "--out", out,
+                     "--lasso-rule", "1se", "--cv-repeats", "0", "--bootstrap", "0", "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out, json.loads((out / "metrics.json").read_text(encoding="utf-8")), result.stderr
+
+
+def test_lasso_fallback_is_in_metrics_cli_and_report(fallback_run):
+    """The fallback that used to pass unseen: a note in metrics.json, a WARNING line in the CLI
+    summary and a warning box at the top of the report."""
+    out, metrics, printed = fallback_run
+    fallbacks = metrics["selection"]["fallbacks"]
+    assert any(f.startswith("fallback: lasso: LASSO kept no feature at lambda.1se") for f in fallbacks), fallbacks
+    assert set(fallbacks) <= set(metrics["notes"])
+    assert any(line.startswith("  WARNING fallback: lasso") for line in printed.splitlines()), printed
+    page = (out / "report.html").read_text(encoding="utf-8")
+    box = page.split('<div class="warn fallback">', 1)[1].split("</div>", 1)[0]
+    assert "LASSO kept no feature" in box
+    assert page.index('class="warn fallback"') < page.index("<h2>1. Cohort</h2>")
+
+
+def test_clinical_selection_path_in_metrics_model_and_report(fallback_run):
+    """The LRT path and the kept factors' tests go into metrics.json and the report; the test and
+    the lambda grid used are in model.json's settings."""
+    out, metrics, _ = fallback_run
+    rec = metrics["selection"]["clinical_selection"]
+    assert rec["test"] == "lrt" and rec["selected"] == metrics["selection"]["clinical_factors"]
+    assert [f["term"] for f in rec["final"]] == rec["selected"]
+    assert all(f["p"] < 0.05 for f in rec["final"]) and all(s["p"] >= 0.05 for s in rec["path"])
+    model = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    options = model["training"]["options"]
+    assert (options["clinical_test"], options["n_lambdas"], options["lambda_ratio"]) == ("lrt", 100, 1e-3)
+    assert len(pd.read_csv(out / "lasso_cv.csv")) == 100
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<h3>Clinical selection</h3>" in page and "drop-one likelihood-ratio test" in page
+    for step in rec["path"]:
+        assert f"<td>{step['removed']}</td>" in page
+    table2 = pd.read_csv(out / "table2.csv")
+    assert set(table2.loc[table2["selected"], "variable"]) == set(rec["selected"])
