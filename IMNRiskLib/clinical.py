@@ -603,5 +603,6 @@ def write_tables(cohort_path, out_dir, schema_path=None, entry_p: float = ENTRY_
         write_text(stage / "table2.html", _html(t2.table, "Table 2. Univariate and multivariable logistic regression")
                    + (f"<ul class='notes'>{notes}</ul>\n" if notes else "")
                    + f"<p>Entered (univariate p &lt; {entry_p:g}): {', '.join(t2.entered) or 'none'}; "
-                   f"selected (multivariable p &lt; {keep_p:g}): {', '.join(t2.selected) or 'none'}.</p>\n")
+                   f"selected (backward elimination, likelihood-ratio p &lt; {keep_p:g}): "
+                   f"{', '.join(t2.selected) or 'none'}.</p>\n")
     return [out / n for n in names]
