@@ -242,7 +242,9 @@ def model_document(models: FittedModels, data: Data, metrics: Dict[str, Any], se
                      "options": asdict(options),
                      "apparent": {m: {k: metrics["models"][m]["apparent"][k] for k in ("auc", "ci95", "brier")}
                                   for m in MODELS},
-                     "cv": {m: {k: v for k, v in metrics["models"][m].get("cv", {}).items()} for m in MODELS},
+                     # aggregates only: the CV calibration curve lists each patient's out-of-fold risk
+                     "cv": {m: {k: v for k, v in metrics["models"][m].get("cv", {}).items()
+                                if k != "calibration_curves"} for m in MODELS},
                      "bootstrap": {m: metrics["models"][m].get("bootstrap", {}) for m in MODELS}},
     }
 

@@ -255,3 +255,11 @@ def test_report_figures_share_one_size(trained):
     sizes = {name: Image.open(out / "figures" / f"{name}.png").size for name in FIGURES}
     expected = (round(figures.FIGSIZE[0] * figures.DPI), round(figures.FIGSIZE[1] * figures.DPI))
     assert set(sizes.values()) == {expected}, sizes
+
+
+def test_model_file_keeps_no_out_of_fold_risk(trained):
+    """The validated calibration curve lists each patient's out-of-fold risk: metrics.json only."""
+    out, metrics, _ = trained
+    assert metrics["models"]["combined"]["cv"]["calibration_curves"]["lowess"]["predicted"]
+    model = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    assert "calibration_curves" not in json.dumps(model)
