@@ -164,7 +164,7 @@ def sample_size(models: FittedModels, data: Data, pred: pd.DataFrame, metrics: D
     if cv and cv.get("auc_mean") is not None and cv["auc_mean"] > 0.5:
         sources.append((f"nested-CV C statistic {cv['auc_mean']:.3f} (Riley 2021 approximation)",
                         evaluation.cox_snell_r2_from_c(min(cv["auc_mean"], 0.999), prevalence)))
-    shrink = evaluation.heuristic_shrinkage(r2_app, fitted, n) if r2_app < 1 else -1
+    shrink = evaluation.heuristic_shrinkage(r2_app, fitted, n) if 0 < r2_app < 1 else -1
     if shrink > 0:
         sources.append((f"apparent LR of the final model ({r2_app:.3f}) x heuristic shrinkage {shrink:.3f} "
                         f"({fitted} fitted parameters)", r2_app * shrink))
