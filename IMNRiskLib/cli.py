@@ -268,9 +268,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"({_n(c['ci95'][0])}-{_n(c['ci95'][1])}); calibration-in-the-large {_n(cal['citl'])}, slope "
         f"{_n(cal['slope'])}; Brier {_n(c['brier'])}; HL p {_n(c['hosmer_lemeshow']['p'])}"
         f" -> {Path(args.out) / 'validation.json'}")
+    from .evaluation import hl_df_statement
     hl, acc = c["hosmer_lemeshow"], c["accuracy"]
-    say(f"  Hosmer-Lemeshow chi2 {_n(hl['chi2'])}, df {hl['df']} = {hl['df_rule']}"
-        + (f"; note: {hl['note']}" if hl.get("note") else ""))
+    rule, note = hl_df_statement(hl)
+    say(f"  Hosmer-Lemeshow chi2 {_n(hl['chi2'])}, df {hl['df']} = {rule}" + (f"; note: {note}" if note else ""))
     say(f"  accuracy at 0.5 {_n(acc['accuracy'], 1, 100)}% vs no-information rate {_n(acc['nir'], 1, 100)}%: "
         f"one-sided exact binomial p = {_n(acc['p_accuracy_gt_nir'])}")
     return EXIT_OK

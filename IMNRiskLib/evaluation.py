@@ -169,7 +169,7 @@ def accuracy_test(correct: int, n: int, nir: float) -> Dict[str, object]:
     `confusionMatrix` reports it)."""
     p = float(stats.binomtest(int(correct), int(n), float(nir), alternative="greater").pvalue)
     return {"accuracy": correct / n, "correct": int(correct), "n": int(n), "nir": float(nir),
-            "p_accuracy_gt_nir": p, "test": "one-sided exact binomial test of accuracy > NIR (caret)"}
+            "p_accuracy_gt_nir": p}
 
 
 def accuracy_vs_nir(y: Sequence[int], p: Sequence[float], threshold: float = 0.5) -> Dict[str, object]:
@@ -264,15 +264,23 @@ def hosmer_lemeshow(y: Sequence[int], p: Sequence[float], external: bool = False
             chi2 += (o - e) ** 2 / e if e > 0 else (0.0 if o == 0 else math.inf)
         groups.append({"group": len(groups) + 1, "p_min": float(p[sel].min()), "p_max": float(p[sel].max()),
                        "n": n, "observed": int(obs1), "expected": exp1})
-    convention = "external" if external else "development"
     df = len(groups) - (0 if external else 2)
     pval = float(stats.chi2.sf(chi2, df)) if df > 0 and math.isfinite(chi2) else None
-    out = {"chi2": float(chi2) if math.isfinite(chi2) else None, "df": df, "p": pval, "groups": groups,
-           "n_groups": len(groups), "df_convention": convention, "df_rule": HL_DF_RULES[convention], "note": None}
-    if len(groups) < HL_GROUPS:
-        out["note"] = (f"only {len(groups)} groups (tied predictions merge deciles): df = {df} "
-                       f"({HL_DF_RULES[convention].split(' (')[0]} with g = {len(groups)})")
-    return out
+    # numbers and booleans only (the `stats --json` contract); hl_df_statement says it in words
+    return {"chi2": float(chi2) if math.isfinite(chi2) else None, "df": df, "p": pval, "groups": groups,
+            "n_groups": len(groups), "external": bool(external), "fewer_groups": len(groups) < HL_GROUPS}
+
+
+def hl_df_statement(hl: Dict[str, object]) -> Tuple[str, Optional[str]]:
+    """The df rule of a `hosmer_lemeshow` result in words, and a note when ties left fewer than
+    10 groups (None otherwise)."""
+    convention = "external" if hl.get("external") else "development"
+    rule = HL_DF_RULES[convention]
+    note = None
+    if hl.get("fewer_groups"):
+        note = (f"only {hl['n_groups']} groups (tied predictions merge deciles): df = {hl['df']} "
+                f"({rule.split(' (')[0]} with g = {hl['n_groups']})")
+    return rule, note
 
 
 def calibration_curves(y: Sequence[int], p: Sequence[float]) -> Dict[str, object]:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from . import RESEARCH_ONLY, __version__, figures, ibsi
 from .errors import InputError
-from .evaluation import classification
+from .evaluation import classification, hl_df_statement
 from .files import write_text
 
 REQUIRED = ("metrics.json", "model.json", "predictions.csv", "table1.csv", "table2.csv", "lasso_path.csv",
@@ -248,8 +248,9 @@ def render(folder) -> Path:
                          "HL chi2": _f(m["models"][k]["apparent"]["hosmer_lemeshow"]["chi2"]),
                          "HL df": m["models"][k]["apparent"]["hosmer_lemeshow"]["df"],
                          "HL p": _p(m["models"][k]["apparent"]["hosmer_lemeshow"]["p"]),
-                         "HL df rule": m["models"][k]["apparent"]["hosmer_lemeshow"].get("df_rule", "g - 2"),
-                         "HL note": m["models"][k]["apparent"]["hosmer_lemeshow"].get("note") or ""} for k in models])
+                         "HL df rule": hl_df_statement(m["models"][k]["apparent"]["hosmer_lemeshow"])[0],
+                         "HL note": hl_df_statement(m["models"][k]["apparent"]["hosmer_lemeshow"])[1] or ""}
+                        for k in models])
     val_rows = []
     for k in models:
         e = m["models"][k]

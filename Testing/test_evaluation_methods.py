@@ -62,12 +62,13 @@ def test_hosmer_lemeshow_df_development_and_external_match_r(case):
     assert got["n_groups"] == case["groups"] and got["df"] == case["df"]
     assert got["chi2"] == pytest.approx(case["chi2"], rel=1e-9)
     assert got["p"] == pytest.approx(case["p"], rel=1e-7, abs=1e-15)
-    assert got["df_convention"] == ("external" if case["external"] else "development")
-    assert got["df_rule"].startswith("g (external" if case["external"] else "g - 2 (development")
+    assert got["external"] is case["external"] and got["fewer_groups"] is (case["groups"] < 10)
+    rule, note = evaluation.hl_df_statement(got)
+    assert rule.startswith("g (external" if case["external"] else "g - 2 (development")
     if case["groups"] < 10:
-        assert got["note"] and f"only {case['groups']} groups" in got["note"]
+        assert note and f"only {case['groups']} groups" in note and f"df = {case['df']}" in note
     else:
-        assert got["note"] is None
+        assert note is None
 
 
 # --------------------------------------------------------------------------- 5. shrinkage
@@ -175,7 +176,7 @@ def test_development_hl_uses_g_minus_2(trained):
     _, metrics, _ = trained
     for m in ("clinical", "radiomics", "combined"):
         hl = metrics["models"][m]["apparent"]["hosmer_lemeshow"]
-        assert hl["df"] == hl["n_groups"] - 2 and hl["df_convention"] == "development"
+        assert hl["df"] == hl["n_groups"] - 2 and hl["external"] is False
 
 
 def test_external_validation_uses_g_degrees_of_freedom(phantom, trained, tmp_path):
@@ -188,7 +189,7 @@ def test_external_validation_uses_g_degrees_of_freedom(phantom, trained, tmp_pat
     for m in ("clinical", "radiomics", "combined"):
         hl = val["models"][m]["hosmer_lemeshow"]
         ref = evaluation.hosmer_lemeshow(pred["IMN"], pred[m], external=True)
-        assert hl["df"] == hl["n_groups"] == ref["n_groups"] and hl["df_convention"] == "external"
+        assert hl["df"] == hl["n_groups"] == ref["n_groups"] and hl["external"] is True
         assert hl["p"] == pytest.approx(ref["p"])
         assert val["models"][m]["accuracy"]["nir"] == pytest.approx(max(pred["IMN"].mean(), 1 - pred["IMN"].mean()))
     assert "df " in result.stderr and "g (external cohort" in result.stderr and "no-information rate" in result.stderr
