@@ -117,10 +117,40 @@ def _print_training_summary(metrics: dict, out: Path) -> None:
     fallbacks = metrics["selection"].get("fallbacks", [])
     for fallback in fallbacks:  # a selection step kept nothing: never silent
         say(f"  WARNING {fallback}")
+    _print_validation_summary(metrics)
     for note in metrics.get("notes", []):
         if note not in fallbacks:
             say(f"  note: {note}")
     say(f"  -> {out / 'model.json'}, {out / 'metrics.json'}")
+
+
+def _print_validation_summary(metrics: dict) -> None:
+    """Calibration slope (validated first), accuracy beside the no-information rate, EPV counts."""
+    c = metrics["models"]["combined"]
+    cv, boot = c.get("cv") or {}, c.get("bootstrap") or {}
+    say(f"  combined calibration slope: nested CV {_n(cv.get('slope_mean'))}, bootstrap-corrected "
+        f"{_n(boot.get('slope_corrected'))} (apparent {_n(c['apparent']['calibration']['slope'])})")
+    acc = [f"apparent {_n(c['apparent']['accuracy_vs_nir']['accuracy'], 1, 100)}% "
+           f"(p vs NIR {_n(c['apparent']['accuracy_vs_nir']['p_accuracy_gt_nir'])})"]
+    if cv.get("accuracy_vs_nir"):
+        acc.append(f"nested CV {_n(cv['accuracy_vs_nir']['accuracy'], 1, 100)}% "
+                   f"(p vs NIR {_n(cv['accuracy_vs_nir']['p_accuracy_gt_nir'])})")
+    say(f"  combined accuracy at 0.5: {', '.join(acc)}; no-information rate {_n(metrics['cohort']['nir'], 1, 100)}%")
+    ss = metrics.get("sample_size")
+    if ss:
+        say(f"  events per variable: {ss['limiting_events']} events / {ss['final_df']} final df = {_n(ss['epv_final'], 1)}; "
+            f"/ {ss['fitted_parameters']} fitted ({ss['radscore_coefficients']} Rad-Score coefficients + "
+            f"{ss['clinical_df']} clinical df) = {_n(ss['epv_fitted'], 1)}; / {ss['candidate_parameters']} candidates "
+            f"screened ({ss['candidate_features']} features + {ss['candidate_clinical_df']} clinical df) = "
+            f"{_n(ss['epv_candidates'], 3)}")
+        riley = next((r for r in ss.get("riley", []) if "n" in r and r["basis"] == "candidate parameters"), None)
+        if riley:
+            say(f"  Riley minimum n for {riley['parameters']} candidate parameters (Cox-Snell R2 {_n(riley['r2_cs'])} "
+                f"from {riley['r2_source']}): {riley['n']} (this cohort: {ss['n']})")
+    shr = metrics.get("shrinkage")
+    if shr:
+        say(f"  shrinkage: factor {_n(shr['factor'])}, intercept {_n(shr['intercept_before'])} -> "
+            f"{_n(shr['intercept_after'])}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -137,7 +167,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # one run per folder; every output staged and moved in at the end (model.json last), or none
     with output_lock(out), output_set(out, last="model.json") as stage:
         metrics = train(args.cohort, args.features, stage, args.schema, _training_options(args), args.cv_folds,
-                        args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet)
+                        args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet,
+                        shrink=None if args.shrink == "none" else args.shrink)
         report = out / render(stage).name
     _print_training_summary(metrics, out)
     say(f"  report: {report}")
@@ -241,6 +272,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"({_n(c['ci95'][0])}-{_n(c['ci95'][1])}); calibration-in-the-large {_n(cal['citl'])}, slope "
         f"{_n(cal['slope'])}; Brier {_n(c['brier'])}; HL p {_n(c['hosmer_lemeshow']['p'])}"
         f" -> {Path(args.out) / 'validation.json'}")
+    from .evaluation import hl_df_statement
+    hl, acc = c["hosmer_lemeshow"], c["accuracy"]
+    rule, note = hl_df_statement(hl)
+    say(f"  Hosmer-Lemeshow chi2 {_n(hl['chi2'])}, df {hl['df']} = {rule}" + (f"; note: {note}" if note else ""))
+    say(f"  accuracy at 0.5 {_n(acc['accuracy'], 1, 100)}% vs no-information rate {_n(acc['nir'], 1, 100)}%: "
+        f"one-sided exact binomial p = {_n(acc['p_accuracy_gt_nir'])}")
     return EXIT_OK
 
 
@@ -420,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clinical-test", choices=("lrt", "wald"), default="lrt",
                    help="clinical backward elimination by likelihood ratio (R drop1/step; default) or the paper's Wald p")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shrink", choices=("none", "bootstrap"), default="none",
+                   help="bootstrap: shrink the combined model's coefficients by its bootstrap-corrected calibration "
+                        "slope, intercept re-estimated (the saved model is the shrunk one)")
     _add_run_options(p)
     p.set_defaults(func=cmd_train)
 

@@ -157,6 +157,28 @@ def youden(y: Sequence[int], score: Sequence[float]) -> Dict[str, object]:
     return classification(y, score, roc["threshold"][best])
 
 
+def no_information_rate(y: Sequence[int]) -> float:
+    """Accuracy of always predicting the majority class (caret's NIR)."""
+    y = np.asarray(y, int)
+    return float(max(y.mean(), 1.0 - y.mean()))
+
+
+def accuracy_test(correct: int, n: int, nir: float) -> Dict[str, object]:
+    """Accuracy beside the no-information rate, with the one-sided exact binomial test of
+    accuracy > NIR (R `binom.test(correct, n, p = nir, alternative = "greater")`, as caret's
+    `confusionMatrix` reports it)."""
+    p = float(stats.binomtest(int(correct), int(n), float(nir), alternative="greater").pvalue)
+    return {"accuracy": correct / n, "correct": int(correct), "n": int(n), "nir": float(nir),
+            "p_accuracy_gt_nir": p}
+
+
+def accuracy_vs_nir(y: Sequence[int], p: Sequence[float], threshold: float = 0.5) -> Dict[str, object]:
+    """Accuracy at `threshold` (positive: p >= threshold) against the no-information rate."""
+    y, p = np.asarray(y, int), np.asarray(p, float)
+    out = accuracy_test(int(((p >= threshold).astype(int) == y).sum()), len(y), no_information_rate(y))
+    return {"threshold": float(threshold), **out}
+
+
 # --------------------------------------------------------------------------- calibration
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -219,9 +241,16 @@ def hl_groups(p: np.ndarray) -> np.ndarray:
     return np.clip(idx, 0, len(breaks) - 2)
 
 
-def hosmer_lemeshow(y: Sequence[int], p: Sequence[float]) -> Dict[str, object]:
-    """Hosmer-Lemeshow test with g = 10 (ResourceSelection `hoslem.test` grouping);
-    df = non-empty groups - 2. Returns chi2, df, p and the group table."""
+HL_GROUPS = 10
+HL_DF_RULES = {"development": "g - 2 (development data: the model was fitted on these patients)",
+               "external": "g (external cohort: a frozen model, nothing estimated on these patients)"}
+
+
+def hosmer_lemeshow(y: Sequence[int], p: Sequence[float], external: bool = False) -> Dict[str, object]:
+    """Hosmer-Lemeshow test with g = 10 (ResourceSelection `hoslem.test` grouping). df = non-empty
+    groups - 2 on development data, = groups on an external cohort scored by a frozen model (Hosmer &
+    Lemeshow, Applied Logistic Regression, 3rd ed., 5.2.2). Returns chi2, df, the rule, p, the groups,
+    and a note when ties leave fewer than 10 groups."""
     y, p = np.asarray(y, float), np.asarray(p, float)
     g = hl_groups(p)
     groups, chi2 = [], 0.0
@@ -235,9 +264,23 @@ def hosmer_lemeshow(y: Sequence[int], p: Sequence[float]) -> Dict[str, object]:
             chi2 += (o - e) ** 2 / e if e > 0 else (0.0 if o == 0 else math.inf)
         groups.append({"group": len(groups) + 1, "p_min": float(p[sel].min()), "p_max": float(p[sel].max()),
                        "n": n, "observed": int(obs1), "expected": exp1})
-    df = len(groups) - 2
+    df = len(groups) - (0 if external else 2)
     pval = float(stats.chi2.sf(chi2, df)) if df > 0 and math.isfinite(chi2) else None
-    return {"chi2": float(chi2) if math.isfinite(chi2) else None, "df": df, "p": pval, "groups": groups}
+    # numbers and booleans only (the `stats --json` contract); hl_df_statement says it in words
+    return {"chi2": float(chi2) if math.isfinite(chi2) else None, "df": df, "p": pval, "groups": groups,
+            "n_groups": len(groups), "external": bool(external), "fewer_groups": len(groups) < HL_GROUPS}
+
+
+def hl_df_statement(hl: Dict[str, object]) -> Tuple[str, Optional[str]]:
+    """The df rule of a `hosmer_lemeshow` result in words, and a note when ties left fewer than
+    10 groups (None otherwise)."""
+    convention = "external" if hl.get("external") else "development"
+    rule = HL_DF_RULES[convention]
+    note = None
+    if hl.get("fewer_groups"):
+        note = (f"only {hl['n_groups']} groups (tied predictions merge deciles): df = {hl['df']} "
+                f"({rule.split(' (')[0]} with g = {hl['n_groups']})")
+    return rule, note
 
 
 def calibration_curves(y: Sequence[int], p: Sequence[float]) -> Dict[str, object]:
@@ -302,9 +345,11 @@ def is_probability(score: np.ndarray) -> bool:
     return bool(np.all((score >= 0) & (score <= 1)))
 
 
-def evaluate(y: Sequence[int], score: Sequence[float], probability: Optional[bool] = None) -> Dict[str, object]:
+def evaluate(y: Sequence[int], score: Sequence[float], probability: Optional[bool] = None,
+             external: bool = False) -> Dict[str, object]:
     """Everything for one score: AUC with DeLong CI, Youden; for probabilities also Brier,
-    calibration, Hosmer-Lemeshow and net benefit."""
+    calibration, Hosmer-Lemeshow (df by `external`: see `hosmer_lemeshow`), accuracy at 0.5
+    against the no-information rate, and net benefit."""
     y, s = np.asarray(y, int), np.asarray(score, float)
     res = auc_delong(y, s)
     out: Dict[str, object] = {"auc": res.auc, "variance": res.variance, "ci95": list(res.ci95),
@@ -313,7 +358,8 @@ def evaluate(y: Sequence[int], score: Sequence[float], probability: Optional[boo
         cal = calibration(y, s)
         out["brier"] = cal.pop("brier")
         out["calibration"] = cal
-        out["hosmer_lemeshow"] = hosmer_lemeshow(y, s)
+        out["hosmer_lemeshow"] = hosmer_lemeshow(y, s, external=external)
+        out["accuracy"] = accuracy_vs_nir(y, s)
         out["net_benefit"] = net_benefit(y, s)
     return out
 
@@ -399,3 +445,73 @@ def format_evaluation(result: Dict[str, object]) -> str:
         lines += ["", "DeLong paired tests:"]
         lines += [f"  {p['a']} vs {p['b']}: Z = {f(p['z'], 4)}, p = {f(p['p'], 4)}" for p in result["pairs"]]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- sample size (Riley et al.)
+
+def max_cox_snell_r2(prevalence: float) -> float:
+    """The largest Cox-Snell R2 a binary outcome with this prevalence allows (Riley 2018, eq. 23)."""
+    phi = float(prevalence)
+    return 1.0 - math.exp(2.0 * (phi * math.log(phi) + (1.0 - phi) * math.log(1.0 - phi)))
+
+
+def cox_snell_r2_from_lr(lr: float, n: int) -> float:
+    """Cox-Snell R2 of a logistic model from its likelihood-ratio chi2 on n patients."""
+    return 1.0 - math.exp(-float(lr) / n)
+
+
+def cox_snell_r2_from_c(cstatistic: float, prevalence: float, nodes: int = 200) -> float:
+    """Anticipated Cox-Snell R2 from a C statistic (Riley, Van Calster & Collins 2021, Stat Med):
+    the linear predictor is N(0, 1) in one class and N(mu, 1) in the other, mu = sqrt(2)
+    qnorm(C). pmsampsize's `cstat2rsq` simulates 1e6 patients and fits a logistic model; here the
+    same population value is computed exactly (that logistic model is the true one: slope mu,
+    intercept log odds - mu^2/2), by Gauss-Hermite quadrature."""
+    c, phi = float(cstatistic), float(prevalence)
+    if not 0.5 <= c < 1 or not 0 < phi < 1:
+        raise InputError("C statistic must lie in [0.5, 1) and prevalence in (0, 1)")
+    mu = math.sqrt(2.0) * stats.norm.ppf(c)
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / w.sum()
+    a, b = math.log(phi / (1 - phi)) - mu * mu / 2.0, mu
+
+    def log_sigmoid(t):
+        return -np.logaddexp(0.0, -t)
+    # events: LP ~ N(mu, 1); non-events: LP ~ N(0, 1)
+    ll_model = phi * float(w @ log_sigmoid(a + b * (x + mu))) + (1 - phi) * float(w @ log_sigmoid(-(a + b * x)))
+    ll_null = phi * math.log(phi) + (1 - phi) * math.log(1 - phi)
+    return 1.0 - math.exp(-2.0 * (ll_model - ll_null))
+
+
+def heuristic_shrinkage(r2_cs: float, parameters: int, n: int) -> float:
+    """Van Houwelingen's heuristic shrinkage factor 1 + p / (n ln(1 - R2_CS)) (Riley 2020, BMJ)."""
+    return 1.0 + parameters / (n * math.log(1.0 - r2_cs))
+
+
+def riley_sample_size(prevalence: float, parameters: int, r2_cs: float, shrinkage: float = 0.9,
+                      delta: float = 0.05, margin: float = 0.05) -> Dict[str, object]:
+    """Minimum development sample size of a logistic prediction model (Riley et al. 2020, BMJ;
+    2018, Stat Med part II), as R's `pmsampsize(type = "b")` 1.1.3 computes it: criterion 1,
+    expected uniform shrinkage >= `shrinkage`; 2, optimism in Nagelkerke R2 <= `delta`; 3, the
+    overall risk within +-`margin` (95%). Each n rounded up; EPP = n * prevalence / parameters."""
+    phi, p, r2 = float(prevalence), int(parameters), float(r2_cs)
+    max_r2 = max_cox_snell_r2(phi)
+    if not 0 < r2 < max_r2:
+        raise InputError(f"Cox-Snell R2 {r2:.4f} must lie in (0, {max_r2:.4f}) for prevalence {phi:g}")
+    if shrinkage <= r2:
+        raise InputError("the target shrinkage must exceed the anticipated Cox-Snell R2")
+
+    def n_for(s: float) -> int:
+        return int(math.ceil(p / ((s - 1.0) * math.log(1.0 - r2 / s))))
+    s2 = r2 / (r2 + delta * max_r2)
+    n1, n2 = n_for(shrinkage), n_for(s2)
+    n3 = int(math.ceil((1.96 / margin) ** 2 * phi * (1 - phi)))  # pmsampsize writes 1.96, not qnorm(0.975)
+    criteria = [{"criterion": 1, "what": f"expected shrinkage >= {shrinkage:g}", "n": n1, "shrinkage": shrinkage},
+                {"criterion": 2, "what": f"optimism in Nagelkerke R2 <= {delta:g}", "n": n2, "shrinkage": s2},
+                {"criterion": 3, "what": f"overall risk within +-{margin:g}", "n": n3, "shrinkage": None}]
+    for c in criteria:
+        c["events"] = c["n"] * phi
+        c["epp"] = c["n"] * phi / p
+    n_final = max(n1, n2, n3)
+    return {"prevalence": phi, "parameters": p, "r2_cs": r2, "max_r2_cs": max_r2, "nagelkerke_r2": r2 / max_r2,
+            "criteria": criteria, "n": n_final, "events": n_final * phi, "epp": n_final * phi / p,
+            "shrinkage": max(shrinkage, s2), "method": "Riley et al. 2020 (BMJ), as pmsampsize type 'b'"}

@@ -19,22 +19,34 @@ GREY, BLACK, VERMILLION, PURPLE = "#999999", "#000000", "#D55E00", "#CC79A7"
 MODELS = ("clinical", "radiomics", "combined")
 
 
+# every figure of the report has this size (inches) and this style, so they print at one font scale
+FIGSIZE = (7.0, 4.4)
+STYLE = {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+         "legend.fontsize": 7, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
+         "figure.dpi": 100}
+DPI = 300
+
+
 def _plt():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                         "svg.fonttype": "none", "figure.dpi": 100})
+    plt.rcParams.update(STYLE)
     return plt
 
 
 def save(fig, folder: Path, name: str) -> Dict[str, Path]:
-    """Write the figure as PNG (300 dpi) and SVG; return both paths."""
+    """Write the figure as PNG (300 dpi) and SVG at the one report size FIGSIZE (no tight crop,
+    which would give every figure its own size); return both paths."""
+    plt = _plt()
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"png": folder / f"{name}.png", "svg": folder / f"{name}.svg"}
-    fig.savefig(paths["png"], dpi=300, bbox_inches="tight")
-    fig.savefig(paths["svg"], bbox_inches="tight")
-    _plt().close(fig)
+    with plt.rc_context(STYLE):
+        fig.set_size_inches(*FIGSIZE)
+        fig.set_layout_engine("constrained")
+        fig.savefig(paths["png"], dpi=DPI)
+        fig.savefig(paths["svg"])
+    plt.close(fig)
     return paths
 
 
@@ -43,7 +55,7 @@ def funnel(steps: List[Dict[str, Any]]):
     plt = _plt()
     names = {"all": "All features", "constant": "Non-constant", "corr": "|r| <= 0.9", "vif": "VIF <= 10",
              "mwu": "Mann-Whitney p < 0.05", "lasso": "LASSO", "forward": "Forward selection"}
-    fig, ax = plt.subplots(figsize=(6, 2.8))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     labels = [names.get(s["step"], s["step"]) for s in steps]
     counts = [s["n"] for s in steps]
     bars = ax.barh(range(len(steps)), counts, color=MODEL_COLOURS["radiomics"])
@@ -61,7 +73,7 @@ def funnel(steps: List[Dict[str, Any]]):
 def lasso(path: pd.DataFrame, cv: pd.DataFrame, lambda_min: float, lambda_1se: float):
     """LASSO coefficient path and the cross-validated deviance, lambda.min and lambda.1se marked."""
     plt = _plt()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (a, b) = plt.subplots(1, 2, figsize=FIGSIZE)
     lam = np.log(path["lambda"].to_numpy())
     coefs = path.drop(columns="lambda")
     for col in coefs.columns:
@@ -77,14 +89,13 @@ def lasso(path: pd.DataFrame, cv: pd.DataFrame, lambda_min: float, lambda_1se: f
     b.set_ylabel("Cross-validated binomial deviance")
     b.set_title("LASSO: choice of lambda (5-fold CV)")
     b.text(0.02, 0.97, "dashed: lambda.min\ndotted: lambda.1se", transform=b.transAxes, va="top", fontsize=8)
-    fig.tight_layout()
     return fig
 
 
 def radscore_by_outcome(radscore: np.ndarray, y: np.ndarray, outcome: str = "IMN"):
     """Rad-Score of IMN-negative and IMN-positive patients (box and points)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4, 3.4))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     groups = [radscore[y == 0], radscore[y == 1]]
     ax.boxplot(groups, widths=0.5, showfliers=False, medianprops={"color": BLACK})
     rng = np.random.default_rng(0)
@@ -100,7 +111,7 @@ def cv_frequency(freq: Dict[str, float], top: int = 15):
     """How often each feature was selected across the cross-validation folds."""
     plt = _plt()
     items = sorted(freq.items(), key=lambda kv: -kv[1])[:top]
-    fig, ax = plt.subplots(figsize=(7, 0.28 * max(len(items), 3) + 1))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.barh(range(len(items)), [v for _, v in items], color=MODEL_COLOURS["radiomics"])
     ax.set_yticks(range(len(items)), [k for k, _ in items], fontsize=7)
     ax.invert_yaxis()
@@ -113,7 +124,7 @@ def cv_frequency(freq: Dict[str, float], top: int = 15):
 def roc(metrics: Dict[str, Any]):
     """ROC curves of the three models, AUC and DeLong 95% CI in the legend."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.6, 4.6))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     for m in MODELS:
         a = metrics["models"][m]["apparent"]
         fpr = 1 - np.array(a["roc"]["specificity"])
@@ -135,7 +146,7 @@ def roc(metrics: Dict[str, Any]):
 def calibration(metrics: Dict[str, Any]):
     """Calibration of the three models: lowess curve, deciles with 95% CIs, the ideal line."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=FIGSIZE, sharey=True)
     for ax, m in zip(axes, MODELS):
         a = metrics["models"][m]["apparent"]
         curves = a["calibration_curves"]
@@ -150,22 +161,21 @@ def calibration(metrics: Dict[str, Any]):
                     elinewidth=0.8, label="Deciles (95% CI)")
         cal, hl = a["calibration"], a["hosmer_lemeshow"]
         text = (f"intercept {_f(cal['intercept'])}, slope {_f(cal['slope'])}\n"
-                f"Hosmer-Lemeshow chi2 {_f(hl['chi2'])}, df {hl['df']}, p {_f(hl['p'])}")
-        ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", fontsize=7)
+                f"HL chi2 {_f(hl['chi2'], 2)}, df {hl['df']}, p {_f(hl['p'])}")
+        ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", fontsize=6.5)
         ax.set_title(MODEL_LABELS[m])
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.02, 1.05)
         ax.set_xlabel("Predicted probability")
     axes[0].set_ylabel("Observed proportion")
     axes[-1].legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
     return fig
 
 
 def decision_curves(metrics: Dict[str, Any]):
     """Net benefit of the three models, treat-all and treat-none."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     nb = metrics["models"]["combined"]["apparent"]["net_benefit"]
     t = np.array(nb["thresholds"])
     prevalence = metrics["cohort"]["events"] / metrics["cohort"]["n"]
@@ -189,7 +199,7 @@ def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str], patient: Opti
     plt = _plt()
     axes = nomo["axes"]
     rows = len(axes) + 3
-    fig, ax = plt.subplots(figsize=(8, 0.55 * rows + 0.6))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.axis("off")
     y = rows
 
@@ -249,7 +259,7 @@ def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str], patient: Opti
 def cv_protocols(metrics: Dict[str, Any]):
     """Cross-validated AUC, nested against the leaky protocol, and the apparent AUC."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     width = 0.26
     for k, (key, label, hatch) in enumerate((("apparent", "Apparent", ""), ("cv_leaky", "CV, leaky (paper)", "//"),
                                              ("cv", "CV, nested", ""))):
@@ -266,6 +276,38 @@ def cv_protocols(metrics: Dict[str, Any]):
     ax.set_ylabel("AUC (mean +- SD over folds)")
     ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     ax.set_title("Validation: how much the leak inflates", pad=22)
+    return fig
+
+
+def calibration_validated(metrics: Dict[str, Any]):
+    """Calibration curves (lowess) that new patients would see: nested-CV out-of-fold predictions
+    (averaged over repeats) beside the apparent curve, and the shrunk combined model when trained
+    with --shrink; validated slopes in each panel."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=FIGSIZE, sharey=True)
+    shrink = metrics.get("shrinkage")
+    for ax, m in zip(axes, MODELS):
+        e = metrics["models"][m]
+        ax.plot([0, 1], [0, 1], color=GREY, ls=":", lw=1, label="Ideal")
+        app = e["apparent"]["calibration_curves"]["lowess"]
+        ax.plot(app["predicted"], app["observed"], color=GREY, lw=1.4, label="Apparent")
+        cv_curve = (e.get("cv") or {}).get("calibration_curves")
+        if cv_curve:
+            ax.plot(cv_curve["lowess"]["predicted"], cv_curve["lowess"]["observed"], color=MODEL_COLOURS[m],
+                    lw=1.8, label="Nested CV (out-of-fold)")
+        if m == "combined" and shrink:
+            sc = shrink["calibration_curves"]["lowess"]
+            ax.plot(sc["predicted"], sc["observed"], color=VERMILLION, lw=1.4, ls="--", label="Shrunk (apparent)")
+        cv, boot = e.get("cv") or {}, e.get("bootstrap") or {}
+        ax.text(0.03, 0.97, f"slope: nested CV {_f(cv.get('slope_mean'))}\nbootstrap {_f(boot.get('slope_corrected'))}"
+                f", apparent {_f(e['apparent']['calibration']['slope'])}", transform=ax.transAxes, va="top",
+                fontsize=6.5)
+        ax.set_title(MODEL_LABELS[m])
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_xlabel("Predicted probability")
+        ax.legend(loc="lower right", fontsize=6)
+    axes[0].set_ylabel("Observed proportion")
     return fig
 
 

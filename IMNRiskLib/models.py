@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -248,3 +248,40 @@ def risk_group(p: float, thresholds: Dict[str, float]) -> str:
     if p < thresholds["low"]:
         return "low"
     return "intermediate"
+
+
+# --------------------------------------------------------------------------- shrinkage
+
+def shrink_uniformly(fit: LogisticFit, X: pd.DataFrame, y: np.ndarray, factor: float
+                     ) -> Tuple[LogisticFit, Dict[str, object]]:
+    """Steyerberg's uniform shrinkage: every coefficient but the intercept times `factor`, the
+    intercept re-estimated by ML with the shrunk linear predictor as offset (R `glm(y ~ 1,
+    offset = factor * lp, family = binomial)`), so that mean predicted risk = observed rate.
+    Covariance scaled by factor^2 (the uncertainty of the factor itself not carried).
+    Returns the shrunk LogisticFit and a record of what was done."""
+    y = np.asarray(y, int)
+    slopes = np.asarray(X[fit.terms[1:]], float) @ fit.coef[1:]
+    offset = factor * slopes
+    intercept = _offset_intercept(y, offset)
+    coef = np.concatenate([[intercept], factor * fit.coef[1:]])
+    scale = np.full(len(coef), factor)
+    scale[0] = 1.0
+    cov = fit.cov * np.outer(scale, scale)
+    shrunk = LogisticFit(list(fit.terms), coef, np.sqrt(np.diag(cov)), cov, fit.n, fit.events,
+                         method=f"{fit.method}, shrunk", separation=fit.separation)
+    record = {"method": "uniform shrinkage by the bootstrap optimism-corrected calibration slope; intercept "
+                        "re-estimated with the shrunk linear predictor as offset (Steyerberg)",
+              "factor": float(factor), "intercept_before": float(fit.coef[0]), "intercept_after": float(intercept),
+              "coefficients_before": dict(zip(fit.terms, map(float, fit.coef))),
+              "score_equation": float(np.sum(y - _sigmoid(intercept + offset)))}
+    return shrunk, record
+
+
+def _offset_intercept(y: np.ndarray, offset: np.ndarray) -> float:
+    """ML intercept of a logistic model with a fixed offset: the root of sum(y - p) = 0 (monotone in a: Brent)."""
+    from scipy.optimize import brentq
+    target = float(y.sum())
+
+    def excess(a: float) -> float:
+        return float(_sigmoid(a + offset).sum()) - target
+    return float(brentq(excess, -50.0, 50.0, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=500))

@@ -174,7 +174,8 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
     result: Dict[str, Any] = {"n": int(len(y)), "events": int(y.sum()), "model_sha256": model.doc["sha256"],
                               "models": {}, "notice": RESEARCH_ONLY}
     for m in ("clinical", "radiomics", "combined"):
-        result["models"][m] = evaluation.evaluate(y, pred[m].to_numpy(), probability=True)
+        # HL df = g: a frozen model scored on patients it never saw
+        result["models"][m] = evaluation.evaluate(y, pred[m].to_numpy(), probability=True, external=True)
     result["delong"] = [{"a": a, "b": b, **{k: v for k, v in evaluation.delong_test(y, pred[a], pred[b]).items()
                                              if k in ("z", "p")}}
                         for a, b in (("clinical", "radiomics"), ("clinical", "combined"), ("radiomics", "combined"))]

@@ -16,13 +16,13 @@ import pandas as pd
 
 from . import RESEARCH_ONLY, __version__, figures, ibsi
 from .errors import InputError
-from .evaluation import classification
+from .evaluation import classification, hl_df_statement
 from .files import write_text
 
 REQUIRED = ("metrics.json", "model.json", "predictions.csv", "table1.csv", "table2.csv", "lasso_path.csv",
             "lasso_cv.csv")
 FIGURES = ("funnel", "lasso", "radscore_by_outcome", "cv_frequency", "roc", "nomogram", "calibration",
-           "decision_curves", "cv_protocols")
+           "decision_curves", "cv_protocols", "calibration_validated")
 
 
 def _f(v, nd: int = 3) -> str:
@@ -79,7 +79,7 @@ def make_figures(res: Dict[str, Any], folder: Path) -> Dict[str, Dict[str, Path]
         "cv_frequency": figures.cv_frequency(sel.get("cv_frequency") or {f: 1.0 for f in model["radiomics"]["features"]}),
         "roc": figures.roc(m), "nomogram": figures.nomogram(model["nomogram"], labels),
         "calibration": figures.calibration(m), "decision_curves": figures.decision_curves(m),
-        "cv_protocols": figures.cv_protocols(m)}
+        "cv_protocols": figures.cv_protocols(m), "calibration_validated": figures.calibration_validated(m)}
     return {name: figures.save(fig, folder / "figures", name) for name, fig in figs.items()}
 
 
@@ -152,6 +152,82 @@ def _ibsi_section() -> str:
             f"<p>{html.escape(ibsi.WAVELET_NOTE)}</p>")
 
 
+def _validated_table(m: Dict[str, Any]) -> pd.DataFrame:
+    """Validated discrimination and calibration slope of each model first, apparent beside them."""
+    rows = []
+    for k in ("clinical", "radiomics", "combined"):
+        e = m["models"][k]
+        cv, boot, app = e.get("cv") or {}, e.get("bootstrap") or {}, e["apparent"]
+        rows.append({"model": figures.MODEL_LABELS[k],
+                     "nested-CV AUC": f"{_f(cv.get('auc_mean'))} ± {_f(cv.get('auc_sd'))}" if cv else "-",
+                     "bootstrap-corrected AUC": _f(boot.get("auc_corrected")),
+                     "nested-CV calibration slope": f"{_f(cv.get('slope_mean'))} ± {_f(cv.get('slope_sd'))}" if cv else "-",
+                     "bootstrap-corrected slope": _f(boot.get("slope_corrected")),
+                     "apparent AUC": _f(app["auc"]), "apparent slope": _f(app["calibration"]["slope"])})
+    return pd.DataFrame(rows)
+
+
+def _accuracy_table(m: Dict[str, Any]) -> pd.DataFrame:
+    """Every accuracy beside the no-information rate, with caret's one-sided exact binomial p."""
+    rows = []
+    for k in ("clinical", "radiomics", "combined"):
+        e = m["models"][k]
+        for label, entry in (("apparent", e["apparent"].get("accuracy_vs_nir")),
+                             ("nested CV", (e.get("cv") or {}).get("accuracy_vs_nir")),
+                             ("leaky CV", (e.get("cv_leaky") or {}).get("accuracy_vs_nir"))):
+            if entry:
+                rows.append({"model": figures.MODEL_LABELS[k], "estimate": label,
+                             "accuracy (threshold 0.5)": f"{_f(100 * entry['accuracy'], 1)}%",
+                             "no-information rate": f"{_f(100 * entry['nir'], 1)}%",
+                             "p (accuracy > NIR)": _p(entry["p_accuracy_gt_nir"])})
+    return pd.DataFrame(rows)
+
+
+def _epv_section(m: Dict[str, Any]) -> str:
+    """Events per variable against the final df, every fitted parameter and every candidate, per
+    selection step, and Riley et al.'s minimum sample size."""
+    ss = m.get("sample_size")
+    if not ss:
+        return f"<p>Events per variable of the combined model {_f(m['cohort']['epv'], 1)}.</p>"
+    text = (f"<p>Events per variable (EPV; {ss['limiting_events']} events in the smaller outcome class): "
+            f"<b>{_f(ss['epv_final'], 1)}</b> against the final combined model's {ss['final_df']} df; "
+            f"<b>{_f(ss['epv_fitted'], 1)}</b> against the {ss['fitted_parameters']} parameters really fitted "
+            f"({ss['radscore_coefficients']} Rad-Score coefficients + {ss['clinical_df']} clinical df); "
+            f"<b>{_f(ss['epv_candidates'], 3)}</b> against the {ss['candidate_parameters']} candidate parameters "
+            f"screened ({ss['candidate_features']} radiomics features + {ss['candidate_clinical_df']} clinical df). "
+            "Selection on the outcome spends those candidates: the final model's EPV flatters the design.</p>")
+    steps = pd.DataFrame([{"selection step": st["step"], "features left": st["features"],
+                           "events per feature": _f(st["epv"], 3)} for st in ss["per_step"]])
+    riley = pd.DataFrame([{"anticipated Cox-Snell R2 from": r["r2_source"], "parameters": f"{r['parameters']} ({r['basis']})",
+                           "R2_CS": _f(r.get("r2_cs")), "n (criterion 1: shrinkage >= 0.9)": r["criteria"][0]["n"] if "criteria" in r else "-",
+                           "n (2: optimism in R2_Nagelkerke <= 0.05)": r["criteria"][1]["n"] if "criteria" in r else "-",
+                           "n (3: risk +-0.05)": r["criteria"][2]["n"] if "criteria" in r else "-",
+                           "minimum n": r.get("n", r.get("error")), "this cohort": ss["n"],
+                           "met": ("yes" if r.get("met") else "no") if "n" in r else "-"}
+                          for r in ss.get("riley", [])])
+    out = text + _table(steps, "Events per candidate feature at each selection step")
+    if len(riley):
+        out += _table(riley, "Minimum sample size (Riley et al. 2020, BMJ; as R pmsampsize type 'b')")
+    return out
+
+
+def _shrinkage_section(m: Dict[str, Any]) -> str:
+    """Apparent calibration of the combined model before and after uniform shrinkage."""
+    shr = m.get("shrinkage")
+    if not shr:
+        return ("<p>The saved combined model is not shrunk (train with <code>--shrink bootstrap</code> to shrink its "
+                "coefficients by the bootstrap-corrected calibration slope).</p>")
+    rows = []
+    for label, c in (("as fitted", shr["apparent_unshrunk"]), (f"shrunk (factor {_f(shr['factor'])})", shr["apparent_shrunk"])):
+        rows.append({"combined model": label, "intercept": _f(c["intercept"]), "slope": _f(c["slope"]),
+                     "calibration-in-the-large": _f(c["citl"]), "mean predicted": _f(c["mean_predicted"]),
+                     "observed rate": _f(c["observed"]), "Brier": _f(c["brier"]),
+                     "HL chi2 (df)": f"{_f(c['hosmer_lemeshow']['chi2'], 2)} ({c['hosmer_lemeshow']['df']})"})
+    return (f"<p>{html.escape(shr['method'])}: coefficients x {_f(shr['factor'])}, intercept "
+            f"{_f(shr['intercept_before'])} -> {_f(shr['intercept_after'])}. model.json holds the shrunk model; predict uses it.</p>"
+            + _table(pd.DataFrame(rows), "Apparent calibration of the combined model, as fitted and shrunk (training cohort)"))
+
+
 def render(folder) -> Path:
     """Write folder/report.html (and figures/*.png, *.svg) from the saved results."""
     folder = Path(folder)
@@ -171,7 +247,10 @@ def render(folder) -> Path:
                          "calibration-in-the-large": _f(m["models"][k]["apparent"]["calibration"]["citl"]),
                          "HL chi2": _f(m["models"][k]["apparent"]["hosmer_lemeshow"]["chi2"]),
                          "HL df": m["models"][k]["apparent"]["hosmer_lemeshow"]["df"],
-                         "HL p": _p(m["models"][k]["apparent"]["hosmer_lemeshow"]["p"])} for k in models])
+                         "HL p": _p(m["models"][k]["apparent"]["hosmer_lemeshow"]["p"]),
+                         "HL df rule": hl_df_statement(m["models"][k]["apparent"]["hosmer_lemeshow"])[0],
+                         "HL note": hl_df_statement(m["models"][k]["apparent"]["hosmer_lemeshow"])[1] or ""}
+                        for k in models])
     val_rows = []
     for k in models:
         e = m["models"][k]
@@ -211,8 +290,17 @@ def render(folder) -> Path:
 pyradiomics {html.escape(str(model['software'].get('pyradiomics', '?')))}; extraction settings SHA-256 <code>{settings_hash[:16]}</code>;
 model SHA-256 <code>{model['sha256'][:16]}</code>.</p></header>
 {_fallback_box(m)}
+<h2>Validated performance (what new patients can expect)</h2>
+<p>Nested CV refits every selection step inside each training fold; the bootstrap corrects for optimism
+(Harrell). The apparent numbers, computed on the patients the models were fitted on, stand beside them:
+they are optimistic (an apparent calibration slope of 1 says nothing).</p>
+{_table(_validated_table(m), 'Validated discrimination and calibration slope, apparent beside them')}
+{_img(figs['calibration_validated'], 'Validated calibration: nested-CV out-of-fold curve against the apparent one')}
+{_table(_accuracy_table(m), 'Accuracy beside the no-information rate (always predicting the majority class); one-sided exact binomial test of accuracy > NIR, as caret confusionMatrix')}
+{_shrinkage_section(m)}
 <h2>1. Cohort</h2>
-<p>n = {m['cohort']['n']} patients, {m['cohort']['events']} with IMN metastasis; events per variable of the combined model {_f(m['cohort']['epv'], 1)}.</p>
+<p>n = {m['cohort']['n']} patients, {m['cohort']['events']} with IMN metastasis.</p>
+{_epv_section(m)}
 {_table(t1, 'Table 1. Characteristics by outcome (counts, column %; p by chi-square or Fisher, t-test or Mann-Whitney U)')}
 <p>Missing values per variable (each model uses complete cases):</p>{_table(missing, 'Missing data') if len(missing) else '<p>none</p>'}
 <h2>2. Clinical model</h2>

@@ -107,12 +107,108 @@ def apparent_metrics(y: np.ndarray, pred: pd.DataFrame) -> Dict[str, Dict[str, A
                   "calibration": {"intercept": cal["intercept"], "slope": cal["slope"], "citl": cal["citl"],
                                   "slope_p_vs_1": cal["slope_p_vs_1"]},
                   "hosmer_lemeshow": ev["hosmer_lemeshow"], "youden": ev["youden"],
-                  "accuracy": performance(y, p)["accuracy"],
+                  "accuracy": performance(y, p)["accuracy"], "accuracy_vs_nir": ev["accuracy"],
                   "roc": {k: [None if not np.isfinite(v) else float(v) for v in vals]
                           for k, vals in evaluation.roc_points(y, p).items()},
                   "calibration_curves": evaluation.calibration_curves(y, p),
                   "net_benefit": ev["net_benefit"]}
     return out
+
+
+def cv_accuracy_vs_nir(y: np.ndarray, cv: Dict[str, Any]) -> Dict[str, Any]:
+    """The CV accuracy against the no-information rate: the out-of-fold correct count is taken as
+    mean fold accuracy x n (rounded), tested like caret's confusionMatrix (exact binomial, one-sided)."""
+    n = len(y)
+    out = evaluation.accuracy_test(int(round(cv["accuracy_mean"] * n)), n, evaluation.no_information_rate(y))
+    return {**out, "accuracy": cv["accuracy_mean"], "basis": "out-of-fold: mean fold accuracy x n patients, rounded"}
+
+
+def candidate_clinical_df(data: Data) -> int:
+    """Design columns of every clinical variable of the schema: the clinical parameters screened."""
+    from .clinical import design, varying
+    return int(varying(design(data.clinical, data.schema, data.schema.names)).shape[1])
+
+
+def sample_size(models: FittedModels, data: Data, pred: pd.DataFrame, metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """Events per variable counted honestly: against the final model's df, against every parameter
+    really fitted (the Rad-Score's own coefficients too) and against every candidate screened (per
+    selection step), with Riley et al.'s minimum sample size for the candidate and the final
+    parameters (Cox-Snell R2 from the nested-CV C statistic, else from the apparent LR shrunk)."""
+    y = data.y
+    n, events = len(y), int(y.sum())
+    limiting = min(events, n - events)
+    final_df = len(models.combined.terms) - 1
+    k_radscore = len(models.radiomics.named_steps["radscore"].coefficients)
+    clinical_df = final_df - 1
+    fitted = clinical_df + k_radscore
+    features = int(data.features.shape[1])
+    clin_candidates = candidate_clinical_df(data)
+    candidates = features + clin_candidates
+    steps = funnel(models.radiomics, features)
+    out: Dict[str, Any] = {
+        "n": n, "events": events, "non_events": n - events, "limiting_events": limiting,
+        "final_df": final_df, "epv_final": limiting / max(final_df, 1),
+        "radscore_coefficients": k_radscore, "clinical_df": clinical_df, "fitted_parameters": fitted,
+        "epv_fitted": limiting / max(fitted, 1),
+        "candidate_features": features, "candidate_clinical_df": clin_candidates, "candidate_parameters": candidates,
+        "epv_candidates": limiting / candidates,
+        "per_step": [{"step": st["step"], "features": st["n"], "epv": limiting / st["n"] if st["n"] else None}
+                     for st in steps]}
+    prevalence = events / n
+    p = np.clip(pred["combined"].to_numpy(), 1e-15, 1 - 1e-15)
+    ll = float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    ll0 = events * np.log(prevalence) + (n - events) * np.log(1 - prevalence)
+    r2_app = evaluation.cox_snell_r2_from_lr(2 * (ll - ll0), n)
+    sources = []
+    cv = metrics["models"]["combined"].get("cv")
+    if cv and cv.get("auc_mean") is not None and cv["auc_mean"] > 0.5:
+        sources.append((f"nested-CV C statistic {cv['auc_mean']:.3f} (Riley 2021 approximation)",
+                        evaluation.cox_snell_r2_from_c(min(cv["auc_mean"], 0.999), prevalence)))
+    shrink = evaluation.heuristic_shrinkage(r2_app, fitted, n) if 0 < r2_app < 1 else -1
+    if shrink > 0:
+        sources.append((f"apparent LR of the final model ({r2_app:.3f}) x heuristic shrinkage {shrink:.3f} "
+                        f"({fitted} fitted parameters)", r2_app * shrink))
+    out["r2_cs_apparent"] = r2_app
+    out["riley"] = []
+    for label, r2 in sources:
+        for basis, params in (("candidate parameters", candidates), ("final model df", final_df)):
+            try:
+                res = evaluation.riley_sample_size(prevalence, params, r2)
+            except InputError as exc:
+                out["riley"].append({"r2_source": label, "basis": basis, "parameters": params, "error": str(exc)})
+                continue
+            out["riley"].append({"r2_source": label, "basis": basis, **res, "n_available": n, "met": n >= res["n"]})
+    return out
+
+
+def shrink_combined(models: FittedModels, data: Data, factor: float) -> Dict[str, Any]:
+    """Replace the combined model by its uniformly shrunk version (Steyerberg); the record."""
+    from .models import RADSCORE, shrink_uniformly
+    Xc = models.clinical_design(data.clinical).assign(**{RADSCORE: models.radscore(data.features)})
+    Xc = Xc[models.combined.terms[1:]]
+    complete = Xc.notna().all(axis=1).to_numpy()
+    models.combined, record = shrink_uniformly(models.combined, Xc[complete], data.y[complete], factor)
+    if factor > 1:
+        record["note"] = f"bootstrap slope {factor:.3f} > 1: the coefficients were expanded, not shrunk"
+    return record
+
+
+def check_shrink(shrink: Optional[str], bootstrap: int) -> None:
+    """--shrink bootstrap needs the bootstrap's corrected slope."""
+    if shrink not in (None, "none", "bootstrap"):
+        raise InputError(f"unknown shrinkage '{shrink}' (none or bootstrap)", field="--shrink")
+    if shrink == "bootstrap" and bootstrap <= 0:
+        raise InputError("--shrink bootstrap needs --bootstrap 1 or more (the factor is the bootstrap-corrected "
+                         "calibration slope)", field="--shrink")
+
+
+def _calibration_summary(y: np.ndarray, p: np.ndarray) -> Dict[str, Any]:
+    """Calibration intercept, slope, calibration-in-the-large, Brier and HL of one set of predictions."""
+    ev = evaluation.evaluate(y, p, probability=True)
+    cal = ev["calibration"]
+    return {"intercept": cal["intercept"], "slope": cal["slope"], "citl": cal["citl"], "brier": ev["brier"],
+            "mean_predicted": float(np.mean(p)), "observed": float(np.mean(y)),
+            "hosmer_lemeshow": {k: ev["hosmer_lemeshow"][k] for k in ("chi2", "df", "p")}}
 
 
 def model_document(models: FittedModels, data: Data, metrics: Dict[str, Any], settings: Dict[str, Any],
@@ -146,7 +242,9 @@ def model_document(models: FittedModels, data: Data, metrics: Dict[str, Any], se
                      "options": asdict(options),
                      "apparent": {m: {k: metrics["models"][m]["apparent"][k] for k in ("auc", "ci95", "brier")}
                                   for m in MODELS},
-                     "cv": {m: {k: v for k, v in metrics["models"][m].get("cv", {}).items()} for m in MODELS},
+                     # aggregates only: the CV calibration curve lists each patient's out-of-fold risk
+                     "cv": {m: {k: v for k, v in metrics["models"][m].get("cv", {}).items()
+                                if k != "calibration_curves"} for m in MODELS},
                      "bootstrap": {m: metrics["models"][m].get("bootstrap", {}) for m in MODELS}},
     }
 
@@ -158,14 +256,16 @@ def _json_ready(obj):
 
 def train(cohort_path, features_path, out_dir, schema_path=None, options: Optional[TrainingOptions] = None,
           cv_folds: int = 5, cv_repeats: int = 100, bootstrap: int = 1000, jobs: int = 1, show_bar: bool = True,
-          say=print) -> Dict[str, Any]:
-    """Fit the three models, validate them (nested and leaky CV, bootstrap), write the outputs."""
+          say=print, shrink: Optional[str] = None) -> Dict[str, Any]:
+    """Fit the three models, validate them (nested and leaky CV, bootstrap), write the outputs.
+    shrink="bootstrap": the combined model saved is shrunk by its bootstrap-corrected slope."""
     from .evaluation import _json_clean
     from .features import DEFAULT_PARAMS, load_settings, software_versions
     options = options or TrainingOptions()
     data = load_training_data(cohort_path, features_path, schema_path)
     data.options = options
     check_cv_folds(data.y, cv_folds, cv_repeats, data.schema.outcome)
+    check_shrink(shrink, bootstrap)
     prov = extraction_record(features_path)  # checked before the long work, not after it
     out = Path(out_dir)
     n, events = len(data.y), int(data.y.sum())
@@ -199,6 +299,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
             cv = repeated_cv(data, cv_folds, cv_repeats, options.seed, protocol, jobs, show_bar)
             for m in MODELS:
                 metrics["models"][m][key] = cv["models"][m]
+                metrics["models"][m][key]["accuracy_vs_nir"] = cv_accuracy_vs_nir(data.y, cv["models"][m])
             if protocol == "nested":
                 metrics["selection"]["cv_frequency"] = cv["cv_frequency"]
     if bootstrap > 0:
@@ -213,6 +314,25 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
                                                  "brier_corrected": b["brier_corrected"],
                                                  "optimism_auc": b["optimism_auc"],
                                                  "optimism_slope": b["optimism_slope"]}
+    metrics["sample_size"] = sample_size(models, data, pred, metrics)
+    metrics["cohort"]["epv_fitted"] = metrics["sample_size"]["epv_fitted"]
+    metrics["cohort"]["epv_candidates"] = metrics["sample_size"]["epv_candidates"]
+    metrics["cohort"]["nir"] = evaluation.no_information_rate(data.y)
+    if shrink == "bootstrap":
+        factor = metrics["models"]["combined"]["bootstrap"]["slope_corrected"]
+        if factor is None or not np.isfinite(factor) or factor <= 0:
+            raise InputError(f"--shrink bootstrap: the bootstrap-corrected slope could not be estimated ({factor}); "
+                             "train without --shrink or with more --bootstrap resamples", field="--shrink")
+        unshrunk = pred["combined"].to_numpy()
+        record = shrink_combined(models, data, float(factor))
+        pred = models.predict(data.features, data.clinical).assign(combined_unshrunk=unshrunk)
+        shrunk_ev = evaluation.evaluate(data.y, pred["combined"].to_numpy(), probability=True)
+        metrics["shrinkage"] = {**record, "apparent_unshrunk": _calibration_summary(data.y, unshrunk),
+                                "apparent_shrunk": _calibration_summary(data.y, pred["combined"].to_numpy()),
+                                "calibration_curves": evaluation.calibration_curves(data.y, pred["combined"].to_numpy()),
+                                "brier_shrunk": shrunk_ev["brier"]}
+        metrics["notes"].append(f"combined model shrunk by the bootstrap-corrected calibration slope {factor:.3f} "
+                                "(model.json and predict use the shrunk model)")
     if prov is not None:
         settings, versions = prov["settings"], prov["versions"]
         if "features_sha256" not in prov:
@@ -224,8 +344,12 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
                                 "extraction settings; check that they are the ones used")
     synthetic = (Path(cohort_path).parent / "truth.json").exists()
     metrics = _json_clean(_json_ready(metrics))
-    doc = seal(_json_clean(_json_ready(model_document(models, data, metrics, settings, options, synthetic,
-                                                      versions))))
+    document = model_document(models, data, metrics, settings, options, synthetic, versions)
+    if "shrinkage" in metrics:
+        document["combined"]["shrinkage"] = {k: metrics["shrinkage"][k] for k in
+                                             ("method", "factor", "intercept_before", "intercept_after",
+                                              "coefficients_before")}
+    doc = seal(_json_clean(_json_ready(document)))
 
     # every output written atomically; the model last, so a model.json means a finished run
     write_json(out / "metrics.json", metrics)

@@ -114,7 +114,10 @@ def repeated_cv(data: Data, folds: int = 5, repeats: int = 100, seed: int = 0, p
             "accuracy_mean": _mean(accs), "accuracy_sd": _sd(accs), "slope_mean": _mean(slopes),
             "slope_sd": _sd(slopes), "slope_min": min(slopes) if slopes else None,
             "slope_max": max(slopes) if slopes else None,
-            "auc_pooled_mean": _mean([performance(data.y, oof[r][m].to_numpy())["auc"] for r in range(repeats)])}
+            "auc_pooled_mean": _mean([performance(data.y, oof[r][m].to_numpy())["auc"] for r in range(repeats)]),
+            # validated calibration curve: each patient's out-of-fold prediction averaged over the repeats
+            "calibration_curves": evaluation.calibration_curves(
+                data.y, np.mean([oof[r][m].to_numpy() for r in range(repeats)], axis=0))}
     out["cv_frequency"] = {f: c / len(tasks) for f, c in sorted(counts.items(), key=lambda kv: -kv[1])}
     return out
 
