@@ -21,7 +21,7 @@ from . import evaluation
 from .clinical import ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, varying
 from .errors import InputError
 from .schema import ClinicalSchema
-from .selection import radiomics_pipeline
+from .selection import protocol_pipeline, radiomics_pipeline
 
 MODELS = ("clinical", "radiomics", "combined")
 RADSCORE = "radscore"
@@ -46,8 +46,16 @@ class TrainingOptions:
     forward_p: float = 0.05
     max_features: Optional[int] = None
     seed: int = 0
+    # the protocol's choices (IMNRiskLib/protocols.py; `--protocol paper` sets them to the paper's)
+    protocol: str = "imnrisk"
+    corr_method: str = "pearson"          # |r| filter: "pearson" or "spearman"
+    lasso_lambdas: int = 0                # 0: the LASSO selector's own grid
+    lasso_lambda_ratio: float = 0.0       # 0: the LASSO selector's own smallest lambda / lambda_max
+    forward_cap: bool = True              # forward selection keeps at most events/5 features
 
     def pipeline(self) -> Pipeline:
+        if (self.corr_method, self.lasso_lambdas, self.lasso_lambda_ratio, self.forward_cap) != ("pearson", 0, 0.0, True):
+            return protocol_pipeline(self)  # a protocol other than the default (e.g. the paper's)
         return radiomics_pipeline(self.corr, self.vif, self.mwu_p, self.lasso_rule, self.lasso_folds,
                                   self.forward_p, self.max_features, self.seed)
 

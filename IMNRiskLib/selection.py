@@ -79,6 +79,20 @@ class CorrelationFilter(_Step):
         return self
 
 
+def ranked(X: pd.DataFrame) -> pd.DataFrame:
+    """Column-wise ranks (ties averaged): Pearson's r of ranks is Spearman's rho."""
+    return pd.DataFrame(stats.rankdata(X.to_numpy(float), axis=0), index=X.index, columns=X.columns)
+
+
+class SpearmanFilter(CorrelationFilter):
+    """The paper's |r| > 0.9 filter with Spearman's rank correlation (`--protocol paper`): the same
+    keep-the-stronger rule as CorrelationFilter, on ranks (the association is rank-based, so the
+    visiting order is unchanged)."""
+
+    def fit(self, X: pd.DataFrame, y):
+        return super().fit(ranked(X), y)
+
+
 class VIFFilter(_Step):
     """Remove remaining collinearity: visiting features strongest first, keep one if its variance
     inflation factor against those already kept is at most `threshold` (VIF = 1 / (1 - R^2)).
@@ -331,6 +345,27 @@ def radiomics_pipeline(corr: float = 0.9, vif: float = 10.0, mwu_p: float = 0.05
         ("zscore", ZScore()),
         ("lasso", LassoSelector(rule=lasso_rule, folds=lasso_folds, seed=seed)),
         ("forward", ForwardSelector(forward_p, max_features)),
+        ("radscore", RadScore()),
+    ])
+
+
+NO_CAP = 10 ** 9  # forward selection without a limit on the number of features
+
+
+def protocol_pipeline(options) -> Pipeline:
+    """The selection chain a protocol's TrainingOptions describe (protocols.py): the filter's
+    correlation, the LASSO grid and folds, the forward-selection cap; same steps, same names."""
+    corr = SpearmanFilter(options.corr) if options.corr_method == "spearman" else CorrelationFilter(options.corr)
+    grid = {k: v for k, v in (("n_lambdas", options.lasso_lambdas), ("lambda_ratio", options.lasso_lambda_ratio)) if v}
+    cap = options.max_features or (None if options.forward_cap else NO_CAP)
+    return Pipeline([
+        ("constant", ConstantFilter()),
+        ("corr", corr),
+        ("vif", VIFFilter(options.vif)),
+        ("mwu", MannWhitneyFilter(options.mwu_p)),
+        ("zscore", ZScore()),
+        ("lasso", LassoSelector(rule=options.lasso_rule, folds=options.lasso_folds, seed=options.seed, **grid)),
+        ("forward", ForwardSelector(options.forward_p, cap)),
         ("radscore", RadScore()),
     ])
 
