@@ -170,7 +170,7 @@ def deviation_markdown() -> str:
     headers = [h for _, h in COLUMNS]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in DEVIATIONS:
-        lines.append("| " + " | ".join(row[k].replace("|", "/") for k, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(row[k].replace("|", "\\|") for k, _ in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 
