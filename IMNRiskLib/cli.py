@@ -359,9 +359,11 @@ def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
     from .protocols import PROTOCOLS, comparison_summary, training_options
     from .report import render
     from .training import train
+    import time
     names = [p for p in ("paper", "imnrisk") if args.protocol in (p, "both")]
     compared = {}
     for name in names:
+        start = time.perf_counter()
         target = folder / ("model" if name == "imnrisk" else f"model-{name}")
         with output_set(target, last="model.json") as stage:  # each model folder complete, or absent
             metrics = train(folder / "phantom" / "cohort.csv", features_csv, stage,
@@ -372,6 +374,7 @@ def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
                 write_json(stage / "protocols.json", {"protocols": [compared[p] for p in PROTOCOLS if p in compared]})
             report = target / render(stage).name
         _print_training_summary(metrics, target)
+        say(f"imnrisk demo: {name} protocol trained and validated in {time.perf_counter() - start:.0f} s")
     if len(compared) > 1:
         say("imnrisk demo: protocols side by side, combined model: " + "; ".join(
             f"{p} nested-CV AUC {_n(c['models']['combined']['nested_auc'])} slope "
