@@ -123,3 +123,24 @@ def test_report_shows_the_deviation_table_and_both_protocols_side_by_side(paper_
     assert "The two protocols on the same cohort" in page
     for feature in a["features"]:
         assert feature in page
+
+
+def test_nested_cv_refits_the_papers_chain_in_every_fold(phantom):
+    """The validation runs the protocol it is given: each fold's Rad-Score features under nested CV
+    of the paper's profile are those of the paper's pipeline fitted by hand on that training fold
+    (a faster validation path must keep honouring the protocol's choices)."""
+    from collections import Counter
+
+    from sklearn.model_selection import StratifiedKFold
+
+    from IMNRiskLib import recovery, validation
+    data, _ = recovery.load_phantom(phantom)
+    data = validation.Data(data.features, data.clinical, data.y, data.schema, protocols.training_options("paper"))
+    sub = data.take(recovery.draw_training_set(data.y, 124, np.random.default_rng(5)))
+    cv = validation.repeated_cv(sub, 3, 1, seed=0, protocol="nested", show_bar=False)
+    counts = Counter()
+    for train, _ in StratifiedKFold(3, shuffle=True, random_state=0).split(sub.features, sub.y):
+        fitted = protocols.training_options("paper").pipeline().fit(sub.features.iloc[train], sub.y[train])
+        assert isinstance(fitted.named_steps["corr"], selection.SpearmanFilter)
+        counts.update(fitted.named_steps["radscore"].features_)
+    assert cv["cv_frequency"] == {f: c / 3 for f, c in counts.items()}
