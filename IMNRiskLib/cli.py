@@ -81,8 +81,9 @@ def cmd_tables(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- train, predict, validate
 
 def _training_options(args: argparse.Namespace):
-    from .models import TrainingOptions
-    return TrainingOptions(seed=args.seed, lasso_rule=args.lasso_rule, clinical_test=args.clinical_test)
+    from .protocols import training_options
+    extra = {"clinical_test": args.clinical_test} if getattr(args, "clinical_test", None) else {}
+    return training_options(getattr(args, "protocol", "imnrisk"), seed=args.seed, lasso_rule=args.lasso_rule, **extra)
 
 
 def _check_fractions(args: argparse.Namespace) -> None:
@@ -101,7 +102,9 @@ def _print_training_summary(metrics: dict, out: Path) -> None:
     apparent = {m: metrics["models"][m]["apparent"] for m in ("clinical", "radiomics", "combined")}
     aucs = ", ".join(f"{m} {_n(a['auc'])} ({_n(a['ci95'][0])}-{_n(a['ci95'][1])})" for m, a in apparent.items())
     delong = ", ".join(f"{d['a']} vs {d['b']} p = {_n(d['p'])}" for d in metrics["delong"])
-    say(f"imnrisk train: n = {metrics['cohort']['n']} ({metrics['cohort']['events']} events); apparent AUC {aucs}")
+    protocol = (metrics.get("protocol") or {}).get("name", "imnrisk")
+    say(f"imnrisk train ({protocol} protocol): n = {metrics['cohort']['n']} ({metrics['cohort']['events']} events); "
+        f"apparent AUC {aucs}")
     say(f"  {metrics['selection']['radscore']['formula']}")
     say(f"  clinical factors: {', '.join(metrics['selection']['clinical_factors'])}; DeLong: {delong}")
     cv = metrics["models"]["combined"].get("cv")
@@ -367,9 +370,6 @@ def _demo(folder: Path, args: argparse.Namespace) -> int:
     from . import features
     from .clinical import write_tables
     from .cohort import read_cohort
-    from .files import output_set
-    from .models import TrainingOptions
-    from .training import train
     start = time.perf_counter()
     summary = _synthesize(folder / "phantom", args)
     say(f"imnrisk demo: synthesised {summary['patients']} patients ({summary['events']} IMN-positive)")
@@ -383,13 +383,7 @@ def _demo(folder: Path, args: argparse.Namespace) -> int:
         return EXIT_INTERNAL  # the phantom must extract cleanly
     say(f"imnrisk demo: {len(run.features)} cases x {run.features.shape[1]} features -> {paths['features']}")
     write_tables(folder / "phantom" / "cohort.csv", folder / "tables", force=True)
-    from .report import render
-    with output_set(folder / "model", last="model.json") as stage:  # the model folder complete, or absent
-        metrics = train(folder / "phantom" / "cohort.csv", paths["features"], stage,
-                        options=TrainingOptions(seed=args.seed), cv_folds=5, cv_repeats=args.cv_repeats,
-                        bootstrap=args.bootstrap, jobs=args.jobs, show_bar=not args.quiet)
-        report = folder / "model" / render(stage).name
-    _print_training_summary(metrics, folder / "model")
+    metrics, report = _demo_train(folder, paths["features"], args)
     a = {m: metrics["models"][m]["apparent"]["auc"] for m in ("clinical", "radiomics", "combined")}
     p = {f"{d['a']}-{d['b']}": d["p"] for d in metrics["delong"]}
     say(f"imnrisk demo: done in {time.perf_counter() - start:.0f} s. AUC clinical {_n(a['clinical'])}, radiomics "
@@ -397,6 +391,38 @@ def _demo(folder: Path, args: argparse.Namespace) -> int:
         f"{_n(p['clinical-combined'])}, radiomics-combined {_n(p['radiomics-combined'])}; "
         f"report {report} (synthetic data: a demonstration, not a clinical model)")
     return EXIT_OK
+
+
+def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
+    """Train the demo's protocols on the same phantom: the paper's into model-paper/, IMNRisk's
+    into model/ (last, so its report shows both side by side, protocols.json). Returns the
+    default's (or the only) metrics and report path."""
+    from .files import output_set, write_json
+    from .protocols import PROTOCOLS, comparison_summary, training_options
+    from .report import render
+    from .training import train
+    import time
+    names = [p for p in ("paper", "imnrisk") if args.protocol in (p, "both")]
+    compared = {}
+    for name in names:
+        start = time.perf_counter()
+        target = folder / ("model" if name == "imnrisk" else f"model-{name}")
+        with output_set(target, last="model.json") as stage:  # each model folder complete, or absent
+            metrics = train(folder / "phantom" / "cohort.csv", features_csv, stage,
+                            options=training_options(name, seed=args.seed), cv_folds=5, cv_repeats=args.cv_repeats,
+                            bootstrap=args.bootstrap, jobs=args.jobs, show_bar=not args.quiet)
+            compared[name] = comparison_summary(metrics)
+            if len(compared) > 1:
+                write_json(stage / "protocols.json", {"protocols": [compared[p] for p in PROTOCOLS if p in compared]})
+            report = target / render(stage).name
+        _print_training_summary(metrics, target)
+        say(f"imnrisk demo: {name} protocol trained and validated in {time.perf_counter() - start:.0f} s")
+    if len(compared) > 1:
+        say("imnrisk demo: protocols side by side, combined model: " + "; ".join(
+            f"{p} nested-CV AUC {_n(c['models']['combined']['nested_auc'])} slope "
+            f"{_n(c['models']['combined']['nested_slope'])} (leaky AUC {_n(c['models']['combined']['leaky_auc'])}), "
+            f"{len(c['features'])} features" for p, c in compared.items()))
+    return metrics, report
 
 
 # --------------------------------------------------------------------------- parser
@@ -454,8 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cv-repeats", type=int, default=100, help="repeats of K-fold CV, nested and leaky (0: none)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for optimism (0: none)")
     p.add_argument("--lasso-rule", choices=("min", "1se"), default="min", help="lambda.min or the 1-SE rule")
-    p.add_argument("--clinical-test", choices=("lrt", "wald"), default="lrt",
-                   help="clinical backward elimination by likelihood ratio (R drop1/step; default) or the paper's Wald p")
+    p.add_argument("--clinical-test", choices=("lrt", "wald"), default=None,
+                   help="clinical backward elimination by likelihood ratio (R drop1/step; the default) or the paper's "
+                        "Wald p (the default of --protocol paper)")
+    p.add_argument("--protocol", choices=("imnrisk", "paper"), default="imnrisk",
+                   help="selection chain: IMNRisk's (default) or the paper's exactly (README: deviations)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shrink", choices=("none", "bootstrap"), default="none",
                    help="bootstrap: shrink the combined model's coefficients by its bootstrap-corrected calibration "
@@ -543,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="imnrisk-demo", help="output folder (default: imnrisk-demo)")
     p.add_argument("--cv-repeats", type=int, default=20, help="repeats of 5-fold CV (default 20 for the demo)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200 for the demo)")
+    p.add_argument("--protocol", choices=("both", "imnrisk", "paper"), default="both",
+                   help="train IMNRisk's and the paper's protocol side by side (default), or only one "
+                        "(about halves the training time)")
     _add_synth_options(p)
     p.set_defaults(func=cmd_demo)
     return parser

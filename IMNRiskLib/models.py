@@ -22,7 +22,7 @@ from . import evaluation
 from .clinical import COLLINEAR, ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, varying
 from .errors import InputError
 from .schema import ClinicalSchema
-from .selection import radiomics_pipeline
+from .selection import NO_CAP, radiomics_pipeline
 
 MODELS = ("clinical", "radiomics", "combined")
 RADSCORE = "radscore"
@@ -51,11 +51,16 @@ class TrainingOptions:
     clinical_collinear: Optional[float] = COLLINEAR  # |Cramer's V| / |Spearman| of a pair; None: no screen
     n_lambdas: int = 100                        # LASSO lambda grid, as glmnet's nlambda
     lambda_ratio: float = 1e-3                  # smallest / largest lambda (3 decades)
+    # the protocol's choices (IMNRiskLib/protocols.py; `--protocol paper` sets them to the paper's)
+    protocol: str = "imnrisk"
+    corr_method: str = "pearson"          # |r| filter: "pearson" or "spearman"
+    forward_cap: bool = True              # forward selection keeps at most events/5 features
 
     def pipeline(self) -> Pipeline:
+        cap = self.max_features or (None if self.forward_cap else NO_CAP)
         return radiomics_pipeline(self.corr, self.vif, self.mwu_p, self.lasso_rule, self.lasso_folds,
-                                  self.forward_p, self.max_features, self.seed, n_lambdas=self.n_lambdas,
-                                  lambda_ratio=self.lambda_ratio)
+                                  self.forward_p, cap, self.seed, n_lambdas=self.n_lambdas,
+                                  lambda_ratio=self.lambda_ratio, corr_method=self.corr_method)
 
 
 @dataclass

@@ -228,6 +228,31 @@ def _shrinkage_section(m: Dict[str, Any]) -> str:
             + _table(pd.DataFrame(rows), "Apparent calibration of the combined model, as fitted and shrunk (training cohort)"))
 
 
+def _protocol_section(folder: Path, m: Dict[str, Any]) -> str:
+    """The run's protocol, the deviations of IMNRisk's default from the paper (protocols.py), and,
+    when the demo trained both protocols (protocols.json), their validated numbers side by side."""
+    from . import protocols
+    info = m.get("protocol") or protocols.describe(protocols.DEFAULT_PROTOCOL)
+    parts = [f"<p>This run: <b>{html.escape(info['name'])}</b> protocol ({html.escape(info['description'])}).</p>",
+             _table(pd.DataFrame(protocols.deviation_rows()),
+                    "Deviations of IMNRisk's default from the paper, what --protocol paper does, and why")]
+    path = folder / "protocols.json"
+    if path.exists():
+        rows = []
+        for c in json.loads(path.read_text(encoding="utf-8"))["protocols"]:
+            for model in ("radiomics", "combined"):
+                e = c["models"][model]
+                rows.append({"protocol": c["protocol"], "model": figures.MODEL_LABELS[model],
+                             "nested-CV AUC": _f(e["nested_auc"]), "nested-CV slope": _f(e["nested_slope"]),
+                             "bootstrap AUC / slope": f"{_f(e['bootstrap_auc'])} / {_f(e['bootstrap_slope'])}",
+                             "leaky-CV AUC": _f(e["leaky_auc"]), "apparent AUC": _f(e["apparent_auc"]),
+                             "Rad-Score features": ", ".join(c["features"]) if model == "radiomics" else
+                             ", ".join(c["clinical_factors"])})
+        parts.append(_table(pd.DataFrame(rows), "The two protocols on the same cohort (validated numbers first; "
+                                                "combined rows list the clinical factors)"))
+    return "".join(parts)
+
+
 def render(folder) -> Path:
     """Write folder/report.html (and figures/*.png, *.svg) from the saved results."""
     folder = Path(folder)
@@ -338,6 +363,8 @@ on all patients (the paper's protocol), only coefficients refitted; it reports m
 {_table(_checklist(res), 'Checklist items filled from this run; the others are for the author')}
 <h2>11. IBSI conformance of the features</h2>
 {_ibsi_section()}
+<h2>12. Protocol: deviations from the paper</h2>
+{_protocol_section(folder, m)}
 <h2>Notes</h2><ul>{notes or '<li>none</li>'}</ul>
 """
     page = f"""<!DOCTYPE html>

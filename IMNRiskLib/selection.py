@@ -79,6 +79,20 @@ class CorrelationFilter(_Step):
         return self
 
 
+def ranked(X: pd.DataFrame) -> pd.DataFrame:
+    """Column-wise ranks (ties averaged): Pearson's r of ranks is Spearman's rho."""
+    return pd.DataFrame(stats.rankdata(X.to_numpy(float), axis=0), index=X.index, columns=X.columns)
+
+
+class SpearmanFilter(CorrelationFilter):
+    """The paper's |r| > 0.9 filter with Spearman's rank correlation (`--protocol paper`): the same
+    keep-the-stronger rule as CorrelationFilter, on ranks (the association is rank-based, so the
+    visiting order is unchanged)."""
+
+    def fit(self, X: pd.DataFrame, y):
+        return super().fit(ranked(X), y)
+
+
 class VIFFilter(_Step):
     """Remove remaining collinearity: visiting features strongest first, keep one if its variance
     inflation factor against those already kept is at most `threshold` (VIF = 1 / (1 - R^2)).
@@ -328,13 +342,17 @@ class RadScore(BaseEstimator, ClassifierMixin):
         return f"RS = {text} {'-' if b0 < 0 else '+'} {abs(b0):.3f}"
 
 
+NO_CAP = 10 ** 9  # forward selection without a limit on the number of features
+
+
 def radiomics_pipeline(corr: float = 0.9, vif: float = 10.0, mwu_p: float = 0.05, lasso_rule: str = "min",
                        lasso_folds: int = 5, forward_p: float = 0.05, max_features: Optional[int] = None,
-                       seed: int = 0, n_lambdas: int = 100, lambda_ratio: float = 1e-3) -> Pipeline:
-    """The whole selection chain, unfitted."""
+                       seed: int = 0, n_lambdas: int = 100, lambda_ratio: float = 1e-3,
+                       corr_method: str = "pearson") -> Pipeline:
+    """The whole selection chain, unfitted (`corr_method` "spearman" for the paper's protocol)."""
     return Pipeline([
         ("constant", ConstantFilter()),
-        ("corr", CorrelationFilter(corr)),
+        ("corr", SpearmanFilter(corr) if corr_method == "spearman" else CorrelationFilter(corr)),
         ("vif", VIFFilter(vif)),
         ("mwu", MannWhitneyFilter(mwu_p)),
         ("zscore", ZScore()),

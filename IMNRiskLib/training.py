@@ -18,6 +18,7 @@ from .cohort import read_cohort
 from .errors import InputError
 from .files import atomic_path, write_json
 from .modelfile import FORMAT, FORMAT_VERSION, seal
+from .protocols import describe as describe_protocol
 from .models import (EPV_WARNING, MODELS, FittedModels, TrainingOptions, build_nomogram, fit_models,
                      risk_thresholds)
 from .schema import load_schema
@@ -239,7 +240,7 @@ def model_document(models: FittedModels, data: Data, metrics: Dict[str, Any], se
         "nomogram": nomogram.to_dict(),
         "risk_groups": risk_thresholds(data.y, pred["combined"].to_numpy()),
         "training": {"n": int(len(data.y)), "events": int(data.y.sum()), "synthetic": synthetic,
-                     "options": asdict(options),
+                     "options": asdict(options), "protocol": metrics.get("protocol"),
                      "apparent": {m: {k: metrics["models"][m]["apparent"][k] for k in ("auc", "ci95", "brier")}
                                   for m in MODELS},
                      # aggregates only: the CV calibration curve lists each patient's out-of-fold risk
@@ -275,6 +276,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
     apparent = apparent_metrics(data.y, pred)
     # no cohort name: the folder's name may be a patient's or a study's
     metrics: Dict[str, Any] = {"cohort": {"n": n, "events": events}, "models": {}, "notes": list(models.notes)}
+    metrics["protocol"] = describe_protocol(options.protocol)  # which chain built the models (protocols.py)
     n_predictors = len(models.combined.terms) - 1
     metrics["cohort"]["epv"] = min(events, n - events) / max(n_predictors, 1)
     if metrics["cohort"]["epv"] < EPV_WARNING:

@@ -113,6 +113,13 @@ def test_demo_end_to_end_on_a_small_phantom(tmp_path):
     for name in ("phantom/cohort.csv", "phantom/truth.json", "features.csv", "tables/table1.csv",
                  "tables/table2.csv", "model/model.json", "model/metrics.json", "model/report.html"):
         assert (out / name).exists(), name
+    # both protocols trained on the same phantom, side by side in the default's report (#12.9)
+    import json
+    compared = json.loads((out / "model" / "protocols.json").read_text(encoding="utf-8"))["protocols"]
+    assert [c["protocol"] for c in compared] == ["imnrisk", "paper"]
+    assert json.loads((out / "model-paper" / "metrics.json").read_text(encoding="utf-8"))["protocol"]["name"] == "paper"
+    assert "The two protocols on the same cohort" in (out / "model" / "report.html").read_text(encoding="utf-8")
+    assert "protocols side by side" in result.stderr
     # an output folder holding someone else's files is refused, and nothing of theirs is touched
     mine = tmp_path / "mine"
     mine.mkdir()
