@@ -46,10 +46,11 @@ class TrainingOptions:
     forward_p: float = 0.05
     max_features: Optional[int] = None
     seed: int = 0
+    icc_threshold: Optional[float] = None  # ICC(2,1) filter first (needs the second reader's features)
 
     def pipeline(self) -> Pipeline:
         return radiomics_pipeline(self.corr, self.vif, self.mwu_p, self.lasso_rule, self.lasso_folds,
-                                  self.forward_p, self.max_features, self.seed)
+                                  self.forward_p, self.max_features, self.seed, icc_threshold=self.icc_threshold)
 
 
 @dataclass
