@@ -106,6 +106,10 @@ def _print_training_summary(metrics: dict, out: Path) -> None:
     say(f"imnrisk train: n = {metrics['cohort']['n']} ({metrics['cohort']['events']} events); apparent AUC {aucs}")
     say(f"  {metrics['selection']['radscore']['formula']}")
     say(f"  clinical factors: {', '.join(metrics['selection']['clinical_factors'])}; DeLong: {delong}")
+    icc = metrics["selection"].get("icc")
+    if icc:
+        say(f"  {icc['type']} of the Rad-Score features (2 readers, {icc['n_patients']} patients): "
+            + ", ".join(f"{f} {_n(v)}" for f, v in icc["selected"].items()))
     cv = metrics["models"]["combined"].get("cv")
     if cv:
         leaky = metrics["models"]["combined"]["cv_leaky"]

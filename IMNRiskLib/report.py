@@ -80,6 +80,9 @@ def make_figures(res: Dict[str, Any], folder: Path) -> Dict[str, Dict[str, Path]
         "roc": figures.roc(m), "nomogram": figures.nomogram(model["nomogram"], labels),
         "calibration": figures.calibration(m), "decision_curves": figures.decision_curves(m),
         "cv_protocols": figures.cv_protocols(m)}
+    if "icc" in sel and (folder / "icc.csv").exists():  # a second reader's contours: feature stability
+        figs["icc"] = figures.icc_distribution(pd.read_csv(folder / "icc.csv")["icc"].to_numpy(float),
+                                               sel["icc"]["threshold"], sel["icc"]["type"])
     return {name: figures.save(fig, folder / "figures", name) for name, fig in figs.items()}
 
 
@@ -152,6 +155,23 @@ def _ibsi_section() -> str:
             f"<p>{html.escape(ibsi.WAVELET_NOTE)}</p>")
 
 
+def _icc_section(m: Dict[str, Any], figs: Dict[str, Dict[str, Path]]) -> str:
+    """Feature stability between two readers: the ICC distribution and the selected features' ICC."""
+    icc = m["selection"].get("icc")
+    if not icc or "icc" not in figs:
+        return ("<p>Feature stability: no second reader's contours (manifest column Mask2), so no ICC filter; "
+                "every feature entered selection.</p>")
+    rows = pd.DataFrame([{"feature": f, icc["type"]: _f(v)} for f, v in icc["selected"].items()])
+    undefined = f", {icc['n_undefined']} undefined (no variance) dropped" if icc["n_undefined"] else ""
+    return (f"<h3>Feature stability ({html.escape(icc['type'])})</h3>"
+            f"<p>{html.escape(icc['description'])}, between the two readers' contours (Mask and Mask2) of "
+            f"{icc['n_patients']} patients. Features with ICC below {icc['threshold']:g} were dropped before any "
+            f"other selection step: {icc['n_kept']} of {icc['n_features']} kept{undefined}; "
+            "in cross-validation and the bootstrap the ICC is recomputed on each training sample.</p>"
+            f"{_img(figs['icc'], 'ICC of every feature between the two readers (dashed: threshold)')}"
+            f"{_table(rows, 'ICC of the Rad-Score features (all patients read twice)')}")
+
+
 def render(folder) -> Path:
     """Write folder/report.html (and figures/*.png, *.svg) from the saved results."""
     folder = Path(folder)
@@ -218,6 +238,7 @@ model SHA-256 <code>{model['sha256'][:16]}</code>.</p></header>
 {_table(t2, 'Table 2. Univariate and multivariable logistic regression (OR, Wald 95% CI, p); separation: Firth estimate')}
 <p>Selected clinical factors: <b>{html.escape(', '.join(m['selection']['clinical_factors']))}</b>.</p>
 <h2>3. Radiomics</h2>
+{_icc_section(m, figs)}
 {_img(figs['funnel'], 'Feature-selection funnel')}
 {_img(figs['lasso'], 'LASSO coefficient path and cross-validated deviance')}
 <p class="formula">{html.escape(m['selection']['radscore']['formula'])}</p>
