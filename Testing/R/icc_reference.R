@@ -38,8 +38,8 @@ d <- read.csv("Testing/R/data/icc.csv")                                  # the v
 
 features <- sub("\\.r1$", "", grep("\\.r1$", names(d), value = TRUE))
 value <- function(x) if (is.null(x) || !is.finite(x)) NULL else unbox(x)
-out <- list(R = R.version.string, irr = as.character(packageVersion("irr")),
-            psych = as.character(packageVersion("psych")), n = n, read_once = c("P05", "P17", "P33"),
+out <- list(R = unbox(R.version.string), irr = unbox(as.character(packageVersion("irr"))),
+            psych = unbox(as.character(packageVersion("psych"))), n = unbox(n), read_once = c("P05", "P17", "P33"),
             features = list())
 for (f in features) {
   ratings <- d[, paste0(f, c(".r1", ".r2"))]
