@@ -32,10 +32,10 @@ class Case:
     image: Path
     mask: Path
     phase: Optional[int] = None
-    mask2: Optional[Path] = None  # a second reader's mask (manifest column Mask2), when given
     label: Union[int, str] = DEFAULT_LABEL
     outcome: Optional[int] = None
     clinical: Dict[str, Any] = field(default_factory=dict)
+    mask2: Optional[Path] = None  # a second reader's mask (manifest column Mask2), when given
 
 
 @dataclass

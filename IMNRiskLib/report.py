@@ -131,7 +131,7 @@ def _checklist(res: Dict[str, Any]) -> pd.DataFrame:
         ("TRIPOD 16", "Model performance", "sections 5, 7, 8, 9 of this report"),
         ("TRIPOD+AI 18", "Software and versions", ", ".join(f"{k} {v}" for k, v in model["software"].items())),
         ("RQS 1", "Image protocol quality", "for the author: acquisition protocol to be reported"),
-        ("RQS 2/3", "Multiple segmentations, phantom study", "for the author (a second reader's masks ship with the phantom)"),
+        ("RQS 2/3", "Multiple segmentations, phantom study", _segmentations_item(m)),
         ("RQS 4", "Imaging at multiple time points", "for the author"),
         ("RQS 5", "Feature reduction / multiple testing", "yes: correlation, VIF, MWU, LASSO inside each fold"),
         ("RQS 6", "Multivariable analysis with non-radiomics features", "yes: clinical-radiomics model"),
@@ -144,6 +144,15 @@ def _checklist(res: Dict[str, Any]) -> pd.DataFrame:
     # CLEAR / IBSI items filled from the extraction settings and the phantom's conformance table
     rows[-1:-1] = ibsi.reporting_items(model["extraction"], model["software"], model["radiomics"]["features"])
     return pd.DataFrame(rows, columns=["item", "topic", "this run"])
+
+
+def _segmentations_item(m: Dict[str, Any]) -> str:
+    """RQS 2: whether features were filtered by inter-reader agreement in this run."""
+    icc = m["selection"].get("icc")
+    if not icc:
+        return "for the author (no second reader's masks, Mask2, in this run)"
+    return (f"yes: two readers on {icc['n_patients']} patients, features with {icc['type']} < {icc['threshold']:g} "
+            "dropped before selection (inside each fold)")
 
 
 def _ibsi_section() -> str:

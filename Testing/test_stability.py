@@ -144,6 +144,7 @@ def test_bad_mask2_every_problem_named_with_file_id_and_field(phantom, tmp_path)
     assert "Traceback" not in result.stderr
     failures = pd.read_csv(tmp_path / "features.failures.csv")
     assert sorted(failures["field"]) == ["Mask2"] * 3 and set(failures["file"]) == {"Mask2"}
+    assert not failures["reason"].str.contains(str(tmp_path), regex=False).any()
     assert len(read_features(tmp_path / "features.csv")) == 3  # the first reader's features are whole
 
 
@@ -166,6 +167,7 @@ def test_extract_writes_the_second_readers_features_bound_to_the_first(phantom, 
     assert prov2["features_sha256"] == prov1["reader2_features_sha256"] == sha256_of_file(paths["reader2"])
     assert prov2["reader1_features_sha256"] == prov1["features_sha256"] == sha256_of_file(paths["features"])
     assert prov2["reader"] == 2 and prov2["settings_sha256"] == prov1["settings_sha256"]
+    assert str(tmp_path) not in paths["reader2_provenance"].read_text(encoding="utf-8")  # no path travels
     again = run_cli(*args, "--force")  # content-keyed cache: both readers come back from it
     assert again.returncode == 0 and "(7 from cache)" in again.stderr, again.stderr
 
