@@ -348,7 +348,8 @@ def _demo(folder: Path, args: argparse.Namespace) -> int:
         report_errors([InputError(f["reason"], file=f["file"], id=f["ID"], field=f["field"] or None)
                        for f in run.failures])
         return EXIT_INTERNAL  # the phantom must extract cleanly
-    say(f"imnrisk demo: {len(run.features)} cases x {run.features.shape[1]} features -> {paths['features']}")
+    say(f"imnrisk demo: {len(run.features)} cases x {run.features.shape[1]} features -> {paths['features']}"
+        + (f"; second reader (Mask2): {len(run.reader2.features)} cases -> {paths['reader2']}" if run.reader2 else ""))
     write_tables(folder / "phantom" / "cohort.csv", folder / "tables", force=True)
     from .report import render
     with output_set(folder / "model", last="model.json") as stage:  # the model folder complete, or absent
