@@ -38,7 +38,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     for path in paths.values():
         check_can_write(path, args.force)
     check_not_inputs(paths.values(), [cohort.path, args.params, args.schema]
-                     + [p for c in cohort.cases for p in (c.image, c.mask)])
+                     + [p for c in cohort.cases for p in (c.image, c.mask, c.mask2) if p is not None])
     settings = features.load_settings(args.params)
     cache_dir = Path(args.cache) if args.cache else Path(args.out).resolve().parent / ".imnrisk-cache"
     with output_lock(paths["features"].parent):  # one run per output folder; proves it writable first
@@ -52,6 +52,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     n, ok = len(cohort.cases), len(run.features)
     say(f"imnrisk extract: {ok} of {n} case(s) extracted ({run.cached} from cache), "
         f"{len(run.failures)} failed; {run.features.shape[1]} features -> {paths['features']}"
+        + (f"; second reader (Mask2): {len(run.reader2.features)} of {len(cohort.second_reader)} case(s) -> "
+           f"{paths['reader2']}" if run.reader2 is not None else "")
         + (f"; failures -> {paths['failures']}" if run.failures else ""))
     return EXIT_INPUT if run.failures else EXIT_OK
 
@@ -107,6 +109,10 @@ def _print_training_summary(metrics: dict, out: Path) -> None:
         f"apparent AUC {aucs}")
     say(f"  {metrics['selection']['radscore']['formula']}")
     say(f"  clinical factors: {', '.join(metrics['selection']['clinical_factors'])}; DeLong: {delong}")
+    icc = metrics["selection"].get("icc")
+    if icc:
+        say(f"  {icc['type']} of the Rad-Score features (2 readers, {icc['n_patients']} patients): "
+            + ", ".join(f"{f} {_n(v)}" for f, v in icc["selected"].items()))
     cv = metrics["models"]["combined"].get("cv")
     if cv:
         leaky = metrics["models"]["combined"]["cv_leaky"]
@@ -166,12 +172,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_output_folder(out, args.force)
     for name in OUTPUTS:
         check_can_write(out / name, args.force)
-    check_not_inputs([out / name for name in OUTPUTS + ("report.html",)], [args.cohort, args.features, args.schema])
+    check_not_inputs([out / name for name in OUTPUTS + ("report.html",)],
+                     [args.cohort, args.features, args.schema, args.features2])
     # one run per folder; every output staged and moved in at the end (model.json last), or none
     with output_lock(out), output_set(out, last="model.json") as stage:
         metrics = train(args.cohort, args.features, stage, args.schema, _training_options(args), args.cv_folds,
                         args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet,
-                        shrink=None if args.shrink == "none" else args.shrink)
+                        shrink=None if args.shrink == "none" else args.shrink,
+                        reader2_path=args.features2, icc_threshold=args.icc_threshold, use_icc=not args.no_icc)
         report = out / render(stage).name
     _print_training_summary(metrics, out)
     say(f"  report: {report}")
@@ -381,7 +389,8 @@ def _demo(folder: Path, args: argparse.Namespace) -> int:
         report_errors([InputError(f["reason"], file=f["file"], id=f["ID"], field=f["field"] or None)
                        for f in run.failures])
         return EXIT_INTERNAL  # the phantom must extract cleanly
-    say(f"imnrisk demo: {len(run.features)} cases x {run.features.shape[1]} features -> {paths['features']}")
+    say(f"imnrisk demo: {len(run.features)} cases x {run.features.shape[1]} features -> {paths['features']}"
+        + (f"; second reader (Mask2): {len(run.reader2.features)} cases -> {paths['reader2']}" if run.reader2 else ""))
     write_tables(folder / "phantom" / "cohort.csv", folder / "tables", force=True)
     metrics, report = _demo_train(folder, paths["features"], args)
     a = {m: metrics["models"][m]["apparent"]["auc"] for m in ("clinical", "radiomics", "combined")}
@@ -489,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shrink", choices=("none", "bootstrap"), default="none",
                    help="bootstrap: shrink the combined model's coefficients by its bootstrap-corrected calibration "
                         "slope, intercept re-estimated (the saved model is the shrunk one)")
+    _add_icc_options(p)
     _add_run_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -578,6 +588,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth_options(p)
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _add_icc_options(p: argparse.ArgumentParser) -> None:
+    """Feature stability: the second reader's table and the ICC(2,1) threshold of `train`."""
+    p.add_argument("--features2", help="the second reader's features (default: features_reader2.csv beside "
+                                       "--features, when there)")
+    icc = p.add_mutually_exclusive_group()
+    icc.add_argument("--icc-threshold", type=float, help="drop features with ICC(2,1) below this before any other "
+                                                         "selection step (default 0.75 when a second reading exists)")
+    icc.add_argument("--no-icc", action="store_true", help="no ICC filter, even with a second reader's table")
 
 
 def _add_synth_options(p: argparse.ArgumentParser) -> None:

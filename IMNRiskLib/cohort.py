@@ -1,7 +1,8 @@
 """Cohort manifest: read `cohort.csv` and check it against the clinical schema.
 
 The manifest is pyradiomics-batch compatible: `ID`, `Image`, `Mask` (paths relative to the CSV),
-optional `Phase` (0-based; default the second phase, 1) and `Label` (a label value, or a segment
+optional `Mask2` (a second reader's contour of the same tumour on the same image, for feature
+stability (ICC); empty for a patient read once), optional `Phase` (0-based; default the second phase, 1) and `Label` (a label value, or a segment
 name of a Slicer .seg.nrrd; default 1), the outcome `IMN` (1, 0, or empty for patients to score)
 and one column per clinical variable. Every problem is reported at once, each with ID and column.
 """
@@ -34,6 +35,7 @@ class Case:
     label: Union[int, str] = DEFAULT_LABEL
     outcome: Optional[int] = None
     clinical: Dict[str, Any] = field(default_factory=dict)
+    mask2: Optional[Path] = None  # a second reader's mask (manifest column Mask2), when given
 
 
 @dataclass
@@ -48,6 +50,11 @@ class Cohort:
     @property
     def ids(self) -> List[str]:
         return [c.id for c in self.cases]
+
+    @property
+    def second_reader(self) -> List[Case]:
+        """The cases with a second reader's mask (Mask2)."""
+        return [c for c in self.cases if c.mask2 is not None]
 
     def clinical_frame(self) -> pd.DataFrame:
         """Parsed clinical values (levels as strings, continuous as floats), one row per ID."""
@@ -149,6 +156,8 @@ def read_cohort(path: Union[str, Path], schema: Optional[ClinicalSchema] = None,
             if column in frame.columns and text == "" and need_imaging:
                 problem(column, "empty path")
             setattr(case, column.lower(), (path.parent / text) if text else Path())
+        mask2 = str(row.get("Mask2", "")).strip()
+        case.mask2 = (path.parent / mask2) if mask2 else None  # empty: this patient was read once
         for column, parser, attr in (("Phase", _parse_phase, "phase"), ("Label", _parse_label, "label"),
                                      (schema.outcome, _parse_outcome, "outcome")):
             if column in frame.columns:

@@ -16,7 +16,7 @@ import math
 import re
 import sys
 from concurrent.futures import as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -205,7 +205,16 @@ def restrict_extractor(extractor, feature_names: Iterable[str]) -> None:
 
 
 def extract_case(task: Dict[str, Any]) -> Dict[str, Any]:
-    """Worker entry point (picklable): extract one case; failures are returned, not raised."""
+    """Worker entry point (picklable): extract one case; failures are returned, not raised.
+    The task's `number` (its place in the run), when given, comes back with the result."""
+    result = _extract_one(task)
+    if "number" in task:
+        result["number"] = task["number"]
+    return result
+
+
+def _extract_one(task: Dict[str, Any]) -> Dict[str, Any]:
+    """Load, check and extract one case (image + one mask)."""
     settings = ExtractionSettings(**task["settings"])
     try:
         loaded = imaging.load_case(task["image"], task["mask"], task["phase"], task["label"],
@@ -220,7 +229,10 @@ def extract_case(task: Dict[str, Any]) -> Dict[str, Any]:
                 "volume_ml": voxels * float(np.prod(spacing)) / 1000.0, "diagnostics": diagnostics,
                 "nonfinite": bad}
     except InputError as exc:
-        return {"id": task["id"], "error": exc.message, "file": exc.file or str(task["image"]), "field": exc.field}
+        field = exc.field
+        if task.get("reader") == 2 and (field == "Mask" or (field is None and exc.file == task["mask"])):
+            field = "Mask2"  # the second reader's mask: name its column
+        return {"id": task["id"], "error": exc.message, "file": exc.file or str(task["image"]), "field": field}
     except (ValueError, RuntimeError, IndexError, ZeroDivisionError, MemoryError) as exc:
         # pyradiomics raises ValueError for masks it rejects; keep the others going
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -366,15 +378,19 @@ class ExtractionRun:
     provenance: Dict[str, Any]
     cached: int = 0
     warnings: List[str] = field(default_factory=list)
+    reader2: Optional["ExtractionRun"] = None  # the second reader's masks (Mask2), when the manifest has them
 
 
-def _task(case: Case, settings: ExtractionSettings) -> Dict[str, Any]:
-    task = {"id": case.id, "image": str(case.image), "mask": str(case.mask), "phase": case.phase,
-            "label": case.label,
+def _task(case: Case, settings: ExtractionSettings, reader: int = 1) -> Dict[str, Any]:
+    """One extraction: the case's image with its first (Mask) or second reader's (Mask2) mask."""
+    task = {"id": case.id, "image": str(case.image), "mask": str(case.mask if reader == 1 else case.mask2),
+            "phase": case.phase, "label": case.label,
             "settings": {"pyradiomics": settings.pyradiomics, "smoothing_sigma_mm": settings.smoothing_sigma_mm,
                          "min_tumour_voxels": settings.min_tumour_voxels, "source": ""}}
     if settings.ibsi_variants:  # only when on: existing caches keep their keys
         task["settings"]["ibsi_variants"] = True
+    if reader == 2:  # not part of the cache key: the key is the content (same mask, same result)
+        task["reader"] = 2
     return task
 
 
@@ -415,41 +431,69 @@ def _run_dask(tasks: List[Dict[str, Any]], address: str):
 
 def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Union[str, Path],
                    jobs: int = 1, dask_address: Optional[str] = None,
-                   progress: Optional[Callable[[int, int], None]] = None, show_bar: bool = True
-                   ) -> ExtractionRun:
-    """Extract every case of the cohort (cached ones from the cache) and collect the results."""
+                   progress: Optional[Callable[[int, int], None]] = None, show_bar: bool = True,
+                   second_reader: bool = True) -> ExtractionRun:
+    """Extract every case of the cohort (cached ones from the cache) and collect the results;
+    with `second_reader`, the cases' Mask2 too (into `run.reader2`)."""
     from .progress import progress_bar
 
     versions = software_versions()
     cache = FeatureCache(cache_dir)
     tasks = [_task(c, settings) for c in cohort.cases]
+    if second_reader:
+        tasks += [_task(c, settings, reader=2) for c in cohort.second_reader]
     keys, hashes, results = {}, {}, {}
-    for task in tasks:
-        keys[task["id"]], hashes[task["id"]] = cache.key(task, versions)
-        hit = cache.get(keys[task["id"]], task["id"])
+    for number, task in enumerate(tasks):
+        keys[number], hashes[number] = cache.key(task, versions)
+        hit = cache.get(keys[number], task["id"])
         if hit is not None:
-            results[task["id"]] = hit
+            results[number] = hit
     cache.save_memo()
-    todo = [t for t in tasks if t["id"] not in results]
+    todo = [dict(t, number=k) for k, t in enumerate(tasks) if k not in results]
     bar = progress_bar(len(tasks), "extract", "case", enabled=show_bar, initial=len(results))
     try:
         stream = _run_dask(todo, dask_address) if dask_address else _run_local(todo, jobs)
         for result in stream:
-            results[result["id"]] = result
+            number = result.pop("number")
+            results[number] = result
             if "error" not in result:
-                cache.put(keys[result["id"]], result)
+                cache.put(keys[number], result)
             bar.update(1)
             if progress:
                 progress(len(results), len(tasks))
     finally:
         bar.close()
-    run = _collect(cohort, settings, results, hashes, versions, cached=len(tasks) - len(todo))
+    by_reader = [{tasks[k]["id"]: (results[k], hashes[k]) for k in results if tasks[k].get("reader", 1) == r}
+                 for r in (1, 2)]
+    first = {i: r for i, (r, _) in by_reader[0].items()}
+    run = _collect(cohort, settings, first, {i: h for i, (_, h) in by_reader[0].items()}, versions,
+                   cached=len(tasks) - len(todo))
     run.warnings = cache.notes + run.warnings
+    if second_reader and cohort.second_reader:
+        run.reader2 = _collect_reader2(cohort, settings, by_reader[1], first, versions)
+        run.failures += run.reader2.failures
+        run.warnings += run.reader2.warnings
+    return run
+
+
+def _collect_reader2(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Tuple[Dict, Dict]],
+                     first: Dict[str, Dict[str, Any]], versions: Dict[str, str]) -> ExtractionRun:
+    """The second reader's table; a failure that is not about Mask2 is the first reader's too
+    (e.g. an unreadable image) and is reported once, by the first reader."""
+    cases = [replace(c, mask=c.mask2) for c in cohort.second_reader]
+    kept = {i: (r, h) for i, (r, h) in results.items()
+            if "error" not in r or r.get("field") == "Mask2" or "error" not in first[i]}
+    sub = replace(cohort, cases=[c for c in cases if c.id in kept])
+    run = _collect(sub, settings, {i: r for i, (r, _) in kept.items()}, {i: h for i, (_, h) in kept.items()},
+                   versions, cached=0, mask_role="Mask2")
+    run.provenance.update({"reader": 2, "mask_column": "Mask2"})
+    run.warnings = [f"{w} (Mask2)" for w in run.warnings]
     return run
 
 
 def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Dict[str, Any]],
-             hashes: Dict[str, Dict[str, str]], versions: Dict[str, str], cached: int) -> ExtractionRun:
+             hashes: Dict[str, Dict[str, str]], versions: Dict[str, str], cached: int,
+             mask_role: str = "Mask") -> ExtractionRun:
     """Feature table in manifest order (columns in pyradiomics' order), failures and provenance."""
     failures, rows, cases, warnings = [], {}, {}, []
     columns: Optional[List[str]] = None
@@ -457,7 +501,7 @@ def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Di
         result = results[case.id]
         if "error" in result:
             failures.append({"ID": case.id, "file": result.get("file") or "", "field": result.get("field") or "",
-                             "reason": result["error"], **_travelling_failure(case, result)})
+                             "reason": result["error"], **_travelling_failure(case, result, mask_role)})
             continue
         if columns is None:  # pyradiomics' order (kept as a list: the cache's JSON sorts keys)
             columns = list(result["feature_order"])
@@ -493,15 +537,15 @@ def scrub_paths(text: str, known: Dict[str, str]) -> str:
     return _ABSOLUTE_PATH.sub("<path>", text)
 
 
-def _travelling_failure(case: Case, result: Dict[str, Any]) -> Dict[str, str]:
-    """The failure as features.failures.csv and the provenance show it: which input (Image or Mask)
-    instead of its path, and a reason without paths (stderr keeps the full paths for the user)."""
-    known = {str(case.image): "Image", str(case.mask): "Mask",
-             str(Path(case.image).resolve()): "Image", str(Path(case.mask).resolve()): "Mask"}
+def _travelling_failure(case: Case, result: Dict[str, Any], mask_role: str = "Mask") -> Dict[str, str]:
+    """The failure as features.failures.csv and the provenance show it: which input (Image, Mask or
+    Mask2) instead of its path, and a reason without paths (stderr keeps the full paths for the user)."""
+    known = {str(case.image): "Image", str(case.mask): mask_role,
+             str(Path(case.image).resolve()): "Image", str(Path(case.mask).resolve()): mask_role}
     file = result.get("file") or ""
     role = known.get(file) or known.get(str(Path(file).resolve()) if file else "", "")
     if not role and file:
-        role = "Image" if file.startswith(str(case.image)) else ("Mask" if file.startswith(str(case.mask)) else "")
+        role = "Image" if file.startswith(str(case.image)) else (mask_role if file.startswith(str(case.mask)) else "")
     return {"public_file": role, "public_reason": scrub_paths(result["error"], known)}
 
 
@@ -510,18 +554,29 @@ def output_paths(out: Union[str, Path]) -> Dict[str, Path]:
     out = Path(out)
     stem = out.name[:-4] if out.name.lower().endswith(".csv") else out.name
     return {"features": out, "provenance": out.with_name(stem + ".provenance.json"),
-            "failures": out.with_name(stem + ".failures.csv")}
+            "failures": out.with_name(stem + ".failures.csv"),
+            "reader2": out.with_name(stem + "_reader2.csv"),  # the second reader's (Mask2) table
+            "reader2_provenance": out.with_name(stem + "_reader2.provenance.json")}
 
 
 def write_run(run: ExtractionRun, out: Union[str, Path]) -> Dict[str, Path]:
     """Write features.csv, its provenance (bound to it by the table's SHA-256) and the failures as one
-    set: all three or none (the previous set stays whole when anything fails, disk full included)."""
+    set: all three or none (the previous set stays whole when anything fails, disk full included).
+    With a second reader, features_reader2.csv and its provenance too, each provenance also
+    recording the other table's SHA-256 (the pair is bound)."""
     from .files import output_set
     paths = output_paths(out)
     with output_set(paths["features"].parent, last=paths["features"].name) as stage:
         staged = {k: stage / p.name for k, p in paths.items()}
         run.features.to_csv(staged["features"], float_format="%.17g")
-        write_json(staged["provenance"], {**run.provenance, "features_sha256": sha256_of_file(staged["features"])})
+        sha = {"features_sha256": sha256_of_file(staged["features"])}
+        if run.reader2 is not None:
+            run.reader2.features.to_csv(staged["reader2"], float_format="%.17g")
+            sha2 = sha256_of_file(staged["reader2"])
+            write_json(staged["reader2_provenance"], {**run.reader2.provenance, "features_sha256": sha2,
+                                                      "reader1_features_sha256": sha["features_sha256"]})
+            sha["reader2_features_sha256"] = sha2
+        write_json(staged["provenance"], {**run.provenance, **sha})
         public = [{"ID": f["ID"], "file": f.get("public_file", ""), "field": f["field"],
                    "reason": f.get("public_reason", f["reason"])} for f in run.failures]
         pd.DataFrame(public, columns=["ID", "file", "field", "reason"]).to_csv(staged["failures"], index=False)

@@ -53,7 +53,7 @@ def save(fig, folder: Path, name: str) -> Dict[str, Path]:
 def funnel(steps: List[Dict[str, Any]]):
     """Feature-selection funnel: features left after each step."""
     plt = _plt()
-    names = {"all": "All features", "constant": "Non-constant", "corr": "|r| <= 0.9", "vif": "VIF <= 10",
+    names = {"all": "All features", "icc": "ICC >= threshold", "constant": "Non-constant", "corr": "|r| <= 0.9", "vif": "VIF <= 10",
              "mwu": "Mann-Whitney p < 0.05", "lasso": "LASSO", "forward": "Forward selection"}
     fig, ax = plt.subplots(figsize=FIGSIZE)
     labels = [names.get(s["step"], s["step"]) for s in steps]
@@ -67,6 +67,26 @@ def funnel(steps: List[Dict[str, Any]]):
         ax.text(bar.get_width() * 1.08, bar.get_y() + bar.get_height() / 2, str(n), va="center")
     ax.set_xlim(0.8, max(counts) * 3)
     ax.set_title("Radiomics feature selection")
+    return fig
+
+
+def icc_distribution(icc: np.ndarray, threshold: float, icc_type: str = "ICC(2,1)"):
+    """Histogram of every feature's inter-reader ICC, the threshold marked (undefined ICCs counted aside)."""
+    plt = _plt()
+    values = np.asarray(icc, float)
+    defined = values[np.isfinite(values)]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    low = min(0.0, float(defined.min())) if len(defined) else 0.0
+    bins = np.linspace(low, 1.0, int(round((1.0 - low) / 0.025)) + 1)
+    ax.hist(defined[defined >= threshold], bins=bins, color=MODEL_COLOURS["combined"], label=f"kept (>= {threshold:g})")
+    ax.hist(defined[defined < threshold], bins=bins, color=GREY, label=f"dropped (< {threshold:g})")
+    ax.axvline(threshold, color=BLACK, ls="--", lw=0.8)
+    ax.set_xlabel(f"{icc_type} between the two readers' contours")
+    ax.set_ylabel("Number of features")
+    undefined = int((~np.isfinite(values)).sum())
+    ax.set_title(f"Feature stability: {int((defined >= threshold).sum())} of {len(values)} features kept"
+                 + (f" ({undefined} undefined, dropped)" if undefined else ""))
+    ax.legend(loc="upper left", frameon=False)
     return fig
 
 

@@ -55,12 +55,14 @@ class TrainingOptions:
     protocol: str = "imnrisk"
     corr_method: str = "pearson"          # |r| filter: "pearson" or "spearman"
     forward_cap: bool = True              # forward selection keeps at most events/5 features
+    icc_threshold: Optional[float] = None  # ICC(2,1) filter first (needs the second reader's features)
 
     def pipeline(self) -> Pipeline:
         cap = self.max_features or (None if self.forward_cap else NO_CAP)
         return radiomics_pipeline(self.corr, self.vif, self.mwu_p, self.lasso_rule, self.lasso_folds,
                                   self.forward_p, cap, self.seed, n_lambdas=self.n_lambdas,
-                                  lambda_ratio=self.lambda_ratio, corr_method=self.corr_method)
+                                  lambda_ratio=self.lambda_ratio, corr_method=self.corr_method,
+                                  icc_threshold=self.icc_threshold)
 
 
 @dataclass

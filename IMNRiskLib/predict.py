@@ -149,7 +149,7 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
         raise InputError(f"missing clinical column(s) the model needs: {', '.join(missing_cols)}", file=str(cohort_path))
     if features_path is None:
         run = features.extract_cohort(cohort, model_settings(model), out / ".imnrisk-cache", jobs=jobs,
-                                      show_bar=show_bar)
+                                      show_bar=show_bar, second_reader=False)  # a frozen model needs one reading
         if run.failures:
             f = run.failures[0]
             raise InputError(f"{len(run.failures)} case(s) could not be extracted, e.g. {f['reason']}",

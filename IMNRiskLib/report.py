@@ -80,6 +80,9 @@ def make_figures(res: Dict[str, Any], folder: Path) -> Dict[str, Dict[str, Path]
         "roc": figures.roc(m), "nomogram": figures.nomogram(model["nomogram"], labels),
         "calibration": figures.calibration(m), "decision_curves": figures.decision_curves(m),
         "cv_protocols": figures.cv_protocols(m), "calibration_validated": figures.calibration_validated(m)}
+    if "icc" in sel and (folder / "icc.csv").exists():  # a second reader's contours: feature stability
+        figs["icc"] = figures.icc_distribution(pd.read_csv(folder / "icc.csv")["icc"].to_numpy(float),
+                                               sel["icc"]["threshold"], sel["icc"]["type"])
     return {name: figures.save(fig, folder / "figures", name) for name, fig in figs.items()}
 
 
@@ -128,7 +131,7 @@ def _checklist(res: Dict[str, Any]) -> pd.DataFrame:
         ("TRIPOD 16", "Model performance", "sections 5, 7, 8, 9 of this report"),
         ("TRIPOD+AI 18", "Software and versions", ", ".join(f"{k} {v}" for k, v in model["software"].items())),
         ("RQS 1", "Image protocol quality", "for the author: acquisition protocol to be reported"),
-        ("RQS 2/3", "Multiple segmentations, phantom study", "for the author (a second reader's masks ship with the phantom)"),
+        ("RQS 2/3", "Multiple segmentations, phantom study", _segmentations_item(m)),
         ("RQS 4", "Imaging at multiple time points", "for the author"),
         ("RQS 5", "Feature reduction / multiple testing", "yes: correlation, VIF, MWU, LASSO inside each fold"),
         ("RQS 6", "Multivariable analysis with non-radiomics features", "yes: clinical-radiomics model"),
@@ -141,6 +144,15 @@ def _checklist(res: Dict[str, Any]) -> pd.DataFrame:
     # CLEAR / IBSI items filled from the extraction settings and the phantom's conformance table
     rows[-1:-1] = ibsi.reporting_items(model["extraction"], model["software"], model["radiomics"]["features"])
     return pd.DataFrame(rows, columns=["item", "topic", "this run"])
+
+
+def _segmentations_item(m: Dict[str, Any]) -> str:
+    """RQS 2: whether features were filtered by inter-reader agreement in this run."""
+    icc = m["selection"].get("icc")
+    if not icc:
+        return "for the author (no second reader's masks, Mask2, in this run)"
+    return (f"yes: two readers on {icc['n_patients']} patients, features with {icc['type']} < {icc['threshold']:g} "
+            "dropped before selection (inside each fold)")
 
 
 def _ibsi_section() -> str:
@@ -253,6 +265,23 @@ def _protocol_section(folder: Path, m: Dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _icc_section(m: Dict[str, Any], figs: Dict[str, Dict[str, Path]]) -> str:
+    """Feature stability between two readers: the ICC distribution and the selected features' ICC."""
+    icc = m["selection"].get("icc")
+    if not icc or "icc" not in figs:
+        return ("<p>Feature stability: no second reader's contours (manifest column Mask2), so no ICC filter; "
+                "every feature entered selection.</p>")
+    rows = pd.DataFrame([{"feature": f, icc["type"]: _f(v)} for f, v in icc["selected"].items()])
+    undefined = f", {icc['n_undefined']} undefined (no variance) dropped" if icc["n_undefined"] else ""
+    return (f"<h3>Feature stability ({html.escape(icc['type'])})</h3>"
+            f"<p>{html.escape(icc['description'])}, between the two readers' contours (Mask and Mask2) of "
+            f"{icc['n_patients']} patients. Features with ICC below {icc['threshold']:g} were dropped before any "
+            f"other selection step: {icc['n_kept']} of {icc['n_features']} kept{undefined}; "
+            "in cross-validation and the bootstrap the ICC is recomputed on each training sample.</p>"
+            f"{_img(figs['icc'], 'ICC of every feature between the two readers (dashed: threshold)')}"
+            f"{_table(rows, 'ICC of the Rad-Score features (all patients read twice)')}")
+
+
 def render(folder) -> Path:
     """Write folder/report.html (and figures/*.png, *.svg) from the saved results."""
     folder = Path(folder)
@@ -333,6 +362,7 @@ they are optimistic (an apparent calibration slope of 1 says nothing).</p>
 <p>Selected clinical factors: <b>{html.escape(', '.join(m['selection']['clinical_factors']))}</b>.</p>
 {_clinical_selection_section(m)}
 <h2>3. Radiomics</h2>
+{_icc_section(m, figs)}
 {_img(figs['funnel'], 'Feature-selection funnel')}
 {_img(figs['lasso'], 'LASSO coefficient path and cross-validated deviance')}
 <p class="formula">{html.escape(m['selection']['radscore']['formula'])}</p>

@@ -49,6 +49,30 @@ class _Step(BaseEstimator, TransformerMixin):
         return np.array(self.selected_, dtype=object)
 
 
+class ICCFilter(_Step):
+    """Keep features whose inter-reader ICC(2,1) on the training rows is at least `threshold`
+    (undefined ICCs dropped); the first step, so no later step sees an unstable feature.
+
+    The second reader's values travel with the rows as extra columns (feature name +
+    `stability.READER2_SUFFIX`; NaN for a patient read once), so every CV fold and bootstrap sample
+    computes the ICC on its own training patients; transform() drops them. A table without them
+    (e.g. new patients to score) passes through to the kept columns.
+    """
+
+    def __init__(self, threshold: float = 0.75):
+        self.threshold = threshold
+
+    def fit(self, X: pd.DataFrame, y=None):
+        from .stability import READER2_SUFFIX, feature_icc
+        self.icc_ = feature_icc(X)
+        self.n_patients_ = int(np.isfinite(X[[c + READER2_SUFFIX for c in self.icc_.index]].to_numpy(float))
+                               .all(axis=1).sum())
+        self.selected_ = list(self.icc_.index[self.icc_.to_numpy() >= self.threshold])  # NaN >= t is False
+        if not self.selected_:
+            raise ValueError(f"no feature has ICC >= {self.threshold:g} on these patients")
+        return self
+
+
 class ConstantFilter(_Step):
     """Drop features that do not vary in the training data (nothing to learn from them)."""
 
@@ -348,9 +372,11 @@ NO_CAP = 10 ** 9  # forward selection without a limit on the number of features
 def radiomics_pipeline(corr: float = 0.9, vif: float = 10.0, mwu_p: float = 0.05, lasso_rule: str = "min",
                        lasso_folds: int = 5, forward_p: float = 0.05, max_features: Optional[int] = None,
                        seed: int = 0, n_lambdas: int = 100, lambda_ratio: float = 1e-3,
-                       corr_method: str = "pearson") -> Pipeline:
-    """The whole selection chain, unfitted (`corr_method` "spearman" for the paper's protocol)."""
-    return Pipeline([
+                       corr_method: str = "pearson", icc_threshold: Optional[float] = None) -> Pipeline:
+    """The whole selection chain, unfitted (`corr_method` "spearman" for the paper's protocol); with
+    `icc_threshold`, the ICC filter first (the input then carries the second reader's columns)."""
+    first = [("icc", ICCFilter(icc_threshold))] if icc_threshold is not None else []
+    return Pipeline(first + [
         ("constant", ConstantFilter()),
         ("corr", SpearmanFilter(corr) if corr_method == "spearman" else CorrelationFilter(corr)),
         ("vif", VIFFilter(vif)),
@@ -364,7 +390,8 @@ def radiomics_pipeline(corr: float = 0.9, vif: float = 10.0, mwu_p: float = 0.05
 
 
 def funnel(pipeline: Pipeline, n_features: int) -> List[Dict[str, object]]:
-    """How many features survive each step of a fitted pipeline (the paper's 850 -> 185 -> ...)."""
+    """How many features survive each step of a fitted pipeline (the paper's 850 -> 185 -> ...);
+    n_features counts the first reader's features only."""
     steps = [{"step": "all", "n": n_features}]
     for name, step in pipeline.steps[:-1]:
         if name == "zscore":

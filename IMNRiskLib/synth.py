@@ -481,7 +481,8 @@ def synthesize(folder: Path, options: SynthOptions,
     schema = load_schema()
     image_name = "dce_dicom" if options.dicom else "dce.nrrd"
     manifest = pd.DataFrame({"ID": ids, "Image": [f"cases/{p}/{image_name}" for p in ids],
-                             "Mask": [f"cases/{p}/tumour.nrrd" for p in ids], "Phase": 1, "Label": 1,
+                             "Mask": [f"cases/{p}/tumour.nrrd" for p in ids],
+                             "Mask2": [f"cases/{p}/tumour_reader2.nrrd" for p in ids], "Phase": 1, "Label": 1,
                              "IMN": truth["IMN"].to_numpy()})
     for name in schema.names:
         manifest[name] = clinical[name].to_numpy()
@@ -510,7 +511,7 @@ def synthesize(folder: Path, options: SynthOptions,
     }
     write_json(folder / "truth.json", truth_doc)
     write_text(folder / "README.txt", "IMNRisk synthetic phantom cohort (no real patient).\n"
-               "cohort.csv: the manifest; cases/<ID>/: 8-phase DCE-MRI and tumour masks;\n"
+               "cohort.csv: the manifest; cases/<ID>/: 8-phase DCE-MRI and tumour masks (Mask2: a second reader);\n"
                "truth.json: the generating model and each patient's latent values.\n" + RESEARCH_ONLY + "\n")
     return {"patients": options.patients, "events": int(truth["IMN"].sum()), "folder": str(folder)}
 

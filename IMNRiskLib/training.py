@@ -23,10 +23,12 @@ from .models import (EPV_WARNING, MODELS, FittedModels, TrainingOptions, build_n
                      risk_thresholds)
 from .schema import load_schema
 from .selection import funnel, standardisation
+from .stability import (DEFAULT_ICC_THRESHOLD, feature_icc, icc_notes, icc_summary, icc_table, read_reader2,
+                        reader_columns, with_reader2)
 from .validation import Data, bootstrap_validation, performance, repeated_cv
 
 OUTPUTS = ("model.json", "metrics.json", "predictions.csv", "table1.csv", "table2.csv", "lasso_path.csv",
-           "lasso_cv.csv", "cv_frequency.csv")
+           "lasso_cv.csv", "cv_frequency.csv", "icc.csv")
 
 
 def load_training_data(cohort_path: Union[str, Path], features_path: Union[str, Path],
@@ -95,6 +97,50 @@ def extraction_record(features_path: Union[str, Path]) -> Optional[Dict[str, Any
                          "provenance records (a table from another extraction, or an edited one); re-run "
                          "imnrisk extract", file=str(path), field="features_sha256")
     return prov
+
+
+def second_reader_table(features_path: Union[str, Path], reader2_path: Optional[Union[str, Path]],
+                        icc_threshold: Optional[float], use_icc: bool = True) -> Optional[Path]:
+    """The second reader's feature table for the ICC filter: the one given, else features_reader2.csv
+    beside features.csv; None when there is none (or with use_icc False). Its provenance must describe
+    it and pair it with this features.csv, extracted with the same settings."""
+    from .features import output_paths, sha256_of_file
+    if not use_icc:
+        if reader2_path is not None or icc_threshold is not None:
+            raise InputError("--no-icc cannot go with --features2 or --icc-threshold", field="--no-icc")
+        return None
+    if icc_threshold is not None and not 0.0 < icc_threshold <= 1.0:
+        raise InputError(f"{icc_threshold:g} is not an ICC threshold (0 < t <= 1)", field="--icc-threshold")
+    beside = output_paths(features_path)["reader2"]
+    path = Path(reader2_path) if reader2_path is not None else (beside if beside.exists() else None)
+    if path is None:
+        if icc_threshold is not None:
+            raise InputError(f"the ICC filter needs the second reader's features ({beside.name} from imnrisk extract "
+                             "with a Mask2 column, or --features2)", field="--icc-threshold")
+        return None
+    prov2, prov1 = extraction_record(path), extraction_record(features_path)
+    paired = (prov2 or {}).get("reader1_features_sha256")
+    if paired is not None and paired != sha256_of_file(Path(features_path)):
+        raise InputError(f"was extracted beside another {Path(features_path).name} (its provenance records another "
+                         "SHA-256): re-run imnrisk extract, or train with --no-icc", file=str(path),
+                         field="reader1_features_sha256")
+    if prov1 and prov2 and prov1.get("settings_sha256") != prov2.get("settings_sha256"):
+        raise InputError("extracted with other settings than the first reader's table: an ICC between them says "
+                         "nothing", file=str(path), field="settings_sha256")
+    return path
+
+
+def add_second_reader(data: Data, path: Path, threshold: float) -> Data:
+    """The training data with the second reader's columns and the ICC filter switched on; refused
+    when no feature reaches the threshold on all patients read twice."""
+    from dataclasses import replace
+    reader2 = read_reader2(path, data.features.columns, list(data.features.index))
+    features = with_reader2(data.features, reader2)
+    icc = feature_icc(features)
+    if not (icc >= threshold).any():
+        raise InputError(f"no feature has ICC >= {threshold:g} (largest {icc.max():.3f}): lower --icc-threshold "
+                         "or train with --no-icc", file=str(path), field="--icc-threshold")
+    return Data(features, data.clinical, data.y, data.schema, replace(data.options, icc_threshold=threshold))
 
 
 def apparent_metrics(y: np.ndarray, pred: pd.DataFrame) -> Dict[str, Dict[str, Any]]:
@@ -230,8 +276,10 @@ def model_document(models: FittedModels, data: Data, metrics: Dict[str, Any], se
         "extraction": settings,
         "radiomics": {"features": radscore.features_, "standardisation": standardisation(pipeline),
                       "radscore": {"intercept": radscore.intercept, "coefficients": radscore.coefficients},
-                      "formula": radscore.formula(), "funnel": funnel(pipeline, data.features.shape[1]),
-                      "lasso": {"rule": lasso.rule, "lambda_min": lasso.lambda_min_, "lambda_1se": lasso.lambda_1se_}},
+                      "formula": radscore.formula(),
+                      "funnel": funnel(pipeline, len(reader_columns(data.features.columns))),
+                      "lasso": {"rule": lasso.rule, "lambda_min": lasso.lambda_min_, "lambda_1se": lasso.lambda_1se_},
+                      **({"icc": _model_icc(metrics["selection"]["icc"])} if "icc" in metrics["selection"] else {})},
         "clinical": {"schema": data.schema.to_dict(), "factors": models.factors,
                      "terms": models.clinical.terms, "coefficients": models.clinical.coef.tolist(),
                      "covariance": models.clinical.cov.tolist(), "method": models.clinical.method},
@@ -250,6 +298,12 @@ def model_document(models: FittedModels, data: Data, metrics: Dict[str, Any], se
     }
 
 
+def _model_icc(summary: Dict[str, Any]) -> Dict[str, Any]:
+    """The ICC filter as model.json records it: aggregates (no per-patient value)."""
+    return {k: summary[k] for k in ("type", "description", "readers", "threshold", "n_patients", "n_features",
+                                    "n_kept", "n_undefined", "median", "selected")}
+
+
 def _json_ready(obj):
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)),
                       parse_constant=lambda c: None)
@@ -257,9 +311,12 @@ def _json_ready(obj):
 
 def train(cohort_path, features_path, out_dir, schema_path=None, options: Optional[TrainingOptions] = None,
           cv_folds: int = 5, cv_repeats: int = 100, bootstrap: int = 1000, jobs: int = 1, show_bar: bool = True,
-          say=print, shrink: Optional[str] = None) -> Dict[str, Any]:
+          say=print, shrink: Optional[str] = None, reader2_path=None, icc_threshold: Optional[float] = None,
+          use_icc: bool = True) -> Dict[str, Any]:
     """Fit the three models, validate them (nested and leaky CV, bootstrap), write the outputs.
-    shrink="bootstrap": the combined model saved is shrunk by its bootstrap-corrected slope."""
+    shrink="bootstrap": the combined model saved is shrunk by its bootstrap-corrected slope. With a
+    second reader's table (given, or features_reader2.csv beside features.csv), features with
+    ICC(2,1) below `icc_threshold` (default 0.75) are dropped first, inside every fit."""
     from .evaluation import _json_clean
     from .features import DEFAULT_PARAMS, load_settings, software_versions
     options = options or TrainingOptions()
@@ -268,6 +325,11 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
     check_cv_folds(data.y, cv_folds, cv_repeats, data.schema.outcome)
     check_shrink(shrink, bootstrap)
     prov = extraction_record(features_path)  # checked before the long work, not after it
+    reader2 = second_reader_table(features_path, reader2_path, icc_threshold, use_icc)
+    if reader2 is not None:
+        data = add_second_reader(data, reader2, DEFAULT_ICC_THRESHOLD if icc_threshold is None else icc_threshold)
+        options = data.options
+    n_features = len(reader_columns(data.features.columns))
     out = Path(out_dir)
     n, events = len(data.y), int(data.y.sum())
 
@@ -289,13 +351,19 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
         for a, b in (("clinical", "radiomics"), ("clinical", "combined"), ("radiomics", "combined"))]
     lasso = models.radiomics.named_steps["lasso"]
     metrics["selection"] = {
-        "funnel": funnel(models.radiomics, data.features.shape[1]),
+        "funnel": funnel(models.radiomics, n_features),
         "radscore": {"intercept": models.radiomics.named_steps["radscore"].intercept,
                      "coefficients": models.radiomics.named_steps["radscore"].coefficients,
                      "formula": models.radiomics.named_steps["radscore"].formula()},
         "clinical_factors": models.factors,
         "lasso": {"lambda_min": lasso.lambda_min_, "lambda_1se": lasso.lambda_1se_, "rule": lasso.rule},
         "clinical_selection": models.clinical_selection, "fallbacks": list(models.fallbacks)}
+    icc_step = models.radiomics.named_steps.get("icc")
+    if icc_step is not None:
+        used = models.radiomics.named_steps["radscore"].features_
+        metrics["selection"]["icc"] = icc_summary(icc_step.icc_, icc_step.selected_, used, options.icc_threshold,
+                                                  icc_step.n_patients_)
+        metrics["notes"] += icc_notes(metrics["selection"]["icc"])
     if cv_repeats > 0:
         for protocol, key in (("nested", "cv"), ("leaky", "cv_leaky")):
             cv = repeated_cv(data, cv_folds, cv_repeats, options.seed, protocol, jobs, show_bar)
@@ -370,5 +438,8 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
         pd.DataFrame({"lambda": lasso.lambdas_, "deviance": lasso.cv_mean_, "se": lasso.cv_se_}).to_csv(tmp, index=False)
     with atomic_path(out / "cv_frequency.csv") as tmp:
         pd.Series(metrics["selection"].get("cv_frequency", {}), name="frequency").rename_axis("feature").to_csv(tmp)
+    if icc_step is not None:
+        with atomic_path(out / "icc.csv") as tmp:
+            icc_table(icc_step.icc_, icc_step.selected_, used).to_csv(tmp, index=False, float_format="%.10g")
     write_json(out / "model.json", doc)
     return metrics

@@ -92,7 +92,16 @@ def phantom_with_features() -> Path:
                           ROOT / "Testing" / "data" / "original_only.yaml", "--quiet", "--force"]):
                 result = run_cli(*args)
                 assert result.returncode == 0, result.stderr
+                if args[0] == "synth":  # the shared phantom is read once (Mask only): tests see one table
+                    single_reader(folder / "cohort.csv")
     return folder
+
+
+def single_reader(manifest: Path) -> None:
+    """Drop the second reader's column (Mask2) from a manifest, as the shared phantom was first built."""
+    import pandas as pd
+    frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    frame.drop(columns=["Mask2"], errors="ignore").to_csv(manifest, index=False)
 
 
 @pytest.fixture(scope="session")
