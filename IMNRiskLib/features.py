@@ -18,13 +18,15 @@ import sys
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+if TYPE_CHECKING:  # pandas and the cohort (pandas) load only where used: scoring one patient needs neither
+    import pandas as pd
+    from .cohort import Case, Cohort
 
 import numpy as np
-import pandas as pd
 
 from . import __version__, ibsi, imaging
-from .cohort import Case, Cohort
 from .errors import InputError
 from .files import read_yaml, write_json
 
@@ -451,6 +453,7 @@ def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Unio
 def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Dict[str, Any]],
              hashes: Dict[str, Dict[str, str]], versions: Dict[str, str], cached: int) -> ExtractionRun:
     """Feature table in manifest order (columns in pyradiomics' order), failures and provenance."""
+    import pandas as pd
     failures, rows, cases, warnings = [], {}, {}, []
     columns: Optional[List[str]] = None
     for case in cohort.cases:
@@ -516,6 +519,7 @@ def output_paths(out: Union[str, Path]) -> Dict[str, Path]:
 def write_run(run: ExtractionRun, out: Union[str, Path]) -> Dict[str, Path]:
     """Write features.csv, its provenance (bound to it by the table's SHA-256) and the failures as one
     set: all three or none (the previous set stays whole when anything fails, disk full included)."""
+    import pandas as pd
     from .files import output_set
     paths = output_paths(out)
     with output_set(paths["features"].parent, last=paths["features"].name) as stage:
@@ -530,6 +534,7 @@ def write_run(run: ExtractionRun, out: Union[str, Path]) -> Dict[str, Path]:
 
 def read_features(path: Union[str, Path]) -> pd.DataFrame:
     """Read a features.csv back (ID index, float columns); bad files raise InputError."""
+    import pandas as pd
     from .files import check_input_file
     path = check_input_file(path, "features file")
     try:

@@ -6,15 +6,17 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
-import pandas as pd
 
-from . import RESEARCH_ONLY, evaluation, features, imaging
+from . import RESEARCH_ONLY, features, imaging
 from .errors import InputError
 from .files import atomic_path, check_can_write, write_json
 from .modelfile import ScoringModel, logistic, seal
+
+if TYPE_CHECKING:  # pandas and scipy (evaluation) load only for cohorts: scoring one patient needs neither
+    import pandas as pd
 
 
 def model_settings(model: ScoringModel) -> features.ExtractionSettings:
@@ -114,6 +116,7 @@ def predict_patient(model: ScoringModel, image: Union[str, Path], mask: Union[st
 
 def score_cohort(model: ScoringModel, feats: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
     """Rad-Score and the three models' probabilities for every patient of a cohort."""
+    import pandas as pd
     missing = [f for f in model.features if f not in feats.columns]
     if missing:
         raise InputError(f"features table lacks {len(missing)} feature(s) the model needs, e.g. {missing[0]}",
@@ -155,6 +158,7 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
                       force: bool = False, show_bar: bool = True) -> Dict[str, Any]:
     """External validation of a frozen model: discrimination, calibration-in-the-large and slope,
     Hosmer-Lemeshow, Brier and decision curves on a new labelled cohort."""
+    from . import evaluation
     from .cohort import read_cohort
     model = ScoringModel.load(model_path)
     out = Path(out_dir)
