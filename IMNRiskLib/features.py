@@ -9,6 +9,7 @@ atomically, so a re-run costs nothing and an interrupted run resumes where it st
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -82,9 +83,7 @@ def settings_from_dict(data: Dict[str, Any], source: str = "<dict>") -> Extracti
         raise InputError(f"unknown imnrisk setting(s): {', '.join(sorted(unknown))}", file=source)
     ibsi_variants = _ibsi_variants_setting(own, data, source)
     try:
-        from radiomics import featureextractor
-        quiet_pyradiomics()
-        featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(data))  # validates with pykwalify
+        checked_extractor(data)  # validates with pykwalify
     except Exception as exc:  # pykwalify's SchemaError and friends
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"not a valid pyradiomics parameter file ({first[:160]})", file=source) from None
@@ -123,18 +122,37 @@ def software_versions() -> Dict[str, str]:
 
 # --------------------------------------------------------------------------- one case
 
+@functools.lru_cache(maxsize=16)
+def _validated_extractor(params_json: str):
+    """pyradiomics' extractor for these parameters, validated once per process (pykwalify parses its
+    schema YAML at every construction: ~0.05-0.1 s, twice per scored patient before this cache)."""
+    from radiomics import featureextractor
+    quiet_pyradiomics()
+    return featureextractor.RadiomicsFeatureExtractor(json.loads(params_json))
+
+
+def checked_extractor(params: Dict[str, Any]):
+    """A fresh pyradiomics extractor for `params` (a copy of the cached, validated one); invalid
+    parameters raise pykwalify's error as pyradiomics would."""
+    try:
+        key = json.dumps(params, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):  # not JSON-able: no cache
+        from radiomics import featureextractor
+        quiet_pyradiomics()
+        return featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params))
+    extractor = copy.deepcopy(_validated_extractor(key))
+    extractor._setTolerance()  # the global SimpleITK tolerance its constructor sets
+    return extractor
+
+
 def make_extractor(settings: ExtractionSettings, normalized_here: bool):
     """A pyradiomics extractor with the user's settings; label 1 (our binary mask), and normalize
     off when IMNRisk already normalised with pyradiomics' own function before cropping."""
-    from radiomics import featureextractor
-    quiet_pyradiomics()
-    params = copy.deepcopy(settings.pyradiomics)
-    params.setdefault("setting", {})
-    params["setting"] = dict(params["setting"] or {})
-    params["setting"]["label"] = 1
+    extractor = checked_extractor(settings.pyradiomics)  # the same extractor as with these two in `setting:`
+    extractor.settings["label"] = 1
     if normalized_here:
-        params["setting"]["normalize"] = False
-    return featureextractor.RadiomicsFeatureExtractor(params)
+        extractor.settings["normalize"] = False
+    return extractor
 
 
 def _normalize_kwargs(settings: ExtractionSettings) -> Optional[dict]:
