@@ -47,9 +47,10 @@ def _outside(kind: str, name: str, value: float, r: Dict[str, float]) -> Optiona
     if r["p01"] <= value <= r["p99"]:
         return None
     beyond = not r["min"] <= value <= r["max"]
-    where = "beyond every training patient's" if beyond else "outside the 1st-99th percentile of the training"
-    message = (f"{_label(kind, name)} {value:.4g} is {where} range (1st-99th percentile {r['p01']:.4g} to "
-               f"{r['p99']:.4g}; min-max {r['min']:.4g} to {r['max']:.4g}): the risk is an extrapolation")
+    where = ", beyond every training patient" if beyond else ""
+    message = (f"{_label(kind, name)} {value:.4g} is outside the training range{where} (1st-99th percentile "
+               f"{r['p01']:.4g} to {r['p99']:.4g}; min-max {r['min']:.4g} to {r['max']:.4g}): the risk is an "
+               "extrapolation")
     return {"kind": kind, "name": name, "value": float(value), **{k: r[k] for k in ("p01", "p99", "min", "max")},
             "beyond_min_max": beyond, "message": message}
 

@@ -140,7 +140,7 @@ def test_a_feature_far_outside_is_named_beyond_every_training_patient(trained):
     levels = {v["name"]: v.get("levels") for v in doc["clinical"]["schema"]["variables"]}
     result = predict.score(model, values, model.parse_clinical({f: levels[f][0] for f in model.factors}))
     hit = [f for f in result["domain"]["outside"] if f["name"] == name]
-    assert hit and hit[0]["beyond_min_max"] and "beyond every training patient's range" in hit[0]["message"]
+    assert hit and hit[0]["beyond_min_max"] and "outside the training range, beyond every training patient" in hit[0]["message"]
 
 
 def test_nomogram_marks_a_patient_beyond_the_radscore_axis_and_prints_the_warning(trained):
