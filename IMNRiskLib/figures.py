@@ -207,7 +207,7 @@ def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str], patient: Opti
     plt = _plt()
     axes = nomo["axes"]
     rows = len(axes) + 3
-    wrapped = [textwrap.wrap(f"! {note}", 120) for note in notes or []]
+    wrapped = [textwrap.wrap(f"! {note}", 120, break_on_hyphens=False) for note in notes or []]
     fig, ax = plt.subplots(figsize=(8, 0.55 * rows + 0.6 + 0.22 * sum(len(w) + 0.25 for w in wrapped)))
     ax.axis("off")
     y = rows
