@@ -50,8 +50,14 @@ def best(runs: list) -> dict:
 
 
 def clinical_args(doc: dict, names) -> list:
-    levels = {v["name"]: v for v in doc["clinical"]["schema"]["variables"]}
-    return [f"{f}={levels[f]['levels'][-1] if levels[f].get('levels') else 1}" for f in names]
+    """NAME=VALUE for each factor: the last level, or a number inside a continuous variable's range."""
+    schema = {v["name"]: v for v in doc["clinical"]["schema"]["variables"]}
+
+    def value(v: dict) -> str:
+        if v.get("levels"):
+            return v["levels"][-1]
+        return f"{(v.get('min', 0) + v.get('max', 2 * v.get('min', 0) + 2)) / 2:g}"
+    return [f"{f}={value(schema[f])}" for f in names]
 
 
 def import_check() -> dict:
