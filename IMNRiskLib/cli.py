@@ -179,7 +179,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         metrics = train(args.cohort, args.features, stage, args.schema, _training_options(args), args.cv_folds,
                         args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet,
                         shrink=None if args.shrink == "none" else args.shrink,
-                        reader2_path=args.features2, icc_threshold=args.icc_threshold, use_icc=not args.no_icc)
+                        reader2_path=args.features2, icc_threshold=args.icc_threshold, use_icc=not args.no_icc,
+                        keep_replicates=not args.no_ci_replicates)
         report = out / render(stage).name
     _print_training_summary(metrics, out)
     say(f"  report: {report}")
@@ -218,10 +219,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.dicom_out:
         from .dicomout import check_target
         check_target(args.image, args.dicom_out, args.force)
+    if args.ci == "bootstrap":
+        from .uncertainty import NO_REPLICATES, block_of
+        if block_of(model.doc) is None:
+            raise InputError(NO_REPLICATES, file=str(args.model), field="--ci")
     result = predict_patient(model, args.image, args.mask, args.phase, label, _parse_clinical_pairs(args.clinical),
-                             allow_version_mismatch=args.allow_version_mismatch)
+                             allow_version_mismatch=args.allow_version_mismatch, ci=args.ci)
     for warning in result.pop("warnings"):
-        say(f"imnrisk: warning: {warning}")
+        if args.json or warning not in result["domain"]["warnings"]:  # the text below shows those
+            say(f"imnrisk: warning: {warning}")
     if args.dicom_out:
         from .dicomout import export_case
         written = export_case(args.dicom_out, args.image, args.mask, result, model.doc, label,
@@ -233,9 +239,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     points = ", ".join(f"{k} {v:.1f}" for k, v in result["points"].items() if k != "total")
     print(f"Rad-Score {result['radscore']:.3f}\n"
           f"IMN metastasis risk {100 * result['probability']:.1f}% (95% CI {100 * result['ci95'][0]:.1f}-"
-          f"{100 * result['ci95'][1]:.1f}%): {result['risk_group']} risk "
+          f"{100 * result['ci95'][1]:.1f}%; {result['ci_method']}): {result['risk_group']} risk "
           f"(low < {result['risk_thresholds']['low']:.3f} <= intermediate < {result['risk_thresholds']['high']:.3f} <= high)\n"
           f"nomogram points: {points}; total {result['points']['total']:.1f}\n"
+          f"training range: {result['domain']['note']}\n"
+          + "".join(f"  WARNING: {w}\n" for w in result["domain"]["warnings"]) +
           f"{result['notice']}")
     return EXIT_OK
 
@@ -499,6 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bootstrap: shrink the combined model's coefficients by its bootstrap-corrected calibration "
                         "slope, intercept re-estimated (the saved model is the shrunk one)")
     _add_icc_options(p)
+    p.add_argument("--no-ci-replicates", action="store_true", help="do not keep the bootstrap replicates in "
+                   "model.json (smaller file; predict --ci bootstrap then impossible)")
     _add_run_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -520,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-version-mismatch", action="store_true",
                    help="score even if the model's pyradiomics/IMNRisk extraction versions differ from these")
     p.add_argument("--trusted-key", metavar="KEY.pub", help="refuse the model unless signed by this public key")
+    p.add_argument("--ci", choices=("wald", "bootstrap"), default="wald",
+                   help="risk CI: wald (combined model, Rad-Score taken as known; default) or bootstrap (the whole "
+                   "pipeline's replicates kept by train: needs their features and clinical factors too)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("pacs", help="retrieve a study from a PACS, score it, store the SEG and SR back")

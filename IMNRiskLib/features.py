@@ -9,6 +9,7 @@ atomically, so a re-run costs nothing and an interrupted run resumes where it st
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -18,13 +19,15 @@ import sys
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+if TYPE_CHECKING:  # pandas and the cohort (pandas) load only where used: scoring one patient needs neither
+    import pandas as pd
+    from .cohort import Case, Cohort
 
 import numpy as np
-import pandas as pd
 
 from . import __version__, ibsi, imaging
-from .cohort import Case, Cohort
 from .errors import InputError
 from .files import read_yaml, write_json
 
@@ -80,9 +83,7 @@ def settings_from_dict(data: Dict[str, Any], source: str = "<dict>") -> Extracti
         raise InputError(f"unknown imnrisk setting(s): {', '.join(sorted(unknown))}", file=source)
     ibsi_variants = _ibsi_variants_setting(own, data, source)
     try:
-        from radiomics import featureextractor
-        quiet_pyradiomics()
-        featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(data))  # validates with pykwalify
+        checked_extractor(data)  # validates with pykwalify
     except Exception as exc:  # pykwalify's SchemaError and friends
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"not a valid pyradiomics parameter file ({first[:160]})", file=source) from None
@@ -121,18 +122,37 @@ def software_versions() -> Dict[str, str]:
 
 # --------------------------------------------------------------------------- one case
 
+@functools.lru_cache(maxsize=16)
+def _validated_extractor(params_json: str):
+    """pyradiomics' extractor for these parameters, validated once per process (pykwalify parses its
+    schema YAML at every construction: ~0.05-0.1 s, twice per scored patient before this cache)."""
+    from radiomics import featureextractor
+    quiet_pyradiomics()
+    return featureextractor.RadiomicsFeatureExtractor(json.loads(params_json))
+
+
+def checked_extractor(params: Dict[str, Any]):
+    """A fresh pyradiomics extractor for `params` (a copy of the cached, validated one); invalid
+    parameters raise pykwalify's error as pyradiomics would."""
+    try:
+        key = json.dumps(params, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):  # not JSON-able: no cache
+        from radiomics import featureextractor
+        quiet_pyradiomics()
+        return featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params))
+    extractor = copy.deepcopy(_validated_extractor(key))
+    extractor._setTolerance()  # the global SimpleITK tolerance its constructor sets
+    return extractor
+
+
 def make_extractor(settings: ExtractionSettings, normalized_here: bool):
     """A pyradiomics extractor with the user's settings; label 1 (our binary mask), and normalize
     off when IMNRisk already normalised with pyradiomics' own function before cropping."""
-    from radiomics import featureextractor
-    quiet_pyradiomics()
-    params = copy.deepcopy(settings.pyradiomics)
-    params.setdefault("setting", {})
-    params["setting"] = dict(params["setting"] or {})
-    params["setting"]["label"] = 1
+    extractor = checked_extractor(settings.pyradiomics)  # the same extractor as with these two in `setting:`
+    extractor.settings["label"] = 1
     if normalized_here:
-        params["setting"]["normalize"] = False
-    return featureextractor.RadiomicsFeatureExtractor(params)
+        extractor.settings["normalize"] = False
+    return extractor
 
 
 def _normalize_kwargs(settings: ExtractionSettings) -> Optional[dict]:
@@ -190,6 +210,7 @@ def restrict_extractor(extractor, feature_names: Iterable[str]) -> None:
     """Enable only the image types, classes and features that `feature_names` need."""
     image_types: Dict[str, dict] = {}
     classes: Dict[str, List[str]] = {}
+    per_image: Dict[str, Dict[str, List[str]]] = {}  # e.g. "wavelet-HHL" -> {"glcm": ["Correlation"]}
     for name in feature_names:
         image_type, cls, feature = name.split("_", 2)
         feature = ibsi.pyradiomics_feature(feature)  # an IBSI variant needs its pyradiomics feature
@@ -197,11 +218,30 @@ def restrict_extractor(extractor, feature_names: Iterable[str]) -> None:
         if base == "Log":
             base = "LoG"
         image_types[base] = extractor.enabledImagetypes.get(base, {})
-        classes.setdefault(cls, [])
-        if feature not in classes[cls]:
-            classes[cls].append(feature)
+        for wanted in (classes.setdefault(cls, []), per_image.setdefault(image_type, {}).setdefault(cls, [])):
+            if feature not in wanted:
+                wanted.append(feature)
     extractor.enabledImagetypes = image_types
     extractor.enabledFeatures = classes
+    _compute_per_image_only(extractor, per_image)
+
+
+def _compute_per_image_only(extractor, per_image: Dict[str, Dict[str, List[str]]]) -> None:
+    """Compute, on each derived image (a wavelet band, a LoG sigma...), only the classes and features
+    wanted on that image: an image type yields all its bands, and pyradiomics computes every enabled
+    class on each (for 2 wavelet features, 16 class computations instead of 2; same values)."""
+    compute = extractor.computeFeatures
+
+    def computeFeatures(image, mask, imageTypeName, **kwargs):
+        saved = extractor.enabledFeatures
+        wanted = per_image.get(imageTypeName, {})
+        extractor.enabledFeatures = dict(wanted)  # shape is computed by execute(), from `saved`
+        try:
+            return compute(image, mask, imageTypeName, **kwargs) if wanted else {}
+        finally:
+            extractor.enabledFeatures = saved
+
+    extractor.computeFeatures = computeFeatures
 
 
 def extract_case(task: Dict[str, Any]) -> Dict[str, Any]:
@@ -495,6 +535,7 @@ def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Di
              hashes: Dict[str, Dict[str, str]], versions: Dict[str, str], cached: int,
              mask_role: str = "Mask") -> ExtractionRun:
     """Feature table in manifest order (columns in pyradiomics' order), failures and provenance."""
+    import pandas as pd
     failures, rows, cases, warnings = [], {}, {}, []
     columns: Optional[List[str]] = None
     for case in cohort.cases:
@@ -564,6 +605,7 @@ def write_run(run: ExtractionRun, out: Union[str, Path]) -> Dict[str, Path]:
     set: all three or none (the previous set stays whole when anything fails, disk full included).
     With a second reader, features_reader2.csv and its provenance too, each provenance also
     recording the other table's SHA-256 (the pair is bound)."""
+    import pandas as pd
     from .files import output_set
     paths = output_paths(out)
     with output_set(paths["features"].parent, last=paths["features"].name) as stage:
@@ -585,6 +627,7 @@ def write_run(run: ExtractionRun, out: Union[str, Path]) -> Dict[str, Path]:
 
 def read_features(path: Union[str, Path]) -> pd.DataFrame:
     """Read a features.csv back (ID index, float columns); bad files raise InputError."""
+    import pandas as pd
     from .files import check_input_file
     path = check_input_file(path, "features file")
     try:

@@ -7,6 +7,7 @@ outside the curves. Each function returns a matplotlib Figure; `save` writes PNG
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -213,13 +214,31 @@ def decision_curves(metrics: Dict[str, Any]):
     return fig
 
 
-def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str], patient: Optional[Dict[str, float]] = None):
+def _mark(ax, x: float, y: float, lo: float, hi: float) -> bool:
+    """The patient's marker on an axis spanning [lo, hi]; beyond it, a hatched stub at the axis end
+    with an arrow pointing outwards and "beyond the axis". True when it lay beyond."""
+    if lo <= x <= hi:
+        ax.plot([x], [y], "v", color=VERMILLION, ms=8, zorder=5)
+        return False
+    end, inward = (lo, 1) if x < lo else (hi, -1)
+    ax.add_patch(_plt().Rectangle((min(end, end + 6 * inward), y - 0.14), 6, 0.28, fill=False, hatch="////",
+                                  edgecolor=VERMILLION, lw=0.8, zorder=4))
+    ax.plot([end], [y], "<" if inward > 0 else ">", color=VERMILLION, ms=7, zorder=5)
+    ax.text(end, y - 0.22, "beyond the axis", ha="left" if inward > 0 else "right", va="top", fontsize=6,
+            color=VERMILLION)
+    return True
+
+
+def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str], patient: Optional[Dict[str, float]] = None,
+             notes: Optional[List[str]] = None):
     """rms-style nomogram: a points axis, one axis per predictor, total points and risk;
-    `patient` (points per predictor and "total") marks one patient on every axis."""
+    `patient` (points per predictor and "total") marks one patient on every axis (beyond an axis:
+    hatched, "beyond the axis"); `notes` (e.g. the training-range warnings) are printed below."""
     plt = _plt()
     axes = nomo["axes"]
     rows = len(axes) + 3
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    wrapped = [textwrap.wrap(f"! {note}", 120, break_on_hyphens=False) for note in notes or []]
+    fig, ax = plt.subplots(figsize=(FIGSIZE[0], FIGSIZE[1] + 0.22 * sum(len(w) + 0.25 for w in wrapped)))
     ax.axis("off")
     y = rows
 
@@ -245,7 +264,7 @@ def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str], patient: Opti
             labels = [str(a["values"][i]) for i in order]
             axis_line(y, pts, labels, factors_labels.get(a["name"], a["name"]))
         if patient is not None and a["name"] in patient:
-            ax.plot([patient[a["name"]]], [y], "v", color=VERMILLION, ms=8, zorder=5)
+            _mark(ax, patient[a["name"]], y, min(a["points"]), max(a["points"]))
     total_max = sum(max(a["points"]) for a in axes)
     y -= 1.3
     total_ticks = np.linspace(0, math.ceil(total_max / 20) * 20, 6)
@@ -256,7 +275,7 @@ def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str], patient: Opti
         ax.text(x, y + 0.18, f"{tick:.0f}", ha="center", va="bottom", fontsize=7)
     ax.text(-4, y, "Total points", ha="right", va="center", fontsize=8)
     if patient is not None:
-        ax.plot([patient["total"] * 100 / total_ticks[-1]], [y], "v", color=VERMILLION, ms=8, zorder=5)
+        _mark(ax, patient["total"] * 100 / total_ticks[-1], y, 0.0, 100.0)
     y -= 1
     risks, xs = [], []
     for r in nomo["risk_axis"]:
@@ -270,8 +289,12 @@ def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str], patient: Opti
             ax.plot([x, x], [y, y + 0.12], color=BLACK, lw=1)
             ax.text(x, y + 0.18, f"{r['probability']:g}", ha="center", va="bottom", fontsize=7)
     ax.text(-4, y, "Risk of IMN metastasis", ha="right", va="center", fontsize=8)
+    y -= 0.6
+    for lines in wrapped:
+        ax.text(-35, y, "\n".join(lines), ha="left", va="top", fontsize=6, color=VERMILLION)
+        y -= 0.4 * len(lines) + 0.1
     ax.set_xlim(-35, 105)
-    ax.set_ylim(y - 0.6, rows + 0.8)
+    ax.set_ylim(y, rows + 0.8)
     ax.set_title("Nomogram of the clinical-radiomics model")
     return fig
 

@@ -633,6 +633,12 @@ def align_mask(mask: sitk.Image, image: sitk.Image, source: str, warnings: List[
 def _bounding_box(mask: sitk.Image) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """Index bounding box (x, y, z order) of the foreground, inclusive."""
     array = sitk.GetArrayViewFromImage(mask)
+    if array.ndim == 3:  # slices with foreground first, then rows and columns within them: a few % of the volume
+        z = np.flatnonzero(array.any(axis=(1, 2)))
+        if len(z):
+            slab = array[z[0]:z[-1] + 1]
+            y, x = np.flatnonzero(slab.any(axis=(0, 2))), np.flatnonzero(slab.any(axis=(0, 1)))
+            return (int(x[0]), int(y[0]), int(z[0])), (int(x[-1]), int(y[-1]), int(z[-1]))
     nz = np.nonzero(array)
     lo = tuple(int(a.min()) for a in reversed(nz))
     hi = tuple(int(a.max()) for a in reversed(nz))

@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from .schema import ClinicalSchema, schema_from_dict
 
 FORMAT = "imnrisk-model"
 FORMAT_VERSION = 1
+# minor additions (optional keys an older reader ignores): 1 = `domain` (training ranges) and
+# `uncertainty` (bootstrap replicates for predict --ci bootstrap)
+FORMAT_MINOR = 1
 Z95 = 1.959963984540054
 
 
@@ -145,6 +148,10 @@ def model_structure_problem(doc: Dict[str, Any]) -> str:
                 return f"{key} is not a number"
         if not isinstance(doc.get("created"), str):
             return "created is not a date"
+        from . import domain, uncertainty
+        problem = domain.structure_problem(doc.get("domain")) or uncertainty.structure_problem(doc.get("uncertainty"))
+        if problem:
+            return problem
     except KeyError as exc:
         return f"key {exc.args[0]} is missing"
     except InputError as exc:  # the schema inside
@@ -186,14 +193,17 @@ class ScoringModel:
                              file="model.json", field="radiomics")
         return float(total)
 
-    def parse_clinical(self, raw: Dict[str, Any], source: str = "--clinical") -> Dict[str, Any]:
-        """Check and parse the clinical values the model needs (every problem at once)."""
+    def parse_clinical(self, raw: Dict[str, Any], source: str = "--clinical",
+                       needed: Optional[List[str]] = None) -> Dict[str, Any]:
+        """Check and parse the clinical values the model needs (`needed`: these factors instead,
+        e.g. every bootstrap replicate's); every problem at once."""
         schema = self.schema
         errors, parsed = [], {}
-        for name in self.factors:
+        for name in needed or self.factors:
             if name not in raw or raw[name] in (None, ""):
                 allowed = ", ".join(schema[name].levels) if schema[name].levels else "a number"
-                errors.append(InputError(f"value needed ({allowed})", file=source, field=name))
+                why = "" if name in self.factors else " by a bootstrap replicate of the model (--ci bootstrap)"
+                errors.append(InputError(f"value needed{why} ({allowed})", file=source, field=name))
                 continue
             try:
                 parsed[name] = schema[name].parse(raw[name])

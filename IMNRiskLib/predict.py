@@ -6,15 +6,17 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
-import pandas as pd
 
-from . import RESEARCH_ONLY, evaluation, features, imaging
+from . import RESEARCH_ONLY, features, imaging
 from .errors import InputError
 from .files import atomic_path, check_can_write, write_json
 from .modelfile import ScoringModel, logistic, seal
+
+if TYPE_CHECKING:  # pandas and scipy (evaluation) load only for cohorts: scoring one patient needs neither
+    import pandas as pd
 
 
 def model_settings(model: ScoringModel) -> features.ExtractionSettings:
@@ -64,11 +66,23 @@ def check_versions(model: ScoringModel, allow: bool = False, running: Optional[D
     return [f"version mismatch allowed: {p}" for p in problems]
 
 
-def score(model: ScoringModel, feature_values: Dict[str, float], clinical: Dict[str, Any]) -> Dict[str, Any]:
-    """Rad-Score, combined probability with CI, risk group and nomogram points from values."""
+CI_METHODS = ("wald", "bootstrap")
+
+
+def score(model: ScoringModel, feature_values: Dict[str, float], clinical: Dict[str, Any],
+          ci: str = "wald") -> Dict[str, Any]:
+    """Rad-Score, combined probability with CI (`ci`: "wald", conditional on the Rad-Score, or
+    "bootstrap", the whole pipeline's replicates), risk group, nomogram points and whether the
+    patient lies inside the training ranges (`domain`), from values."""
+    from . import domain, uncertainty
     rs = model.radscore(feature_values)
     combined = model.probability(clinical, rs, "combined")
-    return {"radscore": rs, "probability": combined["probability"], "ci95": combined["ci95"],
+    interval = {"ci95": combined["ci95"], "ci_method": uncertainty.WALD}
+    if ci == "bootstrap":
+        boot = uncertainty.bootstrap_ci(model.doc, model.schema, feature_values, clinical)
+        interval = {"ci95": boot["ci95"], "ci_method": boot["method"], "ci95_wald": combined["ci95"]}
+    return {"radscore": rs, "probability": combined["probability"], **interval,
+            "domain": domain.check(model.doc, feature_values, rs, clinical),
             "risk_group": model.risk_group(combined["probability"]), "points": model.points(clinical, rs),
             "features": {f: float(feature_values[f]) for f in model.features},
             "clinical_probability": model.probability(clinical, rs, "clinical")["probability"],
@@ -80,22 +94,29 @@ def score(model: ScoringModel, feature_values: Dict[str, float], clinical: Dict[
 def predict_patient(model: ScoringModel, image: Union[str, Path], mask: Union[str, Path],
                     phase: Optional[int] = None, label: Union[int, str] = 1,
                     clinical: Optional[Dict[str, Any]] = None,
-                    allow_version_mismatch: bool = False) -> Dict[str, Any]:
+                    allow_version_mismatch: bool = False, ci: str = "wald") -> Dict[str, Any]:
     """Score one patient from image files: versions and clinical values are checked first (cheap),
-    then only the model's features are computed."""
+    then only the model's features are computed (with ci="bootstrap", every replicate's too)."""
+    from . import uncertainty
     version_warnings = check_versions(model, allow_version_mismatch)
-    parsed = model.parse_clinical(clinical or {})
+    needed, factors = model.features, None
+    if ci == "bootstrap":
+        if uncertainty.block_of(model.doc) is None:
+            raise InputError(uncertainty.NO_REPLICATES, field="--ci")
+        needed, factors = uncertainty.needed_features(model.doc), uncertainty.needed_factors(model.doc)
+    parsed = model.parse_clinical(clinical or {}, needed=factors)
     settings = model_settings(model)
     loaded = imaging.load_case(image, mask, phase, label, settings.min_tumour_voxels)
-    values, _ = features.compute_features(loaded, settings, feature_names=model.features)
-    result = score(model, values, parsed)
-    result["warnings"] = version_warnings + loaded.warnings
+    values, _ = features.compute_features(loaded, settings, feature_names=needed)
+    result = score(model, values, parsed, ci)
+    result["warnings"] = version_warnings + loaded.warnings + result["domain"]["warnings"]
     result["phase"] = loaded.phase
     return result
 
 
 def score_cohort(model: ScoringModel, feats: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
     """Rad-Score and the three models' probabilities for every patient of a cohort."""
+    import pandas as pd
     missing = [f for f in model.features if f not in feats.columns]
     if missing:
         raise InputError(f"features table lacks {len(missing)} feature(s) the model needs, e.g. {missing[0]}",
@@ -137,6 +158,7 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
                       force: bool = False, show_bar: bool = True) -> Dict[str, Any]:
     """External validation of a frozen model: discrimination, calibration-in-the-large and slope,
     Hosmer-Lemeshow, Brier and decision curves on a new labelled cohort."""
+    from . import evaluation
     from .cohort import read_cohort
     model = ScoringModel.load(model_path)
     out = Path(out_dir)

@@ -17,7 +17,7 @@ from .clinical import table1, table2
 from .cohort import read_cohort
 from .errors import InputError
 from .files import atomic_path, write_json
-from .modelfile import FORMAT, FORMAT_VERSION, seal
+from .modelfile import FORMAT, FORMAT_MINOR, FORMAT_VERSION, seal
 from .protocols import describe as describe_protocol
 from .models import (EPV_WARNING, MODELS, FittedModels, TrainingOptions, build_nomogram, fit_models,
                      risk_thresholds)
@@ -259,8 +259,12 @@ def _calibration_summary(y: np.ndarray, p: np.ndarray) -> Dict[str, Any]:
 
 
 def model_document(models: FittedModels, data: Data, metrics: Dict[str, Any], settings: Dict[str, Any],
-                   options: TrainingOptions, synthetic: bool, versions: Dict[str, str]) -> Dict[str, Any]:
-    """model.json: what scoring needs, and aggregate training numbers only."""
+                   options: TrainingOptions, synthetic: bool, versions: Dict[str, str],
+                   replicates: Optional[list] = None) -> Dict[str, Any]:
+    """model.json: what scoring needs, and aggregate training numbers only (`replicates`: the
+    bootstrap's compact replicates, kept for predict --ci bootstrap)."""
+    from .domain import training_ranges
+    from .uncertainty import pack
     rs = models.radscore(data.features)
     pipeline = models.radiomics
     radscore = pipeline.named_steps["radscore"]
@@ -269,8 +273,12 @@ def model_document(models: FittedModels, data: Data, metrics: Dict[str, Any], se
     nomogram = build_nomogram(models.combined, data.schema, models.factors, rs_range)
     pred = models.predict(data.features, data.clinical)
     lasso = pipeline.named_steps["lasso"]
+    optional = {"domain": training_ranges(data.features[radscore.features_], rs, data.clinical, data.schema,
+                                          models.factors)}
+    if replicates:
+        optional["uncertainty"] = pack(replicates)
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "format": FORMAT, "format_version": FORMAT_VERSION, "format_minor": FORMAT_MINOR, **optional,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "notice": RESEARCH_ONLY, "software": versions,
         "extraction": settings,
@@ -312,7 +320,7 @@ def _json_ready(obj):
 def train(cohort_path, features_path, out_dir, schema_path=None, options: Optional[TrainingOptions] = None,
           cv_folds: int = 5, cv_repeats: int = 100, bootstrap: int = 1000, jobs: int = 1, show_bar: bool = True,
           say=print, shrink: Optional[str] = None, reader2_path=None, icc_threshold: Optional[float] = None,
-          use_icc: bool = True) -> Dict[str, Any]:
+          use_icc: bool = True, keep_replicates: bool = True) -> Dict[str, Any]:
     """Fit the three models, validate them (nested and leaky CV, bootstrap), write the outputs.
     shrink="bootstrap": the combined model saved is shrunk by its bootstrap-corrected slope. With a
     second reader's table (given, or features_reader2.csv beside features.csv), features with
@@ -372,6 +380,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
                 metrics["models"][m][key]["accuracy_vs_nir"] = cv_accuracy_vs_nir(data.y, cv["models"][m])
             if protocol == "nested":
                 metrics["selection"]["cv_frequency"] = cv["cv_frequency"]
+    boot = {}
     if bootstrap > 0:
         boot = bootstrap_validation(data, {m: performance(data.y, pred[m].to_numpy()) for m in MODELS},
                                     bootstrap, options.seed, jobs, show_bar)
@@ -414,7 +423,8 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
                                 "extraction settings; check that they are the ones used")
     synthetic = (Path(cohort_path).parent / "truth.json").exists()
     metrics = _json_clean(_json_ready(metrics))
-    document = model_document(models, data, metrics, settings, options, synthetic, versions)
+    document = model_document(models, data, metrics, settings, options, synthetic, versions,
+                              boot.get("replicates") if keep_replicates else None)
     if "shrinkage" in metrics:
         document["combined"]["shrinkage"] = {k: metrics["shrinkage"][k] for k in
                                              ("method", "factor", "intercept_before", "intercept_after",

@@ -16,6 +16,7 @@ from sklearn.model_selection import StratifiedKFold
 from . import evaluation
 from .models import MODELS, TrainingOptions, fit_models, refit_frozen
 from .schema import ClinicalSchema
+from .uncertainty import compact_replicate
 
 
 def performance(y: np.ndarray, p: np.ndarray) -> Dict[str, Optional[float]]:
@@ -173,8 +174,9 @@ def _boot_task(args):
     try:
         models = fit_models(boot.features, boot.clinical, boot.y, boot.schema, boot.options)
     except (ValueError, np.linalg.LinAlgError):
-        return number, idx, None, None
-    return number, idx, models.predict(boot.features, boot.clinical), models.predict(data.features, data.clinical)
+        return number, idx, None, None, None
+    return (number, idx, models.predict(boot.features, boot.clinical), models.predict(data.features, data.clinical),
+            compact_replicate(models))  # uncertainty hook: what predict --ci bootstrap needs
 
 
 def bootstrap_validation(data: Data, apparent: Dict[str, Dict[str, float]], b: int = 1000, seed: int = 0,
@@ -187,10 +189,11 @@ def bootstrap_validation(data: Data, apparent: Dict[str, Dict[str, float]], b: i
     out = {}
     for m in MODELS:
         replicates = [(idx, None if pb is None else pb[m].to_numpy(), None if po is None else po[m].to_numpy())
-                      for _, idx, pb, po in results]
+                      for _, idx, pb, po, _ in results]
         res = optimism(data.y, replicates)
         corrected = {f"{k}_corrected": (None if apparent[m].get(k) is None or res["optimism"][k] is None
                                          else apparent[m][k] - res["optimism"][k]) for k in OPTIMISM_INDICES}
         out[m] = {"b": res["b"], "skipped": res["skipped"], "b_per_index": res["b_per_index"],
                   **{f"optimism_{k}": v for k, v in res["optimism"].items()}, **corrected}
+    out["replicates"] = [r[4] for r in results]  # uncertainty hook: compact replicates in replicate order
     return out

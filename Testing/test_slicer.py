@@ -557,6 +557,44 @@ def test_every_prediction_warning_and_out_of_range_radscore_is_shown(model, tmp_
         assert any("SYNTHETIC" in w for w in shown)
 
 
+def test_a_patient_outside_the_training_ranges_is_named_in_state_and_on_the_nomogram(model, tmp_path):
+    """#12.10: breast1 scored with the phantom model: state() names every feature outside its training
+    range (as `imnrisk predict --json` does), and the nomogram prints the warnings; a model file
+    without ranges scores and says it is unchecked."""
+    from IMNRiskLib.modelfile import seal
+    model_path, clinical = model
+    data = pyradiomics_data()
+    scene, volume, segmentation, segment_id = breast1_scene()
+    controller = ScoringController(scene)
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    assert controller.predict() is not None, controller.state()["error"]
+    result = controller.state()["result"]
+    cli = cli_predict(model_path, clinical, data / "breast1_image.nrrd", data / "breast1_label.nrrd")
+    assert result["domain"]["outside"] and result["domain"] == cli["domain"]
+    assert all(f["message"] in result["warnings"] for f in result["domain"]["outside"])
+    assert result["ci_method"] == "Wald, conditional on the Rad-Score"
+    import matplotlib.pyplot as plt
+    drawn = []
+    real = plt.Figure.savefig
+    plt.Figure.savefig = lambda fig, *a, **k: (drawn.append([t.get_text() for ax in fig.axes for t in ax.texts]),
+                                              real(fig, *a, **k))
+    try:
+        controller.nomogram_png(str(tmp_path / "nomogram.png"))
+    finally:
+        plt.Figure.savefig = real
+    assert any(result["domain"]["outside"][0]["message"] in " ".join(t.split()) for t in drawn[0])  # wrapped
+    doc = json.loads(model_path.read_text(encoding="utf-8"))
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(seal({k: v for k, v in doc.items() if k not in ("sha256", "domain", "uncertainty")})),
+                   encoding="utf-8")
+    controller.load_model(str(old))
+    fill_form(controller, clinical)
+    assert controller.predict() is not None, controller.state()["error"]
+    shown = controller.state()["result"]
+    assert shown["domain"]["checked"] is False and any("not checked" in w for w in shown["warnings"])
+
+
 def test_each_prediction_appends_one_row_to_the_results_table(model):
     """Defect 6: time, model SHA-256, phase, segment, inputs, Rad-Score, risk with CI and points,
     in a table node of the scene (saved with it)."""

@@ -51,8 +51,9 @@ synthetic, banner, sha256, error, version_problems, version_mismatch_allowed} or
 form [{name, title, type, levels, min, max, unit, value, status: "not entered"|"valid"|"out of range",
 message}], features_csv {path, id} or None, pyradiomics {ok, version, message}, predict {enabled, reason},
 export {enabled, reason, written: {seg, sr} or None},
-result (radscore, probability, ci95, risk_group, risk_thresholds, points, phase, segment, input,
-warnings, stale, source, time, model_sha256, clinical, features) or None, error, results [row dicts of
+result (radscore, probability, ci95, ci_method, risk_group, risk_thresholds, points, phase, segment, input,
+warnings, stale, source, time, model_sha256, clinical, features, domain {checked, outside [{kind, name,
+value, p01, p99, min, max, beyond_min_max, message}], warnings, note}) or None, error, results [row dicts of
 the table: time, model_sha256, input, phase, segment, inputs, radscore, risk, ci95_low, ci95_high,
 risk_group, points], results_table_id, notice.
 """
@@ -683,6 +684,7 @@ class ScoringController:
                 warnings += predict.check_versions(model, allow=True)
             source, phase, segment, input_name = "features CSV", None, None, self._features_csv["path"]
             warnings.append("feature values from a CSV: the software that computed them is not checked")
+            warnings += result["domain"]["warnings"]
         else:
             shown = self.displayed_node()
             segmentation = self._node(self.segmentation_id)
@@ -702,9 +704,13 @@ class ScoringController:
         return result
 
     def _range_warnings(self, result: Dict[str, Any]) -> List[str]:
-        """A Rad-Score beyond the nomogram's (training) range, and out-of-range form values."""
-        out = []
+        """A Rad-Score beyond the nomogram's axis (unless the training ranges said so already; a model
+        file without them is said to be unchecked), and out-of-range form values."""
+        domain = result.get("domain") or {}
+        out = [] if domain.get("checked") else [f"training ranges {domain.get('note', 'not checked')}"]
         axis = next((a for a in self.model.doc["nomogram"]["axes"] if a["name"] == "radscore"), None)
+        if any(f["kind"] == "radscore" for f in domain.get("outside", [])):
+            axis = None
         if axis is not None:
             lo, hi = min(axis["values"]), max(axis["values"])
             if not lo <= result["radscore"] <= hi:
@@ -865,7 +871,8 @@ class ScoringController:
         from IMNRiskLib import figures
         import matplotlib.pyplot as plt
         labels = {v["name"]: v.get("label", v["name"]) for v in self.model.doc["clinical"]["schema"]["variables"]}
-        fig = figures.nomogram(self.model.doc["nomogram"], labels, patient=self.result["points"])
+        fig = figures.nomogram(self.model.doc["nomogram"], labels, patient=self.result["points"],
+                               notes=(self.result.get("domain") or {}).get("warnings"))
         try:
             dpi = 100
             w, h = fig.get_size_inches()
@@ -900,7 +907,7 @@ class ScoringController:
         if self.result is not None:
             keys = ("radscore", "probability", "ci95", "risk_group", "risk_thresholds", "points", "phase", "segment",
                     "input", "warnings", "stale", "source", "time", "model_sha256", "clinical",
-                    "clinical_probability", "radiomics_probability", "features")
+                    "clinical_probability", "radiomics_probability", "features", "ci_method", "domain")
             result = {k: self.result.get(k) for k in keys}
         csv = None if self._features_csv is None else {k: self._features_csv[k] for k in ("path", "id")}
         return _json_clean({

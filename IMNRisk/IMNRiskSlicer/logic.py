@@ -81,7 +81,8 @@ class ScoringLogic:
         loaded = self.tumour(volume_node, segmentation_node, segment_id, phase, settings.min_tumour_voxels)
         values, _ = features.compute_features(loaded, settings, feature_names=scoring.features)
         result = predict.score(scoring, values, parsed)
-        result["phase"], result["warnings"] = loaded.phase, version_warnings + loaded.warnings
+        result["phase"] = loaded.phase
+        result["warnings"] = version_warnings + loaded.warnings + result["domain"]["warnings"]  # training ranges
         return result
 
     def results_to_tables(self, result: Dict[str, Any], points_table=None, features_table=None):
