@@ -1,7 +1,7 @@
 """Applicability domain: where the training patients lay, and whether a new patient lies there too.
 
-model.json keeps, as aggregates, each model feature's training range (1st-99th percentile and
-min/max), the Rad-Score's and that of the numeric clinical factors; `predict` warns, naming the
+model.json keeps, as aggregates, each model feature's training range (1st-99th percentile; no
+min/max, which would be one patient's own value), the Rad-Score's and that of the numeric clinical factors; `predict` warns, naming the
 feature and the range, when a patient lies outside, since the risk is then an extrapolation (a
 real breast MRI scored with the phantom model gets a Rad-Score far below every training patient's
 and a silent "risk 0.0%"). Old model files without the ranges cannot be checked, and say so.
@@ -19,11 +19,12 @@ NOT_CHECKED = "not checked: the model file predates training ranges (retrain to 
 
 
 def value_range(values: Sequence[float]) -> Dict[str, float]:
-    """1st and 99th percentiles (numpy's default, R's type 7) and min/max of finite values."""
+    """1st and 99th percentiles (numpy's default, R's type 7) of finite values. No min/max: each is
+    one training patient's own value, and a model file holds aggregates only."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     lo, hi = np.percentile(x, PERCENTILES)
-    return {"p01": float(lo), "p99": float(hi), "min": float(x.min()), "max": float(x.max())}
+    return {"p01": float(lo), "p99": float(hi)}
 
 
 def training_ranges(features, radscores: Sequence[float], clinical, schema, factors: Sequence[str]
@@ -42,17 +43,17 @@ def _label(kind: str, name: str) -> str:
 
 
 def _outside(kind: str, name: str, value: float, r: Dict[str, float]) -> Optional[Dict[str, Any]]:
-    """One finding when value lies outside the 1st-99th percentile (`beyond_min_max` says whether it is
-    also beyond every training patient), else None."""
+    """One finding when value lies outside the 1st-99th percentile (`far`: by more than that range's
+    own width), else None."""
     if r["p01"] <= value <= r["p99"]:
         return None
-    beyond = not r["min"] <= value <= r["max"]
-    where = ", beyond every training patient" if beyond else ""
+    width = r["p99"] - r["p01"]
+    far = value < r["p01"] - width or value > r["p99"] + width
+    where = ", far outside (further than the range is wide)" if far else ""
     message = (f"{_label(kind, name)} {value:.4g} is outside the training range{where} (1st-99th percentile "
-               f"{r['p01']:.4g} to {r['p99']:.4g}; min-max {r['min']:.4g} to {r['max']:.4g}): the risk is an "
-               "extrapolation")
-    return {"kind": kind, "name": name, "value": float(value), **{k: r[k] for k in ("p01", "p99", "min", "max")},
-            "beyond_min_max": beyond, "message": message}
+               f"{r['p01']:.4g} to {r['p99']:.4g}): the risk is an extrapolation")
+    return {"kind": kind, "name": name, "value": float(value), "p01": r["p01"], "p99": r["p99"], "far": far,
+            "message": message}
 
 
 def check(doc: Dict[str, Any], features: Dict[str, float], radscore: float,
@@ -82,8 +83,8 @@ def structure_problem(block: Any) -> str:
     ranges = [block["radscore"]] + list((block.get("features") or {}).values()) + \
         list((block.get("clinical") or {}).values())
     for r in ranges:
-        numbers = [r.get(k) if isinstance(r, dict) else None for k in ("p01", "p99", "min", "max")]
+        numbers = [r.get(k) if isinstance(r, dict) else None for k in ("p01", "p99")]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers) \
-                or not numbers[2] <= numbers[0] <= numbers[1] <= numbers[3]:
-            return "domain holds a range that is not finite min <= p01 <= p99 <= max"
+                or not numbers[0] <= numbers[1]:
+            return "domain holds a range that is not finite p01 <= p99"
     return ""

@@ -87,11 +87,11 @@ def test_model_keeps_each_feature_and_the_radscore_training_range(phantom, train
     assert set(ranges["features"]) == set(doc["radiomics"]["features"])
     for f, r in ranges["features"].items():
         x = feats.loc[pred.index, f].to_numpy()
-        assert [r["p01"], r["p99"], r["min"], r["max"]] == pytest.approx(
-            [*np.percentile(x, [1, 99]), x.min(), x.max()], rel=1e-12)
+        assert set(r) == {"p01", "p99"}  # no min/max: one patient's own value
+        assert [r["p01"], r["p99"]] == pytest.approx(list(np.percentile(x, [1, 99])), rel=1e-12)
     rs = pred["radscore"].to_numpy()  # predictions.csv keeps 10 digits
-    assert [ranges["radscore"][k] for k in ("p01", "p99", "min", "max")] == pytest.approx(
-        [*np.percentile(rs, [1, 99]), rs.min(), rs.max()], rel=1e-8, abs=1e-8)
+    assert [ranges["radscore"][k] for k in ("p01", "p99")] == pytest.approx(
+        list(np.percentile(rs, [1, 99])), rel=1e-8, abs=1e-8)
 
 
 def test_breast1_mri_is_outside_the_phantom_training_range_and_predict_says_so(trained):
@@ -110,7 +110,8 @@ def test_breast1_mri_is_outside_the_phantom_training_range_and_predict_says_so(t
         r = doc["domain"]["radscore"] if f["kind"] == "radscore" else doc["domain"]["features"][f["name"]]
         value = scored["radscore"] if f["kind"] == "radscore" else scored["features"][f["name"]]
         assert f["value"] == value and not r["p01"] <= value <= r["p99"]
-        assert f["beyond_min_max"] == (not r["min"] <= value <= r["max"])
+        width = r["p99"] - r["p01"]
+        assert f["far"] == (not r["p01"] - width <= value <= r["p99"] + width)
         label = "Rad-Score" if f["kind"] == "radscore" else f["name"]
         assert label in f["message"] and f"{r['p01']:.4g} to {r['p99']:.4g}" in f["message"]
     text = run_cli(*args)
@@ -130,17 +131,17 @@ def test_a_training_patient_inside_the_ranges_gets_no_warning(phantom, trained):
     assert "training range" not in result.stderr
 
 
-def test_a_feature_far_outside_is_named_beyond_every_training_patient(trained):
+def test_a_feature_far_outside_is_named_far_outside(trained):
     out, doc = trained
     model = ScoringModel(doc)
     name = model.features[0]
     values = {f: (r["p01"] + r["p99"]) / 2 for f, r in doc["domain"]["features"].items()}
     r = doc["domain"]["features"][name]
-    values[name] = r["max"] + 10 * (r["max"] - r["min"])
+    values[name] = r["p99"] + 10 * (r["p99"] - r["p01"])
     levels = {v["name"]: v.get("levels") for v in doc["clinical"]["schema"]["variables"]}
     result = predict.score(model, values, model.parse_clinical({f: levels[f][0] for f in model.factors}))
     hit = [f for f in result["domain"]["outside"] if f["name"] == name]
-    assert hit and hit[0]["beyond_min_max"] and "outside the training range, beyond every training patient" in hit[0]["message"]
+    assert hit and hit[0]["far"] and "outside the training range, far outside" in hit[0]["message"]
 
 
 def test_nomogram_marks_a_patient_beyond_the_radscore_axis_and_prints_the_warning(trained):

@@ -53,7 +53,7 @@ message}], features_csv {path, id} or None, pyradiomics {ok, version, message}, 
 export {enabled, reason, written: {seg, sr} or None},
 result (radscore, probability, ci95, ci_method, risk_group, risk_thresholds, points, phase, segment, input,
 warnings, stale, source, time, model_sha256, clinical, features, domain {checked, outside [{kind, name,
-value, p01, p99, min, max, beyond_min_max, message}], warnings, note}) or None, error, results [row dicts of
+value, p01, p99, far, message}], warnings, note}) or None, error, results [row dicts of
 the table: time, model_sha256, input, phase, segment, inputs, radscore, risk, ci95_low, ci95_high,
 risk_group, points], results_table_id, notice.
 """
