@@ -29,13 +29,28 @@ MAX_ABS_COEF = 15.0  # |log OR| beyond this means the ML estimate ran off to inf
 
 def design(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]) -> pd.DataFrame:
     """Design matrix (no intercept) of the named variables, coded as the schema says."""
-    columns: Dict[str, List[float]] = {}
+    columns: Dict[str, np.ndarray] = {}
     for name in names:
         var = schema[name]
-        encoded = [var.encode(v) for v in frame[name]]
+        encoded = _encode_column(var, frame[name])
         for j, term in enumerate(var.terms()):
-            columns[term] = [row[j] for row in encoded]
+            columns[term] = encoded[:, j]
     return pd.DataFrame(columns, index=frame.index, dtype=float)
+
+
+def _encode_column(var: Variable, column: pd.Series) -> np.ndarray:
+    """var.encode of every value of a column (rows x terms), encoding each distinct value once:
+    the validation builds design matrices ~10^4 times."""
+    values = list(column) if column.hasnans else column.tolist()  # missing: the marker iterating gives
+    cache: Dict[Tuple[type, object], List[float]] = {}
+    rows = []
+    for v in values:
+        key = (type(v), v)
+        row = cache.get(key)
+        if row is None:
+            row = cache[key] = var.encode(v)
+        rows.append(row)
+    return np.array(rows, dtype=float).reshape(len(values), len(var.terms()))
 
 
 def varying(X: pd.DataFrame) -> pd.DataFrame:
@@ -108,8 +123,13 @@ def fit_ml(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-
     times and statsmodels' per-call overhead (~5 ms) would dominate; checked against R's glm to
     1e-6. `separation` is set when the MLE does not exist (estimates run off, Hessian singular)."""
     y = np.asarray(y, float)
-    Xi = _with_intercept(X.to_numpy())
-    terms = ["(Intercept)"] + list(X.columns)
+    beta, se, cov, ll, separation = fit_ml_arrays(y, _with_intercept(X.to_numpy()), max_iter, tol)
+    return LogisticFit(["(Intercept)"] + list(X.columns), beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
+
+
+def fit_ml_arrays(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
+    """`fit_ml` on arrays (Xi with its intercept column): (beta, se, cov, loglik, separation),
+    without the DataFrame and LogisticFit around it (forward selection fits it ~10^5 times)."""
     k = Xi.shape[1]
     ybar = min(max(y.mean(), 1e-6), 1 - 1e-6)
     beta = np.zeros(k)
@@ -152,7 +172,7 @@ def fit_ml(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-
     se = np.sqrt(np.abs(np.diag(cov)))
     separation = (not converged or not np.isfinite(beta).all() or np.abs(beta[1:]).max(initial=0) > MAX_ABS_COEF
                   or not np.isfinite(se).all())
-    return LogisticFit(terms, beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
+    return beta, se, cov, ll, separation
 
 
 def fit_firth(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-10) -> LogisticFit:
