@@ -9,6 +9,7 @@ regression and SciPy's r x c Fisher test is a resampling one, not R's exact `fis
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -55,7 +56,13 @@ def _encode_column(var: Variable, column: pd.Series) -> np.ndarray:
 
 def varying(X: pd.DataFrame) -> pd.DataFrame:
     """Drop design columns that are constant (a level no patient has): they cannot be estimated."""
-    return X.loc[:, X.nunique(dropna=True) > 1]
+    values = X.to_numpy(float)
+    if not len(values):
+        return X.loc[:, np.zeros(X.shape[1], bool)]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
+        keep = np.nanmax(values, axis=0) > np.nanmin(values, axis=0)  # two distinct values or more
+    return X.loc[:, keep]
 
 
 def term_variable(term: str) -> str:
