@@ -133,7 +133,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # one run per folder; every output staged and moved in at the end (model.json last), or none
     with output_lock(out), output_set(out, last="model.json") as stage:
         metrics = train(args.cohort, args.features, stage, args.schema, _training_options(args), args.cv_folds,
-                        args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet)
+                        args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet,
+                        dask=args.dask)
         report = out / render(stage).name
     _print_training_summary(metrics, out)
     say(f"  report: {report}")
@@ -414,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for optimism (0: none)")
     p.add_argument("--lasso-rule", choices=("min", "1se"), default="min", help="lambda.min or the 1-SE rule")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dask", metavar="ADDRESS", help="send CV folds and bootstrap fits to a Dask distributed "
+                   "scheduler instead of --jobs (same results)")
     _add_run_options(p)
     p.set_defaults(func=cmd_train)
 

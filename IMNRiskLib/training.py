@@ -158,8 +158,10 @@ def _json_ready(obj):
 
 def train(cohort_path, features_path, out_dir, schema_path=None, options: Optional[TrainingOptions] = None,
           cv_folds: int = 5, cv_repeats: int = 100, bootstrap: int = 1000, jobs: int = 1, show_bar: bool = True,
-          say=print) -> Dict[str, Any]:
-    """Fit the three models, validate them (nested and leaky CV, bootstrap), write the outputs."""
+          say=print, dask=None) -> Dict[str, Any]:
+    """Fit the three models, validate them (nested and leaky CV, bootstrap), write the outputs.
+    `dask`: a Dask scheduler address (or Client) that runs the CV folds and bootstrap fits instead
+    of `jobs` local processes (same results)."""
     from .evaluation import _json_clean
     from .features import DEFAULT_PARAMS, load_settings, software_versions
     options = options or TrainingOptions()
@@ -195,14 +197,14 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
         "lasso": {"lambda_min": lasso.lambda_min_, "lambda_1se": lasso.lambda_1se_, "rule": lasso.rule}}
     if cv_repeats > 0:
         for protocol, key in (("nested", "cv"), ("leaky", "cv_leaky")):
-            cv = repeated_cv(data, cv_folds, cv_repeats, options.seed, protocol, jobs, show_bar)
+            cv = repeated_cv(data, cv_folds, cv_repeats, options.seed, protocol, jobs, show_bar, dask)
             for m in MODELS:
                 metrics["models"][m][key] = cv["models"][m]
             if protocol == "nested":
                 metrics["selection"]["cv_frequency"] = cv["cv_frequency"]
     if bootstrap > 0:
         boot = bootstrap_validation(data, {m: performance(data.y, pred[m].to_numpy()) for m in MODELS},
-                                    bootstrap, options.seed, jobs, show_bar)
+                                    bootstrap, options.seed, jobs, show_bar, dask)
         for m in MODELS:
             b = boot[m]
             metrics["models"][m]["bootstrap"] = {"b": b["b"], "skipped": b["skipped"], "b_per_index": b["b_per_index"],
