@@ -192,6 +192,7 @@ def _lasso_exact(Xi: np.ndarray, y: np.ndarray, lam: float, theta: np.ndarray, t
     cols = np.flatnonzero(theta != 0)
     cols = np.concatenate([[0], cols[cols > 0]])
     signs = np.sign(theta)
+    seen = set()
     for _ in range(max_iter):
         theta, cols, eta = _newton_on_support(Xi, y, lam, theta, cols, signs, tol, max_iter)
         grad = Xi.T @ (y - 1.0 / (1.0 + np.exp(-eta))) / n
@@ -199,9 +200,27 @@ def _lasso_exact(Xi: np.ndarray, y: np.ndarray, lam: float, theta: np.ndarray, t
         enter = np.flatnonzero(np.abs(grad) > lam)
         if not len(enter):
             return theta
+        key = (tuple(cols), tuple(enter))
+        if key in seen:  # the active set cycles (features entering and leaving): glum settles it
+            break
+        seen.add(key)
         signs[enter] = np.sign(grad[enter])
         cols = np.sort(np.concatenate([cols, enter]))
-    raise np.linalg.LinAlgError(f"LASSO active set did not settle at lambda {lam:g}")
+    return _lasso_glum_polished(Xi, y, lam, tol, max_iter)
+
+
+def _lasso_glum_polished(Xi: np.ndarray, y: np.ndarray, lam: float, tol: float, max_iter: int) -> np.ndarray:
+    """The rare lambda where the active set cycles: glum's coordinate descent finds the support,
+    Newton steps on it polish the coefficients to full precision."""
+    from glum import GeneralizedLinearRegressor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GeneralizedLinearRegressor(family="binomial", l1_ratio=1.0, alpha=lam, gradient_tol=1e-10,
+                                           scale_predictors=False).fit(Xi[:, 1:], y)
+    theta = np.concatenate([[model.intercept_], np.where(np.abs(model.coef_) > 1e-10, model.coef_, 0.0)])
+    cols = np.concatenate([[0], np.flatnonzero(theta[1:]) + 1])
+    polished, kept, _ = _newton_on_support(Xi, y, lam, theta, cols, np.sign(theta), tol, max_iter)
+    return polished if len(kept) == len(cols) else theta
 
 
 def _newton_on_support(Xi, y, lam, theta, cols, signs, tol, max_iter):
