@@ -428,6 +428,69 @@ def table2(frame: pd.DataFrame, y: pd.Series, schema: ClinicalSchema, entry_p: f
     return Table2(table, entered, selected, univariate_p, multivariable, notes)
 
 
+def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, entry_p: float = ENTRY_P,
+                     keep_p: float = KEEP_P) -> Table2:
+    """`table2`'s decisions only (univariate p, entered, selected, the multivariable fit, notes),
+    without its printed table (`table` is empty): the same fits on the same arrays, without the
+    DataFrames, because the validation repeats the procedure ~1500 times. Must follow `table2`
+    step by step (Testing/test_speed_equality.py checks it on resamples)."""
+    y = np.asarray(y, int)
+    names = [n for n in schema.names if n in frame.columns]
+    present = {n: frame[n].notna().to_numpy() for n in names}
+    encoded = {n: _encode_column(schema[n], frame[n][present[n]]) for n in names}  # rows: known values
+    univariate_p: Dict[str, float] = {}
+    notes: List[str] = []
+    for name in names:
+        var = schema[name]
+        known = present[name]
+        X, terms = _varying_array(encoded[name], var.terms())
+        yk = y[known]
+        if X.shape[1] == 0 or yk.min() == yk.max():
+            univariate_p[name] = 1.0
+            notes.append(f"{name}: does not vary in these patients; not tested")
+            continue
+        ml = _ml_fit_arrays(yk, X, terms)
+        zero = zero_cells(var, frame[name][known], yk)
+        separated = ml.separation or bool(zero)
+        use = fit_firth(yk, pd.DataFrame(X, columns=terms)) if separated else ml
+        univariate_p[name] = _variable_p(use, var)
+        if separated:
+            notes.append(f"{name}: separation ({'no events or no non-events in ' + ', '.join(zero) if zero else 'ML estimate diverges'}); Firth's estimate shown")
+    entered = [n for n in names if univariate_p[n] < entry_p]
+    multivariable, selected = None, []
+    if entered:
+        known = np.logical_and.reduce([present[n] for n in entered])
+        X, terms = _varying_array(np.column_stack([encoded[n][known[present[n]]] for n in entered]),
+                                  [t for n in entered for t in schema[n].terms()])
+        yk = y[known]
+        ml = _ml_fit_arrays(yk, X, terms)
+        multivariable = fit_firth(yk, pd.DataFrame(X, columns=terms)) if ml.separation else ml
+        if ml.separation:
+            notes.append("multivariable model: separation; Firth's penalised fit used")
+        if known.sum() < len(frame):
+            notes.append(f"multivariable model on {int(known.sum())} complete cases of {len(frame)}")
+        selected = [n for n in entered if _variable_p(multivariable, schema[n]) < keep_p]
+    return Table2(pd.DataFrame(), entered, selected, univariate_p, multivariable, notes)
+
+
+def _varying_array(X: np.ndarray, terms: List[str]) -> Tuple[np.ndarray, List[str]]:
+    """`varying` on an array with its column names."""
+    if not len(X):
+        keep = np.zeros(X.shape[1], bool)
+    else:
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            keep = np.nanmax(X, axis=0) > np.nanmin(X, axis=0)
+    return X[:, keep], [t for t, k in zip(terms, keep) if k]
+
+
+def _ml_fit_arrays(y: np.ndarray, X: np.ndarray, terms: List[str]) -> LogisticFit:
+    """`fit_ml` of y on the columns of X named `terms`, from arrays."""
+    y = np.asarray(y, float)
+    beta, se, cov, ll, separation = fit_ml_arrays(y, _with_intercept(X))
+    return LogisticFit(["(Intercept)"] + list(terms), beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
+
+
 def _level_text(var: Variable) -> str:
     """How a one-term variable's OR reads: per unit, per step, or level vs reference level."""
     if var.type == "continuous":

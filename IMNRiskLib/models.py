@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from . import evaluation
-from .clinical import ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, varying
+from .clinical import ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, table2_selection, varying
 from .errors import InputError
 from .schema import ClinicalSchema
 from .selection import radiomics_pipeline
@@ -82,7 +82,8 @@ class FittedModels:
 def select_factors(clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, options: TrainingOptions):
     """Clinical factors by the paper's procedure; falls back to the strongest univariate factor
     when none survives (a clinical model needs at least one)."""
-    t2 = table2(clinical, pd.Series(y, index=clinical.index), schema, options.entry_p, options.keep_p)
+    # table2's decisions without its printed table (the same fits; checked against table2)
+    t2 = table2_selection(clinical, y, schema, options.entry_p, options.keep_p)
     factors = list(t2.selected)
     notes = list(t2.notes)
     if not factors:

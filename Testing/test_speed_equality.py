@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from IMNRiskLib import models, training
@@ -105,3 +106,28 @@ def test_the_comparison_can_fail(data):
     drifted["radscore"][name] += 1e-6
     with pytest.raises(AssertionError):
         assert_same(summary, drifted)
+
+
+def test_factor_selection_follows_table2(data):
+    """clinical.table2_selection (the validation's fast path) makes table2's decisions, notes
+    included, on resamples, with separation and with missing values."""
+    from IMNRiskLib import clinical
+    rng = np.random.default_rng(11)
+    frames = []
+    for _ in range(6):
+        idx = rng.integers(0, len(data.y), len(data.y))
+        frames.append((data.clinical.iloc[idx], data.y[idx]))
+    small = rng.choice(len(data.y), 40, replace=False)  # few patients: zero cells, separation
+    frames.append((data.clinical.iloc[small], data.y[small]))
+    holes = data.clinical.copy()
+    for j, name in enumerate(holes.columns[:6]):
+        holes.iloc[rng.choice(len(holes), 5 + j, replace=False), holes.columns.get_loc(name)] = None
+    frames.append((holes, data.y))
+    for frame, y in frames:
+        full = clinical.table2(frame, pd.Series(y, index=frame.index), data.schema)
+        fast = clinical.table2_selection(frame, y, data.schema)
+        assert (fast.entered, fast.selected, fast.notes) == (full.entered, full.selected, full.notes)
+        assert_same(fast.univariate_p, full.univariate_p)
+        if full.multivariable is not None:
+            assert fast.multivariable.terms == full.multivariable.terms
+            assert np.allclose(fast.multivariable.coef, full.multivariable.coef, rtol=TOL, atol=TOL)
