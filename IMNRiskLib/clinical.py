@@ -450,7 +450,7 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
             notes.append(f"{name}: does not vary in these patients; not tested")
             continue
         ml = _ml_fit_arrays(yk, X, terms)
-        zero = zero_cells(var, frame[name][known], yk)
+        zero = _zero_cells_array(var, frame[name][known].tolist(), yk)
         separated = ml.separation or bool(zero)
         use = fit_firth(yk, pd.DataFrame(X, columns=terms)) if separated else ml
         univariate_p[name] = _variable_p(use, var)
@@ -471,6 +471,19 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
             notes.append(f"multivariable model on {int(known.sum())} complete cases of {len(frame)}")
         selected = [n for n in entered if _variable_p(multivariable, schema[n]) < keep_p]
     return Table2(pd.DataFrame(), entered, selected, univariate_p, multivariable, notes)
+
+
+def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:
+    """`zero_cells` on a list of the (known) values."""
+    if var.type not in ("binary", "categorical"):
+        return []
+    values = np.array(values, dtype=object)
+    out = []
+    for level in var.levels:
+        sel = values == level
+        if sel.any() and (y[sel].min() == y[sel].max()):
+            out.append(level)
+    return out
 
 
 def _varying_array(X: np.ndarray, terms: List[str]) -> Tuple[np.ndarray, List[str]]:

@@ -45,6 +45,11 @@ class _Step(BaseEstimator, TransformerMixin):
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         return X[self.selected_]
 
+    def fit_transform(self, X: pd.DataFrame, y=None, **fit_params) -> pd.DataFrame:
+        """fit, then the kept columns by position (what transform gives, with less pandas work)."""
+        self.fit(X, y, **fit_params)
+        return X.iloc[:, X.columns.get_indexer(self.selected_)]
+
     def get_feature_names_out(self, input_features=None):
         return np.array(self.selected_, dtype=object)
 
