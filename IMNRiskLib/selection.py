@@ -77,9 +77,11 @@ class CorrelationFilter(_Step):
         Z = Z / Z.std(0)
         corr = np.abs(Z.T @ Z) / len(Z)
         kept: List[int] = []
+        blocked = np.zeros(Z.shape[1], bool)  # blocked[j]: some kept feature has not |r| <= threshold with j
         for j in range(Z.shape[1]):
-            if not kept or corr[j, kept].max() <= self.threshold:
+            if not blocked[j]:
                 kept.append(j)
+                blocked |= ~(corr[:, j] <= self.threshold)
         self.selected_ = [order[j] for j in kept]
         return self
 
