@@ -56,13 +56,16 @@ def _encode_column(var: Variable, column: pd.Series) -> np.ndarray:
 
 def varying(X: pd.DataFrame) -> pd.DataFrame:
     """Drop design columns that are constant (a level no patient has): they cannot be estimated."""
-    values = X.to_numpy(float)
+    return X.loc[:, _varying_mask(X.to_numpy(float))]
+
+
+def _varying_mask(values: np.ndarray) -> np.ndarray:
+    """Columns with two distinct non-missing values or more."""
     if not len(values):
-        return X.loc[:, np.zeros(X.shape[1], bool)]
+        return np.zeros(values.shape[1], bool)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
-        keep = np.nanmax(values, axis=0) > np.nanmin(values, axis=0)  # two distinct values or more
-    return X.loc[:, keep]
+        return np.nanmax(values, axis=0) > np.nanmin(values, axis=0)
 
 
 def term_variable(term: str) -> str:
@@ -488,12 +491,7 @@ def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:
 
 def _varying_array(X: np.ndarray, terms: List[str]) -> Tuple[np.ndarray, List[str]]:
     """`varying` on an array with its column names."""
-    if not len(X):
-        keep = np.zeros(X.shape[1], bool)
-    else:
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            keep = np.nanmax(X, axis=0) > np.nanmin(X, axis=0)
+    keep = _varying_mask(X)
     return X[:, keep], [t for t, k in zip(terms, keep) if k]
 
 
