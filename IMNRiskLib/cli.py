@@ -180,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet,
                         shrink=None if args.shrink == "none" else args.shrink,
                         reader2_path=args.features2, icc_threshold=args.icc_threshold, use_icc=not args.no_icc,
-                        keep_replicates=not args.no_ci_replicates)
+                        keep_replicates=not args.no_ci_replicates, dask=args.dask)
         report = out / render(stage).name
     _print_training_summary(metrics, out)
     say(f"  report: {report}")
@@ -509,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_icc_options(p)
     p.add_argument("--no-ci-replicates", action="store_true", help="do not keep the bootstrap replicates in "
                    "model.json (smaller file; predict --ci bootstrap then impossible)")
+    p.add_argument("--dask", metavar="ADDRESS", help="send CV folds and bootstrap fits to a Dask distributed "
+                   "scheduler instead of --jobs (same results)")
     _add_run_options(p)
     p.set_defaults(func=cmd_train)
 

@@ -9,6 +9,7 @@ regression and SciPy's r x c Fisher test is a resampling one, not R's exact `fis
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -31,18 +32,42 @@ MAX_ABS_COEF = 15.0  # |log OR| beyond this means the ML estimate ran off to inf
 
 def design(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]) -> pd.DataFrame:
     """Design matrix (no intercept) of the named variables, coded as the schema says."""
-    columns: Dict[str, List[float]] = {}
+    columns: Dict[str, np.ndarray] = {}
     for name in names:
         var = schema[name]
-        encoded = [var.encode(v) for v in frame[name]]
+        encoded = _encode_column(var, frame[name])
         for j, term in enumerate(var.terms()):
-            columns[term] = [row[j] for row in encoded]
+            columns[term] = encoded[:, j]
     return pd.DataFrame(columns, index=frame.index, dtype=float)
+
+
+def _encode_column(var: Variable, column: pd.Series) -> np.ndarray:
+    """var.encode of every value of a column (rows x terms), encoding each distinct value once:
+    the validation builds design matrices ~10^4 times."""
+    values = list(column) if column.hasnans else column.tolist()  # missing: the marker iterating gives
+    cache: Dict[Tuple[type, object], List[float]] = {}
+    rows = []
+    for v in values:
+        key = (type(v), v)
+        row = cache.get(key)
+        if row is None:
+            row = cache[key] = var.encode(v)
+        rows.append(row)
+    return np.array(rows, dtype=float).reshape(len(values), len(var.terms()))
 
 
 def varying(X: pd.DataFrame) -> pd.DataFrame:
     """Drop design columns that are constant (a level no patient has): they cannot be estimated."""
-    return X.loc[:, X.nunique(dropna=True) > 1]
+    return X.loc[:, _varying_mask(X.to_numpy(float))]
+
+
+def _varying_mask(values: np.ndarray) -> np.ndarray:
+    """Columns with two distinct non-missing values or more."""
+    if not len(values):
+        return np.zeros(values.shape[1], bool)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
+        return np.nanmax(values, axis=0) > np.nanmin(values, axis=0)
 
 
 def term_variable(term: str) -> str:
@@ -110,8 +135,13 @@ def fit_ml(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-
     times and statsmodels' per-call overhead (~5 ms) would dominate; checked against R's glm to
     1e-6. `separation` is set when the MLE does not exist (estimates run off, Hessian singular)."""
     y = np.asarray(y, float)
-    Xi = _with_intercept(X.to_numpy())
-    terms = ["(Intercept)"] + list(X.columns)
+    beta, se, cov, ll, separation = fit_ml_arrays(y, _with_intercept(X.to_numpy()), max_iter, tol)
+    return LogisticFit(["(Intercept)"] + list(X.columns), beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
+
+
+def fit_ml_arrays(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
+    """`fit_ml` on arrays (Xi with its intercept column): (beta, se, cov, loglik, separation),
+    without the DataFrame and LogisticFit around it (forward selection fits it ~10^5 times)."""
     k = Xi.shape[1]
     ybar = min(max(y.mean(), 1e-6), 1 - 1e-6)
     beta = np.zeros(k)
@@ -154,7 +184,7 @@ def fit_ml(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-
     se = np.sqrt(np.abs(np.diag(cov)))
     separation = (not converged or not np.isfinite(beta).all() or np.abs(beta[1:]).max(initial=0) > MAX_ABS_COEF
                   or not np.isfinite(se).all())
-    return LogisticFit(terms, beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
+    return beta, se, cov, ll, separation
 
 
 def fit_firth(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-10) -> LogisticFit:
@@ -548,6 +578,77 @@ def pair_note(pair: Dict[str, object]) -> str:
     kept_p = f" (univariate p {pair['p_kept']:.3g})" if pair["p_kept"] is not None else ""
     return (f"{pair['dropped']} and {pair['kept']} collinear ({pair['measure']}{value}): {pair['kept']} kept"
             f"{kept_p}, {pair['dropped']} (p {pair['p_dropped']:.3g}) left out before the multivariable step")
+
+
+def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, entry_p: float = ENTRY_P,
+                     keep_p: float = KEEP_P) -> Table2:
+    """`table2`'s decisions only (univariate p, entered, selected, the multivariable fit, notes),
+    without its printed table (`table` is empty): the same fits on the same arrays, without the
+    DataFrames, because the validation repeats the procedure ~1500 times. Must follow `table2`
+    step by step (Testing/test_speed_equality.py checks it on resamples)."""
+    y = np.asarray(y, int)
+    names = [n for n in schema.names if n in frame.columns]
+    present = {n: frame[n].notna().to_numpy() for n in names}
+    encoded = {n: _encode_column(schema[n], frame[n][present[n]]) for n in names}  # rows: known values
+    univariate_p: Dict[str, float] = {}
+    notes: List[str] = []
+    for name in names:
+        var = schema[name]
+        known = present[name]
+        X, terms = _varying_array(encoded[name], var.terms())
+        yk = y[known]
+        if X.shape[1] == 0 or yk.min() == yk.max():
+            univariate_p[name] = 1.0
+            notes.append(f"{name}: does not vary in these patients; not tested")
+            continue
+        ml = _ml_fit_arrays(yk, X, terms)
+        zero = _zero_cells_array(var, frame[name][known].tolist(), yk)
+        separated = ml.separation or bool(zero)
+        use = fit_firth(yk, pd.DataFrame(X, columns=terms)) if separated else ml
+        univariate_p[name] = _variable_p(use, var)
+        if separated:
+            notes.append(f"{name}: separation ({'no events or no non-events in ' + ', '.join(zero) if zero else 'ML estimate diverges'}); Firth's estimate shown")
+    entered = [n for n in names if univariate_p[n] < entry_p]
+    multivariable, selected = None, []
+    if entered:
+        known = np.logical_and.reduce([present[n] for n in entered])
+        X, terms = _varying_array(np.column_stack([encoded[n][known[present[n]]] for n in entered]),
+                                  [t for n in entered for t in schema[n].terms()])
+        yk = y[known]
+        ml = _ml_fit_arrays(yk, X, terms)
+        multivariable = fit_firth(yk, pd.DataFrame(X, columns=terms)) if ml.separation else ml
+        if ml.separation:
+            notes.append("multivariable model: separation; Firth's penalised fit used")
+        if known.sum() < len(frame):
+            notes.append(f"multivariable model on {int(known.sum())} complete cases of {len(frame)}")
+        selected = [n for n in entered if _variable_p(multivariable, schema[n]) < keep_p]
+    return Table2(pd.DataFrame(), entered, selected, univariate_p, multivariable, notes)
+
+
+def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:
+    """`zero_cells` on a list of the (known) values."""
+    if var.type not in ("binary", "categorical"):
+        return []
+    values = np.array(values, dtype=object)
+    out = []
+    for level in var.levels:
+        sel = values == level
+        if sel.any() and (y[sel].min() == y[sel].max()):
+            out.append(level)
+    return out
+
+
+def _varying_array(X: np.ndarray, terms: List[str]) -> Tuple[np.ndarray, List[str]]:
+    """`varying` on an array with its column names."""
+    keep = _varying_mask(X)
+    return X[:, keep], [t for t, k in zip(terms, keep) if k]
+
+
+def _ml_fit_arrays(y: np.ndarray, X: np.ndarray, terms: List[str]) -> LogisticFit:
+    """`fit_ml` of y on the columns of X named `terms`, from arrays."""
+    y = np.asarray(y, float)
+    beta, se, cov, ll, separation = fit_ml_arrays(y, _with_intercept(X))
+    return LogisticFit(["(Intercept)"] + list(terms), beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
 
 
 def _level_text(var: Variable) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from . import evaluation
-from .clinical import COLLINEAR, ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, varying
+from .clinical import COLLINEAR, ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, table2_selection, varying
 from .errors import InputError
 from .schema import ClinicalSchema
 from .selection import NO_CAP, radiomics_pipeline

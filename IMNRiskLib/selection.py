@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
-from .clinical import LogisticFit, fit_firth, fit_ml
+from .clinical import LogisticFit, fit_firth, fit_ml, fit_ml_arrays
 
 
 def association(X: pd.DataFrame, y: np.ndarray) -> pd.Series:
@@ -44,6 +44,11 @@ class _Step(BaseEstimator, TransformerMixin):
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         return X[self.selected_]
+
+    def fit_transform(self, X: pd.DataFrame, y=None, **fit_params) -> pd.DataFrame:
+        """fit, then the kept columns by position (what transform gives, with less pandas work)."""
+        self.fit(X, y, **fit_params)
+        return X.iloc[:, X.columns.get_indexer(self.selected_)]
 
     def get_feature_names_out(self, input_features=None):
         return np.array(self.selected_, dtype=object)
@@ -96,9 +101,11 @@ class CorrelationFilter(_Step):
         Z = Z / Z.std(0)
         corr = np.abs(Z.T @ Z) / len(Z)
         kept: List[int] = []
+        blocked = np.zeros(Z.shape[1], bool)  # blocked[j]: some kept feature has not |r| <= threshold with j
         for j in range(Z.shape[1]):
-            if not kept or corr[j, kept].max() <= self.threshold:
+            if not blocked[j]:
                 kept.append(j)
+                blocked |= ~(corr[:, j] <= self.threshold)
         self.selected_ = [order[j] for j in kept]
         return self
 
@@ -195,47 +202,137 @@ def lambda_max(X: np.ndarray, y: np.ndarray) -> float:
     return float(np.abs(X.T @ (y - y.mean())).max() / len(y))
 
 
-def lasso_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float = 1e-6, max_iter: int = 5000):
-    """Coefficients and intercepts along a lambda path (glmnet's objective), for cross-validating
-    lambda: accelerated proximal gradient (FISTA with adaptive restart) solving every lambda at
-    once as one matrix problem. Written here because the validation solves ~10^4 paths: this is
-    ~5x faster than scikit-learn's liblinear (which also penalises the intercept) and closer to
-    the exact solution; the fit at the chosen lambda is redone exactly by `lasso_fit`."""
+def lasso_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float = 1e-10, max_iter: int = 200):
+    """Coefficients and intercepts along a lambda path (glmnet's objective -loglik/n + lambda *
+    ||b||_1, intercept unpenalised), each solved exactly: glmnet's strategy of warm starts down the
+    (decreasing) grid with an active set, the support's smooth problem solved by Newton steps with
+    the signs fixed and the KKT conditions checked on every other feature (`_lasso_exact`). The
+    validation solves ~10^4 paths: this costs a few Newton steps per lambda, whatever the grid."""
+    X, y = np.asarray(X, float), np.asarray(y, float)
+    lambdas = np.asarray(lambdas, float)
+    Xi = np.column_stack([np.ones(len(y)), X])
+    coefs = np.zeros((len(lambdas), X.shape[1]))
+    intercepts = np.zeros(len(lambdas))
+    theta = np.zeros(Xi.shape[1])
+    theta[0] = _null_intercept(y)
+    for k in np.argsort(-lambdas, kind="stable"):  # largest first: each solution warm-starts the next
+        theta = _lasso_exact(Xi, y, float(lambdas[k]), theta, tol, max_iter)
+        coefs[k], intercepts[k] = theta[1:], theta[0]
+    return coefs, intercepts
+
+
+def _null_intercept(y: np.ndarray) -> float:
+    ybar = min(max(float(np.mean(y)), 1e-6), 1 - 1e-6)
+    return float(np.log(ybar / (1 - ybar)))
+
+
+def _lasso_exact(Xi: np.ndarray, y: np.ndarray, lam: float, theta: np.ndarray, tol: float = 1e-10,
+                 max_iter: int = 200) -> np.ndarray:
+    """The LASSO logistic optimum at one lambda from a warm start theta = [intercept, b] (Xi has
+    the intercept column first), by an active-set method.
+
+    On the active set S with signs s the objective is smooth: -loglik/n + lam * s'b_S. Newton
+    steps (Armijo backtracking) are cut where a coefficient would cross zero; that coefficient
+    leaves S. When the smooth problem is solved, features outside S whose |gradient| exceeds lam
+    enter S with the gradient's sign (KKT), until none does."""
     n = len(y)
-    Xi = np.column_stack([np.ones(n), X])
-    step = 4.0 * n / np.linalg.norm(Xi, 2) ** 2           # 1 / Lipschitz constant of the gradient
-    ybar = min(max(y.mean(), 1e-6), 1 - 1e-6)
-    B = np.zeros((Xi.shape[1], len(lambdas)))
-    B[0] = np.log(ybar / (1 - ybar))
-    Z, t = B.copy(), np.ones(len(lambdas))
-    threshold = step * np.asarray(lambdas)[None, :]
-    active = np.arange(len(lambdas))                      # lambdas not converged yet
+    theta = np.array(theta, float)
+    cols = np.flatnonzero(theta != 0)
+    cols = np.concatenate([[0], cols[cols > 0]])
+    signs = np.sign(theta)
+    seen = set()
     for _ in range(max_iter):
-        Za, Ba, ta = Z[:, active], B[:, active], t[active]
-        grad = Xi.T @ (1.0 / (1.0 + np.exp(-(Xi @ Za))) - y[:, None]) / n
-        new = Za - step * grad
-        new[1:] = np.sign(new[1:]) * np.maximum(np.abs(new[1:]) - threshold[:, active], 0.0)
-        t_new = (1 + np.sqrt(1 + 4 * ta * ta)) / 2
-        diff = new - Ba
-        restart = ((Za - new) * diff).sum(axis=0) > 0     # momentum pointing uphill: drop it
-        Znew = new + ((ta - 1) / t_new) * diff
-        Znew[:, restart] = new[:, restart]
-        B[:, active], Z[:, active], t[active] = new, Znew, t_new
-        active = active[np.abs(diff).max(axis=0) >= tol]
-        if not len(active):
+        theta, cols, eta = _newton_on_support(Xi, y, lam, theta, cols, signs, tol, max_iter)
+        grad = Xi.T @ (y - 1.0 / (1.0 + np.exp(-eta))) / n
+        grad[cols] = 0.0
+        enter = np.flatnonzero(np.abs(grad) > lam)
+        if not len(enter):
+            return theta
+        key = (tuple(cols), tuple(enter))
+        if key in seen:  # the active set cycles (features entering and leaving): glum settles it
             break
-    return B[1:].T, B[0]
+        seen.add(key)
+        signs[enter] = np.sign(grad[enter])
+        cols = np.sort(np.concatenate([cols, enter]))
+    return _lasso_glum_polished(Xi, y, lam, tol, max_iter)
+
+
+def _lasso_glum_polished(Xi: np.ndarray, y: np.ndarray, lam: float, tol: float, max_iter: int) -> np.ndarray:
+    """The rare lambda where the active set cycles: glum's coordinate descent finds the support,
+    Newton steps on it polish the coefficients to full precision."""
+    from glum import GeneralizedLinearRegressor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GeneralizedLinearRegressor(family="binomial", l1_ratio=1.0, alpha=lam, gradient_tol=1e-10,
+                                           scale_predictors=False).fit(Xi[:, 1:], y)
+    theta = np.concatenate([[model.intercept_], np.where(np.abs(model.coef_) > 1e-10, model.coef_, 0.0)])
+    cols = np.concatenate([[0], np.flatnonzero(theta[1:]) + 1])
+    polished, kept, _ = _newton_on_support(Xi, y, lam, theta, cols, np.sign(theta), tol, max_iter)
+    return polished if len(kept) == len(cols) else theta
+
+
+def _newton_on_support(Xi, y, lam, theta, cols, signs, tol, max_iter):
+    """Minimise -loglik/n + lam * s'b over theta[cols] (cols[0] = 0, the intercept) with the
+    signs s fixed; a coefficient reaching zero leaves the support. Returns (theta, cols, eta)."""
+    n = len(y)
+    Xs = Xi[:, cols]
+    th = theta[cols]
+    pen = lam * signs[cols]
+    pen[0] = 0.0
+    eta = Xs @ th
+    f0 = None  # the objective at th, computed when a line search needs it
+    for _ in range(max_iter):
+        pr = 1.0 / (1.0 + np.exp(-eta))
+        grad = pen - (Xs.T @ (y - pr)) / n
+        H = (Xs.T * (pr * (1 - pr))) @ Xs / n
+        try:
+            d = np.linalg.solve(H, -grad)
+        except np.linalg.LinAlgError:
+            d = -np.linalg.lstsq(H, grad, rcond=None)[0]
+        # the step may not carry a coefficient past zero (its sign is fixed on this support)
+        toward = d[1:] * pen[1:] < 0
+        t, j_cross = 1.0, -1
+        if toward.any():
+            ratios = np.where(toward, -th[1:] / np.where(toward, d[1:], 1.0), np.inf)
+            j = int(np.argmin(ratios))
+            if ratios[j] < 1.0:
+                t, j_cross = float(ratios[j]), j + 1
+        t_max, slope, size = t, float(grad @ d), float(np.abs(d).max())
+        for _half in range(60):
+            new = th + t * d
+            eta_new = Xs @ new
+            if t == 1.0 and size < 1e-2:  # Newton's quadratic region: the full step is taken
+                f_new = None
+                break
+            if f0 is None:
+                f0 = float(np.mean(np.logaddexp(0, eta) - y * eta) + pen @ th)
+            f_new = float(np.mean(np.logaddexp(0, eta_new) - y * eta_new) + pen @ new)
+            if f_new <= f0 + 1e-4 * t * slope or t * size < 1e-15:
+                break
+            t /= 2
+        th, eta = new, eta_new
+        f0 = f_new  # None: not needed unless the next step is a long one
+        if j_cross > 0 and t == t_max:  # reached zero: that coefficient leaves the support
+            keep = np.arange(len(cols)) != j_cross
+            cols, th, pen, Xs = cols[keep], th[keep], pen[keep], Xs[:, keep]
+            eta, f0 = Xs @ th, None
+            continue
+        # quadratic convergence: after a full step of 1e-3 sqrt(tol) the error is far below tol
+        if t * size < tol or (t == 1.0 and size < 1e-3 * np.sqrt(tol)):
+            break
+    out = np.zeros_like(theta)
+    out[cols] = th
+    return out, cols, eta
 
 
 def lasso_fit(X: np.ndarray, y: np.ndarray, lam: float, tol: float = 1e-10) -> np.ndarray:
     """LASSO logistic at one lambda: [intercept, coefficients], glmnet's objective
-    -loglik/n + lambda * ||b||_1 with an unpenalised intercept (glum's solver)."""
-    from glum import GeneralizedLinearRegressor
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = GeneralizedLinearRegressor(family="binomial", l1_ratio=1.0, alpha=lam, gradient_tol=tol,
-                                           scale_predictors=False).fit(X, y)
-    return np.concatenate([[model.intercept_], model.coef_])
+    -loglik/n + lambda * ||b||_1 with an unpenalised intercept, solved exactly (`lasso_path`)."""
+    X, y = np.asarray(X, float), np.asarray(y, float)
+    top = lambda_max(X, y)
+    grid = [lam] if lam >= top else list(top * np.logspace(0, np.log10(lam / top), 20)[:-1]) + [lam]
+    coefs, intercepts = lasso_path(X, y, np.array(grid), tol=min(tol, 1e-10))
+    return np.concatenate([[intercepts[-1]], coefs[-1]])
 
 
 def _deviance(y: np.ndarray, eta: np.ndarray) -> np.ndarray:
@@ -272,10 +369,10 @@ class LassoSelector(_Step):
         self.lambda_min_ = float(self.lambdas_[best])
         self.lambda_1se_ = float(self.lambdas_[within.min()])  # largest lambda within 1 SE
         self.lambda_ = self.lambda_1se_ if self.rule == "1se" else self.lambda_min_
-        self.path_, _ = lasso_path(Xa, y, self.lambdas_)
-        exact = lasso_fit(Xa, y, self.lambda_)  # glmnet's objective, fully converged
-        self.intercept_ = float(exact[0])
-        self.coef_ = pd.Series(exact[1:], index=X.columns)
+        self.path_, intercepts = lasso_path(Xa, y, self.lambdas_)  # every lambda solved exactly
+        at = int(np.flatnonzero(self.lambdas_ == self.lambda_)[0])
+        self.intercept_ = float(intercepts[at])
+        self.coef_ = pd.Series(self.path_[at], index=X.columns)
         nonzero = [c for c, b in self.coef_.items() if abs(b) > 1e-10]
         self.fallback_ = None
         if not nonzero:  # an empty Rad-Score says nothing: keep the single strongest feature
@@ -287,8 +384,13 @@ class LassoSelector(_Step):
 
 
 def _loglik(y: np.ndarray, X: np.ndarray) -> float:
-    fit = fit_ml(y, pd.DataFrame(X))
-    return fit.loglik if not fit.separation else np.inf
+    """Log-likelihood of the ML logistic fit on X (no intercept column); inf when ML separates."""
+    return _loglik_with_intercept(y, np.column_stack([np.ones(len(y)), np.asarray(X, float)]))
+
+
+def _loglik_with_intercept(y: np.ndarray, Xi: np.ndarray) -> float:
+    _, _, _, ll, separation = fit_ml_arrays(y, Xi)
+    return ll if not separation else np.inf
 
 
 class ForwardSelector(_Step):
@@ -303,26 +405,27 @@ class ForwardSelector(_Step):
     def fit(self, X: pd.DataFrame, y):
         y = np.asarray(y, float)
         limit = self.max_features or max(1, int(min(y.sum(), len(y) - y.sum()) // 5))
-        chosen: List[str] = []
-        current = _loglik(y, np.zeros((len(y), 0)))
+        Xi = np.column_stack([np.ones(len(y)), X.to_numpy(float)])  # column j + 1 is feature j
+        chosen: List[int] = []
+        current = _loglik_with_intercept(y, Xi[:, [0]])
         while len(chosen) < min(limit, X.shape[1]):
             best, best_ll = None, -np.inf
-            for c in X.columns:
-                if c in chosen:
+            for j in range(X.shape[1]):
+                if j in chosen:
                     continue
-                ll = _loglik(y, X[chosen + [c]].to_numpy())
+                ll = _loglik_with_intercept(y, Xi[:, [0] + [c + 1 for c in chosen] + [j + 1]])
                 if np.isfinite(ll) and ll > best_ll:
-                    best, best_ll = c, ll
+                    best, best_ll = j, ll
             if best is None or stats.chi2.sf(2 * (best_ll - current), 1) >= self.p_enter:
                 break
             chosen.append(best)
             current = best_ll
         self.fallback_ = None
         if not chosen:
-            chosen = [X.columns[0]] if X.shape[1] else []
+            chosen = [0] if X.shape[1] else []
             self.fallback_ = (f"forward selection added no feature (none with LR p < {self.p_enter:g}); "
-                              f"the first LASSO survivor ({chosen[0] if chosen else 'none'}) is used")
-        self.selected_ = [c for c in X.columns if c in chosen]
+                              f"the first LASSO survivor ({X.columns[0] if X.shape[1] else 'none'}) is used")
+        self.selected_ = [c for j, c in enumerate(X.columns) if j in chosen]
         return self
 
 

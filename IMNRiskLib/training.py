@@ -320,11 +320,13 @@ def _json_ready(obj):
 def train(cohort_path, features_path, out_dir, schema_path=None, options: Optional[TrainingOptions] = None,
           cv_folds: int = 5, cv_repeats: int = 100, bootstrap: int = 1000, jobs: int = 1, show_bar: bool = True,
           say=print, shrink: Optional[str] = None, reader2_path=None, icc_threshold: Optional[float] = None,
-          use_icc: bool = True, keep_replicates: bool = True) -> Dict[str, Any]:
+          use_icc: bool = True, keep_replicates: bool = True, dask=None) -> Dict[str, Any]:
     """Fit the three models, validate them (nested and leaky CV, bootstrap), write the outputs.
     shrink="bootstrap": the combined model saved is shrunk by its bootstrap-corrected slope. With a
     second reader's table (given, or features_reader2.csv beside features.csv), features with
-    ICC(2,1) below `icc_threshold` (default 0.75) are dropped first, inside every fit."""
+    ICC(2,1) below `icc_threshold` (default 0.75) are dropped first, inside every fit. `dask`: a Dask
+    scheduler address (or Client) that runs the CV folds and bootstrap fits instead of `jobs` local
+    processes (same results)."""
     from .evaluation import _json_clean
     from .features import DEFAULT_PARAMS, load_settings, software_versions
     options = options or TrainingOptions()
@@ -374,7 +376,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
         metrics["notes"] += icc_notes(metrics["selection"]["icc"])
     if cv_repeats > 0:
         for protocol, key in (("nested", "cv"), ("leaky", "cv_leaky")):
-            cv = repeated_cv(data, cv_folds, cv_repeats, options.seed, protocol, jobs, show_bar)
+            cv = repeated_cv(data, cv_folds, cv_repeats, options.seed, protocol, jobs, show_bar, dask)
             for m in MODELS:
                 metrics["models"][m][key] = cv["models"][m]
                 metrics["models"][m][key]["accuracy_vs_nir"] = cv_accuracy_vs_nir(data.y, cv["models"][m])
@@ -383,7 +385,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
     boot = {}
     if bootstrap > 0:
         boot = bootstrap_validation(data, {m: performance(data.y, pred[m].to_numpy()) for m in MODELS},
-                                    bootstrap, options.seed, jobs, show_bar)
+                                    bootstrap, options.seed, jobs, show_bar, dask)
         for m in MODELS:
             b = boot[m]
             metrics["models"][m]["bootstrap"] = {"b": b["b"], "skipped": b["skipped"], "b_per_index": b["b_per_index"],

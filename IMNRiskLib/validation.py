@@ -26,9 +26,24 @@ def performance(y: np.ndarray, p: np.ndarray) -> Dict[str, Optional[float]]:
                                        "brier": float(np.mean((p - y) ** 2)), "slope": None, "intercept": None}
     if 0 < y.sum() < len(y):
         out["auc"] = evaluation.auc_delong(y, p).auc
-        cal = evaluation.calibration(y, p)
-        out["slope"], out["intercept"] = cal["slope"], cal["intercept"]
+        out["intercept"], out["slope"] = calibration_line(y, p)
     return out
+
+
+def calibration_line(y: np.ndarray, p: np.ndarray) -> Tuple[Optional[float], Optional[float]]:
+    """Calibration intercept and slope of `evaluation.calibration` (probabilities strictly inside
+    (0, 1), both classes present). The validation needs ~10^4 of them: a plain Newton fit gives
+    the same MLE when it converges to a moderate estimate; anything else (separation, huge
+    estimates) is left to statsmodels as before."""
+    from .clinical import fit_ml_arrays
+    lp = np.log(p / (1.0 - p))
+    if len(y) >= 3 and y.min() != y.max():
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            beta, _, _, _, separation = fit_ml_arrays(y.astype(float), np.column_stack([np.ones_like(lp), lp]))
+        if not separation and np.isfinite(beta).all() and np.abs(beta).max() < 40:
+            return float(beta[0]), float(beta[1])
+    cal = evaluation.calibration(y, p)
+    return cal["intercept"], cal["slope"]
 
 
 @dataclass
@@ -60,28 +75,81 @@ def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str]]:
     return number, repeat, test, models.predict(te.features, te.clinical), used
 
 
-def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool):
-    """Run fn over tasks on `jobs` processes (joblib), with a progress bar; yields results."""
-    from joblib import Parallel, delayed
+CHUNKS_PER_WORKER = 6  # tasks are sent in chunks: the Data is pickled once per chunk, not once per fit
+
+
+def _run_chunk(fn: Callable, chunk: list) -> list:
+    """Worker entry point: fn over a chunk of tasks (they share one Data, pickled once)."""
+    return [fn(t) for t in chunk]
+
+
+def _chunks(tasks: list, workers: int) -> List[list]:
+    size = max(1, -(-len(tasks) // (workers * CHUNKS_PER_WORKER)))
+    return [tasks[i:i + size] for i in range(0, len(tasks), size)]
+
+
+def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool, dask: Optional[str] = None):
+    """Run fn over tasks on `jobs` processes (joblib), or on a Dask distributed scheduler at
+    address `dask` (or a dask.distributed Client), with a progress bar; yields results in any
+    order (callers sort them by task number, so results do not depend on where fits ran)."""
     from .progress import progress_bar
     bar = progress_bar(len(tasks), desc, "fit", enabled=show_bar)
     try:
-        if jobs <= 1:
-            for t in tasks:
-                yield fn(t)
-                bar.update(1)
+        if dask is not None:
+            stream = _dask_chunks(_chunks(tasks, _dask_workers(dask)), fn, dask)
+        elif jobs <= 1:
+            stream = ([fn(t)] for t in tasks)
         else:
+            from joblib import Parallel, delayed
             from .workers import loky_backend  # no worker outlives a killed run
-            for result in Parallel(n_jobs=jobs, backend=loky_backend(jobs), return_as="generator_unordered",
-                                   batch_size=1)(delayed(fn)(t) for t in tasks):
-                yield result
-                bar.update(1)
+            stream = Parallel(n_jobs=jobs, backend=loky_backend(jobs), return_as="generator_unordered",
+                              batch_size=1)(delayed(_run_chunk)(fn, c) for c in _chunks(tasks, jobs))
+        for results in stream:
+            yield from results
+            bar.update(len(results))
     finally:
         bar.close()
 
 
+def _dask_client(address):
+    """A Client for an address (or the Client given); InputError when unreachable."""
+    from .errors import InputError
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise InputError("--dask needs dask[distributed]: pip install 'imnrisk[dask]'", field="--dask") from None
+    if isinstance(address, Client):
+        return address, False
+    try:
+        return Client(address, timeout=10), True
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address} ({exc})", field="--dask") from None
+
+
+def _dask_workers(address) -> int:
+    client, own = _dask_client(address)
+    try:
+        return max(1, sum(client.nthreads().values()))
+    finally:
+        if own:
+            client.close()
+
+
+def _dask_chunks(chunks: List[list], fn: Callable, address):
+    """Yield each chunk's results from a Dask distributed scheduler."""
+    from dask.distributed import as_completed
+    client, own = _dask_client(address)
+    try:
+        futures = [client.submit(_run_chunk, fn, c, pure=False) for c in chunks]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        if own:
+            client.close()
+
+
 def repeated_cv(data: Data, folds: int = 5, repeats: int = 100, seed: int = 0, protocol: str = "nested",
-                jobs: int = 1, show_bar: bool = True) -> Dict[str, object]:
+                jobs: int = 1, show_bar: bool = True, dask: Optional[str] = None) -> Dict[str, object]:
     """Repeated stratified K-fold CV (a new split per repeat). Per model: AUC and accuracy
     (threshold 0.5) mean and SD over all folds, calibration slope of each repeat's pooled
     out-of-fold predictions (mean, SD, min, max); and how often each feature was selected."""
@@ -97,7 +165,7 @@ def repeated_cv(data: Data, folds: int = 5, repeats: int = 100, seed: int = 0, p
     fold_perf: Dict[str, List[Dict]] = {m: [] for m in MODELS}
     counts: Dict[str, int] = {}
     # results arrive in any order; sort them so that sums (and so the bytes of model.json) are reproducible
-    results = sorted(_parallel(tasks, _fold_task, jobs, f"cv ({protocol})", show_bar), key=lambda r: r[0])
+    results = sorted(_parallel(tasks, _fold_task, jobs, f"cv ({protocol})", show_bar, dask), key=lambda r: r[0])
     for _, repeat, test, pred, used in results:
         for m in MODELS:
             oof[repeat].iloc[test, oof[repeat].columns.get_loc(m)] = pred[m].to_numpy()
@@ -180,12 +248,12 @@ def _boot_task(args):
 
 
 def bootstrap_validation(data: Data, apparent: Dict[str, Dict[str, float]], b: int = 1000, seed: int = 0,
-                         jobs: int = 1, show_bar: bool = True) -> Dict[str, Dict[str, object]]:
+                         jobs: int = 1, show_bar: bool = True, dask: Optional[str] = None) -> Dict[str, Dict[str, object]]:
     """Optimism-corrected AUC, calibration slope/intercept and Brier of the three models, the
     whole pipeline refitted on each of b bootstrap resamples."""
     samples = bootstrap_samples(len(data.y), b, seed)
     results = sorted(_parallel([(k, data, s) for k, s in enumerate(samples)], _boot_task, jobs, "bootstrap",
-                               show_bar), key=lambda r: r[0])
+                               show_bar, dask), key=lambda r: r[0])
     out = {}
     for m in MODELS:
         replicates = [(idx, None if pb is None else pb[m].to_numpy(), None if po is None else po[m].to_numpy())

@@ -3,7 +3,10 @@ paper's validation: 5-fold CV x 100 (nested, and the leaky protocol beside it) a
 
     .venv/bin/python bench/bench_train.py [--cohort DIR] [--jobs 2] [--cv-repeats 100] [--bootstrap 1000]
 
-Without --cohort it synthesises and extracts the default phantom first (not timed).
+Without --cohort it synthesises and extracts the default phantom first (not timed). It also
+times single fits of the whole chain, the current one and the frozen pre-speed-work copy
+(Testing/reference_chain) interleaved on the same bootstrap resamples, so that the per-fit gain
+can be read on a busy machine too; and it records the load average.
 """
 
 from __future__ import annotations
@@ -24,18 +27,47 @@ def cli(*args) -> None:
     subprocess.run([sys.executable, "-m", "IMNRiskLib", *map(str, args)], check=True)
 
 
+def per_fit_seconds(folder: Path, fits: int) -> dict:
+    """Median seconds of one fit of the whole chain, current and reference, interleaved."""
+    import statistics
+    sys.path.insert(0, str(HERE.parent / "Testing"))
+    from IMNRiskLib.models import fit_models
+    from IMNRiskLib.training import load_training_data
+    from IMNRiskLib.validation import bootstrap_samples
+    from reference_chain.models import fit_models as reference_fit
+    data = load_training_data(folder / "cohort.csv", folder / "features.csv")
+    times = {"current": [], "reference": []}
+    for fn in (fit_models, reference_fit):  # warm up (imports)
+        fn(data.features, data.clinical, data.y, data.schema, data.options)
+    for idx in bootstrap_samples(len(data.y), fits, 1):
+        d = data.take(idx)
+        for label, fn in (("current", fit_models), ("reference", reference_fit)):
+            start = time.perf_counter()
+            fn(d.features, d.clinical, d.y, d.schema, d.options)
+            times[label].append(time.perf_counter() - start)
+    out = {k: statistics.median(v) for k, v in times.items()}
+    out["speedup"] = out["reference"] / out["current"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cohort", help="a folder with cohort.csv and features.csv")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cv-repeats", type=int, default=100)
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--per-fit", type=int, default=5, help="fits timed per chain (0: skip)")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.cohort) if args.cohort else Path(tmp) / "phantom"
         if not args.cohort:
             cli("synth", folder, "--quiet")
             cli("extract", folder / "cohort.csv", "--out", folder / "features.csv", "--quiet")
+        fit = per_fit_seconds(folder, args.per_fit) if args.per_fit else None
+        if fit:
+            print(f"one fit of the chain: {fit['current']:.3f} s (reference {fit['reference']:.3f} s, "
+                  f"{fit['speedup']:.1f}x)", flush=True)
         timings = {}
         for label, repeats, boot in (("fit only", 0, 0), ("nested+leaky CV", args.cv_repeats, 0),
                                      ("bootstrap", 0, args.bootstrap)):
@@ -48,9 +80,10 @@ def main() -> None:
     print(f"whole validation (5x{args.cv_repeats} CV nested and leaky, {args.bootstrap} bootstraps) on {args.jobs} "
           f"core(s): {total:.0f} s")
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "train.json").write_text(json.dumps({"jobs": args.jobs, "cv_repeats": args.cv_repeats,
-                                                            "bootstrap": args.bootstrap, "seconds": timings,
-                                                            "total_s": total}, indent=2) + "\n")
+    (HERE / "results" / "train.json").write_text(json.dumps({
+        "jobs": args.jobs, "cv_repeats": args.cv_repeats, "bootstrap": args.bootstrap, "seconds": timings,
+        "total_s": total, "one_fit_s": fit, "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

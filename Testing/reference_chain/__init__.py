@@ -1,0 +1,4 @@
+"""A frozen copy of the selection chain and validation loop as they were before the speed work
+(IMNRiskLib at commit 7d29d76: clinical.py, selection.py, models.py, validation.py, unchanged but
+for their imports). `Testing/test_speed_equality.py` checks that the fast chain gives the same
+results; never edit these files to make that test pass."""

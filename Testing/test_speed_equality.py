@@ -1,0 +1,135 @@
+"""The fast selection chain and validation loop give the results of the frozen reference copy
+(`Testing/reference_chain`, the code before the speed work): same selected features at every step,
+same coefficients and the same metrics.json numbers (1e-8)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from IMNRiskLib import models, training
+from reference_chain import models as ref_models
+from reference_chain import validation as ref_validation
+
+TOL = 1e-8
+
+
+def cohort_folder(phantom: Path) -> Path:
+    """The shared 300-patient phantom, or the demo cohort (124 x 851) when IMNRISK_EQUALITY_COHORT
+    names a folder with cohort.csv and features.csv (slower; what bench/bench_train.py builds)."""
+    return Path(os.environ.get("IMNRISK_EQUALITY_COHORT") or phantom)
+
+
+@pytest.fixture(scope="module")
+def data(phantom):
+    folder = cohort_folder(phantom)
+    return training.load_training_data(folder / "cohort.csv", folder / "features.csv")
+
+
+def assert_same(a, b, path="") -> None:
+    """Recursive equality of two JSON-like values, numbers to TOL (relative or absolute)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{path}: keys {sorted(set(a) ^ set(b))}"
+        for k in a:
+            assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{path}: lengths differ"
+        for i, (x, z) in enumerate(zip(a, b)):
+            assert_same(x, z, f"{path}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert a is not None and b is not None, f"{path}: {a} vs {b}"
+        if math.isnan(a) or math.isnan(b):
+            assert math.isnan(a) and math.isnan(b), f"{path}: {a} vs {b}"
+        else:
+            assert a == pytest.approx(b, rel=TOL, abs=TOL), f"{path}: {a} vs {b}"
+    else:
+        assert a == b, f"{path}: {a!r} vs {b!r}"
+
+
+def chain_summary(fitted) -> dict:
+    """What one fit of the whole chain decides: every step's survivors, lambdas, coefficients."""
+    pipe = fitted.radiomics
+    lasso = pipe.named_steps["lasso"]
+    out = {"factors": list(fitted.factors),
+           "steps": {name: list(step.selected_) for name, step in pipe.steps[:-1]},
+           "lambda_min": lasso.lambda_min_, "lambda_1se": lasso.lambda_1se_,
+           "lasso_nonzero": [c for c, b in lasso.coef_.items() if abs(b) > 1e-10],
+           "radscore": pipe.named_steps["radscore"].coefficients,
+           "radscore_intercept": pipe.named_steps["radscore"].intercept,
+           "clinical": dict(zip(fitted.clinical.terms, fitted.clinical.coef.tolist())),
+           "combined": dict(zip(fitted.combined.terms, fitted.combined.coef.tolist()))}
+    return out
+
+
+def test_one_fit_of_the_chain_equals_the_reference_on_resamples(data):
+    """The whole cohort and a few bootstrap resamples (selection differs on each)."""
+    rng = np.random.default_rng(7)
+    samples = [np.arange(len(data.y))] + [rng.integers(0, len(data.y), len(data.y)) for _ in range(4)]
+    for idx in samples:
+        d = data.take(idx)
+        fast = models.fit_models(d.features, d.clinical, d.y, d.schema, d.options)
+        ref = ref_models.fit_models(d.features, d.clinical, d.y, d.schema, d.options)
+        assert_same(chain_summary(fast), chain_summary(ref))
+        assert np.allclose(fast.predict(d.features, d.clinical).to_numpy(),
+                           ref.predict(d.features, d.clinical).to_numpy(), rtol=TOL, atol=TOL)
+
+
+def test_metrics_json_equals_the_reference(phantom, tmp_path, monkeypatch):
+    """imnrisk train (2 x 5-fold CV nested and leaky, 6 bootstraps) with the fast code and with the
+    reference's fit, CV and bootstrap: the same metrics.json numbers and the same Rad-Score."""
+    folder = cohort_folder(phantom)
+    args = dict(cv_folds=5, cv_repeats=2, bootstrap=6, show_bar=False, say=lambda *a: None)
+    fast = training.train(folder / "cohort.csv", folder / "features.csv", tmp_path / "fast", jobs=2, **args)
+    monkeypatch.setattr(training, "fit_models", ref_models.fit_models)
+    # the reference knows no Dask: the arguments it has, in its order
+    monkeypatch.setattr(training, "repeated_cv", lambda *a, **k: ref_validation.repeated_cv(*a[:7]))
+    monkeypatch.setattr(training, "bootstrap_validation",
+                        lambda *a, **k: ref_validation.bootstrap_validation(*a[:6]))
+    ref = training.train(folder / "cohort.csv", folder / "features.csv", tmp_path / "ref", jobs=1, **args)
+    assert_same(fast, ref)
+    fast_doc = json.loads((tmp_path / "fast" / "model.json").read_text(encoding="utf-8"))
+    ref_doc = json.loads((tmp_path / "ref" / "model.json").read_text(encoding="utf-8"))
+    for key in ("radiomics", "clinical", "combined", "nomogram", "risk_groups"):
+        assert_same(fast_doc[key], ref_doc[key], key)
+
+
+def test_the_comparison_can_fail(data):
+    """assert_same notices a drift of 1e-6 in a coefficient (the test above is not vacuous)."""
+    fitted = models.fit_models(data.features, data.clinical, data.y, data.schema, data.options)
+    summary = chain_summary(fitted)
+    drifted = json.loads(json.dumps(summary))
+    name = next(iter(drifted["radscore"]))
+    drifted["radscore"][name] += 1e-6
+    with pytest.raises(AssertionError):
+        assert_same(summary, drifted)
+
+
+def test_factor_selection_follows_table2(data):
+    """clinical.table2_selection (the validation's fast path) makes table2's decisions, notes
+    included, on resamples, with separation and with missing values."""
+    from IMNRiskLib import clinical
+    rng = np.random.default_rng(11)
+    frames = []
+    for _ in range(6):
+        idx = rng.integers(0, len(data.y), len(data.y))
+        frames.append((data.clinical.iloc[idx], data.y[idx]))
+    small = rng.choice(len(data.y), 40, replace=False)  # few patients: zero cells, separation
+    frames.append((data.clinical.iloc[small], data.y[small]))
+    holes = data.clinical.copy()
+    for j, name in enumerate(holes.columns[:6]):
+        holes.iloc[rng.choice(len(holes), 5 + j, replace=False), holes.columns.get_loc(name)] = None
+    frames.append((holes, data.y))
+    for frame, y in frames:
+        full = clinical.table2(frame, pd.Series(y, index=frame.index), data.schema)
+        fast = clinical.table2_selection(frame, y, data.schema)
+        assert (fast.entered, fast.selected, fast.notes) == (full.entered, full.selected, full.notes)
+        assert_same(fast.univariate_p, full.univariate_p)
+        if full.multivariable is not None:
+            assert fast.multivariable.terms == full.multivariable.terms
+            assert np.allclose(fast.multivariable.coef, full.multivariable.coef, rtol=TOL, atol=TOL)
