@@ -88,6 +88,12 @@ def _training_options(args: argparse.Namespace):
     return training_options(getattr(args, "protocol", "imnrisk"), seed=args.seed, lasso_rule=args.lasso_rule, **extra)
 
 
+def _use_icc(protocol: str, threshold, no_icc: bool) -> bool:
+    """The ICC filter runs when a second reading exists, except with --no-icc and under the paper's
+    protocol (the paper had no ICC step) unless --icc-threshold asks for it."""
+    return not no_icc and (protocol != "paper" or threshold is not None)
+
+
 def _check_fractions(args: argparse.Namespace) -> None:
     if args.cv_folds < 2:
         raise InputError("--cv-folds must be 2 or more", field="--cv-folds")
@@ -179,7 +185,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         metrics = train(args.cohort, args.features, stage, args.schema, _training_options(args), args.cv_folds,
                         args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet,
                         shrink=None if args.shrink == "none" else args.shrink,
-                        reader2_path=args.features2, icc_threshold=args.icc_threshold, use_icc=not args.no_icc,
+                        reader2_path=args.features2, icc_threshold=args.icc_threshold,
+                        use_icc=_use_icc(args.protocol, args.icc_threshold, args.no_icc),
                         keep_replicates=not args.no_ci_replicates, dask=args.dask)
         report = out / render(stage).name
     _print_training_summary(metrics, out)
@@ -427,7 +434,8 @@ def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
         with output_set(target, last="model.json") as stage:  # each model folder complete, or absent
             metrics = train(folder / "phantom" / "cohort.csv", features_csv, stage,
                             options=training_options(name, seed=args.seed), cv_folds=5, cv_repeats=args.cv_repeats,
-                            bootstrap=args.bootstrap, jobs=args.jobs, show_bar=not args.quiet)
+                            bootstrap=args.bootstrap, jobs=args.jobs, show_bar=not args.quiet,
+                            use_icc=_use_icc(name, getattr(args, "icc_threshold", None), getattr(args, "no_icc", False)))
             compared[name] = comparison_summary(metrics)
             if len(compared) > 1:
                 write_json(stage / "protocols.json", {"protocols": [compared[p] for p in PROTOCOLS if p in compared]})

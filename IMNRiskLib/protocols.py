@@ -55,6 +55,13 @@ DEVIATIONS: List[Dict[str, str]] = [
      "profile": "as the features given",
      "why": "pyradiomics 3.0.1 computes 851 with every class enabled; the paper does not say which one it left out",
      "evidence": "IMNRiskLib/params/dce_mri.yaml; Testing/test_features.py"},
+    {"step": "Feature stability (ICC)",
+     "paper": "none (a second radiation oncologist reviewed the contours; no second reading was analysed)",
+     "imnrisk": "when the manifest has a second reader's mask (Mask2): features with ICC(2,1) < 0.75 dropped "
+                "first, recomputed in every training fold",
+     "profile": "none (unless --icc-threshold is given)",
+     "why": "a feature that two readers' contours do not reproduce measures the contour, not the tumour",
+     "evidence": "IMNRiskLib/stability.py; Testing/R/icc_reference.json (irr, psych)"},
     {"step": "Correlation filter",
      "paper": "|r| > 0.9 removed (correlation coefficient; which feature of a pair goes is not stated)",
      "imnrisk": "Pearson |r| > 0.9 on the features visited strongest-first (|AUC - 0.5|): of a pair, the one "
