@@ -9,7 +9,8 @@ regression and SciPy's r x c Fisher test is a resampling one, not R's exact `fis
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -31,18 +32,39 @@ MAX_ABS_COEF = 15.0  # |log OR| beyond this means the ML estimate ran off to inf
 
 def design(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]) -> pd.DataFrame:
     """Design matrix (no intercept) of the named variables, coded as the schema says."""
-    columns: Dict[str, List[float]] = {}
+    columns: Dict[str, np.ndarray] = {}
     for name in names:
         var = schema[name]
-        encoded = [var.encode(v) for v in frame[name]]
+        encoded = _encode_column(var, frame[name])
         for j, term in enumerate(var.terms()):
-            columns[term] = [row[j] for row in encoded]
+            columns[term] = encoded[:, j]
     return pd.DataFrame(columns, index=frame.index, dtype=float)
+
+
+def _encode_column(var: Variable, column: pd.Series) -> np.ndarray:
+    """var.encode of every value of a column (rows x terms), encoding each distinct value once:
+    the validation builds design matrices ~10^4 times."""
+    values = list(column) if column.hasnans else column.tolist()  # missing: the marker iterating gives
+    cache: Dict[Tuple[type, object], List[float]] = {}
+    rows = []
+    for v in values:
+        key = (type(v), v)
+        row = cache.get(key)
+        if row is None:
+            row = cache[key] = var.encode(v)
+        rows.append(row)
+    return np.array(rows, dtype=float).reshape(len(values), len(var.terms()))
 
 
 def varying(X: pd.DataFrame) -> pd.DataFrame:
     """Drop design columns that are constant (a level no patient has): they cannot be estimated."""
-    return X.loc[:, X.nunique(dropna=True) > 1]
+    values = X.to_numpy(float)
+    if not len(values):
+        return X.loc[:, np.zeros(X.shape[1], bool)]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
+        keep = np.nanmax(values, axis=0) > np.nanmin(values, axis=0)  # two distinct values or more
+    return X.loc[:, keep]
 
 
 def term_variable(term: str) -> str:
@@ -110,8 +132,13 @@ def fit_ml(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-
     times and statsmodels' per-call overhead (~5 ms) would dominate; checked against R's glm to
     1e-6. `separation` is set when the MLE does not exist (estimates run off, Hessian singular)."""
     y = np.asarray(y, float)
-    Xi = _with_intercept(X.to_numpy())
-    terms = ["(Intercept)"] + list(X.columns)
+    beta, se, cov, ll, separation = fit_ml_arrays(y, _with_intercept(X.to_numpy()), max_iter, tol)
+    return LogisticFit(["(Intercept)"] + list(X.columns), beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
+
+
+def fit_ml_arrays(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
+    """`fit_ml` on arrays (Xi with its intercept column): (beta, se, cov, loglik, separation),
+    without the DataFrame and LogisticFit around it (forward selection fits it ~10^5 times)."""
     k = Xi.shape[1]
     ybar = min(max(y.mean(), 1e-6), 1 - 1e-6)
     beta = np.zeros(k)
@@ -154,7 +181,7 @@ def fit_ml(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-
     se = np.sqrt(np.abs(np.diag(cov)))
     separation = (not converged or not np.isfinite(beta).all() or np.abs(beta[1:]).max(initial=0) > MAX_ABS_COEF
                   or not np.isfinite(se).all())
-    return LogisticFit(terms, beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
+    return beta, se, cov, ll, separation
 
 
 def fit_firth(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-10) -> LogisticFit:
@@ -437,16 +464,7 @@ def table2(frame: pd.DataFrame, y: pd.Series, schema: ClinicalSchema, entry_p: f
 def drop1_lrt(y: np.ndarray, X: pd.DataFrame, variables: Sequence[str]) -> Dict[str, Dict[str, float]]:
     """R's `drop1(fit, test = "LRT")`: each variable's design terms left out in turn (a factor is
     one term of df = its levels - 1); LR chi2 = the rise in ML deviance, p from chi2(df)."""
-    full = fit_ml(y, X).loglik
-    out: Dict[str, Dict[str, float]] = {}
-    for name in variables:
-        cols = [c for c in X.columns if term_variable(c) == name]
-        if not cols:  # no level varies in these patients: nothing to test
-            out[name] = {"chi2": 0.0, "df": 0, "p": 1.0}
-            continue
-        chi2 = max(0.0, 2.0 * (full - fit_ml(y, X.drop(columns=cols)).loglik))
-        out[name] = {"chi2": chi2, "df": len(cols), "p": float(stats.chi2.sf(chi2, len(cols)))}
-    return out
+    return _drop1_arrays(np.asarray(y, float), _with_intercept(X.to_numpy()), list(X.columns), variables)
 
 
 def backward_lrt(y: np.ndarray, X: pd.DataFrame, variables: Sequence[str], keep_p: float = KEEP_P
@@ -454,9 +472,34 @@ def backward_lrt(y: np.ndarray, X: pd.DataFrame, variables: Sequence[str], keep_
     """Backward elimination by likelihood ratio, one variable at a time: refit, drop the variable
     with the largest drop-one LRT p while it is >= keep_p (first one on a tie, as R's which.max).
     Returns the kept variables, the path (step, removed, chi2, df, p) and the kept ones' tests."""
+    return _backward_arrays(np.asarray(y, float), _with_intercept(X.to_numpy()), list(X.columns), variables, keep_p)
+
+
+def _drop1_arrays(y: np.ndarray, Xi: np.ndarray, terms: Sequence[str], variables: Sequence[str]
+                  ) -> Dict[str, Dict[str, float]]:
+    """`drop1_lrt` on arrays: Xi has the intercept column, then one column per term."""
+    full = fit_ml_arrays(y, Xi)[3]
+    owner = [term_variable(t) for t in terms]
+    out: Dict[str, Dict[str, float]] = {}
+    for name in variables:
+        rest = [0] + [j + 1 for j, v in enumerate(owner) if v != name]
+        df = len(owner) + 1 - len(rest)
+        if not df:  # no level varies in these patients: nothing to test
+            out[name] = {"chi2": 0.0, "df": 0, "p": 1.0}
+            continue
+        chi2 = max(0.0, 2.0 * (full - fit_ml_arrays(y, Xi[:, rest])[3]))
+        out[name] = {"chi2": chi2, "df": df, "p": float(stats.chi2.sf(chi2, df))}
+    return out
+
+
+def _backward_arrays(y: np.ndarray, Xi: np.ndarray, terms: Sequence[str], variables: Sequence[str],
+                     keep_p: float) -> Tuple[List[str], List[Dict[str, object]], List[Dict[str, object]]]:
+    """`backward_lrt` on arrays: each step refits on the remaining variables' columns of Xi."""
     remaining, path = list(variables), []
+    owner = [term_variable(t) for t in terms]
     while remaining:
-        tests = drop1_lrt(y, X[[c for c in X.columns if term_variable(c) in remaining]], remaining)
+        cols = [0] + [j + 1 for j, v in enumerate(owner) if v in remaining]
+        tests = _drop1_arrays(y, Xi[:, cols], [terms[j - 1] for j in cols[1:]], remaining)
         worst = max(remaining, key=lambda name: tests[name]["p"])
         if tests[worst]["p"] < keep_p:
             return remaining, path, [{"term": name, **tests[name]} for name in remaining]
@@ -472,34 +515,90 @@ def cramers_v(table: np.ndarray) -> float:
     k = min(table.shape) - 1
     if k < 1:
         return 0.0
-    chi2 = stats.chi2_contingency(table, correction=False)[0]
-    return float(math.sqrt(chi2 / (table.sum() * k)))
+    n = table.sum()
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / n
+    chi2 = float(((table - expected) ** 2 / expected).sum())  # Pearson's, as stats.chi2_contingency
+    return float(math.sqrt(chi2 / (n * k)))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho (Pearson's r of the average ranks, as stats.spearmanr) of two varying arrays."""
+    ra, rb = stats.rankdata(a), stats.rankdata(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float(ra @ rb / math.sqrt((ra @ ra) * (rb @ rb)))
+
+
+DISCRETE = ("binary", "categorical", "ordinal")   # Cramer's V between two of these
+ORDERED = ("binary", "ordinal", "continuous")     # Spearman between two of these
+
+
+@dataclass
+class EncodedFrame:
+    """Clinical variables as arrays, encoded once per table: for each variable the rows where it
+    is known, its design columns (all rows; NaN where missing), its terms and, when discrete, a
+    group code per row (the distinct values as text, as pd.crosstab groups them; -1 missing)."""
+
+    present: Dict[str, np.ndarray]
+    design: Dict[str, np.ndarray]
+    terms: Dict[str, List[str]]
+    groups: Dict[str, Tuple[np.ndarray, int]]
+    types: Dict[str, str]
+
+
+def encode_frame(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]) -> EncodedFrame:
+    """`EncodedFrame` of the named variables of a clinical table."""
+    present, columns, terms, groups, types = {}, {}, {}, {}, {}
+    for name in names:
+        var = schema[name]
+        known = frame[name].notna().to_numpy()
+        values = frame[name][known]
+        full = np.full((len(frame), len(var.terms())), np.nan)
+        full[known] = _encode_column(var, values)
+        present[name], columns[name], terms[name], types[name] = known, full, var.terms(), var.type
+        if var.type in DISCRETE:
+            levels, inverse = np.unique(np.array([str(v) for v in values], dtype=str), return_inverse=True)
+            code = np.full(len(frame), -1, dtype=np.int64)
+            code[known] = inverse.reshape(-1)
+            groups[name] = (code, len(levels))
+    return EncodedFrame(present, columns, terms, groups, types)
 
 
 def factor_association(a: pd.Series, b: pd.Series, var_a: Variable, var_b: Variable) -> Tuple[str, float]:
     """How strongly two clinical variables go together (pairwise complete cases): the larger of
     Cramer's V (both discrete) and |Spearman| on the coded values (both ordered: binary, ordinal,
     continuous); ("none", 0) for a categorical against a continuous variable."""
-    known = (a.notna() & b.notna()).to_numpy()
-    a, b = a[known], b[known]
+    frame = pd.DataFrame({"a": a.to_numpy(), "b": b.to_numpy()})
+    schema = ClinicalSchema(variables=(replace(var_a, name="a"), replace(var_b, name="b")))
+    return encoded_association(encode_frame(frame, schema, ["a", "b"]), "a", "b")
+
+
+def encoded_association(enc: EncodedFrame, a: str, b: str) -> Tuple[str, float]:
+    """`factor_association` of two variables of an `EncodedFrame`."""
+    known = enc.present[a] & enc.present[b]
     found: List[Tuple[str, float]] = [("none", 0.0)]
-    discrete, ordered = ("binary", "categorical", "ordinal"), ("binary", "ordinal", "continuous")
-    if var_a.type in discrete and var_b.type in discrete:
-        found.append(("Cramer's V", cramers_v(pd.crosstab(a.astype(str), b.astype(str)).to_numpy())))
-    if var_a.type in ordered and var_b.type in ordered:
-        codes = [np.array([var.encode(v)[0] for v in s], float) for var, s in ((var_a, a), (var_b, b))]
-        if all(np.ptp(c) > 0 for c in codes):
-            found.append(("|Spearman|", abs(float(stats.spearmanr(codes[0], codes[1])[0]))))
+    if enc.types[a] in DISCRETE and enc.types[b] in DISCRETE:
+        (ca, na), (cb, nb) = enc.groups[a], enc.groups[b]
+        cells = np.bincount(ca[known] * nb + cb[known], minlength=na * nb).reshape(na, nb)
+        found.append(("Cramer's V", cramers_v(cells)))
+    if enc.types[a] in ORDERED and enc.types[b] in ORDERED:
+        xa, xb = enc.design[a][known, 0], enc.design[b][known, 0]
+        if len(xa) and np.ptp(xa) > 0 and np.ptp(xb) > 0:
+            found.append(("|Spearman|", abs(spearman(xa, xb))))
     return max(found, key=lambda t: t[1])
 
 
 def pair_associations(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]
                       ) -> List[Dict[str, object]]:
     """`factor_association` of every pair of the named variables (what the collinearity screen saw)."""
+    return _encoded_pairs(encode_frame(frame, schema, names), names)
+
+
+def _encoded_pairs(enc: EncodedFrame, names: Sequence[str]) -> List[Dict[str, object]]:
+    """`pair_associations` on an `EncodedFrame`."""
     out = []
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            measure, value = factor_association(frame[a], frame[b], schema[a], schema[b])
+            measure, value = encoded_association(enc, a, b)
             out.append({"a": a, "b": b, "measure": measure, "value": value})
     return out
 
@@ -511,6 +610,12 @@ def screen_collinear(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequenc
     (univariate p), one associated above `threshold` with a kept one is left out, and so is one
     that makes the design rank-deficient. Returns the pairs (kept, dropped, measure, value,
     their univariate p) and the kept variables in their original order."""
+    return _encoded_screen(encode_frame(frame, schema, names), names, univariate_p, threshold)
+
+
+def _encoded_screen(enc: EncodedFrame, names: Sequence[str], univariate_p: Dict[str, float],
+                    threshold: Optional[float]) -> Tuple[List[Dict[str, object]], List[str]]:
+    """`screen_collinear` on an `EncodedFrame`."""
     order = sorted(names, key=lambda n: (univariate_p[n], list(names).index(n)))
     kept: List[str] = []
     pairs: List[Dict[str, object]] = []
@@ -518,12 +623,12 @@ def screen_collinear(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequenc
         hit = None
         if threshold is not None:
             for other in kept:
-                measure, value = factor_association(frame[name], frame[other], schema[name], schema[other])
+                measure, value = encoded_association(enc, name, other)
                 if value > threshold:
                     hit = {"kept": other, "dropped": name, "measure": measure, "value": value}
                     break
         if hit is None and kept:
-            hit = _rank_deficient(frame, schema, kept, name)
+            hit = _encoded_rank_deficient(enc, kept, name)
         if hit is None:
             kept.append(name)
         else:
@@ -531,15 +636,22 @@ def screen_collinear(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequenc
     return pairs, [n for n in names if n in kept]
 
 
-def _rank_deficient(frame: pd.DataFrame, schema: ClinicalSchema, kept: Sequence[str], name: str
-                    ) -> Optional[Dict[str, object]]:
+def _encoded_rank_deficient(enc: EncodedFrame, kept: Sequence[str], name: str) -> Optional[Dict[str, object]]:
     """A pair record when adding `name` to the kept variables leaves the design rank-deficient."""
-    known = frame[list(kept) + [name]].notna().all(axis=1)
-    X = varying(design(frame.loc[known], schema, list(kept) + [name]))
-    Xi = _with_intercept(X.to_numpy())
-    if np.linalg.matrix_rank(Xi) == Xi.shape[1] and any(term_variable(c) == name for c in X.columns):
+    X, terms = _complete_design(enc, list(kept) + [name])[1:]
+    Xi = _with_intercept(X)
+    if np.linalg.matrix_rank(Xi) == Xi.shape[1] and any(term_variable(t) == name for t in terms):
         return None
     return {"kept": ", ".join(kept), "dropped": name, "measure": "rank-deficient design", "value": None}
+
+
+def _complete_design(enc: EncodedFrame, names: Sequence[str]) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """Complete cases of the named variables: (their row mask, `varying` design, its terms), as
+    `varying(design(frame.loc[known], schema, names))`."""
+    known = np.logical_and.reduce([enc.present[n] for n in names])
+    X, terms = _varying_array(np.column_stack([enc.design[n][known] for n in names]),
+                              [t for n in names for t in enc.terms[n]])
+    return known, X, terms
 
 
 def pair_note(pair: Dict[str, object]) -> str:
@@ -548,6 +660,88 @@ def pair_note(pair: Dict[str, object]) -> str:
     kept_p = f" (univariate p {pair['p_kept']:.3g})" if pair["p_kept"] is not None else ""
     return (f"{pair['dropped']} and {pair['kept']} collinear ({pair['measure']}{value}): {pair['kept']} kept"
             f"{kept_p}, {pair['dropped']} (p {pair['p_dropped']:.3g}) left out before the multivariable step")
+
+
+def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, entry_p: float = ENTRY_P,
+                     keep_p: float = KEEP_P, test: str = "lrt", collinear: Optional[float] = COLLINEAR) -> Table2:
+    """`table2`'s decisions only (univariate p, entered, collinear pairs, the multivariable fit,
+    the LRT path, selected, notes, associations), without its printed table (`table` is empty):
+    the same fits on arrays encoded once, because the validation repeats the procedure ~1500
+    times. Must follow `table2` step by step (Testing/test_clinical_fast.py checks it on resamples)."""
+    if test not in CLINICAL_TESTS:
+        raise ValueError(f"clinical test {test!r}: one of {', '.join(CLINICAL_TESTS)}")
+    y = np.asarray(y, int)
+    names = [n for n in schema.names if n in frame.columns]
+    enc = encode_frame(frame, schema, names)
+    univariate_p: Dict[str, float] = {}
+    notes: List[str] = []
+    for name in names:
+        var = schema[name]
+        known = enc.present[name]
+        X, terms = _varying_array(enc.design[name][known], enc.terms[name])
+        yk = y[known]
+        if X.shape[1] == 0 or yk.min() == yk.max():
+            univariate_p[name] = 1.0
+            notes.append(f"{name}: does not vary in these patients; not tested")
+            continue
+        ml = _ml_fit_arrays(yk, X, terms)
+        zero = _zero_cells_array(var, frame[name][known].tolist(), yk)
+        separated = ml.separation or bool(zero)
+        use = fit_firth(yk, pd.DataFrame(X, columns=terms)) if separated else ml
+        univariate_p[name] = _variable_p(use, var)
+        if separated:
+            notes.append(f"{name}: separation ({'no events or no non-events in ' + ', '.join(zero) if zero else 'ML estimate diverges'}); Firth's estimate shown")
+    entered = [n for n in names if univariate_p[n] < entry_p]
+    pairs, candidates = _encoded_screen(enc, entered, univariate_p, collinear)
+    notes += [pair_note(pair) for pair in pairs]
+    multivariable, selected, path, final = None, [], [], []
+    if candidates:
+        known, X, terms = _complete_design(enc, candidates)
+        yk = y[known]
+        ml = _ml_fit_arrays(yk, X, terms)
+        multivariable = fit_firth(yk, pd.DataFrame(X, columns=terms)) if ml.separation else ml
+        if ml.separation:
+            notes.append("multivariable model: separation; Firth's penalised fit used"
+                         + (" for the ORs (likelihood-ratio tests from the ML deviance, as R's glm)" if test == "lrt" else ""))
+        if known.sum() < len(frame):
+            notes.append(f"multivariable model on {int(known.sum())} complete cases of {len(frame)}")
+        if test == "lrt":
+            selected, path, final = _backward_arrays(yk.astype(float), _with_intercept(X), terms, candidates, keep_p)
+        else:
+            selected = [n for n in candidates if _variable_p(multivariable, schema[n]) < keep_p]
+    return Table2(pd.DataFrame(), entered, selected, univariate_p, multivariable, notes, test, pairs, path, final,
+                  _encoded_pairs(enc, entered))
+
+
+def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:
+    """`zero_cells` on a list of the (known) values."""
+    if var.type not in ("binary", "categorical"):
+        return []
+    values = np.array(values, dtype=object)
+    out = []
+    for level in var.levels:
+        sel = values == level
+        if sel.any() and (y[sel].min() == y[sel].max()):
+            out.append(level)
+    return out
+
+
+def _varying_array(X: np.ndarray, terms: List[str]) -> Tuple[np.ndarray, List[str]]:
+    """`varying` on an array with its column names."""
+    if not len(X):
+        keep = np.zeros(X.shape[1], bool)
+    else:
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            keep = np.nanmax(X, axis=0) > np.nanmin(X, axis=0)
+    return X[:, keep], [t for t, k in zip(terms, keep) if k]
+
+
+def _ml_fit_arrays(y: np.ndarray, X: np.ndarray, terms: List[str]) -> LogisticFit:
+    """`fit_ml` of y on the columns of X named `terms`, from arrays."""
+    y = np.asarray(y, float)
+    beta, se, cov, ll, separation = fit_ml_arrays(y, _with_intercept(X))
+    return LogisticFit(["(Intercept)"] + list(terms), beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
 
 
 def _level_text(var: Variable) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from . import evaluation
-from .clinical import COLLINEAR, ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, varying
+from .clinical import COLLINEAR, ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, table2_selection, varying
 from .errors import InputError
 from .schema import ClinicalSchema
 from .selection import radiomics_pipeline
@@ -90,8 +90,9 @@ class FittedModels:
 def select_factors(clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, options: TrainingOptions):
     """Clinical factors by the paper's procedure; falls back to the strongest univariate factor
     when none survives (a clinical model needs at least one; the note says so)."""
-    t2 = table2(clinical, pd.Series(y, index=clinical.index), schema, options.entry_p, options.keep_p,
-                test=options.clinical_test, collinear=options.clinical_collinear)
+    # table2's decisions without its printed table (the same fits; Testing/test_clinical_fast.py)
+    t2 = table2_selection(clinical, y, schema, options.entry_p, options.keep_p,
+                          test=options.clinical_test, collinear=options.clinical_collinear)
     factors = list(t2.selected)
     notes = list(t2.notes)
     if not factors:
