@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 from scipy.special import gammaln
 
 from .schema import ClinicalSchema, Variable
@@ -94,7 +94,7 @@ class LogisticFit:
 
     @property
     def p(self) -> np.ndarray:
-        return 2 * stats.norm.sf(np.abs(self.z))
+        return 2 * special.ndtr(-np.abs(self.z))  # stats.norm.sf without its per-call overhead
 
     def table(self) -> pd.DataFrame:
         """Coefficient table with odds ratios and Wald 95% CIs (R `confint.default`)."""
@@ -110,7 +110,8 @@ class LogisticFit:
         b = self.coef[idx]
         v = self.cov[np.ix_(idx, idx)]
         stat = float(b @ np.linalg.pinv(v) @ b)
-        return float(stats.chi2.sf(stat, np.linalg.matrix_rank(v)))
+        rank = np.linalg.matrix_rank(v)
+        return float(special.chdtrc(rank, stat)) if rank > 0 else float("nan")  # stats.chi2.sf(stat, rank)
 
     def predict_lp(self, X: np.ndarray) -> np.ndarray:
         """Linear predictor for rows of X (without the intercept column)."""
@@ -475,31 +476,43 @@ def backward_lrt(y: np.ndarray, X: pd.DataFrame, variables: Sequence[str], keep_
     return _backward_arrays(np.asarray(y, float), _with_intercept(X.to_numpy()), list(X.columns), variables, keep_p)
 
 
-def _drop1_arrays(y: np.ndarray, Xi: np.ndarray, terms: Sequence[str], variables: Sequence[str]
+def _drop1_arrays(y: np.ndarray, Xi: np.ndarray, terms: Sequence[str], variables: Sequence[str],
+                  columns: Optional[List[int]] = None, cache: Optional[Dict[tuple, float]] = None
                   ) -> Dict[str, Dict[str, float]]:
-    """`drop1_lrt` on arrays: Xi has the intercept column, then one column per term."""
-    full = fit_ml_arrays(y, Xi)[3]
-    owner = [term_variable(t) for t in terms]
+    """`drop1_lrt` on arrays: Xi has the intercept column, then one column per term; the model is
+    Xi's `columns` (default all); `cache` keeps the log-likelihood of each column set fitted."""
+    columns = list(range(Xi.shape[1])) if columns is None else columns
+    cache = {} if cache is None else cache
+
+    def loglik(cols: List[int]) -> float:
+        key = tuple(cols)
+        if key not in cache:
+            cache[key] = fit_ml_arrays(y, Xi[:, cols])[3]
+        return cache[key]
+
+    full = loglik(columns)
     out: Dict[str, Dict[str, float]] = {}
     for name in variables:
-        rest = [0] + [j + 1 for j, v in enumerate(owner) if v != name]
-        df = len(owner) + 1 - len(rest)
+        rest = [j for j in columns if j == 0 or term_variable(terms[j - 1]) != name]
+        df = len(columns) - len(rest)
         if not df:  # no level varies in these patients: nothing to test
             out[name] = {"chi2": 0.0, "df": 0, "p": 1.0}
             continue
-        chi2 = max(0.0, 2.0 * (full - fit_ml_arrays(y, Xi[:, rest])[3]))
-        out[name] = {"chi2": chi2, "df": df, "p": float(stats.chi2.sf(chi2, df))}
+        chi2 = max(0.0, 2.0 * (full - loglik(rest)))
+        out[name] = {"chi2": chi2, "df": df, "p": float(special.chdtrc(df, chi2))}  # stats.chi2.sf(chi2, df)
     return out
 
 
 def _backward_arrays(y: np.ndarray, Xi: np.ndarray, terms: Sequence[str], variables: Sequence[str],
-                     keep_p: float) -> Tuple[List[str], List[Dict[str, object]], List[Dict[str, object]]]:
-    """`backward_lrt` on arrays: each step refits on the remaining variables' columns of Xi."""
+                     keep_p: float, cache: Optional[Dict[tuple, float]] = None
+                     ) -> Tuple[List[str], List[Dict[str, object]], List[Dict[str, object]]]:
+    """`backward_lrt` on arrays: each step refits on the remaining variables' columns of Xi (a
+    column set fitted once: the model after a removal is the one its drop-one test fitted)."""
     remaining, path = list(variables), []
-    owner = [term_variable(t) for t in terms]
+    cache = {} if cache is None else cache
     while remaining:
-        cols = [0] + [j + 1 for j, v in enumerate(owner) if v in remaining]
-        tests = _drop1_arrays(y, Xi[:, cols], [terms[j - 1] for j in cols[1:]], remaining)
+        cols = [0] + [j + 1 for j, t in enumerate(terms) if term_variable(t) in remaining]
+        tests = _drop1_arrays(y, Xi, terms, remaining, cols, cache)
         worst = max(remaining, key=lambda name: tests[name]["p"])
         if tests[worst]["p"] < keep_p:
             return remaining, path, [{"term": name, **tests[name]} for name in remaining]
@@ -523,9 +536,25 @@ def cramers_v(table: np.ndarray) -> float:
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rho (Pearson's r of the average ranks, as stats.spearmanr) of two varying arrays."""
-    ra, rb = stats.rankdata(a), stats.rankdata(b)
+    return _rank_correlation(average_ranks(a), average_ranks(b))
+
+
+def _rank_correlation(ra: np.ndarray, rb: np.ndarray) -> float:
+    """Pearson's r of two rank vectors."""
     ra, rb = ra - ra.mean(), rb - rb.mean()
     return float(ra @ rb / math.sqrt((ra @ ra) * (rb @ rb)))
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties sharing their average rank (stats.rankdata's default, without its overhead)."""
+    order = np.argsort(x, kind="mergesort")
+    inverse = np.empty(len(x), dtype=np.intp)
+    inverse[order] = np.arange(len(x))
+    xs = x[order]
+    first = np.concatenate(([True], xs[1:] != xs[:-1]))
+    dense = np.cumsum(first)[inverse]
+    count = np.concatenate((np.nonzero(first)[0], [len(first)]))
+    return 0.5 * (count[dense] + count[dense - 1] + 1)
 
 
 DISCRETE = ("binary", "categorical", "ordinal")   # Cramer's V between two of these
@@ -535,32 +564,43 @@ ORDERED = ("binary", "ordinal", "continuous")     # Spearman between two of thes
 @dataclass
 class EncodedFrame:
     """Clinical variables as arrays, encoded once per table: for each variable the rows where it
-    is known, its design columns (all rows; NaN where missing), its terms and, when discrete, a
-    group code per row (the distinct values as text, as pd.crosstab groups them; -1 missing)."""
+    is known, its design columns (all rows; NaN where missing), its terms, its known values and,
+    when discrete, a group code per row (its distinct values as text, as pd.crosstab groups them;
+    -1 where missing)."""
 
     present: Dict[str, np.ndarray]
     design: Dict[str, np.ndarray]
     terms: Dict[str, List[str]]
+    values: Dict[str, np.ndarray]
     groups: Dict[str, Tuple[np.ndarray, int]]
     types: Dict[str, str]
+    ranks: Dict[str, np.ndarray] = field(default_factory=dict)  # average ranks over all rows, when asked
 
 
 def encode_frame(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]) -> EncodedFrame:
-    """`EncodedFrame` of the named variables of a clinical table."""
-    present, columns, terms, groups, types = {}, {}, {}, {}, {}
+    """`EncodedFrame` of the named variables of a clinical table (each distinct value encoded once,
+    by `Variable.encode` as `design` does)."""
+    enc = EncodedFrame({}, {}, {}, {}, {}, {})
     for name in names:
         var = schema[name]
-        known = frame[name].notna().to_numpy()
-        values = frame[name][known]
-        full = np.full((len(frame), len(var.terms())), np.nan)
-        full[known] = _encode_column(var, values)
-        present[name], columns[name], terms[name], types[name] = known, full, var.terms(), var.type
+        column = frame[name].to_numpy(dtype=object)
+        known = ~pd.isna(column)
+        values = column[known]
+        index: Dict[Tuple[type, object], int] = {}
+        inverse = np.fromiter((index.setdefault((type(v), v), len(index)) for v in values), np.int64, len(values))
+        width = len(var.terms())
+        rows = np.array([var.encode(v) for _, v in index], dtype=float).reshape(len(index), width)
+        full = np.full((len(frame), width), np.nan)
+        full[known] = rows[inverse]
+        enc.present[name], enc.design[name], enc.terms[name] = known, full, var.terms()
+        enc.values[name], enc.types[name] = values, var.type
         if var.type in DISCRETE:
-            levels, inverse = np.unique(np.array([str(v) for v in values], dtype=str), return_inverse=True)
+            texts = [str(v) for _, v in index]
+            order = {t: i for i, t in enumerate(sorted(set(texts)))}
             code = np.full(len(frame), -1, dtype=np.int64)
-            code[known] = inverse.reshape(-1)
-            groups[name] = (code, len(levels))
-    return EncodedFrame(present, columns, terms, groups, types)
+            code[known] = np.array([order[t] for t in texts], dtype=np.int64).reshape(-1)[inverse]
+            enc.groups[name] = (code, len(order))
+    return enc
 
 
 def factor_association(a: pd.Series, b: pd.Series, var_a: Variable, var_b: Variable) -> Tuple[str, float]:
@@ -583,8 +623,17 @@ def encoded_association(enc: EncodedFrame, a: str, b: str) -> Tuple[str, float]:
     if enc.types[a] in ORDERED and enc.types[b] in ORDERED:
         xa, xb = enc.design[a][known, 0], enc.design[b][known, 0]
         if len(xa) and np.ptp(xa) > 0 and np.ptp(xb) > 0:
-            found.append(("|Spearman|", abs(spearman(xa, xb))))
+            found.append(("|Spearman|", abs(_rank_correlation(_ranks(enc, a, known), _ranks(enc, b, known)))))
     return max(found, key=lambda t: t[1])
+
+
+def _ranks(enc: EncodedFrame, name: str, rows: np.ndarray) -> np.ndarray:
+    """Average ranks of a variable's coded values in `rows`; those of all rows computed once."""
+    if not rows.all():
+        return average_ranks(enc.design[name][rows, 0])
+    if name not in enc.ranks:
+        enc.ranks[name] = average_ranks(enc.design[name][:, 0])
+    return enc.ranks[name]
 
 
 def pair_associations(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]
@@ -685,7 +734,7 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
             notes.append(f"{name}: does not vary in these patients; not tested")
             continue
         ml = _ml_fit_arrays(yk, X, terms)
-        zero = _zero_cells_array(var, frame[name][known].tolist(), yk)
+        zero = _zero_cells_array(var, enc.values[name].tolist(), yk)
         separated = ml.separation or bool(zero)
         use = fit_firth(yk, pd.DataFrame(X, columns=terms)) if separated else ml
         univariate_p[name] = _variable_p(use, var)
@@ -706,7 +755,9 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
         if known.sum() < len(frame):
             notes.append(f"multivariable model on {int(known.sum())} complete cases of {len(frame)}")
         if test == "lrt":
-            selected, path, final = _backward_arrays(yk.astype(float), _with_intercept(X), terms, candidates, keep_p)
+            cache = {tuple(range(len(terms) + 1)): ml.loglik}  # the full model, fitted above
+            selected, path, final = _backward_arrays(yk.astype(float), _with_intercept(X), terms, candidates,
+                                                     keep_p, cache)
         else:
             selected = [n for n in candidates if _variable_p(multivariable, schema[n]) < keep_p]
     return Table2(pd.DataFrame(), entered, selected, univariate_p, multivariable, notes, test, pairs, path, final,
