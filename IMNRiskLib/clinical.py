@@ -733,9 +733,10 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
             univariate_p[name] = 1.0
             notes.append(f"{name}: does not vary in these patients; not tested")
             continue
-        ml = _ml_fit_arrays(yk, X, terms)
         zero = _zero_cells_array(var, enc.values[name].tolist(), yk)
-        separated = ml.separation or bool(zero)
+        # a zero cell means separation whatever the ML fit says (only its Firth fit is used then)
+        ml = None if zero else _ml_fit_arrays(yk, X, terms)
+        separated = bool(zero) or ml.separation
         use = fit_firth(yk, pd.DataFrame(X, columns=terms)) if separated else ml
         univariate_p[name] = _variable_p(use, var)
         if separated:
