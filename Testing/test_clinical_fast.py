@@ -138,7 +138,7 @@ def test_select_factors_uses_the_fast_path(phantom_table, monkeypatch):
     frame, y, schema = phantom_table
     options = models.TrainingOptions(clinical_test="wald", clinical_collinear=0.5)
     calls = []
-    monkeypatch.setattr(clinical, "table2", lambda *a, **k: calls.append(a))  # must not be called
+    monkeypatch.setattr(models, "table2", lambda *a, **k: calls.append(a))  # must not be called
     factors, t2, _ = models.select_factors(frame, y, schema, options)
     monkeypatch.undo()
     full = clinical.table2(frame, pd.Series(y, index=frame.index), schema, test="wald", collinear=0.5)

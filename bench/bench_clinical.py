@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def main() -> None:
         if hasattr(clinical, "table2_selection"):
             result[f"table2_selection_{test}_ms"] = per_call_ms(clinical.table2_selection, frames,
                                                                 schema=data.schema, test=test)
+    result["load_average_1min"] = os.getloadavg()[0]  # 2 cores shared: CPU time grows with the load
     print(json.dumps(result, indent=1))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
