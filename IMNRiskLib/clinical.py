@@ -711,6 +711,32 @@ def pair_note(pair: Dict[str, object]) -> str:
             f"{kept_p}, {pair['dropped']} (p {pair['p_dropped']:.3g}) left out before the multivariable step")
 
 
+def _saturated_fit(y: np.ndarray, X: np.ndarray, terms: List[str]) -> Optional[LogisticFit]:
+    """`fit_ml` of one binary or categorical variable's 0/1 columns in closed form: each group's
+    log-odds (the intercept: the reference's), what Newton-Raphson converges to (to ~1e-12), with
+    the Wald covariance at the estimate. None when Newton is needed to say what happens (a group
+    with no event or no non-event, an absent reference group, an estimate beyond MAX_ABS_COEF)."""
+    y = np.asarray(y, float)
+    if not ((X == 0) | (X == 1)).all() or (X.sum(axis=1) > 1).any():
+        return None
+    groups = [X.sum(axis=1) == 0] + [X[:, j] == 1 for j in range(X.shape[1])]
+    n = np.array([g.sum() for g in groups], float)
+    events = np.array([y[g].sum() for g in groups])
+    if ((events == 0) | (events == n)).any():
+        return None
+    logit = np.log(events / (n - events))
+    beta = np.concatenate(([logit[0]], logit[1:] - logit[0]))
+    if np.abs(beta[1:]).max(initial=0) > MAX_ABS_COEF:
+        return None
+    Xi = _with_intercept(X)
+    eta = Xi @ beta
+    pi = 1.0 / (1.0 + np.exp(-eta))
+    cov = np.linalg.inv(Xi.T @ (Xi * (pi * (1 - pi))[:, None]))
+    ll = float(np.sum(y * eta - np.logaddexp(0, eta)))
+    return LogisticFit(["(Intercept)"] + list(terms), beta, np.sqrt(np.abs(np.diag(cov))), cov, len(y),
+                       int(y.sum()), "ML", False, ll)
+
+
 def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, entry_p: float = ENTRY_P,
                      keep_p: float = KEEP_P, test: str = "lrt", collinear: Optional[float] = COLLINEAR) -> Table2:
     """`table2`'s decisions only (univariate p, entered, collinear pairs, the multivariable fit,
@@ -764,32 +790,6 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
             selected = [n for n in candidates if _variable_p(multivariable, schema[n]) < keep_p]
     return Table2(pd.DataFrame(), entered, selected, univariate_p, multivariable, notes, test, pairs, path, final,
                   _encoded_pairs(enc, entered))
-
-
-def _saturated_fit(y: np.ndarray, X: np.ndarray, terms: List[str]) -> Optional[LogisticFit]:
-    """`fit_ml` of one binary or categorical variable's 0/1 columns in closed form: each group's
-    log-odds (the intercept: the reference's), what Newton-Raphson converges to (to ~1e-12), with
-    the Wald covariance at the estimate. None when Newton is needed to say what happens (a group
-    with no event or no non-event, an absent reference group, an estimate beyond MAX_ABS_COEF)."""
-    y = np.asarray(y, float)
-    if not ((X == 0) | (X == 1)).all() or (X.sum(axis=1) > 1).any():
-        return None
-    groups = [X.sum(axis=1) == 0] + [X[:, j] == 1 for j in range(X.shape[1])]
-    n = np.array([g.sum() for g in groups], float)
-    events = np.array([y[g].sum() for g in groups])
-    if ((events == 0) | (events == n)).any():
-        return None
-    logit = np.log(events / (n - events))
-    beta = np.concatenate(([logit[0]], logit[1:] - logit[0]))
-    if np.abs(beta[1:]).max(initial=0) > MAX_ABS_COEF:
-        return None
-    Xi = _with_intercept(X)
-    eta = Xi @ beta
-    pi = 1.0 / (1.0 + np.exp(-eta))
-    cov = np.linalg.inv(Xi.T @ (Xi * (pi * (1 - pi))[:, None]))
-    ll = float(np.sum(y * eta - np.logaddexp(0, eta)))
-    return LogisticFit(["(Intercept)"] + list(terms), beta, np.sqrt(np.abs(np.diag(cov))), cov, len(y),
-                       int(y.sum()), "ML", False, ll)
 
 
 def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:
