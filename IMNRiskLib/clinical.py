@@ -430,11 +430,7 @@ def table2(frame: pd.DataFrame, y: pd.Series, schema: ClinicalSchema, entry_p: f
         yk = y[known].to_numpy()
         ml, firth = fit_logistic(yk, X)
         multivariable = firth if ml.separation else ml
-        if ml.separation:
-            notes.append("multivariable model: separation; Firth's penalised fit used"
-                         + (" for the ORs (likelihood-ratio tests from the ML deviance, as R's glm)" if test == "lrt" else ""))
-        if known.sum() < len(frame):
-            notes.append(f"multivariable model on {int(known.sum())} complete cases of {len(frame)}")
+        notes += _multivariable_notes(ml.separation, test, int(known.sum()), len(frame))
         if test == "lrt":
             lrt = drop1_lrt(yk, X, candidates)
             selected, path, final = backward_lrt(yk, X, candidates, keep_p)
@@ -458,6 +454,17 @@ def table2(frame: pd.DataFrame, y: pd.Series, schema: ClinicalSchema, entry_p: f
     table = pd.DataFrame(list(rows.values())).reindex(columns=columns)
     return Table2(table, entered, selected, univariate_p, multivariable, notes, test, pairs, path, final,
                   pair_associations(frame, schema, entered))
+
+
+def _multivariable_notes(separation: bool, test: str, complete: int, total: int) -> List[str]:
+    """Notes of the multivariable step: Firth's fit used under separation; complete cases only."""
+    notes = []
+    if separation:
+        notes.append("multivariable model: separation; Firth's penalised fit used"
+                     + (" for the ORs (likelihood-ratio tests from the ML deviance, as R's glm)" if test == "lrt" else ""))
+    if complete < total:
+        notes.append(f"multivariable model on {complete} complete cases of {total}")
+    return notes
 
 
 # --------------------------------------------------------------------------- multivariable selection
@@ -777,11 +784,7 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
         yk = y[known]
         ml = _ml_fit_arrays(yk, X, terms)
         multivariable = fit_firth(yk, pd.DataFrame(X, columns=terms)) if ml.separation else ml
-        if ml.separation:
-            notes.append("multivariable model: separation; Firth's penalised fit used"
-                         + (" for the ORs (likelihood-ratio tests from the ML deviance, as R's glm)" if test == "lrt" else ""))
-        if known.sum() < len(frame):
-            notes.append(f"multivariable model on {int(known.sum())} complete cases of {len(frame)}")
+        notes += _multivariable_notes(ml.separation, test, int(known.sum()), len(frame))
         if test == "lrt":
             cache = {tuple(range(len(terms) + 1)): ml.loglik}  # the full model, fitted above
             selected, path, final = _backward_arrays(yk.astype(float), _with_intercept(X), terms, candidates,
