@@ -724,9 +724,9 @@ def _saturated_fit(y: np.ndarray, X: np.ndarray, terms: List[str]) -> Optional[L
     the Wald covariance at the estimate. None when Newton is needed to say what happens (a group
     with no event or no non-event, an absent reference group, an estimate beyond MAX_ABS_COEF)."""
     y = np.asarray(y, float)
-    if not ((X == 0) | (X == 1)).all() or (X.sum(axis=1) > 1).any():
+    groups = _saturated_groups(X)
+    if groups is None:
         return None
-    groups = [X.sum(axis=1) == 0] + [X[:, j] == 1 for j in range(X.shape[1])]
     n = np.array([g.sum() for g in groups], float)
     events = np.array([y[g].sum() for g in groups])
     if ((events == 0) | (events == n)).any():
@@ -742,6 +742,60 @@ def _saturated_fit(y: np.ndarray, X: np.ndarray, terms: List[str]) -> Optional[L
     ll = float(np.sum(y * eta - np.logaddexp(0, eta)))
     return LogisticFit(["(Intercept)"] + list(terms), beta, np.sqrt(np.abs(np.diag(cov))), cov, len(y),
                        int(y.sum()), "ML", False, ll)
+
+
+def _saturated_groups(X: np.ndarray) -> Optional[List[np.ndarray]]:
+    """Rows of each group of a saturated 0/1 design (the reference: no 1; then one group per
+    column), or None when X is not one (a value not 0/1, two 1s in a row, an empty group)."""
+    if not ((X == 0) | (X == 1)).all() or (X.sum(axis=1) > 1).any():
+        return None
+    groups = [X.sum(axis=1) == 0] + [X[:, j] == 1 for j in range(X.shape[1])]
+    return groups if all(g.any() for g in groups) else None
+
+
+def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: int = 100,
+                     tol: float = 1e-10) -> LogisticFit:
+    """`fit_firth` of a saturated 0/1 design, the same iterations on group sums: each row's hat
+    value sums to 1 per group, so the step is, per group log-odds t, (events + 1/2 - (n + 1) p) /
+    (n p (1 - p)) and the penalised log-likelihood a sum over groups (fit_firth's step halving,
+    convergence test and iteration limit on the coefficients, intercept = the reference's t)."""
+    groups = _saturated_groups(X)
+    n = [float(g.sum()) for g in groups]
+    events = [float(np.asarray(y, float)[g].sum()) for g in groups]
+
+    def penalised(t: List[float]) -> float:
+        value = 0.0
+        for tg, ng, sg in zip(t, n, events):
+            pg = 1.0 / (1.0 + math.exp(-tg))
+            value += sg * tg - ng * np.logaddexp(0, tg) + 0.5 * math.log(ng * pg * (1 - pg))
+        return value
+
+    def coefficients(t: List[float]) -> List[float]:
+        return [t[0]] + [tg - t[0] for tg in t[1:]]
+
+    t = [0.0] * len(groups)
+    ll = penalised(t)
+    for _ in range(max_iter):
+        step = []
+        for tg, ng, sg in zip(t, n, events):
+            pg = 1.0 / (1.0 + math.exp(-tg))
+            step.append((sg + 0.5 - (ng + 1) * pg) / (ng * pg * (1 - pg)))
+        for _half in range(30):
+            new = [tg + d for tg, d in zip(t, step)]
+            new_ll = penalised(new)
+            if new_ll >= ll - 1e-12:
+                break
+            step = [d / 2 for d in step]
+        converged = max(abs(a - b) for a, b in zip(coefficients(new), coefficients(t))) < tol
+        t, ll = new, new_ll
+        if converged:
+            break
+    beta = np.array(coefficients(t))
+    Xi = _with_intercept(X)
+    pi = 1.0 / (1.0 + np.exp(-(Xi @ beta)))
+    cov = np.linalg.inv(Xi.T @ (Xi * (pi * (1 - pi))[:, None]))
+    return LogisticFit(["(Intercept)"] + list(terms), beta, np.sqrt(np.diag(cov)), cov, len(y), int(np.sum(y)),
+                       "Firth", False, ll)
 
 
 def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, entry_p: float = ENTRY_P,
@@ -771,7 +825,11 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
         ml = None if zero else (_saturated_fit(yk, X, terms) if var.type in ("binary", "categorical") else None) \
             or _ml_fit_arrays(yk, X, terms)
         separated = bool(zero) or ml.separation
-        use = fit_firth(yk, pd.DataFrame(X, columns=terms)) if separated else ml
+        if separated:
+            saturated = var.type in ("binary", "categorical") and _saturated_groups(X) is not None
+            use = _saturated_firth(yk, X, terms) if saturated else fit_firth(yk, pd.DataFrame(X, columns=terms))
+        else:
+            use = ml
         univariate_p[name] = _variable_p(use, var)
         if separated:
             notes.append(f"{name}: separation ({'no events or no non-events in ' + ', '.join(zero) if zero else 'ML estimate diverges'}); Firth's estimate shown")
