@@ -672,7 +672,9 @@ def screen_collinear(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequenc
 def _encoded_screen(enc: EncodedFrame, names: Sequence[str], univariate_p: Dict[str, float],
                     threshold: Optional[float]) -> Tuple[List[Dict[str, object]], List[str]]:
     """`screen_collinear` on an `EncodedFrame`."""
-    order = sorted(names, key=lambda n: (univariate_p[n], list(names).index(n)))
+    # strongest first; p equal to 9 digits (e.g. two variables with the same counts) are a tie, broken
+    # by the variables' order rather than by rounding noise
+    order = sorted(names, key=lambda n: (float(f"{univariate_p[n]:.9g}"), list(names).index(n)))
     kept: List[str] = []
     pairs: List[Dict[str, object]] = []
     for name in order:
