@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 from scipy.special import gammaln
 
 from .schema import ClinicalSchema, Variable
@@ -58,16 +58,13 @@ def _encode_column(var: Variable, column: pd.Series) -> np.ndarray:
 
 def varying(X: pd.DataFrame) -> pd.DataFrame:
     """Drop design columns that are constant (a level no patient has): they cannot be estimated."""
-    return X.loc[:, _varying_mask(X.to_numpy(float))]
-
-
-def _varying_mask(values: np.ndarray) -> np.ndarray:
-    """Columns with two distinct non-missing values or more."""
+    values = X.to_numpy(float)
     if not len(values):
-        return np.zeros(values.shape[1], bool)
+        return X.loc[:, np.zeros(X.shape[1], bool)]
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
-        return np.nanmax(values, axis=0) > np.nanmin(values, axis=0)
+        keep = np.nanmax(values, axis=0) > np.nanmin(values, axis=0)  # two distinct values or more
+    return X.loc[:, keep]
 
 
 def term_variable(term: str) -> str:
@@ -97,7 +94,7 @@ class LogisticFit:
 
     @property
     def p(self) -> np.ndarray:
-        return 2 * stats.norm.sf(np.abs(self.z))
+        return 2 * special.ndtr(-np.abs(self.z))  # stats.norm.sf without its per-call overhead
 
     def table(self) -> pd.DataFrame:
         """Coefficient table with odds ratios and Wald 95% CIs (R `confint.default`)."""
@@ -113,7 +110,8 @@ class LogisticFit:
         b = self.coef[idx]
         v = self.cov[np.ix_(idx, idx)]
         stat = float(b @ np.linalg.pinv(v) @ b)
-        return float(stats.chi2.sf(stat, np.linalg.matrix_rank(v)))
+        rank = np.linalg.matrix_rank(v)
+        return float(special.chdtrc(rank, stat)) if rank > 0 else float("nan")  # stats.chi2.sf(stat, rank)
 
     def predict_lp(self, X: np.ndarray) -> np.ndarray:
         """Linear predictor for rows of X (without the intercept column)."""
@@ -432,11 +430,7 @@ def table2(frame: pd.DataFrame, y: pd.Series, schema: ClinicalSchema, entry_p: f
         yk = y[known].to_numpy()
         ml, firth = fit_logistic(yk, X)
         multivariable = firth if ml.separation else ml
-        if ml.separation:
-            notes.append("multivariable model: separation; Firth's penalised fit used"
-                         + (" for the ORs (likelihood-ratio tests from the ML deviance, as R's glm)" if test == "lrt" else ""))
-        if known.sum() < len(frame):
-            notes.append(f"multivariable model on {int(known.sum())} complete cases of {len(frame)}")
+        notes += _multivariable_notes(ml.separation, test, int(known.sum()), len(frame))
         if test == "lrt":
             lrt = drop1_lrt(yk, X, candidates)
             selected, path, final = backward_lrt(yk, X, candidates, keep_p)
@@ -462,21 +456,23 @@ def table2(frame: pd.DataFrame, y: pd.Series, schema: ClinicalSchema, entry_p: f
                   pair_associations(frame, schema, entered))
 
 
+def _multivariable_notes(separation: bool, test: str, complete: int, total: int) -> List[str]:
+    """Notes of the multivariable step: Firth's fit used under separation; complete cases only."""
+    notes = []
+    if separation:
+        notes.append("multivariable model: separation; Firth's penalised fit used"
+                     + (" for the ORs (likelihood-ratio tests from the ML deviance, as R's glm)" if test == "lrt" else ""))
+    if complete < total:
+        notes.append(f"multivariable model on {complete} complete cases of {total}")
+    return notes
+
+
 # --------------------------------------------------------------------------- multivariable selection
 
 def drop1_lrt(y: np.ndarray, X: pd.DataFrame, variables: Sequence[str]) -> Dict[str, Dict[str, float]]:
     """R's `drop1(fit, test = "LRT")`: each variable's design terms left out in turn (a factor is
     one term of df = its levels - 1); LR chi2 = the rise in ML deviance, p from chi2(df)."""
-    full = fit_ml(y, X).loglik
-    out: Dict[str, Dict[str, float]] = {}
-    for name in variables:
-        cols = [c for c in X.columns if term_variable(c) == name]
-        if not cols:  # no level varies in these patients: nothing to test
-            out[name] = {"chi2": 0.0, "df": 0, "p": 1.0}
-            continue
-        chi2 = max(0.0, 2.0 * (full - fit_ml(y, X.drop(columns=cols)).loglik))
-        out[name] = {"chi2": chi2, "df": len(cols), "p": float(stats.chi2.sf(chi2, len(cols)))}
-    return out
+    return _drop1_arrays(np.asarray(y, float), _with_intercept(X.to_numpy()), list(X.columns), variables)
 
 
 def backward_lrt(y: np.ndarray, X: pd.DataFrame, variables: Sequence[str], keep_p: float = KEEP_P
@@ -484,9 +480,46 @@ def backward_lrt(y: np.ndarray, X: pd.DataFrame, variables: Sequence[str], keep_
     """Backward elimination by likelihood ratio, one variable at a time: refit, drop the variable
     with the largest drop-one LRT p while it is >= keep_p (first one on a tie, as R's which.max).
     Returns the kept variables, the path (step, removed, chi2, df, p) and the kept ones' tests."""
+    return _backward_arrays(np.asarray(y, float), _with_intercept(X.to_numpy()), list(X.columns), variables, keep_p)
+
+
+def _drop1_arrays(y: np.ndarray, Xi: np.ndarray, terms: Sequence[str], variables: Sequence[str],
+                  columns: Optional[List[int]] = None, cache: Optional[Dict[tuple, float]] = None
+                  ) -> Dict[str, Dict[str, float]]:
+    """`drop1_lrt` on arrays: Xi has the intercept column, then one column per term; the model is
+    Xi's `columns` (default all); `cache` keeps the log-likelihood of each column set fitted."""
+    columns = list(range(Xi.shape[1])) if columns is None else columns
+    cache = {} if cache is None else cache
+
+    def loglik(cols: List[int]) -> float:
+        key = tuple(cols)
+        if key not in cache:
+            cache[key] = fit_ml_arrays(y, Xi[:, cols])[3]
+        return cache[key]
+
+    full = loglik(columns)
+    out: Dict[str, Dict[str, float]] = {}
+    for name in variables:
+        rest = [j for j in columns if j == 0 or term_variable(terms[j - 1]) != name]
+        df = len(columns) - len(rest)
+        if not df:  # no level varies in these patients: nothing to test
+            out[name] = {"chi2": 0.0, "df": 0, "p": 1.0}
+            continue
+        chi2 = max(0.0, 2.0 * (full - loglik(rest)))
+        out[name] = {"chi2": chi2, "df": df, "p": float(special.chdtrc(df, chi2))}  # stats.chi2.sf(chi2, df)
+    return out
+
+
+def _backward_arrays(y: np.ndarray, Xi: np.ndarray, terms: Sequence[str], variables: Sequence[str],
+                     keep_p: float, cache: Optional[Dict[tuple, float]] = None
+                     ) -> Tuple[List[str], List[Dict[str, object]], List[Dict[str, object]]]:
+    """`backward_lrt` on arrays: each step refits on the remaining variables' columns of Xi (a
+    column set fitted once: the model after a removal is the one its drop-one test fitted)."""
     remaining, path = list(variables), []
+    cache = {} if cache is None else cache
     while remaining:
-        tests = drop1_lrt(y, X[[c for c in X.columns if term_variable(c) in remaining]], remaining)
+        cols = [0] + [j + 1 for j, t in enumerate(terms) if term_variable(t) in remaining]
+        tests = _drop1_arrays(y, Xi, terms, remaining, cols, cache)
         worst = max(remaining, key=lambda name: tests[name]["p"])
         if tests[worst]["p"] < keep_p:
             return remaining, path, [{"term": name, **tests[name]} for name in remaining]
@@ -502,34 +535,126 @@ def cramers_v(table: np.ndarray) -> float:
     k = min(table.shape) - 1
     if k < 1:
         return 0.0
-    chi2 = stats.chi2_contingency(table, correction=False)[0]
-    return float(math.sqrt(chi2 / (table.sum() * k)))
+    n = table.sum()
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / n
+    chi2 = float(((table - expected) ** 2 / expected).sum())  # Pearson's, as stats.chi2_contingency
+    return float(math.sqrt(chi2 / (n * k)))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho (Pearson's r of the average ranks, as stats.spearmanr) of two varying arrays."""
+    return _rank_correlation(average_ranks(a), average_ranks(b))
+
+
+def _rank_correlation(ra: np.ndarray, rb: np.ndarray) -> float:
+    """Pearson's r of two rank vectors."""
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float(ra @ rb / math.sqrt((ra @ ra) * (rb @ rb)))
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties sharing their average rank (stats.rankdata's default, without its overhead)."""
+    order = np.argsort(x, kind="mergesort")
+    inverse = np.empty(len(x), dtype=np.intp)
+    inverse[order] = np.arange(len(x))
+    xs = x[order]
+    first = np.concatenate(([True], xs[1:] != xs[:-1]))
+    dense = np.cumsum(first)[inverse]
+    count = np.concatenate((np.nonzero(first)[0], [len(first)]))
+    return 0.5 * (count[dense] + count[dense - 1] + 1)
+
+
+DISCRETE = ("binary", "categorical", "ordinal")   # Cramer's V between two of these
+ORDERED = ("binary", "ordinal", "continuous")     # Spearman between two of these
+
+
+@dataclass
+class EncodedFrame:
+    """Clinical variables as arrays, encoded once per table: for each variable the rows where it
+    is known, its design columns (all rows; NaN where missing), its terms, its known values and,
+    when discrete, a group code per row (its distinct values as text, as pd.crosstab groups them;
+    -1 where missing)."""
+
+    present: Dict[str, np.ndarray]
+    design: Dict[str, np.ndarray]
+    terms: Dict[str, List[str]]
+    values: Dict[str, np.ndarray]
+    groups: Dict[str, Tuple[np.ndarray, int]]
+    types: Dict[str, str]
+    ranks: Dict[str, np.ndarray] = field(default_factory=dict)  # average ranks over all rows, when asked
+
+
+def encode_frame(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]) -> EncodedFrame:
+    """`EncodedFrame` of the named variables of a clinical table (each distinct value encoded once,
+    by `Variable.encode` as `design` does)."""
+    enc = EncodedFrame({}, {}, {}, {}, {}, {})
+    for name in names:
+        var = schema[name]
+        column = frame[name].to_numpy(dtype=object)
+        known = ~pd.isna(column)
+        values = column[known]
+        index: Dict[Tuple[type, object], int] = {}
+        inverse = np.fromiter((index.setdefault((type(v), v), len(index)) for v in values), np.int64, len(values))
+        width = len(var.terms())
+        rows = np.array([var.encode(v) for _, v in index], dtype=float).reshape(len(index), width)
+        full = np.full((len(frame), width), np.nan)
+        full[known] = rows[inverse]
+        enc.present[name], enc.design[name], enc.terms[name] = known, full, var.terms()
+        enc.values[name], enc.types[name] = values, var.type
+        if var.type in DISCRETE:
+            texts = [str(v) for _, v in index]
+            order = {t: i for i, t in enumerate(sorted(set(texts)))}
+            code = np.full(len(frame), -1, dtype=np.int64)
+            code[known] = np.array([order[t] for t in texts], dtype=np.int64).reshape(-1)[inverse]
+            enc.groups[name] = (code, len(order))
+    return enc
 
 
 def factor_association(a: pd.Series, b: pd.Series, var_a: Variable, var_b: Variable) -> Tuple[str, float]:
     """How strongly two clinical variables go together (pairwise complete cases): the larger of
     Cramer's V (both discrete) and |Spearman| on the coded values (both ordered: binary, ordinal,
     continuous); ("none", 0) for a categorical against a continuous variable."""
-    known = (a.notna() & b.notna()).to_numpy()
-    a, b = a[known], b[known]
+    frame = pd.DataFrame({"a": a.to_numpy(), "b": b.to_numpy()})
+    schema = ClinicalSchema(variables=(replace(var_a, name="a"), replace(var_b, name="b")))
+    return encoded_association(encode_frame(frame, schema, ["a", "b"]), "a", "b")
+
+
+def encoded_association(enc: EncodedFrame, a: str, b: str) -> Tuple[str, float]:
+    """`factor_association` of two variables of an `EncodedFrame`."""
+    known = enc.present[a] & enc.present[b]
     found: List[Tuple[str, float]] = [("none", 0.0)]
-    discrete, ordered = ("binary", "categorical", "ordinal"), ("binary", "ordinal", "continuous")
-    if var_a.type in discrete and var_b.type in discrete:
-        found.append(("Cramer's V", cramers_v(pd.crosstab(a.astype(str), b.astype(str)).to_numpy())))
-    if var_a.type in ordered and var_b.type in ordered:
-        codes = [np.array([var.encode(v)[0] for v in s], float) for var, s in ((var_a, a), (var_b, b))]
-        if all(np.ptp(c) > 0 for c in codes):
-            found.append(("|Spearman|", abs(float(stats.spearmanr(codes[0], codes[1])[0]))))
+    if enc.types[a] in DISCRETE and enc.types[b] in DISCRETE:
+        (ca, na), (cb, nb) = enc.groups[a], enc.groups[b]
+        cells = np.bincount(ca[known] * nb + cb[known], minlength=na * nb).reshape(na, nb)
+        found.append(("Cramer's V", cramers_v(cells)))
+    if enc.types[a] in ORDERED and enc.types[b] in ORDERED:
+        xa, xb = enc.design[a][known, 0], enc.design[b][known, 0]
+        if len(xa) and np.ptp(xa) > 0 and np.ptp(xb) > 0:
+            found.append(("|Spearman|", abs(_rank_correlation(_ranks(enc, a, known), _ranks(enc, b, known)))))
     return max(found, key=lambda t: t[1])
+
+
+def _ranks(enc: EncodedFrame, name: str, rows: np.ndarray) -> np.ndarray:
+    """Average ranks of a variable's coded values in `rows`; those of all rows computed once."""
+    if not rows.all():
+        return average_ranks(enc.design[name][rows, 0])
+    if name not in enc.ranks:
+        enc.ranks[name] = average_ranks(enc.design[name][:, 0])
+    return enc.ranks[name]
 
 
 def pair_associations(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]
                       ) -> List[Dict[str, object]]:
     """`factor_association` of every pair of the named variables (what the collinearity screen saw)."""
+    return _encoded_pairs(encode_frame(frame, schema, names), names)
+
+
+def _encoded_pairs(enc: EncodedFrame, names: Sequence[str]) -> List[Dict[str, object]]:
+    """`pair_associations` on an `EncodedFrame`."""
     out = []
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            measure, value = factor_association(frame[a], frame[b], schema[a], schema[b])
+            measure, value = encoded_association(enc, a, b)
             out.append({"a": a, "b": b, "measure": measure, "value": value})
     return out
 
@@ -541,19 +666,27 @@ def screen_collinear(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequenc
     (univariate p), one associated above `threshold` with a kept one is left out, and so is one
     that makes the design rank-deficient. Returns the pairs (kept, dropped, measure, value,
     their univariate p) and the kept variables in their original order."""
-    order = sorted(names, key=lambda n: (univariate_p[n], list(names).index(n)))
+    return _encoded_screen(encode_frame(frame, schema, names), names, univariate_p, threshold)
+
+
+def _encoded_screen(enc: EncodedFrame, names: Sequence[str], univariate_p: Dict[str, float],
+                    threshold: Optional[float]) -> Tuple[List[Dict[str, object]], List[str]]:
+    """`screen_collinear` on an `EncodedFrame`."""
+    # strongest first; p equal to 9 digits (e.g. two variables with the same counts) are a tie, broken
+    # by the variables' order rather than by rounding noise
+    order = sorted(names, key=lambda n: (float(f"{univariate_p[n]:.9g}"), list(names).index(n)))
     kept: List[str] = []
     pairs: List[Dict[str, object]] = []
     for name in order:
         hit = None
         if threshold is not None:
             for other in kept:
-                measure, value = factor_association(frame[name], frame[other], schema[name], schema[other])
+                measure, value = encoded_association(enc, name, other)
                 if value > threshold:
                     hit = {"kept": other, "dropped": name, "measure": measure, "value": value}
                     break
         if hit is None and kept:
-            hit = _rank_deficient(frame, schema, kept, name)
+            hit = _encoded_rank_deficient(enc, kept, name)
         if hit is None:
             kept.append(name)
         else:
@@ -561,15 +694,22 @@ def screen_collinear(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequenc
     return pairs, [n for n in names if n in kept]
 
 
-def _rank_deficient(frame: pd.DataFrame, schema: ClinicalSchema, kept: Sequence[str], name: str
-                    ) -> Optional[Dict[str, object]]:
+def _encoded_rank_deficient(enc: EncodedFrame, kept: Sequence[str], name: str) -> Optional[Dict[str, object]]:
     """A pair record when adding `name` to the kept variables leaves the design rank-deficient."""
-    known = frame[list(kept) + [name]].notna().all(axis=1)
-    X = varying(design(frame.loc[known], schema, list(kept) + [name]))
-    Xi = _with_intercept(X.to_numpy())
-    if np.linalg.matrix_rank(Xi) == Xi.shape[1] and any(term_variable(c) == name for c in X.columns):
+    X, terms = _complete_design(enc, list(kept) + [name])[1:]
+    Xi = _with_intercept(X)
+    if np.linalg.matrix_rank(Xi) == Xi.shape[1] and any(term_variable(t) == name for t in terms):
         return None
     return {"kept": ", ".join(kept), "dropped": name, "measure": "rank-deficient design", "value": None}
+
+
+def _complete_design(enc: EncodedFrame, names: Sequence[str]) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """Complete cases of the named variables: (their row mask, `varying` design, its terms), as
+    `varying(design(frame.loc[known], schema, names))`."""
+    known = np.logical_and.reduce([enc.present[n] for n in names])
+    X, terms = _varying_array(np.column_stack([enc.design[n][known] for n in names]),
+                              [t for n in names for t in enc.terms[n]])
+    return known, X, terms
 
 
 def pair_note(pair: Dict[str, object]) -> str:
@@ -580,49 +720,139 @@ def pair_note(pair: Dict[str, object]) -> str:
             f"{kept_p}, {pair['dropped']} (p {pair['p_dropped']:.3g}) left out before the multivariable step")
 
 
+def _saturated_fit(y: np.ndarray, X: np.ndarray, terms: List[str]) -> Optional[LogisticFit]:
+    """`fit_ml` of one binary or categorical variable's 0/1 columns in closed form: each group's
+    log-odds (the intercept: the reference's), what Newton-Raphson converges to (to ~1e-12), with
+    the Wald covariance at the estimate. None when Newton is needed to say what happens (a group
+    with no event or no non-event, an absent reference group, an estimate beyond MAX_ABS_COEF)."""
+    y = np.asarray(y, float)
+    groups = _saturated_groups(X)
+    if groups is None:
+        return None
+    n = np.array([g.sum() for g in groups], float)
+    events = np.array([y[g].sum() for g in groups])
+    if ((events == 0) | (events == n)).any():
+        return None
+    logit = np.log(events / (n - events))
+    beta = np.concatenate(([logit[0]], logit[1:] - logit[0]))
+    if np.abs(beta[1:]).max(initial=0) > MAX_ABS_COEF:
+        return None
+    Xi = _with_intercept(X)
+    eta = Xi @ beta
+    pi = 1.0 / (1.0 + np.exp(-eta))
+    cov = np.linalg.inv(Xi.T @ (Xi * (pi * (1 - pi))[:, None]))
+    ll = float(np.sum(y * eta - np.logaddexp(0, eta)))
+    return LogisticFit(["(Intercept)"] + list(terms), beta, np.sqrt(np.abs(np.diag(cov))), cov, len(y),
+                       int(y.sum()), "ML", False, ll)
+
+
+def _saturated_groups(X: np.ndarray) -> Optional[List[np.ndarray]]:
+    """Rows of each group of a saturated 0/1 design (the reference: no 1; then one group per
+    column), or None when X is not one (a value not 0/1, two 1s in a row, an empty group)."""
+    if not ((X == 0) | (X == 1)).all() or (X.sum(axis=1) > 1).any():
+        return None
+    groups = [X.sum(axis=1) == 0] + [X[:, j] == 1 for j in range(X.shape[1])]
+    return groups if all(g.any() for g in groups) else None
+
+
+def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: int = 100,
+                     tol: float = 1e-10) -> LogisticFit:
+    """`fit_firth` of a saturated 0/1 design, the same iterations on group sums: each row's hat
+    value sums to 1 per group, so the step is, per group log-odds t, (events + 1/2 - (n + 1) p) /
+    (n p (1 - p)) and the penalised log-likelihood a sum over groups (fit_firth's step halving,
+    convergence test and iteration limit on the coefficients, intercept = the reference's t)."""
+    groups = _saturated_groups(X)
+    n = [float(g.sum()) for g in groups]
+    events = [float(np.asarray(y, float)[g].sum()) for g in groups]
+
+    def penalised(t: List[float]) -> float:
+        value = 0.0
+        for tg, ng, sg in zip(t, n, events):
+            pg = 1.0 / (1.0 + math.exp(-tg))
+            value += sg * tg - ng * np.logaddexp(0, tg) + 0.5 * math.log(ng * pg * (1 - pg))
+        return value
+
+    def coefficients(t: List[float]) -> List[float]:
+        return [t[0]] + [tg - t[0] for tg in t[1:]]
+
+    t = [0.0] * len(groups)
+    ll = penalised(t)
+    for _ in range(max_iter):
+        step = []
+        for tg, ng, sg in zip(t, n, events):
+            pg = 1.0 / (1.0 + math.exp(-tg))
+            step.append((sg + 0.5 - (ng + 1) * pg) / (ng * pg * (1 - pg)))
+        for _half in range(30):
+            new = [tg + d for tg, d in zip(t, step)]
+            new_ll = penalised(new)
+            if new_ll >= ll - 1e-12:
+                break
+            step = [d / 2 for d in step]
+        converged = max(abs(a - b) for a, b in zip(coefficients(new), coefficients(t))) < tol
+        t, ll = new, new_ll
+        if converged:
+            break
+    beta = np.array(coefficients(t))
+    Xi = _with_intercept(X)
+    pi = 1.0 / (1.0 + np.exp(-(Xi @ beta)))
+    cov = np.linalg.inv(Xi.T @ (Xi * (pi * (1 - pi))[:, None]))
+    return LogisticFit(["(Intercept)"] + list(terms), beta, np.sqrt(np.diag(cov)), cov, len(y), int(np.sum(y)),
+                       "Firth", False, ll)
+
+
 def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, entry_p: float = ENTRY_P,
-                     keep_p: float = KEEP_P) -> Table2:
-    """`table2`'s decisions only (univariate p, entered, selected, the multivariable fit, notes),
-    without its printed table (`table` is empty): the same fits on the same arrays, without the
-    DataFrames, because the validation repeats the procedure ~1500 times. Must follow `table2`
-    step by step (Testing/test_speed_equality.py checks it on resamples)."""
+                     keep_p: float = KEEP_P, test: str = "lrt", collinear: Optional[float] = COLLINEAR) -> Table2:
+    """`table2`'s decisions only (univariate p, entered, collinear pairs, the multivariable fit,
+    the LRT path, selected, notes, associations), without its printed table (`table` is empty):
+    the same fits on arrays encoded once, because the validation repeats the procedure ~1500
+    times. Must follow `table2` step by step (Testing/test_clinical_fast.py checks it on resamples)."""
+    if test not in CLINICAL_TESTS:
+        raise ValueError(f"clinical test {test!r}: one of {', '.join(CLINICAL_TESTS)}")
     y = np.asarray(y, int)
     names = [n for n in schema.names if n in frame.columns]
-    present = {n: frame[n].notna().to_numpy() for n in names}
-    encoded = {n: _encode_column(schema[n], frame[n][present[n]]) for n in names}  # rows: known values
+    enc = encode_frame(frame, schema, names)
     univariate_p: Dict[str, float] = {}
     notes: List[str] = []
     for name in names:
         var = schema[name]
-        known = present[name]
-        X, terms = _varying_array(encoded[name], var.terms())
+        known = enc.present[name]
+        X, terms = _varying_array(enc.design[name][known], enc.terms[name])
         yk = y[known]
         if X.shape[1] == 0 or yk.min() == yk.max():
             univariate_p[name] = 1.0
             notes.append(f"{name}: does not vary in these patients; not tested")
             continue
-        ml = _ml_fit_arrays(yk, X, terms)
-        zero = _zero_cells_array(var, frame[name][known].tolist(), yk)
-        separated = ml.separation or bool(zero)
-        use = fit_firth(yk, pd.DataFrame(X, columns=terms)) if separated else ml
+        zero = _zero_cells_array(var, enc.values[name].tolist(), yk)
+        # a zero cell means separation whatever the ML fit says (only its Firth fit is used then)
+        ml = None if zero else (_saturated_fit(yk, X, terms) if var.type in ("binary", "categorical") else None) \
+            or _ml_fit_arrays(yk, X, terms)
+        separated = bool(zero) or ml.separation
+        if separated:
+            saturated = var.type in ("binary", "categorical") and _saturated_groups(X) is not None
+            use = _saturated_firth(yk, X, terms) if saturated else fit_firth(yk, pd.DataFrame(X, columns=terms))
+        else:
+            use = ml
         univariate_p[name] = _variable_p(use, var)
         if separated:
             notes.append(f"{name}: separation ({'no events or no non-events in ' + ', '.join(zero) if zero else 'ML estimate diverges'}); Firth's estimate shown")
     entered = [n for n in names if univariate_p[n] < entry_p]
-    multivariable, selected = None, []
-    if entered:
-        known = np.logical_and.reduce([present[n] for n in entered])
-        X, terms = _varying_array(np.column_stack([encoded[n][known[present[n]]] for n in entered]),
-                                  [t for n in entered for t in schema[n].terms()])
+    pairs, candidates = _encoded_screen(enc, entered, univariate_p, collinear)
+    notes += [pair_note(pair) for pair in pairs]
+    multivariable, selected, path, final = None, [], [], []
+    if candidates:
+        known, X, terms = _complete_design(enc, candidates)
         yk = y[known]
         ml = _ml_fit_arrays(yk, X, terms)
         multivariable = fit_firth(yk, pd.DataFrame(X, columns=terms)) if ml.separation else ml
-        if ml.separation:
-            notes.append("multivariable model: separation; Firth's penalised fit used")
-        if known.sum() < len(frame):
-            notes.append(f"multivariable model on {int(known.sum())} complete cases of {len(frame)}")
-        selected = [n for n in entered if _variable_p(multivariable, schema[n]) < keep_p]
-    return Table2(pd.DataFrame(), entered, selected, univariate_p, multivariable, notes)
+        notes += _multivariable_notes(ml.separation, test, int(known.sum()), len(frame))
+        if test == "lrt":
+            cache = {tuple(range(len(terms) + 1)): ml.loglik}  # the full model, fitted above
+            selected, path, final = _backward_arrays(yk.astype(float), _with_intercept(X), terms, candidates,
+                                                     keep_p, cache)
+        else:
+            selected = [n for n in candidates if _variable_p(multivariable, schema[n]) < keep_p]
+    return Table2(pd.DataFrame(), entered, selected, univariate_p, multivariable, notes, test, pairs, path, final,
+                  _encoded_pairs(enc, entered))
 
 
 def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:
@@ -640,7 +870,12 @@ def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:
 
 def _varying_array(X: np.ndarray, terms: List[str]) -> Tuple[np.ndarray, List[str]]:
     """`varying` on an array with its column names."""
-    keep = _varying_mask(X)
+    if not len(X):
+        keep = np.zeros(X.shape[1], bool)
+    else:
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            keep = np.nanmax(X, axis=0) > np.nanmin(X, axis=0)
     return X[:, keep], [t for t, k in zip(terms, keep) if k]
 
 

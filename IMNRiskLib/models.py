@@ -97,8 +97,9 @@ class FittedModels:
 def select_factors(clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, options: TrainingOptions):
     """Clinical factors by the paper's procedure; falls back to the strongest univariate factor
     when none survives (a clinical model needs at least one; the note says so)."""
-    t2 = table2(clinical, pd.Series(y, index=clinical.index), schema, options.entry_p, options.keep_p,
-                test=options.clinical_test, collinear=options.clinical_collinear)
+    # table2's decisions without its printed table (the same fits; Testing/test_clinical_fast.py)
+    t2 = table2_selection(clinical, y, schema, options.entry_p, options.keep_p,
+                          test=options.clinical_test, collinear=options.clinical_collinear)
     factors = list(t2.selected)
     notes = list(t2.notes)
     if not factors:
