@@ -135,7 +135,9 @@ def checked_extractor(params: Dict[str, Any]):
     """A fresh pyradiomics extractor for `params` (a copy of the cached, validated one); invalid
     parameters raise pykwalify's error as pyradiomics would."""
     try:
-        key = json.dumps(params, sort_keys=True, allow_nan=False)
+        # keys in the user's order: pyradiomics computes classes in the order of `featureClass`, and
+        # that order is the column order of features.csv (sorted keys would reorder the columns)
+        key = json.dumps(params, allow_nan=False)
     except (TypeError, ValueError):  # not JSON-able: no cache
         from radiomics import featureextractor
         quiet_pyradiomics()
