@@ -12,29 +12,15 @@ import pandas as pd
 import pytest
 
 from IMNRiskLib import clinical, models, training
+from equality import assert_same as _assert_same
 from test_clinical_selection import SCHEMA, cohort
 
 TOL = 1e-8
 
 
 def assert_same(a, b, path="") -> None:
-    """Recursive equality of two JSON-like values, floats to TOL (relative or absolute)."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and list(a) == list(b), f"{path}: keys {list(a)} vs {list(b)}"
-        for k in a:
-            assert_same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{path}: {a!r} vs {b!r}"
-        for i, (x, z) in enumerate(zip(a, b)):
-            assert_same(x, z, f"{path}[{i}]")
-    elif isinstance(a, float) or isinstance(b, float):
-        assert a is not None and b is not None, f"{path}: {a} vs {b}"
-        if math.isnan(a) or math.isnan(b):
-            assert math.isnan(a) and math.isnan(b), f"{path}: {a} vs {b}"
-        else:
-            assert a == pytest.approx(b, rel=TOL, abs=TOL), f"{path}: {a} vs {b}"
-    else:
-        assert a == b, f"{path}: {a!r} vs {b!r}"
+    """equality.assert_same with dict keys in the same order (table2's records are ordered)."""
+    _assert_same(a, b, path, ordered_keys=True)
 
 
 def decisions(t2: clinical.Table2) -> dict:

@@ -10,7 +10,6 @@ So the fast code runs here with the reference's method, `REFERENCE_METHOD`."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from dataclasses import replace
 
 from IMNRiskLib import models, training, validation
+from equality import assert_same
 from reference_chain import models as ref_models
 from reference_chain import validation as ref_validation
 
@@ -40,26 +40,6 @@ def data(phantom):
     loaded = training.load_training_data(folder / "cohort.csv", folder / "features.csv")
     loaded.options = replace(models.TrainingOptions(), **REFERENCE_METHOD)
     return loaded
-
-
-def assert_same(a, b, path="") -> None:
-    """Recursive equality of two JSON-like values, numbers to TOL (relative or absolute)."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), f"{path}: keys {sorted(set(a) ^ set(b))}"
-        for k in a:
-            assert_same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{path}: lengths differ"
-        for i, (x, z) in enumerate(zip(a, b)):
-            assert_same(x, z, f"{path}[{i}]")
-    elif isinstance(a, float) or isinstance(b, float):
-        assert a is not None and b is not None, f"{path}: {a} vs {b}"
-        if math.isnan(a) or math.isnan(b):
-            assert math.isnan(a) and math.isnan(b), f"{path}: {a} vs {b}"
-        else:
-            assert a == pytest.approx(b, rel=TOL, abs=TOL), f"{path}: {a} vs {b}"
-    else:
-        assert a == b, f"{path}: {a!r} vs {b!r}"
 
 
 def chain_summary(fitted) -> dict:
