@@ -197,6 +197,13 @@ class ZScore(BaseEstimator, TransformerMixin):
         return np.array(self.selected_, dtype=object)
 
 
+def _probability(eta: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-eta)); exp overflows to inf for a very negative eta, which gives exactly the
+    0 wanted, so that overflow is not warned about."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-eta))
+
+
 def lambda_max(X: np.ndarray, y: np.ndarray) -> float:
     """Smallest lambda at which every LASSO coefficient is 0 (glmnet's path start)."""
     return float(np.abs(X.T @ (y - y.mean())).max() / len(y))
@@ -243,7 +250,7 @@ def _lasso_exact(Xi: np.ndarray, y: np.ndarray, lam: float, theta: np.ndarray, t
     seen = set()
     for _ in range(max_iter):
         theta, cols, eta = _newton_on_support(Xi, y, lam, theta, cols, signs, tol, max_iter)
-        grad = Xi.T @ (y - 1.0 / (1.0 + np.exp(-eta))) / n
+        grad = Xi.T @ (y - _probability(eta)) / n
         grad[cols] = 0.0
         enter = np.flatnonzero(np.abs(grad) > lam)
         if not len(enter):
@@ -282,7 +289,7 @@ def _newton_on_support(Xi, y, lam, theta, cols, signs, tol, max_iter):
     eta = Xs @ th
     f0 = None  # the objective at th, computed when a line search needs it
     for _ in range(max_iter):
-        pr = 1.0 / (1.0 + np.exp(-eta))
+        pr = _probability(eta)
         grad = pen - (Xs.T @ (y - pr)) / n
         H = (Xs.T * (pr * (1 - pr))) @ Xs / n
         try:
