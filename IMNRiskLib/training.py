@@ -188,7 +188,7 @@ def sample_size(models: FittedModels, data: Data, pred: pd.DataFrame, metrics: D
     k_radscore = len(models.radiomics.named_steps["radscore"].coefficients)
     clinical_df = final_df - 1
     fitted = clinical_df + k_radscore
-    features = int(data.features.shape[1])
+    features = len(reader_columns(data.features.columns))  # not the second reader's copies (ICC)
     clin_candidates = candidate_clinical_df(data)
     candidates = features + clin_candidates
     steps = funnel(models.radiomics, features)

@@ -225,6 +225,9 @@ def test_train_drops_low_icc_features_before_the_correlation_filter(trained_icc,
     table = pd.read_csv(out / "icc.csv").set_index("feature")
     np.testing.assert_allclose(table["icc"].to_numpy(), icc.loc[table.index].to_numpy(), rtol=1e-9)
     assert set(table.index[table["kept"]]) == stable
+    # the second reader's copies are no candidates: EPV counts each feature once
+    ss = metrics["sample_size"]
+    assert ss["candidate_features"] == len(icc) == ss["per_step"][0]["features"]
 
 
 def test_selected_features_icc_reported_in_metrics_model_and_summary(trained_icc, read_twice):
