@@ -1,4 +1,5 @@
 """A frozen copy of the selection chain and validation loop as they were before the speed work
 (IMNRiskLib at commit 7d29d76: clinical.py, selection.py, models.py, validation.py, unchanged but
-for their imports). `Testing/test_speed_equality.py` checks that the fast chain gives the same
+for their imports; only what fit_models, repeated_cv and bootstrap_validation reach is kept: Table 1,
+the nomogram, risk groups and the funnel are left out, the library has them). `Testing/test_speed_equality.py` checks that the fast chain gives the same
 results; never edit these files to make that test pass."""

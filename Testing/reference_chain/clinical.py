@@ -15,7 +15,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.special import gammaln
 
 from IMNRiskLib.schema import ClinicalSchema, Variable
 
@@ -213,105 +212,6 @@ def zero_cells(var: Variable, values: pd.Series, y: np.ndarray) -> List[str]:
     return out
 
 
-# --------------------------------------------------------------------------- tests for Table 1
-
-def fisher_exact_2xk(table: np.ndarray) -> float:
-    """Exact two-sided Fisher test of a 2 x k table (R `fisher.test`): the sum of the
-    probabilities of all tables with the same margins that are no more likely than the observed
-    (relative tolerance 1e-7, as R). Enumerates tables column by column."""
-    table = np.asarray(table, int)
-    if table.shape[0] != 2:
-        table = table.T
-    cols = table.sum(axis=0)
-    r1, n = int(table[0].sum()), int(table.sum())
-    log_choose = lambda a, b: gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)  # noqa: E731
-    log_total = log_choose(n, r1)
-    observed = sum(log_choose(c, x) for c, x in zip(cols, table[0])) - log_total
-    # distribution of (row-1 sum so far) -> list of log-probability parts, merged column by column
-    states: Dict[int, np.ndarray] = {0: np.zeros(1)}
-    for j, c in enumerate(cols):
-        remaining = int(cols[j + 1:].sum())
-        new: Dict[int, List[np.ndarray]] = {}
-        for s, parts in states.items():
-            for x in range(0, int(c) + 1):
-                t = s + x
-                if t > r1 or t + remaining < r1:
-                    continue
-                new.setdefault(t, []).append(parts + log_choose(c, x))
-        states = {k: np.concatenate(v) for k, v in new.items()}
-        if sum(len(v) for v in states.values()) > 5_000_000:
-            raise ValueError("table too large for the exact test")
-    logp = states[r1] - log_total
-    return float(min(1.0, np.exp(logp[logp <= observed + math.log1p(1e-7)]).sum()))
-
-
-def categorical_test(table: np.ndarray) -> Tuple[str, float]:
-    """Pearson's chi-square (no continuity correction, SPSS's first line) when every expected
-    count is 5 or more, else Fisher's exact test."""
-    table = np.asarray(table, float)
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2:
-        return "none", float("nan")
-    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
-    if (expected < 5).any():
-        return "Fisher", fisher_exact_2xk(table)
-    chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
-    return "chi-square", float(p)
-
-
-def continuous_test(pos: np.ndarray, neg: np.ndarray) -> Tuple[str, float, bool]:
-    """Student's t-test when both groups look normal (Shapiro-Wilk p > 0.05 in each, n >= 3),
-    else Mann-Whitney U (normal approximation with continuity correction, R `wilcox.test(
-    exact = FALSE)`). Returns the test's name, p and whether normality held."""
-    normal = all(len(g) >= 3 and stats.shapiro(g).pvalue > 0.05 for g in (pos, neg))
-    if normal:
-        return "t-test", float(stats.ttest_ind(pos, neg, equal_var=True).pvalue), True
-    return "Mann-Whitney U", float(stats.mannwhitneyu(pos, neg, method="asymptotic",
-                                                         use_continuity=True).pvalue), False
-
-
-# --------------------------------------------------------------------------- Table 1
-
-def _pct(k: int, n: int) -> Optional[float]:
-    return round(100.0 * k / n, 1) if n else None
-
-
-def table1(frame: pd.DataFrame, y: pd.Series, schema: ClinicalSchema) -> pd.DataFrame:
-    """Counts (and column %) by outcome and overall per level; continuous variables as mean (SD)
-    or median [IQR] as normality decides; p-value per variable, with the test used."""
-    y = y.astype(int)
-    rows = []
-    for name in [n for n in schema.names if n in frame.columns]:
-        var = schema[name]
-        values = frame[name]
-        missing = int(values.isna().sum())
-        known = values.notna()
-        yk = y[known]
-        n_pos, n_neg = int((yk == 1).sum()), int((yk == 0).sum())
-        if var.type == "continuous":
-            pos, neg = values[known & (y == 1)].astype(float).to_numpy(), values[known & (y == 0)].astype(float).to_numpy()
-            test, p, normal = continuous_test(pos, neg)
-            fmt = (lambda a: f"{np.mean(a):.2f} ({np.std(a, ddof=1):.2f})") if normal else \
-                  (lambda a: f"{np.median(a):.2f} [{np.quantile(a, 0.25):.2f}, {np.quantile(a, 0.75):.2f}]")
-            rows.append({"variable": name, "label": var.title, "level": "mean (SD)" if normal else "median [IQR]",
-                         "imn_positive": fmt(pos), "imn_negative": fmt(neg),
-                         "total": fmt(np.concatenate([pos, neg])), "test": test, "p": p, "missing": missing})
-            continue
-        counts = np.array([[int(((values == lev) & (y == 1)).sum()) for lev in var.levels],
-                           [int(((values == lev) & (y == 0)).sum()) for lev in var.levels]])
-        test, p = categorical_test(counts)
-        for j, lev in enumerate(var.levels):
-            rows.append({"variable": name, "label": var.title, "level": lev,
-                         "imn_positive": int(counts[0, j]), "imn_positive_pct": _pct(counts[0, j], n_pos),
-                         "imn_negative": int(counts[1, j]), "imn_negative_pct": _pct(counts[1, j], n_neg),
-                         "total": int(counts[:, j].sum()), "total_pct": _pct(counts[:, j].sum(), n_pos + n_neg),
-                         "test": test if j == 0 else "", "p": p if j == 0 else None,
-                         "missing": missing if j == 0 else None})
-    columns = ["variable", "label", "level", "imn_positive", "imn_positive_pct", "imn_negative",
-               "imn_negative_pct", "total", "total_pct", "test", "p", "missing"]
-    return pd.DataFrame(rows).reindex(columns=columns)
-
-
 # --------------------------------------------------------------------------- Table 2
 
 @dataclass
@@ -408,51 +308,3 @@ def _level_text(var: Variable) -> str:
     if var.type == "ordinal":
         return f"per step ({' < '.join(var.levels)})"
     return f"{var.levels[1]} vs {var.levels[0]}"
-
-
-# --------------------------------------------------------------------------- imnrisk tables
-
-def _html(frame: pd.DataFrame, caption: str) -> str:
-    """An HTML fragment of a table (for the report)."""
-    from html import escape
-    html = frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3g}", border=0,
-                         classes="imnrisk-table")
-    return html.replace("<thead>", f"<caption>{escape(caption)}</caption>\n  <thead>", 1) + "\n"
-
-
-def write_tables(cohort_path, out_dir, schema_path=None, entry_p: float = ENTRY_P, keep_p: float = KEEP_P,
-                 force: bool = False):
-    """`imnrisk tables`: table1.csv, table2.csv and their HTML fragments in out_dir."""
-    from pathlib import Path
-    from .cohort import read_cohort
-    from .files import check_can_write, check_not_inputs, output_lock, output_set, write_text
-    from IMNRiskLib.schema import load_schema
-    schema = load_schema(schema_path)
-    cohort = read_cohort(cohort_path, schema, need_clinical=True, need_outcome=True, need_imaging=False)
-    frame, y = cohort.clinical_frame(), cohort.outcome()
-    labelled = y.notna()
-    frame, y = frame[labelled], y[labelled]
-    from IMNRiskLib.errors import InputError
-    from IMNRiskLib.evaluation import check_outcome
-    try:
-        check_outcome(y, schema.outcome)
-    except InputError as exc:
-        raise exc.located(file=str(cohort_path)) from None
-    out = Path(out_dir)
-    names = ["table1.csv", "table2.csv", "table1.html", "table2.html"]
-    for name in names:
-        check_can_write(out / name, force)
-    check_not_inputs([out / n for n in names], [cohort_path, schema_path])
-    t1 = table1(frame, y, schema)
-    t2 = table2(frame, y, schema, entry_p, keep_p)
-    with output_lock(out), output_set(out) as stage:  # the four tables or none
-        for name, table in (("table1.csv", t1), ("table2.csv", t2.table)):
-            table.to_csv(stage / name, index=False)
-        write_text(stage / "table1.html", _html(t1, f"Table 1. Characteristics by {schema.outcome} status "
-                                                    f"(n = {len(y)}, events = {int(y.sum())})"))
-        notes = "".join(f"<li>{n}</li>" for n in t2.notes)
-        write_text(stage / "table2.html", _html(t2.table, "Table 2. Univariate and multivariable logistic regression")
-                   + (f"<ul class='notes'>{notes}</ul>\n" if notes else "")
-                   + f"<p>Entered (univariate p &lt; {entry_p:g}): {', '.join(t2.entered) or 'none'}; "
-                   f"selected (multivariable p &lt; {keep_p:g}): {', '.join(t2.selected) or 'none'}.</p>\n")
-    return [out / n for n in names]

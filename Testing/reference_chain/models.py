@@ -9,17 +9,14 @@ it (points 0-100 per predictor, the widest predictor spanning 100).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from IMNRiskLib import evaluation
 from .clinical import ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, varying
-from IMNRiskLib.errors import InputError
 from IMNRiskLib.schema import ClinicalSchema
 from .selection import radiomics_pipeline
 
@@ -133,102 +130,3 @@ def refit_frozen(pipeline: Pipeline, features: pd.DataFrame, y: np.ndarray) -> P
     used = pipeline.named_steps["radscore"].features_
     new = Pipeline([("zscore", ZScore()), ("radscore", RadScore())])
     return new.fit(features[used], y)
-
-
-# --------------------------------------------------------------------------- nomogram
-
-@dataclass
-class NomogramAxis:
-    """One predictor's axis: values (levels or numbers) and their points."""
-
-    name: str
-    label: str
-    values: List[object]
-    points: List[float]
-
-
-@dataclass
-class Nomogram:
-    """rms-style nomogram of a logistic model: points = (x*b - min over the axis) * scale, the
-    widest predictor spanning 0-100; total points map back to the linear predictor."""
-
-    axes: List[NomogramAxis]
-    scale: float            # points per unit of linear predictor
-    lp_at_zero: float       # linear predictor when every predictor sits at its 0-point value
-
-    def lp_from_points(self, total: float) -> float:
-        return self.lp_at_zero + total / self.scale
-
-    def points_for_lp(self, lp: float) -> float:
-        return (lp - self.lp_at_zero) * self.scale
-
-    def risk_axis(self, probabilities: Sequence[float] = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99)
-                  ) -> List[Dict[str, float]]:
-        return [{"probability": p, "total_points": self.points_for_lp(math.log(p / (1 - p)))} for p in probabilities]
-
-    def to_dict(self) -> Dict[str, object]:
-        return {"axes": [{"name": a.name, "label": a.label, "values": a.values, "points": a.points} for a in self.axes],
-                "scale": self.scale, "lp_at_zero": self.lp_at_zero, "risk_axis": self.risk_axis()}
-
-
-def build_nomogram(fit: LogisticFit, schema: ClinicalSchema, factors: Sequence[str],
-                   radscore_range: Sequence[float]) -> Nomogram:
-    """Nomogram of the combined model; the Rad-Score axis spans the training range."""
-    coef = dict(zip(fit.terms, fit.coef))
-    axes_raw = []
-    for name in factors:
-        var = schema[name]
-        if var.type == "continuous":
-            raise InputError(f"continuous clinical factor {name}: nomogram axis needs a range")
-        contrib = []
-        for level in var.levels:
-            contrib.append(sum(coef[t] * v for t, v in zip(var.terms(), var.encode(level))))
-        axes_raw.append((name, var.title, list(var.levels), np.array(contrib)))
-    lo, hi = float(radscore_range[0]), float(radscore_range[1])
-    axes_raw.append((RADSCORE, "Rad-Score", [lo, hi], np.array([coef[RADSCORE] * lo, coef[RADSCORE] * hi])))
-    widest = max(c.max() - c.min() for *_, c in axes_raw)
-    scale = 100.0 / widest
-    axes = [NomogramAxis(n, l, v, list((c - c.min()) * scale)) for n, l, v, c in axes_raw]
-    lp_at_zero = float(coef["(Intercept)"] + sum(c.min() for *_, c in axes_raw))
-    return Nomogram(axes, scale, lp_at_zero)
-
-
-def nomogram_points(nomogram: Nomogram, fit: LogisticFit, values: Dict[str, object]) -> Dict[str, float]:
-    """Points of one patient per predictor and in total (values: levels and the Rad-Score)."""
-    out = {}
-    coef = dict(zip(fit.terms, fit.coef))
-    for axis in nomogram.axes:
-        v = values[axis.name]
-        if axis.name == RADSCORE:
-            lo = min(coef[RADSCORE] * axis.values[0], coef[RADSCORE] * axis.values[1])
-            out[axis.name] = (coef[RADSCORE] * float(v) - lo) * nomogram.scale
-        else:
-            out[axis.name] = axis.points[axis.values.index(v)]
-    out["total"] = float(sum(out.values()))
-    return out
-
-
-# --------------------------------------------------------------------------- risk groups
-
-def risk_thresholds(y: np.ndarray, p: np.ndarray, rule_in_sensitivity: float = 0.9) -> Dict[str, object]:
-    """Risk groups on the training cohort's combined probabilities: "high" from the Youden-optimal
-    threshold; "low" below the highest threshold that keeps sensitivity >= 90% (few positives
-    missed there); "intermediate" between them."""
-    best = evaluation.youden(y, p)
-    roc = evaluation.roc_points(y, p)
-    ok = (roc["sensitivity"] >= rule_in_sensitivity) & np.isfinite(roc["threshold"])
-    low = float(roc["threshold"][ok].max()) if ok.any() else float(best["threshold"])
-    high = float(best["threshold"])
-    low = min(low, high)
-    return {"low": low, "high": high,
-            "explanation": f"high risk: combined probability >= {high:.3f} (Youden-optimal on the training "
-                           f"cohort); low risk: < {low:.3f} (the highest threshold keeping training "
-                           f"sensitivity >= {rule_in_sensitivity:.0%}); intermediate in between"}
-
-
-def risk_group(p: float, thresholds: Dict[str, float]) -> str:
-    if p >= thresholds["high"]:
-        return "high"
-    if p < thresholds["low"]:
-        return "low"
-    return "intermediate"

@@ -335,18 +335,3 @@ def radiomics_pipeline(corr: float = 0.9, vif: float = 10.0, mwu_p: float = 0.05
     ])
 
 
-def funnel(pipeline: Pipeline, n_features: int) -> List[Dict[str, object]]:
-    """How many features survive each step of a fitted pipeline (the paper's 850 -> 185 -> ...)."""
-    steps = [{"step": "all", "n": n_features}]
-    for name, step in pipeline.steps[:-1]:
-        if name == "zscore":
-            continue
-        steps.append({"step": name, "n": len(step.selected_)})
-    return steps
-
-
-def standardisation(pipeline: Pipeline) -> Dict[str, Dict[str, float]]:
-    """Means and SDs of the Rad-Score's features (what the model file needs to z-score)."""
-    z = pipeline.named_steps["zscore"]
-    used = pipeline.named_steps["radscore"].features_
-    return {f: {"mean": float(z.mean_[f]), "sd": float(z.scale_[f])} for f in used}
