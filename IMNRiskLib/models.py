@@ -22,7 +22,7 @@ from . import evaluation
 from .clinical import COLLINEAR, ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, table2_selection, varying
 from .errors import InputError
 from .schema import ClinicalSchema
-from .selection import NO_CAP, radiomics_pipeline
+from .selection import NO_CAP, radiomics_pipeline, radscore_of
 
 MODELS = ("clinical", "radiomics", "combined")
 RADSCORE = "radscore"
@@ -79,7 +79,7 @@ class FittedModels:
     fallbacks: List[str] = field(default_factory=list)  # a selection step kept nothing: what was used instead
 
     def radscore(self, features: pd.DataFrame) -> np.ndarray:
-        return self.radiomics.decision_function(features)
+        return radscore_of(self.radiomics, features)
 
     def clinical_design(self, clinical: pd.DataFrame) -> pd.DataFrame:
         return design(clinical, self.schema, self.factors)
@@ -143,7 +143,7 @@ def fit_models(features: pd.DataFrame, clinical: pd.DataFrame, y: np.ndarray, sc
     complete = Xc.notna().all(axis=1).to_numpy()
     if not complete.all():
         notes.append(f"{int((~complete).sum())} patient(s) with missing clinical factors left out of the fits")
-    rs = radiomics.decision_function(features)
+    rs = radscore_of(radiomics, features)
     clinical_fit = _fit(y[complete], Xc[complete])
     combined_fit = _fit(y[complete], Xc.assign(**{RADSCORE: rs})[complete])
     return FittedModels(schema, list(factors), radiomics, clinical_fit, combined_fit, notes, record,
