@@ -263,9 +263,12 @@ class _Problems:
         """Gradient of loglik/n in theta per problem (B x q), pr the fitted probabilities."""
         return (self.XiT @ (self.w * (self.y - pr))[:, :, None])[:, :, 0]
 
-    def hessian(self, pr: np.ndarray) -> np.ndarray:
-        """Hessian of -loglik/n (B x q x q)."""
-        return (self.XiT * (self.w * pr * (1.0 - pr))[:, None, :]) @ self.Xi
+    def hessian(self, pr: np.ndarray, which: Optional[np.ndarray] = None) -> np.ndarray:
+        """Hessian of -loglik/n (B x q x q), or of the problems `which` (a boolean mask) only."""
+        if which is None:
+            return (self.XiT * (self.w * pr * (1.0 - pr))[:, None, :]) @ self.Xi
+        w = self.w[which] * pr[which] * (1.0 - pr[which])
+        return (self.XiT[which] * w[:, None, :]) @ self.Xi[which]
 
     def objective(self, eta: np.ndarray, theta: np.ndarray, pen: np.ndarray) -> np.ndarray:
         """-loglik/n + pen'theta per problem (pen: lambda x sign on the support, 0 elsewhere)."""
@@ -292,12 +295,13 @@ def lasso_paths(problems, lambdas: np.ndarray, tol: float = 1e-10, max_iter: int
     intercepts = np.zeros((B, len(lambdas)))
     theta = np.zeros((B, q))
     theta[:, 0] = [_null_intercept(P.one(b)[1]) for b in range(B)]
-    tangent, previous, inverse = None, None, None
+    tangent, previous, curvature = None, None, _Curvature.none(B, q)
     for k in np.argsort(-lambdas, kind="stable"):  # largest first: each solution warm-starts the next
         lam = float(lambdas[k])
-        start = theta if tangent is None else _predicted(theta, tangent, lam - previous)
-        theta, inverse = _solve_at(P, lam, start, tol, max_iter, *_entering(P, lam, start), inverse)
-        tangent, previous = _tangent(P, theta, inverse), lam
+        # along log(lambda): the path is close to linear there where the coefficients grow (near separation)
+        start = theta if tangent is None else _predicted(theta, tangent, previous * np.log(lam / previous))
+        theta = _solve_at(P, lam, start, tol, max_iter, *_entering(P, lam, start), curvature)
+        tangent, previous = _tangent(P, theta, curvature), lam
         coefs[:, k], intercepts[:, k] = theta[:, 1:], theta[:, 0]
     return [(coefs[b], intercepts[b]) for b in range(B)]
 
@@ -307,23 +311,22 @@ def _null_intercept(y: np.ndarray) -> float:
     return float(np.log(ybar / (1 - ybar)))
 
 
-def _tangent(P: _Problems, theta: np.ndarray, inverse: Optional[_Inverse]) -> np.ndarray:
+def _tangent(P: _Problems, theta: np.ndarray, curvature: "_Curvature") -> np.ndarray:
     """d theta / d lambda at the solutions (B x q): on the support S, H_S dtheta_S = -sign(theta_S)
-    (the intercept's entry 0), by differentiating the optimality condition; H from the last Newton
-    steps when they were on this support. A guess only: the next lambda's Newton steps start from
-    it and make it exact."""
+    (the intercept's entry 0), by differentiating the optimality condition; H^-1 from the last
+    Newton steps where they were on this support. A guess only: the next lambda's Newton steps
+    start from it and make it exact."""
     active = theta != 0
     active[:, 0] = True
-    cols = np.flatnonzero(active.any(axis=0))
-    Hinv = inverse.on(cols, active[:, cols]) if inverse is not None else None
-    if Hinv is None:
+    stale = ~curvature.valid_for(active)
+    if stale.any():
+        cols = np.flatnonzero(active.any(axis=0))
         S = P.columns(cols)
-        Hinv = _inverse(_masked(S.hessian(expit(S.eta(theta[:, cols]))), active[:, cols]))
-    rhs = -np.sign(theta[:, cols])
+        Hinv = _inverse(_masked(S.hessian(expit(S.eta(theta[:, cols])), stale), active[stale][:, cols]))
+        curvature.store(cols, Hinv, active[stale], stale)
+    rhs = -np.sign(theta)
     rhs[:, 0] = 0.0
-    out = np.zeros_like(theta)
-    out[:, cols] = (Hinv @ rhs[:, :, None])[:, :, 0]
-    return out
+    return (curvature.Hinv @ rhs[:, :, None])[:, :, 0]
 
 
 def _predicted(theta: np.ndarray, tangent: np.ndarray, step: float) -> np.ndarray:
@@ -359,24 +362,25 @@ def _masked(H: np.ndarray, active: np.ndarray) -> np.ndarray:
 
 def _solve_at(P: _Problems, lam: float, theta: np.ndarray, tol: float, max_iter: int,
               active: Optional[np.ndarray] = None, signs: Optional[np.ndarray] = None,
-              inverse: Optional[_Inverse] = None) -> Tuple[np.ndarray, Optional[_Inverse]]:
+              curvature: Optional["_Curvature"] = None) -> np.ndarray:
     """The LASSO logistic optimum of every problem at one lambda from warm starts theta (B x q),
     by an active-set method. On the active set S with signs s the objective is smooth:
     -loglik/n + lam * s'b_S, minimised by `_newton`; then features outside S whose |gradient|
     exceeds lam enter S with the gradient's sign (KKT), until none does. An active set that
     cycles (features entering and leaving) is settled by glum (`_lasso_glum_polished`). `active` and
-    `signs`: a support to start from (default: theta's non-zeros); `inverse`: the last lambda's
-    inverse Hessians. Returns theta and the inverse Hessians at the solutions (None after glum)."""
+    `signs`: a support to start from (default: theta's non-zeros); `curvature`: the inverse
+    Hessians of the last solves, reused where still valid and updated in place."""
     theta = np.array(theta, float)
     if active is None:
         active = theta != 0
         active[:, 0] = True
         signs = np.sign(theta)
     active, signs = active.copy(), signs.copy()
+    curvature = curvature or _Curvature.none(*theta.shape)
     pending = np.ones(len(theta), bool)
     seen = [set() for _ in range(len(theta))]
     for _ in range(max_iter):
-        theta, active, inverse = _newton(P, lam, theta, active, signs, pending, tol, max_iter, inverse)
+        theta, active = _newton(P, lam, theta, active, signs, pending, tol, max_iter, curvature)
         grad = P.score(expit(P.eta(theta)))
         enter = (np.abs(grad) > lam) & ~active & pending[:, None]
         pending = enter.any(axis=1)
@@ -384,16 +388,18 @@ def _solve_at(P: _Problems, lam: float, theta: np.ndarray, tol: float, max_iter:
             key = (tuple(np.flatnonzero(active[b])), tuple(np.flatnonzero(enter[b])))
             if key in seen[b]:
                 pending[b] = False
-                theta[b], inverse = _lasso_glum_polished(P, b, lam, tol, max_iter), None
+                theta[b] = _lasso_glum_polished(P, b, lam, tol, max_iter)
+                curvature.forget(b)
             seen[b].add(key)
         enter &= pending[:, None]
         if not enter.any():
-            return theta, inverse
+            return theta
         signs[enter] = np.sign(grad[enter])
         active |= enter
     for b in np.flatnonzero(pending):  # not settled in max_iter rounds
         theta[b] = _lasso_glum_polished(P, b, lam, tol, max_iter)
-    return theta, None
+        curvature.forget(b)
+    return theta
 
 
 def _lasso_glum_polished(P: _Problems, b: int, lam: float, tol: float, max_iter: int) -> np.ndarray:
@@ -409,65 +415,95 @@ def _lasso_glum_polished(P: _Problems, b: int, lam: float, tol: float, max_iter:
     one = _Problems.of([(Xi[:, 1:], y)])
     active = (theta != 0)[None, :]
     active[0, 0] = True
-    polished, kept, _ = _newton(one, lam, theta[None, :], active, np.sign(theta)[None, :], np.ones(1, bool), tol,
-                                max_iter)
+    polished, kept = _newton(one, lam, theta[None, :], active, np.sign(theta)[None, :], np.ones(1, bool), tol,
+                             max_iter)
     return polished[0] if kept.sum() == active.sum() else theta
 
 
 def _newton(P: _Problems, lam: float, theta: np.ndarray, active: np.ndarray, signs: np.ndarray,
-            todo: np.ndarray, tol: float, max_iter: int, inverse: Optional["_Inverse"] = None):
+            todo: np.ndarray, tol: float, max_iter: int, curvature: Optional["_Curvature"] = None):
     """Minimise -loglik/n + lam * s'b over each problem's support (column 0, the intercept,
     always on it) with the signs s fixed, for the problems in `todo`; a coefficient that reaches
     zero leaves the support. Newton steps with Armijo backtracking, cut where a coefficient
-    would cross zero, on the union of the supports' columns. `inverse`: inverse Hessians from a
-    previous solve, used if made for these very supports. Returns (theta, active, inverse)."""
+    would cross zero, on the union of the supports' columns. `curvature`: inverse Hessians of
+    earlier solves, used where made for the same support, and updated. Returns (theta, active)."""
+    curvature = curvature or _Curvature.none(*theta.shape)
     cols = np.flatnonzero(active.any(axis=0))
     S = P.columns(cols)
     th, act = theta[:, cols], active[:, cols]
-    Hinv = inverse.on(cols, act) if inverse is not None else None
-    th, act, Hinv = _newton_steps(S, lam, th, act, signs[:, cols], todo.copy(), tol, max_iter, Hinv)
+    Hinv, valid = curvature.on(cols), curvature.valid_for(active)
+    th, act, Hinv, valid = _newton_steps(S, lam, th, act, signs[:, cols], todo.copy(), tol, max_iter, Hinv, valid)
     theta, active = theta.copy(), active.copy()
     theta[:, cols], active[:, cols] = th, act
-    return theta, active, (_Inverse(cols, act.copy(), Hinv) if Hinv is not None else None)
+    curvature.store(cols, Hinv[valid], active[valid], valid)
+    curvature.forget(~valid)
+    return theta, active
 
 
 @dataclass
-class _Inverse:
-    """Inverse Hessians of every problem on columns `cols`, each masked to its support `active`
-    (rows of `active` over `cols`): reusable where the supports are the same."""
+class _Curvature:
+    """The inverse Hessian of each problem (B x q x q, the identity off its support) and the
+    support it was made for (B x q; all False: none yet): reused while a problem's support stays."""
 
-    cols: np.ndarray
-    active: np.ndarray
     Hinv: np.ndarray
+    support: np.ndarray
 
-    def on(self, cols: np.ndarray, active: np.ndarray) -> Optional[np.ndarray]:
-        same = len(cols) == len(self.cols) and (cols == self.cols).all() and (active == self.active).all()
-        return self.Hinv if same else None
+    @classmethod
+    def none(cls, B: int, q: int) -> "_Curvature":
+        return cls(np.tile(np.eye(q), (B, 1, 1)), np.zeros((B, q), bool))
+
+    def valid_for(self, active: np.ndarray) -> np.ndarray:
+        """Which problems' inverse was made for this support (B x q)."""
+        return (self.support == active).all(axis=1)
+
+    def on(self, cols: np.ndarray) -> np.ndarray:
+        """The inverses restricted to columns `cols` (exact where the support lies within them)."""
+        return self.Hinv[:, cols[:, None], cols[None, :]]
+
+    def store(self, cols: np.ndarray, Hinv: np.ndarray, support: np.ndarray, which: np.ndarray) -> None:
+        """Keep inverses made on columns `cols` for the problems `which` (a boolean mask)."""
+        if not which.any():
+            return
+        full = np.tile(np.eye(self.Hinv.shape[1]), (int(which.sum()), 1, 1))
+        full[:, cols[:, None], cols[None, :]] = Hinv
+        self.Hinv[which], self.support[which] = full, support
+
+    def forget(self, which) -> None:
+        self.support[which] = False
 
 
 def _newton_steps(S: _Problems, lam: float, theta: np.ndarray, active: np.ndarray, signs: np.ndarray,
-                  todo: np.ndarray, tol: float, max_iter: int, Hinv: Optional[np.ndarray] = None):
-    """`_newton`'s iterations, on the support columns S. Near the optimum (steps below
-    `FRESH_HESSIAN`) the last inverse Hessian is reused (the chord method): the Hessian barely
-    moves there, and recomputing it is most of an iteration's cost. `Hinv`: inverse Hessians to
-    start with (the last lambda's). Returns (theta, active, the last inverse Hessians)."""
+                  todo: np.ndarray, tol: float, max_iter: int, Hinv: np.ndarray, valid: np.ndarray):
+    """`_newton`'s iterations, on the support columns S. `Hinv` and `valid`: inverse Hessians to
+    start with (the last lambda's) and which of them fit the support. Near the optimum (steps
+    below `FRESH_HESSIAN`) a problem's inverse Hessian is reused (the chord method): the Hessian
+    barely moves there, and recomputing it is most of an iteration's cost; it is recomputed after
+    a long or cut step, a change of support, and after one step with another lambda's.
+    Returns (theta, active, Hinv, valid)."""
     B = len(theta)
     rows = np.arange(B)
     pen = lam * signs * active
     pen[:, 0] = 0.0
     eta = S.eta(theta)
     f0 = np.full(B, np.nan)  # each objective at theta, computed when a line search needs it
-    # recompute the Hessian after a long or cut step, and after one step on another lambda's
-    long_step, carried = np.zeros(B, bool), Hinv is not None
+    Hinv, valid = Hinv.copy(), valid.copy()
+    carried = valid.copy()  # made for another lambda: good for one step
+    long_step = np.zeros(B, bool)
     for step in range(max_iter):
         if not todo.any():
             break
         pr = expit(eta)
         grad = (pen - S.score(pr)) * active
-        if Hinv is None or long_step[todo].any() or (carried and step > 0):
-            Hinv, carried = _inverse(_masked(S.hessian(pr), active)), False
+        fresh = todo & (~valid | long_step | (carried & (step > 0)))
+        if fresh.any():
+            Hinv[fresh] = _inverse(_masked(S.hessian(pr, fresh), active[fresh]))
+            valid |= fresh
+            carried &= ~fresh
         d = -(Hinv @ grad[:, :, None])[:, :, 0]
         d[~todo] = 0.0
+        if _last_steps(theta, d, todo, carried, tol):  # every problem is one tiny full step from its optimum
+            return theta + d, active, Hinv, valid
+        stale = carried.copy()  # a step with another lambda's inverse: not a last step
         # the step may not carry a coefficient past zero (its sign is fixed on this support)
         toward = d * pen < 0
         t = np.ones(B)
@@ -501,15 +537,24 @@ def _newton_steps(S: _Problems, lam: float, theta: np.ndarray, active: np.ndarra
             active[b, j_cross[b]] = False
             pen[b, j_cross[b]] = 0.0
             f0[b] = np.nan
-            Hinv = None
+            valid[b] = False
         eta = S.eta(theta)
         # quadratic convergence: after a full step of 1e-3 sqrt(tol) the error is far below tol
         done = (t * size < tol) | ((t == 1.0) & (size < 1e-3 * np.sqrt(tol)))
-        todo &= ~(done & ~left)
-    return theta, active, Hinv
+        todo &= ~(done & ~left & ~stale)
+    return theta, active, Hinv, valid
 
 
 FRESH_HESSIAN = 1e-3  # a Newton step longer than this: the next step recomputes the Hessian
+
+
+def _last_steps(theta: np.ndarray, d: np.ndarray, todo: np.ndarray, carried: np.ndarray, tol: float) -> bool:
+    """Whether the steps d end every problem still to do: each a full step shorter than
+    1e-3 sqrt(tol) (after which the error is far below tol), made with this lambda's Hessian,
+    that carries no coefficient across zero. Saves the bookkeeping of a last iteration."""
+    if (carried & todo).any() or (np.abs(d).max(axis=1)[todo] >= 1e-3 * np.sqrt(tol)).any():
+        return False
+    return not ((theta != 0) & (np.sign(theta + d) != np.sign(theta))).any()
 
 
 def _inverse(H: np.ndarray) -> np.ndarray:

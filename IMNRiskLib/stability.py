@@ -99,7 +99,8 @@ def with_reader2(features: pd.DataFrame, reader2: pd.DataFrame) -> pd.DataFrame:
     """The training table the ICC step reads: the first reader's columns, then the second's (suffixed)."""
     # one float block (not one per column): every fold and bootstrap takes rows of it
     return pd.DataFrame(np.hstack([features.to_numpy(float), reader2.to_numpy(float)]), index=features.index,
-                        columns=list(features.columns) + [c + READER2_SUFFIX for c in reader2.columns])
+                        columns=pd.Index(list(features.columns) + [c + READER2_SUFFIX for c in reader2.columns],
+                                         dtype=object))
 
 
 def icc_summary(icc: pd.Series, kept: List[str], selected: List[str], threshold: float, n_patients: int

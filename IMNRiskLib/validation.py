@@ -60,8 +60,9 @@ class Data:
         return Data(self.features.iloc[idx], self.clinical.iloc[idx], self.y[idx], self.schema, self.options)
 
 
-def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str]]:
-    """Fit on the training part of one fold and predict its test part (worker entry point)."""
+def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str], Dict[str, Dict]]:
+    """Fit on the training part of one fold, predict its test part and measure those predictions
+    (worker entry point: the ~1500 `performance` calls run in parallel, not after the fits)."""
     number, data, repeat, train, test, frozen = args
     tr = data.take(train)
     if frozen is None:
@@ -72,7 +73,8 @@ def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str]]:
                             radiomics=refit_frozen(pipeline, tr.features, tr.y))
     te = data.take(test)
     used = models.radiomics.named_steps["radscore"].features_
-    return number, repeat, test, models.predict(te.features, te.clinical), used
+    pred = models.predict(te.features, te.clinical)
+    return number, repeat, test, pred, used, {m: performance(data.y[test], pred[m].to_numpy()) for m in MODELS}
 
 
 CHUNKS_PER_WORKER = 6  # tasks are sent in chunks: the Data is pickled once per chunk, not once per fit
@@ -166,10 +168,10 @@ def repeated_cv(data: Data, folds: int = 5, repeats: int = 100, seed: int = 0, p
     counts: Dict[str, int] = {}
     # results arrive in any order; sort them so that sums (and so the bytes of model.json) are reproducible
     results = sorted(_parallel(tasks, _fold_task, jobs, f"cv ({protocol})", show_bar, dask), key=lambda r: r[0])
-    for _, repeat, test, pred, used in results:
+    for _, repeat, test, pred, used, perf in results:
         for m in MODELS:
             oof[repeat].iloc[test, oof[repeat].columns.get_loc(m)] = pred[m].to_numpy()
-            fold_perf[m].append(performance(data.y[test], pred[m].to_numpy()))
+            fold_perf[m].append(perf[m])
         for f in used:
             counts[f] = counts.get(f, 0) + 1
     out: Dict[str, object] = {"folds": folds, "repeats": repeats, "protocol": protocol, "models": {}}
@@ -212,13 +214,27 @@ def optimism(y: np.ndarray, replicates) -> Dict[str, object]:
     Optimism of an index = mean over replicates of (apparent on the resample - test on the
     original sample); failed fits and one-class resamples are skipped and counted.
     """
+    return optimism_of([replicate_performance(y, idx, p_boot, p_orig) for idx, p_boot, p_orig in replicates])
+
+
+def replicate_performance(y: np.ndarray, idx: np.ndarray, p_boot: Optional[np.ndarray], p_orig: Optional[np.ndarray]
+                          ) -> Optional[Tuple[Dict, Dict]]:
+    """(apparent performance on the resample, test performance on the original patients) of one
+    bootstrap replicate; None when its fit failed or the resample has one outcome class."""
+    if p_boot is None or y[idx].min() == y[idx].max():
+        return None
+    return performance(y[idx], p_boot), performance(y, p_orig)
+
+
+def optimism_of(performances: Sequence[Optional[Tuple[Dict, Dict]]]) -> Dict[str, object]:
+    """`optimism` from each replicate's `replicate_performance` (None: skipped)."""
     per_index: Dict[str, List[float]] = {k: [] for k in OPTIMISM_INDICES}
     used = skipped = 0
-    for idx, p_boot, p_orig in replicates:
-        if p_boot is None or y[idx].min() == y[idx].max():
+    for perf in performances:
+        if perf is None:
             skipped += 1
             continue
-        apparent, test = performance(y[idx], p_boot), performance(y, p_orig)
+        apparent, test = perf
         # an index that cannot be computed on this replicate (e.g. a calibration slope under
         # separation) is left out for that index only: dropping the whole replicate would drop
         # the most overfitted fits and understate the optimism
@@ -237,13 +253,16 @@ def bootstrap_samples(n: int, b: int, seed: int) -> List[np.ndarray]:
 
 
 def _boot_task(args):
+    """Fit on one bootstrap resample and measure the fit on it and on the original patients
+    (worker entry point): (number, {model: replicate_performance}, compact replicate)."""
     number, data, idx = args
     boot = data.take(idx)
     try:
         models = fit_models(boot.features, boot.clinical, boot.y, boot.schema, boot.options)
     except (ValueError, np.linalg.LinAlgError):
-        return number, idx, None, None, None
-    return (number, idx, models.predict(boot.features, boot.clinical), models.predict(data.features, data.clinical),
+        return number, {m: None for m in MODELS}, None
+    p_boot, p_orig = models.predict(boot.features, boot.clinical), models.predict(data.features, data.clinical)
+    return (number, {m: replicate_performance(data.y, idx, p_boot[m].to_numpy(), p_orig[m].to_numpy()) for m in MODELS},
             compact_replicate(models))  # uncertainty hook: what predict --ci bootstrap needs
 
 
@@ -256,12 +275,10 @@ def bootstrap_validation(data: Data, apparent: Dict[str, Dict[str, float]], b: i
                                show_bar, dask), key=lambda r: r[0])
     out = {}
     for m in MODELS:
-        replicates = [(idx, None if pb is None else pb[m].to_numpy(), None if po is None else po[m].to_numpy())
-                      for _, idx, pb, po, _ in results]
-        res = optimism(data.y, replicates)
+        res = optimism_of([perf[m] for _, perf, _ in results])
         corrected = {f"{k}_corrected": (None if apparent[m].get(k) is None or res["optimism"][k] is None
                                          else apparent[m][k] - res["optimism"][k]) for k in OPTIMISM_INDICES}
         out[m] = {"b": res["b"], "skipped": res["skipped"], "b_per_index": res["b_per_index"],
                   **{f"optimism_{k}": v for k, v in res["optimism"].items()}, **corrected}
-    out["replicates"] = [r[4] for r in results]  # uncertainty hook: compact replicates in replicate order
+    out["replicates"] = [r[2] for r in results]  # uncertainty hook: compact replicates in replicate order
     return out
