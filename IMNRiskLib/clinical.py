@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 from scipy import special, stats
-from scipy.special import gammaln
+from scipy.special import expit, gammaln
 
 from .schema import ClinicalSchema, Variable
 
@@ -183,6 +183,51 @@ def fit_ml_arrays(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float
     separation = (not converged or not np.isfinite(beta).all() or np.abs(beta[1:]).max(initial=0) > MAX_ABS_COEF
                   or not np.isfinite(se).all())
     return beta, se, cov, ll, separation
+
+
+def loglik_ml_batch(y: np.ndarray, Xs: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
+    """The ML log-likelihood of logistic fits of y on each design of Xs (C x n x k, intercept
+    column included), fitted side by side as `fit_ml_arrays` fits one (Newton steps, step halving,
+    stop when the longest step < tol); NaN where that fit is not plainly clean (not converged in
+    half the iterations, or a coefficient beyond half MAX_ABS_COEF), for the caller to refit with
+    `fit_ml_arrays` and its separation rules. Forward selection compares ~40 such fits per step."""
+    C, n, k = Xs.shape
+    XsT = Xs.transpose(0, 2, 1)
+    ybar = min(max(y.mean(), 1e-6), 1 - 1e-6)
+    beta = np.zeros((C, k))
+    beta[:, 0] = math.log(ybar / (1 - ybar))
+
+    def loglik(b: np.ndarray) -> np.ndarray:
+        eta = (Xs @ b[:, :, None])[:, :, 0]
+        return (y * eta - np.logaddexp(0, eta)).sum(axis=1)
+
+    ll = loglik(beta)
+    todo, hard = np.ones(C, bool), np.zeros(C, bool)
+    for _ in range(max_iter // 2):
+        eta = (Xs @ beta[:, :, None])[:, :, 0]
+        pi = expit(eta)
+        info = (XsT * (pi * (1 - pi))[:, None, :]) @ Xs
+        try:
+            step = np.linalg.solve(info, (XsT @ (y - pi)[:, :, None]))[:, :, 0]
+        except np.linalg.LinAlgError:
+            return np.full(C, np.nan)
+        step[~todo] = 0.0
+        new = beta + step
+        new_ll = loglik(new)
+        for _half in range(10):  # longer searches: left to fit_ml_arrays (hard below)
+            short = todo & ~(new_ll >= ll - 1e-12)
+            if not short.any():
+                break
+            step[short] /= 2
+            new = beta + step
+            new_ll = np.where(short, loglik(new), new_ll)
+        hard |= todo & ~(new_ll >= ll - 1e-12)
+        beta, ll = new, new_ll
+        todo &= ~(np.abs(step).max(axis=1) < tol)
+        if not todo.any():
+            break
+    clean = ~todo & ~hard & np.isfinite(ll) & (np.abs(beta[:, 1:]).max(axis=1, initial=0) <= MAX_ABS_COEF / 2)
+    return np.where(clean, ll, np.nan)
 
 
 def fit_firth(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-10) -> LogisticFit:

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
-from .clinical import LogisticFit, fit_firth, fit_ml, fit_ml_arrays
+from .clinical import LogisticFit, fit_firth, fit_ml, fit_ml_arrays, loglik_ml_batch
 
 
 def association(X: pd.DataFrame, y: np.ndarray) -> pd.Series:
@@ -653,10 +653,7 @@ class ForwardSelector(_Step):
         current = _loglik_with_intercept(y, Xi[:, [0]])
         while len(chosen) < min(limit, X.shape[1]):
             best, best_ll = None, -np.inf
-            for j in range(X.shape[1]):
-                if j in chosen:
-                    continue
-                ll = _loglik_with_intercept(y, Xi[:, [0] + [c + 1 for c in chosen] + [j + 1]])
+            for j, ll in self._candidates(y, Xi, chosen):
                 if np.isfinite(ll) and ll > best_ll:
                     best, best_ll = j, ll
             if best is None or stats.chi2.sf(2 * (best_ll - current), 1) >= self.p_enter:
@@ -670,6 +667,20 @@ class ForwardSelector(_Step):
                               f"the first LASSO survivor ({X.columns[0] if X.shape[1] else 'none'}) is used")
         self._keep(X, sorted(chosen))
         return self
+
+    @staticmethod
+    def _candidates(y: np.ndarray, Xi: np.ndarray, chosen: List[int]) -> List[Tuple[int, float]]:
+        """(feature, log-likelihood with it added; inf when ML separates) for every feature not
+        chosen, in column order: fitted side by side (`loglik_ml_batch`), each fit that is not
+        plainly clean refitted alone by `_loglik_with_intercept`, so the verdicts are its own."""
+        others = [j for j in range(Xi.shape[1] - 1) if j not in chosen]
+        if not others:
+            return []
+        base = [0] + [c + 1 for c in chosen]
+        designs = np.stack([Xi[:, base + [j + 1]] for j in others])
+        lls = loglik_ml_batch(y, designs)
+        return [(j, ll if np.isfinite(ll) else _loglik_with_intercept(y, designs[i]))
+                for i, (j, ll) in enumerate(zip(others, lls))]
 
 
 class RadScore(BaseEstimator, ClassifierMixin):

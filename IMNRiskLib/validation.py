@@ -77,7 +77,9 @@ def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str], Dic
     return number, repeat, test, pred, used, {m: performance(data.y[test], pred[m].to_numpy()) for m in MODELS}
 
 
-CHUNKS_PER_WORKER = 6  # tasks are sent in chunks: the Data is pickled once per chunk, not once per fit
+# tasks go in chunks: the Data is pickled once per chunk, not once per fit; chunks small enough that
+# no worker idles long while the other finishes the last one
+CHUNKS_PER_WORKER = 25
 
 
 def _run_chunk(fn: Callable, chunk: list) -> list:
