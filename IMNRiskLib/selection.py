@@ -57,7 +57,7 @@ class _Step(BaseEstimator, TransformerMixin):
     def fit_transform(self, X: pd.DataFrame, y=None, **fit_params) -> pd.DataFrame:
         """fit, then the kept columns by position (what transform gives, with less pandas work)."""
         self.fit(X, y, **fit_params)
-        return X.iloc[:, self.positions_]
+        return X.take(self.positions_, axis=1)
 
     def _keep(self, X: pd.DataFrame, positions) -> None:
         """Keep the columns of X at these positions, in this order."""
@@ -295,13 +295,13 @@ def lasso_paths(problems, lambdas: np.ndarray, tol: float = 1e-10, max_iter: int
     intercepts = np.zeros((B, len(lambdas)))
     theta = np.zeros((B, q))
     theta[:, 0] = [_null_intercept(P.one(b)[1]) for b in range(B)]
-    tangent, previous, curvature = None, None, _Curvature.none(B, q)
+    path = _PathGuess()
+    curvature = _Curvature.none(B, q)
     for k in np.argsort(-lambdas, kind="stable"):  # largest first: each solution warm-starts the next
         lam = float(lambdas[k])
-        # along log(lambda): the path is close to linear there where the coefficients grow (near separation)
-        start = theta if tangent is None else _predicted(theta, tangent, previous * np.log(lam / previous))
+        start = path.guess(theta, lam)
         theta = _solve_at(P, lam, start, tol, max_iter, *_entering(P, lam, start), curvature)
-        tangent, previous = _tangent(P, theta, curvature), lam
+        path.solved(theta, lam, _tangent(P, theta, curvature))
         coefs[:, k], intercepts[:, k] = theta[:, 1:], theta[:, 0]
     return [(coefs[b], intercepts[b]) for b in range(B)]
 
@@ -329,10 +329,38 @@ def _tangent(P: _Problems, theta: np.ndarray, curvature: "_Curvature") -> np.nda
     return (curvature.Hinv @ rhs[:, :, None])[:, :, 0]
 
 
-def _predicted(theta: np.ndarray, tangent: np.ndarray, step: float) -> np.ndarray:
-    """The tangent's guess at the next lambda; a coefficient whose guess crosses zero is guessed
-    to leave (0: if it stays, the KKT check brings it back)."""
-    guess = theta + step * tangent
+class _PathGuess:
+    """Where the next lambda's solutions should lie, from the last two along the path: a Taylor
+    step in log(lambda) (the path is close to linear there where coefficients grow, near
+    separation), with the second derivative from the last two tangents where the support stayed."""
+
+    def __init__(self):
+        self.log_lam, self.slope, self.previous_slope, self.same_support = None, None, None, None
+
+    def solved(self, theta: np.ndarray, lam: float, tangent: np.ndarray) -> None:
+        """Record the solutions at lam and their tangent d theta / d lambda."""
+        slope = lam * tangent  # d theta / d log(lambda)
+        support = theta != 0
+        if self.slope is not None:
+            self.same_support = (support == self.support).all(axis=1)
+            self.previous_slope, self.step = self.slope, np.log(lam) - self.log_lam
+        self.theta, self.support, self.slope, self.log_lam = theta, support, slope, np.log(lam)
+
+    def guess(self, theta: np.ndarray, lam: float) -> np.ndarray:
+        if self.slope is None:
+            return theta
+        h = np.log(lam) - self.log_lam
+        delta = h * self.slope
+        if self.previous_slope is not None:
+            curve = (self.slope - self.previous_slope) / self.step
+            delta = delta + np.where(self.same_support[:, None], 0.5 * h * h * curve, 0.0)
+        return _predicted(theta, delta)
+
+
+def _predicted(theta: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """theta moved by delta, the guess at the next lambda; a coefficient whose guess crosses zero
+    is guessed to leave (0: if it stays, the KKT check brings it back)."""
+    guess = theta + delta
     guess[:, 1:][np.sign(guess[:, 1:]) != np.sign(theta[:, 1:])] = 0.0
     bad = ~np.isfinite(guess).all(axis=1)
     guess[bad] = theta[bad]
