@@ -82,12 +82,11 @@ class ICCFilter(_Step):
         self.threshold = threshold
 
     def fit(self, X: pd.DataFrame, y=None):
-        from .stability import READER2_SUFFIX, feature_icc
+        from .stability import feature_icc, reader_positions
         self.icc_ = feature_icc(X)
-        self.n_patients_ = int(np.isfinite(X[[c + READER2_SUFFIX for c in self.icc_.index]].to_numpy(float))
-                               .all(axis=1).sum())
-        first = X.columns.get_indexer(self.icc_.index)
-        self._keep(X, first[self.icc_.to_numpy() >= self.threshold])  # NaN >= t is False
+        _, at_first, at_second = reader_positions(X.columns)
+        self.n_patients_ = int(np.isfinite(X.to_numpy(float)[:, at_second]).all(axis=1).sum())
+        self._keep(X, at_first[self.icc_.to_numpy() >= self.threshold])  # NaN >= t is False
         if not self.selected_:
             raise ValueError(f"no feature has ICC >= {self.threshold:g} on these patients")
         return self
@@ -253,8 +252,12 @@ class _Problems:
         return cls(Xi, Y, W, [len(y) for _, y in problems])
 
     def columns(self, cols: np.ndarray) -> "_Problems":
-        """The same problems on some columns only (the supports' union: smaller Newton systems)."""
-        return _Problems(np.ascontiguousarray(self.Xi[:, :, cols]), self.y, self.w, self.sizes)
+        """The same problems on some columns only (the supports' union: smaller Newton systems);
+        the last one asked for is kept, since the support changes at few lambdas."""
+        key = cols.tobytes()
+        if getattr(self, "_last", (None,))[0] != key:
+            self._last = (key, _Problems(np.ascontiguousarray(self.Xi[:, :, cols]), self.y, self.w, self.sizes))
+        return self._last[1]
 
     def eta(self, theta: np.ndarray) -> np.ndarray:
         return (self.Xi @ theta[:, :, None])[:, :, 0]
@@ -475,10 +478,12 @@ class _Curvature:
 
     Hinv: np.ndarray
     support: np.ndarray
+    identity: np.ndarray  # B identity matrices, the blank to store into
 
     @classmethod
     def none(cls, B: int, q: int) -> "_Curvature":
-        return cls(np.tile(np.eye(q), (B, 1, 1)), np.zeros((B, q), bool))
+        identity = np.tile(np.eye(q), (B, 1, 1))
+        return cls(identity.copy(), np.zeros((B, q), bool), identity)
 
     def valid_for(self, active: np.ndarray) -> np.ndarray:
         """Which problems' inverse was made for this support (B x q)."""
@@ -492,7 +497,7 @@ class _Curvature:
         """Keep inverses made on columns `cols` for the problems `which` (a boolean mask)."""
         if not which.any():
             return
-        full = np.tile(np.eye(self.Hinv.shape[1]), (int(which.sum()), 1, 1))
+        full = self.identity[: int(which.sum())].copy()
         full[:, cols[:, None], cols[None, :]] = Hinv
         self.Hinv[which], self.support[which] = full, support
 

@@ -13,7 +13,7 @@ reported as undefined and dropped.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, List, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -61,17 +61,35 @@ def reader_columns(columns) -> List[str]:
 def feature_icc(X: pd.DataFrame) -> pd.Series:
     """ICC(2,1) of every feature of a training table that carries the second reader's columns
     (name + READER2_SUFFIX), on the rows where the second reading is complete; NaN = undefined."""
-    first = reader_columns(X.columns)
-    second = [c + READER2_SUFFIX for c in first]
-    missing = [c for c in second if c not in X.columns]
-    if missing:
-        raise ValueError(f"no second reading of {len(missing)} feature(s), e.g. {missing[0][:-len(READER2_SUFFIX)]}")
-    b = X[second].to_numpy(float)
+    first, at_first, at_second = reader_positions(X.columns)
+    values = X.to_numpy(float)
+    b = values[:, at_second]
     rows = np.isfinite(b).all(axis=1)
     if rows.sum() < 2:
         raise ValueError(f"{int(rows.sum())} patient(s) read twice: an ICC needs at least 2")
-    a = X[first].to_numpy(float)[rows]
+    a = values[rows][:, at_first]
     return pd.Series(icc_a1(np.stack([a, b[rows]], axis=1)), index=first, name="icc")
+
+
+_last_layout: tuple = (None, None)  # the columns last asked about (held, so `is` is safe) and the answer
+
+
+def reader_positions(columns: pd.Index) -> Tuple[List[str], np.ndarray, np.ndarray]:
+    """The first reader's feature names and the column positions of both readings of each; a
+    ValueError when a second reading is missing. The validation asks ~1500 times about the same
+    columns object (every resample shares it): the last answer is kept."""
+    global _last_layout
+    last = _last_layout  # one read: another thread may replace it
+    if last[0] is columns:
+        return last[1]
+    first = reader_columns(columns)
+    at_second = columns.get_indexer([c + READER2_SUFFIX for c in first])
+    if (at_second < 0).any():
+        missing = [c for c, j in zip(first, at_second) if j < 0]
+        raise ValueError(f"no second reading of {len(missing)} feature(s), e.g. {missing[0]}")
+    answer = (first, columns.get_indexer(first), at_second)
+    _last_layout = (columns, answer)
+    return answer
 
 
 def read_reader2(path: Union[str, Path], columns: pd.Index, ids: List[str]) -> pd.DataFrame:
