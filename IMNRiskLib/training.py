@@ -25,7 +25,7 @@ from .schema import load_schema
 from .selection import funnel, standardisation
 from .stability import (DEFAULT_ICC_THRESHOLD, feature_icc, icc_notes, icc_summary, icc_table, read_reader2,
                         reader_columns, with_reader2)
-from .validation import Data, bootstrap_validation, performance, repeated_cv
+from .validation import Data, bootstrap_validation, performance, repeated_cv, start_workers
 
 OUTPUTS = ("model.json", "metrics.json", "predictions.csv", "table1.csv", "table2.csv", "lasso_path.csv",
            "lasso_cv.csv", "cv_frequency.csv", "icc.csv")
@@ -347,6 +347,8 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
     check_shrink(shrink, bootstrap)
     prov = extraction_record(features_path)  # checked before the long work, not after it
     reader2 = second_reader_table(features_path, reader2_path, icc_threshold, use_icc)
+    if dask is None and (cv_repeats > 0 or bootstrap > 0):
+        start_workers(jobs)  # inputs checked: their start-up overlaps the final fit
     if reader2 is not None:
         data = add_second_reader(data, reader2, DEFAULT_ICC_THRESHOLD if icc_threshold is None else icc_threshold)
         options = data.options

@@ -92,11 +92,41 @@ def _chunks(tasks: list, workers: int) -> List[list]:
     return [tasks[i:i + size] for i in range(0, len(tasks), size)]
 
 
+_warming: List = []  # the thread starting the local workers (start_workers), joined before they are used
+
+
+def start_workers(jobs: int) -> None:
+    """Start the `jobs` local worker processes and their imports in the background (~2 s), so that
+    they are ready when the validation begins, not after it began; the data loading and the
+    final fit run meanwhile."""
+    if jobs <= 1:
+        return
+    import threading
+
+    def warm() -> None:
+        try:
+            from joblib import Parallel, delayed
+            from .workers import loky_backend
+            Parallel(n_jobs=jobs, backend=loky_backend(jobs), batch_size=1)(delayed(_ready)() for _ in range(jobs))
+        except Exception:  # noqa: BLE001 - a failed warm-up only costs the time it would have saved
+            pass
+    thread = threading.Thread(target=warm, name="imnrisk-start-workers", daemon=True)
+    thread.start()
+    _warming.append(thread)
+
+
+def _ready() -> bool:
+    """A worker's first task: unpickling it imported this module and what a fit needs."""
+    return True
+
+
 def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool, dask: Optional[str] = None):
     """Run fn over tasks on `jobs` processes (joblib), or on a Dask distributed scheduler at
     address `dask` (or a dask.distributed Client), with a progress bar; yields results in any
     order (callers sort them by task number, so results do not depend on where fits ran)."""
     from .progress import progress_bar
+    while _warming:
+        _warming.pop().join()
     bar = progress_bar(len(tasks), desc, "fit", enabled=show_bar)
     try:
         if dask is not None:
