@@ -130,3 +130,31 @@ def test_factor_selection_follows_table2(data):
         if full.multivariable is not None:
             assert fast.multivariable.terms == full.multivariable.terms
             assert np.allclose(fast.multivariable.coef, full.multivariable.coef, rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("folds, ratio", [(5, 1e-3), (10, 1e-2)])  # IMNRisk's grid; the paper protocol's
+def test_side_by_side_lasso_equals_the_one_at_a_time_solver(data, folds, ratio):
+    """LassoSelector solves its CV folds and the whole sample side by side (`lasso_paths`); every
+    path coefficient, CV deviance and chosen lambda equals the one-problem-at-a-time exact solver
+    of before (`reference_chain/lasso_exact.py`) to 1e-8, on the LASSO's real inputs (what the
+    filters before it leave) of resamples, 100 lambdas."""
+    from sklearn.model_selection import StratifiedKFold
+    from IMNRiskLib import selection
+    from reference_chain import lasso_exact
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        idx = rng.integers(0, len(data.y), len(data.y))
+        X, y = data.features.iloc[idx], data.y[idx]
+        for _, step in selection.radiomics_pipeline().steps[:5]:  # the filters and the z-score
+            X = step.fit_transform(X, y)
+        fast = selection.LassoSelector(n_lambdas=100, lambda_ratio=ratio, folds=folds).fit(X, y)
+        Xa, yf = X.to_numpy(float), y.astype(float)
+        dev = []
+        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=0).split(Xa, yf):
+            coefs, b0 = lasso_exact.lasso_path(Xa[tr], yf[tr], fast.lambdas_)
+            eta = b0[:, None] + coefs @ Xa[te].T
+            dev.append((-2.0 * (yf[te][None, :] * eta - np.logaddexp(0, eta))).mean(axis=1))
+        path, _ = lasso_exact.lasso_path(Xa, yf, fast.lambdas_)
+        assert np.allclose(fast.path_, path, rtol=TOL, atol=TOL)
+        assert np.allclose(fast.cv_mean_, np.mean(dev, axis=0), rtol=TOL, atol=TOL)
+        assert fast.lambda_min_ == fast.lambdas_[int(np.argmin(np.mean(dev, axis=0)))]
