@@ -537,6 +537,15 @@ def _newton_steps(S: _Problems, lam: float, theta: np.ndarray, active: np.ndarra
         if _last_steps(theta, d, todo, carried, tol):  # every problem is one tiny full step from its optimum
             return theta + d, active, Hinv, valid
         stale = carried.copy()  # a step with another lambda's inverse: not a last step
+        size = np.abs(d).max(axis=1)
+        if not ((theta + d) * pen < 0).any() and not (size[todo] >= 1e-2).any():
+            # the common case, what the general steps below do then: full steps (no coefficient
+            # crosses zero, no line search), in a few numpy calls
+            theta = theta + d
+            long_step, f0 = size > FRESH_HESSIAN, np.full(B, np.nan)
+            eta = S.eta(theta)
+            todo &= ~((size < max(tol, 1e-3 * np.sqrt(tol))) & ~stale)
+            continue
         # the step may not carry a coefficient past zero (its sign is fixed on this support)
         toward = d * pen < 0
         t = np.ones(B)
@@ -547,7 +556,7 @@ def _newton_steps(S: _Problems, lam: float, theta: np.ndarray, active: np.ndarra
             j_cross = np.argmin(ratios, axis=1)
             crossing = ratios[rows, j_cross] < 1.0
             t = np.where(crossing, ratios[rows, j_cross], 1.0)
-        t_max, size = t.copy(), np.abs(d).max(axis=1)
+        t_max = t.copy()
         search = todo & ~((t == 1.0) & (size < 1e-2))  # else Newton's quadratic region: the full step
         f_new = np.full(B, np.nan)
         if search.any():
