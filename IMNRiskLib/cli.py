@@ -603,8 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole pipeline on the built-in phantom cohort")
     p.add_argument("--out", default="imnrisk-demo", help="output folder (default: imnrisk-demo)")
-    p.add_argument("--cv-repeats", type=int, default=20, help="repeats of 5-fold CV (default 20 for the demo)")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200 for the demo)")
+    p.add_argument("--cv-repeats", type=int, default=100, help="repeats of 5-fold CV (default 100, as the paper)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--protocol", choices=("both", "imnrisk", "paper"), default="both",
                    help="train IMNRisk's and the paper's protocol side by side (default), or only one "
                         "(about halves the training time)")

@@ -145,7 +145,8 @@ def _default_lasso_grid() -> str:
     return f"{lasso.n_lambdas} lambdas down to {lasso.lambda_ratio:g} x lambda_max"
 
 
-DEVIATIONS = [{k: v.replace("{lasso_grid}", _default_lasso_grid()) for k, v in row.items()} for row in DEVIATIONS]
+_LASSO_GRID = _default_lasso_grid()  # once: the selector's constructor goes through sklearn's parameter checks
+DEVIATIONS = [{k: v.replace("{lasso_grid}", _LASSO_GRID) for k, v in row.items()} for row in DEVIATIONS]
 
 COLUMNS = (("step", "step"), ("paper", "paper"), ("imnrisk", "IMNRisk default"),
            ("profile", "--protocol paper"), ("why", "why"), ("evidence", "evidence"))
