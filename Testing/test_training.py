@@ -251,3 +251,17 @@ def test_predict_rejects_a_clinical_value_outside_the_schema(phantom, trained):
     assert f"--clinical: {model.factors[0]}: unknown value 'bogus'; allowed:" in result.stderr
     missing = run_cli("predict", out / "model.json", "--image", phantom / row["Image"], "--mask", phantom / row["Mask"])
     assert missing.returncode == 2 and "value needed" in missing.stderr
+
+
+def test_training_tables_hold_plain_strings_with_the_same_values():
+    """training.plain_strings (the validation's fast lookups): names and text columns become
+    object dtype, numbers stay float, every value and the row order are unchanged."""
+    from IMNRiskLib.training import plain_strings
+    frame = pd.DataFrame({"age": [50.0, np.nan, 61.5], "pr": pd.array(["positive", None, "negative"], dtype="string"),
+                          "grade": ["I", "II", "III"]}, index=["P1", "P2", "P3"])
+    out = plain_strings(frame)
+    assert out.columns.dtype == object and list(out.columns) == list(frame.columns)
+    assert out["pr"].dtype == object and out["age"].dtype == float and list(out.index) == list(frame.index)
+    assert out["pr"].tolist()[::2] == ["positive", "negative"] and pd.isna(out["pr"].iloc[1])
+    assert out["age"].tolist()[::2] == [50.0, 61.5] and np.isnan(out["age"].iloc[1])
+    assert out["grade"].tolist() == ["I", "II", "III"]
