@@ -25,7 +25,7 @@ def performance(y: np.ndarray, p: np.ndarray) -> Dict[str, Optional[float]]:
     out: Dict[str, Optional[float]] = {"auc": None, "accuracy": float(np.mean((p >= 0.5) == y)),
                                        "brier": float(np.mean((p - y) ** 2)), "slope": None, "intercept": None}
     if 0 < y.sum() < len(y):
-        out["auc"] = evaluation.auc_delong(y, p).auc
+        out["auc"] = evaluation.auc(y, p)
         out["intercept"], out["slope"] = calibration_line(y, p)
     return out
 
