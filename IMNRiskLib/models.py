@@ -87,11 +87,14 @@ class FittedModels:
     def predict(self, features: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
         """Probabilities of the three models (and the Rad-Score) for each patient."""
         rs = self.radscore(features)
-        Xc = self.clinical_design(clinical).assign(**{RADSCORE: rs})
-        return pd.DataFrame({"radscore": rs, "radiomics": _sigmoid(rs),
-                             "clinical": _sigmoid(self.clinical.predict_lp(Xc[self.clinical.terms[1:]])),
-                             "combined": _sigmoid(self.combined.predict_lp(Xc[self.combined.terms[1:]]))},
-                            index=features.index)
+        Xc = self.clinical_design(clinical)
+        columns = {term: Xc[term].to_numpy(float) for term in Xc.columns}
+        columns[RADSCORE] = rs
+
+        def lp(fit: LogisticFit) -> np.ndarray:  # the fit's design, column by column (no DataFrame joins)
+            return fit.predict_lp(np.column_stack([columns[t] for t in fit.terms[1:]] or [np.zeros((len(rs), 0))]))
+        return pd.DataFrame({"radscore": rs, "radiomics": _sigmoid(rs), "clinical": _sigmoid(lp(self.clinical)),
+                             "combined": _sigmoid(lp(self.combined))}, index=features.index)
 
 
 def select_factors(clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, options: TrainingOptions):
