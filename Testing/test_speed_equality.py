@@ -158,3 +158,19 @@ def test_side_by_side_lasso_equals_the_one_at_a_time_solver(data, folds, ratio):
         assert np.allclose(fast.path_, path, rtol=TOL, atol=TOL)
         assert np.allclose(fast.cv_mean_, np.mean(dev, axis=0), rtol=TOL, atol=TOL)
         assert fast.lambda_min_ == fast.lambdas_[int(np.argmin(np.mean(dev, axis=0)))]
+
+
+def test_glum_settles_a_cycling_active_set_at_the_exact_solution(data):
+    """The rare lambda where the active set cycles goes to glum, polished by Newton steps: the
+    result is the exact solution of the one-at-a-time solver there too."""
+    from IMNRiskLib import selection
+    from reference_chain import lasso_exact
+    X = data.features.iloc[:, :40].to_numpy(float)
+    X = (X - X.mean(0)) / X.std(0)
+    y = data.y.astype(float)
+    grid = lasso_exact.lambda_max(X, y) * np.logspace(0, -1.5, 30)
+    coefs, b0 = lasso_exact.lasso_path(X, y, grid)
+    problems = selection._Problems.of([(X, y)])
+    for k in (10, 20, 29):
+        theta = selection._lasso_glum_polished(problems, 0, float(grid[k]), 1e-10, 200)
+        assert np.allclose(theta, np.concatenate([[b0[k]], coefs[k]]), rtol=1e-7, atol=1e-7)
