@@ -535,17 +535,19 @@ def _newton_steps(S: _Problems, lam: float, theta: np.ndarray, active: np.ndarra
             carried &= ~fresh
         d = -(Hinv @ grad[:, :, None])[:, :, 0]
         d[~todo] = 0.0
-        if _last_steps(theta, d, todo, carried, tol):  # every problem is one tiny full step from its optimum
-            return theta + d, active, Hinv, valid
+        new, size = theta + d, np.abs(d).max(axis=1)
+        crosses = bool((new * pen < 0).any())  # a coefficient would cross zero (or leave at once)
+        last = 1e-3 * np.sqrt(tol)  # after a full Newton step this short the error is far below tol
+        if not crosses and not (carried & todo).any() and not (size[todo] >= last).any():
+            return new, active, Hinv, valid  # every problem one tiny full step from its optimum
         stale = carried.copy()  # a step with another lambda's inverse: not a last step
-        size = np.abs(d).max(axis=1)
-        if not ((theta + d) * pen < 0).any() and not (size[todo] >= 1e-2).any():
+        if not crosses and not (size[todo] >= 1e-2).any():
             # the common case, what the general steps below do then: full steps (no coefficient
             # crosses zero, no line search), in a few numpy calls
-            theta = theta + d
+            theta = new
             long_step, f0 = size > FRESH_HESSIAN, np.full(B, np.nan)
             eta = S.eta(theta)
-            todo &= ~((size < max(tol, 1e-3 * np.sqrt(tol))) & ~stale)
+            todo &= ~((size < max(tol, last)) & ~stale)
             continue
         # the step may not carry a coefficient past zero (its sign is fixed on this support)
         toward = d * pen < 0
@@ -589,15 +591,6 @@ def _newton_steps(S: _Problems, lam: float, theta: np.ndarray, active: np.ndarra
 
 
 FRESH_HESSIAN = 1e-3  # a Newton step longer than this: the next step recomputes the Hessian
-
-
-def _last_steps(theta: np.ndarray, d: np.ndarray, todo: np.ndarray, carried: np.ndarray, tol: float) -> bool:
-    """Whether the steps d end every problem still to do: each a full step shorter than
-    1e-3 sqrt(tol) (after which the error is far below tol), made with this lambda's Hessian,
-    that carries no coefficient across zero. Saves the bookkeeping of a last iteration."""
-    if (carried & todo).any() or (np.abs(d).max(axis=1)[todo] >= 1e-3 * np.sqrt(tol)).any():
-        return False
-    return not ((theta != 0) & (np.sign(theta + d) != np.sign(theta))).any()
 
 
 def _inverse(H: np.ndarray) -> np.ndarray:
