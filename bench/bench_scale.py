@@ -266,30 +266,35 @@ def summary(rows: List[Dict]) -> Dict:
     return out
 
 
-def figure(rows: List[Dict], path: Path, jobs: int) -> None:
-    """Log-log time of one fit (solid) and per validation fit on the workers (dashed) against n."""
+def figure(result: Dict, path: Path) -> None:
+    """Log-log seconds of one fit of the chain against n, one line per feature count, with the
+    fitted exponent (the per-validation-fit times, differences of two runs, stay in the JSON)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+    rows = result["cells"]
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
     for p, colour in zip(SETTINGS, ("tab:blue", "tab:red")):
-        cells = sorted((r["n"], r["one_fit_s"], r["seconds_per_validation_fit"]) for r in rows if r["p"] == p)
-        ax.plot([c[0] for c in cells], [c[1] for c in cells], "o-", color=colour,
-                label=f"{p} features: one fit of the chain")
-        valid = [c for c in cells if c[2] > 0]  # a difference of two runs: noise can make it <= 0
-        ax.plot([c[0] for c in valid], [c[2] for c in valid], "s--", color=colour, alpha=0.6,
-                label=f"{p} features: wall s per validation fit ({jobs} jobs)")
+        cells = sorted((r["n"], r["one_fit_s"]) for r in rows if r["p"] == p)
+        slope = result["exponent_n"]["one_fit_s"].get(str(p))
+        label = f"{p} features" + (f" (time ~ n^{slope:.2f})" if slope is not None else "")
+        ax.plot([c[0] for c in cells], [c[1] for c in cells], "o-", color=colour, label=label)
+        for n, t in cells:
+            ax.annotate(f"{t:.2f} s", (n, t), textcoords="offset points", xytext=(4, -12), fontsize=7, color=colour)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    from matplotlib.ticker import NullFormatter
+    ns = sorted({r["n"] for r in rows})
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xticks(sorted({r["n"] for r in rows}))
-    ax.set_xticklabels([str(v) for v in sorted({r["n"] for r in rows})])
-    ax.set_xlabel("patients n")
-    ax.set_ylabel("seconds")
-    ax.set_title("IMNRisk training: time vs n and features", fontsize=10)
+    ax.set_xticks(ns)
+    ax.set_xticklabels([str(v) for v in ns])
+    ax.set_xlabel("phantom patients n")
+    ax.set_ylabel("seconds, one fit of the whole chain (median)")
+    ax.set_title(f"IMNRisk training: one fit vs n and features\n{result['measured']}, load "
+                 f"{result['load_average_before'][0]:.1f} -> {result['load_average_after'][0]:.1f} on 2 cores",
+                 fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
 
@@ -299,6 +304,7 @@ def main() -> None:
     parser.add_argument("--data", default="/var/tmp/imnrisk-scale", help="folder of the cached phantom tables")
     parser.add_argument("--build", action="store_true", help="build the tables that are missing (~40 CPU min)")
     parser.add_argument("--build-only", action="store_true", help="build the tables, time nothing")
+    parser.add_argument("--replot", action="store_true", help="redraw scale.png from scale.json, time nothing")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cv-repeats", type=int, default=2, help="repeats of 5-fold CV of the small validation")
     parser.add_argument("--bootstrap", type=int, default=20, help="bootstraps of the small validation")
@@ -308,6 +314,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=sorted(COHORTS), choices=sorted(COHORTS))
     args = parser.parse_args()
     data = Path(args.data)
+    if args.replot:
+        figure(json.loads((HERE / "results" / "scale.json").read_text()), HERE / "results" / "scale.png")
+        return
     if args.build or args.build_only:
         build_tables(data, args.jobs)
     if args.build_only:
@@ -328,7 +337,7 @@ def main() -> None:
               "load_average_before": load_before, "load_average_after": os.getloadavg()}
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "scale.json").write_text(json.dumps(result, indent=2) + "\n")
-    figure(rows, HERE / "results" / "scale.png", args.jobs)
+    figure(result, HERE / "results" / "scale.png")
     print(f"{'n':>5} {'p':>5} {'one fit s':>10} {'fit-only train s':>17} {'small val s':>12} {'double val s':>13} "
           f"{'s/val fit':>10} {'paper val s (extrap.)':>22}")
     for r in rows:
