@@ -311,7 +311,8 @@ def main() -> None:
     parser.add_argument("--fits", type=int, default=3, help="fits timed per cell for the one-fit median")
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="BLAS threads of the in-process fits (1, as train's workers; 0: the library default)")
-    parser.add_argument("--n", type=int, nargs="+", default=sorted(COHORTS), choices=sorted(COHORTS))
+    parser.add_argument("--n", type=int, nargs="+", default=sorted(COHORTS), choices=sorted(COHORTS),
+                        help="cohort sizes to time (scale.json then holds these only)")
     args = parser.parse_args()
     data = Path(args.data)
     if args.replot:
