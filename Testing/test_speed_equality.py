@@ -132,15 +132,18 @@ def test_factor_selection_follows_table2(data):
             assert np.allclose(fast.multivariable.coef, full.multivariable.coef, rtol=TOL, atol=TOL)
 
 
-@pytest.mark.parametrize("folds, ratio", [(5, 1e-3), (10, 1e-2)])  # IMNRisk's grid; the paper protocol's
-def test_side_by_side_lasso_equals_the_one_at_a_time_solver(data, folds, ratio):
+@pytest.mark.parametrize("folds, ratio, cells", [(5, 1e-3, None), (10, 1e-2, None), (5, 1e-3, 0)])
+def test_side_by_side_lasso_equals_the_one_at_a_time_solver(data, folds, ratio, cells, monkeypatch):
     """LassoSelector solves its CV folds and the whole sample side by side (`lasso_paths`); every
     path coefficient, CV deviance and chosen lambda equals the one-problem-at-a-time exact solver
     of before (`reference_chain/lasso_exact.py`) to 1e-8, on the LASSO's real inputs (what the
-    filters before it leave) of resamples, 100 lambdas."""
+    filters before it leave) of resamples, 100 lambdas; IMNRisk's grid, the paper protocol's, and
+    the paths one by one (what large tables get)."""
     from sklearn.model_selection import StratifiedKFold
     from IMNRiskLib import selection
     from reference_chain import lasso_exact
+    if cells is not None:  # large tables: the paths one by one
+        monkeypatch.setattr(selection, "SIDE_BY_SIDE_CELLS", cells)
     rng = np.random.default_rng(3)
     for _ in range(3):
         idx = rng.integers(0, len(data.y), len(data.y))
