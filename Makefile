@@ -25,7 +25,8 @@ $(SDIST): | $(VENV)/bin/python
 
 $(STAMP): pyproject.toml Makefile tools/pyradiomics_wheel.py $(SDIST) | $(VENV)/bin/python
 	$(PY) tools/pyradiomics_wheel.py --install
-	$(PIP) install --no-build-isolation -e '.[test,dask,dicom,web,web-test]'
+	$(PIP) install --no-build-isolation -e '.[test,dask,dicom,web,web-test,fast]'
+	$(PY) -m IMNRiskLib.kernels
 	touch $@
 
 demo: install

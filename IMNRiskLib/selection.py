@@ -31,10 +31,18 @@ def association(X: pd.DataFrame, y: np.ndarray) -> pd.Series:
 
 
 def _association(values: np.ndarray, y: np.ndarray) -> np.ndarray:
-    ranks = stats.rankdata(values, axis=0)
     m, n = int(y.sum()), int(len(y) - y.sum())
-    auc = (ranks[y == 1].sum(axis=0) - m * (m + 1) / 2.0) / (m * n)
+    auc = (_positive_rank_sums(values, y == 1) - m * (m + 1) / 2.0) / (m * n)
     return np.abs(auc - 0.5)
+
+
+def _positive_rank_sums(values: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Per column, the sum of the positive rows' ranks (ties averaged): compiled when numba is
+    there, else scipy's rankdata; the same numbers (sums of half-integers are exact)."""
+    from . import kernels
+    if kernels.available() and np.isfinite(values).all():
+        return kernels.rank_sums(values, positive)
+    return stats.rankdata(values, axis=0)[positive].sum(axis=0)
 
 
 def strongest_first(X: pd.DataFrame, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -113,15 +121,24 @@ class CorrelationFilter(_Step):
     def fit(self, X: pd.DataFrame, y):
         order, Z = strongest_first(X, y)
         Z = Z / Z.std(0)
-        corr = np.abs(Z.T @ Z) / len(Z)
         kept: List[int] = []
         blocked = np.zeros(Z.shape[1], bool)  # blocked[j]: some kept feature has not |r| <= threshold with j
-        for j in range(Z.shape[1]):
-            if not blocked[j]:
-                kept.append(j)
-                blocked |= ~(corr[:, j] <= self.threshold)
+        # |r| only of the features still unblocked, a block at a time: most are blocked before
+        # their turn, so most of the correlation matrix is never needed
+        for start in range(0, Z.shape[1], CORRELATION_BLOCK):
+            block = start + np.flatnonzero(~blocked[start:start + CORRELATION_BLOCK])
+            if not len(block):
+                continue
+            corr = np.abs(Z[:, block].T @ Z) / len(Z)  # row: |r| of a candidate with every feature
+            for j, row in zip(block, corr):
+                if not blocked[j]:
+                    kept.append(j)
+                    blocked |= ~(row <= self.threshold)
         self._keep(X, order[kept])
         return self
+
+
+CORRELATION_BLOCK = 32  # candidates whose correlations are computed together (one matrix product)
 
 
 def ranked(X: pd.DataFrame) -> pd.DataFrame:
@@ -284,9 +301,24 @@ class _Problems:
         return self.Xi[b, :n], self.y[b, :n]
 
 
-def lasso_paths(problems, lambdas: np.ndarray, tol: float = 1e-10, max_iter: int = 200):
+def lasso_paths(problems, lambdas: np.ndarray, tol: float = 1e-10, max_iter: int = 200,
+                compiled: Optional[bool] = None):
+    """`lasso_path` of several problems [(X, y), ...] on the same features and lambda grid:
+    compiled (`kernels.lasso_path`, one by one) when numba is there (`compiled` None: `kernels.available()`),
+    else with numpy: side by side on small tables (`numpy_lasso_paths`), one by one on large ones,
+    where the side-by-side Newton systems on the union of the supports cost more than the numpy
+    calls they share. The same optimum every way. Returns [(coefs, intercepts)] per problem."""
+    from . import kernels
+    if kernels.available() if compiled is None else compiled:
+        return [kernels.lasso_path(X, y, lambdas, tol, max_iter) for X, y in problems]
+    if max(np.size(X) for X, _ in problems) <= SIDE_BY_SIDE_CELLS:
+        return numpy_lasso_paths(problems, lambdas, tol, max_iter)
+    return [numpy_lasso_paths([problem], lambdas, tol, max_iter)[0] for problem in problems]
+
+
+def numpy_lasso_paths(problems, lambdas: np.ndarray, tol: float = 1e-10, max_iter: int = 200):
     """`lasso_path` of several problems [(X, y), ...] on the same features and lambda grid, solved
-    side by side: glmnet's strategy of warm starts down the (decreasing) grid with an active set;
+    side by side with numpy: glmnet's strategy of warm starts down the (decreasing) grid with an active set;
     on the active set the signs are fixed and the problem is smooth, solved by Newton steps; the
     KKT conditions are then checked on every other feature (`_solve_at`). The last solutions and
     their tangents predict the next ones (`_PathGuess`), so that a lambda costs a few Newton steps
@@ -434,16 +466,22 @@ def _solve_at(P: _Problems, lam: float, theta: np.ndarray, tol: float, max_iter:
     return theta
 
 
-def _lasso_glum_polished(P: _Problems, b: int, lam: float, tol: float, max_iter: int) -> np.ndarray:
-    """The rare lambda where the active set cycles: glum's coordinate descent finds the support,
-    Newton steps on it polish the coefficients to full precision."""
+def glum_lasso(Xi: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """[intercept, coefficients] by glum's coordinate descent (Xi: intercept column first), for the
+    rare lambda where the active set cycles; converged to a tolerance only, so it is then polished."""
     from glum import GeneralizedLinearRegressor
-    Xi, y = P.one(b)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = GeneralizedLinearRegressor(family="binomial", l1_ratio=1.0, alpha=lam, gradient_tol=1e-10,
                                            scale_predictors=False).fit(Xi[:, 1:], y)
-    theta = np.concatenate([[model.intercept_], np.where(np.abs(model.coef_) > 1e-10, model.coef_, 0.0)])
+    return np.concatenate([[model.intercept_], np.where(np.abs(model.coef_) > 1e-10, model.coef_, 0.0)])
+
+
+def _lasso_glum_polished(P: _Problems, b: int, lam: float, tol: float, max_iter: int) -> np.ndarray:
+    """The rare lambda where the active set cycles: glum's coordinate descent finds the support,
+    Newton steps on it polish the coefficients to full precision."""
+    Xi, y = P.one(b)
+    theta = glum_lasso(Xi, y, lam)
     one = _Problems.of([(Xi[:, 1:], y)])
     active = (theta != 0)[None, :]
     active[0, 0] = True
@@ -611,7 +649,7 @@ def lasso_fit(X: np.ndarray, y: np.ndarray, lam: float, tol: float = 1e-10) -> n
     return np.concatenate([[intercepts[-1]], coefs[-1]])
 
 
-# rows x features up to which LassoSelector solves its paths side by side: 124 x 38 twice as fast as
+# rows x features up to which numpy solves the paths side by side: 124 x 38 twice as fast as
 # one by one, 500 x 73 the same, 2000 x 93 1.5x slower (bench_scale.py's phantoms, 2026-12-02)
 SIDE_BY_SIDE_CELLS = 30_000
 
@@ -640,14 +678,8 @@ class LassoSelector(_Step):
         self.lambdas_ = top * np.logspace(0, np.log10(self.lambda_ratio), self.n_lambdas)
         cv = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
         splits = list(cv.split(Xa, y))
-        # every fold's path and the whole sample's, each lambda exactly: side by side on small
-        # tables, where numpy's per-call cost dominates; one by one on large ones, where the side-by-
-        # side Newton systems on the union of the supports cost more than the calls they share
-        problems = [(Xa[tr], y[tr]) for tr, _ in splits] + [(Xa, y)]
-        if Xa.size <= SIDE_BY_SIDE_CELLS:
-            paths = lasso_paths(problems, self.lambdas_)
-        else:
-            paths = [lasso_paths([problem], self.lambdas_)[0] for problem in problems]
+        # every fold's path and the whole sample's, each lambda exactly
+        paths = lasso_paths([(Xa[tr], y[tr]) for tr, _ in splits] + [(Xa, y)], self.lambdas_)
         dev = np.zeros((self.folds, self.n_lambdas))
         for k, (_, te) in enumerate(splits):
             coefs, intercepts = paths[k]

@@ -132,17 +132,25 @@ def test_factor_selection_follows_table2(data):
             assert np.allclose(fast.multivariable.coef, full.multivariable.coef, rtol=TOL, atol=TOL)
 
 
-@pytest.mark.parametrize("folds, ratio, cells", [(5, 1e-3, None), (10, 1e-2, None), (5, 1e-3, 0)])
-def test_side_by_side_lasso_equals_the_one_at_a_time_solver(data, folds, ratio, cells, monkeypatch):
-    """LassoSelector solves its CV folds and the whole sample side by side (`lasso_paths`); every
-    path coefficient, CV deviance and chosen lambda equals the one-problem-at-a-time exact solver
-    of before (`reference_chain/lasso_exact.py`) to 1e-8, on the LASSO's real inputs (what the
-    filters before it leave) of resamples, 100 lambdas; IMNRisk's grid, the paper protocol's, and
-    the paths one by one (what large tables get)."""
+SOLVERS = {"compiled": ("1", None), "numpy side by side": ("0", None), "numpy one by one": ("0", 0)}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("folds, ratio", [(5, 1e-3), (10, 1e-2)])
+def test_lasso_equals_the_one_at_a_time_solver_of_before(data, folds, ratio, solver, monkeypatch):
+    """LassoSelector's paths (the CV folds and the whole sample): every path coefficient, CV
+    deviance and chosen lambda equals the one-problem-at-a-time exact solver of before
+    (`reference_chain/lasso_exact.py`) to 1e-8, on the LASSO's real inputs (what the filters before
+    it leave) of resamples, 100 lambdas; IMNRisk's grid and the paper protocol's; each way of
+    solving them: compiled (`kernels`, what `make install` gives), numpy side by side (no numba)
+    and numpy one by one (no numba, large tables)."""
     from sklearn.model_selection import StratifiedKFold
-    from IMNRiskLib import selection
+    from IMNRiskLib import kernels, selection
     from reference_chain import lasso_exact
-    if cells is not None:  # large tables: the paths one by one
+    compiled, cells = SOLVERS[solver]
+    monkeypatch.setenv("IMNRISK_COMPILED", compiled)
+    assert kernels.available() == (compiled == "1"), "numba missing: `make install` installs the fast extra"
+    if cells is not None:
         monkeypatch.setattr(selection, "SIDE_BY_SIDE_CELLS", cells)
     rng = np.random.default_rng(3)
     for _ in range(3):
@@ -161,6 +169,43 @@ def test_side_by_side_lasso_equals_the_one_at_a_time_solver(data, folds, ratio, 
         assert np.allclose(fast.path_, path, rtol=TOL, atol=TOL)
         assert np.allclose(fast.cv_mean_, np.mean(dev, axis=0), rtol=TOL, atol=TOL)
         assert fast.lambda_min_ == fast.lambdas_[int(np.argmin(np.mean(dev, axis=0)))]
+
+
+def test_compiled_path_goes_on_after_a_lambda_settled_by_glum(data, monkeypatch):
+    """A lambda whose active set does not settle in the compiled solver goes to glum (polished by
+    Newton steps) and the path goes on from there: forced here at two lambdas, the whole path
+    still equals the reference solver's."""
+    from IMNRiskLib import kernels
+    from reference_chain import lasso_exact
+    X = data.features.iloc[:, :40].to_numpy(float)
+    X = (X - X.mean(0)) / X.std(0)
+    y = data.y.astype(float)
+    grid = lasso_exact.lambda_max(X, y) * np.logspace(0, -1.5, 30)
+    real, calls = kernels._path, []
+
+    def unsettled_at_some(Xi, yy, lambdas, theta, tol, max_iter):
+        calls.append(len(lambdas))
+        solved, failed = real(Xi, yy, lambdas, theta, tol, max_iter)
+        stop = {30: 12, 17: 9}.get(len(lambdas), -1)  # the 13th lambda, then the 23rd
+        return (solved, stop) if stop >= 0 and failed < 0 else (solved, failed)
+    monkeypatch.setattr(kernels, "_path", unsettled_at_some)
+    coefs, b0 = kernels.lasso_path(X, y, grid)
+    assert calls == [30, 17, 7]
+    ref_coefs, ref_b0 = lasso_exact.lasso_path(X, y, grid)
+    assert np.allclose(coefs, ref_coefs, rtol=1e-7, atol=1e-7) and np.allclose(b0, ref_b0, rtol=1e-7, atol=1e-7)
+
+
+def test_compiled_rank_sums_equal_scipys(data):
+    """The compiled rank sums behind the association (strongest-first order) equal scipy's
+    rankdata summed over the positive rows, exactly, with ties (rounded values) and without."""
+    from scipy import stats
+    from IMNRiskLib import kernels
+    rng = np.random.default_rng(5)
+    for values in (data.features.to_numpy(float), np.round(rng.normal(size=(60, 30)), 1),
+                   rng.integers(0, 3, size=(40, 7)).astype(float)):
+        positive = rng.random(len(values)) < 0.3
+        assert np.array_equal(kernels.rank_sums(values, positive),
+                              stats.rankdata(values, axis=0)[positive].sum(axis=0))
 
 
 def test_glum_settles_a_cycling_active_set_at_the_exact_solution(data):

@@ -1,0 +1,389 @@
+"""Kernels: the few inner loops of the validation compiled by numba, where numpy's cost per call
+(~1 us, tens of calls a step) is most of the time: the LASSO logistic path (`lasso_path`) and the
+rank sums behind the features' association with the outcome (`rank_sums`).
+
+Why by hand. The validation solves ~10^4 LASSO paths of ~100 lambdas on ~100 x 40 tables, where a
+Newton step is a few microseconds of arithmetic. No library solves this exactly along a path at
+that size: glmnet's Fortran is R's; glum's and scikit-learn's coordinate descent stop at a
+tolerance, not at the optimum, and pay Python's cost per lambda. `selection.numpy_lasso_paths` is
+the same method in numpy. Measured (bench/README.md): one fit's 6 paths ~10 ms here, 54 ms with
+numpy side by side. scipy's `rankdata` (8 ms on 124 x 851) is generic; the rank sums here take ~1.
+
+numba is optional (the `fast` extra; `make install` has it): without it, or with IMNRISK_COMPILED=0,
+`selection` computes the same numbers with numpy (Testing/test_speed_equality.py). The first call
+compiles (~20 s) and caches the machine code beside this file (`warm_up`, which `make install`
+runs); later processes load it in ~0.2 s.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Callable, Tuple
+
+import numpy as np
+
+try:
+    from numba import njit
+    IMPORTED = True
+except ImportError:  # the fallback: selection's numpy solver
+    IMPORTED = False
+
+    def njit(*args, **kwargs):
+        return (lambda f: f) if not (args and callable(args[0])) else args[0]
+
+# sums may be reordered (SIMD); no assumption about NaN or inf, which the line search tests
+FASTMATH = {"reassoc", "contract"}
+KKT_SLACK = 1e-12  # |gradient| above lambda by less than this (relative) is rounding, not a KKT break
+BLAS_CELLS = 20_000  # support rows x columns above which the Hessian is numpy's matrix product (BLAS)
+
+
+def available() -> bool:
+    """Whether the compiled solver is used: numba imports and IMNRISK_COMPILED is not 0."""
+    return IMPORTED and os.environ.get("IMNRISK_COMPILED", "1") != "0"
+
+
+def lasso_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float = 1e-10,
+               max_iter: int = 200) -> Tuple[np.ndarray, np.ndarray]:
+    """(coefficients L x p, intercepts L) of the LASSO logistic path of one problem, glmnet's
+    objective -loglik/n + lambda ||b||_1 (intercept unpenalised), every lambda solved exactly.
+    A lambda where the active set cycles (features entering and leaving, very rare) is settled by
+    glum and polished by Newton steps, and the path goes on from it."""
+    from .selection import glum_lasso  # selection imports this module lazily: no cycle at import
+    X, y = np.asarray(X, float), np.ascontiguousarray(y, float)
+    Xi = np.ascontiguousarray(np.column_stack([np.ones(len(y)), X]))
+    lambdas = np.asarray(lambdas, float)
+    order = np.argsort(-lambdas, kind="stable")  # largest first: each solution warm-starts the next
+    thetas = np.zeros((len(lambdas), Xi.shape[1]))
+    theta = np.zeros(Xi.shape[1])
+    ybar = min(max(float(np.mean(y)), 1e-6), 1 - 1e-6)
+    theta[0] = np.log(ybar / (1 - ybar))
+    done = 0
+    while done < len(order):
+        solved, failed = _path(Xi, y, np.ascontiguousarray(lambdas[order[done:]]), theta, tol, max_iter)
+        stop = len(order) - done if failed < 0 else failed
+        thetas[order[done:done + stop]] = solved[:stop]
+        done += stop
+        if failed >= 0:
+            lam = float(lambdas[order[done]])
+            theta = _polished(Xi, y, lam, glum_lasso(Xi, y, lam), tol, max_iter)
+            thetas[order[done]] = theta
+            done += 1
+        theta = thetas[order[done - 1]].copy()
+    return thetas[:, 1:], thetas[:, 0]
+
+
+def warm_up() -> float:
+    """Compile (or load from the cache) on a small problem; seconds taken."""
+    start = time.perf_counter()
+    if available():
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(40, 6))
+        y = (X[:, 0] + rng.normal(size=40) > 0).astype(float)
+        lasso_path(X, y, np.abs(X.T @ (y - y.mean())).max() / 40 * np.logspace(0, -2, 10))
+        rank_sums(X, y > 0)
+    return time.perf_counter() - start
+
+
+def rank_sums(values: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Per column of values (n x p), the sum over the rows marked `positive` of their ranks within
+    the column (1..n, ties given their average rank): the Mann-Whitney rank sum, exactly (ranks
+    are half-integers, so the sum does not depend on the order of addition)."""
+    return _rank_sums(np.ascontiguousarray(np.asarray(values, float).T), np.asarray(positive, np.bool_))
+
+
+def _polished(Xi: np.ndarray, y: np.ndarray, lam: float, theta: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
+    """theta (glum's) with Newton steps on its support, unless a coefficient leaves it."""
+    cols = np.concatenate([[0], np.flatnonzero(theta[1:]) + 1]).astype(np.int64)
+    out, eta = theta.copy(), _eta(np.ascontiguousarray(Xi.T[cols]), theta[cols])
+    kept = _newton_on_support(np.ascontiguousarray(Xi.T), y, lam, out, cols, len(cols), np.sign(theta), tol,
+                              max_iter, eta)[0]
+    return out if kept == len(cols) else theta
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _rows_dot(AT, v):
+    """AT @ v (AT: m x n, C order)."""
+    m, n = AT.shape
+    out = np.empty(m)
+    for a in range(m):
+        s = 0.0
+        for i in range(n):
+            s += AT[a, i] * v[i]
+        out[a] = s
+    return out
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _eta(AT, th):
+    """th @ AT: the linear predictor of every row."""
+    m, n = AT.shape
+    out = np.zeros(n)
+    for a in range(m):
+        c = th[a]
+        if c != 0.0:
+            for i in range(n):
+                out[i] += c * AT[a, i]
+    return out
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _hessian(AT, wv):
+    """AT diag(wv) AT' (symmetric m x m): loops on small supports, BLAS on large ones."""
+    m, n = AT.shape
+    W = np.empty((m, n))
+    for a in range(m):
+        for i in range(n):
+            W[a, i] = AT[a, i] * wv[i]
+    if m * n > BLAS_CELLS:
+        return W @ AT.T
+    H = np.empty((m, m))
+    for a in range(m):
+        for b in range(a + 1):
+            s = 0.0
+            for i in range(n):
+                s += W[a, i] * AT[b, i]
+            H[a, b] = s
+            H[b, a] = s
+    return H
+
+
+@njit(cache=True)
+def _cholesky_solve(H, g):
+    """x with H x = g by Cholesky (H symmetric positive definite); empty when H is not. By hand:
+    LAPACK's call costs more than the arithmetic on these 2-40 square systems."""
+    m = H.shape[0]
+    L = np.zeros((m, m))
+    for j in range(m):
+        s = H[j, j]
+        for k in range(j):
+            s -= L[j, k] * L[j, k]
+        if not s > 0.0:
+            return np.empty(0)
+        L[j, j] = np.sqrt(s)
+        for i in range(j + 1, m):
+            s = H[i, j]
+            for k in range(j):
+                s -= L[i, k] * L[j, k]
+            L[i, j] = s / L[j, j]
+    x = g.copy()
+    for i in range(m):
+        s = x[i]
+        for k in range(i):
+            s -= L[i, k] * x[k]
+        x[i] = s / L[i, i]
+    for i in range(m - 1, -1, -1):
+        s = x[i]
+        for k in range(i + 1, m):
+            s -= L[k, i] * x[k]
+        x[i] = s / L[i, i]
+    return x
+
+
+@njit(cache=True)
+def _solve(H, g):
+    """H x = g; least squares where H is singular (as the numpy solver's pseudo-inverse)."""
+    x = _cholesky_solve(H, g)
+    if x.shape[0] == 0:
+        x = np.linalg.lstsq(H, g)[0]
+    return x
+
+
+@njit(cache=True)
+def _objective(y, th, pen, eta):
+    """-loglik/n + pen'th (log(1 + e^eta) without overflow)."""
+    n = y.shape[0]
+    f = 0.0
+    for i in range(n):
+        e = eta[i]
+        if e > 0:
+            f += e + np.log1p(np.exp(-e)) - y[i] * e
+        else:
+            f += np.log1p(np.exp(e)) - y[i] * e
+    return f / n + np.dot(pen, th)
+
+
+@njit(cache=True)
+def _probability(eta):
+    return 1.0 / (1.0 + np.exp(-eta))
+
+
+@njit(cache=True)
+def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta):
+    """Minimise -loglik/n + lam * s'b over theta[cols[:m]] (cols[0] = 0, the intercept) with the
+    signs s fixed: Newton steps with Armijo backtracking, cut where a coefficient would cross zero
+    (it then leaves the support). Updates theta, cols and eta in place; returns (m, H): the support's
+    size and its last Hessian (0 x 0 when it changed since)."""
+    n = y.shape[0]
+    XsT = XiT[cols[:m]]
+    th = theta[cols[:m]]
+    pen = lam * signs[cols[:m]]
+    pen[0] = 0.0
+    f0 = np.nan  # the objective at th, computed when a line search needs it
+    H = np.empty((0, 0))
+    for _ in range(max_iter):
+        pr = _probability(eta)
+        g = pen - _rows_dot(XsT, (y - pr) / n)
+        H = _hessian(XsT, pr * (1.0 - pr) / n)
+        d = _solve(H, -g)
+        # the step may not carry a coefficient past zero (its sign is fixed on this support)
+        t, j_cross = 1.0, -1
+        for a in range(1, m):
+            if d[a] * pen[a] < 0 and -th[a] / d[a] < t:
+                t, j_cross = -th[a] / d[a], a
+        t_max, slope, size = t, np.dot(g, d), np.abs(d).max()
+        f_new = np.nan
+        new, eta_new = th + t * d, eta
+        for _half in range(60):
+            new = th + t * d
+            eta_new = _eta(XsT, new)
+            if t == 1.0 and size < 1e-2:  # Newton's quadratic region: the full step is taken
+                break
+            if np.isnan(f0):
+                f0 = _objective(y, th, pen, eta)
+            f_new = _objective(y, new, pen, eta_new)
+            if f_new <= f0 + 1e-4 * t * slope or t * size < 1e-15:
+                break
+            t /= 2
+        th, f0 = new, f_new  # NaN: not needed unless the next step is a long one
+        eta[:] = eta_new
+        if j_cross > 0 and t == t_max:  # reached zero: that coefficient leaves the support
+            keep = np.ones(m, np.bool_)
+            keep[j_cross] = False
+            cols[j_cross:m - 1] = cols[j_cross + 1:m].copy()
+            m -= 1
+            th, pen, XsT = th[keep], pen[keep], XsT[keep]
+            eta[:] = _eta(XsT, th)
+            f0, H = np.nan, np.empty((0, 0))
+            continue
+        # quadratic convergence: after a full step of 1e-3 sqrt(tol) the error is far below tol
+        if t * size < tol or (t == 1.0 and size < 1e-3 * np.sqrt(tol)):
+            break
+    theta[:] = 0.0
+    theta[cols[:m]] = th
+    return m, H
+
+
+@njit(cache=True)
+def _violations(XiT, y, eta, lam, theta, cols, m, signs):
+    """Features off the support whose |gradient| exceeds lam join it (cols, signs updated, cols
+    sorted); returns the new support size (m when none)."""
+    n, q = y.shape[0], XiT.shape[0]
+    grad = _rows_dot(XiT, (y - _probability(eta)) / n)
+    off = np.ones(q, np.bool_)
+    off[cols[:m]] = False
+    off[0] = False
+    grown = m
+    for c in range(1, q):
+        if off[c] and abs(grad[c]) > lam * (1.0 + KKT_SLACK):
+            signs[c] = np.sign(grad[c])
+            cols[grown] = c
+            grown += 1
+    if grown > m:
+        cols[:grown].sort()
+    return grown
+
+
+@njit(cache=True)
+def _guess(theta, slope, previous_slope, step, h, same_support, curved):
+    """The next lambda's solution from the last: a Taylor step of h in log(lambda), with the second
+    derivative from the last two slopes where the support stayed. A coefficient whose guess
+    crosses zero is guessed to leave (the KKT check brings it back if it stays)."""
+    delta = h * slope
+    if curved and same_support:
+        delta += 0.5 * h * h * (slope - previous_slope) / step
+    guess = theta + delta
+    if not np.isfinite(guess).all():
+        return theta.copy()
+    for c in range(1, theta.shape[0]):
+        if np.sign(guess[c]) != np.sign(theta[c]):
+            guess[c] = 0.0
+    return guess
+
+
+@njit(cache=True)
+def _slope(H, cols, m, signs, lam, q):
+    """d theta / d log(lambda) at a solution: on the support, H dtheta = -sign (intercept 0)."""
+    out = np.zeros(q)
+    if H.shape[0] != m:
+        return out
+    rhs = np.zeros(m)
+    for a in range(1, m):
+        rhs[a] = -signs[cols[a]]
+    d = _solve(H, rhs)
+    for a in range(m):
+        out[cols[a]] = lam * d[a]
+    return out
+
+
+@njit(cache=True)
+def _path(Xi, y, lambdas, theta, tol, max_iter):
+    """The solutions (L x q) at lambdas (decreasing) from the warm start theta, and the index of
+    the first lambda whose active set did not settle (-1: none; the solutions stop there)."""
+    q = Xi.shape[1]
+    XiT = np.ascontiguousarray(Xi.T)
+    out = np.zeros((lambdas.shape[0], q))
+    cols = np.empty(q, np.int64)
+    signs = np.sign(theta)
+    theta = theta.copy()
+    slope, previous_slope = np.zeros(q), np.zeros(q)
+    support = theta != 0
+    log_lam, step, same_support = 0.0, 0.0, False
+    for k in range(lambdas.shape[0]):
+        lam = lambdas[k]
+        if k > 0:
+            theta = _guess(theta, slope, previous_slope, step, np.log(lam) - log_lam, same_support, k > 1)
+        m = 1
+        cols[0] = 0
+        for c in range(1, q):
+            if theta[c] != 0:
+                cols[m] = c
+                m += 1
+        eta = _eta(XiT[cols[:m]], theta[cols[:m]])
+        if k > 0:  # features breaking KKT at the guess enter before the Newton steps
+            m = _violations(XiT, y, eta, lam, theta, cols, m, signs)
+        settled, H = False, np.empty((0, 0))
+        for _round in range(2 * q + 10):
+            m, H = _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta)
+            grown = _violations(XiT, y, eta, lam, theta, cols, m, signs)
+            if grown == m:
+                settled = True
+                break
+            m = grown
+        if not settled:
+            return out, k
+        out[k] = theta
+        new_support = theta != 0
+        if k > 0:
+            same_support = (new_support == support).all()
+            step = np.log(lam) - log_lam
+        previous_slope, slope = slope, _slope(H, cols, m, signs, lam, q)
+        support, log_lam = new_support, np.log(lam)
+    return out, -1
+
+
+@njit(cache=True)
+def _rank_sums(VT, positive):
+    """rank_sums on the transposed values (p x n, C order: each column contiguous)."""
+    p, n = VT.shape
+    out = np.zeros(p)
+    for j in range(p):
+        column = VT[j]
+        order = np.argsort(column, kind="mergesort")
+        start = 0
+        while start < n:  # a run of tied values: positions start..end-1, ranks start+1..end
+            end = start + 1
+            while end < n and column[order[end]] == column[order[start]]:
+                end += 1
+            count = 0
+            for i in range(start, end):
+                if positive[order[i]]:
+                    count += 1
+            out[j] += count * 0.5 * (start + 1 + end)
+            start = end
+    return out
+
+
+if __name__ == "__main__":
+    print(f"numba {'available' if available() else 'not used'}; compiled or loaded in {warm_up():.1f} s")
