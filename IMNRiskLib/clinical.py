@@ -127,6 +127,13 @@ def _with_intercept(X: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones(len(X)), np.asarray(X, float)])
 
 
+def _probability(eta: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-eta)); exp overflows to inf for a very negative eta (a separated fit), which
+    gives exactly the 0 wanted, so that overflow is not warned about."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-eta))
+
+
 def fit_ml(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-10) -> LogisticFit:
     """Maximum-likelihood logistic regression by Newton-Raphson (with step halving), the same
     likelihood as R's glm / statsmodels' GLM, written here because validation fits it ~10^5
@@ -139,7 +146,30 @@ def fit_ml(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-
 
 def fit_ml_arrays(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
     """`fit_ml` on arrays (Xi with its intercept column): (beta, se, cov, loglik, separation),
-    without the DataFrame and LogisticFit around it (forward selection fits it ~10^5 times)."""
+    without the DataFrame and LogisticFit around it (forward selection fits it ~10^5 times).
+    The Newton steps are compiled when numba is there (`kernels.logistic_ml`), else `_newton_ml`."""
+    from . import kernels
+    k = Xi.shape[1]
+    if kernels.available():
+        beta, info, ll, converged = kernels.logistic_ml(y, Xi, max_iter, tol, 2 * MAX_ABS_COEF)
+    else:
+        beta, info, ll, converged = _newton_ml(y, Xi, max_iter, tol)
+    try:
+        cov = np.linalg.inv(info)
+        if not np.isfinite(cov).all():
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        cov = np.full((k, k), np.nan)
+    se = np.sqrt(np.abs(np.diag(cov)))
+    separation = (not converged or not np.isfinite(beta).all() or np.abs(beta[1:]).max(initial=0) > MAX_ABS_COEF
+                  or not np.isfinite(se).all())
+    return beta, se, cov, ll, separation
+
+
+def _newton_ml(y: np.ndarray, Xi: np.ndarray, max_iter: int, tol: float):
+    """Newton-Raphson with step halving for the logistic MLE from the null model, stopped when the
+    longest step < tol or a coefficient runs beyond 2 MAX_ABS_COEF: (beta, information, loglik,
+    converged)."""
     k = Xi.shape[1]
     ybar = min(max(y.mean(), 1e-6), 1 - 1e-6)
     beta = np.zeros(k)
@@ -154,7 +184,7 @@ def fit_ml_arrays(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float
     info = np.eye(k)
     for _ in range(max_iter):
         eta = Xi @ beta
-        pi = 1.0 / (1.0 + np.exp(-eta))
+        pi = _probability(eta)
         w = pi * (1 - pi)
         info = Xi.T @ (Xi * w[:, None])
         try:
@@ -173,16 +203,7 @@ def fit_ml_arrays(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float
             break
         if np.abs(beta[1:]).max(initial=0) > 2 * MAX_ABS_COEF:
             break
-    try:
-        cov = np.linalg.inv(info)
-        if not np.isfinite(cov).all():
-            raise np.linalg.LinAlgError
-    except np.linalg.LinAlgError:
-        cov = np.full((k, k), np.nan)
-    se = np.sqrt(np.abs(np.diag(cov)))
-    separation = (not converged or not np.isfinite(beta).all() or np.abs(beta[1:]).max(initial=0) > MAX_ABS_COEF
-                  or not np.isfinite(se).all())
-    return beta, se, cov, ll, separation
+    return beta, info, ll, converged
 
 
 def loglik_ml_batch(y: np.ndarray, Xs: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
@@ -242,7 +263,7 @@ def fit_firth(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 
 
     def penalised(b: np.ndarray) -> Tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         eta = Xi @ b
-        pi = 1.0 / (1.0 + np.exp(-eta))
+        pi = _probability(eta)
         w = pi * (1 - pi)
         info = Xi.T @ (Xi * w[:, None])
         sign, logdet = np.linalg.slogdet(info)
@@ -784,7 +805,7 @@ def _saturated_fit(y: np.ndarray, X: np.ndarray, terms: List[str]) -> Optional[L
         return None
     Xi = _with_intercept(X)
     eta = Xi @ beta
-    pi = 1.0 / (1.0 + np.exp(-eta))
+    pi = _probability(eta)
     cov = np.linalg.inv(Xi.T @ (Xi * (pi * (1 - pi))[:, None]))
     ll = float(np.sum(y * eta - np.logaddexp(0, eta)))
     return LogisticFit(["(Intercept)"] + list(terms), beta, np.sqrt(np.abs(np.diag(cov))), cov, len(y),
@@ -839,7 +860,7 @@ def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: i
             break
     beta = np.array(coefficients(t))
     Xi = _with_intercept(X)
-    pi = 1.0 / (1.0 + np.exp(-(Xi @ beta)))
+    pi = _probability(Xi @ beta)
     cov = np.linalg.inv(Xi.T @ (Xi * (pi * (1 - pi))[:, None]))
     return LogisticFit(["(Intercept)"] + list(terms), beta, np.sqrt(np.diag(cov)), cov, len(y), int(np.sum(y)),
                        "Firth", False, ll)

@@ -46,14 +46,17 @@ def timed_steps(accumulated: collections.Counter) -> None:
     wrap(models, "select_factors", "clinical factors")
 
 
-def tasks_of(kind: str, folder: Path, count: int):
-    """`count` tasks of one kind on the cohort in folder, and the function that runs one."""
+def tasks_of(kind: str, folder: Path, count: int, protocol: str = "imnrisk"):
+    """`count` tasks of one kind on the cohort in folder, and the function that runs one; the
+    paper protocol without the second reader (it has no ICC filter), as `imnrisk train` runs it."""
     from sklearn.model_selection import StratifiedKFold
     from IMNRiskLib import validation
     from IMNRiskLib.models import fit_models
     from IMNRiskLib.training import add_second_reader, load_training_data
+    from IMNRiskLib.protocols import training_options
     data = load_training_data(folder / "cohort.csv", folder / "features.csv")
-    if (folder / "features_reader2.csv").exists():
+    data.options = training_options(protocol)
+    if protocol == "imnrisk" and (folder / "features_reader2.csv").exists():
         data = add_second_reader(data, folder / "features_reader2.csv", 0.75)
     whole = fit_models(data.features, data.clinical, data.y, data.schema, data.options)  # imports, caches
     if kind == "boot":
@@ -69,10 +72,11 @@ def main() -> None:
     parser.add_argument("--cohort", required=True, help="a folder with cohort.csv and features.csv")
     parser.add_argument("--kind", choices=("boot", "nested", "leaky"), default="boot")
     parser.add_argument("--tasks", type=int, default=20)
+    parser.add_argument("--protocol", choices=("imnrisk", "paper"), default="imnrisk")
     parser.add_argument("--profile", action="store_true", help="also print cProfile's top lines (slower)")
     args = parser.parse_args()
     steps: collections.Counter = collections.Counter()
-    tasks, run = tasks_of(args.kind, Path(args.cohort), args.tasks)
+    tasks, run = tasks_of(args.kind, Path(args.cohort), args.tasks, args.protocol)
     timed_steps(steps)
     profile = cProfile.Profile()
     start = time.process_time()
