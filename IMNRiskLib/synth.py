@@ -348,28 +348,14 @@ def render_patient(seed_words: Sequence[int], location: str, diameter_mm: float,
     noise_rng = np.random.default_rng(rng.integers(2 ** 63))
     parenchyma_gain = (0.6 * base * fibroglandular).astype(np.float32)
     muscle_gain = (0.5 * base * muscle).astype(np.float32)
-    # the same float32 operations as `base + gain * curve`, `signal + noise * sigma`, ... written
-    # into three buffers: a new 4 MB array per operation made this loop half of a patient's time
-    signal, real, imag = (np.empty(shape, np.float32) for _ in range(3))
     for t in range(N_PHASES):
-        np.multiply(parenchyma_gain, np.float32(PARENCHYMA_CURVE[t]), out=signal)
-        np.add(base, signal, out=signal)
-        np.multiply(muscle_gain, np.float32(MUSCLE_CURVE[t]), out=real)
-        np.add(signal, real, out=signal)
+        signal = base + parenchyma_gain * np.float32(PARENCHYMA_CURVE[t]) + muscle_gain * np.float32(MUSCLE_CURVE[t])
         sub = signal[box]
         sub[mask_box] = (tumour_base * (1.0 + tumour_gain * TUMOUR_CURVE[t]))[mask_box]
         # Rician noise: magnitude of a complex signal with Gaussian noise in both channels
-        noise_rng.standard_normal(dtype=np.float32, out=real)
-        np.multiply(real, NOISE_SIGMA, out=real)
-        np.add(signal, real, out=real)
-        noise_rng.standard_normal(dtype=np.float32, out=imag)
-        np.multiply(imag, NOISE_SIGMA, out=imag)
-        np.multiply(real, real, out=real)
-        np.multiply(imag, imag, out=imag)
-        np.add(real, imag, out=real)
-        np.sqrt(real, out=real)
-        np.rint(real, out=real)
-        phases[t] = real  # the cast of astype(np.int16)
+        real = signal + noise_rng.standard_normal(shape, dtype=np.float32) * NOISE_SIGMA
+        imag = noise_rng.standard_normal(shape, dtype=np.float32) * NOISE_SIGMA
+        phases[t] = np.rint(np.sqrt(real * real + imag * imag)).astype(np.int16)
 
     # a second reader: the same tumour, one voxel grown or shrunk in places
     change = _smooth_noise(rng, shape, 4.0)
