@@ -44,6 +44,30 @@ def icc_a1(ratings: np.ndarray) -> np.ndarray:
     ss_rows = k * (rows ** 2).sum(axis=0)
     ss_cols = n * (cols ** 2).sum(axis=0)
     ss_error = ((x - rows[:, None, :] - cols[None, :, :]) ** 2).sum(axis=(0, 1))
+    return _icc_from_squares(ss_rows, ss_cols, ss_error, n, k, scale)
+
+
+def icc_two_readers(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`icc_a1` for two readers, from their (patients x features) tables without stacking them:
+    with k = 2 the error residuals of the two readings are opposite, (a - b)/2 less its mean.
+    The validation computes it on every resample (~1500 times on 124 x 851)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n = len(a)
+    if n < 2:
+        raise ValueError("an ICC needs at least 2 patients and 2 raters")
+    scale = np.maximum(np.abs(a).max(axis=0), np.abs(b).max(axis=0)) ** 2
+    centre = (a.mean(axis=0) + b.mean(axis=0)) / 2.0
+    a, b = a - centre, b - centre
+    mean_a, mean_b = a.mean(axis=0), b.mean(axis=0)
+    rows = (a + b) / 2.0
+    half = (a - b) / 2.0 - (mean_a - mean_b) / 2.0
+    return _icc_from_squares(2.0 * (rows ** 2).sum(axis=0), n * (mean_a ** 2 + mean_b ** 2),
+                             2.0 * (half ** 2).sum(axis=0), n, 2, scale)
+
+
+def _icc_from_squares(ss_rows: np.ndarray, ss_cols: np.ndarray, ss_error: np.ndarray, n: int, k: int,
+                      scale: np.ndarray) -> np.ndarray:
+    """ICC(2,1) from the two-way ANOVA's sums of squares (rows: patients, columns: raters)."""
     msr, msc = ss_rows / (n - 1), ss_cols / (k - 1)
     mse = ss_error / ((n - 1) * (k - 1))
     numerator = msr - mse
@@ -67,8 +91,10 @@ def feature_icc(X: pd.DataFrame) -> pd.Series:
     rows = np.isfinite(b).all(axis=1)
     if rows.sum() < 2:
         raise ValueError(f"{int(rows.sum())} patient(s) read twice: an ICC needs at least 2")
-    a = values[rows][:, at_first]
-    return pd.Series(icc_a1(np.stack([a, b[rows]], axis=1)), index=first, name="icc")
+    a = values[:, at_first]
+    if not rows.all():
+        a, b = a[rows], b[rows]
+    return pd.Series(icc_two_readers(a, b), index=first, name="icc")
 
 
 _last_layout: tuple = (None, None)  # the columns last asked about (held, so `is` is safe) and the answer

@@ -37,13 +37,24 @@ def calibration_line(y: np.ndarray, p: np.ndarray) -> Tuple[Optional[float], Opt
     estimates) is left to statsmodels as before."""
     from .clinical import fit_ml_arrays
     lp = np.log(p / (1.0 - p))
-    if len(y) >= 3 and y.min() != y.max():
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            beta, _, _, _, separation = fit_ml_arrays(y.astype(float), np.column_stack([np.ones_like(lp), lp]))
-        if not separation and np.isfinite(beta).all() and np.abs(beta).max() < 40:
-            return float(beta[0]), float(beta[1])
-    cal = evaluation.calibration(y, p)
-    return cal["intercept"], cal["slope"]
+    if len(y) < 3 or y.min() == y.max():
+        return None, None
+    design = np.column_stack([np.ones_like(lp), lp])
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        beta, _, _, _, separation = fit_ml_arrays(y.astype(float), design)
+    if not separation and np.isfinite(beta).all() and np.abs(beta).max() < 40:
+        return float(beta[0]), float(beta[1])
+    if completely_separates(y, lp):  # no MLE, and statsmodels finds none (~80 ms to say so)
+        return None, None
+    fit = evaluation._fit_logistic(y, design)  # what evaluation.calibration fits for these two
+    return (None, None) if fit is None else (float(fit.params[0]), float(fit.params[1]))
+
+
+def completely_separates(y: np.ndarray, score: np.ndarray) -> bool:
+    """Whether a threshold on score puts every event on one side and every non-event on the other
+    (no tie between them): the logistic MLE on score does not exist (its estimate runs off)."""
+    events, others = score[y == 1], score[y == 0]
+    return bool(events.min() > others.max() or events.max() < others.min())
 
 
 @dataclass

@@ -232,6 +232,34 @@ def test_compiled_logistic_fit_equals_numpys():
     assert stops == {True, False}
 
 
+def test_calibration_line_equals_evaluation_calibration():
+    """validation.calibration_line (the validation's ~10^4 calibration fits: Newton, a complete-
+    separation check, then statsmodels) gives evaluation.calibration's intercept and slope: on
+    ordinary predictions, on completely separated ones (None), on quasi-separated ones (a tie at
+    the boundary: statsmodels may still find an estimate) and on near-certain ones."""
+    from IMNRiskLib import evaluation
+    rng = np.random.default_rng(9)
+    kinds = set()
+    for trial in range(60):
+        n = int(rng.integers(20, 125))
+        score = rng.normal(size=n) * rng.uniform(0.5, 6)
+        y = (score + rng.normal(size=n) * rng.choice([0.0, 0.3, 1.0, 3.0]) > 0.5).astype(int)
+        if trial % 10 == 0:  # quasi-complete separation: one event and one non-event tied at the boundary
+            y = (score > np.median(score)).astype(int)
+            score[np.argmax(np.where(y == 0, score, -np.inf))] = score[y == 1].min()
+        if y.min() == y.max():
+            continue
+        p = np.clip(1 / (1 + np.exp(-score)), 1e-12, 1 - 1e-12)
+        cal = evaluation.calibration(y, p)
+        got = validation.calibration_line(y, p)
+        kinds.add((cal["slope"] is None, validation.completely_separates(y, np.log(p / (1 - p)))))
+        if cal["slope"] is None:
+            assert got == (None, None)
+        else:
+            assert np.allclose(got, (cal["intercept"], cal["slope"]), rtol=1e-6, atol=1e-6)
+    assert {(True, True), (False, False)} <= kinds
+
+
 def test_glum_settles_a_cycling_active_set_at_the_exact_solution(data):
     """The rare lambda where the active set cycles goes to glum, polished by Newton steps: the
     result is the exact solution of the one-at-a-time solver there too."""

@@ -69,6 +69,20 @@ def test_icc_is_vectorised_and_the_same_per_feature():
         assert alone[name] == pytest.approx(together[name], rel=1e-13)  # columns do not mix
 
 
+def test_two_reader_icc_equals_the_k_rater_formula():
+    """feature_icc's two-reader form (no 3-D stack) gives icc_a1's ICC to 1e-12, at any scale,
+    and the same undefined (NaN) ones."""
+    rng = np.random.default_rng(0)
+    for scale in (1.0, 1e6, 1e-6):
+        a = rng.normal(size=(50, 40)) * scale + 5 * scale
+        b = a + rng.normal(size=(50, 40)) * scale * rng.uniform(0, 2, 40)
+        b[:, :3] = a[:, :3]
+        a[:, 5] = b[:, 5] = 1.0
+        k_raters, two = stability.icc_a1(np.stack([a, b], axis=1)), stability.icc_two_readers(a, b)
+        assert np.array_equal(np.isnan(k_raters), np.isnan(two)) and np.isnan(two[5])
+        assert np.allclose(two, k_raters, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
 # --------------------------------------------------------------------------- the pipeline step
 
 def _toy(n=40, seed=0):
