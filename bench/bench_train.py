@@ -3,7 +3,7 @@ paper's validation: 5-fold CV x 100 (nested, and the leaky protocol beside it) a
 timed as the one command a user runs (wall and CPU seconds; `--split`: the CV and the bootstrap
 alone as well), and the same command without validation.
 
-    .venv/bin/python bench/bench_train.py [--cohort DIR] [--jobs 2] [--cv-repeats 100] [--bootstrap 1000] [--split]
+    .venv/bin/python bench/bench_train.py [--cohort DIR] [--jobs 2] [--cv-repeats 100] [--bootstrap 1000] [--split] [--numpy]
 
 Without --cohort it synthesises and extracts the default phantom first (not timed). It also
 times single fits of the whole chain, the current one and the frozen pre-speed-work copy
@@ -25,19 +25,26 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def cli(*args) -> None:
-    subprocess.run([sys.executable, "-m", "IMNRiskLib", *map(str, args)], check=True)
+def cli(*args, env: dict = None) -> None:
+    subprocess.run([sys.executable, "-m", "IMNRiskLib", *map(str, args)], check=True,
+                   env=None if env is None else {**os.environ, **env})
 
 
-def timed_cli(*args) -> dict:
+def timed_cli(*args, env: dict = None) -> dict:
     """Wall seconds of one command, and the CPU seconds of it and its workers (reaped children):
     the CPU figure does not grow when other work shares the machine, the wall figure does."""
     import resource
     before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    cli(*args)
+    cli(*args, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall_s": time.perf_counter() - start, "cpu_s": cpu}
+
+
+def compiled_kernels() -> bool:
+    """Whether the commands timed ran numba's kernels (IMNRiskLib/kernels.py) or numpy's solvers."""
+    from IMNRiskLib import kernels
+    return kernels.available()
 
 
 def per_fit_seconds(folder: Path, fits: int) -> dict:
@@ -71,6 +78,8 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--per-fit", type=int, default=5, help="fits timed per chain (0: skip)")
     parser.add_argument("--split", action="store_true", help="also time the CV and the bootstrap alone")
+    parser.add_argument("--numpy", action="store_true",
+                        help="also time the whole command with the numpy solvers (IMNRISK_COMPILED=0: no numba)")
     args = parser.parse_args()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,13 +92,15 @@ def main() -> None:
             print(f"one fit of the chain: {fit['current']:.3f} s (reference {fit['reference']:.3f} s, "
                   f"{fit['speedup']:.1f}x)", flush=True)
         runs = {}
-        phases = [("fit only", 0, 0), ("whole: imnrisk train", args.cv_repeats, args.bootstrap)]
+        phases = [("fit only", 0, 0, None), ("whole: imnrisk train", args.cv_repeats, args.bootstrap, None)]
         if args.split:
-            phases[1:1] = [("nested+leaky CV", args.cv_repeats, 0), ("bootstrap", 0, args.bootstrap)]
-        for label, repeats, boot in phases:
+            phases[1:1] = [("nested+leaky CV", args.cv_repeats, 0, None), ("bootstrap", 0, args.bootstrap, None)]
+        if args.numpy:
+            phases.append(("whole, numpy solvers", args.cv_repeats, args.bootstrap, {"IMNRISK_COMPILED": "0"}))
+        for label, repeats, boot, env in phases:
             runs[label] = timed_cli("train", folder / "cohort.csv", "--features", folder / "features.csv", "--out",
                                     Path(tmp) / "out", "--cv-repeats", repeats, "--bootstrap", boot, "--jobs",
-                                    args.jobs, "--quiet", "--force")
+                                    args.jobs, "--quiet", "--force", env=env)
             print(f"{label:22} {runs[label]['wall_s']:7.1f} s wall, {runs[label]['cpu_s']:7.1f} s CPU", flush=True)
     total = runs["whole: imnrisk train"]["wall_s"]
     print(f"imnrisk train with the whole validation (5x{args.cv_repeats} CV nested and leaky, {args.bootstrap} "
@@ -98,7 +109,7 @@ def main() -> None:
     (HERE / "results" / "train.json").write_text(json.dumps({
         "jobs": args.jobs, "cv_repeats": args.cv_repeats, "bootstrap": args.bootstrap,
         "seconds": {k: v["wall_s"] for k, v in runs.items()}, "cpu_seconds": {k: v["cpu_s"] for k, v in runs.items()},
-        "total_s": total, "one_fit_s": fit, "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "total_s": total, "one_fit_s": fit, "compiled_kernels": compiled_kernels(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, indent=2) + "\n")
 
 
