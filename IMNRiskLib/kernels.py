@@ -1,19 +1,21 @@
-"""Kernels: the few inner loops of the validation compiled by numba, where numpy's cost per call
-(~1 us, tens of calls a step) is most of the time: the LASSO logistic path (`lasso_path`) and the
-column ranks behind the features' association with the outcome and Spearman's rho (`ranks`)
-and the logistic ML fits of the clinical selection, forward selection and calibration (`logistic_ml`).
+"""Kernels: the validation's inner loops compiled by numba, where numpy's cost per call (~1 us,
+tens of calls a step) is most of the time: the LASSO logistic path (`lasso_path`), the logistic ML
+fit of the clinical selection, forward selection and calibration (`logistic_ml`), and the column
+ranks behind the features' association with the outcome and Spearman's rho (`ranks`).
 
-Why by hand. The validation solves ~10^4 LASSO paths of ~100 lambdas on ~100 x 40 tables, where a
-Newton step is a few microseconds of arithmetic. No library solves this exactly along a path at
-that size: glmnet's Fortran is R's; glum's and scikit-learn's coordinate descent stop at a
-tolerance, not at the optimum, and pay Python's cost per lambda. `selection.numpy_lasso_paths` is
-the same method in numpy. Measured (bench/README.md): one fit's 6 paths ~10 ms here, 54 ms with
-numpy side by side. scipy's `rankdata` (8 ms on 124 x 851) is generic; the ranks here take ~1.
+Why by hand: the validation solves ~10^4 LASSO paths of ~100 lambdas on ~100 x 40 tables and ~10^5
+logistic fits of 2-10 columns, where a Newton step is a few microseconds of arithmetic. No library
+solves the LASSO exactly along a path at that size (glmnet's Fortran is R's; glum's and
+scikit-learn's coordinate descent stop at a tolerance, not at the optimum, and pay Python's cost
+per lambda), and scipy's `rankdata` is generic (8 ms on 124 x 851; ~2 ms here). Each kernel does
+what its numpy twin does (`selection.numpy_lasso_paths`, `clinical._newton_ml`, `stats.rankdata`),
+to the same optimum (Testing/test_speed_equality.py); one fit of the chain is ~2x cheaper.
 
-numba is optional (the `fast` extra; `make install` has it): without it, or with IMNRISK_COMPILED=0,
-`selection` computes the same numbers with numpy (Testing/test_speed_equality.py). The first call
-compiles (~20 s) and caches the machine code beside this file (`warm_up`, which `make install`
-runs); later processes load it in ~0.2 s.
+numba is optional (the `fast` extra; `make install` adds it where it fits the installed numpy):
+without it, or with IMNRISK_COMPILED=0, the numpy twins run. The first call compiles (~17 s) and
+caches the machine code beside this file, or in the user's cache when that folder is read-only
+(`warm_up`, which `make install` and the validation's worker start-up run); later processes load
+it in ~0.2 s.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 try:
     from numba import njit
     IMPORTED = True
-except ImportError:  # the fallback: selection's numpy solver
+except Exception:  # noqa: BLE001 - not installed, or not for this numpy/llvmlite: the numpy solvers
     IMPORTED = False
 
     def njit(*args, **kwargs):
@@ -91,7 +93,7 @@ def warm_up() -> float:
 def logistic_ml(y: np.ndarray, Xi: np.ndarray, max_iter: int, tol: float, max_coef: float):
     """`clinical._newton_ml` compiled: Newton steps with step halving for the logistic MLE from the
     null model, stopped when the longest step < tol or a coefficient beyond max_coef; returns
-    (beta, information, loglik, converged). ~20x faster on the validation's 2-10 column fits."""
+    (beta, information, loglik, converged); ~4x faster than numpy on the validation's small fits."""
     beta, info, ll, converged = _logistic_ml(np.ascontiguousarray(y, float), np.ascontiguousarray(Xi, float),
                                              max_iter, tol, max_coef)
     return beta, info, float(ll), bool(converged)

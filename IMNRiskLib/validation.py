@@ -117,7 +117,9 @@ def start_workers(jobs: int) -> None:
     def warm() -> None:
         try:
             from joblib import Parallel, delayed
+            from . import kernels
             from .workers import loky_backend
+            kernels.warm_up()  # compiled here once if the cache is cold, so the workers only load it
             Parallel(n_jobs=jobs, backend=loky_backend(jobs), batch_size=1)(delayed(_ready)() for _ in range(jobs))
         except Exception:  # noqa: BLE001 - a failed warm-up only costs the time it would have saved
             pass
@@ -127,7 +129,10 @@ def start_workers(jobs: int) -> None:
 
 
 def _ready() -> bool:
-    """A worker's first task: unpickling it imported this module and what a fit needs."""
+    """A worker's first task: unpickling it imported this module and what a fit needs; the
+    compiled kernels are loaded from their cache."""
+    from . import kernels
+    kernels.warm_up()
     return True
 
 
