@@ -40,6 +40,7 @@ except Exception:  # noqa: BLE001 - not installed, or not for this numpy/llvmlit
 FASTMATH = {"reassoc", "contract"}
 KKT_SLACK = 1e-12  # |gradient| above lambda by less than this (relative) is rounding, not a KKT break
 BLAS_CELLS = 20_000  # support rows x columns above which the Hessian is numpy's matrix product (BLAS)
+CHORD_STEP = 1e-3  # after a full Newton step shorter than this the next reuses the Hessian's factor
 
 
 def available() -> bool:
@@ -162,9 +163,9 @@ def _hessian(AT, wv):
 
 
 @njit(cache=True)
-def _cholesky_solve(H, g):
-    """x with H x = g by Cholesky (H symmetric positive definite); empty when H is not. By hand:
-    LAPACK's call costs more than the arithmetic on these 2-40 square systems."""
+def _cholesky(H):
+    """The lower Cholesky factor of H (symmetric positive definite); 0 x 0 when H is not. By hand:
+    LAPACK's call costs more than the arithmetic on these 2-50 square systems."""
     m = H.shape[0]
     L = np.zeros((m, m))
     for j in range(m):
@@ -172,13 +173,23 @@ def _cholesky_solve(H, g):
         for k in range(j):
             s -= L[j, k] * L[j, k]
         if not s > 0.0:
-            return np.empty(0)
+            return np.empty((0, 0))
         L[j, j] = np.sqrt(s)
         for i in range(j + 1, m):
             s = H[i, j]
             for k in range(j):
                 s -= L[i, k] * L[j, k]
             L[i, j] = s / L[j, j]
+    return L
+
+
+@njit(cache=True)
+def _solve(H, L, g):
+    """H x = g with H's Cholesky factor L (forward and back substitution), or by least squares
+    where H is singular (L is 0 x 0; as the numpy solver's pseudo-inverse)."""
+    m = g.shape[0]
+    if L.shape[0] != m:
+        return np.linalg.lstsq(H, g)[0]
     x = g.copy()
     for i in range(m):
         s = x[i]
@@ -190,15 +201,6 @@ def _cholesky_solve(H, g):
         for k in range(i + 1, m):
             s -= L[k, i] * x[k]
         x[i] = s / L[i, i]
-    return x
-
-
-@njit(cache=True)
-def _solve(H, g):
-    """H x = g; least squares where H is singular (as the numpy solver's pseudo-inverse)."""
-    x = _cholesky_solve(H, g)
-    if x.shape[0] == 0:
-        x = np.linalg.lstsq(H, g)[0]
     return x
 
 
@@ -233,12 +235,15 @@ def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta):
     pen = lam * signs[cols[:m]]
     pen[0] = 0.0
     f0 = np.nan  # the objective at th, computed when a line search needs it
-    H = np.empty((0, 0))
+    H, L = np.empty((0, 0)), np.empty((0, 0))
+    chord = False
     for _ in range(max_iter):
         pr = _probability(eta)
         g = pen - _rows_dot(XsT, (y - pr) / n)
-        H = _hessian(XsT, pr * (1.0 - pr) / n)
-        d = _solve(H, -g)
+        if not chord:
+            H = _hessian(XsT, pr * (1.0 - pr) / n)
+            L = _cholesky(H)
+        d = _solve(H, L, -g)
         # the step may not carry a coefficient past zero (its sign is fixed on this support)
         t, j_cross = 1.0, -1
         for a in range(1, m):
@@ -260,6 +265,9 @@ def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta):
             t /= 2
         th, f0 = new, f_new  # NaN: not needed unless the next step is a long one
         eta[:] = eta_new
+        # near the optimum the Hessian barely moves: the next step reuses its factor (the chord
+        # method), as the numpy solver does; after a long or cut step it is recomputed
+        chord = t == 1.0 and size < CHORD_STEP
         if j_cross > 0 and t == t_max:  # reached zero: that coefficient leaves the support
             keep = np.ones(m, np.bool_)
             keep[j_cross] = False
@@ -267,7 +275,7 @@ def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta):
             m -= 1
             th, pen, XsT = th[keep], pen[keep], XsT[keep]
             eta[:] = _eta(XsT, th)
-            f0, H = np.nan, np.empty((0, 0))
+            f0, H, chord = np.nan, np.empty((0, 0)), False
             continue
         # quadratic convergence: after a full step of 1e-3 sqrt(tol) the error is far below tol
         if t * size < tol or (t == 1.0 and size < 1e-3 * np.sqrt(tol)):
@@ -323,7 +331,7 @@ def _slope(H, cols, m, signs, lam, q):
     rhs = np.zeros(m)
     for a in range(1, m):
         rhs[a] = -signs[cols[a]]
-    d = _solve(H, rhs)
+    d = _solve(H, _cholesky(H), rhs)
     for a in range(m):
         out[cols[a]] = lam * d[a]
     return out
