@@ -9,7 +9,7 @@ solves the LASSO exactly along a path at that size (glmnet's Fortran is R's; glu
 scikit-learn's coordinate descent stop at a tolerance, not at the optimum, and pay Python's cost
 per lambda), and scipy's `rankdata` is generic (8 ms on 124 x 851; ~2 ms here). Each kernel does
 what its numpy twin does (`selection.numpy_lasso_paths`, `clinical._newton_ml`, `stats.rankdata`),
-to the same optimum (Testing/test_speed_equality.py); one fit of the chain is ~2x cheaper.
+to the same optimum (Testing/test_speed_equality.py); training is ~1.9x faster.
 
 numba is optional (the `fast` extra; `make install` adds it where it fits the installed numpy):
 without it, or with IMNRISK_COMPILED=0, the numpy twins run. The first call compiles (~17 s) and
@@ -227,8 +227,8 @@ def _probability(eta):
 def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta):
     """Minimise -loglik/n + lam * s'b over theta[cols[:m]] (cols[0] = 0, the intercept) with the
     signs s fixed: Newton steps with Armijo backtracking, cut where a coefficient would cross zero
-    (it then leaves the support). Updates theta, cols and eta in place; returns (m, H): the support's
-    size and its last Hessian (0 x 0 when it changed since)."""
+    (it then leaves the support), chord steps near the optimum. Updates theta, cols and eta in
+    place; returns (m, H): the support's size and its last Hessian (0 x 0 when it changed since)."""
     n = y.shape[0]
     XsT = XiT[cols[:m]]
     th = theta[cols[:m]]
