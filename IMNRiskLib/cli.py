@@ -654,21 +654,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
         return _internal_error(exc)
     finally:
+        from .progress import STOP
+        STOP.clear()
         if previous is not None:
             import signal
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                if handler is not None:  # None: installed from C, cannot be put back from Python
+                    signal.signal(sig, handler)
 
 
 def _stop_cleanly_on_sigterm():
     """SIGTERM (e.g. Slicer's Cancel) stops a run like Ctrl-C: staged outputs removed, workers ended.
-    Returns the previous handler (restored when main returns)."""
+    Both also set progress.STOP, checked by long loops and before outputs are committed, in case the
+    KeyboardInterrupt gets lost. Returns the previous handlers (restored when main returns)."""
     import signal
     import threading
+    from .progress import STOP
 
     def interrupt(signum, frame):
+        STOP.set()
         raise KeyboardInterrupt
+    STOP.clear()
     if threading.current_thread() is threading.main_thread():
-        return signal.signal(signal.SIGTERM, interrupt)
+        return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     return None
 
 

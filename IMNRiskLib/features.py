@@ -477,7 +477,7 @@ def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Unio
                    second_reader: bool = True) -> ExtractionRun:
     """Extract every case of the cohort (cached ones from the cache) and collect the results;
     with `second_reader`, the cases' Mask2 too (into `run.reader2`)."""
-    from .progress import progress_bar
+    from .progress import progress_bar, stop_if_asked
 
     versions = software_versions()
     cache = FeatureCache(cache_dir)
@@ -496,6 +496,7 @@ def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Unio
     try:
         stream = _run_dask(todo, dask_address) if dask_address else _run_local(todo, jobs)
         for result in stream:
+            stop_if_asked()
             number = result.pop("number")
             results[number] = result
             if "error" not in result:

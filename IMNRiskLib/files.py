@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Union
 
 from .errors import InputError
+from .progress import stop_if_asked
 
 PathLike = Union[str, os.PathLike]
 
@@ -229,6 +230,7 @@ def output_set(folder: PathLike, last: Optional[str] = None) -> Iterator[Path]:
         raise InputError(f"output folder is not writable ({exc.strerror or exc})", file=str(folder)) from None
     try:
         yield stage
+        stop_if_asked()  # a stop whose KeyboardInterrupt got lost: nothing is committed
         commit_staged(stage, folder, last)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

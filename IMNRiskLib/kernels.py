@@ -20,9 +20,9 @@ it in ~0.2 s.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-import warnings
 from typing import Callable, Tuple
 
 import numpy as np
@@ -43,11 +43,28 @@ BLAS_CELLS = 20_000  # support rows x columns above which the Hessian is numpy's
 CHORD_STEP = 1e-3  # after a full Newton step shorter than this the next reuses the Hessian's factor
 
 
+def interruptible(function: Callable) -> Callable:
+    """A kernel's Python wrapper that lets Ctrl-C and SIGTERM (`cli` turns both into
+    KeyboardInterrupt) stop it as they stop numpy: a signal handler that raises while compiled
+    code runs comes back from numba as "SystemError: ... returned a result with an exception set",
+    the KeyboardInterrupt as its cause; that is re-raised as the KeyboardInterrupt it was."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except SystemError as exc:
+            if isinstance(exc.__cause__, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            raise
+    return wrapper
+
+
 def available() -> bool:
     """Whether the compiled solver is used: numba imports and IMNRISK_COMPILED is not 0."""
     return IMPORTED and os.environ.get("IMNRISK_COMPILED", "1") != "0"
 
 
+@interruptible
 def lasso_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float = 1e-10,
                max_iter: int = 200) -> Tuple[np.ndarray, np.ndarray]:
     """(coefficients L x p, intercepts L) of the LASSO logistic path of one problem, glmnet's
@@ -91,6 +108,7 @@ def warm_up() -> float:
     return time.perf_counter() - start
 
 
+@interruptible
 def logistic_ml(y: np.ndarray, Xi: np.ndarray, max_iter: int, tol: float, max_coef: float):
     """`clinical._newton_ml` compiled: Newton steps with step halving for the logistic MLE from the
     null model, stopped when the longest step < tol or a coefficient beyond max_coef; returns
@@ -100,6 +118,7 @@ def logistic_ml(y: np.ndarray, Xi: np.ndarray, max_iter: int, tol: float, max_co
     return beta, info, float(ll), bool(converged)
 
 
+@interruptible
 def ranks(values: np.ndarray) -> np.ndarray:
     """Per column of values (n x p), the ranks 1..n with ties given their average rank: scipy's
     `rankdata(values, axis=0)`, exactly."""

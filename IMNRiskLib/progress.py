@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 import sys
+import threading
+
+# Set when the user asked a run to stop (Ctrl-C or SIGTERM, by cli's signal handler, which also
+# raises KeyboardInterrupt): long loops and the commit of outputs check it, because that exception
+# can get lost (raised inside a finalizer, e.g. llvmlite's __del__ while numba loads its cache, it
+# is only printed, and the run would go on and finish).
+STOP = threading.Event()
+
+
+def stop_if_asked() -> None:
+    """Raise KeyboardInterrupt if a stop was asked for (see STOP)."""
+    if STOP.is_set():
+        raise KeyboardInterrupt
 
 
 def progress_bar(total: int, desc: str, unit: str = "case", enabled: bool = True, initial: int = 0):

@@ -140,9 +140,10 @@ def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool, d
     """Run fn over tasks on `jobs` processes (joblib), or on a Dask distributed scheduler at
     address `dask` (or a dask.distributed Client), with a progress bar; yields results in any
     order (callers sort them by task number, so results do not depend on where fits ran)."""
-    from .progress import progress_bar
+    from .progress import progress_bar, stop_if_asked
     while _warming:
         _warming.pop().join()
+    stop_if_asked()
     bar = progress_bar(len(tasks), desc, "fit", enabled=show_bar)
     try:
         if dask is not None:
@@ -155,6 +156,7 @@ def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool, d
             stream = Parallel(n_jobs=jobs, backend=loky_backend(jobs), return_as="generator_unordered",
                               batch_size=1)(delayed(_run_chunk)(fn, c) for c in _chunks(tasks, jobs))
         for results in stream:
+            stop_if_asked()
             yield from results
             bar.update(len(results))
     finally:

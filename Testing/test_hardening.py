@@ -351,6 +351,27 @@ def test_a_failing_run_leaves_the_previous_complete_set_intact(tmp_path, phantom
     assert after == before
 
 
+def test_a_lost_interrupt_still_stops_the_run(tmp_path):
+    """A stop asked for (Ctrl-C, SIGTERM) whose KeyboardInterrupt was lost (raised inside a
+    finalizer, it is only printed) still stops the run: the validation's loop and the commit of
+    outputs check progress.STOP; nothing is committed, and the previous output set is untouched."""
+    from IMNRiskLib import files, progress, validation
+    out = tmp_path / "out"
+    with files.output_set(out) as stage:
+        (stage / "model.json").write_text("old", encoding="utf-8")
+    progress.STOP.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with files.output_set(out, last="model.json") as stage:
+                (stage / "model.json").write_text("new", encoding="utf-8")
+        with pytest.raises(KeyboardInterrupt):
+            list(validation._parallel([1, 2], abs, 1, "x", show_bar=False))
+    finally:
+        progress.STOP.clear()
+    assert (out / "model.json").read_text(encoding="utf-8") == "old"
+    assert not [p.name for p in out.glob(".imnrisk*")]
+
+
 def _descendants(pid):
     found, todo = [], [pid]
     while todo:
