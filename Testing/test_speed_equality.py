@@ -19,12 +19,15 @@ import pytest
 
 from dataclasses import replace
 
-from IMNRiskLib import models, training, validation
+from IMNRiskLib import kernels, models, training, validation
 from equality import assert_same
 from reference_chain import models as ref_models
 from reference_chain import validation as ref_validation
 
 TOL = 1e-8
+# the compiled kernels' own tests: without numba their Python bodies would run, far too slowly to test
+needs_numba = pytest.mark.skipif(not kernels.IMPORTED,
+                                 reason="numba is not installed (make install adds it where it fits the installed numpy)")
 REFERENCE_METHOD = dict(clinical_test="wald", clinical_collinear=None, n_lambdas=30, lambda_ratio=0.02)
 
 
@@ -73,7 +76,6 @@ def test_one_fit_of_the_chain_equals_the_reference_on_resamples(data):
 def test_the_chain_without_numba_equals_the_chain_with_it(data, monkeypatch):
     """IMNRISK_COMPILED=0 (numpy's LASSO, logistic fits and scipy's ranks, what a Python without
     numba runs, e.g. Slicer's) gives the same fit of the whole chain as the compiled kernels."""
-    from IMNRiskLib import kernels
     if not kernels.IMPORTED:
         pytest.skip("numba is not installed: only the numpy solvers are here")
     idx = np.random.default_rng(8).integers(0, len(data.y), len(data.y))
@@ -159,7 +161,7 @@ def test_lasso_equals_the_one_at_a_time_solver_of_before(data, folds, ratio, sol
     solving them: compiled (`kernels`, what `make install` gives), numpy side by side (no numba)
     and numpy one by one (no numba, large tables)."""
     from sklearn.model_selection import StratifiedKFold
-    from IMNRiskLib import kernels, selection
+    from IMNRiskLib import selection
     from reference_chain import lasso_exact
     compiled, cells = SOLVERS[solver]
     if compiled == "1" and not kernels.IMPORTED:
@@ -187,11 +189,11 @@ def test_lasso_equals_the_one_at_a_time_solver_of_before(data, folds, ratio, sol
         assert fast.lambda_min_ == fast.lambdas_[int(np.argmin(np.mean(dev, axis=0)))]
 
 
+@needs_numba
 def test_compiled_path_goes_on_after_a_lambda_settled_by_glum(data, monkeypatch):
     """A lambda whose active set does not settle in the compiled solver goes to glum (polished by
     Newton steps) and the path goes on from there: forced here at two lambdas, the whole path
     still equals the reference solver's."""
-    from IMNRiskLib import kernels
     from reference_chain import lasso_exact
     X = data.features.iloc[:, :40].to_numpy(float)
     X = (X - X.mean(0)) / X.std(0)
@@ -211,22 +213,23 @@ def test_compiled_path_goes_on_after_a_lambda_settled_by_glum(data, monkeypatch)
     assert np.allclose(coefs, ref_coefs, rtol=1e-7, atol=1e-7) and np.allclose(b0, ref_b0, rtol=1e-7, atol=1e-7)
 
 
+@needs_numba
 def test_compiled_ranks_equal_scipys(data):
     """The compiled column ranks (the association's order, Spearman's rho) equal scipy's rankdata
     exactly, with ties (rounded values) and without."""
     from scipy import stats
-    from IMNRiskLib import kernels
     rng = np.random.default_rng(5)
     for values in (data.features.to_numpy(float), np.round(rng.normal(size=(60, 30)), 1),
                    rng.integers(0, 3, size=(40, 7)).astype(float)):
         assert np.array_equal(kernels.ranks(values), stats.rankdata(values, axis=0))
 
 
+@needs_numba
 def test_compiled_logistic_fit_equals_numpys():
     """The compiled Newton steps of the ML logistic fit (`kernels.logistic_ml`) reach numpy's
     (`clinical._newton_ml`) to 1e-10 on 200 random designs, with ties, rare events and separation,
     and stop the same way (converged or not)."""
-    from IMNRiskLib import clinical, kernels
+    from IMNRiskLib import clinical
     rng = np.random.default_rng(0)
     stops = set()
     for trial in range(200):
