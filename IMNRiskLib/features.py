@@ -8,6 +8,7 @@ atomically, so a re-run costs nothing and an interrupted run resumes where it st
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import hashlib
@@ -154,7 +155,32 @@ def make_extractor(settings: ExtractionSettings, normalized_here: bool):
     extractor.settings["label"] = 1
     if normalized_here:
         extractor.settings["normalize"] = False
+    _compute_with_fast_classes(extractor)
     return extractor
+
+
+def _compute_with_fast_classes(extractor) -> None:
+    """The extractor computes GLCM features with `fastglcm.FastGLCM` (pyradiomics' formulas, a
+    quarter less time per case); pyradiomics' own registry of classes stays as it is."""
+
+    def computeFeatures(image, mask, imageTypeName, **kwargs):
+        # pyradiomics' RadiomicsFeatureExtractor.computeFeatures (3.0.1), with the class looked up
+        # in FAST_CLASSES first: pyradiomics offers no hook for that
+        from radiomics import getFeatureClasses
+        from .fastglcm import FAST_CLASSES
+        vector = collections.OrderedDict()
+        classes = getFeatureClasses()
+        for name, names in extractor.enabledFeatures.items():
+            if name.startswith("shape") or name not in classes:
+                continue  # shape is computed by execute()
+            instance = FAST_CLASSES.get(name, classes[name])(image, mask, **kwargs)
+            for feature in names or ():
+                instance.enableFeatureByName(feature)
+            for feature, value in instance.execute().items():
+                vector[f"{imageTypeName}_{name}_{feature}"] = value
+        return vector
+
+    extractor.computeFeatures = computeFeatures
 
 
 def _normalize_kwargs(settings: ExtractionSettings) -> Optional[dict]:

@@ -1,0 +1,90 @@
+"""pyradiomics' GLCM class with four of its steps computed faster, by the same formulas.
+
+A quarter of an 851-feature extraction went into three spots of `radiomics.glcm.RadiomicsGLCM`:
+the sum and difference distributions p_{x+y}, p_{x-y} (a boolean mask over the whole matrix for each
+of 2 Ng values), the Q matrix of the Maximal Correlation Coefficient (a Python loop over Ng
+four-dimensional products) and Cluster Shade / Prominence (4-D powers of (i + j - ux - uy)).
+`FastGLCM` computes them with matrix products and the sum distribution instead; every other step
+and feature is pyradiomics' own. The values differ from pyradiomics' only by the order of
+floating-point additions (`Testing/test_fastglcm.py` compares every feature on the real breast
+MRI and phantom cases). pyradiomics itself is left untouched: only extractors made by
+`features.make_extractor` use this class.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import numpy as np
+from radiomics.glcm import RadiomicsGLCM
+
+
+def _sum_and_difference_maps(gray_levels: np.ndarray, ng: int) -> Tuple[np.ndarray, np.ndarray]:
+    """0/1 matrices that sum the GLCM's cells by i + j (2..2 Ng) and by |i - j| (0..Ng - 1)."""
+    i, j = np.meshgrid(gray_levels, gray_levels, indexing="ij")
+    k_sum = (i + j).astype(np.int64).ravel() - 2
+    k_diff = np.abs(i - j).astype(np.int64).ravel()
+    cells = np.arange(k_sum.size)
+    by_sum = np.zeros((2 * ng - 1, k_sum.size))
+    by_sum[k_sum, cells] = 1.0
+    by_diff = np.zeros((ng, k_diff.size))
+    by_diff[k_diff, cells] = 1.0
+    return by_sum, by_diff
+
+
+class FastGLCM(RadiomicsGLCM):
+    """RadiomicsGLCM with p_{x+y}, p_{x-y}, MCC's Q and Cluster Shade / Prominence by matrix algebra."""
+
+    __module__ = "radiomics.glcm"  # pyradiomics names its class loggers by module: logs as pyradiomics' GLCM
+
+    def _calculateCoefficients(self) -> None:
+        """pyradiomics' coefficients; p_{x+y} and p_{x-y} as one product each with a 0/1 matrix
+        (pyradiomics: a boolean-masked sum over the matrix per value of k)."""
+        ng = self.coefficients["Ng"]
+        eps = np.spacing(1)
+        gray = self.coefficients["grayLevels"].astype("float")
+        i, j = np.meshgrid(gray, gray, indexing="ij", sparse=True)
+        p = self.P_glcm  # (Nv, Ng', Ng', angles)
+        px = p.sum(2, keepdims=True)
+        py = p.sum(1, keepdims=True)
+        ux = np.sum(i[None, :, :, None] * p, (1, 2), keepdims=True)
+        uy = np.sum(j[None, :, :, None] * p, (1, 2), keepdims=True)
+        by_sum, by_diff = _sum_and_difference_maps(gray, ng)
+        cells = p.reshape(p.shape[0], -1, p.shape[3])  # (Nv, Ng'^2, angles)
+        self.coefficients.update({
+            "eps": eps, "i": i, "j": j,
+            "kValuesSum": np.arange(2, (ng * 2) + 1, dtype="float"),
+            "kValuesDiff": np.arange(0, ng, dtype="float"),
+            "px": px, "py": py, "ux": ux, "uy": uy,
+            "pxAddy": by_sum @ cells,  # (Nv, 2 Ng - 1, angles)
+            "pxSuby": by_diff @ cells,  # (Nv, Ng, angles)
+            "HXY": (-1) * np.sum(p * np.log2(p + eps), (1, 2)),
+        })
+
+    def _centred_sum_moment(self, power: int) -> np.ndarray:
+        """sum_ij (i + j - ux - uy)^power p(i, j), as sum_k (k - ux - uy)^power p_{x+y}(k)."""
+        c = self.coefficients
+        centred = c["kValuesSum"][None, :, None] - c["ux"][:, 0] - c["uy"][:, 0]  # (Nv, 2 Ng - 1, angles)
+        return np.nanmean(np.sum(c["pxAddy"] * centred ** power, 1), 1)
+
+    def getClusterProminenceFeatureValue(self) -> np.ndarray:
+        return self._centred_sum_moment(4)
+
+    def getClusterShadeFeatureValue(self) -> np.ndarray:
+        return self._centred_sum_moment(3)
+
+    def getMCCFeatureValue(self):
+        """pyradiomics' MCC (with its eps in Q's denominator); Q for each angle as one matrix
+        product W P^T, W = p(i, k) / (px(i) py(k) + eps), instead of a loop over k."""
+        p, px, py, eps = self.P_glcm, self.coefficients["px"], self.coefficients["py"], self.coefficients["eps"]
+        weighted = p / (px * py + eps)  # (Nv, i, k, angles)
+        q = np.matmul(weighted.transpose(0, 3, 1, 2), p.transpose(0, 3, 2, 1))  # (Nv, angles, i, j)
+        eigenvalues = np.linalg.eigvals(q)
+        eigenvalues.sort()
+        if eigenvalues.shape[2] < 2:
+            return 1  # flat region, as pyradiomics
+        return np.nanmean(np.sqrt(eigenvalues[:, :, -2]), 1).real
+
+
+# The classes an IMNRisk extractor uses in place of pyradiomics' own, by pyradiomics' class name.
+FAST_CLASSES: Dict[str, type] = {"glcm": FastGLCM}
