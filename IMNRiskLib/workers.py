@@ -41,9 +41,25 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A spawned process pool whose workers end when this process ends, however it ends."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                               initializer=die_with_parent, initargs=(os.getpid(),))
+    """A spawned process pool whose workers end when this process ends, however it ends, and
+    share the cores' BLAS threads between them."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_start_worker,
+                               initargs=(os.getpid(), blas_threads_per_worker(workers)))
+
+
+def blas_threads_per_worker(workers: int) -> int:
+    """The cores divided among the workers (at least one each), as joblib's loky does for its own."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def _start_worker(parent_pid: int, blas_threads: int) -> None:
+    """Pool initializer: die with the parent, and use at most `blas_threads` BLAS threads. Each
+    OpenBLAS otherwise starts a thread per core: two extraction workers on 2 cores spent twice the
+    CPU on the GLCM's small matrix products (measured: 40 cases 29 s of CPU against 14 s)."""
+    die_with_parent(parent_pid)
+    import numpy  # noqa: F401 - threadpoolctl limits only the BLAS libraries already loaded
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=blas_threads)
 
 
 
