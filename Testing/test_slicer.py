@@ -961,6 +961,26 @@ def test_cancel_ends_the_whole_training_process_tree(tmp_path):
     assert "never" not in status["lines"]
 
 
+def test_a_cancelled_run_has_ended_when_cancel_returns():
+    """The widget shows "Cancelled" from the poll right after cancel(): the end of the output must
+    be queued by then, even when the reader thread lags behind the kill (a busy CI machine did)."""
+    import time
+
+    class LaggingReader(TrainingRun):
+        def _read(self, process):
+            while process.poll() is None:
+                time.sleep(0.01)
+            time.sleep(0.5)  # the pipe is closed; the thread has not yet been scheduled
+            super()._read(process)
+
+    run = LaggingReader([[sys.executable, "-c", "import time; print('working', flush=True); time.sleep(60)"]])
+    run.start()
+    time.sleep(0.2)
+    run.cancel()
+    status = run.poll()
+    assert not status["running"] and status["cancelled"]
+
+
 def test_a_failed_training_run_shows_its_reason():
     """Item 10: the last error line of the failing step, not 'see the log'."""
     run = TrainingRun([[sys.executable, "-m", "IMNRiskLib", "train", "/no/such/cohort.csv", "--features",

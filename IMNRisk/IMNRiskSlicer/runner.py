@@ -50,7 +50,8 @@ class TrainingRun:
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         env=env, **kwargs)
         self._last_lines = []
-        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
+        self._reader = threading.Thread(target=self._read, args=(self.process,), daemon=True)
+        self._reader.start()
 
     def _read(self, process: subprocess.Popen) -> None:
         """Split output on newlines and carriage returns (progress bars redraw with \\r)."""
@@ -127,6 +128,9 @@ class TrainingRun:
         if process is None or process.poll() is not None and self.returncode is not None:
             return
         kill_tree(process, grace_s)
+        # the reader thread queues the end of the output once the pipe closes: wait for it, so that
+        # the next poll() reports the run ended (on a busy machine the thread may lag behind the kill)
+        self._reader.join(timeout=grace_s)
 
 
 def kill_tree(process: subprocess.Popen, grace_s: float = 3.0) -> None:
