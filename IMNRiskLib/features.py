@@ -1,7 +1,8 @@
 """Features: pyradiomics extraction for a cohort, one case per task, cached, local pool or Dask.
 
 Each case is loaded and checked by `imaging`, smoothed/normalised as the settings say, then
-handed to pyradiomics' RadiomicsFeatureExtractor with the user's settings unchanged. Results are
+handed to pyradiomics' RadiomicsFeatureExtractor with the user's settings unchanged (its GLCM
+class swapped for `fastglcm.FastGLCM`: the same values, faster). Results are
 cached per case (keyed by image and mask content, settings and software versions), written
 atomically, so a re-run costs nothing and an interrupted run resumes where it stopped.
 """
