@@ -411,14 +411,13 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.warningsLabel.text = ""
             self.ui.nomogramLabel.clear()
         else:
-            lo, hi = result["ci95"]
-            t = result["risk_thresholds"]
-            self.ui.radscoreLabel.text = f"{result['radscore']:.3f}"
-            self.ui.riskLabel.text = f"{100 * result['probability']:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%)"
-            self.ui.riskGroupLabel.text = (f"{result['risk_group']} (low < {t['low']:.3f} <= intermediate < "
-                                           f"{t['high']:.3f} <= high)")
-            self.ui.pointsLabel.text = ", ".join(f"{k} {v:.1f}" for k, v in result["points"].items())
-            self.ui.warningsLabel.text = "\n".join(result["warnings"])
+            shown = result["display"]  # the scoring core's words: the verdict leads
+            self.ui.radscoreLabel.text = shown["radscore"]
+            self.ui.riskLabel.text = shown["risk"]
+            self.ui.riskGroupLabel.text = shown["group"]
+            self.ui.pointsLabel.text = shown["points"]
+            self.ui.warningsLabel.text = "\n".join([shown["headline"]] + ([shown["banner"]] if shown["banner"] else [])
+                                                   + result["warnings"])
         export = state["export"]
         self.ui.exportDicomButton.enabled = export["enabled"]
         self.ui.exportDicomButton.toolTip = export["reason"]

@@ -201,21 +201,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _parse_clinical_pairs(pairs: List[str]) -> Dict[str, str]:
-    values = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise InputError(f"'{pair}' is not NAME=VALUE", field="--clinical")
-        name, value = pair.split("=", 1)
-        values[name.strip()] = value.strip()
-    return values
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Score one patient."""
+    """Score one patient through the scoring core and render its Prediction (verdict first)."""
     import json
     from .modelfile import ScoringModel
-    from .predict import predict_patient
+    from .scoring import Options, score_case
+    from .scoring.core import case_from_files, check_request, clinical_pairs
     if str(args.label).lstrip("-").isdigit() and int(args.label) < 1:
         raise InputError(f"label {args.label} must be 1 or more (0 is background)", field="--label")
     model = ScoringModel.load(args.model)
@@ -226,15 +217,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.dicom_out:
         from .dicomout import check_target
         check_target(args.image, args.dicom_out, args.force)
-    if args.ci == "bootstrap":
-        from .uncertainty import NO_REPLICATES, block_of
-        if block_of(model.doc) is None:
-            raise InputError(NO_REPLICATES, file=str(args.model), field="--ci")
-    result = predict_patient(model, args.image, args.mask, args.phase, label, _parse_clinical_pairs(args.clinical),
-                             allow_version_mismatch=args.allow_version_mismatch, ci=args.ci)
-    for warning in result.pop("warnings"):
-        if args.json or warning not in result["domain"]["warnings"]:  # the text below shows those
-            say(f"imnrisk: warning: {warning}")
+    options = Options(ci=args.ci, allow_version_mismatch=args.allow_version_mismatch)
+    clinical = clinical_pairs(args.clinical)
+    check_request(model, clinical, options)  # cheap: refuse before the image is read
+    case = case_from_files(model, args.image, args.mask, args.phase, label, args.image_is_phase)
+    prediction = score_case(model, case, clinical, options)
+    result = prediction.to_dict()
     if args.dicom_out:
         from .dicomout import export_case
         written = export_case(args.dicom_out, args.image, args.mask, result, model.doc, label,
@@ -242,16 +230,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         say(f"imnrisk predict: DICOM SEG -> {written.seg}; SR -> {written.sr}")
     if args.json:
         print(json.dumps(result, indent=2))
-        return EXIT_OK
-    points = ", ".join(f"{k} {v:.1f}" for k, v in result["points"].items() if k != "total")
-    print(f"Rad-Score {result['radscore']:.3f}\n"
-          f"IMN metastasis risk {100 * result['probability']:.1f}% (95% CI {100 * result['ci95'][0]:.1f}-"
-          f"{100 * result['ci95'][1]:.1f}%; {result['ci_method']}): {result['risk_group']} risk "
-          f"(low < {result['risk_thresholds']['low']:.3f} <= intermediate < {result['risk_thresholds']['high']:.3f} <= high)\n"
-          f"nomogram points: {points}; total {result['points']['total']:.1f}\n"
-          f"training range: {result['domain']['note']}\n"
-          + "".join(f"  WARNING: {w}\n" for w in result["domain"]["warnings"]) +
-          f"{result['notice']}")
+    else:
+        print("\n".join(prediction.lines()))
+    if args.strict and not prediction.verdict.reliable:
+        say(f"imnrisk predict: {prediction.verdict.headline} (--strict)")
+        return EXIT_INPUT
     return EXIT_OK
 
 
@@ -261,18 +244,13 @@ def cmd_pacs(args: argparse.Namespace) -> int:
     from .pacs import load_settings, score_study
     settings = load_settings(args.config)
     label = int(args.label) if str(args.label).isdigit() else args.label
-    result = score_study(settings, args.model, args.study, args.mask, args.out, _parse_clinical_pairs(args.clinical),
-                         args.series, args.phase, label, send=not args.no_store, force=args.force)
-    for warning in result.pop("warnings"):
-        say(f"imnrisk: warning: {warning}")
+    from .scoring.core import clinical_pairs
+    result, lines = score_study(settings, args.model, args.study, args.mask, args.out, clinical_pairs(args.clinical),
+                                args.series, args.phase, label, send=not args.no_store, force=args.force)
     files = result["files"]
     say(f"imnrisk pacs: series -> {files['source']}; SEG {files['seg']}, SR {files['sr']}"
         + (f" stored on {settings.called_ae}@{settings.host}:{settings.port}" if result["stored"] else " (not stored)"))
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"IMN metastasis risk {100 * result['probability']:.1f}% ({result['risk_group']} risk); "
-              f"Rad-Score {result['radscore']:.3f}. {result['notice']}")
+    print(json.dumps(result, indent=2) if args.json else "\n".join(lines))
     return EXIT_OK
 
 
@@ -298,6 +276,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"({_n(c['ci95'][0])}-{_n(c['ci95'][1])}); calibration-in-the-large {_n(cal['citl'])}, slope "
         f"{_n(cal['slope'])}; Brier {_n(c['brier'])}; HL p {_n(c['hosmer_lemeshow']['p'])}"
         f" -> {Path(args.out) / 'validation.json'}")
+    counts = result.get("verdicts") or {}
+    say("  verdicts on the training ranges (the scoring core's rules): "
+        + ", ".join(f"{state.replace('_', ' ')} {counts.get(state, 0)}" for state in ("within", "extrapolation",
+                                                                                      "not_reliable")))
     from .evaluation import hl_df_statement
     hl, acc = c["hosmer_lemeshow"], c["accuracy"]
     rule, note = hl_df_statement(hl)
@@ -543,6 +525,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ci", choices=("wald", "bootstrap"), default="wald",
                    help="risk CI: wald (combined model, Rad-Score taken as known; default) or bootstrap (the whole "
                    "pipeline's replicates kept by train: needs their features and clinical factors too)")
+    p.add_argument("--image-is-phase", type=int, metavar="K",
+                   help="the image is a single phase exported from its DCE series: phase index K (0-based), "
+                   "compared with the phase the model was trained on")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 2 when the verdict is 'not reliable' (the result is still printed)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("pacs", help="retrieve a study from a PACS, score it, store the SEG and SR back")

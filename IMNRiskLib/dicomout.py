@@ -95,10 +95,10 @@ def read_source(files: Sequence[Union[str, Path]]) -> List[Any]:
     return datasets
 
 
-def source_files(image_folder: Union[str, Path], phase: int) -> List[Path]:
-    """The files of one phase of a DICOM folder (as imaging reads them), or an InputError."""
+def source_files(image_folder: Union[str, Path], phase: Optional[int]) -> List[Path]:
+    """The files of one phase of a DICOM folder (as imaging reads them; None: its only one), or an InputError."""
     from . import imaging
-    return imaging.dicom_phases(Path(image_folder))[phase]
+    return imaging.dicom_phases(Path(image_folder))[phase or 0]
 
 
 def check_target(image: Union[str, Path], out_dir: Union[str, Path], force: bool) -> None:
@@ -203,9 +203,10 @@ def _risk_group(result: Dict[str, Any], algo):
     for predictor, value in result["points"].items():
         name = code(*POINTS_TOTAL) if predictor == "total" else points_code(predictor)
         measurements.append(_number(name, value, points))
-    group = result["risk_group"]
-    evaluations = [hd.sr.QualitativeEvaluation(code(*RISK_GROUP), code(RISK_CODES[group], f"{group} risk")),
-                   hd.sr.QualitativeEvaluation(code(*INTENDED_USE), code(*RESEARCH_USE))]
+    group = result["risk_group"]  # None when the verdict is "not reliable": no group is reported
+    evaluations = [hd.sr.QualitativeEvaluation(code(*RISK_GROUP), code(RISK_CODES[group], f"{group} risk"))] \
+        if group else []
+    evaluations.append(hd.sr.QualitativeEvaluation(code(*INTENDED_USE), code(*RESEARCH_USE)))
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=RISK_GROUP_ID),
         finding_type=code(*SCT_PRIMARY_MALIGNANT_NEOPLASM, scheme="SCT"),
@@ -291,10 +292,11 @@ def export(out_dir: Union[str, Path], sources: Sequence[Any], mask: sitk.Image, 
 def export_case(out_dir: Union[str, Path], image_folder: Union[str, Path], mask_path: Union[str, Path],
                 result: Dict[str, Any], model_doc: Dict[str, Any], label: Union[int, str] = 1,
                 min_voxels: Optional[int] = None, force: bool = False) -> DicomResults:
-    """SEG + SR for a `predict_patient` result on a DICOM folder (same phase and mask as scored)."""
+    """SEG + SR for a scored patient (`Prediction.to_dict()`) on a DICOM folder (same phase and mask as scored)."""
     from . import imaging
-    files = source_files(image_folder, result["phase"])
-    case = imaging.load_case(image_folder, mask_path, result["phase"], label,
+    phase = result["phase"] if (result.get("n_phases") or 2) > 1 else None  # a single-phase series has one
+    files = source_files(image_folder, phase)
+    case = imaging.load_case(image_folder, mask_path, phase, label,
                              min_voxels if min_voxels is not None else imaging.MIN_TUMOUR_VOXELS)
     return export(out_dir, read_source(files), case.mask, result, model_doc, force)
 

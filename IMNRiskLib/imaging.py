@@ -572,14 +572,51 @@ def select_label(mask: sitk.Image, label: Union[int, str], source: str) -> sitk.
     array = sitk.GetArrayViewFromImage(mask)
     binary = sitk.GetImageFromArray((array == value).astype(np.uint8))
     binary.CopyInformation(mask)
+    intensity_like = _looks_like_intensities(array)
     if not binary_count(binary):
         present = np.unique(array)
         present = [int(v) for v in present[present != 0][:20]]
         if not present:
             raise InputError("mask is empty (no labelled voxel)", file=source, field="Mask")
+        if intensity_like:
+            raise InputError(f"looks like an intensity image, not a segmentation ({intensity_like})", file=source,
+                             field="Mask")
         raise InputError(f"label {value} not present in mask (labels found: "
                          f"{', '.join(map(str, present))})", file=source, field="Label")
+    check_one_region(binary, value, source, intensity_like)
     return binary
+
+
+INTENSITY_LIKE_VALUES = 64     # more distinct values than this, nearly every integer between them: an image
+MAX_PIECES, MIN_LARGEST_SHARE = 10, 0.5   # a label in more pieces, the largest under half of it: not one tumour
+
+
+def _looks_like_intensities(array: np.ndarray) -> str:
+    """Why an integer mask looks like an intensity image ('' when it does not): many distinct values
+    covering nearly every integer of their range, as grey levels do and label maps do not."""
+    values = np.unique(array[array != 0]) if array.size else np.array([])
+    if values.size <= INTENSITY_LIKE_VALUES:
+        return ""
+    span = float(values[-1] - values[0]) + 1
+    if values.size < 0.9 * span:
+        return ""
+    return f"{values.size} distinct values covering {values[0]:g} to {values[-1]:g}"
+
+
+def check_one_region(binary: sitk.Image, value: Union[int, str], source: str, intensity_like: str = "") -> None:
+    """Refuse a label whose voxels are many scattered pieces (the grey level of an intensity image,
+    a speckled threshold): a tumour is one region, or a few."""
+    lo, hi = _bounding_box(binary)
+    box = sitk.RegionOfInterest(binary, [h - l + 1 for l, h in zip(lo, hi)], list(lo))
+    pieces = sitk.RelabelComponent(sitk.ConnectedComponent(box), sortByObjectSize=True)
+    counts = np.bincount(sitk.GetArrayViewFromImage(pieces).ravel())[1:]
+    if len(counts) > MAX_PIECES and counts[0] < MIN_LARGEST_SHARE * counts.sum():
+        if intensity_like:
+            raise InputError(f"looks like an intensity image, not a segmentation ({intensity_like}; label {value} "
+                             f"is {len(counts)} disconnected pieces)", file=source, field="Mask")
+        raise InputError(f"label {value} is {len(counts)} disconnected pieces, the largest {counts[0]} of its "
+                         f"{counts.sum()} voxels: not one tumour (keep the tumour's own region, e.g. with the "
+                         "Islands effect)", file=source, field="Mask")
 
 
 def binary_count(mask: sitk.Image) -> int:
@@ -645,9 +682,18 @@ def _bounding_box(mask: sitk.Image) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     return lo, hi
 
 
+MAX_TUMOUR_SHARE = 0.25  # a "tumour" covering more of the image than this is the organ or the image itself
+
+
 def check_tumour_size(mask: sitk.Image, source: str, min_voxels: int = MIN_TUMOUR_VOXELS) -> None:
-    """Refuse tumours too small for texture features (stating the minimum)."""
+    """Refuse tumours too small for texture features (stating the minimum), and masks too large to
+    be a tumour (more than MAX_TUMOUR_SHARE of the image)."""
     count = binary_count(mask)
+    total = int(np.prod(mask.GetSize()[:3]))
+    if count > MAX_TUMOUR_SHARE * total:
+        raise InputError(f"implausible for a tumour: the mask covers {100 * count / total:.0f}% of the image "
+                         f"({count} of {total} voxels; at most {100 * MAX_TUMOUR_SHARE:.0f}% is accepted)",
+                         file=source, field="Mask")
     lo, hi = _bounding_box(mask)
     extent = [h - l + 1 for l, h in zip(lo, hi)]
     if count < min_voxels or min(extent) < MIN_TUMOUR_EXTENT:

@@ -23,8 +23,8 @@ from .schema import ClinicalSchema, schema_from_dict
 FORMAT = "imnrisk-model"
 FORMAT_VERSION = 1
 # minor additions (optional keys an older reader ignores): 1 = `domain` (training ranges) and
-# `uncertainty` (bootstrap replicates for predict --ci bootstrap)
-FORMAT_MINOR = 1
+# `uncertainty` (bootstrap replicates for predict --ci bootstrap); 2 = `acquisition` (the training images)
+FORMAT_MINOR = 2
 Z95 = 1.959963984540054
 
 
@@ -149,7 +149,8 @@ def model_structure_problem(doc: Dict[str, Any]) -> str:
         if not isinstance(doc.get("created"), str):
             return "created is not a date"
         from . import domain, uncertainty
-        problem = domain.structure_problem(doc.get("domain")) or uncertainty.structure_problem(doc.get("uncertainty"))
+        problem = domain.structure_problem(doc.get("domain")) or uncertainty.structure_problem(doc.get("uncertainty")) \
+            or domain.acquisition_problem(doc.get("acquisition"))
         if problem:
             return problem
     except KeyError as exc:

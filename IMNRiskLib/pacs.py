@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import InputError
 from .files import atomic_path, check_can_write, read_yaml
@@ -205,13 +205,16 @@ def store(settings: PacsSettings, paths: Sequence[Union[str, Path]]) -> None:
 def score_study(settings: PacsSettings, model_path: Union[str, Path], study_uid: str, mask: Union[str, Path],
                 out_dir: Union[str, Path], clinical: Dict[str, Any], series_uid: Optional[str] = None,
                 phase: Optional[int] = None, label: Union[int, str] = 1, send: bool = True,
-                force: bool = False) -> Dict[str, Any]:
-    """The round trip: find and retrieve the study's MR series, score it, write SEG + SR into
-    out_dir and store them back on the PACS. Returns the `predict --json` result (+ files)."""
+                force: bool = False) -> Tuple[Dict[str, Any], List[str]]:
+    """The round trip: find and retrieve the study's MR series, score it (the scoring core), write SEG
+    + SR into out_dir and store them back on the PACS. Returns the `predict --json` result (+ files)
+    and the Prediction's text lines (verdict first)."""
     from . import dicomout
     from .modelfile import ScoringModel
-    from .predict import predict_patient
+    from .scoring import Options, score_case
+    from .scoring.core import case_from_files, check_request
     model = ScoringModel.load(model_path)
+    check_request(model, clinical, Options())  # before anything is retrieved
     out = Path(out_dir)
     series = choose_series(find_series(settings, study_uid), study_uid, series_uid)
     source = out / "source" / series["series_uid"]
@@ -219,11 +222,12 @@ def score_study(settings: PacsSettings, model_path: Union[str, Path], study_uid:
     for p in (targets.seg, targets.sr):
         check_can_write(p, force)
     retrieve_series(settings, study_uid, series["series_uid"], source)
-    result = predict_patient(model, source, mask, phase, label, clinical)
+    prediction = score_case(model, case_from_files(model, source, mask, phase, label), clinical)
+    result = prediction.to_dict()
     written = dicomout.export_case(out, source, mask, result, model.doc, label,
                                    int(model.doc["extraction"]["imnrisk"]["min_tumour_voxels"]), force)
     if send:
         store(settings, [written.seg, written.sr])
     result["files"] = {"seg": str(written.seg), "sr": str(written.sr), "source": str(source)}
     result["stored"] = bool(send)
-    return result
+    return result, prediction.lines()

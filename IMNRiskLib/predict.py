@@ -1,121 +1,30 @@
-"""Predict: score one patient with a frozen model (only the features it uses, on the cropped
-tumour region), score a cohort, and validate a frozen model externally (`imnrisk validate`)."""
+"""Predict for cohorts: score a cohort's feature table with a frozen model, and validate a frozen
+model externally (`imnrisk validate`). One patient is scored by the scoring core (`scoring`)."""
 
 from __future__ import annotations
 
 import copy
 import math
+from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict
 
 import numpy as np
 
-from . import RESEARCH_ONLY, features, imaging
+from . import RESEARCH_ONLY, domain, features
 from .errors import InputError
 from .files import atomic_path, check_can_write, write_json
-from .modelfile import ScoringModel, logistic, seal
+from .modelfile import ScoringModel, seal
+from .scoring import model_settings, score_values
+from .scoring.core import verdict
 
 if TYPE_CHECKING:  # pandas and scipy (evaluation) load only for cohorts: scoring one patient needs neither
     import pandas as pd
 
 
-def model_settings(model: ScoringModel) -> features.ExtractionSettings:
-    """The extraction settings the model was trained with."""
-    s = model.doc["extraction"]
-    return features.ExtractionSettings(pyradiomics=copy.deepcopy(s["pyradiomics"]),
-                                       smoothing_sigma_mm=float(s["imnrisk"]["smoothing_sigma_mm"]),
-                                       min_tumour_voxels=int(s["imnrisk"]["min_tumour_voxels"]), source="model.json",
-                                       ibsi_variants=bool(s["imnrisk"].get("ibsi_variants", False)))
-
-
-# what must equal between the model's training run and this one for its feature values to be comparable
-VERSION_KEYS = ("pyradiomics", "imnrisk")
-
-
-def version_mismatches(model: ScoringModel, running: Optional[Dict[str, str]] = None) -> List[str]:
-    """How the model's recorded extraction versions and settings differ from this installation's
-    (empty when they agree): another pyradiomics gives other feature values, silently."""
-    running = running or features.software_versions()
-    recorded = model.doc.get("software") or {}
-    problems = [f"{key} {recorded.get(key) or 'unknown'} in the model, {running.get(key)} here"
-                for key in VERSION_KEYS if _plain(recorded.get(key)) != _plain(running.get(key))]
-    stored = model.doc.get("extraction") or {}
-    try:
-        flat = {**copy.deepcopy(stored.get("pyradiomics") or {}), "imnrisk": copy.deepcopy(stored.get("imnrisk") or {})}
-        understood = features.settings_from_dict(flat, source="model.json").to_dict()
-    except InputError as exc:
-        return problems + [f"extraction settings not readable here ({exc.message})"]
-    if understood != {k: stored.get(k) for k in understood}:
-        changed = sorted(k for k in understood if understood[k] != stored.get(k))
-        problems.append(f"extraction settings read differently here ({', '.join(changed)})")
-    return problems
-
-
-def _plain(version: Any) -> str:
-    """'v3.0.1' and '3.0.1' are the same release (versioneer may or may not keep the tag's v)."""
-    return str(version).strip().lstrip("vV")
-
-
-def check_versions(model: ScoringModel, allow: bool = False, running: Optional[Dict[str, str]] = None) -> List[str]:
-    """Refuse a model extracted with other software unless allowed; the warnings when allowed."""
-    problems = version_mismatches(model, running)
-    if problems and not allow:
-        raise InputError("model was trained with other feature-extraction software: " + "; ".join(problems)
-                         + " (feature values would differ; use --allow-version-mismatch to score anyway)",
-                         field="versions")
-    return [f"version mismatch allowed: {p}" for p in problems]
-
-
-CI_METHODS = ("wald", "bootstrap")
-
-
-def score(model: ScoringModel, feature_values: Dict[str, float], clinical: Dict[str, Any],
-          ci: str = "wald") -> Dict[str, Any]:
-    """Rad-Score, combined probability with CI (`ci`: "wald", conditional on the Rad-Score, or
-    "bootstrap", the whole pipeline's replicates), risk group, nomogram points and whether the
-    patient lies inside the training ranges (`domain`), from values."""
-    from . import domain, uncertainty
-    rs = model.radscore(feature_values)
-    combined = model.probability(clinical, rs, "combined")
-    interval = {"ci95": combined["ci95"], "ci_method": uncertainty.WALD}
-    if ci == "bootstrap":
-        boot = uncertainty.bootstrap_ci(model.doc, model.schema, feature_values, clinical)
-        interval = {"ci95": boot["ci95"], "ci_method": boot["method"], "ci95_wald": combined["ci95"]}
-    return {"radscore": rs, "probability": combined["probability"], **interval,
-            "domain": domain.check(model.doc, feature_values, rs, clinical),
-            "risk_group": model.risk_group(combined["probability"]), "points": model.points(clinical, rs),
-            "features": {f: float(feature_values[f]) for f in model.features},
-            "clinical_probability": model.probability(clinical, rs, "clinical")["probability"],
-            "radiomics_probability": logistic(rs),
-            "risk_thresholds": {k: model.doc["risk_groups"][k] for k in ("low", "high")},
-            "notice": RESEARCH_ONLY}
-
-
-def predict_patient(model: ScoringModel, image: Union[str, Path], mask: Union[str, Path],
-                    phase: Optional[int] = None, label: Union[int, str] = 1,
-                    clinical: Optional[Dict[str, Any]] = None,
-                    allow_version_mismatch: bool = False, ci: str = "wald") -> Dict[str, Any]:
-    """Score one patient from image files: versions and clinical values are checked first (cheap),
-    then only the model's features are computed (with ci="bootstrap", every replicate's too)."""
-    from . import uncertainty
-    version_warnings = check_versions(model, allow_version_mismatch)
-    needed, factors = model.features, None
-    if ci == "bootstrap":
-        if uncertainty.block_of(model.doc) is None:
-            raise InputError(uncertainty.NO_REPLICATES, field="--ci")
-        needed, factors = uncertainty.needed_features(model.doc), uncertainty.needed_factors(model.doc)
-    parsed = model.parse_clinical(clinical or {}, needed=factors)
-    settings = model_settings(model)
-    loaded = imaging.load_case(image, mask, phase, label, settings.min_tumour_voxels)
-    values, _ = features.compute_features(loaded, settings, feature_names=needed)
-    result = score(model, values, parsed, ci)
-    result["warnings"] = version_warnings + loaded.warnings + result["domain"]["warnings"]
-    result["phase"] = loaded.phase
-    return result
-
-
 def score_cohort(model: ScoringModel, feats: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
-    """Rad-Score and the three models' probabilities for every patient of a cohort."""
+    """Rad-Score, the three models' probabilities and the verdict on the training ranges (the scoring
+    core's rules; the images are not seen here) for every patient of a cohort."""
     import pandas as pd
     missing = [f for f in model.features if f not in feats.columns]
     if missing:
@@ -131,10 +40,11 @@ def score_cohort(model: ScoringModel, feats: pd.DataFrame, clinical: pd.DataFram
         if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in row.values()):
             raise InputError("a clinical factor the model needs is missing", id=pid,
                              field=next(k for k, v in row.items() if v is None or v != v))
-        rs = model.radscore(values)
-        rows[pid] = {"radscore": rs, "radiomics": logistic(rs),
-                     "clinical": model.probability(row, rs, "clinical")["probability"],
-                     "combined": model.probability(row, rs, "combined")["probability"]}
+        numbers = score_values(model, values, row)
+        judged = verdict(domain.check(model.doc, values, numbers["radscore"], row), {})
+        rows[pid] = {"radscore": numbers["radscore"], "radiomics": numbers["radiomics_probability"],
+                     "clinical": numbers["clinical_probability"], "combined": numbers["probability"],
+                     "verdict": judged.state}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -188,13 +98,17 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
     except InputError as exc:
         in_features = features_path is not None and exc.field in model.features
         raise exc.located(file=str(features_path if in_features else cohort_path)) from None
+    verdicts = pred.pop("verdict")
     y = cohort.outcome().loc[labelled].to_numpy()
     try:
         y = evaluation.check_outcome(y, schema.outcome)
     except InputError as exc:
         raise exc.located(file=str(cohort_path)) from None
     result: Dict[str, Any] = {"n": int(len(y)), "events": int(y.sum()), "model_sha256": model.doc["sha256"],
-                              "models": {}, "notice": RESEARCH_ONLY}
+                              "models": {}, "notice": RESEARCH_ONLY,
+                              # the scoring core's verdict on the training ranges, per patient (manifest IDs)
+                              "verdicts": {state: int(n) for state, n in Counter(verdicts).items()},
+                              "not_reliable_ids": [str(i) for i in verdicts.index[verdicts == "not_reliable"]]}
     for m in ("clinical", "radiomics", "combined"):
         # HL df = g: a frozen model scored on patients it never saw
         result["models"][m] = evaluation.evaluate(y, pred[m].to_numpy(), probability=True, external=True)

@@ -317,6 +317,17 @@ def model_document(models: FittedModels, data: Data, metrics: Dict[str, Any], se
     }
 
 
+def acquisition_block(prov: Optional[Dict[str, Any]], data: Data, settings: Dict[str, Any]
+                      ) -> Optional[Dict[str, Any]]:
+    """model.json's `acquisition` block (aggregates of the training images: phase, phases, spacing,
+    tumour volume, normalisation, mean intensity) from the provenance beside features.csv."""
+    from .domain import INTENSITY_FEATURE, acquisition_profile
+    if prov is None or not isinstance(prov.get("cases"), dict):
+        return None
+    intensities = data.features[INTENSITY_FEATURE].to_numpy(float) if INTENSITY_FEATURE in data.features else None
+    return acquisition_profile(prov["cases"], [str(i) for i in data.features.index], settings, intensities)
+
+
 def _model_icc(summary: Dict[str, Any]) -> Dict[str, Any]:
     """The ICC filter as model.json records it: aggregates (no per-patient value)."""
     return {k: summary[k] for k in ("type", "description", "readers", "threshold", "n_patients", "n_features",
@@ -440,6 +451,9 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
     metrics = _json_clean(_json_ready(metrics))
     document = model_document(models, data, metrics, settings, options, synthetic, versions,
                               boot.get("replicates") if keep_replicates else None)
+    acquisition = acquisition_block(prov, data, settings)
+    if acquisition is not None:  # what the training images were, for predict's image check
+        document["acquisition"] = acquisition
     if "shrinkage" in metrics:
         document["combined"]["shrinkage"] = {k: metrics["shrinkage"][k] for k in
                                              ("method", "factor", "intercept_before", "intercept_after",

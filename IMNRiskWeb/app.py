@@ -268,13 +268,20 @@ class IMNRiskWebApp(TrameApp):
                 html.Div("Results cleared: an input changed. Press Predict again.", id="imn-stale",
                          v_if=("imn.result && imn.result.stale",), classes="text-warning")
                 with html.Div(v_if=("imn.result && !imn.result.stale",), id="imn-result"):
-                    html.Div("IMN metastasis risk {{ (100 * imn.result.probability).toFixed(1) }}% "
-                             "(95% CI {{ (100 * imn.result.ci95[0]).toFixed(1) }}-"
-                             "{{ (100 * imn.result.ci95[1]).toFixed(1) }}%)", classes="text-h6", id="imn-risk",
+                    # the scoring core's words, the verdict first; the number below it is a research detail
+                    # when the verdict is "not reliable" (and the risk group is withheld)
+                    html.Div("{{ imn.result.display.headline }}", id="imn-verdict",
+                             raw_attrs=[':data-state="imn.result.verdict.state"'],
+                             classes=("imn.result.verdict.state == 'not_reliable' ? 'text-h6 text-error' : "
+                                      "(imn.result.verdict.state == 'extrapolation' ? 'text-warning' : 'text-success')",))
+                    html.Div("{{ imn.result.display.banner }}", v_if=("imn.result.display.banner",), id="imn-banner",
+                             classes="text-error font-weight-bold")
+                    html.Div("IMN metastasis risk {{ imn.result.display.risk }}", id="imn-risk",
+                             classes=("imn.result.verdict.state == 'not_reliable' ? 'imn-small' : 'text-h6'",),
                              raw_attrs=[':data-probability="JSON.stringify(imn.result.probability)"'])
-                    html.Div("Risk group: {{ imn.result.risk_group }}", id="imn-group")
-                    html.Div("Rad-Score {{ imn.result.radscore.toFixed(3) }}; nomogram total points "
-                             "{{ imn.result.points.total.toFixed(1) }}", id="imn-radscore",
+                    html.Div("Risk group: {{ imn.result.display.group }}", id="imn-group")
+                    html.Div("Rad-Score {{ imn.result.display.radscore }}; nomogram points "
+                             "{{ imn.result.display.points }}", id="imn-radscore",
                              raw_attrs=[':data-radscore="JSON.stringify(imn.result.radscore)"'])
                     with html.Ul(classes="imn-small text-warning", id="imn-warnings"):
                         html.Li("{{ w }}", v_for="w in imn.result.warnings", key="w")
@@ -284,10 +291,10 @@ class IMNRiskWebApp(TrameApp):
                     html.Div("{{ imn.results.length }} prediction(s) this session", id="imn-results-count")
                     with html.Table(classes="imn-small", style="width: 100%;"):
                         with html.Tr():
-                            for name in ("time", "phase", "risk", "risk_group"):
+                            for name in ("time", "phase", "verdict", "risk", "risk_group"):
                                 html.Th(name)
                         with html.Tr(v_for="r in imn.results", key="r.time"):
-                            for name in ("time", "phase", "risk", "risk_group"):
+                            for name in ("time", "phase", "verdict", "risk", "risk_group"):
                                 html.Td(f"{{{{ r.{name} }}}}")
                 with html.Div(classes="d-flex flex-row mt-2"):
                     v.VBtn("Results CSV", size="small", id="imn-download-csv", disabled=("!imn.results.length",),
@@ -317,6 +324,8 @@ def _without_paths(state: Dict[str, Any], secrets: List[str]) -> Dict[str, Any]:
     if state.get("result"):
         result = dict(state["result"])
         result["warnings"] = [study.redact(w, secrets) for w in result.get("warnings") or []]
+        if result.get("display"):
+            result["display"] = {k: study.redact(v, secrets) for k, v in result["display"].items()}
         state["result"] = result
     state["predict"] = {**state["predict"], "reason": study.redact(state["predict"]["reason"], secrets)}
     return state

@@ -25,7 +25,7 @@ from IMNRiskLib import imaging
 from IMNRiskLib.cohort import read_cohort
 from IMNRiskLib.errors import InputError
 from IMNRiskLib.modelfile import ScoringModel, seal
-from IMNRiskLib.predict import score
+from IMNRiskLib.scoring import Case, score_case
 from IMNRiskLib.schema import load_schema, schema_from_dict
 
 settings.register_profile("fast", max_examples=40, deadline=None, derandomize=True,
@@ -225,7 +225,9 @@ def test_a_mutated_model_scores_correctly_or_is_refused(model_doc, data):
     values = {f: 1.0 for f in model.features}
     schema = model.schema
     clinical = {f: schema[f].levels[0] for f in model.factors}
-    result = score(model, values, clinical)
+    result = score_case(model, Case.from_values(values), clinical).to_dict()
     assert 0.0 <= result["probability"] <= 1.0 and math.isfinite(result["radscore"])
-    assert result["risk_group"] in ("low", "intermediate", "high")
+    assert result["risk_group_computed"] in ("low", "intermediate", "high")
+    assert result["risk_group"] in (result["risk_group_computed"], None)  # withheld when not reliable
+    assert result["verdict"]["state"] in ("within", "extrapolation", "not_reliable")
     assert math.isfinite(result["points"]["total"])

@@ -201,7 +201,7 @@ def test_reporting_items_describe_each_setting_as_the_extraction_used_it():
 def test_a_model_trained_with_the_profile_scores_with_it(tmp_path):
     from types import SimpleNamespace
 
-    from IMNRiskLib.predict import model_settings
+    from IMNRiskLib.scoring import model_settings
     on = features.load_settings(ibsi_params(tmp_path))
     assert on.ibsi_variants and on.to_dict()["imnrisk"]["ibsi_variants"] is True
     assert model_settings(SimpleNamespace(doc={"extraction": on.to_dict()})).ibsi_variants is True

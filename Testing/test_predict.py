@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from conftest import pyradiomics_data, run_cli
-from IMNRiskLib import figures, predict, uncertainty
+from IMNRiskLib import figures, uncertainty
+from IMNRiskLib.scoring import Case, score_case
 from IMNRiskLib.modelfile import ScoringModel, read_model_document, seal
 
 HEAVY = ("matplotlib", "statsmodels", "sklearn", "pandas", "scipy.stats")
@@ -139,9 +140,11 @@ def test_a_feature_far_outside_is_named_far_outside(trained):
     r = doc["domain"]["features"][name]
     values[name] = r["p99"] + 10 * (r["p99"] - r["p01"])
     levels = {v["name"]: v.get("levels") for v in doc["clinical"]["schema"]["variables"]}
-    result = predict.score(model, values, model.parse_clinical({f: levels[f][0] for f in model.factors}))
-    hit = [f for f in result["domain"]["outside"] if f["name"] == name]
+    result = score_case(model, Case.from_values(values), {f: levels[f][0] for f in model.factors})
+    hit = [f for f in result.domain["outside"] if f["name"] == name]
     assert hit and hit[0]["far"] and "outside the training range, far outside" in hit[0]["message"]
+    assert result.verdict.state == "not_reliable" and hit[0]["message"] in result.verdict.reasons
+    assert result.risk_group is None and result.lines()[0] == "Not reliable: " + hit[0]["message"]
 
 
 def test_nomogram_marks_a_patient_beyond_the_radscore_axis_and_prints_the_warning(trained):
@@ -168,10 +171,11 @@ def test_an_old_model_without_ranges_or_replicates_still_scores_and_says_it_is_u
     image, mask, row = case_paths(phantom, inside_patient(phantom, out, doc))
     args = ["predict", old, "--image", image, "--mask", mask, "--clinical", *clinical_pairs(doc, row)]
     scored = json.loads(run_cli(*args, "--json").stdout)
-    assert scored["domain"]["checked"] is False and scored["domain"]["outside"] == []
-    assert scored["domain"]["warnings"] == [] and "not checked" in scored["domain"]["note"]
+    # without training ranges, the nomogram's axes (Rad-Score mean +- 3 SD) are the ranges it still knows
+    assert scored["domain"]["checked"] is True and "nomogram's axes" in scored["domain"]["note"]
+    assert scored["domain"]["outside"] == [] and scored["verdict"]["state"] == "within"
     assert scored["ci_method"] == "Wald, conditional on the Rad-Score"
-    assert "training range: not checked" in run_cli(*args).stdout
+    assert "predates training ranges" in run_cli(*args, "--json").stdout
     refused = run_cli(*args, "--ci", "bootstrap")
     assert refused.returncode == 2 and refused.stdout == "" and "Traceback" not in refused.stderr
     line, = refused.stderr.strip().splitlines()

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, pyradiomics_data, run_cli
 from IMNRiskLib import imaging
 
 CHROMIUM = "/usr/bin/chromium"
@@ -292,8 +292,11 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
     expected = json.loads(cli.stdout)
     assert shown == pytest.approx(expected["probability"], abs=1e-9)
     assert radscore == pytest.approx(expected["radscore"], abs=1e-9)
-    assert page.inner_text("#imn-group").endswith(expected["risk_group"])
-    assert page.locator("#imn-warnings li").count() >= 1  # the synthetic-model banner at least
+    # the scoring core's words, verdict first: the page renders them, it judges nothing itself
+    assert page.inner_text("#imn-verdict") == expected["verdict"]["headline"]
+    assert page.get_attribute("#imn-verdict", "data-state") == expected["verdict"]["state"]
+    assert page.inner_text("#imn-group") == "Risk group: " + expected["display"]["group"]
+    assert page.inner_text("#imn-banner").startswith("TRAINED ON SYNTHETIC DATA")  # the phantom model's banner
 
     # 6. the results table downloads as CSV, one row per prediction
     table = download(page, "#imn-download-csv", tmp_path / "results.csv")
@@ -309,6 +312,44 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
     page.wait_for_selector("#imn-stale")
     assert page.locator("#imn-result").count() == 0
     shot(page, "stale")
+    page.close()
+
+
+def test_a_real_breast_mri_leads_with_not_reliable_and_withholds_the_group(server, browser, web_model, tmp_path):
+    """#25: pyradiomics' real breast1 MRI (one phase) with the phantom model: the page leads with the
+    verdict "Not reliable: ...", above the number, and withholds the risk group, as the CLI does."""
+    page = new_page(browser, server.url)
+    page.set_input_files("input[type=file] >> nth=0", str(pyradiomics_data() / "breast1_image.nrrd"))
+    page.wait_for_function("() => document.querySelector('#imn-phase') && "
+                           "document.querySelector('#imn-phase').dataset.phase === '0'")
+    effect_button(page, "mdi-brush").click()
+    box = view_box(page, 0)
+    cx, cy = box["x"] + 0.5 * box["width"], box["y"] + 0.5 * box["height"]
+    stroke = [(cx - 12, cy - 5), (cx + 12, cy - 5), (cx + 12, cy + 5), (cx - 12, cy + 5)]
+    drag(page, stroke)
+    one_slice = wait_voxels(page, "v > 0")
+    axial_slider = page.locator(".layout-grid-item").nth(0).locator("[role=slider]").first
+    axial_slider.focus()
+    axial_slider.press("ArrowRight")
+    drag(page, stroke)
+    wait_voxels(page, f"v > {one_slice}")
+    clinical = fill_form(page)
+    page.wait_for_function("() => !document.querySelector('#imn-predict').disabled")
+    page.click("#imn-predict")
+    page.wait_for_selector("#imn-verdict")
+    page.locator("#imn-result").scroll_into_view_if_needed()
+    shot(page, "not-reliable")
+    headline = page.inner_text("#imn-verdict")
+    assert headline.startswith("Not reliable: ") and page.get_attribute("#imn-verdict", "data-state") == "not_reliable"
+    assert page.inner_text("#imn-group") == "Risk group: withheld (not reliable)"
+    order = page.evaluate("() => [...document.querySelectorAll('#imn-result > *')].map(e => e.id)")
+    assert order.index("imn-verdict") < order.index("imn-risk")  # the verdict before any number
+    scored_mask = download(page, "#imn-download-mask", tmp_path / "breast1-painted.nrrd")
+    cli = run_cli("predict", web_model, "--image", pyradiomics_data() / "breast1_image.nrrd", "--mask", scored_mask,
+                  "--json", "--clinical", *[f"{k}={v}" for k, v in clinical.items()])
+    assert cli.returncode == 0, cli.stderr
+    expected = json.loads(cli.stdout)
+    assert headline == expected["verdict"]["headline"] and expected["risk_group"] is None
     page.close()
 
 

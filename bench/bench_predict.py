@@ -89,13 +89,14 @@ def main() -> None:
                 for _ in range(args.repeats)]
         features = list(json.loads(runs[-1]["stdout"])["features"])
         from IMNRiskLib.modelfile import ScoringModel
-        from IMNRiskLib.predict import predict_patient
+        from IMNRiskLib.scoring import score_case
+        from IMNRiskLib.scoring.core import case_from_files
         scoring = ScoringModel.load(model)
         values = dict(c.split("=", 1) for c in clinical)
         in_process = []
         for _ in range(args.repeats):  # what the Slicer module sees: libraries already imported
             start = time.perf_counter()
-            predict_patient(scoring, image, mask, clinical=values)
+            score_case(scoring, case_from_files(scoring, image, mask), values)
             in_process.append(time.perf_counter() - start)
         boot = None
         if args.bootstrap_model:

@@ -28,6 +28,7 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
     c.load_model(path)                  builds the clinical form (every field "not entered")
     c.set_clinical(name, value)         a level or a number; None or "" unsets
     c.allow_version_mismatch(flag)      score a model extracted with another pyradiomics/IMNRisk anyway
+    c.set_image_is_phase(k)             a single-phase volume is phase k of its DCE series (None: not said)
     c.load_features_csv(path) / c.clear_features_csv()   score from one row of feature values
     c.predict()                         the result dict (or None: the reason is in state()["error"])
     c.clear()                           forget the result (the results table keeps its rows)
@@ -48,14 +49,15 @@ state() keys: inputs [{id, name, kind: sequence|vector|phases|volume, phases}], 
 phase, phase_count, displayed_node_id, segmentations [{id, name}], segmentation_id,
 segments [{id, name}], segment_id, segment {voxels, ml, warning, pending}, model {path, summary,
 synthetic, banner, sha256, error, version_problems, version_mismatch_allowed} or None,
-form [{name, title, type, levels, min, max, unit, value, status: "not entered"|"valid"|"out of range",
-message}], features_csv {path, id} or None, pyradiomics {ok, version, message}, predict {enabled, reason},
+form [{name, title, type, levels, min, max, unit, value, status: "not entered"|"valid"|"invalid",
+message}], image_is_phase, features_csv {path, id} or None, pyradiomics {ok, version, message}, predict {enabled, reason},
 export {enabled, reason, written: {seg, sr} or None},
-result (radscore, probability, ci95, ci_method, risk_group, risk_thresholds, points, phase, segment, input,
-warnings, stale, source, time, model_sha256, clinical, features, domain {checked, outside [{kind, name,
-value, p01, p99, far, message}], warnings, note}) or None, error, results [row dicts of
-the table: time, model_sha256, input, phase, segment, inputs, radscore, risk, ci95_low, ci95_high,
-risk_group, points], results_table_id, notice.
+result (the scoring core's Prediction: verdict {state, reasons, headline}, radscore, probability, ci95,
+ci_method, risk_group (None when not reliable), risk_group_computed, risk_thresholds, points, features,
+domain {checked, outside [{kind, name, value, p01, p99, far, message}], warnings, note}, image {checked,
+findings, note}, warnings, ignored_clinical, synthetic, banner; plus phase, segment, input, stale, source,
+time, clinical) or None, error, results [row dicts of the table: time, model_sha256, input, phase, segment,
+inputs, radscore, risk, ci95_low, ci95_high, risk_group, verdict, points], results_table_id, notice.
 """
 
 from __future__ import annotations
@@ -74,14 +76,14 @@ import vtk
 
 from IMNRiskLib import RESEARCH_ONLY
 from IMNRiskLib.errors import InputError
+from IMNRiskLib.scoring.core import SYNTHETIC_BANNER
 
 from . import mrml
 from .logic import ScoringLogic
 
-SYNTHETIC_BANNER = "TRAINED ON SYNTHETIC DATA (demo model): not for patients."
 RESULTS_TABLE_NAME = "IMNRisk results"
 RESULT_COLUMNS = ["time", "model_sha256", "input", "phase", "segment", "inputs", "radscore", "risk",
-                  "ci95_low", "ci95_high", "risk_group", "points"]
+                  "ci95_low", "ci95_high", "risk_group", "verdict", "points"]
 SOURCE_ATTRIBUTE = "IMNRisk.SourceNodeID"   # on a sequence IMNRisk built from a vector volume or phase volumes
 RESULTS_ATTRIBUTE = "IMNRisk.Results"
 PHASE_NAME = re.compile(r"^(?P<stem>.*?)[\s_\-:.]*(?:phase|ph|t)?[\s_\-]*(?P<n>\d+)$", re.IGNORECASE)
@@ -141,6 +143,7 @@ class ScoringController:
         self._model_error: Optional[str] = None
         self._version_problems: List[str] = []
         self._allow_mismatch = False
+        self._image_is_phase: Optional[int] = None
         self._values: Dict[str, Any] = {}
         self._features_csv: Optional[Dict[str, Any]] = None
         self.result: Optional[Dict[str, Any]] = None
@@ -540,7 +543,7 @@ class ScoringController:
     # ------------------------------------------------------------------ model and clinical form
     def load_model(self, path: Optional[str]) -> None:
         """Use this model file: its summary, version check and a fresh clinical form."""
-        from IMNRiskLib.predict import version_mismatches
+        from IMNRiskLib.scoring import version_mismatches
         self.model, self.model_path, self._model_error, self._version_problems = None, path or None, None, []
         self._values = {}
         self.result = None
@@ -558,6 +561,13 @@ class ScoringController:
         self._segment_changed(force=True)
         self._changed()
 
+    def set_image_is_phase(self, phase: Optional[int]) -> None:
+        """Say which phase (0-based) of its DCE series a single-phase volume is (None: not said); the
+        scoring core compares it with the phase the model was trained on."""
+        self._image_is_phase = None if phase is None or phase == "" else int(phase)
+        self._mark_stale()
+        self._changed()
+
     def allow_version_mismatch(self, allow: bool) -> None:
         self._allow_mismatch = bool(allow)
         self._changed()
@@ -572,26 +582,17 @@ class ScoringController:
         self._changed()
 
     def form(self) -> List[Dict[str, Any]]:
-        """One field per clinical factor the model needs, with its status."""
+        """One field per clinical factor the model needs, with its status from the scoring core
+        ("not entered", "invalid" or "valid", and a note when outside the training range)."""
         if self.model is None:
             return []
+        from IMNRiskLib.scoring import field_status
         schema = self.model.schema
-        axis_levels = {a["name"]: a["values"] for a in self.model.doc["nomogram"]["axes"]}
         fields = []
         for name in self.model.factors:
             var = schema[name]
             value = self._values.get(name)
-            status, message = "not entered", "value needed"
-            if value is not None:
-                try:
-                    parsed = var.parse(value)
-                    status, message = "valid", ""
-                    if name in axis_levels and var.type == "continuous":
-                        lo, hi = min(axis_levels[name]), max(axis_levels[name])
-                        if not lo <= float(parsed) <= hi:
-                            status, message = "out of range", f"outside the nomogram axis [{lo:g}, {hi:g}]"
-                except ValueError as exc:
-                    status, message = "out of range", str(exc)
+            status, message = field_status(self.model, name, value)
             fields.append({"name": name, "title": var.title, "type": var.type, "levels": list(var.levels or []),
                            "min": var.min, "max": var.max, "unit": var.unit,
                            "value": value if value is None or isinstance(value, (int, float, str)) else str(value),
@@ -674,50 +675,29 @@ class ScoringController:
         return result
 
     def _score(self) -> Dict[str, Any]:
-        from IMNRiskLib import predict
+        """The scoring core's Prediction for the shown inputs (image or features CSV), plus what the
+        results table records of where it came from. Nothing here judges the patient."""
+        from IMNRiskLib.scoring import Case, Options, score_case
+        from IMNRiskLib.scoring.core import declare_phase
         model = self.model
-        warnings: List[str] = []
         clinical = {f["name"]: f["value"] for f in self.form()}
+        options = Options(allow_version_mismatch=self._allow_mismatch, clinical_source="clinical factors")
         if self._features_csv is not None:
-            result = predict.score(model, self._features_csv["values"], model.parse_clinical(clinical))
-            if self._allow_mismatch:
-                warnings += predict.check_versions(model, allow=True)
+            case = Case.from_values(self._features_csv["values"], source=self._features_csv["path"])
             source, phase, segment, input_name = "features CSV", None, None, self._features_csv["path"]
-            warnings.append("feature values from a CSV: the software that computed them is not checked")
-            warnings += result["domain"]["warnings"]
         else:
             shown = self.displayed_node()
             segmentation = self._node(self.segmentation_id)
-            result = self.logic.predict(shown, segmentation, self.segment_id, clinical, model, phase=None,
-                                        allow_version_mismatch=self._allow_mismatch)
-            warnings += result.get("warnings", [])
+            case = self.logic.case(shown, segmentation, self.segment_id, model)
+            case.loaded.phase, case.loaded.n_phases = self.phase(), max(self.phase_count(), 1)
+            case.declared_phase = declare_phase(case.loaded, self._image_is_phase, shown.GetName())
             source, phase = "image", self.phase()
             segment = segmentation.GetSegmentation().GetSegment(self.segment_id).GetName()
             input_name = next((i["name"] for i in self._inputs if i["id"] == self.input_id), shown.GetName())
-        warnings += self._range_warnings(result)
-        if model.doc["training"].get("synthetic"):
-            warnings.append(SYNTHETIC_BANNER)
-        result.update({"phase": phase, "segment": segment, "input": input_name, "source": source,
-                       "warnings": warnings, "stale": False, "clinical": clinical,
-                       "time": _dt.datetime.now().isoformat(timespec="seconds"),
-                       "model_sha256": model.doc["sha256"]})
+        result = score_case(model, case, clinical, options).to_dict()
+        result.update({"phase": phase, "segment": segment, "input": input_name, "source": source, "stale": False,
+                       "clinical": clinical, "time": _dt.datetime.now().isoformat(timespec="seconds")})
         return result
-
-    def _range_warnings(self, result: Dict[str, Any]) -> List[str]:
-        """A Rad-Score beyond the nomogram's axis (unless the training ranges said so already; a model
-        file without them is said to be unchecked), and out-of-range form values."""
-        domain = result.get("domain") or {}
-        out = [] if domain.get("checked") else [f"training ranges {domain.get('note', 'not checked')}"]
-        axis = next((a for a in self.model.doc["nomogram"]["axes"] if a["name"] == "radscore"), None)
-        if any(f["kind"] == "radscore" for f in domain.get("outside", [])):
-            axis = None
-        if axis is not None:
-            lo, hi = min(axis["values"]), max(axis["values"])
-            if not lo <= result["radscore"] <= hi:
-                out.append(f"Rad-Score {result['radscore']:.3f} is outside the training range [{lo:.3f}, {hi:.3f}] "
-                           "(the nomogram axis): the risk is an extrapolation")
-        out += [f"{f['title']}: {f['message']}" for f in self.form() if f["status"] == "out of range"]
-        return out
 
     def clear(self) -> None:
         """Forget the shown result (the results table keeps its rows)."""
@@ -847,7 +827,8 @@ class ScoringController:
                   "phase": "" if result["phase"] is None else str(result["phase"]), "segment": result["segment"] or "",
                   "inputs": json.dumps(result["clinical"], sort_keys=True), "radscore": f"{result['radscore']:.6f}",
                   "risk": f"{result['probability']:.6f}", "ci95_low": f"{result['ci95'][0]:.6f}",
-                  "ci95_high": f"{result['ci95'][1]:.6f}", "risk_group": result["risk_group"],
+                  "ci95_high": f"{result['ci95'][1]:.6f}", "risk_group": result["risk_group"] or "withheld",
+                  "verdict": result["verdict"]["state"],
                   "points": json.dumps({k: round(v, 3) for k, v in result["points"].items()})}
         node = self.results_table
         table = node.GetTable()
@@ -905,9 +886,10 @@ class ScoringController:
                      "version_mismatch_allowed": self._allow_mismatch}
         result = None
         if self.result is not None:
-            keys = ("radscore", "probability", "ci95", "risk_group", "risk_thresholds", "points", "phase", "segment",
-                    "input", "warnings", "stale", "source", "time", "model_sha256", "clinical",
-                    "clinical_probability", "radiomics_probability", "features", "ci_method", "domain")
+            keys = ("verdict", "display", "radscore", "probability", "ci95", "risk_group", "risk_group_computed",
+                    "risk_thresholds", "points", "phase", "n_phases", "segment", "input", "warnings", "stale",
+                    "source", "time", "model_sha256", "clinical", "clinical_probability", "radiomics_probability",
+                    "features", "ci_method", "domain", "image", "ignored_clinical", "tumour", "synthetic", "banner")
             result = {k: self.result.get(k) for k in keys}
         csv = None if self._features_csv is None else {k: self._features_csv[k] for k in ("path", "id")}
         return _json_clean({
@@ -917,6 +899,7 @@ class ScoringController:
             "segmentations": [{"id": n.GetID(), "name": n.GetName()} for n in self._nodes("vtkMRMLSegmentationNode")],
             "segmentation_id": self.segmentation_id, "segments": segments, "segment_id": self.segment_id,
             "segment": dict(self._size), "model": model, "form": self.form(), "features_csv": csv,
+            "image_is_phase": self._image_is_phase,
             "pyradiomics": {k: self.pyradiomics()[k] for k in ("ok", "version", "message")},
             "predict": self.predict_gate(), "result": result, "error": self.error, "results": self.results(),
             "export": {**self.export_gate(), "written": self._exported},

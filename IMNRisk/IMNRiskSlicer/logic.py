@@ -56,6 +56,7 @@ class ScoringLogic:
         warnings: List[str] = []
         mask = imaging.align_mask(mask, image, segmentation_node.GetName(), warnings)
         imaging.check_tumour_size(mask, segmentation_node.GetName(), min_voxels)
+        imaging.check_one_region(mask, segment_id, segmentation_node.GetName())
         chosen = mrml.default_phase(volume_node) if phase is None else int(phase)
         return imaging.LoadedCase(image=image, mask=mask, phase=chosen, n_phases=mrml.phase_count(volume_node),
                                   warnings=warnings)
@@ -67,31 +68,36 @@ class ScoringLogic:
         voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
         return voxels, voxels * float(np.prod(mask.GetSpacing())) / 1000.0
 
+    def case(self, volume_node, segmentation_node, segment_id: str, model: ScoringModel,
+             phase: Optional[int] = None):
+        """The scoring core's case for the shown phase and the segment (nodes -> SimpleITK, nothing else)."""
+        from IMNRiskLib.scoring import Case, model_settings
+        return Case(loaded=self.tumour(volume_node, segmentation_node, segment_id, phase,
+                                       model_settings(model).min_tumour_voxels),
+                    source=segmentation_node.GetName())
+
     def predict(self, volume_node, segmentation_node, segment_id: str, clinical: Dict[str, Any],
                 model: Union[str, Path, ScoringModel], phase: Optional[int] = None,
                 allow_version_mismatch: bool = False) -> Dict[str, Any]:
-        """Rad-Score, risk with 95% CI, risk group, nomogram points and the feature values used:
-        the same numbers as `imnrisk predict` on the same image and mask files (and the same
-        refusal of a model extracted with another pyradiomics/IMNRisk, unless allowed)."""
-        from IMNRiskLib import features, predict
+        """The scoring core's Prediction (as a dict) for nodes: the same numbers, warnings and verdict as
+        `imnrisk predict` on the same image and mask files."""
+        from IMNRiskLib.scoring import Options, score_case
+        from IMNRiskLib.scoring.core import check_request
         scoring = self.load_model(model)
-        version_warnings = predict.check_versions(scoring, allow_version_mismatch)
-        parsed = scoring.parse_clinical(clinical, source="clinical factors")
-        settings = predict.model_settings(scoring)
-        loaded = self.tumour(volume_node, segmentation_node, segment_id, phase, settings.min_tumour_voxels)
-        values, _ = features.compute_features(loaded, settings, feature_names=scoring.features)
-        result = predict.score(scoring, values, parsed)
-        result["phase"] = loaded.phase
-        result["warnings"] = version_warnings + loaded.warnings + result["domain"]["warnings"]  # training ranges
-        return result
+        options = Options(allow_version_mismatch=allow_version_mismatch, clinical_source="clinical factors")
+        check_request(scoring, clinical, options)  # cheap checks before the segment is exported
+        case = self.case(volume_node, segmentation_node, segment_id, scoring, phase)
+        return score_case(scoring, case, clinical, options).to_dict()
 
     def results_to_tables(self, result: Dict[str, Any], points_table=None, features_table=None):
         """Nomogram points and feature values as table nodes (kept in the scene, saved with it)."""
         points_table = points_table or self.scene.AddNewNodeByClass("vtkMRMLTableNode", "IMNRisk points")
         features_table = features_table or self.scene.AddNewNodeByClass("vtkMRMLTableNode", "IMNRisk features")
         _fill_table(points_table, ["predictor", "points"], [[k, f"{v:.1f}"] for k, v in result["points"].items()])
-        rows = [["Rad-Score", f"{result['radscore']:.4f}"], ["probability", f"{result['probability']:.4f}"],
-                ["95% CI", f"{result['ci95'][0]:.4f}-{result['ci95'][1]:.4f}"], ["risk group", result["risk_group"]]]
+        rows = [["verdict", result["verdict"]["headline"]], ["Rad-Score", f"{result['radscore']:.4f}"],
+                ["probability", f"{result['probability']:.4f}"],
+                ["95% CI", f"{result['ci95'][0]:.4f}-{result['ci95'][1]:.4f}"],
+                ["risk group", result["risk_group"] or "withheld (not reliable)"]]
         rows += [[k, repr(v)] for k, v in result["features"].items()]
         _fill_table(features_table, ["quantity", "value"], rows)
         return points_table, features_table
