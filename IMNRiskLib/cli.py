@@ -390,13 +390,33 @@ def _demo(folder: Path, args: argparse.Namespace) -> int:
         + (f"; second reader (Mask2): {len(run.reader2.features)} cases -> {paths['reader2']}" if run.reader2 else ""))
     write_tables(folder / "phantom" / "cohort.csv", folder / "tables", force=True)
     metrics, report = _demo_train(folder, paths["features"], args)
-    a = {m: metrics["models"][m]["apparent"]["auc"] for m in ("clinical", "radiomics", "combined")}
-    p = {f"{d['a']}-{d['b']}": d["p"] for d in metrics["delong"]}
-    say(f"imnrisk demo: done in {time.perf_counter() - start:.0f} s. AUC clinical {_n(a['clinical'])}, radiomics "
-        f"{_n(a['radiomics'])}, combined {_n(a['combined'])}; DeLong p clinical-combined "
-        f"{_n(p['clinical-combined'])}, radiomics-combined {_n(p['radiomics-combined'])}; "
-        f"report {report} (synthetic data: a demonstration, not a clinical model)")
+    say(demo_closing_line(metrics, time.perf_counter() - start, report))
     return EXIT_OK
+
+
+def demo_closing_line(metrics: dict, seconds: float, report: Path) -> str:
+    """The demo's last line: the validated AUCs first (nested CV, bootstrap-corrected, or a word that
+    the run had none), the apparent ones after them and labelled, then DeLong and the report."""
+    models = ("clinical", "radiomics", "combined")
+    entries = {m: metrics["models"][m] for m in models}
+    validated = []
+    if all(entries[m].get("cv") for m in models):
+        validated.append("nested-CV AUC " + ", ".join(
+            f"{m} {_n(entries[m]['cv'].get('auc_mean'))} +- {_n(entries[m]['cv'].get('auc_sd'))}" for m in models))
+    if all(entries[m].get("bootstrap") for m in models):
+        validated.append("bootstrap-corrected AUC " + ", ".join(
+            f"{m} {_n(entries[m]['bootstrap'].get('auc_corrected'))}" for m in models))
+    if len(validated) < 2:
+        absent = [name for key, name in (("cv", "nested CV"), ("bootstrap", "bootstrap"))
+                  if not all(entries[m].get(key) for m in models)]
+        validated.append(f"no {' and no '.join(absent)} in this run")
+    apparent = ", ".join(f"{m} {_n(entries[m]['apparent']['auc'])}" for m in models)
+    p = {f"{d['a']}-{d['b']}": d["p"] for d in metrics["delong"]}
+    lead = "; ".join(validated)
+    return (f"imnrisk demo: done in {seconds:.0f} s. {lead[0].upper()}{lead[1:]}; apparent AUC (training data, "
+            f"optimistic) {apparent}; DeLong p (apparent) clinical-combined {_n(p['clinical-combined'])}, "
+            f"radiomics-combined {_n(p['radiomics-combined'])}; report {report} (synthetic data: a demonstration, "
+            "not a clinical model)")
 
 
 def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):

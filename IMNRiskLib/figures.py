@@ -152,7 +152,7 @@ def roc(metrics: Dict[str, Any]):
         tpr = np.array(a["roc"]["sensitivity"])
         order = np.lexsort((tpr, fpr))
         ax.plot(fpr[order], tpr[order], color=MODEL_COLOURS[m], lw=1.8,
-                label=f"{MODEL_LABELS[m]}: AUC {a['auc']:.3f} ({a['ci95'][0]:.3f}-{a['ci95'][1]:.3f})")
+                label=f"{MODEL_LABELS[m]}: apparent AUC {a['auc']:.3f} ({a['ci95'][0]:.3f}-{a['ci95'][1]:.3f})")
     ax.plot([0, 1], [0, 1], color=GREY, ls=":", lw=1)
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("Sensitivity")
@@ -160,7 +160,7 @@ def roc(metrics: Dict[str, Any]):
     ax.set_ylim(0, 1.01)
     ax.set_aspect("equal")
     ax.legend(loc="lower right", fontsize=7, frameon=True)
-    ax.set_title("ROC curves (training cohort)")
+    ax.set_title("ROC curves on the training data (apparent)")
     return fig
 
 
@@ -210,7 +210,7 @@ def decision_curves(metrics: Dict[str, Any]):
     ax.set_xlabel("Threshold probability")
     ax.set_ylabel("Net benefit")
     ax.legend(loc="upper right", fontsize=7)
-    ax.set_title("Decision curves (training cohort)")
+    ax.set_title("Decision curves on the training data (apparent)")
     return fig
 
 
@@ -300,24 +300,28 @@ def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str], patient: Opti
 
 
 def cv_protocols(metrics: Dict[str, Any]):
-    """Cross-validated AUC, nested against the leaky protocol, and the apparent AUC."""
+    """Cross-validated AUC, nested (validated) first, then the leaky protocol and the apparent AUC;
+    the AUC axis starts at 0 so that bar lengths compare (chance, 0.5, dotted)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    width = 0.26
-    for k, (key, label, hatch) in enumerate((("apparent", "Apparent", ""), ("cv_leaky", "CV, leaky (paper)", "//"),
-                                             ("cv", "CV, nested", ""))):
+    width, handles = 0.26, []
+    for k, (key, label, hatch) in enumerate((("cv", "CV, nested (validated)", ""),
+                                             ("cv_leaky", "CV, leaky (paper)", "//"),
+                                             ("apparent", "Apparent (training data)", ".."))):
         vals, errs = [], []
         for m in MODELS:
             entry = metrics["models"][m].get(key, {})
             vals.append(entry.get("auc") if key == "apparent" else entry.get("auc_mean"))
             errs.append(0 if key == "apparent" else (entry.get("auc_sd") or 0))
         x = np.arange(3) + (k - 1) * width
-        ax.bar(x, [v or 0 for v in vals], width, yerr=errs, color=[MODEL_COLOURS[m] for m in MODELS],
-               alpha=[1.0, 0.55, 0.8][k], hatch=hatch, edgecolor=BLACK, lw=0.5, label=label, capsize=2)
+        handles.append(ax.bar(x, [v or 0 for v in vals], width, yerr=None if key == "apparent" else errs,
+                              color=[MODEL_COLOURS[m] for m in MODELS], alpha=[1.0, 0.55, 0.35][k], hatch=hatch,
+                              edgecolor=BLACK, lw=0.5, label=label, capsize=2))
+    handles.append(ax.axhline(0.5, color=GREY, ls=":", lw=1, label="Chance (0.5)"))
     ax.set_xticks(range(3), [MODEL_LABELS[m] for m in MODELS])
-    ax.set_ylim(0.5, 1.0)
-    ax.set_ylabel("AUC (mean +- SD over folds)")
-    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel("AUC (CV: mean +- SD over folds)")
+    ax.legend(handles=handles, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
     ax.set_title("Validation: how much the leak inflates", pad=22)
     return fig
 

@@ -270,9 +270,45 @@ class ScoringModel:
         return "low" if probability < t["low"] else "intermediate"
 
     def summary(self) -> str:
-        """A few lines for people: what was trained on what, how well."""
+        """A few lines for people: what was trained on what, and how well, validated numbers first
+        (nested CV, bootstrap-corrected) and the optimistic apparent AUC labelled as such."""
         tr = self.doc["training"]
-        aucs = ", ".join(f"{m} {tr['apparent'][m]['auc']:.3f}" for m in ("clinical", "radiomics", "combined"))
         return (f"IMNRisk model trained {self.doc['created'][:10]} on {tr['n']} patients ({tr['events']} events)"
-                f"{' - SYNTHETIC phantom data' if tr.get('synthetic') else ''}; apparent AUC: {aucs}\n"
+                f"{' - SYNTHETIC phantom data, a demonstration, not a clinical model' if tr.get('synthetic') else ''}.\n"
+                f"{validated_auc_text(tr)}.\n{apparent_auc_text(tr)}.\n"
                 f"{self.doc['radiomics']['formula']}\nclinical factors: {', '.join(self.factors)}")
+
+
+SUMMARY_MODELS = ("clinical", "radiomics", "combined")
+
+
+def _auc(value: Any) -> str:
+    """An AUC for people; '-' when it could not be estimated."""
+    return f"{value:.3f}" if _is_number(value) else "-"
+
+
+def validated_auc_text(training: Dict[str, Any]) -> str:
+    """The model file's validated AUCs (nested CV mean ± SD, bootstrap-corrected), saying which are absent."""
+    cv = {m: (training.get("cv") or {}).get(m) or {} for m in SUMMARY_MODELS}
+    boot = {m: (training.get("bootstrap") or {}).get(m) or {} for m in SUMMARY_MODELS}
+    has_cv, has_boot = any("auc_mean" in c for c in cv.values()), any("auc_corrected" in b for b in boot.values())
+    if not (has_cv or has_boot):
+        return "Validated AUC: none (trained without cross-validation or bootstrap)"
+    parts = []
+    if has_cv:
+        c = cv["combined"]
+        parts.append(f"nested-CV AUC ({c.get('folds', '?')}-fold x {c.get('repeats', '?')}) "
+                     + ", ".join(f"{m} {_auc(cv[m].get('auc_mean'))} ± {_auc(cv[m].get('auc_sd'))}"
+                                 for m in SUMMARY_MODELS))
+    if has_boot:
+        parts.append(f"bootstrap-corrected AUC (B = {boot['combined'].get('b', '?')}) "
+                     + ", ".join(f"{m} {_auc(boot[m].get('auc_corrected'))}" for m in SUMMARY_MODELS))
+    absent = "" if has_cv and has_boot else f" (no {'bootstrap' if has_cv else 'nested CV'})"
+    return "Validated " + "; ".join(parts) + absent
+
+
+def apparent_auc_text(training: Dict[str, Any]) -> str:
+    """The apparent AUCs (on the training patients: optimistic), labelled as such."""
+    app = training.get("apparent") or {}
+    return ("apparent AUC (on the training patients, optimistic) "
+            + ", ".join(f"{m} {_auc((app.get(m) or {}).get('auc'))}" for m in SUMMARY_MODELS))

@@ -43,6 +43,45 @@ def _table(frame: pd.DataFrame, caption: str) -> str:
     return f'<div class="scroll">{table}</div>'  # wide tables scroll instead of spilling
 
 
+def _yes_no(value: Any) -> str:
+    """True/False (or 'True'/'False' read back from a CSV) as yes/no; empty stays empty."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() in ("", "nan"):
+        return ""
+    return "yes" if str(value).strip().lower() in ("true", "1", "1.0", "yes") else "no"
+
+
+def _table1_for_people(table1: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    """Table 1 as the report shows it: the variables' labels, column headers in words, p formatted."""
+    t1 = table1.drop(columns=["variable"]).rename(columns={"label": "variable"})
+    t1["p"] = t1["p"].map(lambda v: _p(float(v)) if str(v) not in ("", "nan") else "")
+    return t1.rename(columns={"level": "level / summary", "imn_positive": f"{outcome} positive",
+                              "imn_positive_pct": f"{outcome} positive %", "imn_negative": f"{outcome} negative",
+                              "imn_negative_pct": f"{outcome} negative %", "total_pct": "total %",
+                              "missing": "missing values"})
+
+
+TABLE2_COLUMNS = {"variable": "variable", "level": "level",
+                  "uni_or": "Univariable OR", "uni_ci_low": "Univariable OR 95% CI lower",
+                  "uni_ci_high": "Univariable OR 95% CI upper", "uni_p": "Univariable p",
+                  "multi_or": "Multivariable OR", "multi_ci_low": "Multivariable OR 95% CI lower",
+                  "multi_ci_high": "Multivariable OR 95% CI upper", "multi_p": "Multivariable p",
+                  "selected": "selected", "separation": "separation (Firth estimate)", "firth_or": "Firth OR", "firth_p": "Firth p"}
+
+
+def _table2_for_people(table2: pd.DataFrame, labels: Dict[str, str]) -> pd.DataFrame:
+    """Table 2 as the report shows it: numbers rounded, yes/no for flags, the variables' labels and
+    column headers in words (TABLE2_COLUMNS), not the CSV's column names."""
+    t2 = table2.copy()
+    for col in ("uni_or", "uni_ci_low", "uni_ci_high", "multi_or", "multi_ci_low", "multi_ci_high", "firth_or"):
+        t2[col] = t2[col].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    for col in ("uni_p", "multi_p", "firth_p"):
+        t2[col] = t2[col].map(lambda v: "" if pd.isna(v) else _p(v))
+    for col in ("selected", "separation"):
+        t2[col] = t2[col].map(_yes_no)
+    t2["variable"] = t2["variable"].map(lambda v: labels.get(v, v))
+    return t2[list(TABLE2_COLUMNS)].rename(columns=TABLE2_COLUMNS)
+
+
 def load_results(folder: Path) -> Dict[str, Any]:
     """Everything the report reads; a missing file is an InputError naming it."""
     missing = [name for name in REQUIRED if not (folder / name).exists()]
@@ -184,9 +223,9 @@ def _accuracy_table(m: Dict[str, Any]) -> pd.DataFrame:
     rows = []
     for k in ("clinical", "radiomics", "combined"):
         e = m["models"][k]
-        for label, entry in (("apparent", e["apparent"].get("accuracy_vs_nir")),
-                             ("nested CV", (e.get("cv") or {}).get("accuracy_vs_nir")),
-                             ("leaky CV", (e.get("cv_leaky") or {}).get("accuracy_vs_nir"))):
+        for label, entry in (("nested CV", (e.get("cv") or {}).get("accuracy_vs_nir")),
+                             ("leaky CV", (e.get("cv_leaky") or {}).get("accuracy_vs_nir")),
+                             ("apparent (training data)", e["apparent"].get("accuracy_vs_nir"))):
             if entry:
                 rows.append({"model": figures.MODEL_LABELS[k], "estimate": label,
                              "accuracy (threshold 0.5)": f"{_f(100 * entry['accuracy'], 1)}%",
@@ -211,8 +250,8 @@ def _epv_section(m: Dict[str, Any]) -> str:
     steps = pd.DataFrame([{"selection step": st["step"], "features left": st["features"],
                            "events per feature": _f(st["epv"], 3)} for st in ss["per_step"]])
     riley = pd.DataFrame([{"anticipated Cox-Snell R2 from": r["r2_source"], "parameters": f"{r['parameters']} ({r['basis']})",
-                           "R2_CS": _f(r.get("r2_cs")), "n (criterion 1: shrinkage >= 0.9)": r["criteria"][0]["n"] if "criteria" in r else "-",
-                           "n (2: optimism in R2_Nagelkerke <= 0.05)": r["criteria"][1]["n"] if "criteria" in r else "-",
+                           "Cox-Snell R2": _f(r.get("r2_cs")), "n (criterion 1: shrinkage >= 0.9)": r["criteria"][0]["n"] if "criteria" in r else "-",
+                           "n (2: optimism in Nagelkerke R2 <= 0.05)": r["criteria"][1]["n"] if "criteria" in r else "-",
                            "n (3: risk +-0.05)": r["criteria"][2]["n"] if "criteria" in r else "-",
                            "minimum n": r.get("n", r.get("error")), "this cohort": ss["n"],
                            "met": ("yes" if r.get("met") else "no") if "n" in r else "-"}
@@ -258,10 +297,10 @@ def _protocol_section(folder: Path, m: Dict[str, Any]) -> str:
                              "nested-CV AUC": _f(e["nested_auc"]), "nested-CV slope": _f(e["nested_slope"]),
                              "bootstrap AUC / slope": f"{_f(e['bootstrap_auc'])} / {_f(e['bootstrap_slope'])}",
                              "leaky-CV AUC": _f(e["leaky_auc"]), "apparent AUC": _f(e["apparent_auc"]),
-                             "Rad-Score features": ", ".join(c["features"]) if model == "radiomics" else
-                             ", ".join(c["clinical_factors"])})
-        parts.append(_table(pd.DataFrame(rows), "The two protocols on the same cohort (validated numbers first; "
-                                                "combined rows list the clinical factors)"))
+                             "Rad-Score features": ", ".join(c["features"]) or "none",
+                             "clinical factors": (", ".join(c["clinical_factors"]) or "none")
+                             if model == "combined" else "(not in this model)"})
+        parts.append(_table(pd.DataFrame(rows), "The two protocols on the same cohort (validated numbers first)"))
     return "".join(parts)
 
 
@@ -290,14 +329,14 @@ def render(folder) -> Path:
     m, model = res["metrics"], res["model"]
     settings_hash = hashlib.sha256(json.dumps(model["extraction"], sort_keys=True).encode()).hexdigest()
     models = ("clinical", "radiomics", "combined")
-    disc = pd.DataFrame([{"model": figures.MODEL_LABELS[k], "AUC": _f(m["models"][k]["apparent"]["auc"]),
+    disc = pd.DataFrame([{"model": figures.MODEL_LABELS[k], "apparent AUC": _f(m["models"][k]["apparent"]["auc"]),
                           "95% CI (DeLong)": f"{_f(m['models'][k]['apparent']['ci95'][0])}-{_f(m['models'][k]['apparent']['ci95'][1])}",
-                          "Brier": _f(m["models"][k]["apparent"]["brier"])} for k in models])
+                          "apparent Brier score": _f(m["models"][k]["apparent"]["brier"])} for k in models])
     delong = pd.DataFrame([{"comparison": f"{d['a']} vs {d['b']}", "Z": _f(d["z"], 4), "p": _p(d["p"])}
                            for d in m["delong"]])
     cal = pd.DataFrame([{"model": figures.MODEL_LABELS[k],
-                         "intercept": _f(m["models"][k]["apparent"]["calibration"]["intercept"]),
-                         "slope": _f(m["models"][k]["apparent"]["calibration"]["slope"]),
+                         "apparent intercept": _f(m["models"][k]["apparent"]["calibration"]["intercept"]),
+                         "apparent slope": _f(m["models"][k]["apparent"]["calibration"]["slope"]),
                          "calibration-in-the-large": _f(m["models"][k]["apparent"]["calibration"]["citl"]),
                          "HL chi2": _f(m["models"][k]["apparent"]["hosmer_lemeshow"]["chi2"]),
                          "HL df": m["models"][k]["apparent"]["hosmer_lemeshow"]["df"],
@@ -308,7 +347,7 @@ def render(folder) -> Path:
     val_rows = []
     for k in models:
         e = m["models"][k]
-        row = {"model": figures.MODEL_LABELS[k], "apparent AUC": _f(e["apparent"]["auc"])}
+        row = {"model": figures.MODEL_LABELS[k]}
         for key, label in (("cv", "nested CV"), ("cv_leaky", "leaky CV")):
             if key in e:
                 row[f"{label} AUC"] = f"{_f(e[key]['auc_mean'])} ± {_f(e[key]['auc_sd'])}"
@@ -319,16 +358,12 @@ def render(folder) -> Path:
         if "bootstrap" in e:
             b = e["bootstrap"]
             row["bootstrap-corrected AUC / slope"] = f"{_f(b['auc_corrected'])} / {_f(b['slope_corrected'])} (B = {b['b']})"
+        row["apparent AUC (training data)"] = _f(e["apparent"]["auc"])
         val_rows.append(row)
-    t1 = res["table1"].drop(columns=["variable"]).rename(columns={"label": "variable"})
-    t1["p"] = t1["p"].map(lambda v: _p(float(v)) if str(v) not in ("", "nan") else "")
-    t2 = res["table2"].copy()
-    for col in ("uni_or", "uni_ci_low", "uni_ci_high", "multi_or", "multi_ci_low", "multi_ci_high", "firth_or"):
-        t2[col] = t2[col].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
-    for col in ("uni_p", "multi_p", "firth_p"):
-        t2[col] = t2[col].map(lambda v: "" if pd.isna(v) else _p(v))
-    t2 = t2[["variable", "level", "uni_or", "uni_ci_low", "uni_ci_high", "uni_p", "multi_or", "multi_ci_low",
-             "multi_ci_high", "multi_p", "selected", "separation", "firth_or", "firth_p"]]
+    outcome = model["clinical"]["schema"]["outcome"]["name"]
+    t1 = _table1_for_people(res["table1"], outcome)
+    t2 = _table2_for_people(res["table2"], {v["name"]: v.get("label") or v["name"]
+                                            for v in model["clinical"]["schema"]["variables"]})
     missing = res["table1"].loc[res["table1"]["missing"].astype(str).str.strip().isin(["", "nan"]) == False,  # noqa: E712
                                 ["label", "missing"]].rename(columns={"label": "variable"})
     missing["missing"] = missing["missing"].astype(float).astype(int)
@@ -370,14 +405,15 @@ they are optimistic (an apparent calibration slope of 1 says nothing).</p>
 {_img(figs['cv_frequency'], 'Feature selection frequency across CV folds')}
 <h2>4. Discrimination</h2>
 {_img(figs['roc'], 'ROC curves of the three models')}
-{_table(disc, 'AUC with DeLong 95% CI (training cohort)')}
-{_table(delong, 'DeLong tests (paired)')}
+<p>On the training data (apparent): optimistic; the validated AUCs are in the first section and section 8.</p>
+{_table(disc, 'Apparent AUC with DeLong 95% CI, on the training data')}
+{_table(delong, 'DeLong tests (paired), on the training data (apparent)')}
 <h2>5. Nomogram</h2>
 {_img(figs['nomogram'], 'Nomogram of the clinical-radiomics model')}
 <p>Combined model (log-odds): {html.escape(combined_terms)}.</p>
 <h2>6. Calibration</h2>
 {_img(figs['calibration'], 'Calibration curves')}
-{_table(cal, 'Calibration and Hosmer-Lemeshow test (training cohort)')}
+{_table(cal, 'Apparent calibration and Hosmer-Lemeshow test, on the training data (validated slopes: first section)')}
 <h2>7. Decision curves</h2>
 {_img(figs['decision_curves'], 'Decision curves')}
 <p>{html.escape(_dca_range(m))}</p>
@@ -388,7 +424,7 @@ they are optimistic (an apparent calibration slope of 1 says nothing).</p>
 on all patients (the paper's protocol), only coefficients refitted; it reports more than new patients will see.</p>
 <h2>9. Risk groups</h2>
 <p>{html.escape(model['risk_groups']['explanation'])}.</p>
-{_table(_risk_table(res), 'Risk groups on the training cohort')}
+{_table(_risk_table(res), 'Risk groups on the training data (apparent)')}
 <h2>10. TRIPOD+AI / Radiomics Quality Score / CLEAR</h2>
 {_table(_checklist(res), 'Checklist items filled from this run; the others are for the author')}
 <h2>11. IBSI conformance of the features</h2>
@@ -464,8 +500,9 @@ def _dca_range(m: Dict[str, Any]) -> str:
     treat_all = np.array(m["models"]["combined"]["apparent"]["net_benefit"]["treat_all"])
     best = (nb["combined"] >= np.maximum.reduce([nb["clinical"], nb["radiomics"], treat_all, np.zeros_like(t)]) - 1e-12) \
         & (nb["combined"] > 0)
+    where = "On the training data (apparent, optimistic)"
     if not best.any():
-        return "The combined model never has the highest net benefit."
+        return f"{where}, the combined model never has the highest net benefit."
     idx = np.flatnonzero(best)
-    return (f"The combined model has the highest net benefit at {len(idx)} of 99 thresholds, between "
+    return (f"{where}, the combined model has the highest net benefit at {len(idx)} of 99 thresholds, between "
             f"{t[idx.min()]:.2f} and {t[idx.max()]:.2f}.")

@@ -232,7 +232,7 @@ class IMNRiskWebApp(TrameApp):
             v.VCardTitle("3. Clinical factors", classes="text-subtitle-1")
             with v.VCardText():
                 html.Div("{{ imn.model ? imn.model.summary : 'No model: start with --model MODEL.json' }}",
-                         classes="imn-small")
+                         classes="imn-small", style="white-space: pre-line", id="imn-model-summary")
                 html.Div("{{ imn.model && imn.model.banner }}", classes="text-warning imn-small")
                 html.Div("{{ imn.model && imn.model.error }}", classes="text-error imn-small")
                 with html.Div(v_if=("imn.model && imn.model.version_problems.length",), classes="imn-small"):
