@@ -11,6 +11,20 @@ pydicom reads the RTSTRUCT, highdicom's reader the SEG (both the `dicom` extra);
 the contours.
 """
 
+# Why pydicom + scikit-image for the RTSTRUCT geometry (checked on PyPI for Python 3.10-3.13, numpy 2):
+# - rt-utils 1.2.7 (2023): its reader needs the image's DICOM series on disk (no NRRD image), matches a
+#   contour to a slice only through ContourImageSequence (no contour between slices), rounds vertices to
+#   whole pixels, allocates its mask (Columns, Rows) (transposed when they differ) and pulls OpenCV
+#   (~300 MB). We use it in the tests as an independent writer.
+# - platipy 0.7.2 rasterises onto a SimpleITK grid, but pins pydicom < 3 (ours needs >= 3.0.1) and brings
+#   rt-utils, matplotlib, pandas and pynetdicom with it.
+# - dicompyler-core 0.5.6 (2023) fills contours for dose-volume histograms with matplotlib's Path, whose
+#   treatment of a voxel centre on the contour is unspecified; it has no grid rasteriser to call.
+# - scikit-image (maintained, wheels for 3.10-3.13 on numpy 2): measure.grid_points_in_poly labels each
+#   voxel centre outside / inside / on a vertex / on an edge, so a voxel on the contour line can be counted
+#   in the ROI and holes follow the even-odd rule exactly (see _fill_slice). Placing the contour planes on
+#   the image's slices is plain geometry done here with SimpleITK's image axes.
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
