@@ -312,7 +312,8 @@ def dicom_phases(folder: Path) -> List[List[Path]]:
     Phases come from TemporalPositionIdentifier, else TriggerTime, else AcquisitionTime; when
     none differs, separate series (SeriesInstanceUID) are taken as phases.
     """
-    files = _dicom_files(folder)
+    from .dicommask import is_mask_file  # a study folder may hold the tumour's RTSTRUCT/SEG beside the image
+    files = [p for p in _dicom_files(folder) if not is_mask_file(p)]
     if not files:
         raise InputError("no DICOM files in folder", file=str(folder))
     headers = [(p, _dicom_header(p)) for p in files]

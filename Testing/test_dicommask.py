@@ -124,8 +124,17 @@ def rtstruct(case, tmp_path_factory) -> Path:
     return write_rtutils(case.series, {"GTV": case.mask, "Reader2": case.reader2}, out)
 
 
+_PHASES = {}
+
+
 def load(case, mask_path, label, image=None):
-    return imaging.load_case(image or case.image, mask_path, None, label)
+    """imaging.load_mask as load_case calls it (the image's phase read once per test module)."""
+    image = image or case.image
+    if image not in _PHASES:
+        _PHASES[image] = imaging.load_phase(image)[0]
+    warnings = []
+    mask = imaging.load_mask(mask_path, label, _PHASES[image], warnings, image_path=image)
+    return SimpleNamespace(mask=mask, warnings=warnings, image=_PHASES[image])
 
 
 # --------------------------------------------------------------------------- DICOM SEG
@@ -195,6 +204,17 @@ def test_a_folder_with_one_mask_object_is_read_and_with_two_is_refused(case, rts
         load(case, folder, 1)
 
 
+def test_a_study_folder_holding_the_image_and_its_rtstruct_is_both_image_and_mask(case, rtstruct, tmp_path):
+    """As a planning system exports a study: the image's slices and the RTSTRUCT in one folder, given as
+    Image and as Mask; the image reader leaves the RTSTRUCT out, the mask reader finds it."""
+    study = tmp_path / "study"
+    shutil.copytree(case.series, study)
+    shutil.copy(rtstruct, study / "RS.dcm")
+    loaded = imaging.load_case(study, study, None, "GTV")
+    assert np.array_equal(array_of(loaded.mask), case.mask)
+    assert loaded.n_phases == 1 and loaded.warnings == []
+
+
 # --------------------------------------------------------------------------- RTSTRUCT
 
 @pytest.fixture(scope="module")
@@ -202,8 +222,8 @@ def rtstruct_measured(case, rtstruct):
     """Dice and the 851 features' largest relative difference, RTSTRUCT read back vs the labelmap."""
     from IMNRiskLib.features import compute_features, load_settings
     settings = load_settings()
-    from_labelmap = load(case, case.mask_path, 1)
-    from_rtstruct = load(case, rtstruct, "gtv")
+    from_labelmap = imaging.load_case(case.image, case.mask_path, None, 1)
+    from_rtstruct = imaging.load_case(case.image, rtstruct, None, "gtv")
     a, _ = compute_features(from_labelmap, settings)
     b, _ = compute_features(from_rtstruct, settings)
     rel = {k: abs(b[k] - a[k]) / max(abs(a[k]), 1e-12) for k in a}
