@@ -299,6 +299,42 @@ def _fill_slice(polygons: Sequence[np.ndarray], shape: Tuple[int, int]) -> np.nd
     return inside | edge
 
 
+def slices_of_planes(planes: Sequence[float], n_slices: int) -> Dict[int, float]:
+    """Image slice -> the contour plane (in slice units) that fills it: the nearest plane, when it lies
+    within half the contours' own spacing (or half a slice, when they are as dense or denser). A contour
+    stands for its slice's thickness, as planning systems draw them: contours on the image's own
+    slices fill exactly those; contours drawn on thicker slices fill every image slice they cover; a
+    slice the planner skipped stays empty."""
+    positions = np.asarray(planes, dtype=float)
+    spacing = float(np.median(np.diff(positions))) if len(positions) > 1 else 1.0
+    reach = max(spacing, 1.0) / 2 + 1e-6
+    lo, hi = max(int(np.floor(positions[0] - reach)), 0), min(int(np.ceil(positions[-1] + reach)), n_slices - 1)
+    chosen: Dict[int, float] = {}
+    for k in range(lo, hi + 1):
+        nearest = float(positions[np.argmin(np.abs(positions - k))])
+        if abs(nearest - k) <= reach:
+            chosen[k] = nearest
+    return chosen
+
+
+def _warn_about_planes(planes: Sequence[float], chosen: Dict[int, float], spacing_z: float, name: str,
+                       warnings: List[str]) -> None:
+    """Say when the contour planes are not the image's slices (between them, sparser, or denser)."""
+    spacing = float(np.median(np.diff(planes))) if len(planes) > 1 else 1.0
+    if spacing > 1 + BETWEEN_SLICES:
+        warnings.append(f"RTSTRUCT ROI '{name}': its contours are {spacing * spacing_z:.2f} mm apart, the image's "
+                        f"slices {spacing_z:.2f} mm: each contour fills the slices within half that distance")
+        return
+    off = [abs(p - round(p)) for p in set(chosen.values()) if abs(p - round(p)) > BETWEEN_SLICES]
+    if off:
+        warnings.append(f"RTSTRUCT ROI '{name}': {len(off)} contour plane(s) lie between the image's slices (up to "
+                        f"{max(off) * spacing_z:.2f} mm off); each was put on the nearest slice")
+    unused = len(planes) - len(set(chosen.values()))
+    if unused:
+        warnings.append(f"RTSTRUCT ROI '{name}': {unused} contour plane(s) share an image slice with a nearer one "
+                        "and were not used")
+
+
 def rasterise_contours(contours: Sequence[np.ndarray], image: sitk.Image, source: Path, name: str,
                        warnings: List[str]) -> sitk.Image:
     """Closed planar contours onto the image's grid: each contour on the nearest slice (refused when
@@ -320,21 +356,14 @@ def rasterise_contours(contours: Sequence[np.ndarray], image: sitk.Image, source
                              "from the nearest image slice (more than half a slice): drawn outside this image",
                              file=str(source), field="Mask")
         planes.setdefault(plane, []).append(index[:, :2])
-    chosen: Dict[int, float] = {}
-    for plane in planes:  # one plane per slice: the nearest (contours drawn on finer slices)
-        k = int(round(plane))
-        if k not in chosen or abs(plane - k) < abs(chosen[k] - k):
-            chosen[k] = plane
+    chosen = slices_of_planes(sorted(planes), size[2])
     array = np.zeros(size[::-1], dtype=np.uint8)
+    filled: Dict[float, np.ndarray] = {}
     for k, plane in chosen.items():
-        array[k] = _fill_slice(planes[plane], (size[1], size[0]))
-    off = [abs(p - k) for k, p in chosen.items() if abs(p - k) > BETWEEN_SLICES]
-    if off:
-        warnings.append(f"RTSTRUCT ROI '{name}': {len(off)} contour plane(s) lie between the image's slices (up to "
-                        f"{max(off) * spacing_z:.2f} mm off); each was put on the nearest slice")
-    if len(chosen) < len(planes):
-        warnings.append(f"RTSTRUCT ROI '{name}': {len(planes) - len(chosen)} contour plane(s) share an image slice "
-                        "with a nearer one and were not used")
+        if plane not in filled:
+            filled[plane] = _fill_slice(planes[plane], (size[1], size[0]))
+        array[k] = filled[plane]
+    _warn_about_planes(sorted(planes), chosen, spacing_z, name, warnings)
     mask = sitk.GetImageFromArray(array)
     mask.CopyInformation(image)
     return mask

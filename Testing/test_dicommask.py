@@ -288,6 +288,23 @@ def test_contours_between_slices_go_to_the_nearest_slice_and_beyond_half_a_slice
         load(case, outside, "GTV")
 
 
+def test_contours_drawn_on_thicker_slices_fill_every_image_slice_they_cover(case, rtstruct, tmp_path):
+    """The scored phase resampled to 1 mm slices starting 0.5 mm up (an NRRD image): contours drawn on
+    the 2 mm series each fill the two 1 mm slices within half their spacing, so slice k holds the
+    contour of 2 mm slice (k + 1) // 2 -- the labelmap's slice, exactly."""
+    phase = imaging.load_phase(case.image)[0]
+    size = list(phase.GetSize())
+    size[2] *= 2
+    origin = list(phase.GetOrigin())
+    origin[2] += 0.5
+    thin = sitk.Resample(phase, size, sitk.Transform(), sitk.sitkLinear, origin, (0.9, 0.9, 1.0), phase.GetDirection())
+    sitk.WriteImage(thin, str(tmp_path / "thin.nrrd"))
+    loaded = load(case, rtstruct, "GTV", image=tmp_path / "thin.nrrd")
+    expected = np.stack([case.mask[min((k + 1) // 2, case.mask.shape[0] - 1)] for k in range(size[2])])
+    assert np.array_equal(array_of(loaded.mask), expected)
+    assert any("contours are 2.00 mm apart, the image's slices 1.00 mm" in w for w in loaded.warnings)
+
+
 def test_rtstruct_on_another_series_or_patient_is_refused_without_showing_the_patient(case, rtstruct, tmp_path):
     ds = pydicom.dcmread(str(rtstruct))
     item = ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
