@@ -283,7 +283,10 @@ def _fill_slice(polygons: Sequence[np.ndarray], shape: Tuple[int, int]) -> np.nd
     """Voxels (rows, columns) whose centre lies inside the contours under the even-odd rule or on a
     contour: a contour inside another is a hole (as planning systems mean nested contours), and the
     contour line itself belongs to the ROI (the region is closed)."""
-    from skimage.measure import grid_points_in_poly
+    try:
+        from skimage.measure import grid_points_in_poly
+    except ImportError:  # e.g. in 3D Slicer's Python, which does not ship scikit-image
+        raise InputError(INSTALL_HINT) from None
     inside = np.zeros(shape, dtype=bool)
     edge = np.zeros(shape, dtype=bool)
     for xy in polygons:
