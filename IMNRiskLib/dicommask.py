@@ -45,6 +45,8 @@ FRACTIONAL_THRESHOLD = 0.5
 # A contour's points may lie this far (in slices) from their mean plane; further is not planar in the
 # image's slice plane (drawn on another orientation).
 PLANE_TOLERANCE = 0.25
+# Contours whose planes are this close (in slices) are on one plane: filled together (holes by even-odd).
+SAME_PLANE = 0.01
 # A contour plane further than this (in slices) from the slice it is put on is reported as between slices.
 BETWEEN_SLICES = 0.05
 # Vertex coordinates this close (in voxels) to a whole number are snapped to it, so that a contour
@@ -352,13 +354,15 @@ def rasterise_contours(contours: Sequence[np.ndarray], image: sitk.Image, source
             raise InputError(f"RTSTRUCT ROI '{name}': contour {i} is not in the plane of the image's slices "
                              f"(it spans {float(z.max() - z.min()) * spacing_z:.2f} mm across them)",
                              file=str(source), field="Mask")
-        plane = float(np.round(z.mean(), 3))
+        plane = float(z.mean())
         nearest = min(max(round(plane), 0), size[2] - 1)
         if abs(plane - nearest) > 0.5:
             raise InputError(f"RTSTRUCT ROI '{name}': contour {i} lies {abs(plane - nearest) * spacing_z:.1f} mm "
                              "from the nearest image slice (more than half a slice): drawn outside this image",
                              file=str(source), field="Mask")
-        planes.setdefault(plane, []).append(index[:, :2])
+        # contours of one plane (an outline and its holes) are filled together, whatever their rounding
+        same = next((p for p in planes if abs(p - plane) <= SAME_PLANE), plane)
+        planes.setdefault(same, []).append(index[:, :2])
     chosen = slices_of_planes(sorted(planes), size[2])
     array = np.zeros(size[::-1], dtype=np.uint8)
     filled: Dict[float, np.ndarray] = {}
