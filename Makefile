@@ -25,7 +25,7 @@ $(SDIST): | $(VENV)/bin/python
 
 $(STAMP): pyproject.toml Makefile tools/pyradiomics_wheel.py $(SDIST) | $(VENV)/bin/python
 	$(PY) tools/pyradiomics_wheel.py --install
-	$(PIP) install --no-build-isolation -e '.[test,dask,dicom,web,web-test]'
+	$(PIP) install --no-build-isolation -e '.[test,dask,dicom,dicom-test,web,web-test]'
 	# numba (the `fast` extra: compiled LASSO paths, ranks and logistic fits) only at the numpy that
 	# pyradiomics was built against; where no numba fits it, training uses numpy (same results, slower)
 	$(PIP) install 'numba>=0.60' "numpy==$$($(PY) -c 'import numpy; print(numpy.__version__)')" \

@@ -2,7 +2,8 @@
 
 Images: NRRD, NIfTI, MHA/MHD files; a DICOM series folder; multi-phase DCE as one 4-D file
 (a 4th axis or Slicer's "list" NRRD kind), a folder of per-phase files, or a DICOM folder with
-several temporal positions. Masks: labelmaps (any of those formats) and Slicer `.seg.nrrd`.
+several temporal positions. Masks: labelmaps (any of those formats), Slicer `.seg.nrrd`, and DICOM
+RTSTRUCT and SEG (IMNRiskLib.dicommask).
 Everything here works on SimpleITK images and raises InputError for problems the user can fix.
 """
 
@@ -311,7 +312,8 @@ def dicom_phases(folder: Path) -> List[List[Path]]:
     Phases come from TemporalPositionIdentifier, else TriggerTime, else AcquisitionTime; when
     none differs, separate series (SeriesInstanceUID) are taken as phases.
     """
-    files = _dicom_files(folder)
+    from .dicommask import is_mask_file  # a study folder may hold the tumour's RTSTRUCT/SEG beside the image
+    files = [p for p in _dicom_files(folder) if not is_mask_file(p)]
     if not files:
         raise InputError("no DICOM files in folder", file=str(folder))
     headers = [(p, _dicom_header(p)) for p in files]
@@ -703,9 +705,17 @@ def check_tumour_size(mask: sitk.Image, source: str, min_voxels: int = MIN_TUMOU
 
 
 def load_mask(path: Union[str, Path], label: Union[int, str], image: sitk.Image,
-              warnings: List[str], min_voxels: int = MIN_TUMOUR_VOXELS) -> sitk.Image:
-    """Read a labelmap or .seg.nrrd, select the label, put it on the image grid and check its size."""
+              warnings: List[str], min_voxels: int = MIN_TUMOUR_VOXELS,
+              image_path: Optional[Union[str, Path]] = None) -> sitk.Image:
+    """Read a labelmap, .seg.nrrd, DICOM SEG or RTSTRUCT, select the label or segment/ROI, put it on the
+    image grid and check its size. A DICOM mask must reference the image at `image_path` (when DICOM)."""
     path = Path(path)
+    from . import dicommask  # an RTSTRUCT/SEG file, or a folder holding one, by SOP Class (not extension)
+    dicom_mask = dicommask.find_mask_object(path)
+    if dicom_mask is not None:
+        aligned = dicommask.load_dicom_mask(dicom_mask, label, image, image_path, warnings)
+        check_tumour_size(aligned, str(path), min_voxels)
+        return aligned
     if path.is_dir():
         if not _dicom_files(path):
             raise InputError("mask folder holds no DICOM files", file=str(path))
@@ -729,7 +739,7 @@ def load_case(image_path: Union[str, Path], mask_path: Union[str, Path], phase: 
     """Load the chosen phase and its tumour mask, checked and on one grid."""
     image, chosen, n = load_phase(image_path, phase)
     warnings: List[str] = []
-    mask = load_mask(mask_path, label, image, warnings, min_voxels)
+    mask = load_mask(mask_path, label, image, warnings, min_voxels, image_path=image_path)
     return LoadedCase(image=image, mask=mask, phase=chosen, n_phases=n, warnings=warnings)
 
 
