@@ -265,6 +265,26 @@ def test_every_face_scores_the_golden_cases_identically(phantom, quick_model, pa
         for key in SAME:
             assert json.loads(json.dumps(shown[key])) == json.loads(json.dumps(cli[key])), key
         controller.close()
+    # a phantom patient's 8-phase series as a sequence (second phase shown and scored) with its tumour
+    from test_slicer import add_sequence, segmentation_from_labelmap
+    row = pd.read_csv(phantom / "cohort.csv", dtype=str).set_index("ID").iloc[0]
+    dce, mask = phantom / row["Image"], phantom / row["Mask"]
+    clinical = {f: row[f] for f in read_model_document(quick_model)["clinical"]["factors"]}
+    cli = json.loads(predict_cli(quick_model, dce, mask, clinical, "--json").stdout)
+    scene = slicer.vtkMRMLScene()
+    add_sequence(scene, [imaging.load_phase(dce, k)[0] for k in range(imaging.count_phases(sitk.ReadImage(str(dce))))])
+    segmentation, _ = segmentation_from_labelmap(scene, mask)
+    controller = ScoringController(scene)
+    controller.choose_segmentation(segmentation.GetID())
+    controller.load_model(str(quick_model))
+    for name, value in clinical.items():
+        controller.set_clinical(name, value)
+    assert controller.state()["phase"] == 1 and controller.predict() is not None, controller.state()["error"]
+    shown = controller.state()["result"]
+    assert shown["phase"] == cli["phase"] == 1 and shown["n_phases"] == cli["n_phases"]
+    for key in SAME:
+        assert json.loads(json.dumps(shown[key])) == json.loads(json.dumps(cli[key])), key
+    controller.close()
     # a features-table case through the controller equals the core on the same values
     model = ScoringModel.load(quick_model)
     clinical = factor_pairs(quick_model)

@@ -253,7 +253,8 @@ class Prediction:
         if self.ignored_clinical:
             out.append("ignored (not used by this model): "
                        + ", ".join(f"{k}={v}" for k, v in self.ignored_clinical.items()))
-        out.append(f"model: {self.model_summary.splitlines()[0]}")
+        about = self.model_summary.splitlines()
+        out += [f"model: {about[0]}"] + [f"  {line}" for line in about[1:2]]  # validated performance first
         out.append(self.notice)
         return out
 
