@@ -219,7 +219,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_target(args.image, args.dicom_out, args.force)
     options = Options(ci=args.ci, allow_version_mismatch=args.allow_version_mismatch)
     clinical = clinical_pairs(args.clinical)
-    check_request(model, clinical, options)  # cheap: refuse before the image is read
+    try:
+        check_request(model, clinical, options)  # cheap: refuse before the image is read
+    except InputError as exc:
+        raise (exc.located(file=str(args.model)) if exc.field == "--ci" else exc) from None
     case = case_from_files(model, args.image, args.mask, args.phase, label, args.image_is_phase)
     prediction = score_case(model, case, clinical, options)
     result = prediction.to_dict()
@@ -229,6 +232,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                               int(model.doc["extraction"]["imnrisk"]["min_tumour_voxels"]), args.force)
         say(f"imnrisk predict: DICOM SEG -> {written.seg}; SR -> {written.sr}")
     if args.json:
+        for warning in prediction.warnings:  # the text output lists them; beside JSON, stderr does
+            say(f"imnrisk: warning: {warning}")
         print(json.dumps(result, indent=2))
     else:
         print("\n".join(prediction.lines()))

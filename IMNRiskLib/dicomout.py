@@ -79,6 +79,8 @@ def points_code(predictor: str):
 
 
 RISK_CODES = {"low": "RISK-LOW", "intermediate": "RISK-INTERMED", "high": "RISK-HIGH"}
+VERDICT = ("IMNRISKVERDICT", "IMNRisk verdict")
+VERDICT_CODES = {"within": "VERDICT-WITHIN", "extrapolation": "VERDICT-EXTRAP", "not_reliable": "VERDICT-NOTRELIABLE"}
 
 
 # --------------------------------------------------------------------------- source series
@@ -206,6 +208,10 @@ def _risk_group(result: Dict[str, Any], algo):
     group = result["risk_group"]  # None when the verdict is "not reliable": no group is reported
     evaluations = [hd.sr.QualitativeEvaluation(code(*RISK_GROUP), code(RISK_CODES[group], f"{group} risk"))] \
         if group else []
+    state = (result.get("verdict") or {}).get("state")
+    if state in VERDICT_CODES:  # the scoring core's verdict travels with the number (meaning <= 64 characters)
+        evaluations.append(hd.sr.QualitativeEvaluation(code(*VERDICT), code(VERDICT_CODES[state],
+                                                                               state.replace("_", " "))))
     evaluations.append(hd.sr.QualitativeEvaluation(code(*INTENDED_USE), code(*RESEARCH_USE)))
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=RISK_GROUP_ID),
@@ -321,7 +327,9 @@ def read_report(sr_path: Union[str, Path]) -> Dict[str, Any]:
     radscore = next(m.value for m in tumour.get_measurements() if m.name.value == RADSCORE[0])
     return {"radscore": radscore, "probability": by_code[PROBABILITY[0]],
             "ci95": [by_code[CI_LOW[0]], by_code[CI_HIGH[0]]],
-            "risk_group": evaluations[RISK_GROUP[0]].meaning.split(" risk")[0], "points": points,
+            "risk_group": evaluations[RISK_GROUP[0]].meaning.split(" risk")[0] if RISK_GROUP[0] in evaluations else None,
+            "verdict": evaluations[VERDICT[0]].meaning.replace(" ", "_") if VERDICT[0] in evaluations else None,
+            "points": points,
             "features": features, "notice": evaluations[INTENDED_USE[0]].meaning,
             "algorithm": _algorithm_texts(tumour), "referenced_segment": tumour.referenced_segment,
             "tracking": [tumour.tracking_identifier, risk.tracking_identifier]}

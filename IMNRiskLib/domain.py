@@ -118,6 +118,7 @@ def structure_problem(block: Any) -> str:
 # gives feature values on another scale, whatever the ranges of the model's few features say.
 
 SPACING_FAR = 1.25   # spacing outside [p01 / 1.25, p99 * 1.25] (per axis): not reliable
+MAX_TUMOUR_SHARE = 0.25  # a "tumour" covering more of the image than this is the organ or the image itself
 VOLUME_FAR = 3.0     # tumour volume outside [p01 / 3, p99 * 3]: not reliable
 INTENSITY_FEATURE = "original_firstorder_Mean"
 NO_ACQUISITION = ("not checked: the model file does not record its training images (retrain from an "
@@ -228,6 +229,16 @@ def check_acquisition(doc: Dict[str, Any], phase: Optional[int], n_phases: Optio
                                   f"({hit['p01']:.4g} to {hit['p99']:.4g}){', far outside' if hit['far'] else ''}{why}"))
     note = "; ".join(f["message"] for f in found) if found else "the image matches the training images"
     return {"checked": True, "findings": found, "note": note}
+
+
+def tumour_share_finding(voxels: int, image_voxels: int) -> List[Dict[str, str]]:
+    """A mask covering more than MAX_TUMOUR_SHARE of the image is not a tumour (a threshold that took
+    the breast, the image given as its own mask): not reliable, whatever the model."""
+    share = voxels / max(image_voxels, 1)
+    if share <= MAX_TUMOUR_SHARE:
+        return []
+    return [_finding("volume", "not_reliable", f"implausible for a tumour: the mask covers {100 * share:.0f}% of the "
+                                               f"image (more than {100 * MAX_TUMOUR_SHARE:.0f}%)")]
 
 
 def acquisition_problem(block: Any) -> str:

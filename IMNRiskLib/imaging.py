@@ -684,18 +684,9 @@ def _bounding_box(mask: sitk.Image) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     return lo, hi
 
 
-MAX_TUMOUR_SHARE = 0.25  # a "tumour" covering more of the image than this is the organ or the image itself
-
-
 def check_tumour_size(mask: sitk.Image, source: str, min_voxels: int = MIN_TUMOUR_VOXELS) -> None:
-    """Refuse tumours too small for texture features (stating the minimum), and masks too large to
-    be a tumour (more than MAX_TUMOUR_SHARE of the image)."""
+    """Refuse tumours too small for texture features (stating the minimum)."""
     count = binary_count(mask)
-    total = int(np.prod(mask.GetSize()[:3]))
-    if count > MAX_TUMOUR_SHARE * total:
-        raise InputError(f"implausible for a tumour: the mask covers {100 * count / total:.0f}% of the image "
-                         f"({count} of {total} voxels; at most {100 * MAX_TUMOUR_SHARE:.0f}% is accepted)",
-                         file=source, field="Mask")
     lo, hi = _bounding_box(mask)
     extent = [h - l + 1 for l, h in zip(lo, hi)]
     if count < min_voxels or min(extent) < MIN_TUMOUR_EXTENT:

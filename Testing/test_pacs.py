@@ -154,6 +154,8 @@ def test_unreachable_pacs_is_exit_2(tmp_path, model_path):
     config = tmp_path / "pacs.yaml"
     port = orthanc_server.free_port()
     config.write_text(f"called_ae: NOBODY\nhost: 127.0.0.1\nport: {port}\ntimeout: 5\n", encoding="utf-8")
+    doc = json.loads(Path(model_path).read_text(encoding="utf-8"))
+    levels = {v["name"]: v.get("levels") for v in doc["clinical"]["schema"]["variables"]}
     result = run_cli("pacs", model_path, "--config", config, "--study", "1.2.3", "--mask", "m.nrrd",
-                     "--out", tmp_path / "out")
+                     "--out", tmp_path / "out", "--clinical", *[f"{f}={levels[f][0]}" for f in doc["clinical"]["factors"]])
     assert result.returncode == 2 and "no association" in result.stderr and str(config) in result.stderr

@@ -195,7 +195,7 @@ def test_an_intensity_image_given_as_the_mask_is_named_as_one(quick_model, tmp_p
     assert "not a segmentation" in line
 
 
-def test_a_speckled_label_and_a_mask_covering_the_image_are_refused(quick_model, tmp_path):
+def test_a_speckled_label_is_refused_and_a_mask_over_half_the_image_is_not_reliable(quick_model, tmp_path):
     data = pyradiomics_data()
     clinical = factor_pairs(quick_model)
     reference = sitk.ReadImage(str(data / BREAST1[1]))
@@ -206,11 +206,14 @@ def test_a_speckled_label_and_a_mask_covering_the_image_are_refused(quick_model,
     sitk.WriteImage(mask, str(tmp_path / "speckle.nrrd"))
     one_line_error(predict_cli(quick_model, data / BREAST1[0], tmp_path / "speckle.nrrd", clinical),
                    "disconnected pieces")
-    whole = sitk.GetImageFromArray(np.ones_like(speckle))
-    whole.CopyInformation(reference)
-    sitk.WriteImage(whole, str(tmp_path / "whole.nrrd"))
-    one_line_error(predict_cli(quick_model, data / BREAST1[0], tmp_path / "whole.nrrd", clinical),
-                   "implausible for a tumour", "100%")
+    half = np.zeros_like(speckle)
+    half[:, : half.shape[1] // 2 + 2] = 1   # a block over half the image: an organ or a threshold, not a tumour
+    big = sitk.GetImageFromArray(half)
+    big.CopyInformation(reference)
+    sitk.WriteImage(big, str(tmp_path / "half.nrrd"))
+    scored = json.loads(predict_cli(quick_model, data / BREAST1[0], tmp_path / "half.nrrd", clinical, "--json").stdout)
+    assert scored["verdict"]["state"] == "not_reliable"
+    assert any(r.startswith("implausible for a tumour: the mask covers 5") for r in scored["verdict"]["reasons"])
 
 
 # --------------------------------------------------------------------------- one core, faces that agree

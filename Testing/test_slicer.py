@@ -196,7 +196,7 @@ def test_scoring_breast1_from_nodes_equals_imnrisk_predict_on_the_files(model):
     voxels, ml = logic.segment_size(volume, segmentation, segment_id)
     assert voxels == int((sitk.GetArrayFromImage(sitk.ReadImage(str(data / "breast1_label.nrrd"))) == 1).sum())
     points, feats = logic.results_to_tables(ours)
-    assert points.GetNumberOfRows() == len(ours["points"]) and feats.GetNumberOfRows() == 4 + len(ours["features"])
+    assert points.GetNumberOfRows() == len(ours["points"]) and feats.GetNumberOfRows() == 5 + len(ours["features"])
 
 
 def test_multiphase_sequence_and_vector_volume_default_to_the_second_phase(model, tmp_path):
@@ -795,6 +795,7 @@ def test_the_result_is_exported_as_seg_and_sr_on_the_chosen_phase(model, dicom_p
     back = dicomout.read_report(written["sr"])
     for key in ("radscore", "probability", "risk_group", "points", "features"):
         assert back[key] == result[key], key
+    assert back["verdict"] == result["verdict"]["state"]  # the verdict travels with the number
     assert back["ci95"] == list(result["ci95"])
     assert back["algorithm"]["Algorithm Parameters"][0] == f"model SHA-256 {result['model_sha256']}"
     seg = hd.seg.segread(written["seg"])

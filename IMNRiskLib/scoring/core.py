@@ -298,6 +298,7 @@ def _image_facts(model: ScoringModel, case: Case, wanted: List[str]) -> Tuple[Di
     voxels = imaging.binary_count(loaded.mask)
     spacing = [float(s) for s in loaded.image.GetSpacing()[:3]]
     facts = {"phase": loaded.phase, "n_phases": loaded.n_phases, "spacing": spacing,
+             "image_voxels": int(np.prod(loaded.image.GetSize()[:3])),
              "volume_ml": voxels * float(np.prod(spacing)) / 1000.0, "voxels": voxels,
              "intensity": values.pop(domain.INTENSITY_FEATURE) if extra else values.get(domain.INTENSITY_FEATURE)}
     return values, facts
@@ -326,6 +327,7 @@ def score_case(model: ScoringModel, case: Case, clinical: Optional[Dict[str, Any
         warnings += case.loaded.warnings
         image_check = domain.check_acquisition(model.doc, facts["phase"], facts["n_phases"], case.declared_phase,
                                                facts["spacing"], facts["volume_ml"], facts["intensity"])
+        image_check["findings"] += domain.tumour_share_finding(facts["voxels"], facts["image_voxels"])
     else:
         missing = [f for f in wanted if f not in (case.values or {})]
         if missing:
