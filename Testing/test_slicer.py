@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -47,7 +48,7 @@ def test_every_widget_the_code_uses_exists_with_the_expected_class():
     used = set(re.findall(r"self\.ui\.(\w+)", MODULE.read_text(encoding="utf-8")))
     assert used and not used - set(widgets), sorted(used - set(widgets))
     expected = {"inputComboBox": "QComboBox", "segmentationSelector": "qMRMLNodeComboBox",
-                "segmentSelector": "qMRMLSegmentSelectorWidget", "segmentEditorWidget": "qMRMLSegmentEditorWidget",
+                "segmentSelector": "qMRMLSegmentSelectorWidget", "segmentEditorPlaceholder": "QWidget",
                 "modelPathLineEdit": "ctkPathLineEdit", "cohortPathLineEdit": "ctkPathLineEdit",
                 "outputFolderLineEdit": "ctkPathLineEdit", "resultsTableView": "qMRMLTableView",
                 "featuresCsvPathLineEdit": "ctkPathLineEdit", "allowMismatchCheckBox": "QCheckBox",
@@ -57,6 +58,8 @@ def test_every_widget_the_code_uses_exists_with_the_expected_class():
     for name, cls in expected.items():
         assert widgets.get(name) == cls, (name, widgets.get(name))
     assert sum(cls == "ctkCollapsibleButton" for cls in widgets.values()) >= 5
+    # no .ui in Slicer core embeds the Segment Editor: IMNRisk.py makes it, as Slicer's SegmentEditor.py does
+    assert "qMRMLSegmentEditorWidget" not in UI.read_text(encoding="utf-8")
 
 
 def test_training_is_a_separate_tab_from_scoring():
@@ -65,7 +68,7 @@ def test_training_is_a_separate_tab_from_scoring():
     tabs = next(w for w in root.iter("widget") if w.get("name") == "panelTabs")
     pages = {page.get("name"): {w.get("name") for w in page.iter("widget")} for page in tabs.findall("widget")}
     assert set(pages) == {"scoringTab", "trainingTab"}
-    assert {"predictButton", "segmentEditorWidget", "inputComboBox"} <= pages["scoringTab"]
+    assert {"predictButton", "segmentEditorPlaceholder", "inputComboBox"} <= pages["scoringTab"]
     assert {"trainButton", "cancelTrainingButton", "trainingLog"} <= pages["trainingTab"]
     assert not pages["scoringTab"] & {"trainButton", "cohortPathLineEdit"}
 
@@ -898,19 +901,121 @@ def test_requirements_file_is_read_and_checked_by_version_not_importability():
     requirements = dependencies.read_requirements()
     names = {dependencies.requirement_name(r) for r in requirements}
     assert {"scikit-learn", "statsmodels", "pandas"} <= names and "pyradiomics" not in names
+    assert not names & {dependencies.canonical(n) for n in dependencies.SLICER_SHIPPED}  # never asks to move them
     fake = {"scikit-learn": "1.0.2", "statsmodels": None}
     problems = dependencies.unmet(requirements, lambda name: fake.get(name, "99.0"))
     assert "scikit-learn>=1.3 (have 1.0.2)" in problems and "statsmodels>=0.14 (missing)" in problems
     assert len(problems) == 2
     assert dependencies.unmet(requirements) == []  # this environment fits
     assert dependencies.satisfies("2.0.2", ">=1.26,<3") and not dependencies.satisfies("3.0", ">=1.26,<3")
-    plan = dependencies.install_plan(["pandas>=999"], has_pip_ensure=True)
-    assert plan["install"] == ["pandas>=999"] and not plan["we_ask"]
-    assert dependencies.install_plan(["pandas>=999"], has_pip_ensure=False)["we_ask"]
+
+
+def test_the_module_installs_through_pip_ensure_imported_explicitly_or_pip_install():
+    """Issue 27 item 1: `import slicer` does not import slicer.packaging, so the module imports it;
+    pip_ensure gets the constraints and no prompts of its own (IMNRisk's one prompt was asked)."""
     text = MODULE.read_text(encoding="utf-8")
-    assert 'requester="IMNRisk"' in text and "requirements.txt" in text and "REQUIREMENTS = [" not in text
-    body = text[text.index("def ensure_dependencies"):text.index("\n\n\n", text.index("def ensure_dependencies"))]
-    assert body.count("confirmOkCancelDisplay") == 1 and "we_ask" in body
+    body = text[text.index("def slicerPackaging"):text.index("@parameterNodeWrapper")]
+    assert "import slicer.packaging" in body and 'getattr(slicer, "packaging"' not in text
+    assert "constraints=str(constraints)" in body and "prompt_install=False" in body and 'requester="IMNRisk"' in body
+    assert "pip_install(dependencies.pip_install_arguments(" in body and body.count("confirmOkCancelDisplay") == 1
+    assert "slicer.util.restart()" in body
+    widget = text[text.index("class IMNRiskWidget"):text.index("class IMNRiskLogic")]
+    for handler in ("def onModelChosen", "def onPredict"):   # scoring installs nothing
+        part = widget[widget.index(handler):widget.index("\n    def ", widget.index(handler) + 10)]
+        assert "ensureExtras" not in part and "pip" not in part, handler
+    assert 'ensureExtras(_("Training"))' in widget
+
+
+def test_constraints_pin_every_shipped_package_at_the_running_version(tmp_path):
+    """The constraints file comes from the running Python: numpy and scipy at exactly the versions
+    installed here; a shipped module without pip metadata (Slicer's VTK) is guarded by '<0'."""
+    from importlib import metadata
+    lines = dependencies.constraint_lines()
+    assert f"numpy=={metadata.version('numpy')}" in lines and f"scipy=={metadata.version('scipy')}" in lines
+    assert f"SimpleITK=={metadata.version('SimpleITK')}" in lines
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+(==[^\s]+|<0)", line) for line in lines), lines
+    fake = {"numpy": "2.4.6", "scipy": "1.17.1", "pyradiomics": "3.0.1"}
+    faked = dependencies.constraint_lines(installed=fake.get, importable_module=lambda m: m == "vtk")
+    assert faked == ["numpy==2.4.6", "scipy==1.17.1", "vtk<0", "pyradiomics==3.0.1"]
+    path = dependencies.write_constraints(tmp_path / "c.txt", faked)
+    assert [line for line in path.read_text().splitlines() if not line.startswith("#")] == faked
+    assert dependencies.pip_install_arguments(["statsmodels>=0.14"], path) == ["-c", str(path), "statsmodels>=0.14"]
+
+
+def test_extras_are_installed_once_asked_with_the_constraints_and_a_restart_is_asked_when_needed(tmp_path):
+    """The decisions of install_extras, driven with stand-ins for the dialog and pip."""
+    requirements = ["scikit-learn>=1.3", "statsmodels>=0.14"]
+    have = {"scikit-learn": None, "statsmodels": "0.14.6", "numpy": "2.4.6"}
+    asked, pip_calls = [], []
+
+    def run_pip(wanted, constraints):
+        pip_calls.append((wanted, constraints.read_text(encoding="utf-8")))
+        have["scikit-learn"] = "1.9.1"
+
+    common = dict(purpose="Training", run_pip=run_pip, constraints_path=tmp_path / "c.txt",
+                  installed=lambda name: have.get(name))
+    declined = dependencies.install_extras(requirements, confirm=lambda text: asked.append(text) or False, **common)
+    assert not declined.ok and declined.asked and pip_calls == [] and "Not installed: scikit-learn>=1.3" in declined.message
+    assert "scikit-learn>=1.3 (missing)" in asked[0] and "stay at their current versions" in asked[0]
+    versions = iter([{"numpy": "2.4.6", "scipy": "1.17.1"}, {"numpy": "2.4.6", "scipy": "1.17.1", "scikit-learn": "1.9.1"}])
+    done = dependencies.install_extras(requirements, confirm=lambda text: True, versions=lambda: next(versions),
+                                       loaded=lambda: ["numpy", "scipy"], **common)
+    assert done.ok and done.restart == [] and done.installed == ["scikit-learn"]
+    (wanted, constraints), = pip_calls
+    assert wanted == ["scikit-learn>=1.3"] and "\nnumpy==" in constraints and "\nscipy==" in constraints
+    again = dependencies.install_extras(requirements, confirm=lambda text: pytest.fail("asked again"), **common)
+    assert again.ok and len(pip_calls) == 1  # nothing missing: no prompt, no pip
+
+    def failing_pip(wanted, constraints):
+        raise RuntimeError("ResolutionImpossible: numpy==2.4.6 conflicts with scikit-learn==1.3.2")
+
+    have["scikit-learn"] = None
+    failed = dependencies.install_extras(["scikit-learn==1.3.2"], "Training", confirm=lambda text: True,
+                                         run_pip=failing_pip, constraints_path=tmp_path / "c.txt",
+                                         installed=lambda name: have.get(name))
+    assert not failed.ok and "ResolutionImpossible" in failed.message and "kept at their versions" in failed.message
+    before, after = {"pandas": "2.2.3", "numpy": "2.4.6"}, {"pandas": "3.1.1", "numpy": "2.4.6"}
+    top = {"pandas": ["pandas"], "numpy": ["numpy"]}
+    assert dependencies.restart_needed(before, after, ["pandas.core", "numpy"], top) == ["pandas 2.2.3 -> 3.1.1"]
+    assert dependencies.restart_needed(before, after, ["numpy"], top) == []   # pandas was not loaded
+
+
+def test_the_scoring_path_uses_only_what_slicer_and_the_extension_ship():
+    """Issue 27 item 1: with every training/report extra made unimportable (sys.modules None), the
+    sample case is scored through the controller, and the third-party modules it loaded are all
+    ones Slicer 5.10+ or the extension ships."""
+    import subprocess
+    blocked = ["sklearn", "statsmodels", "matplotlib", "pandas", "glum", "yaml", "tqdm", "jinja2", "numba",
+               "tabmat", "formulaic", "patsy", "joblib", "threadpoolctl", "pyarrow", "dask", "distributed"]
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT / "IMNRisk")!r}); sys.path.insert(0, {str(ROOT)!r})
+before = set(sys.modules)
+for name in {blocked!r}:
+    sys.modules[name] = None
+import slicer
+from IMNRiskSlicer import selftest
+from IMNRiskSlicer.controller import ScoringController
+scene = slicer.vtkMRMLScene()
+controller = ScoringController(scene)
+selftest.load_demo_case(scene)
+result = selftest.score_demo_case(controller)["result"]
+loaded = sorted({{m.split(".")[0] for m, v in sys.modules.items() if v is not None}} - {{m.split(".")[0] for m in before}})
+print(json.dumps({{"radscore": result["radscore"], "loaded": loaded}}))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace",
+                         cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert math.isfinite(out["radscore"])
+    stdlib = set(sys.stdlib_module_names)
+    third_party = {m for m in out["loaded"] if m and m not in stdlib and not m.startswith("_")}
+    shipped = {"numpy", "scipy", "SimpleITK", "vtk", "vtkmodules", "slicer", "slicer_core", "slicer_layer_dm",
+               "pydicom", "highdicom", "jpeg_ls", "PIL", "six", "dateutil", "packaging", "typing_extensions",
+               "radiomics", "pywt", "pykwalify", "ruamel", "docopt", "IMNRiskLib", "IMNRiskSlicer",
+               "swig_runtime_data5", "cython_runtime"}
+    assert third_party <= shipped, sorted(third_party - shipped)
+    assert {"radiomics", "SimpleITK", "numpy"} <= third_party
 
 
 def test_module_start_names_what_runs_when_slicer_is_too_old_and_how_to_fix_pyradiomics():
@@ -1038,10 +1143,14 @@ def widget(monkeypatch):
 def test_the_widget_drives_the_scoring_workflow_through_the_controller(widget):
     """The widget's own code, run: inputs listed, second phase shown, editor fed segmentation
     first, form 'not entered' gating Predict, Predict fills the labels and the table view."""
+    import time
     from IMNRiskSlicer import selftest
     w, scene, record, module = widget
     ui = w.ui
     sequence = selftest.load_demo_case(scene)
+    w.onTimer()   # the load's node events are one burst: not rescanned until it has settled
+    assert ui.inputComboBox.itemData(ui.inputComboBox.currentIndex) is None
+    time.sleep(module.SCENE_DEBOUNCE_S)
     w.onTimer()
     assert ui.inputComboBox.itemData(ui.inputComboBox.currentIndex) == sequence.GetID()
     assert ui.phaseSpinBox.value == 1 and ui.phaseSpinBox.maximum == 7
@@ -1054,10 +1163,12 @@ def test_the_widget_drives_the_scoring_workflow_through_the_controller(widget):
     assert len(w._formWidgets) == len(w.controller.model.factors)
     assert all(box.currentIndex == 0 for box in w._formWidgets.values())  # "not entered"
     ui.newSegmentationButton.click()
-    editor = [c[0] for c in ui.segmentEditorWidget.calls]
+    assert record["editors"] == [w.segmentEditorWidget]
+    assert ui.segmentEditorPlaceholder.layout().widgets == [w.segmentEditorWidget]
+    editor = [c[0] for c in w.segmentEditorWidget.calls]
     assert editor.index("installKeyboardShortcuts") < editor.index("setSegmentationNode")
     assert editor[editor.index("setSegmentationNode") + 1] == "setSourceVolumeNode"
-    assert ui.segmentEditorWidget.sourceVolumeNodeID() == proxy.GetID()
+    assert w.segmentEditorWidget.sourceVolumeNodeID() == proxy.GetID()
     state = w.controller.state()
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(selftest.DEMO_MASK))) > 0
     selftest.paint_mask(scene.GetNodeByID(state["segmentation_id"]), state["segment_id"], mask, proxy)
@@ -1075,11 +1186,12 @@ def test_the_widget_drives_the_scoring_workflow_through_the_controller(widget):
     assert ui.nomogramLabel.pixmap is not None and ui.resultsTableView.mrmlTableNode().GetNumberOfRows() == 1
     assert "SYNTHETIC" in ui.warningsLabel.text and ui.syntheticBannerLabel.visible
     assert not ui.exportDicomButton.enabled and "not from DICOM" in ui.exportDicomButton.toolTip
+    assert record["confirm"] == [] and record["pip"] == []  # scoring asked for and installed nothing
     box = next(iter(w._formWidgets.values()))
     box.currentIndex = 0
     assert ui.staleLabel.visible and not ui.predictButton.enabled
     w.exit()
-    assert [c[0] for c in ui.segmentEditorWidget.calls[-3:]] == ["setActiveEffect", "uninstallKeyboardShortcuts",
+    assert [c[0] for c in w.segmentEditorWidget.calls[-3:]] == ["setActiveEffect", "uninstallKeyboardShortcuts",
                                                                 "removeViewObservations"]
 
 
