@@ -449,6 +449,72 @@ def test_segment_editor_gets_the_segmentation_before_the_source_volume_and_is_re
     assert len(editor.calls) == before + 3
 
 
+def test_one_editor_holds_the_views_and_teardown_on_exit_touches_no_editor():
+    """Issue 27 item 2: entering a second editor releases the first; exit then cleanup releases an
+    editor once; once the application is exiting, teardown forgets editors without calling them."""
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene)
+    add_sequence(scene, dce_phases(2))
+    first, second = RecordingEditor(), RecordingEditor()
+    controller.editor_enter(first)
+    controller.editor_enter(second)
+    assert [c[0] for c in first.calls][-3:] == ["setActiveEffect", "uninstallKeyboardShortcuts", "removeViewObservations"]
+    n_first = len(first.calls)
+    controller.new_segmentation()
+    assert len(first.calls) == n_first and second.calls[-1][0] == "setSourceVolumeNode"  # only the held one follows
+    controller.editor_exit(second)
+    n_second = len(second.calls)
+    controller.editor_exit(second)
+    assert controller.release_editors(app_exiting=False) == [] and len(second.calls) == n_second  # released once
+    controller.editor_enter(first)
+    n_first = len(first.calls)
+    assert controller.release_editors(app_exiting=True) == [first] and len(first.calls) == n_first
+    controller.choose_phase(0)
+    assert len(first.calls) == n_first  # forgotten: never driven again
+
+
+def test_a_burst_of_scene_node_events_is_one_rescan_and_one_redraw():
+    """Issue 27 item 2: with a debounce (the Slicer widget's), adding many nodes redraws once, after
+    the burst has settled (poll), not once per node; a batch (scene load) is one rescan at its end."""
+    clock = FakeClock()
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene, clock=clock, scene_debounce_s=0.25)
+    editor = RecordingEditor()
+    controller.editor_enter(editor)
+    heard = []
+    controller.add_listener(heard.append)
+    bound_on_enter = len(editor.calls)
+    for k, image in enumerate(dce_phases(3)):
+        mrml.sitk_to_volume(image, scene, f"DCE {k + 1}")
+        clock.now += 0.1   # node events 0.1 s apart: still one burst
+    for k in range(20):
+        scene.AddNewNodeByClass("vtkMRMLTableNode", f"table {k}")
+    controller.poll()
+    assert heard == [] and controller.rescans == 0
+    clock.now += 0.25
+    controller.poll()
+    assert len(heard) == 1 and controller.rescans == 1
+    assert heard[0]["inputs"][0]["kind"] == "phases" and heard[0]["inputs"][0]["phases"] == 3
+    assert [c[0] for c in editor.calls[bound_on_enter:]] == ["setSegmentationNode", "setSourceVolumeNode"]  # once
+    controller.poll()
+    assert len(heard) == 1  # nothing new: no redraw
+    clock.now += 10
+    for k in range(1000):  # a never-ending stream still redraws at the latest 4 intervals after it began
+        scene.AddNewNodeByClass("vtkMRMLTableNode", f"more {k}")
+        clock.now += 0.01 if k % 100 else 0.0
+        controller.poll()
+    assert controller.rescans >= 2
+    immediate = ScoringController(slicer.vtkMRMLScene())
+    heard_now = []
+    immediate.add_listener(heard_now.append)
+    immediate.scene.StartState(immediate.scene.BatchProcessState)
+    for k in range(10):
+        immediate.scene.AddNewNodeByClass("vtkMRMLTableNode", f"t{k}")
+    assert heard_now == []
+    immediate.scene.EndState(immediate.scene.BatchProcessState)
+    assert immediate.rescans == 1 and len(heard_now) >= 1
+
+
 def test_live_segment_size_follows_painting_throttled_without_temporary_nodes():
     """Defect 4: counted from the segment's own labelmap, no node added per stroke, at most one
     recount per interval, the last stroke always shown after poll()."""
@@ -1232,3 +1298,70 @@ def test_sample_data_registers_the_committed_demo_case_and_model(widget, monkeyp
     assert source["loadFileTypes"][:2] == ["SequenceFile", "SegmentationFile"]
     assert json.loads(paths[2].read_text(encoding="utf-8"))["format"] == "imnrisk-model"
     assert len({len(source[k]) for k in ("uris", "fileNames", "nodeNames", "loadFileTypes", "loadFiles")}) == 1
+
+
+def test_the_widget_asks_once_on_train_and_installs_with_the_constraints(widget, monkeypatch, tmp_path):
+    """Issue 27 item 1, the widget's glue: opening the training tab says what Train installs; Train
+    asks once, then Slicer 5.10's pip_install gets '-c constraints' first, or 5.12's pip_ensure (imported
+    as slicer.packaging) gets constraints= and no prompt of its own; a decline installs nothing."""
+    import types
+    from importlib import metadata
+    w, scene, record, module = widget
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# extras\nimnrisk-no-such-package>=1\n", encoding="utf-8")
+    monkeypatch.setattr(module, "REQUIREMENTS_TXT", requirements)
+    monkeypatch.setattr(slicer.app, "temporaryPath", str(tmp_path))
+    w.ui.panelTabs.emit("currentChanged(int)", 1)
+    assert "imnrisk-no-such-package>=1" in w.ui.extrasStatusLabel.text and record["confirm"] == []
+    record["answer"] = False
+    w.onTrain()
+    assert len(record["confirm"]) == 1 and record["pip"] == [] and w._run is None
+    record["answer"] = True
+    w.onTrain()
+    constraints = tmp_path / "IMNRisk-constraints.txt"
+    assert record["pip"] == [["-c", str(constraints), "imnrisk-no-such-package>=1"]]
+    assert f"\nnumpy=={metadata.version('numpy')}\n" in constraints.read_text(encoding="utf-8")
+    assert "Still missing" in record["errors"][-1] and w._run is None   # pip "ran" but installed nothing
+    ensured = []
+    packaging = types.ModuleType("slicer.packaging")
+    packaging.pip_ensure = lambda reqs, **kw: ensured.append((reqs, kw))
+    monkeypatch.setitem(sys.modules, "slicer.packaging", packaging)
+    monkeypatch.setattr(slicer, "packaging", packaging, raising=False)
+    w.onTrain()
+    (reqs, kw), = ensured
+    assert reqs == ["imnrisk-no-such-package>=1"] and kw["constraints"] == str(constraints)
+    assert kw["prompt_install"] is False and kw["requester"] == "IMNRisk" and len(record["pip"]) == 1
+    assert len(record["confirm"]) == 3   # one question per Train press, IMNRisk's own
+
+
+def test_the_widget_releases_its_editor_on_reload_but_not_while_slicer_exits(widget):
+    """Issue 27 item 2: the editor is made in Python and put in the placeholder; cleanup() on a module
+    reload (event loop running) releases it; cleanup() from Slicer's aboutToQuit (loop ended) does
+    not call it; exit() before cleanup() releases it once."""
+    w, scene, record, module = widget
+    editor = w.segmentEditorWidget
+    assert ("aboutToQuit()", w.onAboutToQuit) in record["app_connections"]
+    assert ("effectRegistered(QString)" in record["effect_factory"].handlers)
+    assert editor.segmentationNodeSelectorVisible is False and editor.sourceVolumeNodeSelectorVisible is False
+    names = [c[0] for c in editor.calls]
+    assert names.index("setMRMLSegmentEditorNode") < names.index("setMRMLScene")  # as Slicer's SegmentEditor.py
+    record["loop_level"] = 0          # aboutToQuit: Slicer unloads modules after the event loop ended
+    before = len(editor.calls)
+    w.cleanup()
+    assert len(editor.calls) == before
+    w2 = module.IMNRiskWidget()
+    w2.setup()
+    w2.enter()
+    record["loop_level"] = 1          # a reload from the running application
+    w2.cleanup()
+    assert [c[0] for c in w2.segmentEditorWidget.calls[-3:]] == ["setActiveEffect", "uninstallKeyboardShortcuts",
+                                                                 "removeViewObservations"]
+    w3 = module.IMNRiskWidget()
+    w3.setup()
+    w3.enter()
+    w3.exit()                          # the main window's close selects no module first
+    calls = len(w3.segmentEditorWidget.calls)
+    w3.onAboutToQuit()
+    record["loop_level"] = 1
+    w3.cleanup()
+    assert len(w3.segmentEditorWidget.calls) == calls
