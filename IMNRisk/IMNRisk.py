@@ -647,7 +647,10 @@ class IMNRiskTest(ScriptedLoadableModuleTest):
         table = ui.resultsTableView.mrmlTableNode()
         self.assertEqual(table.GetNumberOfRows(), 1)
         self.assertNotEqual(ui.radscoreLabel.text, "-")
-        self.assertFalse(ui.nomogramLabel.pixmap.isNull())
+        if dependencies.importable("matplotlib"):   # the figure is a report extra; scoring needs none
+            self.assertFalse(ui.nomogramLabel.pixmap.isNull())
+        else:
+            self.assertIn("matplotlib", ui.nomogramLabel.text)
         headless = selftest.score_demo_case(ScoringController(slicer.mrmlScene,
                                                               sequences_logic=slicer.modules.sequences.logic()))
         self.assertAlmostEqual(float(table.GetCellText(0, 6)), headless["result"]["radscore"], places=5)

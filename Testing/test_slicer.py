@@ -123,6 +123,30 @@ def test_the_module_follows_slicer_conventions():
     assert "SlicerRadiomics" not in top and "add_subdirectory(IMNRisk)" in top  # our SuperBuild brings pyradiomics
 
 
+def test_the_module_follows_the_5_12_template():
+    """Issue 27 item 3: translatable strings with a fallback, a help link, the self-test under
+    Testing/Python registered with slicer_add_python_unittest, no EXTENSION_CATEGORY in CMake."""
+    text = MODULE.read_text(encoding="utf-8")
+    assert "from slicer.i18n import tr as _" in text and "except ImportError:" in text
+    assert 'translate("qSlicerAbstractCoreModule", "Quantification")' in text
+    tree = ast.parse(text)
+    translated = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "_"]
+    assert len(translated) >= 20 and all(isinstance(n.args[0], ast.Constant) for n in translated)  # literals for lupdate
+    assert not [n for n in translated if isinstance(n.args[0], ast.JoinedStr)]
+    assert '<a href="{url}">module documentation</a>' in text and "DOCUMENTATION_URL = \"https://" in text
+    cmake = (ROOT / "IMNRisk" / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "add_subdirectory(Testing)" in cmake
+    assert (ROOT / "IMNRisk" / "Testing" / "CMakeLists.txt").read_text().strip() == "add_subdirectory(Python)"
+    python_tests = (ROOT / "IMNRisk" / "Testing" / "Python" / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "slicer_add_python_unittest(SCRIPT IMNRiskModuleTest.py)" in python_tests
+    selftest_file = (ROOT / "IMNRisk" / "Testing" / "Python" / "IMNRiskModuleTest.py").read_text(encoding="utf-8")
+    assert "class IMNRiskModuleTest(ScriptedLoadableModuleTest)" in selftest_file
+    ast.parse(selftest_file)
+    top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "set(EXTENSION_CATEGORY" not in top
+    assert re.search(r"cmake_minimum_required\(VERSION 3\.20\.6\.\.\.3\.28\.0 FATAL_ERROR\)", top)
+
+
 # --------------------------------------------------------------------------- headless MRML logic
 
 def read_volume(scene, path, class_name="vtkMRMLScalarVolumeNode"):
@@ -1291,13 +1315,21 @@ def test_sample_data_registers_the_committed_demo_case_and_model(widget, monkeyp
     registered = []
     logic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **kw: registered.append(kw))
     monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=logic))
-    module.registerSampleData()
+    module.registerSampleData()   # Slicer 5.10: no registerCustomSampleDataCategory, the source makes it
     (source,) = registered
+    categories = []
+    logic.registerCustomSampleDataCategory = lambda category, title: categories.append((category, title))
+    module.registerSampleData()   # Slicer 5.12: the category first, with a translatable title
+    assert categories == [("IMNRisk", "IMNRisk")] and len(registered) == 2
     paths = [Path(unquote(urlparse(uri).path)) for uri in source["uris"]]
     assert all(p.exists() for p in paths) and sum(p.stat().st_size for p in paths) < 5e6
     assert source["loadFileTypes"][:2] == ["SequenceFile", "SegmentationFile"]
     assert json.loads(paths[2].read_text(encoding="utf-8"))["format"] == "imnrisk-model"
-    assert len({len(source[k]) for k in ("uris", "fileNames", "nodeNames", "loadFileTypes", "loadFiles")}) == 1
+    assert len({len(source[k]) for k in ("uris", "fileNames", "nodeNames", "loadFileTypes", "loadFiles",
+                                         "checksums")}) == 1
+    import hashlib
+    assert source["checksums"] == ["SHA256:" + hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    assert source["category"] == "IMNRisk"
 
 
 def test_the_widget_asks_once_on_train_and_installs_with_the_constraints(widget, monkeypatch, tmp_path):
