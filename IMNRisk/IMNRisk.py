@@ -279,6 +279,7 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.controller is not None:
             self.controller.release_editors(app_exiting=self._applicationExiting())
             self.controller.close()
+        slicer.app.disconnect("aboutToQuit()", self.onAboutToQuit)  # a reloaded widget leaves no slot behind
 
     def enter(self):
         self.initializeParameterNode()

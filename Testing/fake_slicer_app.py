@@ -291,7 +291,9 @@ def install(monkeypatch, scene, sequences_logic) -> Dict[str, Any]:
     record["effect_factory"] = factory
     monkeypatch.setattr(slicer, "app", types.SimpleNamespace(
         applicationVersion="5.10.0", processEvents=lambda: None, temporaryPath=record.get("temporary_path", ""),
-        connect=lambda signal, slot: record["app_connections"].append((signal, slot))), raising=False)
+        connect=lambda signal, slot: record["app_connections"].append((signal, slot)),
+        disconnect=lambda signal, slot: record["app_connections"].remove((signal, slot))
+        if (signal, slot) in record["app_connections"] else None), raising=False)
     monkeypatch.setattr(slicer, "modules", types.SimpleNamespace(
         sequences=types.SimpleNamespace(logic=lambda: sequences_logic)), raising=False)
     monkeypatch.setattr(slicer.util, "loadUI", load_ui)
