@@ -152,6 +152,10 @@ def slot_arity(slot, n_args: int) -> int:
 class FakeFormLayout:
     def __init__(self):
         self.rows: List[tuple] = []
+        self.widgets: List[Any] = []
+
+    def addWidget(self, widget):
+        self.widgets.append(widget)
 
     def addRow(self, label, widget):
         self.rows.append((label, widget))
@@ -191,8 +195,16 @@ def install(monkeypatch, scene, sequences_logic) -> Dict[str, Any]:
     """Put the stand-ins in place for one test (monkeypatch undoes it); returns what they record."""
     import slicer
     import slicer.util
-    record: Dict[str, Any] = {"shown": [], "errors": []}
+    record: Dict[str, Any] = {"shown": [], "errors": [], "app_connections": [], "editors": [], "confirm": [],
+                              "pip": [], "restarts": 0, "loop_level": 1}
     qt = types.ModuleType("qt")
+
+    class QThread:
+        """Only what the widget asks: the current thread's event-loop depth (0 once the loop ended)."""
+
+        @staticmethod
+        def currentThread():
+            return types.SimpleNamespace(loopLevel=lambda: record["loop_level"])
 
     class QTimer(FakeWidget):
         def __init__(self):
@@ -207,7 +219,7 @@ def install(monkeypatch, scene, sequences_logic) -> Dict[str, Any]:
         def setValue(self, key, value):
             self.store[key] = value
 
-    qt.QTimer, qt.QSettings = QTimer, QSettings
+    qt.QTimer, qt.QSettings, qt.QThread = QTimer, QSettings, QThread
     qt.QComboBox = type("QComboBox", (FakeWidget,), {"__init__": lambda self: FakeWidget.__init__(self, "QComboBox")})
     qt.QLineEdit = type("QLineEdit", (FakeWidget,), {"__init__": lambda self: FakeWidget.__init__(self, "QLineEdit")})
     qt.QPixmap = lambda path: ("pixmap", path)
@@ -267,8 +279,21 @@ def install(monkeypatch, scene, sequences_logic) -> Dict[str, Any]:
     monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", pnw)
 
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
-    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(applicationVersion="5.10.0", connect=lambda *a: None,
-                                                             processEvents=lambda: None), raising=False)
+    def segment_editor_widget():
+        editor = FakeWidget("qMRMLSegmentEditorWidget", "segmentEditorWidget")
+        record["editors"].append(editor)
+        return editor
+
+    factory = FakeWidget("qSlicerSegmentEditorEffectFactory")
+    monkeypatch.setattr(slicer, "qMRMLSegmentEditorWidget", segment_editor_widget, raising=False)
+    monkeypatch.setattr(slicer, "qSlicerSegmentEditorEffectFactory",
+                        types.SimpleNamespace(instance=lambda: factory), raising=False)
+    record["effect_factory"] = factory
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(
+        applicationVersion="5.10.0", processEvents=lambda: None, temporaryPath=record.get("temporary_path", ""),
+        connect=lambda signal, slot: record["app_connections"].append((signal, slot)),
+        disconnect=lambda signal, slot: record["app_connections"].remove((signal, slot))
+        if (signal, slot) in record["app_connections"] else None), raising=False)
     monkeypatch.setattr(slicer, "modules", types.SimpleNamespace(
         sequences=types.SimpleNamespace(logic=lambda: sequences_logic)), raising=False)
     monkeypatch.setattr(slicer.util, "loadUI", load_ui)
@@ -277,7 +302,14 @@ def install(monkeypatch, scene, sequences_logic) -> Dict[str, Any]:
                         lambda background=None, fit=False: record["shown"].append(background))
     monkeypatch.setattr(slicer.util, "WaitCursor", WaitCursor)
     monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, *a, **k: record["errors"].append(text))
-    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *a, **k: True)
+    record["answer"] = True
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay",
+                        lambda text, *a, **k: record["confirm"].append(text) or record["answer"])
+    monkeypatch.setattr(slicer.util, "confirmYesNoDisplay",
+                        lambda text, *a, **k: record["confirm"].append(text) or record["answer"], raising=False)
+    monkeypatch.setattr(slicer.util, "pip_install", lambda args: record["pip"].append(list(args)), raising=False)
+    monkeypatch.setattr(slicer.util, "restart", lambda: record.__setitem__("restarts", record["restarts"] + 1),
+                        raising=False)
     return record
 
 

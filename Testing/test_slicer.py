@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -47,7 +48,7 @@ def test_every_widget_the_code_uses_exists_with_the_expected_class():
     used = set(re.findall(r"self\.ui\.(\w+)", MODULE.read_text(encoding="utf-8")))
     assert used and not used - set(widgets), sorted(used - set(widgets))
     expected = {"inputComboBox": "QComboBox", "segmentationSelector": "qMRMLNodeComboBox",
-                "segmentSelector": "qMRMLSegmentSelectorWidget", "segmentEditorWidget": "qMRMLSegmentEditorWidget",
+                "segmentSelector": "qMRMLSegmentSelectorWidget", "segmentEditorPlaceholder": "QWidget",
                 "modelPathLineEdit": "ctkPathLineEdit", "cohortPathLineEdit": "ctkPathLineEdit",
                 "outputFolderLineEdit": "ctkPathLineEdit", "resultsTableView": "qMRMLTableView",
                 "featuresCsvPathLineEdit": "ctkPathLineEdit", "allowMismatchCheckBox": "QCheckBox",
@@ -57,6 +58,8 @@ def test_every_widget_the_code_uses_exists_with_the_expected_class():
     for name, cls in expected.items():
         assert widgets.get(name) == cls, (name, widgets.get(name))
     assert sum(cls == "ctkCollapsibleButton" for cls in widgets.values()) >= 5
+    # no .ui in Slicer core embeds the Segment Editor: IMNRisk.py makes it, as Slicer's SegmentEditor.py does
+    assert "qMRMLSegmentEditorWidget" not in UI.read_text(encoding="utf-8")
 
 
 def test_training_is_a_separate_tab_from_scoring():
@@ -65,7 +68,7 @@ def test_training_is_a_separate_tab_from_scoring():
     tabs = next(w for w in root.iter("widget") if w.get("name") == "panelTabs")
     pages = {page.get("name"): {w.get("name") for w in page.iter("widget")} for page in tabs.findall("widget")}
     assert set(pages) == {"scoringTab", "trainingTab"}
-    assert {"predictButton", "segmentEditorWidget", "inputComboBox"} <= pages["scoringTab"]
+    assert {"predictButton", "segmentEditorPlaceholder", "inputComboBox"} <= pages["scoringTab"]
     assert {"trainButton", "cancelTrainingButton", "trainingLog"} <= pages["trainingTab"]
     assert not pages["scoringTab"] & {"trainButton", "cohortPathLineEdit"}
 
@@ -118,6 +121,30 @@ def test_the_module_follows_slicer_conventions():
         assert name in resources and (ROOT / "IMNRisk" / name).exists(), name
     top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "SlicerRadiomics" not in top and "add_subdirectory(IMNRisk)" in top  # our SuperBuild brings pyradiomics
+
+
+def test_the_module_follows_the_5_12_template():
+    """Issue 27 item 3: translatable strings with a fallback, a help link, the self-test under
+    Testing/Python registered with slicer_add_python_unittest, no EXTENSION_CATEGORY in CMake."""
+    text = MODULE.read_text(encoding="utf-8")
+    assert "from slicer.i18n import tr as _" in text and "except ImportError:" in text
+    assert 'translate("qSlicerAbstractCoreModule", "Quantification")' in text
+    tree = ast.parse(text)
+    translated = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "_"]
+    assert len(translated) >= 20 and all(isinstance(n.args[0], ast.Constant) for n in translated)  # literals for lupdate
+    assert not [n for n in translated if isinstance(n.args[0], ast.JoinedStr)]
+    assert '<a href="{url}">module documentation</a>' in text and "DOCUMENTATION_URL = \"https://" in text
+    cmake = (ROOT / "IMNRisk" / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "add_subdirectory(Testing)" in cmake
+    assert (ROOT / "IMNRisk" / "Testing" / "CMakeLists.txt").read_text().strip() == "add_subdirectory(Python)"
+    python_tests = (ROOT / "IMNRisk" / "Testing" / "Python" / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "slicer_add_python_unittest(SCRIPT IMNRiskModuleTest.py)" in python_tests
+    selftest_file = (ROOT / "IMNRisk" / "Testing" / "Python" / "IMNRiskModuleTest.py").read_text(encoding="utf-8")
+    assert "class IMNRiskModuleTest(ScriptedLoadableModuleTest)" in selftest_file
+    ast.parse(selftest_file)
+    top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "set(EXTENSION_CATEGORY" not in top
+    assert re.search(r"cmake_minimum_required\(VERSION 3\.20\.6\.\.\.3\.28\.0 FATAL_ERROR\)", top)
 
 
 # --------------------------------------------------------------------------- headless MRML logic
@@ -444,6 +471,72 @@ def test_segment_editor_gets_the_segmentation_before_the_source_volume_and_is_re
     assert editor.calls[before] == ("setActiveEffect", None)
     controller.new_segmentation()
     assert len(editor.calls) == before + 3
+
+
+def test_one_editor_holds_the_views_and_teardown_on_exit_touches_no_editor():
+    """Issue 27 item 2: entering a second editor releases the first; exit then cleanup releases an
+    editor once; once the application is exiting, teardown forgets editors without calling them."""
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene)
+    add_sequence(scene, dce_phases(2))
+    first, second = RecordingEditor(), RecordingEditor()
+    controller.editor_enter(first)
+    controller.editor_enter(second)
+    assert [c[0] for c in first.calls][-3:] == ["setActiveEffect", "uninstallKeyboardShortcuts", "removeViewObservations"]
+    n_first = len(first.calls)
+    controller.new_segmentation()
+    assert len(first.calls) == n_first and second.calls[-1][0] == "setSourceVolumeNode"  # only the held one follows
+    controller.editor_exit(second)
+    n_second = len(second.calls)
+    controller.editor_exit(second)
+    assert controller.release_editors(app_exiting=False) == [] and len(second.calls) == n_second  # released once
+    controller.editor_enter(first)
+    n_first = len(first.calls)
+    assert controller.release_editors(app_exiting=True) == [first] and len(first.calls) == n_first
+    controller.choose_phase(0)
+    assert len(first.calls) == n_first  # forgotten: never driven again
+
+
+def test_a_burst_of_scene_node_events_is_one_rescan_and_one_redraw():
+    """Issue 27 item 2: with a debounce (the Slicer widget's), adding many nodes redraws once, after
+    the burst has settled (poll), not once per node; a batch (scene load) is one rescan at its end."""
+    clock = FakeClock()
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene, clock=clock, scene_debounce_s=0.25)
+    editor = RecordingEditor()
+    controller.editor_enter(editor)
+    heard = []
+    controller.add_listener(heard.append)
+    bound_on_enter = len(editor.calls)
+    for k, image in enumerate(dce_phases(3)):
+        mrml.sitk_to_volume(image, scene, f"DCE {k + 1}")
+        clock.now += 0.1   # node events 0.1 s apart: still one burst
+    for k in range(20):
+        scene.AddNewNodeByClass("vtkMRMLTableNode", f"table {k}")
+    controller.poll()
+    assert heard == [] and controller.rescans == 0
+    clock.now += 0.25
+    controller.poll()
+    assert len(heard) == 1 and controller.rescans == 1
+    assert heard[0]["inputs"][0]["kind"] == "phases" and heard[0]["inputs"][0]["phases"] == 3
+    assert [c[0] for c in editor.calls[bound_on_enter:]] == ["setSegmentationNode", "setSourceVolumeNode"]  # once
+    controller.poll()
+    assert len(heard) == 1  # nothing new: no redraw
+    clock.now += 10
+    for k in range(1000):  # a never-ending stream still redraws at the latest 4 intervals after it began
+        scene.AddNewNodeByClass("vtkMRMLTableNode", f"more {k}")
+        clock.now += 0.01 if k % 100 else 0.0
+        controller.poll()
+    assert controller.rescans >= 2
+    immediate = ScoringController(slicer.vtkMRMLScene())
+    heard_now = []
+    immediate.add_listener(heard_now.append)
+    immediate.scene.StartState(immediate.scene.BatchProcessState)
+    for k in range(10):
+        immediate.scene.AddNewNodeByClass("vtkMRMLTableNode", f"t{k}")
+    assert heard_now == []
+    immediate.scene.EndState(immediate.scene.BatchProcessState)
+    assert immediate.rescans == 1 and len(heard_now) >= 1
 
 
 def test_live_segment_size_follows_painting_throttled_without_temporary_nodes():
@@ -900,19 +993,121 @@ def test_requirements_file_is_read_and_checked_by_version_not_importability():
     requirements = dependencies.read_requirements()
     names = {dependencies.requirement_name(r) for r in requirements}
     assert {"scikit-learn", "statsmodels", "pandas"} <= names and "pyradiomics" not in names
+    assert not names & {dependencies.canonical(n) for n in dependencies.SLICER_SHIPPED}  # never asks to move them
     fake = {"scikit-learn": "1.0.2", "statsmodels": None}
     problems = dependencies.unmet(requirements, lambda name: fake.get(name, "99.0"))
     assert "scikit-learn>=1.3 (have 1.0.2)" in problems and "statsmodels>=0.14 (missing)" in problems
     assert len(problems) == 2
     assert dependencies.unmet(requirements) == []  # this environment fits
     assert dependencies.satisfies("2.0.2", ">=1.26,<3") and not dependencies.satisfies("3.0", ">=1.26,<3")
-    plan = dependencies.install_plan(["pandas>=999"], has_pip_ensure=True)
-    assert plan["install"] == ["pandas>=999"] and not plan["we_ask"]
-    assert dependencies.install_plan(["pandas>=999"], has_pip_ensure=False)["we_ask"]
+
+
+def test_the_module_installs_through_pip_ensure_imported_explicitly_or_pip_install():
+    """Issue 27 item 1: `import slicer` does not import slicer.packaging, so the module imports it;
+    pip_ensure gets the constraints and no prompts of its own (IMNRisk's one prompt was asked)."""
     text = MODULE.read_text(encoding="utf-8")
-    assert 'requester="IMNRisk"' in text and "requirements.txt" in text and "REQUIREMENTS = [" not in text
-    body = text[text.index("def ensure_dependencies"):text.index("\n\n\n", text.index("def ensure_dependencies"))]
-    assert body.count("confirmOkCancelDisplay") == 1 and "we_ask" in body
+    body = text[text.index("def slicerPackaging"):text.index("@parameterNodeWrapper")]
+    assert "import slicer.packaging" in body and 'getattr(slicer, "packaging"' not in text
+    assert "constraints=str(constraints)" in body and "prompt_install=False" in body and 'requester="IMNRisk"' in body
+    assert "pip_install(dependencies.pip_install_arguments(" in body and body.count("confirmOkCancelDisplay") == 1
+    assert "slicer.util.restart()" in body
+    widget = text[text.index("class IMNRiskWidget"):text.index("class IMNRiskLogic")]
+    for handler in ("def onModelChosen", "def onPredict"):   # scoring installs nothing
+        part = widget[widget.index(handler):widget.index("\n    def ", widget.index(handler) + 10)]
+        assert "ensureExtras" not in part and "pip" not in part, handler
+    assert 'ensureExtras(_("Training"))' in widget
+
+
+def test_constraints_pin_every_shipped_package_at_the_running_version(tmp_path):
+    """The constraints file comes from the running Python: numpy and scipy at exactly the versions
+    installed here; a shipped module without pip metadata (Slicer's VTK) is guarded by '<0'."""
+    from importlib import metadata
+    lines = dependencies.constraint_lines()
+    assert f"numpy=={metadata.version('numpy')}" in lines and f"scipy=={metadata.version('scipy')}" in lines
+    assert f"SimpleITK=={metadata.version('SimpleITK')}" in lines
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+(==[^\s]+|<0)", line) for line in lines), lines
+    fake = {"numpy": "2.4.6", "scipy": "1.17.1", "pyradiomics": "3.0.1"}
+    faked = dependencies.constraint_lines(installed=fake.get, importable_module=lambda m: m == "vtk")
+    assert faked == ["numpy==2.4.6", "scipy==1.17.1", "vtk<0", "pyradiomics==3.0.1"]
+    path = dependencies.write_constraints(tmp_path / "c.txt", faked)
+    assert [line for line in path.read_text().splitlines() if not line.startswith("#")] == faked
+    assert dependencies.pip_install_arguments(["statsmodels>=0.14"], path) == ["-c", str(path), "statsmodels>=0.14"]
+
+
+def test_extras_are_installed_once_asked_with_the_constraints_and_a_restart_is_asked_when_needed(tmp_path):
+    """The decisions of install_extras, driven with stand-ins for the dialog and pip."""
+    requirements = ["scikit-learn>=1.3", "statsmodels>=0.14"]
+    have = {"scikit-learn": None, "statsmodels": "0.14.6", "numpy": "2.4.6"}
+    asked, pip_calls = [], []
+
+    def run_pip(wanted, constraints):
+        pip_calls.append((wanted, constraints.read_text(encoding="utf-8")))
+        have["scikit-learn"] = "1.9.1"
+
+    common = dict(purpose="Training", run_pip=run_pip, constraints_path=tmp_path / "c.txt",
+                  installed=lambda name: have.get(name))
+    declined = dependencies.install_extras(requirements, confirm=lambda text: asked.append(text) or False, **common)
+    assert not declined.ok and declined.asked and pip_calls == [] and "Not installed: scikit-learn>=1.3" in declined.message
+    assert "scikit-learn>=1.3 (missing)" in asked[0] and "stay at their current versions" in asked[0]
+    versions = iter([{"numpy": "2.4.6", "scipy": "1.17.1"}, {"numpy": "2.4.6", "scipy": "1.17.1", "scikit-learn": "1.9.1"}])
+    done = dependencies.install_extras(requirements, confirm=lambda text: True, versions=lambda: next(versions),
+                                       loaded=lambda: ["numpy", "scipy"], **common)
+    assert done.ok and done.restart == [] and done.installed == ["scikit-learn"]
+    (wanted, constraints), = pip_calls
+    assert wanted == ["scikit-learn>=1.3"] and "\nnumpy==" in constraints and "\nscipy==" in constraints
+    again = dependencies.install_extras(requirements, confirm=lambda text: pytest.fail("asked again"), **common)
+    assert again.ok and len(pip_calls) == 1  # nothing missing: no prompt, no pip
+
+    def failing_pip(wanted, constraints):
+        raise RuntimeError("ResolutionImpossible: numpy==2.4.6 conflicts with scikit-learn==1.3.2")
+
+    have["scikit-learn"] = None
+    failed = dependencies.install_extras(["scikit-learn==1.3.2"], "Training", confirm=lambda text: True,
+                                         run_pip=failing_pip, constraints_path=tmp_path / "c.txt",
+                                         installed=lambda name: have.get(name))
+    assert not failed.ok and "ResolutionImpossible" in failed.message and "kept at their versions" in failed.message
+    before, after = {"pandas": "2.2.3", "numpy": "2.4.6"}, {"pandas": "3.1.1", "numpy": "2.4.6"}
+    top = {"pandas": ["pandas"], "numpy": ["numpy"]}
+    assert dependencies.restart_needed(before, after, ["pandas.core", "numpy"], top) == ["pandas 2.2.3 -> 3.1.1"]
+    assert dependencies.restart_needed(before, after, ["numpy"], top) == []   # pandas was not loaded
+
+
+def test_the_scoring_path_uses_only_what_slicer_and_the_extension_ship():
+    """Issue 27 item 1: with every training/report extra made unimportable (sys.modules None), the
+    sample case is scored through the controller, and the third-party modules it loaded are all
+    ones Slicer 5.10+ or the extension ships."""
+    import subprocess
+    blocked = ["sklearn", "statsmodels", "matplotlib", "pandas", "glum", "yaml", "tqdm", "jinja2", "numba",
+               "tabmat", "formulaic", "patsy", "joblib", "threadpoolctl", "pyarrow", "dask", "distributed"]
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT / "IMNRisk")!r}); sys.path.insert(0, {str(ROOT)!r})
+before = set(sys.modules)
+for name in {blocked!r}:
+    sys.modules[name] = None
+import slicer
+from IMNRiskSlicer import selftest
+from IMNRiskSlicer.controller import ScoringController
+scene = slicer.vtkMRMLScene()
+controller = ScoringController(scene)
+selftest.load_demo_case(scene)
+result = selftest.score_demo_case(controller)["result"]
+loaded = sorted({{m.split(".")[0] for m, v in sys.modules.items() if v is not None}} - {{m.split(".")[0] for m in before}})
+print(json.dumps({{"radscore": result["radscore"], "loaded": loaded}}))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace",
+                         cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert math.isfinite(out["radscore"])
+    stdlib = set(sys.stdlib_module_names)
+    third_party = {m for m in out["loaded"] if m and m not in stdlib and not m.startswith("_")}
+    shipped = {"numpy", "scipy", "SimpleITK", "vtk", "vtkmodules", "slicer", "slicer_core", "slicer_layer_dm",
+               "pydicom", "highdicom", "jpeg_ls", "PIL", "six", "dateutil", "packaging", "typing_extensions",
+               "radiomics", "pywt", "pykwalify", "ruamel", "docopt", "IMNRiskLib", "IMNRiskSlicer",
+               "swig_runtime_data5", "cython_runtime"}
+    assert third_party <= shipped, sorted(third_party - shipped)
+    assert {"radiomics", "SimpleITK", "numpy"} <= third_party
 
 
 def test_module_start_names_what_runs_when_slicer_is_too_old_and_how_to_fix_pyradiomics():
@@ -1040,10 +1235,14 @@ def widget(monkeypatch):
 def test_the_widget_drives_the_scoring_workflow_through_the_controller(widget):
     """The widget's own code, run: inputs listed, second phase shown, editor fed segmentation
     first, form 'not entered' gating Predict, Predict fills the labels and the table view."""
+    import time
     from IMNRiskSlicer import selftest
     w, scene, record, module = widget
     ui = w.ui
     sequence = selftest.load_demo_case(scene)
+    w.onTimer()   # the load's node events are one burst: not rescanned until it has settled
+    assert ui.inputComboBox.itemData(ui.inputComboBox.currentIndex) is None
+    time.sleep(module.SCENE_DEBOUNCE_S)
     w.onTimer()
     assert ui.inputComboBox.itemData(ui.inputComboBox.currentIndex) == sequence.GetID()
     assert ui.phaseSpinBox.value == 1 and ui.phaseSpinBox.maximum == 7
@@ -1056,10 +1255,12 @@ def test_the_widget_drives_the_scoring_workflow_through_the_controller(widget):
     assert len(w._formWidgets) == len(w.controller.model.factors)
     assert all(box.currentIndex == 0 for box in w._formWidgets.values())  # "not entered"
     ui.newSegmentationButton.click()
-    editor = [c[0] for c in ui.segmentEditorWidget.calls]
+    assert record["editors"] == [w.segmentEditorWidget]
+    assert ui.segmentEditorPlaceholder.layout().widgets == [w.segmentEditorWidget]
+    editor = [c[0] for c in w.segmentEditorWidget.calls]
     assert editor.index("installKeyboardShortcuts") < editor.index("setSegmentationNode")
     assert editor[editor.index("setSegmentationNode") + 1] == "setSourceVolumeNode"
-    assert ui.segmentEditorWidget.sourceVolumeNodeID() == proxy.GetID()
+    assert w.segmentEditorWidget.sourceVolumeNodeID() == proxy.GetID()
     state = w.controller.state()
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(selftest.DEMO_MASK))) > 0
     selftest.paint_mask(scene.GetNodeByID(state["segmentation_id"]), state["segment_id"], mask, proxy)
@@ -1077,11 +1278,12 @@ def test_the_widget_drives_the_scoring_workflow_through_the_controller(widget):
     assert ui.nomogramLabel.pixmap is not None and ui.resultsTableView.mrmlTableNode().GetNumberOfRows() == 1
     assert "SYNTHETIC" in ui.warningsLabel.text and ui.syntheticBannerLabel.visible
     assert not ui.exportDicomButton.enabled and "not from DICOM" in ui.exportDicomButton.toolTip
+    assert record["confirm"] == [] and record["pip"] == []  # scoring asked for and installed nothing
     box = next(iter(w._formWidgets.values()))
     box.currentIndex = 0
     assert ui.staleLabel.visible and not ui.predictButton.enabled
     w.exit()
-    assert [c[0] for c in ui.segmentEditorWidget.calls[-3:]] == ["setActiveEffect", "uninstallKeyboardShortcuts",
+    assert [c[0] for c in w.segmentEditorWidget.calls[-3:]] == ["setActiveEffect", "uninstallKeyboardShortcuts",
                                                                 "removeViewObservations"]
 
 
@@ -1115,10 +1317,85 @@ def test_sample_data_registers_the_committed_demo_case_and_model(widget, monkeyp
     registered = []
     logic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **kw: registered.append(kw))
     monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=logic))
-    module.registerSampleData()
+    module.registerSampleData()   # Slicer 5.10: no registerCustomSampleDataCategory, the source makes it
     (source,) = registered
+    categories = []
+    logic.registerCustomSampleDataCategory = lambda category, title: categories.append((category, title))
+    module.registerSampleData()   # Slicer 5.12: the category first, with a translatable title
+    assert categories == [("IMNRisk", "IMNRisk")] and len(registered) == 2
     paths = [Path(unquote(urlparse(uri).path)) for uri in source["uris"]]
     assert all(p.exists() for p in paths) and sum(p.stat().st_size for p in paths) < 5e6
     assert source["loadFileTypes"][:2] == ["SequenceFile", "SegmentationFile"]
     assert json.loads(paths[2].read_text(encoding="utf-8"))["format"] == "imnrisk-model"
-    assert len({len(source[k]) for k in ("uris", "fileNames", "nodeNames", "loadFileTypes", "loadFiles")}) == 1
+    assert len({len(source[k]) for k in ("uris", "fileNames", "nodeNames", "loadFileTypes", "loadFiles",
+                                         "checksums")}) == 1
+    import hashlib
+    assert source["checksums"] == ["SHA256:" + hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    assert source["category"] == "IMNRisk"
+
+
+def test_the_widget_asks_once_on_train_and_installs_with_the_constraints(widget, monkeypatch, tmp_path):
+    """Issue 27 item 1, the widget's glue: opening the training tab says what Train installs; Train
+    asks once, then Slicer 5.10's pip_install gets '-c constraints' first, or 5.12's pip_ensure (imported
+    as slicer.packaging) gets constraints= and no prompt of its own; a decline installs nothing."""
+    import types
+    from importlib import metadata
+    w, scene, record, module = widget
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# extras\nimnrisk-no-such-package>=1\n", encoding="utf-8")
+    monkeypatch.setattr(module, "REQUIREMENTS_TXT", requirements)
+    monkeypatch.setattr(slicer.app, "temporaryPath", str(tmp_path))
+    w.ui.panelTabs.emit("currentChanged(int)", 1)
+    assert "imnrisk-no-such-package>=1" in w.ui.extrasStatusLabel.text and record["confirm"] == []
+    record["answer"] = False
+    w.onTrain()
+    assert len(record["confirm"]) == 1 and record["pip"] == [] and w._run is None
+    record["answer"] = True
+    w.onTrain()
+    constraints = tmp_path / "IMNRisk-constraints.txt"
+    assert record["pip"] == [["-c", str(constraints), "imnrisk-no-such-package>=1"]]
+    assert f"\nnumpy=={metadata.version('numpy')}\n" in constraints.read_text(encoding="utf-8")
+    assert "Still missing" in record["errors"][-1] and w._run is None   # pip "ran" but installed nothing
+    ensured = []
+    packaging = types.ModuleType("slicer.packaging")
+    packaging.pip_ensure = lambda reqs, **kw: ensured.append((reqs, kw))
+    monkeypatch.setitem(sys.modules, "slicer.packaging", packaging)
+    monkeypatch.setattr(slicer, "packaging", packaging, raising=False)
+    w.onTrain()
+    (reqs, kw), = ensured
+    assert reqs == ["imnrisk-no-such-package>=1"] and kw["constraints"] == str(constraints)
+    assert kw["prompt_install"] is False and kw["requester"] == "IMNRisk" and len(record["pip"]) == 1
+    assert len(record["confirm"]) == 3   # one question per Train press, IMNRisk's own
+
+
+def test_the_widget_releases_its_editor_on_reload_but_not_while_slicer_exits(widget):
+    """Issue 27 item 2: the editor is made in Python and put in the placeholder; cleanup() on a module
+    reload (event loop running) releases it; cleanup() from Slicer's aboutToQuit (loop ended) does
+    not call it; exit() before cleanup() releases it once."""
+    w, scene, record, module = widget
+    editor = w.segmentEditorWidget
+    assert ("aboutToQuit()", w.onAboutToQuit) in record["app_connections"]
+    assert ("effectRegistered(QString)" in record["effect_factory"].handlers)
+    assert editor.segmentationNodeSelectorVisible is False and editor.sourceVolumeNodeSelectorVisible is False
+    names = [c[0] for c in editor.calls]
+    assert names.index("setMRMLSegmentEditorNode") < names.index("setMRMLScene")  # as Slicer's SegmentEditor.py
+    record["loop_level"] = 0          # aboutToQuit: Slicer unloads modules after the event loop ended
+    before = len(editor.calls)
+    w.cleanup()
+    assert len(editor.calls) == before and ("aboutToQuit()", w.onAboutToQuit) not in record["app_connections"]
+    w2 = module.IMNRiskWidget()
+    w2.setup()
+    w2.enter()
+    record["loop_level"] = 1          # a reload from the running application
+    w2.cleanup()
+    assert [c[0] for c in w2.segmentEditorWidget.calls[-3:]] == ["setActiveEffect", "uninstallKeyboardShortcuts",
+                                                                 "removeViewObservations"]
+    w3 = module.IMNRiskWidget()
+    w3.setup()
+    w3.enter()
+    w3.exit()                          # the main window's close selects no module first
+    calls = len(w3.segmentEditorWidget.calls)
+    w3.onAboutToQuit()
+    record["loop_level"] = 1
+    w3.cleanup()
+    assert len(w3.segmentEditorWidget.calls) == calls

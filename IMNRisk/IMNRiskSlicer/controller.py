@@ -5,12 +5,15 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
 `state()` whenever a listener is told of a change. The face decides nothing.
 
     c = ScoringController(scene, sequences_logic=None, show_volume=None, logic=None,
-                          size_interval_s=0.25, clock=time.monotonic, pyradiomics_status=pyradiomics_status)
+                          size_interval_s=0.25, clock=time.monotonic, pyradiomics_status=pyradiomics_status,
+                          scene_debounce_s=0.0)
         scene            a vtkMRMLScene (slicer.mrmlScene in Slicer)
         sequences_logic  Slicer's Sequences module logic (slicer.modules.sequences.logic()); when None a
                          vtkSlicerSequencesLogic is made and registered with the scene (headless, trame)
         show_volume      callable(volume_node): show this node in the slice views (the face's hook)
         size_interval_s, clock   the live segment size is recounted at most once per interval
+        scene_debounce_s  0: rescan the scene on every node added/removed; > 0 (the Slicer widget): a
+                         burst of node events becomes one rescan and one redraw (see refresh_inputs)
         pyradiomics_status       callable() -> {ok, version, message}: whether images can be scored
         dicom_sources    callable(node) -> the chosen phase's DICOM slices (file paths or pydicom datasets),
                          [] when the node is not from DICOM; `node` is the volume as loaded (a sequence's
@@ -18,7 +21,9 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
                          slicer.dicomDatabase.fileForInstance). None: the face offers no DICOM export.
     remove = c.add_listener(callback)   callback(state_dict) after every change; remove() stops it
     c.state()                           JSON-able dict of all a face shows (keys below)
-    c.refresh_inputs()                  rescan the scene (done by itself on node added/removed)
+    c.refresh_inputs()                  rescan the scene (done by itself on node added/removed: at once, or
+                                        with scene_debounce_s > 0 one rescan per burst, done by poll(),
+                                        and one at the end of a scene batch/import)
     c.choose_input(input_id)            a sequence / vector volume node ID, "phases:<name>" or a volume ID;
                                         multi-phase inputs show their second phase (index 1)
     c.choose_phase(k)                   0-based; shown through the sequence browser's proxy node
@@ -39,7 +44,10 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
                                         phase's slices ({seg, sr} paths, or None: reason in state()["error"])
     c.set_dicom_sources(callable)       the face's DICOM lookup (see dicom_sources above)
     c.attach_editor(editor) / c.editor_enter(editor) / c.editor_exit(editor)
-                                        Segment Editor duties (qMRMLSegmentEditorWidget or a look-alike)
+                                        Segment Editor duties (qMRMLSegmentEditorWidget or a look-alike);
+                                        one editor holds the views at a time (entering one releases another)
+    c.release_editors(app_exiting)      the face's teardown: exit each editor, or forget them uncalled
+                                        once the application is exiting
     c.displayed_node()                  the one volume node shown, edited and scored (a proxy for a series)
     c.predict_gate()                    {enabled, reason}, as in state()["predict"]
     c.results_table                     the vtkMRMLTableNode that gets one row per prediction
@@ -112,8 +120,12 @@ class ScoringController:
                  logic: Optional[ScoringLogic] = None, size_interval_s: float = 0.25,
                  clock: Callable[[], float] = time.monotonic,
                  pyradiomics_status: Callable[[], Dict[str, Any]] = pyradiomics_status,
-                 dicom_sources: Optional[Callable[[Any], List[Any]]] = None):
+                 dicom_sources: Optional[Callable[[Any], List[Any]]] = None, scene_debounce_s: float = 0.0):
         self._quiet = 0
+        self.scene_debounce_s = scene_debounce_s
+        self._scene_due: Optional[float] = None      # when a coalesced rescan is due (None: none pending)
+        self._scene_first: Optional[float] = None    # the first node event of the pending burst
+        self.rescans = 0                             # scene rescans that told the faces (tests count them)
         self.scene = scene
         self.logic = logic or ScoringLogic(scene)
         self.sequences_logic = sequences_logic or self._own_sequences_logic(scene)
@@ -155,6 +167,8 @@ class ScoringController:
         self._browser_observer: Optional[tuple] = None
         self._scene_observers = [scene.AddObserver(event, _weak(self._on_scene_nodes))
                                  for event in (scene.NodeAddedEvent, scene.NodeRemovedEvent)]
+        self._scene_observers += [scene.AddObserver(event, _weak(self._on_scene_settled))
+                                  for event in (scene.EndBatchProcessEvent, scene.EndImportEvent)]
         self._results_table = self._find_or_make_results_table()
         self.refresh_inputs(notify=False)
 
@@ -206,9 +220,38 @@ class ScoringController:
         return logic
 
     def _on_scene_nodes(self, caller=None, event=None) -> None:
+        """A node was added or removed: rescan now (debounce 0, scene idle) or coalesce the burst into one
+        rescan that poll() does once the scene has been quiet for scene_debounce_s (at the latest 4
+        intervals after the burst began), or that the end of a batch/import does."""
         if self._quiet:
             return
+        if self.scene_debounce_s <= 0 and not self._scene_busy():
+            self._rescan()
+            return
+        now = self.clock()
+        self._scene_first = now if self._scene_due is None else self._scene_first
+        self._scene_due = min(now + self.scene_debounce_s, self._scene_first + 4 * self.scene_debounce_s)
+
+    def _scene_busy(self) -> bool:
+        """Loading or closing a scene adds/removes many nodes: wait for its end event."""
+        return bool(self.scene.IsBatchProcessing() or self.scene.IsImporting() or self.scene.IsClosing())
+
+    def _on_scene_settled(self, caller=None, event=None) -> None:
+        """A batch or import ended: its coalesced node events become one rescan now."""
+        if self._scene_due is not None and not self._quiet and not self._scene_busy():
+            self._rescan()
+
+    def _rescan(self) -> None:
+        """One rescan of the scene that tells the faces (the pending burst, if any, is done with)."""
+        self._scene_due = self._scene_first = None
+        self.rescans += 1
         self.refresh_inputs()
+
+    def _flush_scene_events(self) -> None:
+        """Before acting on a node ID the face passed: apply pending node events (none may be stale)."""
+        if self._scene_due is not None and not self._scene_busy():
+            self._scene_due = self._scene_first = None
+            self.refresh_inputs(notify=False)
 
     def _node(self, node_id: Optional[str]):
         return self.scene.GetNodeByID(node_id) if node_id else None
@@ -278,6 +321,8 @@ class ScoringController:
     def choose_input(self, input_id: Optional[str], notify: bool = True) -> None:
         """Show (and later score) this input; a multi-phase one through a sequence browser's
         proxy node, at its second phase."""
+        if notify:
+            self._flush_scene_events()
         self._quiet += 1
         try:
             self.input_id, self._browser_id, self._single_id = None, None, None
@@ -392,6 +437,7 @@ class ScoringController:
 
     def choose_segmentation(self, node_id: Optional[str]) -> None:
         """Contour in (and score) this segmentation node."""
+        self._flush_scene_events()
         node = self._node(node_id)
         self.segmentation_id = self.segment_id = None
         self._observe_segmentation(None)
@@ -467,13 +513,18 @@ class ScoringController:
     def poll(self) -> None:
         """Called by the face's timer: do the pending size update once the interval has passed, and
         pick up volumes whose image data arrived after they were added to the scene."""
-        before = (list(self._inputs), self.input_id, self.phase())
-        self._quiet += 1
-        try:
-            self.refresh_inputs(notify=False)
-        finally:
-            self._quiet -= 1
-        changed = before != (self._inputs, self.input_id, self.phase())
+        changed = False
+        if self._scene_due is not None:   # a burst of node events: one rescan once it has settled
+            if self.clock() >= self._scene_due and not self._scene_busy():
+                self._rescan()            # (the faces are told by it)
+        else:
+            before = (list(self._inputs), self.input_id, self.phase())
+            self._quiet += 1
+            try:
+                self.refresh_inputs(notify=False)
+            finally:
+                self._quiet -= 1
+            changed = before != (self._inputs, self.input_id, self.phase())
         if self._size_due and self.clock() - self._size_last >= self.size_interval_s:
             self._update_size()
             changed = True
@@ -504,6 +555,10 @@ class ScoringController:
         return imaging.MIN_TUMOUR_VOXELS
 
     # ------------------------------------------------------------------ Segment Editor duties
+    # One editor at a time: a face's editor holds the slice views' interaction and the keyboard
+    # shortcuts only between editor_enter and editor_exit (in Slicer: while IMNRisk is the current
+    # module, as Slicer's own Segment Editor module holds them only while it is current), and entering
+    # a second editor releases the first. Teardown while the application exits touches no editor.
     def attach_editor(self, editor) -> None:
         """Keep this editor on the shown node and the chosen segmentation (segmentation first)."""
         if editor not in self._editors:
@@ -512,20 +567,41 @@ class ScoringController:
         self._sync_views_and_editors()
 
     def editor_enter(self, editor) -> None:
-        """What Slicer's Segment Editor module does on enter: shortcuts, then the nodes."""
+        """What Slicer's Segment Editor module does on enter: shortcuts, then the nodes; any other
+        editor this controller drives is released first (one editor holds the views)."""
+        for other in [e for e in self._editors if e is not editor]:
+            self.editor_exit(other)
         editor.installKeyboardShortcuts()
         self.attach_editor(editor)
 
     def editor_exit(self, editor) -> None:
-        """What Slicer's Segment Editor module does on exit: no active effect, no shortcuts, no view observers."""
+        """What Slicer's Segment Editor module does on exit: no active effect, no shortcuts, no view
+        observers. Only an editor that is attached is called (exit, then cleanup, release it once)."""
+        if editor not in self._editors:
+            return
         editor.setActiveEffect(None)
         editor.uninstallKeyboardShortcuts()
         editor.removeViewObservations()
-        if editor in self._editors:
-            self._editors.remove(editor)
+        self._editors.remove(editor)
         self._editor_bound.pop(id(editor), None)
 
+    def release_editors(self, app_exiting: bool) -> List[Any]:
+        """The face is going away: release every attached editor, or, once the application has begun
+        to exit (its widgets and main window are being torn down), forget them without a call.
+        Returns the editors that were forgotten uncalled."""
+        editors, forgotten = list(self._editors), []
+        for editor in editors:
+            if app_exiting:
+                self._editors.remove(editor)
+                self._editor_bound.pop(id(editor), None)
+                forgotten.append(editor)
+            else:
+                self.editor_exit(editor)
+        return forgotten
+
     def _sync_views_and_editors(self) -> None:
+        """Show the scored node in the views when it changes; re-bind an editor only when its
+        (segmentation, source volume) pair changed, never per scene event."""
         shown = self.displayed_node()
         shown_id = shown.GetID() if shown is not None else None
         if shown_id != self._shown:

@@ -93,7 +93,7 @@ class qMRMLTableView(QTableWidget):
 def load_ui():
     loader = QUiLoader()
     for cls in (qMRMLWidget, qMRMLNodeComboBox, qMRMLSegmentSelectorWidget, ctkCollapsibleButton, ctkPathLineEdit,
-                qMRMLSegmentEditorWidget, qMRMLTableView):
+                qMRMLTableView):
         loader.registerCustomWidget(cls)
     handle = QFile(str(UI))
     handle.open(QFile.ReadOnly)
@@ -124,7 +124,9 @@ def fill_scoring(panel, state, nomogram: Path):
     find(panel, "segmentationSelector").addItem(next(s["name"] for s in state["segmentations"]
                                                      if s["id"] == state["segmentation_id"]))
     find(panel, "segmentSelector").addItem(state["segments"][0]["name"])
-    find(panel, "segmentEditorWidget").segments.addItem("\u25a0 " + state["segments"][0]["name"])
+    editor = qMRMLSegmentEditorWidget()   # made in Python and put in the placeholder, as IMNRisk.py does
+    find(panel, "segmentEditorPlaceholder").layout().addWidget(editor)
+    editor.segments.addItem("\u25a0 " + state["segments"][0]["name"])
     size = state["segment"]
     find(panel, "segmentSizeLabel").setText(f"{size['voxels']} voxels, {size['ml']:.2f} mL")
     find(panel, "segmentWarningLabel").hide()
