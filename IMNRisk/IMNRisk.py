@@ -47,6 +47,8 @@ EDITOR_TAG = "IMNRiskSegmentEditor"
 SCENE_DEBOUNCE_S = 0.25  # node added/removed events within this are one rescan (done by the poll timer)
 SETTINGS_MODEL = "IMNRisk/ModelPath"
 REQUIREMENTS_TXT = _HERE / "Resources" / "requirements.txt"
+VERDICT_STYLES = {"not_reliable": "background: #f8d7da; font-weight: bold; padding: 2px",
+                  "extrapolation": "background: #fff3cd; padding: 2px"}
 NOT_ENTERED = "- not entered -"
 POLL_MS = 250
 
@@ -493,15 +495,17 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for label in (self.ui.radscoreLabel, self.ui.riskLabel, self.ui.riskGroupLabel, self.ui.pointsLabel):
                 label.text = "-"
             self.ui.warningsLabel.text = ""
+            self.ui.verdictLabel.text = ""
             self.ui.nomogramLabel.clear()
         else:
-            shown = result["display"]  # the scoring core's words: the verdict leads
+            shown = result["display"]  # the scoring core's words: the verdict leads, above the numbers
+            self.ui.verdictLabel.text = shown["headline"]
+            self.ui.verdictLabel.styleSheet = VERDICT_STYLES.get(shown["state"], "")
             self.ui.radscoreLabel.text = shown["radscore"]
             self.ui.riskLabel.text = shown["risk"]
             self.ui.riskGroupLabel.text = shown["group"]
             self.ui.pointsLabel.text = shown["points"]
-            self.ui.warningsLabel.text = "\n".join([shown["headline"]] + ([shown["banner"]] if shown["banner"] else [])
-                                                   + result["warnings"])
+            self.ui.warningsLabel.text = "\n".join(([shown["banner"]] if shown["banner"] else []) + result["warnings"])
         export = state["export"]
         self.ui.exportDicomButton.enabled = export["enabled"]
         self.ui.exportDicomButton.toolTip = export["reason"]

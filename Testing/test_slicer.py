@@ -1277,6 +1277,8 @@ def test_the_widget_drives_the_scoring_workflow_through_the_controller(widget):
     assert ui.radscoreLabel.text == f"{result['radscore']:.3f}" and "95% CI" in ui.riskLabel.text
     assert ui.nomogramLabel.pixmap is not None and ui.resultsTableView.mrmlTableNode().GetNumberOfRows() == 1
     assert "SYNTHETIC" in ui.warningsLabel.text and ui.syntheticBannerLabel.visible
+    assert ui.verdictLabel.text == result["verdict"]["headline"]  # the verdict above the numbers
+    assert ui.riskGroupLabel.text == result["display"]["group"] and ui.riskLabel.text == result["display"]["risk"]
     assert not ui.exportDicomButton.enabled and "not from DICOM" in ui.exportDicomButton.toolTip
     assert record["confirm"] == [] and record["pip"] == []  # scoring asked for and installed nothing
     box = next(iter(w._formWidgets.values()))
