@@ -1,10 +1,11 @@
 """Features: pyradiomics extraction for a cohort, one case per task, cached, local pool or Dask.
 
-Each case is loaded and checked by `imaging`, smoothed/normalised as the settings say, then
-handed to pyradiomics' RadiomicsFeatureExtractor with the user's settings unchanged (its GLCM
-class swapped for `fastglcm.FastGLCM`: the same values, faster). Results are
-cached per case (keyed by image and mask content, settings and software versions), written
-atomically, so a re-run costs nothing and an interrupted run resumes where it stopped.
+Each case is loaded and checked by `imaging`, put in one anatomical orientation and
+smoothed/normalised as the settings say, then handed to pyradiomics' RadiomicsFeatureExtractor
+with the user's settings unchanged (its GLCM class swapped for `fastglcm.FastGLCM`: the same
+values, faster). Results are cached per case (keyed by image and mask content, settings and
+software versions), written atomically, so a re-run costs nothing and an interrupted run resumes
+where it stopped.
 """
 
 from __future__ import annotations
@@ -59,12 +60,17 @@ class ExtractionSettings:
     min_tumour_voxels: int = imaging.MIN_TUMOUR_VOXELS
     source: str = "<dict>"
     ibsi_variants: bool = False  # add the IBSI variants of convention-dependent features (ibsi.py)
+    # the anatomical orientation image and mask are put in before extraction (imaging.orient), e.g.
+    # "LPS"; None: as the file stores them (plain pyradiomics; what settings without the key mean)
+    orientation: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """The settings as stored in a model file / provenance (JSON)."""
         own = {"smoothing_sigma_mm": self.smoothing_sigma_mm, "min_tumour_voxels": self.min_tumour_voxels}
         if self.ibsi_variants:  # only when on: the default settings keep their hash
             own["ibsi_variants"] = True
+        if self.orientation:  # only when on: settings recorded before the key keep their hash and meaning
+            own["orientation"] = self.orientation
         return {"pyradiomics": self.pyradiomics, "imnrisk": own}
 
     def digest(self) -> str:
@@ -80,7 +86,7 @@ def settings_from_dict(data: Dict[str, Any], source: str = "<dict>") -> Extracti
     """Split an IMNRisk/pyradiomics parameter dict and check the pyradiomics part with pyradiomics."""
     data = copy.deepcopy(data or {})
     own = data.pop("imnrisk", None) or {}
-    unknown = set(own) - {"smoothing_sigma_mm", "min_tumour_voxels", "ibsi_variants"}
+    unknown = set(own) - {"smoothing_sigma_mm", "min_tumour_voxels", "ibsi_variants", "orientation"}
     if unknown:
         raise InputError(f"unknown imnrisk setting(s): {', '.join(sorted(unknown))}", file=source)
     ibsi_variants = _ibsi_variants_setting(own, data, source)
@@ -92,7 +98,26 @@ def settings_from_dict(data: Dict[str, Any], source: str = "<dict>") -> Extracti
     return ExtractionSettings(pyradiomics=data,
                               smoothing_sigma_mm=float(own.get("smoothing_sigma_mm", 0.0)),
                               min_tumour_voxels=int(own.get("min_tumour_voxels", imaging.MIN_TUMOUR_VOXELS)),
-                              source=source, ibsi_variants=ibsi_variants)
+                              source=source, ibsi_variants=ibsi_variants,
+                              orientation=orientation_setting(own.get("orientation"), source))
+
+
+# one letter per axis, each from its own pair: L/R, P/A, S/I (DICOM's patient axes)
+_AXIS_LETTERS = ("LR", "PA", "SI")
+
+
+def orientation_setting(value: Any, source: str = "<dict>") -> Optional[str]:
+    """`imnrisk: orientation`: a DICOM orientation code such as LPS (upper case), or None for
+    none/null/false/absent (the image as stored: plain pyradiomics, and settings recorded before
+    IMNRisk had the step, which were computed so)."""
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    code = value.strip().upper() if isinstance(value, str) else ""
+    pairs = [pair for letter in code for pair in _AXIS_LETTERS if letter in pair]
+    if len(code) != 3 or sorted(pairs) != sorted(_AXIS_LETTERS):
+        raise InputError(f"must be three letters, one of each pair L/R, P/A, S/I (e.g. LPS), or none; "
+                         f"got {value!r}", file=source, field="imnrisk: orientation")
+    return code
 
 
 def _ibsi_variants_setting(own: Dict[str, Any], data: Dict[str, Any], source: str) -> bool:
@@ -200,7 +225,7 @@ def compute_features(loaded: imaging.LoadedCase, settings: ExtractionSettings,
     """
     normalize = _normalize_kwargs(settings)
     pad = int(settings.setting.get("padDistance", 5))
-    image, mask = imaging.prepare(loaded, settings.smoothing_sigma_mm, normalize, pad)
+    image, mask = imaging.prepare(loaded, settings.smoothing_sigma_mm, normalize, pad, settings.orientation)
     extractor = make_extractor(settings, normalized_here=normalize is not None)
     wanted = None
     if feature_names is not None:
@@ -458,6 +483,8 @@ def _task(case: Case, settings: ExtractionSettings, reader: int = 1) -> Dict[str
                          "min_tumour_voxels": settings.min_tumour_voxels, "source": ""}}
     if settings.ibsi_variants:  # only when on: existing caches keep their keys
         task["settings"]["ibsi_variants"] = True
+    if settings.orientation:  # likewise
+        task["settings"]["orientation"] = settings.orientation
     if reader == 2:  # not part of the cache key: the key is the content (same mask, same result)
         task["reader"] = 2
     return task

@@ -362,13 +362,18 @@ def describe_discretisation(extraction: Mapping[str, Any]) -> str:
 
 
 def describe_resampling(extraction: Mapping[str, Any]) -> str:
-    """IBSI's interpolation items: resampled spacing and interpolators, or none."""
+    """IBSI's interpolation items: resampled spacing and interpolators, or none; and the orientation
+    the axes were put in (a permutation, no interpolation)."""
     spacing = _setting(extraction, "resampledPixelSpacing")
+    orientation = (extraction.get("imnrisk") or {}).get("orientation")
+    axes = (f"; axes permuted and flipped (no interpolation) to {orientation} order before extraction"
+            if orientation else "")
     if spacing:
         interpolator = _setting(extraction, "interpolator")
-        return f"resampled to {spacing} mm (0: axis kept) by pyradiomics, image {interpolator}, mask nearest neighbour"
+        return (f"resampled to {spacing} mm (0: axis kept) by pyradiomics, image {interpolator}, mask nearest "
+                f"neighbour{axes}")
     return ("none: native voxel spacing (a mask on another grid is resampled nearest-neighbour to the image, "
-            "with a warning)")
+            f"with a warning){axes}")
 
 
 def describe_filters(extraction: Mapping[str, Any]) -> str:

@@ -3,7 +3,8 @@
 Images: NRRD, NIfTI, MHA/MHD files; a DICOM series folder; multi-phase DCE as one 4-D file
 (a 4th axis or Slicer's "list" NRRD kind), a folder of per-phase files, or a DICOM folder with
 several temporal positions. Masks: labelmaps (any of those formats), Slicer `.seg.nrrd`, and DICOM
-RTSTRUCT and SEG (IMNRiskLib.dicommask).
+RTSTRUCT and SEG (IMNRiskLib.dicommask). Before extraction, image and mask can be put in one
+anatomical orientation (`orient`).
 Everything here works on SimpleITK images and raises InputError for problems the user can fix.
 """
 
@@ -765,15 +766,36 @@ def smooth(image: sitk.Image, sigma_mm: float) -> sitk.Image:
                                  maximumError=0.001, useImageSpacing=True)
 
 
-def prepare(case: LoadedCase, sigma_mm: float, normalize: Optional[dict], pad_voxels: int
-            ) -> Tuple[sitk.Image, sitk.Image]:
-    """Normalise over the whole phase (pyradiomics' own function, as pyradiomics would), then crop
+def orientation_of(image: sitk.Image) -> str:
+    """The image's axes as DICOM letters (e.g. LPS: index ascending towards patient left, posterior,
+    superior), each axis named by the nearest patient axis."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+
+
+def orient(image: sitk.Image, code: Optional[str]) -> sitk.Image:
+    """The image with its axes permuted and flipped so that they run as `code` says (None: as stored).
+
+    Wavelet and texture features depend on the order of the voxel array, so the same anatomy
+    stored with descending slices or swapped axes would give other values. SimpleITK's DICOMOrient
+    moves voxels only (no interpolation) and keeps every voxel's physical position. An oblique
+    image's axes go to the nearest patient axes: its direction stays oblique (not resampled).
+    An image already in that orientation is returned as it is (same object, same bytes).
+    """
+    if not code or orientation_of(image) == code:
+        return image
+    return sitk.DICOMOrient(image, code)
+
+
+def prepare(case: LoadedCase, sigma_mm: float, normalize: Optional[dict], pad_voxels: int,
+            orientation: Optional[str] = None) -> Tuple[sitk.Image, sitk.Image]:
+    """Put image and mask in one orientation (the same permutation for both: they share a grid),
+    normalise over the whole phase (pyradiomics' own function, as pyradiomics would), then crop
     around the tumour and smooth. The returned pair goes to pyradiomics with normalize off."""
-    image = case.image
+    image, mask = orient(case.image, orientation), orient(case.mask, orientation)
     if normalize is not None:
         from radiomics import imageoperations  # pyradiomics' normalisation, unchanged
         image = imageoperations.normalizeImage(image, **normalize)
     if sigma_mm <= 0:
-        return image, case.mask
-    image, mask = crop_to_mask(image, case.mask, pad_mm=4.0 * sigma_mm, pad_voxels=pad_voxels + 2)
+        return image, mask
+    image, mask = crop_to_mask(image, mask, pad_mm=4.0 * sigma_mm, pad_voxels=pad_voxels + 2)
     return smooth(image, sigma_mm), mask

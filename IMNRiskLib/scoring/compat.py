@@ -20,7 +20,10 @@ def model_settings(model: ScoringModel) -> features.ExtractionSettings:
     return features.ExtractionSettings(pyradiomics=copy.deepcopy(s["pyradiomics"]),
                                        smoothing_sigma_mm=float(s["imnrisk"]["smoothing_sigma_mm"]),
                                        min_tumour_voxels=int(s["imnrisk"]["min_tumour_voxels"]), source="model.json",
-                                       ibsi_variants=bool(s["imnrisk"].get("ibsi_variants", False)))
+                                       ibsi_variants=bool(s["imnrisk"].get("ibsi_variants", False)),
+                                       # absent in models trained before the step: none, as they were computed
+                                       orientation=features.orientation_setting(s["imnrisk"].get("orientation"),
+                                                                                "model.json"))
 
 
 def version_mismatches(model: ScoringModel, running: Optional[Dict[str, str]] = None) -> List[str]:
