@@ -101,12 +101,14 @@ def structure_problem(block: Any) -> str:
         return "domain has no radscore range"
     ranges = [block["radscore"]] + list((block.get("features") or {}).values()) + \
         list((block.get("clinical") or {}).values())
-    for r in ranges:
-        numbers = [r.get(k) if isinstance(r, dict) else None for k in ("p01", "p99")]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers) \
-                or not numbers[0] <= numbers[1]:
-            return "domain holds a range that is not finite p01 <= p99"
-    return ""
+    return "domain holds a range that is not finite p01 <= p99" if not all(map(_is_range, ranges)) else ""
+
+
+def _is_range(r: Any) -> bool:
+    """A stored range is {p01, p99}: finite numbers, p01 <= p99."""
+    numbers = [r.get(k) if isinstance(r, dict) else None for k in ("p01", "p99")]
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers) \
+        and numbers[0] <= numbers[1]
 
 
 # --------------------------------------------------------------------------- the images the model saw
@@ -252,9 +254,4 @@ def acquisition_problem(block: Any) -> str:
                                            or block[key] < 0):
             return f"acquisition.{key} is not a whole number"
     ranges = list(block.get("spacing_mm") or []) + [block[k] for k in ("tumour_volume_ml", "intensity") if block.get(k)]
-    for r in ranges:
-        numbers = [r.get(k) if isinstance(r, dict) else None for k in ("p01", "p99")]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers) \
-                or not numbers[0] <= numbers[1]:
-            return "acquisition holds a range that is not finite p01 <= p99"
-    return ""
+    return "acquisition holds a range that is not finite p01 <= p99" if not all(map(_is_range, ranges)) else ""

@@ -81,7 +81,10 @@ def phantom_with_features() -> Path:
     """A 300-patient phantom (seed 1) with original-image features, made once and shared by all
     test workers and runs (a file lock serialises the first build; inputs fix the content)."""
     import fcntl
-    folder = ROOT / ".cache" / f"test-phantom-{PHANTOM_PATIENTS}-{PHANTOM_SEED}"
+    import hashlib
+    params = ROOT / "Testing" / "data" / "original_only.yaml"  # its content is part of the cache's name
+    digest = hashlib.sha256(params.read_bytes()).hexdigest()[:8]
+    folder = ROOT / ".cache" / f"test-phantom-{PHANTOM_PATIENTS}-{PHANTOM_SEED}-{digest}"
     done = folder / "features.csv"
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(str(folder) + ".lock", "w") as lock:
@@ -89,7 +92,7 @@ def phantom_with_features() -> Path:
         if not done.exists():
             for args in (["synth", folder, "--patients", PHANTOM_PATIENTS, "--seed", PHANTOM_SEED, "--quiet", "--force"],
                          ["extract", folder / "cohort.csv", "--out", done, "--params",
-                          ROOT / "Testing" / "data" / "original_only.yaml", "--quiet", "--force"]):
+                          params, "--quiet", "--force"]):
                 result = run_cli(*args)
                 assert result.returncode == 0, result.stderr
                 if args[0] == "synth":  # the shared phantom is read once (Mask only): tests see one table

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from IMNRiskLib import features, ibsi, imaging, predict, synth
+from IMNRiskLib import features, ibsi, imaging, scoring, synth
 from IMNRiskLib.errors import InputError
 
 TEXTURE = ("_glcm_", "_glrlm_", "_glszm_", "_gldm_", "_ngtdm_")
@@ -191,8 +191,8 @@ def test_model_files_with_and_without_the_key(pyrad_data):
     del old["imnrisk"]["orientation"]
     for extraction, expected in ((new, "LPS"), (old, None)):
         model = SimpleNamespace(doc={"extraction": extraction, "software": running})
-        assert predict.model_settings(model).orientation == expected
-        assert predict.version_mismatches(model, running) == []
+        assert scoring.model_settings(model).orientation == expected
+        assert scoring.version_mismatches(model, running) == []
     assert "LPS order" in ibsi.describe_resampling(new) and "order" not in ibsi.describe_resampling(old)
 
 

@@ -75,7 +75,7 @@ def test_without_the_constraints_pip_would_move_slicers_numpy(slicer_like_venv, 
     """The danger, shown by pip's own resolution (--dry-run --report: nothing is downloaded whole)."""
     report = tmp_path / "report.json"
     pip(slicer_like_venv, "install", "-q", "--dry-run", "--report", str(report), PRE_NUMPY2_EXTRA)
-    planned = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
+    planned = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text(encoding="utf-8"))["install"]}
     assert planned.get("scikit-learn") == "1.3.2"
     assert planned["numpy"] != SLICER_512["numpy"] and planned["numpy"].startswith("1."), planned
 

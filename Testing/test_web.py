@@ -190,6 +190,24 @@ def download(page, button: str, target: Path) -> Path:
     return target
 
 
+def paint_two_slices(page, fx: float, fy: float, half_w: int, half_h: int, steps: int = 1) -> int:
+    """A brush stroke at (fx, fy) of the axial view, then the same stroke `steps` slices on (keyboard
+    on the view's slider): a 3-D tumour. Returns the painted voxels."""
+    effect_button(page, "mdi-brush").click()
+    box = view_box(page, 0)
+    cx, cy = box["x"] + fx * box["width"], box["y"] + fy * box["height"]
+    stroke = [(cx - half_w, cy - half_h), (cx + half_w, cy - half_h), (cx + half_w, cy + half_h),
+              (cx - half_w, cy + half_h)]
+    drag(page, stroke)
+    one_slice = wait_voxels(page, "v > 0")
+    axial_slider = page.locator(".layout-grid-item").nth(0).locator("[role=slider]").first
+    axial_slider.focus()
+    for _ in range(steps):
+        axial_slider.press("ArrowRight")
+    drag(page, stroke)
+    return wait_voxels(page, f"v > {one_slice}")
+
+
 def fill_form(page) -> dict:
     """Choose a level in every select (mouse) and type every number (keyboard); returns the values."""
     values = {}
@@ -221,18 +239,7 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
     assert wait_voxels(page, "v === 0") == 0
 
     # 2. paint a stroke on two adjacent axial slices (mouse; the slice moves with the keyboard)
-    effect_button(page, "mdi-brush").click()
-    box = view_box(page, 0)
-    cx, cy = box["x"] + 0.70 * box["width"], box["y"] + 0.46 * box["height"]  # the phantom's tumour
-    stroke = [(cx - 10, cy - 4), (cx + 10, cy - 4), (cx + 10, cy + 4), (cx - 10, cy + 4)]
-    drag(page, stroke)
-    one_slice = wait_voxels(page, "v > 0")
-    axial_slider = page.locator(".layout-grid-item").nth(0).locator("[role=slider]").first
-    axial_slider.focus()
-    axial_slider.press("ArrowRight")
-    axial_slider.press("ArrowRight")
-    drag(page, stroke)
-    painted = wait_voxels(page, f"v > {one_slice}")
+    painted = paint_two_slices(page, 0.70, 0.46, 10, 4, steps=2)  # the phantom's tumour
     shot(page, "paint")
 
     # the live size is the exported mask's: count the voxels of the NRRD the page saves
@@ -320,19 +327,9 @@ def test_a_real_breast_mri_leads_with_not_reliable_and_withholds_the_group(serve
     verdict "Not reliable: ...", above the number, and withholds the risk group, as the CLI does."""
     page = new_page(browser, server.url)
     page.set_input_files("input[type=file] >> nth=0", str(pyradiomics_data() / "breast1_image.nrrd"))
-    page.wait_for_function("() => document.querySelector('#imn-phase') && "
-                           "document.querySelector('#imn-phase').dataset.phase === '0'")
-    effect_button(page, "mdi-brush").click()
-    box = view_box(page, 0)
-    cx, cy = box["x"] + 0.5 * box["width"], box["y"] + 0.5 * box["height"]
-    stroke = [(cx - 12, cy - 5), (cx + 12, cy - 5), (cx + 12, cy + 5), (cx - 12, cy + 5)]
-    drag(page, stroke)
-    one_slice = wait_voxels(page, "v > 0")
-    axial_slider = page.locator(".layout-grid-item").nth(0).locator("[role=slider]").first
-    axial_slider.focus()
-    axial_slider.press("ArrowRight")
-    drag(page, stroke)
-    wait_voxels(page, f"v > {one_slice}")
+    page.wait_for_selector("#imn-tumour")  # a one-phase study: no phase slider, the tumour card
+    assert page.locator("#imn-phase").count() == 0
+    paint_two_slices(page, 0.5, 0.5, 12, 5)
     clinical = fill_form(page)
     page.wait_for_function("() => !document.querySelector('#imn-predict').disabled")
     page.click("#imn-predict")

@@ -8,7 +8,7 @@ and the nested- and leaky-CV AUC bias against fresh patients, with times.
         [--protocol imnrisk|paper|both] [--jobs 2]
 
 --cohort: a phantom folder with cohort.csv, features.csv and truth.json (e.g. the tests' shared
-.cache/test-phantom-300-1, original-image features). Without it, a 600-patient phantom (seed 2)
+.cache/test-phantom-300-1-*, original-image features). Without it, a 600-patient phantom (seed 2)
 is synthesised and extracted with every feature (851) into .cache/bench-truth-600-2 (once; long).
 Results: bench/results/truth.json. CPU-heavy: run it once, not in a loop.
 """

@@ -31,7 +31,7 @@ def scoring_state(out: Path) -> None:
 def training_state(out: Path) -> None:
     from IMNRiskSlicer.logic import training_commands
     from IMNRiskSlicer.runner import TrainingRun
-    phantom = ROOT / ".cache" / "test-phantom-300-1"
+    phantom = max((ROOT / ".cache").glob("test-phantom-300-1*/"), default=ROOT / ".cache" / "test-phantom-300-1")
     with tempfile.TemporaryDirectory() as tmp:
         commands = training_commands(str(phantom / "cohort.csv"), tmp, features_csv=str(phantom / "features.csv"),
                                      cv_repeats=2, bootstrap=10, jobs=2, force=True)
