@@ -73,7 +73,7 @@ def case_from_files(model: ScoringModel, image: Union[str, Path], mask: Union[st
                     image_is_phase: Optional[int] = None) -> Case:
     """A case from an image file or DICOM folder and a mask file, checked and on one grid."""
     loaded = imaging.load_case(image, mask, phase, label, model_settings(model).min_tumour_voxels)
-    return Case(loaded=loaded, declared_phase=declare_phase(loaded, image_is_phase, str(image)))
+    return Case(loaded=loaded, source=str(image), declared_phase=declare_phase(loaded, image_is_phase, str(image)))
 
 
 @dataclass
@@ -304,6 +304,27 @@ def _image_facts(model: ScoringModel, case: Case, wanted: List[str]) -> Tuple[Di
     return values, facts
 
 
+def _measure(model: ScoringModel, case: Case, wanted: List[str]
+             ) -> Tuple[Dict[str, float], Dict[str, Any], Dict[str, Any]]:
+    """(feature values, image facts, image check) of a case: computed from its image, or taken from
+    its feature values (then the image is not checked); values must be there and finite."""
+    if case.loaded is not None:
+        values, facts = _image_facts(model, case, wanted)
+        image_check = domain.check_acquisition(model.doc, facts["phase"], facts["n_phases"], case.declared_phase,
+                                               facts["spacing"], facts["volume_ml"], facts["intensity"])
+        image_check["findings"] += domain.tumour_share_finding(facts["voxels"], facts["image_voxels"])
+    else:
+        missing = [f for f in wanted if f not in (case.values or {})]
+        if missing:
+            raise InputError(f"lacks {len(missing)} feature(s) the model needs", file=case.source, field=missing[0])
+        values, facts = {f: float(case.values[f]) for f in wanted}, {}
+        image_check = {"checked": False, "findings": [], "note": "not checked: feature values were given, not an image"}
+    bad = [f for f in wanted if not math.isfinite(values[f])]
+    if bad:
+        raise InputError(f"feature value is not finite ({values[bad[0]]})", file=case.source, field=bad[0])
+    return values, facts, image_check
+
+
 def check_request(model: ScoringModel, clinical: Dict[str, Any], options: Options, from_image: bool = True
                   ) -> Tuple[List[str], Dict[str, Any], Dict[str, Any], List[str]]:
     """The cheap checks, before any image is read (a face may call it first): the CI method, the
@@ -322,21 +343,8 @@ def score_case(model: ScoringModel, case: Case, clinical: Optional[Dict[str, Any
     checks and the verdict."""
     options = options or Options()
     wanted, parsed, ignored, warnings = check_request(model, clinical or {}, options, case.loaded is not None)
-    if case.loaded is not None:
-        values, facts = _image_facts(model, case, wanted)
-        warnings += case.loaded.warnings
-        image_check = domain.check_acquisition(model.doc, facts["phase"], facts["n_phases"], case.declared_phase,
-                                               facts["spacing"], facts["volume_ml"], facts["intensity"])
-        image_check["findings"] += domain.tumour_share_finding(facts["voxels"], facts["image_voxels"])
-    else:
-        missing = [f for f in wanted if f not in (case.values or {})]
-        if missing:
-            raise InputError(f"lacks {len(missing)} feature(s) the model needs", file=case.source, field=missing[0])
-        values, facts = {f: float(case.values[f]) for f in wanted}, {}
-        image_check = {"checked": False, "findings": [], "note": "not checked: feature values were given, not an image"}
-    bad = [f for f in wanted if not math.isfinite(values[f])]
-    if bad:
-        raise InputError(f"feature value is not finite ({values[bad[0]]})", file=case.source, field=bad[0])
+    values, facts, image_check = _measure(model, case, wanted)
+    warnings += case.loaded.warnings if case.loaded is not None else []
     numbers = score_values(model, values, parsed, options.ci)
     domain_check = domain.check(model.doc, values, numbers["radscore"], parsed)
     if not domain_check["checked"]:
