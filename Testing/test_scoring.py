@@ -64,6 +64,9 @@ def test_the_verdict_has_three_states_from_the_stated_rules():
     assert near.state == "extrapolation" and near.headline == "Extrapolation: near" and near.reliable
     far = verdict({"outside": [finding(False, "near"), finding(True, "far")]}, {"findings": []})
     assert far.state == "not_reliable" and far.headline == "Not reliable: far" and not far.reliable
+    two = verdict({"outside": [finding(True, "far")]},
+                  {"findings": [{"kind": "phase", "severity": "not_reliable", "message": "phase"}]})
+    assert two.reasons == ["phase", "far"] and two.headline == "Not reliable: phase (and 1 more, below)"
     image = verdict({"outside": []}, {"findings": [{"kind": "phase", "severity": "not_reliable", "message": "phase"}]})
     assert image.headline == "Not reliable: phase"
     assert verdict({"outside": []}, {"findings": [{"kind": "spacing", "severity": "extrapolation",

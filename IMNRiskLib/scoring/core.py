@@ -157,9 +157,13 @@ class Verdict:
 
     @property
     def headline(self) -> str:
-        """The line every face shows first."""
+        """The line every face shows first: the state and its first reason (the others follow it as
+        warnings, so that the line stays readable)."""
         words = HEADLINES[self.state]
-        return f"{words}: {'; '.join(self.reasons)}" if self.reasons else words
+        if not self.reasons:
+            return words
+        more = f" (and {len(self.reasons) - 1} more, below)" if len(self.reasons) > 1 else ""
+        return f"{words}: {self.reasons[0]}{more}"
 
     @property
     def reliable(self) -> bool:
@@ -169,12 +173,13 @@ class Verdict:
 def verdict(domain_check: Dict[str, Any], image_check: Dict[str, Any]) -> Verdict:
     """The verdict from the training-range findings and the image findings (rules in the module's
     docstring)."""
-    far = [f["message"] for f in domain_check.get("outside", []) if f["far"]]
-    far += [f["message"] for f in image_check.get("findings", []) if f["severity"] == NOT_RELIABLE]
+    # the image's findings first: an image unlike the training images explains the features' ranges
+    far = [f["message"] for f in image_check.get("findings", []) if f["severity"] == NOT_RELIABLE]
+    far += [f["message"] for f in domain_check.get("outside", []) if f["far"]]
     if far:
         return Verdict(NOT_RELIABLE, far)
-    near = [f["message"] for f in domain_check.get("outside", [])]
-    near += [f["message"] for f in image_check.get("findings", [])]
+    near = [f["message"] for f in image_check.get("findings", [])]
+    near += [f["message"] for f in domain_check.get("outside", [])]
     return Verdict(EXTRAPOLATION, near) if near else Verdict(WITHIN)
 
 
@@ -249,7 +254,7 @@ class Prediction:
         else:
             out.append(f"details, for research only (risk group withheld): Rad-Score {d['radscore']}; "
                        f"risk {100 * self.probability:.1f}%; nomogram points: {d['points']}")
-        out += [f"  WARNING: {w}" for w in self.warnings if w not in self.verdict.reasons]
+        out += [f"  WARNING: {w}" for w in self.warnings if w not in self.verdict.reasons[:1]]
         if self.ignored_clinical:
             out.append("ignored (not used by this model): "
                        + ", ".join(f"{k}={v}" for k, v in self.ignored_clinical.items()))
