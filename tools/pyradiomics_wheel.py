@@ -379,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         # The tests read the real images from the sdist: keep it even when a wheel is cached.
         fetch_sdist(args.cache, user_cache)
-        wheel = ready_wheel(args.cache, user_cache, args.build_requirements_dir)
+        wheel = ready_wheel(args.cache, user_cache,
+                            args.build_requirements_dir.resolve() if args.build_requirements_dir else None)  # on PYTHONPATH: absolute
         if args.install:
             install(wheel, args.prefix)
         print(wheel)
