@@ -30,15 +30,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
     """Extract radiomics features of every case of a manifest."""
     from . import features
     from .cohort import read_cohort
-    from .files import check_can_write, check_not_inputs, output_lock
+    from .files import check_not_inputs, claim_outputs, output_lock
     from .schema import load_schema
 
-    cohort = read_cohort(args.cohort, load_schema(args.schema))
     paths = features.output_paths(args.out)
-    for path in paths.values():
-        check_can_write(path, args.force)
-    check_not_inputs(paths.values(), [cohort.path, args.params, args.schema]
-                     + [p for c in cohort.cases for p in (c.image, c.mask, c.mask2) if p is not None])
+    claim_outputs([args.out, *[p for k, p in paths.items() if k != "features"]],
+                  [args.cohort, args.params, args.schema], args.force)
+    cohort = read_cohort(args.cohort, load_schema(args.schema))
+    check_not_inputs(paths.values(), [p for c in cohort.cases for p in (c.image, c.mask, c.mask2) if p is not None])
     settings = features.load_settings(args.params)
     cache_dir = Path(args.cache) if args.cache else Path(args.out).resolve().parent / ".imnrisk-cache"
     with output_lock(paths["features"].parent):  # one run per output folder; proves it writable first
@@ -171,15 +170,12 @@ def _print_validation_summary(metrics: dict) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """Build, validate and save the three models."""
     from .training import OUTPUTS, train
-    from .files import check_can_write, check_not_inputs, output_lock, output_set
+    from .files import claim_outputs, output_lock, output_set
     from .report import render
-    _check_fractions(args)
     out = Path(args.out)
-    _check_output_folder(out, args.force)
-    for name in OUTPUTS:
-        check_can_write(out / name, args.force)
-    check_not_inputs([out / name for name in OUTPUTS + ("report.html",)],
-                     [args.cohort, args.features, args.schema, args.features2])
+    claim_outputs([out / name for name in OUTPUTS + ("report.html",)],
+                  [args.cohort, args.features, args.schema, args.features2], args.force, folder=out)
+    _check_fractions(args)
     # one run per folder; every output staged and moved in at the end (model.json last), or none
     with output_lock(out), output_set(out, last="model.json") as stage:
         metrics = train(args.cohort, args.features, stage, args.schema, _training_options(args), args.cv_folds,
@@ -196,8 +192,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Re-render report.html from a training folder."""
+    from .files import claim_outputs
     from .report import render
-    say(f"imnrisk report: {render(args.dir)}")
+    folder = Path(args.dir)
+    figures = sorted((folder / "figures").glob("*")) if (folder / "figures").is_dir() else []
+    claim_outputs([folder / "report.html", *figures], [], args.force)
+    say(f"imnrisk report: {render(folder)}")
     return EXIT_OK
 
 
@@ -216,6 +216,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import json
     from .modelfile import ScoringModel
     from .predict import predict_patient
+    if args.dicom_out:  # the output rule first, before anything is read
+        from .dicomout import check_target
+        check_target(args.image, args.dicom_out, args.force, [args.model, args.image, args.mask, args.trusted_key])
     if str(args.label).lstrip("-").isdigit() and int(args.label) < 1:
         raise InputError(f"label {args.label} must be 1 or more (0 is background)", field="--label")
     model = ScoringModel.load(args.model)
@@ -223,9 +226,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .signing import verify_model
         verify_model(model.doc, args.trusted_key, str(args.model))
     label = int(args.label) if str(args.label).isdigit() else args.label
-    if args.dicom_out:
-        from .dicomout import check_target
-        check_target(args.image, args.dicom_out, args.force)
     if args.ci == "bootstrap":
         from .uncertainty import NO_REPLICATES, block_of
         if block_of(model.doc) is None:
@@ -258,7 +258,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_pacs(args: argparse.Namespace) -> int:
     """Retrieve a study's MR series from a DICOM node, score it, store SEG + SR back."""
     import json
+    from . import dicomout
+    from .files import claim_outputs
     from .pacs import load_settings, score_study
+    targets = dicomout.output_paths(args.out)
+    claim_outputs([targets.seg, targets.sr], [args.model, args.config, args.mask], args.force)
     settings = load_settings(args.config)
     label = int(args.label) if str(args.label).isdigit() else args.label
     result = score_study(settings, args.model, args.study, args.mask, args.out, _parse_clinical_pairs(args.clinical),
@@ -284,11 +288,11 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """External validation of a frozen model on a new cohort."""
-    from .files import check_not_inputs, output_lock
+    from .files import claim_outputs, output_lock
     from .predict import validate_external
     out = Path(args.out)
-    check_not_inputs([out / n for n in ("validation.json", "predictions.csv", "model_recalibrated.json")],
-                     [args.model, args.cohort, args.features])
+    written = ("validation.json", "predictions.csv") + (("model_recalibrated.json",) if args.recalibrate else ())
+    claim_outputs([out / n for n in written], [args.model, args.cohort, args.features], args.force)
     with output_lock(out):
         result = validate_external(args.model, args.cohort, out, args.features, args.jobs, args.recalibrate,
                                    args.force, show_bar=not args.quiet)
@@ -320,7 +324,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     """Sign a model file with a private key."""
     from .signing import sign_model
-    say(f"imnrisk sign: {sign_model(args.model, args.key, args.out)} signed")
+    say(f"imnrisk sign: {sign_model(args.model, args.key, args.out, args.force)} signed")
     return EXIT_OK
 
 
@@ -334,15 +338,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- synth and demo
-
-def _check_output_folder(folder: Path, force: bool) -> None:
-    """A folder that exists with content is the user's: refuse unless --force (nothing is deleted)."""
-    if folder.exists() and not folder.is_dir():
-        raise InputError("exists and is not a folder", file=str(folder))
-    if folder.exists() and any(not p.name.startswith(".imnrisk") for p in folder.iterdir()) and not force:
-        raise InputError("folder exists and is not empty; pass --force to write into it "
-                         "(IMNRisk overwrites its own files there and deletes nothing)", file=str(folder))
-
 
 def _progress_bar(desc: str, quiet: bool):
     """A tqdm bar on stderr with ETA, and a callback that advances it to `done`."""
@@ -370,8 +365,9 @@ def _synthesize(folder: Path, args: argparse.Namespace) -> dict:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write a synthetic phantom cohort with a known truth."""
+    from .files import claim_outputs
     folder = Path(args.dir)
-    _check_output_folder(folder, args.force)
+    claim_outputs([folder / "cohort.csv", folder / "truth.json"], [], args.force, folder=folder)
     summary = _synthesize(folder, args)
     say(f"imnrisk synth: {summary['patients']} synthetic patients ({summary['events']} IMN-positive) -> "
         f"{folder / 'cohort.csv'}; truth in {folder / 'truth.json'}")
@@ -380,9 +376,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """synth -> extract -> tables -> train on the built-in phantom, with one summary at the end."""
-    from .files import output_lock
+    from .files import claim_outputs, output_lock
     folder = Path(args.out)
-    _check_output_folder(folder, args.force)
+    claim_outputs([folder / "features.csv"], [], args.force, folder=folder)
     with output_lock(folder):  # one run per folder
         return _demo(folder, args)
 
@@ -524,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="re-render report.html from a training folder")
     p.add_argument("dir", help="the --out folder of imnrisk train")
+    _add_force(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", help="score one patient with a model file")
@@ -577,7 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sign", help="sign a model file (Ed25519)")
     p.add_argument("model", help="model.json")
     p.add_argument("--key", required=True, help="private key (imnrisk keygen)")
-    p.add_argument("--out", help="signed model to write (default: sign in place)")
+    p.add_argument("--out", help="signed model to write (default: sign in place); never the key or the model "
+                   "itself, and an existing file only with --force")
+    _add_force(p)
     p.set_defaults(func=cmd_sign)
 
     p = sub.add_parser("verify", help="check a model's signature against a trusted public key")

@@ -135,6 +135,39 @@ def read_yaml(path: PathLike, what: str) -> Any:
         raise InputError("not valid YAML (nested too deeply)", file=str(path)) from None
 
 
+def claim_outputs(outputs: Iterable[PathLike], inputs: Iterable[Optional[PathLike]], force: bool,
+                  folder: Optional[PathLike] = None) -> None:
+    """The one rule for every command's outputs, checked before anything is read or computed.
+
+    1. An output is never an existing input of the run, not even with --force (a result must not
+       replace a key, a cohort or a model: the user may have no other copy).
+    2. An output file is named as a file: a trailing separator (`--out dir/`) or an existing folder
+       is refused instead of writing a file named `dir`.
+    3. An existing file is replaced only with --force; with `folder` (an output folder), a folder that
+       holds files of the user's needs --force too (IMNRisk then overwrites its own files and deletes nothing).
+    Outputs are then written staged (`output_set`, `atomic_path`) and moved in, so none is half-written.
+    """
+    outputs = [o for o in outputs if o is not None]
+    check_not_inputs(outputs, inputs)
+    for out in outputs:
+        text = os.fspath(out)
+        if text.endswith(("/", os.sep)) or (text and Path(text).is_dir()):
+            raise InputError("names a folder; give a file name (e.g. " + str(Path(text) / "name") + ")", file=text)
+    if folder is not None:
+        check_output_folder(Path(folder), force)
+    for out in outputs:
+        check_can_write(out, force)
+
+
+def check_output_folder(folder: Path, force: bool) -> None:
+    """A folder that exists with content is the user's: refuse unless --force (nothing is deleted)."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError("exists and is not a folder", file=str(folder))
+    if folder.exists() and any(not p.name.startswith(".imnrisk") for p in folder.iterdir()) and not force:
+        raise InputError("folder exists and is not empty; pass --force to write into it "
+                         "(IMNRisk overwrites its own files there and deletes nothing)", file=str(folder))
+
+
 def same_file(a: PathLike, b: PathLike) -> bool:
     """True when two paths name the same file (hard links and symlinks included)."""
     try:
@@ -148,7 +181,7 @@ def check_not_inputs(outputs: Iterable[PathLike], inputs: Iterable[PathLike]) ->
     inputs = [Path(i) for i in inputs if i]
     for out in outputs:
         for source in inputs:
-            if same_file(out, source):
+            if source.exists() and same_file(out, source):
                 raise InputError(f"output is also an input of this run ({source})", file=str(out))
 
 
