@@ -33,6 +33,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .files import check_not_inputs, claim_outputs, output_lock
     from .schema import load_schema
 
+    if not 0.0 <= args.mask2_min_dice <= 1.0:
+        raise InputError(f"{args.mask2_min_dice:g} is not a Dice coefficient (0 to 1)", field="--mask2-min-dice")
     paths = features.output_paths(args.out)
     claim_outputs([args.out, *[p for k, p in paths.items() if k != "features"]],
                   [args.cohort, args.params, args.schema], args.force)
@@ -42,7 +44,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     cache_dir = Path(args.cache) if args.cache else Path(args.out).resolve().parent / ".imnrisk-cache"
     with output_lock(paths["features"].parent):  # one run per output folder; proves it writable first
         run = features.extract_cohort(cohort, settings, cache_dir, jobs=args.jobs, dask_address=args.dask,
-                                      show_bar=not args.quiet)
+                                      show_bar=not args.quiet, min_dice=args.mask2_min_dice)
         features.write_run(run, args.out)
     for warning in run.warnings:
         say(f"imnrisk: warning: {warning}")
@@ -474,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", help="clinical schema YAML (default: the paper's)")
     p.add_argument("--dask", metavar="ADDRESS", help="send cases to a Dask distributed scheduler instead of --jobs")
     p.add_argument("--cache", help="per-case cache folder (default: .imnrisk-cache beside --out)")
+    p.add_argument("--mask2-min-dice", type=float, default=0.5, metavar="D",
+                   help="refuse a second reader's Mask2 that overlaps the case's Mask by a Dice coefficient below D "
+                        "(default 0.5): it is not the same tumour read twice")
     _add_run_options(p)
     p.set_defaults(func=cmd_extract)
 

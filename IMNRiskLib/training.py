@@ -4,6 +4,7 @@ figure data the report needs (`imnrisk train`)."""
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -102,12 +103,27 @@ def extraction_record(features_path: Union[str, Path]) -> Optional[Dict[str, Any
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError, RecursionError) as exc:
         raise InputError(f"not a readable provenance file ({str(exc)[:100] or type(exc).__name__})",
                          file=str(path)) from None
+    check_settings_digest(prov, path)
     recorded = prov.get("features_sha256")
     if recorded is not None and recorded != sha256_of_file(Path(features_path)):
         raise InputError(f"does not describe {Path(features_path).name}: its SHA-256 differs from the one this "
                          "provenance records (a table from another extraction, or an edited one); re-run "
                          "imnrisk extract", file=str(path), field="features_sha256")
     return prov
+
+
+def check_settings_digest(prov: Dict[str, Any], path: Path) -> None:
+    """A provenance's settings must be the ones its settings_sha256 records (computed as the
+    extraction computed it): settings edited by hand would give the model settings its features
+    were not extracted with, and predict would recompute with them."""
+    recorded = prov.get("settings_sha256")
+    if recorded is None:
+        return  # older provenances: the features' SHA-256 binding still holds
+    actual = hashlib.sha256(json.dumps(prov["settings"], sort_keys=True).encode()).hexdigest()
+    if actual != recorded:
+        raise InputError("its settings were edited: they no longer match the settings_sha256 this provenance "
+                         "records (the features were extracted with other settings); re-run imnrisk extract",
+                         file=str(path), field="settings")
 
 
 def second_reader_table(features_path: Union[str, Path], reader2_path: Optional[Union[str, Path]],
@@ -130,6 +146,12 @@ def second_reader_table(features_path: Union[str, Path], reader2_path: Optional[
                              "with a Mask2 column, or --features2)", field="--icc-threshold")
         return None
     prov2, prov1 = extraction_record(path), extraction_record(features_path)
+    bound = (prov1 or {}).get("reader2_features_sha256")
+    if bound is not None and bound != sha256_of_file(path):
+        raise InputError(f"is not the second reader's table extracted with {Path(features_path).name} (its "
+                         f"SHA-256 differs from the one {output_paths(features_path)['provenance'].name} records: "
+                         "an edited table, or another extraction's); re-run imnrisk extract, or train with --no-icc",
+                         file=str(path), field="reader2_features_sha256")
     paired = (prov2 or {}).get("reader1_features_sha256")
     if paired is not None and paired != sha256_of_file(Path(features_path)):
         raise InputError(f"was extracted beside another {Path(features_path).name} (its provenance records another "
