@@ -33,6 +33,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .files import check_not_inputs, claim_outputs, output_lock
     from .schema import load_schema
 
+    from .workers import check_dask_address
+    check_dask_address(args.dask)
     if not 0.0 <= args.mask2_min_dice <= 1.0:
         raise InputError(f"{args.mask2_min_dice:g} is not a Dice coefficient (0 to 1)", field="--mask2-min-dice")
     paths = features.output_paths(args.out)
@@ -178,6 +180,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     claim_outputs([out / name for name in OUTPUTS + ("report.html",)],
                   [args.cohort, args.features, args.schema, args.features2], args.force, folder=out)
     _check_fractions(args)
+    from .workers import check_dask_address
+    check_dask_address(args.dask)
     # one run per folder; every output staged and moved in at the end (model.json last), or none
     with output_lock(out), output_set(out, last="model.json") as stage:
         metrics = train(args.cohort, args.features, stage, args.schema, _training_options(args), args.cv_folds,
@@ -199,7 +203,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     figures = sorted((folder / "figures").glob("*")) if (folder / "figures").is_dir() else []
     claim_outputs([folder / "report.html", *figures], [], args.force)
-    say(f"imnrisk report: {render(folder)}")
+    try:
+        page = render(folder)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:  # every input is a file of the folder
+        if os.environ.get("IMNRISK_DEBUG"):
+            raise
+        raise InputError(f"a file of the training folder holds a key or value the report cannot use ({type(exc).__name__}: "
+                         f"{str(exc)[:80]}); re-run imnrisk train", file=str(folder)) from None
+    say(f"imnrisk report: {page}")
     return EXIT_OK
 
 

@@ -553,8 +553,8 @@ def _run_dask(tasks: List[Dict[str, Any]], address: str):
         raise InputError("--dask needs dask[distributed]: pip install 'dask[distributed]'") from None
     try:
         client = Client(address, timeout=10)
-    except (OSError, TimeoutError) as exc:
-        raise InputError(f"cannot reach the Dask scheduler ({exc})", field="--dask") from None
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address} ({exc})", field="--dask") from None
     try:
         futures = [client.submit(extract_case, t, pure=False, key=f"imnrisk-{t['id']}-{i}")
                    for i, t in enumerate(tasks)]
@@ -754,5 +754,10 @@ def read_features(path: Union[str, Path]) -> pd.DataFrame:
                          field="ID")
     non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
-        raise InputError(f"non-numeric feature column(s): {', '.join(non_numeric[:5])}", file=str(path))
+        column = frame[non_numeric[0]]
+        bad = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()]
+        value = str(bad.iloc[0]) if len(bad) else ""
+        raise InputError(f"'{value[:40]}' is not a number" + (f" (non-numeric feature columns: {', '.join(non_numeric[:5])})"
+                                                           if len(non_numeric) > 1 else ""),
+                         file=str(path), id=str(bad.index[0]) if len(bad) else None, field=non_numeric[0])
     return frame.astype(float)

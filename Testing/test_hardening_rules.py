@@ -378,3 +378,43 @@ def test_schema_files_name_the_right_key(tmp_path, capsys, variable, field):
     (tmp_path / "cohort.csv").write_text("ID,IMN,age\nA,1,50\n", encoding="utf-8")
     code, err = run_main(["tables", tmp_path / "cohort.csv", "--out", tmp_path / "t", "--schema", schema], capsys)
     assert code == 2 and f"{schema}: {field}" in err, err
+
+
+# --------------------------------------------------------------------------- 5. no internal error where the user erred
+
+def test_report_on_metrics_without_the_fixed_keys_is_refused(tmp_path, capsys, quick_model):
+    folder = tmp_path / "model"
+    shutil.copytree(quick_model.parent, folder)
+    (folder / "metrics.json").write_text("{}", encoding="utf-8")
+    code, err = run_main(["report", folder, "--force"], capsys)
+    assert code == 2 and f"{folder / 'metrics.json'}: not the metrics of imnrisk train: key cohort.n is missing" in err
+
+
+@pytest.mark.parametrize("command", ["extract", "train"])
+def test_a_dask_address_that_does_not_parse_is_refused(tmp_path, capsys, phantom, command):
+    out = tmp_path / ("features.csv" if command == "extract" else "out")
+    argv = [command, phantom / "cohort.csv", "--out", out, "--dask", "not a url"]
+    argv += ["--features", phantom / "features.csv"] if command == "train" else []
+    code, err = run_main(argv, capsys)
+    assert code == 2 and "--dask: 'not a url' is not a Dask scheduler address" in err, err
+
+
+def test_a_model_whose_format_version_is_a_string_is_refused_as_such(tmp_path, capsys, quick_model):
+    from IMNRiskLib.modelfile import seal
+    doc = json.loads(quick_model.read_text(encoding="utf-8"))
+    doc["format_version"] = str(doc["format_version"])
+    doc.pop("sha256")
+    (tmp_path / "model.json").write_text(json.dumps(seal(doc)), encoding="utf-8")
+    code, err = run_main(["verify", tmp_path / "model.json", "--trusted-key", tmp_path / "none.pub"], capsys)
+    assert code == 2 and "format_version: model format version '1' is not a whole number" in err, err
+    assert "newer" not in err
+
+
+def test_train_names_the_patient_of_a_non_numeric_feature_value(tmp_path, capsys, phantom):
+    feats = pd.read_csv(phantom / "features.csv", dtype=str)
+    column = feats.columns[7]
+    feats.loc[feats["ID"] == "SYN0005", column] = "abc"
+    feats.to_csv(tmp_path / "features.csv", index=False)
+    code, err = run_main(["train", phantom / "cohort.csv", "--features", tmp_path / "features.csv", "--out",
+                          tmp_path / "out", *QUICK], capsys)
+    assert code == 2 and f"features.csv: ID SYN0005: {column}: 'abc' is not a number" in err, err
