@@ -189,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         shrink=None if args.shrink == "none" else args.shrink,
                         reader2_path=args.features2, icc_threshold=args.icc_threshold,
                         use_icc=_use_icc(args.protocol, args.icc_threshold, args.no_icc),
-                        keep_replicates=not args.no_ci_replicates, dask=args.dask)
+                        keep_replicates=not args.no_ci_replicates, dask=args.dask, force=args.force)
         report = out / render(stage).name
     _print_training_summary(metrics, out)
     say(f"  report: {report}")
@@ -467,7 +467,8 @@ def _add_force(p: argparse.ArgumentParser) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """--jobs, --quiet and --force, shared by the long-running commands."""
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
+    p.add_argument("--jobs", type=int, default=0, help="worker processes (default 0: every core); negative counts "
+                   "from the number of cores, as joblib: -1 every core, -2 all but one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_force(p)
 
@@ -649,6 +650,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     previous = _stop_cleanly_on_sigterm()
     try:
+        if hasattr(args, "jobs"):
+            from .workers import resolve_jobs
+            args.jobs = resolve_jobs(args.jobs)
         return args.func(args)
     except InputErrors as exc:
         report_errors(exc.errors)

@@ -15,6 +15,18 @@ from multiprocessing import get_context
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
+def resolve_jobs(jobs: int) -> int:
+    """Worker processes for --jobs, counted as joblib counts them: N >= 1 is N, 0 is every core, a
+    negative N counts from the number of cores (-1 every core, -2 all but one); fewer than one is refused."""
+    from .errors import InputError
+    cores = os.cpu_count() or 1
+    resolved = cores if jobs == 0 else (cores + 1 + jobs if jobs < 0 else jobs)
+    if resolved < 1:
+        raise InputError(f"--jobs {jobs} leaves no worker on this machine's {cores} core(s) (0: every core, "
+                         "-1: every core, -2: all but one)", field="--jobs")
+    return resolved
+
+
 def check_dask_address(address) -> None:
     """A Dask scheduler address (--dask) must parse, e.g. tcp://host:8786, before any work starts;
     whether the scheduler answers is found when connecting."""

@@ -418,3 +418,48 @@ def test_train_names_the_patient_of_a_non_numeric_feature_value(tmp_path, capsys
     code, err = run_main(["train", phantom / "cohort.csv", "--features", tmp_path / "features.csv", "--out",
                           tmp_path / "out", *QUICK], capsys)
     assert code == 2 and f"features.csv: ID SYN0005: {column}: 'abc' is not a number" in err, err
+
+
+# --------------------------------------------------------------------------- 6. bounded resources
+
+def test_a_training_run_that_cannot_fit_in_memory_is_refused_with_its_estimate(tmp_path, capsys, phantom):
+    from IMNRiskLib.training import machine_memory
+    code, err = run_main(["train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out",
+                          tmp_path / "out", "--bootstrap", "100000000", "--cv-repeats", "0", "--jobs", "1",
+                          "--quiet"], capsys)
+    assert code == 2 and "--bootstrap: this run needs 100000001 whole-pipeline fits, about" in err, err
+    assert f"this machine has {machine_memory() / 1e9:.3g} GB" in err and "--force" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_memory_estimate_covers_what_a_bootstrap_replicate_keeps(phantom):
+    import gc
+    import tracemalloc
+    from IMNRiskLib import validation
+    from IMNRiskLib.models import TrainingOptions
+    from IMNRiskLib.training import RESULT_BYTES, estimate_resources, load_training_data
+    data = load_training_data(phantom / "cohort.csv", phantom / "features.csv")
+    data.options = TrainingOptions()
+    samples = validation.bootstrap_samples(len(data.y), 5, 0)
+    validation._boot_task((0, data, samples[0]))  # imports and caches first
+    gc.collect()
+    tracemalloc.start()
+    kept = [(s, validation._boot_task((k, data, s))) for k, s in enumerate(samples[1:])]
+    gc.collect()
+    per_replicate = tracemalloc.get_traced_memory()[0] / len(kept)
+    tracemalloc.stop()
+    assert 0 < per_replicate <= RESULT_BYTES + 8 * len(data.y)
+    one, many = (estimate_resources(len(data.y), data.features.shape[1], 5, 0, b, 1) for b in (1, 1001))
+    assert many.memory_bytes - one.memory_bytes == pytest.approx(1000 * (RESULT_BYTES + 8 * len(data.y)))
+    assert many.fits == 1002
+
+
+def test_jobs_zero_is_every_core_and_negative_counts_from_the_end_as_joblib(capsys):
+    import os
+    from IMNRiskLib.workers import resolve_jobs
+    cores = os.cpu_count()
+    assert [resolve_jobs(j) for j in (0, -1, 1, 3)] == [cores, cores, 1, 3]
+    if cores > 1:
+        assert resolve_jobs(-2) == cores - 1
+    code, err = run_main(["synth", "unused", "--jobs", str(-cores - 1)], capsys)
+    assert code == 2 and f"--jobs: --jobs {-cores - 1} leaves no worker on this machine's {cores} core(s)" in err
