@@ -208,8 +208,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     except (KeyError, TypeError, IndexError, AttributeError) as exc:  # every input is a file of the folder
         if os.environ.get("IMNRISK_DEBUG"):
             raise
-        raise InputError(f"a file of the training folder holds a key or value the report cannot use ({type(exc).__name__}: "
-                         f"{str(exc)[:80]}); re-run imnrisk train", file=str(folder)) from None
+        raise InputError(f"a file of the training folder holds a key or value the report cannot use "
+                         f"({type(exc).__name__}: {str(exc)[:80]}); re-run imnrisk train", file=str(folder)) from None
     say(f"imnrisk report: {page}")
     return EXIT_OK
 

@@ -757,7 +757,7 @@ def read_features(path: Union[str, Path]) -> pd.DataFrame:
         column = frame[non_numeric[0]]
         bad = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()]
         value = str(bad.iloc[0]) if len(bad) else ""
-        raise InputError(f"'{value[:40]}' is not a number" + (f" (non-numeric feature columns: {', '.join(non_numeric[:5])})"
-                                                           if len(non_numeric) > 1 else ""),
-                         file=str(path), id=str(bad.index[0]) if len(bad) else None, field=non_numeric[0])
+        others = f" (non-numeric feature columns: {', '.join(non_numeric[:5])})" if len(non_numeric) > 1 else ""
+        raise InputError(f"'{value[:40]}' is not a number{others}", file=str(path),
+                         id=str(bad.index[0]) if len(bad) else None, field=non_numeric[0])
     return frame.astype(float)

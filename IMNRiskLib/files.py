@@ -221,7 +221,8 @@ def check_settings(doc: Any, spec: Dict[str, Setting], source: str, what: str, p
     known, required keys present, each value of its kind and in its range. The first problem is an
     InputError naming the file and the key (`prefix` names the section, e.g. 'imnrisk: ')."""
     if not isinstance(doc, dict):
-        raise InputError(f"{what} must be a mapping of {', '.join(spec)}", file=source, field=prefix.rstrip(": ") or None)
+        raise InputError(f"{what} must be a mapping of {', '.join(spec)}", file=source,
+                         field=prefix.rstrip(": ") or None)
     for key in doc:
         if not isinstance(key, str):
             raise InputError(f"key {key!r} is not a name (keys are texts)", file=source, field=f"{prefix}{key}")

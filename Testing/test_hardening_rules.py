@@ -6,10 +6,16 @@ Every refusal is exit 2 with one line naming the file (and ID/field where there 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import SimpleITK as sitk
 
+from conftest import ROOT, run_cli
 from IMNRiskLib import cli
 from IMNRiskLib.dicomout import SEG_NAME
 
@@ -23,8 +29,8 @@ from IMNRiskLib.dicomout import SEG_NAME
 #   "in"           a file the run reads
 #   None           anything else (numbers, switches, addresses; extract's --cache is reused by design)
 ROLES = {
-    "extract": {"cohort": "in", "out": "out", "params": "in", "schema": "in", "dask": None, "cache": None, "mask2_min_dice": None,
-                "jobs": None, "quiet": None, "force": None},
+    "extract": {"cohort": "in", "out": "out", "params": "in", "schema": "in", "dask": None, "cache": None,
+                "mask2_min_dice": None, "jobs": None, "quiet": None, "force": None},
     "tables": {"cohort": "in", "out": ("dir", "table1.csv"), "schema": "in", "entry_p": None, "keep_p": None,
                "force": None},
     "stats": {"predictions": "in", "outcome": None, "json": None},
@@ -152,15 +158,6 @@ def test_an_output_file_named_as_a_folder_is_refused(tmp_path, capsys, command, 
 
 
 # --------------------------------------------------------------------------- 2. provenance that holds together
-
-import json
-import shutil
-
-import numpy as np
-import pandas as pd
-import SimpleITK as sitk
-
-from conftest import ROOT, run_cli
 
 ORIGINAL_ONLY = ROOT / "Testing" / "data" / "original_only.yaml"
 QUICK = ("--cv-repeats", "0", "--bootstrap", "0", "--quiet", "--jobs", "1")
