@@ -201,8 +201,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .files import claim_outputs
     from .report import render
     folder = Path(args.dir)
-    figures = sorted((folder / "figures").glob("*")) if (folder / "figures").is_dir() else []
-    claim_outputs([folder / "report.html", *figures], [], args.force)
+    claim_outputs([folder / "report.html"], [], args.force)  # figures/ holds its images: rewritten with it
     try:
         page = render(folder)
     except (KeyError, TypeError, IndexError, AttributeError) as exc:  # every input is a file of the folder
