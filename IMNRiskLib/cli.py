@@ -646,9 +646,11 @@ def _add_synth_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command; turn every user error into exit 2 with one line per problem."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     previous = _stop_cleanly_on_sigterm()
     try:
+        check_argument_text(args, _argument_names(parser, args.command))
         if hasattr(args, "jobs"):
             from .workers import resolve_jobs
             args.jobs = resolve_jobs(args.jobs)
@@ -679,6 +681,28 @@ def main(argv: Optional[List[str]] = None) -> int:
             for sig, handler in previous.items():
                 if handler is not None:  # None: installed from C, cannot be put back from Python
                     signal.signal(sig, handler)
+
+
+def _argument_names(parser: argparse.ArgumentParser, command: str) -> Dict[str, str]:
+    """dest -> how the user wrote the argument (its option, or its name when positional)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {a.dest: (a.option_strings[0] if a.option_strings else a.dest) for a in sub._actions}
+
+
+def check_argument_text(args: argparse.Namespace, names: Dict[str, str]) -> None:
+    """No argument is an empty text (`--out ''` would name the current folder, `--host ''` every
+    interface) or holds a NUL character (no file name can): refused naming the argument."""
+    for name, value in vars(args).items():
+        if name not in names:
+            continue  # command, func
+        for text in (value if isinstance(value, list) else [value]):
+            if not isinstance(text, str):
+                continue
+            flag = names[name]
+            if text.strip() == "":
+                raise InputError("is empty; give a value", field=flag)
+            if "\0" in text:
+                raise InputError("holds a NUL character", field=flag)
 
 
 def _stop_cleanly_on_sigterm():

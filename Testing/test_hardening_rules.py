@@ -460,3 +460,12 @@ def test_jobs_zero_is_every_core_and_negative_counts_from_the_end_as_joblib(caps
         assert resolve_jobs(-2) == cores - 1
     code, err = run_main(["synth", "unused", "--jobs", str(-cores - 1)], capsys)
     assert code == 2 and f"--jobs: --jobs {-cores - 1} leaves no worker on this machine's {cores} core(s)" in err
+
+
+def test_an_empty_or_nul_argument_is_refused_naming_it(tmp_path, capsys):
+    code, err = run_main(["extract", tmp_path / "cohort.csv", "--out", ""], capsys)
+    assert code == 2 and "--out: is empty; give a value" in err  # not the current folder's name
+    code, err = run_main(["web", "--host", " "], capsys)
+    assert code == 2 and "--host: is empty" in err  # not every interface
+    code, err = run_main(["keygen", "a\0b"], capsys)
+    assert code == 2 and "prefix: holds a NUL character" in err
