@@ -30,20 +30,23 @@ def cmd_extract(args: argparse.Namespace) -> int:
     """Extract radiomics features of every case of a manifest."""
     from . import features
     from .cohort import read_cohort
-    from .files import check_can_write, check_not_inputs, output_lock
+    from .files import check_not_inputs, claim_outputs, output_lock
     from .schema import load_schema
 
-    cohort = read_cohort(args.cohort, load_schema(args.schema))
+    from .workers import check_dask_address
+    check_dask_address(args.dask)
+    if not 0.0 <= args.mask2_min_dice <= 1.0:
+        raise InputError(f"{args.mask2_min_dice:g} is not a Dice coefficient (0 to 1)", field="--mask2-min-dice")
     paths = features.output_paths(args.out)
-    for path in paths.values():
-        check_can_write(path, args.force)
-    check_not_inputs(paths.values(), [cohort.path, args.params, args.schema]
-                     + [p for c in cohort.cases for p in (c.image, c.mask, c.mask2) if p is not None])
+    claim_outputs([args.out, *[p for k, p in paths.items() if k != "features"]],
+                  [args.cohort, args.params, args.schema], args.force)
+    cohort = read_cohort(args.cohort, load_schema(args.schema))
+    check_not_inputs(paths.values(), [p for c in cohort.cases for p in (c.image, c.mask, c.mask2) if p is not None])
     settings = features.load_settings(args.params)
     cache_dir = Path(args.cache) if args.cache else Path(args.out).resolve().parent / ".imnrisk-cache"
     with output_lock(paths["features"].parent):  # one run per output folder; proves it writable first
         run = features.extract_cohort(cohort, settings, cache_dir, jobs=args.jobs, dask_address=args.dask,
-                                      show_bar=not args.quiet)
+                                      show_bar=not args.quiet, min_dice=args.mask2_min_dice)
         features.write_run(run, args.out)
     for warning in run.warnings:
         say(f"imnrisk: warning: {warning}")
@@ -171,15 +174,14 @@ def _print_validation_summary(metrics: dict) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """Build, validate and save the three models."""
     from .training import OUTPUTS, train
-    from .files import check_can_write, check_not_inputs, output_lock, output_set
+    from .files import claim_outputs, output_lock, output_set
     from .report import render
-    _check_fractions(args)
     out = Path(args.out)
-    _check_output_folder(out, args.force)
-    for name in OUTPUTS:
-        check_can_write(out / name, args.force)
-    check_not_inputs([out / name for name in OUTPUTS + ("report.html",)],
-                     [args.cohort, args.features, args.schema, args.features2])
+    claim_outputs([out / name for name in OUTPUTS + ("report.html",)],
+                  [args.cohort, args.features, args.schema, args.features2], args.force, folder=out)
+    _check_fractions(args)
+    from .workers import check_dask_address
+    check_dask_address(args.dask)
     # one run per folder; every output staged and moved in at the end (model.json last), or none
     with output_lock(out), output_set(out, last="model.json") as stage:
         metrics = train(args.cohort, args.features, stage, args.schema, _training_options(args), args.cv_folds,
@@ -187,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         shrink=None if args.shrink == "none" else args.shrink,
                         reader2_path=args.features2, icc_threshold=args.icc_threshold,
                         use_icc=_use_icc(args.protocol, args.icc_threshold, args.no_icc),
-                        keep_replicates=not args.no_ci_replicates, dask=args.dask)
+                        keep_replicates=not args.no_ci_replicates, dask=args.dask, force=args.force)
         report = out / render(stage).name
     _print_training_summary(metrics, out)
     say(f"  report: {report}")
@@ -196,8 +198,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Re-render report.html from a training folder."""
+    from .files import claim_outputs
     from .report import render
-    say(f"imnrisk report: {render(args.dir)}")
+    folder = Path(args.dir)
+    claim_outputs([folder / "report.html"], [], args.force)  # figures/ holds its images: rewritten with it
+    try:
+        page = render(folder)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:  # every input is a file of the folder
+        if os.environ.get("IMNRISK_DEBUG"):
+            raise
+        raise InputError(f"a file of the training folder holds a key or value the report cannot use "
+                         f"({type(exc).__name__}: {str(exc)[:80]}); re-run imnrisk train", file=str(folder)) from None
+    say(f"imnrisk report: {page}")
     return EXIT_OK
 
 
@@ -207,6 +219,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .modelfile import ScoringModel
     from .scoring import Options, score_case
     from .scoring.core import case_from_files, check_request, clinical_pairs
+    if args.dicom_out:  # the output rule first, before anything is read
+        from .dicomout import check_target
+        check_target(args.image, args.dicom_out, args.force, [args.model, args.image, args.mask, args.trusted_key])
     if str(args.label).lstrip("-").isdigit() and int(args.label) < 1:
         raise InputError(f"label {args.label} must be 1 or more (0 is background)", field="--label")
     model = ScoringModel.load(args.model)
@@ -214,9 +229,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .signing import verify_model
         verify_model(model.doc, args.trusted_key, str(args.model))
     label = int(args.label) if str(args.label).isdigit() else args.label
-    if args.dicom_out:
-        from .dicomout import check_target
-        check_target(args.image, args.dicom_out, args.force)
     options = Options(ci=args.ci, allow_version_mismatch=args.allow_version_mismatch)
     clinical = clinical_pairs(args.clinical)
     try:
@@ -246,7 +258,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_pacs(args: argparse.Namespace) -> int:
     """Retrieve a study's MR series from a DICOM node, score it, store SEG + SR back."""
     import json
+    from . import dicomout
+    from .files import claim_outputs
     from .pacs import load_settings, score_study
+    targets = dicomout.output_paths(args.out)
+    claim_outputs([targets.seg, targets.sr], [args.model, args.config, args.mask], args.force)
     settings = load_settings(args.config)
     label = int(args.label) if str(args.label).isdigit() else args.label
     from .scoring.core import clinical_pairs
@@ -267,11 +283,11 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """External validation of a frozen model on a new cohort."""
-    from .files import check_not_inputs, output_lock
+    from .files import claim_outputs, output_lock
     from .predict import validate_external
     out = Path(args.out)
-    check_not_inputs([out / n for n in ("validation.json", "predictions.csv", "model_recalibrated.json")],
-                     [args.model, args.cohort, args.features])
+    written = ("validation.json", "predictions.csv") + (("model_recalibrated.json",) if args.recalibrate else ())
+    claim_outputs([out / n for n in written], [args.model, args.cohort, args.features], args.force)
     with output_lock(out):
         result = validate_external(args.model, args.cohort, out, args.features, args.jobs, args.recalibrate,
                                    args.force, show_bar=not args.quiet)
@@ -307,7 +323,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     """Sign a model file with a private key."""
     from .signing import sign_model
-    say(f"imnrisk sign: {sign_model(args.model, args.key, args.out)} signed")
+    say(f"imnrisk sign: {sign_model(args.model, args.key, args.out, args.force)} signed")
     return EXIT_OK
 
 
@@ -321,15 +337,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- synth and demo
-
-def _check_output_folder(folder: Path, force: bool) -> None:
-    """A folder that exists with content is the user's: refuse unless --force (nothing is deleted)."""
-    if folder.exists() and not folder.is_dir():
-        raise InputError("exists and is not a folder", file=str(folder))
-    if folder.exists() and any(not p.name.startswith(".imnrisk") for p in folder.iterdir()) and not force:
-        raise InputError("folder exists and is not empty; pass --force to write into it "
-                         "(IMNRisk overwrites its own files there and deletes nothing)", file=str(folder))
-
 
 def _progress_bar(desc: str, quiet: bool):
     """A tqdm bar on stderr with ETA, and a callback that advances it to `done`."""
@@ -357,8 +364,9 @@ def _synthesize(folder: Path, args: argparse.Namespace) -> dict:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write a synthetic phantom cohort with a known truth."""
+    from .files import claim_outputs
     folder = Path(args.dir)
-    _check_output_folder(folder, args.force)
+    claim_outputs([folder / "cohort.csv", folder / "truth.json"], [], args.force, folder=folder)
     summary = _synthesize(folder, args)
     say(f"imnrisk synth: {summary['patients']} synthetic patients ({summary['events']} IMN-positive) -> "
         f"{folder / 'cohort.csv'}; truth in {folder / 'truth.json'}")
@@ -367,9 +375,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """synth -> extract -> tables -> train on the built-in phantom, with one summary at the end."""
-    from .files import output_lock
+    from .files import claim_outputs, output_lock
     folder = Path(args.out)
-    _check_output_folder(folder, args.force)
+    claim_outputs([folder / "features.csv"], [], args.force, folder=folder)
     with output_lock(folder):  # one run per folder
         return _demo(folder, args)
 
@@ -465,7 +473,8 @@ def _add_force(p: argparse.ArgumentParser) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """--jobs, --quiet and --force, shared by the long-running commands."""
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
+    p.add_argument("--jobs", type=int, default=0, help="worker processes (default 0: every core); negative counts "
+                   "from the number of cores, as joblib: -1 every core, -2 all but one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_force(p)
 
@@ -485,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", help="clinical schema YAML (default: the paper's)")
     p.add_argument("--dask", metavar="ADDRESS", help="send cases to a Dask distributed scheduler instead of --jobs")
     p.add_argument("--cache", help="per-case cache folder (default: .imnrisk-cache beside --out)")
+    p.add_argument("--mask2-min-dice", type=float, default=0.5, metavar="D",
+                   help="refuse a second reader's Mask2 that overlaps the case's Mask by a Dice coefficient below D "
+                        "(default 0.5): it is not the same tumour read twice")
     _add_run_options(p)
     p.set_defaults(func=cmd_extract)
 
@@ -531,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="re-render report.html from a training folder")
     p.add_argument("dir", help="the --out folder of imnrisk train")
+    _add_force(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", help="score one patient with a model file")
@@ -589,7 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sign", help="sign a model file (Ed25519)")
     p.add_argument("model", help="model.json")
     p.add_argument("--key", required=True, help="private key (imnrisk keygen)")
-    p.add_argument("--out", help="signed model to write (default: sign in place)")
+    p.add_argument("--out", help="signed model to write (default: sign in place); never the key or the model "
+                   "itself, and an existing file only with --force")
+    _add_force(p)
     p.set_defaults(func=cmd_sign)
 
     p = sub.add_parser("verify", help="check a model's signature against a trusted public key")
@@ -643,9 +658,14 @@ def _add_synth_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command; turn every user error into exit 2 with one line per problem."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     previous = _stop_cleanly_on_sigterm()
     try:
+        check_argument_text(args, _argument_names(parser, args.command))
+        if hasattr(args, "jobs"):
+            from .workers import resolve_jobs
+            args.jobs = resolve_jobs(args.jobs)
         return args.func(args)
     except InputErrors as exc:
         report_errors(exc.errors)
@@ -673,6 +693,28 @@ def main(argv: Optional[List[str]] = None) -> int:
             for sig, handler in previous.items():
                 if handler is not None:  # None: installed from C, cannot be put back from Python
                     signal.signal(sig, handler)
+
+
+def _argument_names(parser: argparse.ArgumentParser, command: str) -> Dict[str, str]:
+    """dest -> how the user wrote the argument (its option, or its name when positional)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {a.dest: (a.option_strings[0] if a.option_strings else a.dest) for a in sub._actions}
+
+
+def check_argument_text(args: argparse.Namespace, names: Dict[str, str]) -> None:
+    """No argument is an empty text (`--out ''` would name the current folder, `--host ''` every
+    interface) or holds a NUL character (no file name can): refused naming the argument."""
+    for name, value in vars(args).items():
+        if name not in names:
+            continue  # command, func
+        for text in (value if isinstance(value, list) else [value]):
+            if not isinstance(text, str):
+                continue
+            flag = names[name]
+            if text.strip() == "":
+                raise InputError("is empty; give a value", field=flag)
+            if "\0" in text:
+                raise InputError("holds a NUL character", field=flag)
 
 
 def _stop_cleanly_on_sigterm():

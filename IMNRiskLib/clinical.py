@@ -976,8 +976,11 @@ def write_tables(cohort_path, out_dir, schema_path=None, entry_p: float = ENTRY_
     """`imnrisk tables`: table1.csv, table2.csv and their HTML fragments in out_dir."""
     from pathlib import Path
     from .cohort import read_cohort
-    from .files import check_can_write, check_not_inputs, output_lock, output_set, write_text
+    from .files import claim_outputs, output_lock, output_set, write_text
     from .schema import load_schema
+    out = Path(out_dir)
+    names = ["table1.csv", "table2.csv", "table1.html", "table2.html"]
+    claim_outputs([out / n for n in names], [cohort_path, schema_path], force)
     schema = load_schema(schema_path)
     cohort = read_cohort(cohort_path, schema, need_clinical=True, need_outcome=True, need_imaging=False)
     frame, y = cohort.clinical_frame(), cohort.outcome()
@@ -989,11 +992,6 @@ def write_tables(cohort_path, out_dir, schema_path=None, entry_p: float = ENTRY_
         check_outcome(y, schema.outcome)
     except InputError as exc:
         raise exc.located(file=str(cohort_path)) from None
-    out = Path(out_dir)
-    names = ["table1.csv", "table2.csv", "table1.html", "table2.html"]
-    for name in names:
-        check_can_write(out / name, force)
-    check_not_inputs([out / n for n in names], [cohort_path, schema_path])
     t1 = table1(frame, y, schema)
     t2 = table2(frame, y, schema, entry_p, keep_p)
     with output_lock(out), output_set(out) as stage:  # the four tables or none

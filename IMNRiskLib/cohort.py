@@ -9,9 +9,11 @@ and one column per clinical variable. Every problem is reported at once, each wi
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -67,16 +69,89 @@ class Cohort:
                          name=self.schema.outcome, dtype=float)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """Read the manifest as text (no type guessing: '01' stays '01', 'NA' stays visible)."""
+class ManifestDialect(csv.Dialect):
+    """The one CSV dialect of a manifest (what Excel and pandas write): comma-separated, fields in
+    double quotes when they hold a comma or a quote (doubled), spaces after a comma ignored. Strict:
+    a stray quote is an error, not guessed around; nothing is inferred (no index column, no types)."""
+
+    delimiter = ","
+    quotechar = '"'
+    doublequote = True
+    skipinitialspace = True
+    lineterminator = "\n"
+    quoting = csv.QUOTE_MINIMAL
+    strict = True
+
+
+def _manifest_text(path: Path) -> str:
+    """The manifest's text: UTF-8 (a byte-order mark is dropped); a NUL byte or invalid UTF-8 is an
+    error naming its line (a binary file, or a UTF-16 export)."""
+    data = path.read_bytes()
+    if b"\0" in data:
+        line = data[:data.index(b"\0")].count(b"\n") + 1
+        raise InputError(f"line {line} holds a NUL byte: not a text CSV (a binary file, or saved as UTF-16? "
+                         "save it as CSV UTF-8)", file=str(path))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"line {line} is not UTF-8 text (save the manifest as CSV UTF-8)", file=str(path)) from None
+
+
+def _manifest_rows(path: Path) -> Tuple[List[str], List[Tuple[int, List[str]]]]:
+    """The header and the (line number, fields) of each record, read with ManifestDialect. A record's
+    line is the one it starts on; blank lines are skipped."""
+    reader = csv.reader(io.StringIO(_manifest_text(path), newline=""), dialect=ManifestDialect)
+    rows: List[Tuple[int, List[str]]] = []
+    start = 1
+    try:
+        for fields in reader:
+            if fields:
+                rows.append((start, fields))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise InputError(f"line {start}: not a readable CSV record ({exc})", file=str(path)) from None
+    if not rows:
+        raise InputError("the manifest is empty (no header line)", file=str(path))
+    (_, header), records = rows[0], rows[1:]
+    return [h.strip() for h in header], records
+
+
+def _read_csv(path: Path) -> Tuple[pd.DataFrame, List[int]]:
+    """Read the manifest as text (no type guessing: '01' stays '01', 'NA' stays visible) with the
+    strict ManifestDialect; returns the table and the line each row starts on.
+
+    Each record has as many fields as the header. One exception, stated: an Excel-style trailing
+    delimiter (a last field that is empty, on the header or on the records) is an empty trailing
+    column and is dropped; it never shifts the other columns. A field with a line break (a quoted
+    newline) is refused, naming its line.
+    """
     from .files import check_input_file
     check_input_file(path, "cohort file")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise InputError(f"not a readable CSV ({str(exc).splitlines()[0]})", file=str(path)) from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    header, records = _manifest_rows(path)
+    name = str(path)
+    while header and header[-1] == "" and all(len(r) < len(header) or r[len(header) - 1].strip() == ""
+                                              for _, r in records):
+        header = header[:-1]  # a trailing delimiter on the header line: an empty, unnamed last column
+    if "" in header:
+        raise InputError(f"column {header.index('') + 1} of the header has no name", file=name)
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise InputError(f"column(s) named twice in the header: {', '.join(duplicated)}", file=name)
+    table, lines = [], []
+    for line, fields in records:
+        if len(fields) > len(header) and all(f.strip() == "" for f in fields[len(header):]):
+            fields = fields[:len(header)]  # a trailing delimiter: empty trailing fields, dropped
+        if len(fields) != len(header):
+            raise InputError(f"line {line} has {len(fields)} field(s), the header {len(header)}: a stray or missing "
+                             "delimiter (quote fields that hold a comma)", file=name)
+        broken = [h for h, f in zip(header, fields) if "\n" in f or "\r" in f]
+        if broken:
+            raise InputError(f"line {line}: the value holds a line break (a quoted newline); one record is one line",
+                             file=name, field=broken[0])
+        table.append(fields)
+        lines.append(line)
+    return pd.DataFrame(table, columns=header, dtype=str), lines
 
 
 def _parse_phase(text: str) -> Optional[int]:
@@ -116,7 +191,7 @@ def read_cohort(path: Union[str, Path], schema: Optional[ClinicalSchema] = None,
     """
     path = Path(path)
     schema = schema or load_schema()
-    frame = _read_csv(path)
+    frame, lines = _read_csv(path)
     name = str(path)
     errors: List[InputError] = []
 
@@ -136,7 +211,7 @@ def read_cohort(path: Union[str, Path], schema: Optional[ClinicalSchema] = None,
     clinical_columns = [v for v in schema.names if v in frame.columns]
     seen: Dict[str, int] = {}
     cases: List[Case] = []
-    for row_number, row in enumerate(frame.to_dict("records"), start=2):  # line 1 is the header
+    for row_number, row in zip(lines, frame.to_dict("records")):  # the line each record starts on
         case_id = str(row["ID"]).strip()
         if case_id == "":
             errors.append(InputError(f"empty ID (line {row_number})", file=name, field="ID"))

@@ -103,17 +103,19 @@ def source_files(image_folder: Union[str, Path], phase: Optional[int]) -> List[P
     return imaging.dicom_phases(Path(image_folder))[phase or 0]
 
 
-def check_target(image: Union[str, Path], out_dir: Union[str, Path], force: bool) -> None:
-    """Before any work: the image is a DICOM folder, highdicom is there, the outputs may be written."""
+def check_target(image: Union[str, Path], out_dir: Union[str, Path], force: bool,
+                 inputs: Sequence[Any] = ()) -> None:
+    """Before any work: the outputs may be written (none is an input of the run, an existing one only
+    with force), the image is a DICOM folder, highdicom is there."""
     from . import imaging
+    from .files import claim_outputs
+    paths = output_paths(out_dir)
+    claim_outputs([paths.seg, paths.sr], [image, *inputs], force)
     folder = Path(image)
     if not folder.is_dir() or not imaging._dicom_files(folder):
         raise InputError("--dicom-out needs the image to be a DICOM series folder (this is not one)",
                          file=str(folder), field="--image")
     _hd()
-    paths = output_paths(out_dir)
-    for p in (paths.seg, paths.sr):
-        check_can_write(p, force)
 
 
 def mask_frames(mask: sitk.Image, sources: Sequence[Any]) -> Tuple[np.ndarray, List[Any]]:

@@ -392,12 +392,11 @@ def evaluate_predictions(path, outcome: Optional[str] = None) -> Dict[str, objec
     score, columns within [0, 1] also as probabilities, and every pair by the DeLong test."""
     import pandas as pd
     from pathlib import Path
-    path = Path(path)
-    if not path.exists():
-        raise InputError("predictions file not found", file=str(path))
+    from .files import check_input_file
+    path = check_input_file(Path(path), "predictions file")  # missing, a folder or a device: named
     try:
         frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"not a readable CSV ({str(exc).splitlines()[0]})", file=str(path)) from None
     if outcome is None:
         outcome = next((c for c in ("IMN", "y", "outcome") if c in frame.columns), None)

@@ -32,9 +32,12 @@ import numpy as np
 
 from . import __version__, ibsi, imaging
 from .errors import InputError
-from .files import read_yaml, write_json
+from .files import Setting, check_settings, read_yaml, write_json
 
 DEFAULT_PARAMS = Path(__file__).with_name("params") / "dce_mri.yaml"
+# A second reader's Mask2 must overlap the first reader's Mask by at least this Dice coefficient to be
+# taken as the same tumour read twice (extract --mask2-min-dice): below it, it is refused, not extracted.
+MIN_READER_DICE = 0.5
 CACHE_FORMAT = 2
 DIAGNOSTICS_KEPT = ("diagnostics_Image-original_Spacing", "diagnostics_Image-original_Size",
                     "diagnostics_Image-original_Mean", "diagnostics_Mask-original_VoxelNum",
@@ -84,17 +87,22 @@ class ExtractionSettings:
 
 def settings_from_dict(data: Dict[str, Any], source: str = "<dict>") -> ExtractionSettings:
     """Split an IMNRisk/pyradiomics parameter dict and check the pyradiomics part with pyradiomics."""
-    data = copy.deepcopy(data or {})
-    own = data.pop("imnrisk", None) or {}
-    unknown = set(own) - {"smoothing_sigma_mm", "min_tumour_voxels", "ibsi_variants", "orientation"}
-    if unknown:
-        raise InputError(f"unknown imnrisk setting(s): {', '.join(sorted(unknown))}", file=source)
+    data = copy.deepcopy(data if data is not None else {})
+    if not isinstance(data, dict):
+        raise InputError("a parameter file is a mapping (imageType, featureClass, setting, voxelSetting, imnrisk)",
+                         file=source)
+    for key in data:
+        if not isinstance(key, str):
+            raise InputError(f"key {key!r} is not a name (keys are texts)", file=source, field=str(key))
+    own = check_settings(data.pop("imnrisk", None) or {}, IMNRISK_SETTINGS, source, "the imnrisk section",
+                         prefix="imnrisk: ")
     ibsi_variants = _ibsi_variants_setting(own, data, source)
     try:
-        checked_extractor(data)  # validates with pykwalify
+        with _pykwalify_silenced():
+            checked_extractor(data)  # validates with pykwalify
     except Exception as exc:  # pykwalify's SchemaError and friends
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"not a valid pyradiomics parameter file ({first[:160]})", file=source) from None
+        message, where = pykwalify_problem(exc)
+        raise InputError(f"not a valid pyradiomics parameter file: {message}", file=source, field=where) from None
     return ExtractionSettings(pyradiomics=data,
                               smoothing_sigma_mm=float(own.get("smoothing_sigma_mm", 0.0)),
                               min_tumour_voxels=int(own.get("min_tumour_voxels", imaging.MIN_TUMOUR_VOXELS)),
@@ -118,6 +126,46 @@ def orientation_setting(value: Any, source: str = "<dict>") -> Optional[str]:
         raise InputError(f"must be three letters, one of each pair L/R, P/A, S/I (e.g. LPS), or none; "
                          f"got {value!r}", file=source, field="imnrisk: orientation")
     return code
+
+
+# IMNRisk's own section of a parameter file (`imnrisk:`), checked with files.check_settings.
+IMNRISK_SETTINGS = {"smoothing_sigma_mm": Setting("number", low=0, high=50),
+                    "min_tumour_voxels": Setting("integer", low=1),
+                    "ibsi_variants": Setting("boolean"),
+                    "orientation": Setting("orientation code")}  # its own check: orientation_setting
+
+
+class _pykwalify_silenced:
+    """pykwalify logs its errors on stderr ('validation.invalid', '--- All found errors ---'); we
+    report them ourselves, one line naming the key."""
+
+    def __enter__(self):
+        self.log = logging.getLogger("pykwalify")
+        self.was = self.log.disabled
+        self.log.disabled = True
+        logging.getLogger("pykwalify.core").disabled = True
+
+    def __exit__(self, *exc):
+        self.log.disabled = self.was
+        logging.getLogger("pykwalify.core").disabled = self.was
+        return False
+
+
+_PYKWALIFY_LINE = re.compile(r"^-\s*(?P<message>.*?)\.?\s+(?:Value )?[Pp]ath: '(?P<path>[^']*)'")
+
+
+def pykwalify_problem(exc: Exception) -> Tuple[str, Optional[str]]:
+    """pykwalify's (or pyradiomics') first complaint as (message, key path such as 'setting: binCount')."""
+    for line in str(exc).splitlines():
+        match = _PYKWALIFY_LINE.match(line.strip())
+        if match:
+            message, path = match.group("message"), [p for p in match.group("path").split("/") if p]
+            undefined = re.match(r"Key '(.*)' was not defined$", message)
+            if undefined:  # the key itself is the field
+                return "unknown key", ": ".join(path + [undefined.group(1)])
+            return message, ": ".join(path) or None
+    text = str(exc).strip()
+    return ((text.splitlines()[0] if text else type(exc).__name__)[:160]), None
 
 
 def _ibsi_variants_setting(own: Dict[str, Any], data: Dict[str, Any], source: str) -> bool:
@@ -317,11 +365,14 @@ def _extract_one(task: Dict[str, Any]) -> Dict[str, Any]:
         bad = [k for k, v in features.items() if not math.isfinite(v)]
         spacing = loaded.image.GetSpacing()
         voxels = imaging.binary_count(loaded.mask)
-        return {"id": task["id"], "features": features, "feature_order": list(features),
-                "warnings": loaded.warnings,
-                "phase": loaded.phase, "n_phases": loaded.n_phases, "voxels": voxels,
-                "volume_ml": voxels * float(np.prod(spacing)) / 1000.0, "diagnostics": diagnostics,
-                "nonfinite": bad}
+        result = {"id": task["id"], "features": features, "feature_order": list(features),
+                  "warnings": loaded.warnings,
+                  "phase": loaded.phase, "n_phases": loaded.n_phases, "voxels": voxels,
+                  "volume_ml": voxels * float(np.prod(spacing)) / 1000.0, "diagnostics": diagnostics,
+                  "nonfinite": bad}
+        if task.get("mask1"):
+            result["dice_with_mask"] = reader_dice(task, loaded, settings)
+        return result
     except InputError as exc:
         field = exc.field
         if task.get("reader") == 2 and (field == "Mask" or (field is None and exc.file == task["mask"])):
@@ -332,6 +383,19 @@ def _extract_one(task: Dict[str, Any]) -> Dict[str, Any]:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {"id": task["id"], "error": f"extraction failed: {message[:200]}",
                 "file": str(task["image"]), "field": None}
+
+
+def reader_dice(task: Dict[str, Any], loaded: imaging.LoadedCase, settings: ExtractionSettings) -> Optional[float]:
+    """Dice overlap of a second reader's mask (loaded) with the first reader's (task's mask1), both
+    on the image's grid; None when the first mask cannot be read (its own failure says why)."""
+    import SimpleITK as sitk
+    try:
+        first = imaging.load_mask(task["mask1"], task["label"], loaded.image, [], settings.min_tumour_voxels)
+    except InputError:
+        return None
+    a = sitk.GetArrayViewFromImage(first) > 0
+    b = sitk.GetArrayViewFromImage(loaded.mask) > 0
+    return float(2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1))
 
 
 # --------------------------------------------------------------------------- cache
@@ -418,6 +482,8 @@ class FeatureCache:
         """Cache key of a task and the input hashes it was made from."""
         hashes = {"image_sha256": self.file_hash(Path(task["image"])),
                   "mask_sha256": self.file_hash(Path(task["mask"]))}
+        if task.get("mask1"):  # a second reader's result holds its overlap with the first reader's mask
+            hashes["mask1_sha256"] = self.file_hash(Path(task["mask1"]))
         material = {"format": CACHE_FORMAT, "hashes": hashes, "phase": task["phase"],
                     "label": task["label"], "settings": task["settings"], "versions": versions}
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest(), hashes
@@ -485,8 +551,9 @@ def _task(case: Case, settings: ExtractionSettings, reader: int = 1) -> Dict[str
         task["settings"]["ibsi_variants"] = True
     if settings.orientation:  # likewise
         task["settings"]["orientation"] = settings.orientation
-    if reader == 2:  # not part of the cache key: the key is the content (same mask, same result)
+    if reader == 2:  # not part of the cache key: the key is the content (same masks, same result)
         task["reader"] = 2
+        task["mask1"] = str(case.mask)  # for the overlap check (Dice) of the two readers
     return task
 
 
@@ -514,8 +581,8 @@ def _run_dask(tasks: List[Dict[str, Any]], address: str):
         raise InputError("--dask needs dask[distributed]: pip install 'dask[distributed]'") from None
     try:
         client = Client(address, timeout=10)
-    except (OSError, TimeoutError) as exc:
-        raise InputError(f"cannot reach the Dask scheduler ({exc})", field="--dask") from None
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address} ({exc})", field="--dask") from None
     try:
         futures = [client.submit(extract_case, t, pure=False, key=f"imnrisk-{t['id']}-{i}")
                    for i, t in enumerate(tasks)]
@@ -528,9 +595,10 @@ def _run_dask(tasks: List[Dict[str, Any]], address: str):
 def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Union[str, Path],
                    jobs: int = 1, dask_address: Optional[str] = None,
                    progress: Optional[Callable[[int, int], None]] = None, show_bar: bool = True,
-                   second_reader: bool = True) -> ExtractionRun:
+                   second_reader: bool = True, min_dice: float = MIN_READER_DICE) -> ExtractionRun:
     """Extract every case of the cohort (cached ones from the cache) and collect the results;
-    with `second_reader`, the cases' Mask2 too (into `run.reader2`)."""
+    with `second_reader`, the cases' Mask2 too (into `run.reader2`), each refused when it overlaps
+    the case's Mask by a Dice below `min_dice` (another tumour, or another patient's contour)."""
     from .progress import progress_bar, stop_if_asked
 
     versions = software_versions()
@@ -567,16 +635,20 @@ def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Unio
                    cached=len(tasks) - len(todo))
     run.warnings = cache.notes + run.warnings
     if second_reader and cohort.second_reader:
-        run.reader2 = _collect_reader2(cohort, settings, by_reader[1], first, versions)
+        run.reader2 = _collect_reader2(cohort, settings, by_reader[1], first, versions, min_dice)
         run.failures += run.reader2.failures
         run.warnings += run.reader2.warnings
     return run
 
 
 def _collect_reader2(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Tuple[Dict, Dict]],
-                     first: Dict[str, Dict[str, Any]], versions: Dict[str, str]) -> ExtractionRun:
+                     first: Dict[str, Dict[str, Any]], versions: Dict[str, str],
+                     min_dice: float = MIN_READER_DICE) -> ExtractionRun:
     """The second reader's table; a failure that is not about Mask2 is the first reader's too
-    (e.g. an unreadable image) and is reported once, by the first reader."""
+    (e.g. an unreadable image) and is reported once, by the first reader. A Mask2 that overlaps
+    its Mask by a Dice below `min_dice` is a failure of Mask2."""
+    by_id = {c.id: c for c in cohort.second_reader}
+    results = {i: (_overlap_failure(by_id[i], r, min_dice), h) for i, (r, h) in results.items()}
     cases = [replace(c, mask=c.mask2) for c in cohort.second_reader]
     kept = {i: (r, h) for i, (r, h) in results.items()
             if "error" not in r or r.get("field") == "Mask2" or "error" not in first[i]}
@@ -586,6 +658,18 @@ def _collect_reader2(cohort: Cohort, settings: ExtractionSettings, results: Dict
     run.provenance.update({"reader": 2, "mask_column": "Mask2"})
     run.warnings = [f"{w} (Mask2)" for w in run.warnings]
     return run
+
+
+def _overlap_failure(case: Case, result: Dict[str, Any], min_dice: float) -> Dict[str, Any]:
+    """The second reader's result, or a failure naming the ID and both masks when it overlaps the
+    first reader's too little to be the same tumour."""
+    dice = result.get("dice_with_mask")
+    if "error" in result or dice is None or dice >= min_dice:
+        return result
+    why = (f"overlaps Mask by Dice {dice:.2f}, below {min_dice:g} (extract --mask2-min-dice): not the same "
+           "tumour read twice (another lesion, or another patient's contour?)")
+    return {"id": case.id, "error": f"{why}; Mask {case.mask}, Mask2 {case.mask2}", "public_error": why,
+            "file": str(case.mask2), "field": "Mask2"}
 
 
 def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Dict[str, Any]],
@@ -644,7 +728,7 @@ def _travelling_failure(case: Case, result: Dict[str, Any], mask_role: str = "Ma
     role = known.get(file) or known.get(str(Path(file).resolve()) if file else "", "")
     if not role and file:
         role = "Image" if file.startswith(str(case.image)) else (mask_role if file.startswith(str(case.mask)) else "")
-    return {"public_file": role, "public_reason": scrub_paths(result["error"], known)}
+    return {"public_file": role, "public_reason": scrub_paths(result.get("public_error") or result["error"], known)}
 
 
 def output_paths(out: Union[str, Path]) -> Dict[str, Path]:
@@ -698,5 +782,10 @@ def read_features(path: Union[str, Path]) -> pd.DataFrame:
                          field="ID")
     non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
-        raise InputError(f"non-numeric feature column(s): {', '.join(non_numeric[:5])}", file=str(path))
+        column = frame[non_numeric[0]]
+        bad = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()]
+        value = str(bad.iloc[0]) if len(bad) else ""
+        others = f" (non-numeric feature columns: {', '.join(non_numeric[:5])})" if len(non_numeric) > 1 else ""
+        raise InputError(f"'{value[:40]}' is not a number{others}", file=str(path),
+                         id=str(bad.index[0]) if len(bad) else None, field=non_numeric[0])
     return frame.astype(float)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import shutil
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, Optional, Union
 
 from .errors import InputError
 from .progress import stop_if_asked
@@ -135,6 +137,108 @@ def read_yaml(path: PathLike, what: str) -> Any:
         raise InputError("not valid YAML (nested too deeply)", file=str(path)) from None
 
 
+def claim_outputs(outputs: Iterable[PathLike], inputs: Iterable[Optional[PathLike]], force: bool,
+                  folder: Optional[PathLike] = None) -> None:
+    """The one rule for every command's outputs, checked before anything is read or computed.
+
+    1. An output is never an existing input of the run, not even with --force (a result must not
+       replace a key, a cohort or a model: the user may have no other copy).
+    2. An output file is named as a file: a trailing separator (`--out dir/`) or an existing folder
+       is refused instead of writing a file named `dir`.
+    3. An existing file is replaced only with --force; with `folder` (an output folder), a folder that
+       holds files of the user's needs --force too (IMNRisk then overwrites its own files and deletes nothing).
+    Outputs are then written staged (`output_set`, `atomic_path`) and moved in, so none is half-written.
+    """
+    outputs = [o for o in outputs if o is not None]
+    check_not_inputs(outputs, inputs)
+    for out in outputs:
+        text = os.fspath(out)
+        if text.endswith(("/", os.sep)) or (text and Path(text).is_dir()):
+            raise InputError("names a folder; give a file name (e.g. " + str(Path(text) / "name") + ")", file=text)
+    if folder is not None:
+        check_output_folder(Path(folder), force)
+    for out in outputs:
+        check_can_write(out, force)
+
+
+def check_output_folder(folder: Path, force: bool) -> None:
+    """A folder that exists with content is the user's: refuse unless --force (nothing is deleted)."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError("exists and is not a folder", file=str(folder))
+    if folder.exists() and any(not p.name.startswith(".imnrisk") for p in folder.iterdir()) and not force:
+        raise InputError("folder exists and is not empty; pass --force to write into it "
+                         "(IMNRisk overwrites its own files there and deletes nothing)", file=str(folder))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of a settings file: its kind (text, integer, number, boolean, choice), whether it is
+    required, and its range (inclusive `low`/`high`, or above `above`) or choices."""
+
+    kind: str
+    required: bool = False
+    low: Optional[float] = None
+    high: Optional[float] = None
+    above: Optional[float] = None
+    choices: tuple = ()
+    max_length: Optional[int] = None
+
+
+def _kind_problem(value: Any, setting: Setting) -> str:
+    """What is wrong with a value's type for its setting ('' when nothing)."""
+    if setting.kind == "text":
+        if not isinstance(value, str) or not value.strip():
+            return "must be a non-empty text"
+        if setting.max_length is not None and len(value.strip()) > setting.max_length:
+            return f"must be at most {setting.max_length} characters"
+    elif setting.kind == "choice":
+        if value not in setting.choices:
+            return f"must be one of {', '.join(map(str, setting.choices))}"
+    elif setting.kind == "boolean":
+        if not isinstance(value, bool):
+            return "must be true or false"
+    elif setting.kind in ("integer", "number"):
+        wanted = (int,) if setting.kind == "integer" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, wanted) or not math.isfinite(value):
+            return f"must be {'an integer' if setting.kind == 'integer' else 'a finite number'}"
+    return ""
+
+
+def _range_problem(value: Any, setting: Setting) -> str:
+    """What is wrong with a number's range ('' when nothing)."""
+    if setting.kind not in ("integer", "number"):
+        return ""
+    if setting.above is not None and not value > setting.above:
+        return f"must be more than {setting.above:g}" + (f" and at most {setting.high:g}" if setting.high else "")
+    if (setting.low is not None and value < setting.low) or (setting.high is not None and value > setting.high):
+        lo = "-inf" if setting.low is None else f"{setting.low:g}"
+        return f"must be in [{lo}, {'inf' if setting.high is None else f'{setting.high:g}'}]"
+    return ""
+
+
+def check_settings(doc: Any, spec: Dict[str, Setting], source: str, what: str, prefix: str = "") -> Dict[str, Any]:
+    """Check a settings mapping against its spec before any use: a mapping, keys that are texts and
+    known, required keys present, each value of its kind and in its range. The first problem is an
+    InputError naming the file and the key (`prefix` names the section, e.g. 'imnrisk: ')."""
+    if not isinstance(doc, dict):
+        raise InputError(f"{what} must be a mapping of {', '.join(spec)}", file=source,
+                         field=prefix.rstrip(": ") or None)
+    for key in doc:
+        if not isinstance(key, str):
+            raise InputError(f"key {key!r} is not a name (keys are texts)", file=source, field=f"{prefix}{key}")
+        if key not in spec:
+            raise InputError(f"unknown setting (known: {', '.join(sorted(spec))})", file=source, field=prefix + key)
+    for key, setting in spec.items():
+        if key not in doc or doc[key] is None:
+            if setting.required:
+                raise InputError("setting missing", file=source, field=prefix + key)
+            continue
+        problem = _kind_problem(doc[key], setting) or _range_problem(doc[key], setting)
+        if problem:
+            raise InputError(f"{problem} (found {doc[key]!r:.40})", file=source, field=prefix + key)
+    return {k: v for k, v in doc.items() if v is not None}
+
+
 def same_file(a: PathLike, b: PathLike) -> bool:
     """True when two paths name the same file (hard links and symlinks included)."""
     try:
@@ -148,7 +252,7 @@ def check_not_inputs(outputs: Iterable[PathLike], inputs: Iterable[PathLike]) ->
     inputs = [Path(i) for i in inputs if i]
     for out in outputs:
         for source in inputs:
-            if same_file(out, source):
+            if source.exists() and same_file(out, source):
                 raise InputError(f"output is also an input of this run ({source})", file=str(out))
 
 

@@ -688,6 +688,11 @@ def _bounding_box(mask: sitk.Image) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
 def check_tumour_size(mask: sitk.Image, source: str, min_voxels: int = MIN_TUMOUR_VOXELS) -> None:
     """Refuse tumours too small for texture features (stating the minimum)."""
     count = binary_count(mask)
+    total = int(np.prod(mask.GetSize()))
+    if count == total:
+        raise InputError(f"the mask covers the whole image (all {total} voxels are tumour): a tumour contour needs "
+                         "background around it (an image given as the mask, or the wrong label?)",
+                         file=source, field="Mask")
     lo, hi = _bounding_box(mask)
     extent = [h - l + 1 for l, h in zip(lo, hi)]
     if count < min_voxels or min(extent) < MIN_TUMOUR_EXTENT:

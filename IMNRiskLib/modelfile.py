@@ -62,7 +62,10 @@ def read_model_document(path: Union[str, Path]) -> Dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InputError(f"not an IMNRisk model (format is not '{FORMAT}')", file=str(path))
     version = doc.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InputError(f"model format version {version!r:.20} is not a whole number (a damaged or hand-made model "
+                         "file)", file=str(path), field="format_version")
+    if version > FORMAT_VERSION:
         raise InputError(f"model format version {version} is newer than this IMNRisk reads ({FORMAT_VERSION}); "
                          "update imnrisk", file=str(path))
     try:

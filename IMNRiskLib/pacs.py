@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import InputError
-from .files import atomic_path, check_can_write, read_yaml
+from .files import Setting, atomic_path, check_can_write, check_settings, read_yaml
 
 RETRIEVE_MODES = ("get", "move")
 SUCCESS = 0x0000
@@ -30,32 +30,45 @@ class PacsSettings:
     retrieve: str = "get"
     move_port: int = 11113
     move_bind: str = "127.0.0.1"
+    move_bind_allow_remote: bool = False
     timeout: float = 30.0
     source: str = ""
 
 
+# Every key of the settings file, its type and range (files.check_settings applies them before use).
+SETTINGS_SPEC = {
+    "called_ae": Setting("text", required=True, max_length=16), "host": Setting("text", required=True, max_length=253),
+    "port": Setting("integer", required=True, low=1, high=65535), "calling_ae": Setting("text", max_length=16),
+    "retrieve": Setting("choice", choices=RETRIEVE_MODES), "move_port": Setting("integer", low=1, high=65535),
+    "move_bind": Setting("text", max_length=253), "move_bind_allow_remote": Setting("boolean"),
+    "timeout": Setting("number", above=0, high=3600),
+}
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1): only this machine can connect."""
+    import ipaddress
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip()).is_loopback
+    except ValueError:
+        return False
+
+
 def load_settings(path: Union[str, Path]) -> PacsSettings:
-    """Read and check the settings file (one line naming the file and the field on error)."""
-    doc = read_yaml(path, "PACS settings file")
+    """Read and check the settings file (one line naming the file and the key on error). The C-MOVE
+    listener binds to loopback unless `move_bind_allow_remote: true` says another address is meant."""
     source = str(path)
-    if not isinstance(doc, dict):
-        raise InputError("PACS settings must be a mapping (called_ae, host, port, ...)", file=source)
-    known = set(PacsSettings.__dataclass_fields__) - {"source"}
-    unknown = sorted(set(doc) - known)
-    if unknown:
-        raise InputError(f"unknown setting (known: {', '.join(sorted(known))})", file=source, field=unknown[0])
-    for name in ("called_ae", "host", "port"):
-        if doc.get(name) in (None, ""):
-            raise InputError("setting missing", file=source, field=name)
+    doc = check_settings(read_yaml(path, "PACS settings file"), SETTINGS_SPEC, source, "PACS settings")
     for name in ("called_ae", "calling_ae"):
-        if name in doc and not (isinstance(doc[name], str) and 0 < len(doc[name].strip()) <= 16):
-            raise InputError("an AE title has 1 to 16 characters", file=source, field=name)
-    for name in ("port", "move_port"):
-        if name in doc and not (isinstance(doc[name], int) and 0 < doc[name] < 65536):
-            raise InputError("a port is an integer 1-65535", file=source, field=name)
-    if doc.get("retrieve", "get") not in RETRIEVE_MODES:
-        raise InputError(f"retrieve is one of {', '.join(RETRIEVE_MODES)}", file=source, field="retrieve")
-    return PacsSettings(**doc, source=source)
+        if name in doc and ("\\" in doc[name] or not doc[name].isprintable()):
+            raise InputError("an AE title has no backslash or control characters", file=source, field=name)
+    if not is_loopback(doc.get("move_bind", "127.0.0.1")) and not doc.get("move_bind_allow_remote"):
+        raise InputError(f"{doc['move_bind']} is not a loopback address: the C-MOVE listener would accept "
+                         "connections from other hosts; add move_bind_allow_remote: true to mean it",
+                         file=source, field="move_bind")
+    return PacsSettings(**{k: (v.strip() if isinstance(v, str) else v) for k, v in doc.items()}, source=source)
 
 
 def _pynetdicom():

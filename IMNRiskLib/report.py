@@ -89,10 +89,33 @@ def load_results(folder: Path) -> Dict[str, Any]:
         raise InputError(f"not a complete training folder: missing {', '.join(missing)} (run imnrisk train)",
                          file=str(folder))
     try:
-        return _read_results(folder)
+        results = _read_results(folder)
     except (ValueError, KeyError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(f"a file of the training folder is damaged ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}); "
                          "re-run imnrisk train", file=str(folder)) from None
+    problem = metrics_problem(results["metrics"])
+    if problem:
+        raise InputError(f"not the metrics of imnrisk train: {problem}; re-run imnrisk train",
+                         file=str(folder / "metrics.json"))
+    return results
+
+
+# The keys of metrics.json every reader may rely on (DESIGN: training results), checked before rendering.
+METRICS_KEYS = ("cohort.n", "cohort.events", "delong", "selection.funnel", "selection.radscore",
+                "selection.clinical_factors") + tuple(
+    f"models.{m}.apparent.{k}" for m in ("clinical", "radiomics", "combined")
+    for k in ("auc", "ci95", "brier", "calibration", "hosmer_lemeshow"))
+
+
+def metrics_problem(metrics) -> str:
+    """The first fixed key metrics.json lacks ('' when it has them all)."""
+    for dotted in METRICS_KEYS:
+        value = metrics
+        for part in dotted.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return f"key {dotted} is missing"
+            value = value[part]
+    return ""
 
 
 def _read_results(folder: Path) -> Dict[str, Any]:

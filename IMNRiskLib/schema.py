@@ -9,12 +9,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import InputError, InputErrors
 
 DEFAULT_SCHEMA = Path(__file__).with_name("schemas") / "paper.yaml"
 VARIABLE_TYPES = ("binary", "categorical", "ordinal", "continuous")
+# The keys a schema document may hold (a typo such as `levles:` is refused, not silently ignored).
+SCHEMA_KEYS = ("outcome", "variables")
+OUTCOME_KEYS = ("name", "label", "levels")
+VARIABLE_KEYS = ("name", "type", "levels", "reference", "label", "unit", "min", "max", "aliases")
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,10 @@ def schema_from_dict(data: Dict[str, Any], source: str = "<schema>") -> Clinical
     errors: List[InputError] = []
     if not isinstance(data, dict) or "variables" not in data:
         raise InputError("a clinical schema needs 'outcome:' and 'variables:'", file=source)
+    _check_keys(data, SCHEMA_KEYS, source, "")
     outcome = data.get("outcome") or {}
+    if isinstance(outcome, dict):
+        _check_keys(outcome, OUTCOME_KEYS, source, "outcome: ")
     outcome_name = outcome.get("name", "IMN") if isinstance(outcome, dict) else outcome
     if not isinstance(outcome_name, str) or not outcome_name.strip():
         raise InputError("outcome name must be a non-empty text", file=source, field="outcome")
@@ -144,10 +151,13 @@ def schema_from_dict(data: Dict[str, Any], source: str = "<schema>") -> Clinical
             errors.append(InputError("each variable needs 'name' and 'type'", file=source, field=where))
             continue
         name, vtype = str(item["name"]), str(item["type"])
-        where = f"variable {name}"
-        problem = _field_problem(item)
-        if problem or not name.strip():
-            errors.append(InputError(problem or "empty name", file=source, field=where))
+        where = f"variable {name}" if isinstance(item["name"], (str, int)) and not isinstance(item["name"], bool) \
+            else f"variables[{i}]"
+        key, problem = _field_problem(item)
+        if not problem and not name.strip():
+            key, problem = "name", "empty name"
+        if problem:
+            errors.append(InputError(problem, file=source, field=f"{where}: {key}"))
             continue
         if name in seen:
             errors.append(InputError("defined twice", file=source, field=where))
@@ -190,30 +200,46 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, (str, int, float)) and not (isinstance(value, float) and not math.isfinite(value))
 
 
-def _field_problem(item: Dict[str, Any]) -> str:
-    """What is wrong with the types of a variable's fields ('' when nothing)."""
-    if not isinstance(item["name"], (str, int)) or isinstance(item["name"], bool) or not isinstance(item["type"], str):
-        return "'name' and 'type' must be texts"
+def _check_keys(mapping: Dict[Any, Any], known: Sequence[str], source: str, prefix: str) -> None:
+    """Every key a text and a known one; else an InputError naming the key."""
+    for key in mapping:
+        if not isinstance(key, str):
+            raise InputError(f"key {key!r} is not a name (keys are texts)", file=source, field=f"{prefix}{key}")
+        if key not in known:
+            raise InputError(f"unknown key (known: {', '.join(known)})", file=source, field=prefix + key)
+
+
+def _field_problem(item: Dict[str, Any]) -> Tuple[str, str]:
+    """(key, what is wrong with its type) for a variable's fields; ('', '') when nothing."""
+    for key in item:
+        if not isinstance(key, str):
+            return str(key), "is not a name (keys are texts)"
+        if key not in VARIABLE_KEYS:
+            return key, f"unknown key (known: {', '.join(VARIABLE_KEYS)})"
+    if not isinstance(item["name"], (str, int)) or isinstance(item["name"], bool):
+        return "name", "must be a text"
+    if not isinstance(item["type"], str):
+        return "type", f"must be one of {', '.join(VARIABLE_TYPES)}"
     levels = item.get("levels")
     if levels is not None and (not isinstance(levels, list) or not all(_is_scalar(x) for x in levels)):
-        return "'levels' must be a list of values"
+        return "levels", "must be a list of values"
     if item.get("reference") is not None and not _is_scalar(item["reference"]):
-        return "'reference' must be one value"
+        return "reference", "must be one value"
     aliases = item.get("aliases")
     if aliases is not None and (not isinstance(aliases, dict)
                                 or not all(_is_scalar(k) and _is_scalar(v) for k, v in aliases.items())):
-        return "'aliases' must map values to levels"
+        return "aliases", "must map values to levels"
     for key in ("min", "max"):
         value = item.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value)):
-            return f"'{key}' must be a finite number"
+            return key, "must be a finite number"
     if item.get("min") is not None and item.get("max") is not None and item["min"] > item["max"]:
-        return "'min' is larger than 'max'"
+        return "min", "is larger than 'max'"
     for key in ("label", "unit"):
         if item.get(key) is not None and not _is_scalar(item[key]):
-            return f"'{key}' must be a text"
-    return ""
+            return key, "must be a text"
+    return "", ""
 
 
 def load_schema(path: Optional[str] = None) -> ClinicalSchema:

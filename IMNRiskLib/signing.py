@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
 from .errors import InputError
-from .files import atomic_path, check_can_write, check_input_file
+from .files import atomic_path, check_input_file, claim_outputs
 from .modelfile import canonical, read_model_document
 
 ALGORITHM = "ed25519"
@@ -41,9 +41,10 @@ def key_fingerprint(public_key) -> str:
 def generate_key_pair(prefix: Union[str, Path], force: bool = False) -> Tuple[Path, Path]:
     """Write PREFIX.key (private, PEM PKCS#8, mode 0600) and PREFIX.pub (public, PEM)."""
     serialization, ed25519, _ = _crypto()
+    if str(prefix).endswith(("/", os.sep)) or Path(prefix).is_dir():
+        raise InputError("names a folder; give a file name prefix (e.g. keys/author)", file=str(prefix))
     private_path, public_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
-    for path in (private_path, public_path):
-        check_can_write(path, force, "key file")
+    claim_outputs([private_path, public_path], [], force)
     key = ed25519.Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
@@ -72,8 +73,13 @@ def _load_key(path: Union[str, Path], private: bool):
     return key
 
 
-def sign_model(model_path: Union[str, Path], key_path: Union[str, Path], out: Union[str, Path, None] = None) -> Path:
-    """Add an Ed25519 signature of the model's canonical content (the model is checked first)."""
+def sign_model(model_path: Union[str, Path], key_path: Union[str, Path], out: Union[str, Path, None] = None,
+               force: bool = False) -> Path:
+    """Add an Ed25519 signature of the model's canonical content (the model is checked first). Without
+    `out` the model is signed in place (its content unchanged, a signature added); `out` follows the
+    output rule: never the key or the model, an existing file only with `force`."""
+    if out is not None:
+        claim_outputs([out], [model_path, key_path], force)
     doc = read_model_document(model_path)
     key = _load_key(key_path, private=True)
     signature = key.sign(canonical(doc))

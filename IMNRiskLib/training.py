@@ -4,8 +4,10 @@ figure data the report needs (`imnrisk train`)."""
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
-from dataclasses import asdict
+import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -84,6 +86,64 @@ def check_cv_folds(y: np.ndarray, cv_folds: int, cv_repeats: int, outcome: str) 
                          f"class: use --cv-folds {smaller} or fewer", field="--cv-folds")
 
 
+# What a training run holds in memory, measured with tracemalloc and ru_maxrss on the 300-patient
+# phantom (107 features): one bootstrap replicate's kept results 8.4 kB, one CV fold's 11 kB (rounded
+# up to 12 kB), each plus its patients' indices (8 bytes each); a worker process with numpy, scipy,
+# pandas, scikit-learn and statsmodels loaded 255 MB, plus its copies of the feature table. One fit of
+# the whole pipeline took 0.67 s there (2 shared cores); its time is taken to grow with patients x features.
+RESULT_BYTES = 12_000
+PROCESS_BYTES = 255e6
+TABLE_COPIES = 10
+SECONDS_PER_FIT_PER_CELL = 0.67 / (300 * 107)
+
+
+@dataclass
+class ResourceEstimate:
+    """Fits, peak memory and wall time a training run is expected to take (order of magnitude)."""
+
+    fits: int
+    memory_bytes: float
+    seconds: float
+
+    def describe(self) -> str:
+        return (f"{self.fits} whole-pipeline fits, about {self.memory_bytes / 1e9:.3g} GB of memory and "
+                f"{_duration(self.seconds)}")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("day(s)", 86400), ("hour(s)", 3600), ("minute(s)", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def estimate_resources(n: int, p: int, cv_folds: int, cv_repeats: int, bootstrap: int, jobs: int) -> ResourceEstimate:
+    """Memory and time of a training run from its sizes: n patients, p features, CV (nested and
+    leaky: two runs of cv_repeats x cv_folds fits), bootstrap resamples and worker processes."""
+    folds = 2 * cv_repeats * cv_folds
+    per_result = RESULT_BYTES + 8.0 * n
+    workers = max(jobs, 1) if folds + bootstrap > 0 else 0
+    memory = (1 + workers) * (PROCESS_BYTES + TABLE_COPIES * 8.0 * n * p) + (folds + bootstrap) * per_result
+    fits = 1 + folds + bootstrap
+    return ResourceEstimate(fits, memory, fits * SECONDS_PER_FIT_PER_CELL * n * p / max(workers, 1))
+
+
+def machine_memory() -> Optional[int]:
+    """This machine's physical memory in bytes (None when it cannot be told)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_resources(estimate: ResourceEstimate, force: bool) -> None:
+    """Refuse, before any fit, a run whose memory estimate exceeds the machine's memory (--force runs it anyway)."""
+    total = machine_memory()
+    if total is not None and estimate.memory_bytes > total and not force:
+        raise InputError(f"this run needs {estimate.describe()}; this machine has {total / 1e9:.3g} GB: lower "
+                         "--bootstrap, --cv-repeats or --jobs (or pass --force to try anyway)", field="--bootstrap")
+
+
 def extraction_record(features_path: Union[str, Path]) -> Optional[Dict[str, Any]]:
     """The provenance beside features.csv, checked to describe this very table (its SHA-256);
     None when there is none. A provenance of another extraction would give the model wrong settings."""
@@ -102,12 +162,27 @@ def extraction_record(features_path: Union[str, Path]) -> Optional[Dict[str, Any
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError, RecursionError) as exc:
         raise InputError(f"not a readable provenance file ({str(exc)[:100] or type(exc).__name__})",
                          file=str(path)) from None
+    check_settings_digest(prov, path)
     recorded = prov.get("features_sha256")
     if recorded is not None and recorded != sha256_of_file(Path(features_path)):
         raise InputError(f"does not describe {Path(features_path).name}: its SHA-256 differs from the one this "
                          "provenance records (a table from another extraction, or an edited one); re-run "
                          "imnrisk extract", file=str(path), field="features_sha256")
     return prov
+
+
+def check_settings_digest(prov: Dict[str, Any], path: Path) -> None:
+    """A provenance's settings must be the ones its settings_sha256 records (computed as the
+    extraction computed it): settings edited by hand would give the model settings its features
+    were not extracted with, and predict would recompute with them."""
+    recorded = prov.get("settings_sha256")
+    if recorded is None:
+        return  # older provenances: the features' SHA-256 binding still holds
+    actual = hashlib.sha256(json.dumps(prov["settings"], sort_keys=True).encode()).hexdigest()
+    if actual != recorded:
+        raise InputError("its settings were edited: they no longer match the settings_sha256 this provenance "
+                         "records (the features were extracted with other settings); re-run imnrisk extract",
+                         file=str(path), field="settings")
 
 
 def second_reader_table(features_path: Union[str, Path], reader2_path: Optional[Union[str, Path]],
@@ -130,6 +205,12 @@ def second_reader_table(features_path: Union[str, Path], reader2_path: Optional[
                              "with a Mask2 column, or --features2)", field="--icc-threshold")
         return None
     prov2, prov1 = extraction_record(path), extraction_record(features_path)
+    bound = (prov1 or {}).get("reader2_features_sha256")
+    if bound is not None and bound != sha256_of_file(path):
+        raise InputError(f"is not the second reader's table extracted with {Path(features_path).name} (its "
+                         f"SHA-256 differs from the one {output_paths(features_path)['provenance'].name} records: "
+                         "an edited table, or another extraction's); re-run imnrisk extract, or train with --no-icc",
+                         file=str(path), field="reader2_features_sha256")
     paired = (prov2 or {}).get("reader1_features_sha256")
     if paired is not None and paired != sha256_of_file(Path(features_path)):
         raise InputError(f"was extracted beside another {Path(features_path).name} (its provenance records another "
@@ -342,7 +423,7 @@ def _json_ready(obj):
 def train(cohort_path, features_path, out_dir, schema_path=None, options: Optional[TrainingOptions] = None,
           cv_folds: int = 5, cv_repeats: int = 100, bootstrap: int = 1000, jobs: int = 1, show_bar: bool = True,
           say=print, shrink: Optional[str] = None, reader2_path=None, icc_threshold: Optional[float] = None,
-          use_icc: bool = True, keep_replicates: bool = True, dask=None) -> Dict[str, Any]:
+          use_icc: bool = True, keep_replicates: bool = True, dask=None, force: bool = False) -> Dict[str, Any]:
     """Fit the three models, validate them (nested and leaky CV, bootstrap), write the outputs.
     shrink="bootstrap": the combined model saved is shrunk by its bootstrap-corrected slope. With a
     second reader's table (given, or features_reader2.csv beside features.csv), features with
@@ -355,6 +436,8 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
     data = load_training_data(cohort_path, features_path, schema_path)
     data.options = options
     check_cv_folds(data.y, cv_folds, cv_repeats, data.schema.outcome)
+    check_resources(estimate_resources(len(data.y), data.features.shape[1], cv_folds, cv_repeats, bootstrap,
+                                       1 if dask is not None else jobs), force)
     check_shrink(shrink, bootstrap)
     prov = extraction_record(features_path)  # checked before the long work, not after it
     reader2 = second_reader_table(features_path, reader2_path, icc_threshold, use_icc)

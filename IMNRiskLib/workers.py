@@ -13,6 +13,39 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def resolve_jobs(jobs: int) -> int:
+    """Worker processes for --jobs, counted as joblib counts them: N >= 1 is N, 0 is every core, a
+    negative N counts from the number of cores (-1 every core, -2 all but one); fewer than one is refused."""
+    from .errors import InputError
+    cores = os.cpu_count() or 1
+    resolved = cores if jobs == 0 else (cores + 1 + jobs if jobs < 0 else jobs)
+    if resolved < 1:
+        raise InputError(f"--jobs {jobs} leaves no worker on this machine's {cores} core(s) (0: every core, "
+                         "-1: every core, -2: all but one)", field="--jobs")
+    return resolved
+
+
+def check_dask_address(address) -> None:
+    """A Dask scheduler address (--dask) must parse, e.g. tcp://host:8786, before any work starts;
+    whether the scheduler answers is found when connecting."""
+    if address is None:
+        return
+    from .errors import InputError
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
+    except ImportError:
+        return  # the command says what to install when it needs Dask
+    try:
+        scheme, location = parse_address(str(address))
+        get_backend(scheme)  # an unknown scheme
+        if scheme != "inproc":
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{address!r} is not a Dask scheduler address ({exc}); e.g. tcp://host:8786",
+                         field="--dask") from None
 WATCH_INTERVAL_S = 0.5
 
 

@@ -245,5 +245,6 @@ def test_cli_params_file_errors_are_clear(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("setting:\n  binWidth: 'wide'\n", encoding="utf-8")
     result = run_cli("extract", cohort, "--out", tmp_path / "f.csv", "--params", bad)
-    assert result.returncode == 2 and "bad.yaml: not a valid pyradiomics parameter file" in result.stderr
+    assert result.returncode == 2
+    assert "bad.yaml: setting: binWidth: not a valid pyradiomics parameter file: Value 'wide'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "f.csv").exists()

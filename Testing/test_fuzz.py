@@ -231,3 +231,100 @@ def test_a_mutated_model_scores_correctly_or_is_refused(model_doc, data):
     assert result["risk_group"] in (result["risk_group_computed"], None)  # withheld when not reliable
     assert result["verdict"]["state"] in ("within", "extrapolation", "not_reliable")
     assert math.isfinite(result["points"]["total"])
+
+
+# --------------------------------------------------------------------------- the command line itself
+
+class ReachedTheWork(BaseException):
+    """Raised by the stubbed long work (extraction, training, synthesis, scoring, network): the
+    arguments and input files were accepted (a BaseException, so that main does not take it for a bug)."""
+
+
+def _reached(*args, **kwargs):
+    raise ReachedTheWork
+
+
+def _argument_pool(folder: Path) -> list:
+    """Files and folders an argument may name: empty, garbage, binary, YAML of the wrong shapes, a
+    manifest with missing images, a fake model, a folder, a device and a path that does not exist."""
+    folder.mkdir(parents=True, exist_ok=True)
+    contents = {"empty.txt": b"", "garbage.csv": b"a,b\n1,\"2\n", "nul.csv": b"ID,Image\nA\0,b\n",
+                "cohort.csv": b"ID,Image,Mask,IMN\nP1,i.nrrd,m.nrrd,1\nP2,i.nrrd,m.nrrd,0\n",
+                "list.yaml": b"- 1\n- 2\n", "keys.yaml": b"1: 2\nhost: [1, 2]\n", "alias.yaml": b"a: &a [*a]\n",
+                "model.json": b'{"format": "imnrisk-model", "format_version": "1"}',
+                "features.csv": b"ID,original_firstorder_Mean\nP1,abc\nP2,1\n"}
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+    (folder / "dir").mkdir(exist_ok=True)
+    return [str(folder / name) for name in contents] + [str(folder / "dir"), str(folder / "dir") + "/",
+                                                        str(folder / "missing.csv"), "/dev/null"]
+
+
+def _value(action, pool):
+    """A strategy for one argument's value: numbers of any size and sign, choices or not, paths from the pool."""
+    if action.type is int:
+        return st.one_of(st.integers(-3, 3), st.integers(-10**12, 10**12)).map(str)
+    if action.type is float:
+        return st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), TEXT)
+    if action.choices:
+        return st.one_of(st.sampled_from(sorted(action.choices)), TEXT)
+    return st.one_of(st.sampled_from(pool), TEXT, st.sampled_from(["not a url", "tcp://", "x=1", "=", "1.2.3"]))
+
+
+@st.composite
+def _argv(draw, command, parser, pool):
+    """A random command line for one command: each positional given (mostly), each option or not."""
+    argv, options = [command], []
+    for action in parser._actions:
+        if action.dest == "help" or (action.option_strings and not draw(st.booleans())):
+            continue
+        if not action.option_strings:
+            if draw(st.integers(0, 9)) > 0:
+                argv.append(draw(_value(action, pool).filter(lambda v: not v.startswith("-"))))
+            continue
+        options.append(action.option_strings[0])
+        if action.nargs != 0:
+            count = draw(st.integers(0, 2)) if action.nargs in ("*", "+") else 1
+            options += [draw(_value(action, pool)) for _ in range(count)]
+    return argv + options + draw(st.lists(st.sampled_from(["--force", "--bogus", "-", "--"]), max_size=1))
+
+
+def _commands():
+    import argparse
+    from IMNRiskLib import cli
+    return next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+@pytest.mark.parametrize("command", sorted(_commands()))
+def test_random_command_lines_never_exit_1(command, tmp_path_factory, monkeypatch):
+    """Random argv for each command (Hypothesis), the long work stubbed: exit 0 or 2, never 1."""
+    import contextlib
+    import io
+    import sys
+    import types
+    from IMNRiskLib import cli, clinical, features, pacs, predict, synth, training
+    work = tmp_path_factory.mktemp(f"argv-{command}")
+    pool = _argument_pool(work / "pool")
+    monkeypatch.chdir(work)
+    for module, name in ((features, "extract_cohort"), (training, "train"), (synth, "synthesize"),
+                         (predict, "predict_patient"), (predict, "validate_external"), (pacs, "score_study"),
+                         (cli, "_demo"), (clinical, "table2")):
+        monkeypatch.setattr(module, name, _reached)
+    monkeypatch.setitem(sys.modules, "IMNRiskWeb.server", types.SimpleNamespace(serve=_reached))
+    parser = _commands()[command]
+
+    @settings(max_examples=settings.default.max_examples, deadline=None)
+    @given(argv=_argv(command, parser, pool))
+    def run(argv):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = cli.main(argv)
+            except SystemExit as exc:  # argparse: a usage error is exit 2
+                code = exc.code
+            except ReachedTheWork:
+                code = 0
+        assert code in (0, 2, 130), (argv, code, err.getvalue())
+        assert "internal error" not in err.getvalue(), (argv, err.getvalue())
+
+    run()

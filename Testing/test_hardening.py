@@ -321,7 +321,7 @@ def test_report_refuses_a_damaged_training_folder(tmp_path, quick_model):
     folder = tmp_path / "model"
     shutil.copytree(quick_model.parent, folder)
     (folder / "metrics.json").write_text('{"cohort": ', encoding="utf-8")
-    assert_refused(run_cli("report", folder), "a file of the training folder is damaged")
+    assert_refused(run_cli("report", folder, "--force"), "a file of the training folder is damaged")
 
 
 def test_a_second_run_into_the_same_folder_refuses(tmp_path, phantom):

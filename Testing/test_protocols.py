@@ -117,7 +117,7 @@ def test_report_shows_the_deviation_table_and_both_protocols_side_by_side(paper_
     a, b = protocols.comparison_summary(metrics), protocols.comparison_summary(metrics)
     b["protocol"] = "imnrisk"
     (out / "protocols.json").write_text(json.dumps({"protocols": [b, a]}), encoding="utf-8")
-    result = run_cli("report", out)
+    result = run_cli("report", out, "--force")  # report.html exists: replaced only with --force
     assert result.returncode == 0, result.stderr
     page = html.unescape((out / "report.html").read_text(encoding="utf-8"))
     assert "The two protocols on the same cohort" in page

@@ -71,7 +71,7 @@ def test_report_command_rerenders_and_refuses_an_incomplete_folder(trained_phant
     (copy / "report.html").unlink()
     assert run_cli("report", copy).returncode == 0 and (copy / "report.html").exists()
     (copy / "lasso_cv.csv").unlink()
-    result = run_cli("report", copy)
+    result = run_cli("report", copy, "--force")  # report.html exists again: replaced only with --force
     assert result.returncode == 2 and "missing lasso_cv.csv" in result.stderr
 
 
