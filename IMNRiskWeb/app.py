@@ -398,6 +398,7 @@ class IMNRiskWebApp(TrameApp):
         with v.VCard(classes="mb-2"):
             v.VCardTitle("3. Clinical factors", classes="text-subtitle-1")
             with v.VCardText():
+                html.Div(id="imn-patient", raw_attrs=[':data-patient-id="imn.patient_id || \'\'"'])
                 v.VTextField(model_value=("imn.patient_id || ''",), label="Patient identifier",
                              placeholder="required before Predict", persistent_placeholder=True, density="compact",
                              id="imn-patient-id", autocomplete="off", classes="mb-2",
