@@ -367,10 +367,11 @@ class IMNRiskWebApp(TrameApp):
                 " imn_load_error = ''; imn_uploading = true;"
                 " window.load_files_by_chunks(files, { trigger_name: 'imn_upload_chunk' })"
                 ".finally(() => { imn_uploading = false; });")
-        v.VFileInput(label="Upload a DICOM folder" if folder else "Upload a file", multiple=True,
-                     prepend_icon="mdi-folder-upload" if folder else "mdi-file-upload", density="compact",
-                     hide_details=True, id="imn-upload-folder" if folder else "imn-upload", change=send,
-                     disabled=("imn_uploading",), raw_attrs=["webkitdirectory"] if folder else [], classes="mb-1")
+        # hide_input: the chosen file's name (often the patient's) is not shown on the page
+        v.VFileInput(multiple=True, prepend_icon="mdi-folder-upload" if folder else "mdi-file-upload",
+                     hide_input=True, hide_details=True, id="imn-upload-folder" if folder else "imn-upload",
+                     change=send, disabled=("imn_uploading",), raw_attrs=["webkitdirectory"] if folder else [],
+                     title="Upload a DICOM folder" if folder else "Upload a file", style="flex: 0 0 auto;")
 
     def _study_card(self) -> None:
         with v.VCard(classes="mb-2"):
@@ -380,18 +381,22 @@ class IMNRiskWebApp(TrameApp):
                          "{{ imn_max_upload_mb }} MB), or type a path on this workstation. A new study starts "
                          "a new patient: the form and the result are cleared.", classes="imn-small")
                 self.state.imn_uploading = False
-                self._upload_input(folder=False)
-                self._upload_input(folder=True)
+                with html.Div(classes="d-flex flex-row align-center"):
+                    self._upload_input(folder=False)
+                    html.Span("file", classes="imn-small mr-4")
+                    self._upload_input(folder=True)
+                    html.Span("DICOM folder", classes="imn-small")
+                    v.VProgressCircular(v_if=("imn_uploading",), indeterminate=True, size=20, classes="ml-2")
                 with html.Div(classes="d-flex flex-row align-center"):
                     v.VTextField(v_model=("imn_path",), label="path", density="compact", hide_details=True,
                                  id="imn-path", keydown_enter=self._on_open_path)
                     v.VBtn("Open", click=self._on_open_path, id="imn-open", classes="ml-2")
                 html.Div("{{ imn_load_error }}", v_if=("imn_load_error",), classes="text-error imn-small",
                          id="imn-load-error")
-                with html.Div(v_if=("imn.phase_count > 1",), id="imn-phase-box"):
+                with html.Div(v_if=("imn.phase_count >= 1",), id="imn-phase-box"):
                     html.Div("Phase {{ imn.phase + 1 }} of {{ imn.phase_count }} (scored and shown)",
                              id="imn-phase", raw_attrs=[':data-phase="imn.phase"'])
-                    v.VSlider(v_model=("imn_phase_ui",), min=0, max=("imn.phase_count - 1",), step=1,
+                    v.VSlider(v_if=("imn.phase_count > 1",),v_model=("imn_phase_ui",), min=0, max=("imn.phase_count - 1",), step=1,
                               show_ticks="always", hide_details=True, id="imn-phase-slider")
 
     def _form_card(self) -> None:
