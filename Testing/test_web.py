@@ -557,3 +557,19 @@ def test_a_session_ends_when_its_tab_closes_and_sighup_removes_uploads(web_model
         page.close()
     finally:
         srv.stop()
+
+
+def test_models_of_a_folder_are_listed_and_a_trusted_key_keeps_only_its_signed_ones(web_model, tmp_path):
+    """#26 item 6 (the listing behind `imnrisk web --models DIR [--trusted-key KEY.pub]`)."""
+    from IMNRiskWeb.app import list_models
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(web_model, folder / "unsigned.json")
+    (folder / "notes.json").write_text('{"not": "a model"}', encoding="utf-8")
+    assert run_cli("keygen", tmp_path / "site").returncode == 0
+    signed = run_cli("sign", web_model, "--key", tmp_path / "site.key", "--out", folder / "signed.json")
+    assert signed.returncode == 0, signed.stderr
+    assert list(list_models(str(folder))) == ["signed.json", "unsigned.json"]
+    assert list(list_models(str(folder), str(tmp_path / "site.pub"))) == ["signed.json"]
+    refused = run_cli("web", "--models", tmp_path / "absent", "--port", "0")
+    assert refused.returncode == 2 and "models folder not found" in refused.stderr
