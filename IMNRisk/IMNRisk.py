@@ -176,7 +176,8 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.researchLabel.text = RESEARCH_ONLY
         self.controller = ScoringController(slicer.mrmlScene, sequences_logic=slicer.modules.sequences.logic(),
                                             show_volume=self._showVolume, logic=self.logic,
-                                            dicom_sources=self._dicomSources, scene_debounce_s=SCENE_DEBOUNCE_S)
+                                            dicom_sources=self._dicomSources, scene_debounce_s=SCENE_DEBOUNCE_S,
+                                            require_patient_id=True)
         self.controller.add_listener(self.updateGUIFromState)
         self._showEnvironment()
 
@@ -354,6 +355,10 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             value = widget.text.strip() or None
         self.controller.set_clinical(name, value)
 
+    def onPatientIdChanged(self, widget):
+        if not self._updating:
+            self.controller.set_patient_id(widget.text.strip() or None)
+
     def onPredict(self):
         """Score with what Slicer and the extension ship; the nomogram figure only when matplotlib
         (a training/report extra) is there: scoring never installs anything."""
@@ -451,6 +456,9 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if sha != self._formModel:
             self._buildForm(state["form"])
             self._formModel = sha
+        patient = getattr(self, "_patientIdEdit", None)
+        if patient is not None and patient.text != (state["patient_id"] or ""):
+            patient.text = state["patient_id"] or ""
         for field in state["form"]:
             widget = self._formWidgets.get(field["name"])
             if widget is None:
@@ -469,6 +477,11 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if item.widget():
                 item.widget().deleteLater()
         self._formWidgets = {}
+        patient = qt.QLineEdit()
+        patient.placeholderText = _("required before Predict")
+        patient.connect("editingFinished()", lambda w=patient: self.onPatientIdChanged(w))
+        form.addRow(_("Patient ID:"), patient)
+        self._patientIdEdit = patient
         for field in fields:
             if field["levels"]:
                 widget = qt.QComboBox()

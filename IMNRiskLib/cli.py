@@ -277,8 +277,11 @@ def cmd_pacs(args: argparse.Namespace) -> int:
 
 def cmd_web(args: argparse.Namespace) -> int:
     """The browser face (trame-slicer), loopback unless a token is set."""
-    from IMNRiskWeb.server import serve
-    return serve(args.model, host=args.host, port=args.port, random_token=args.random_token)
+    from IMNRiskWeb.server import WebOptions, serve
+    options = WebOptions(model=args.model, models_dir=args.models, trusted_key=args.trusted_key,
+                         max_upload_mb=args.max_upload_mb, max_sessions=args.max_sessions,
+                         idle_minutes=args.idle_minutes, grace_seconds=args.grace_seconds)
+    return serve(args.model, host=args.host, port=args.port, random_token=args.random_token, options=options)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -592,6 +595,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other "
                    "needs IMNRISK_WEB_TOKEN or --random-token)")
     p.add_argument("--random-token", action="store_true", help="require a random token, printed at start")
+    p.add_argument("--models", metavar="DIR", help="offer the model files of this folder in the page")
+    p.add_argument("--trusted-key", metavar="KEY.pub", help="offer (and use) only models signed by this key")
+    p.add_argument("--max-upload-mb", type=int, default=1024, help="refuse larger uploads (default 1024)")
+    p.add_argument("--max-sessions", type=int, default=4,
+                   help="browser sessions at once, one server process each (default 4)")
+    p.add_argument("--idle-minutes", type=float, default=30.0,
+                   help="end a session (and remove its uploads) after this long without use (default 30)")
+    p.add_argument("--grace-seconds", type=float, default=30.0,
+                   help="end a session this long after its tab was closed (default 30)")
     p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing models")

@@ -150,3 +150,9 @@ def redact(text: Any, secrets: Iterable[Union[str, Path]]) -> Any:
     for secret in sorted({str(s) for s in secrets if s}, key=len, reverse=True):
         text = text.replace(secret, "the file")
     return re.sub(r"(?<![\w.])/(?:[\w.\-]+/)+[\w.\-]*", "the file", text)
+
+
+def upload_refusal(size_bytes: int, limit_mb: int) -> str:
+    """What the page says when an upload is over the server's limit."""
+    return (f"Refused: the upload is {-(-size_bytes // 1_000_000)} MB; this server accepts at most {limit_mb} MB "
+            "(imnrisk web --max-upload-mb).")

@@ -595,6 +595,58 @@ def test_clinical_form_starts_not_entered_and_gates_predict(model):
     assert not controller.state()["predict"]["enabled"]
 
 
+def test_the_patient_identifier_gates_predict_goes_into_the_results_row_and_a_new_patient_clears_all(model):
+    """#26 item 2: with require_patient_id (both faces), Predict waits for the identifier, which is
+    written into the results row; new_patient() forgets identifier, clinical values and result."""
+    model_path, clinical = model
+    scene, volume, segmentation, segment_id = breast1_scene()
+    controller = ScoringController(scene, require_patient_id=True)
+    controller.choose_input(volume.GetID())
+    controller.choose_segmentation(segmentation.GetID())
+    controller.choose_segment(segment_id)
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    gate = controller.state()["predict"]
+    assert not gate["enabled"] and gate["reason"] == "Enter the patient identifier."
+    controller.set_patient_id("  MRN  0042 ")
+    assert controller.state()["patient_id"] == "MRN 0042" and controller.state()["predict"]["enabled"]
+    assert controller.predict() is not None, controller.state()["error"]
+    assert [r["patient_id"] for r in controller.state()["results"]] == ["MRN 0042"]
+    assert controller.state()["result"]["patient_id"] == "MRN 0042"
+    controller.set_patient_id("MRN 0043")
+    assert controller.state()["result"]["stale"]  # another patient: the shown result is not theirs
+    controller.new_patient()
+    state = controller.state()
+    assert state["patient_id"] is None and state["result"] is None
+    assert all(f["status"] == "not entered" for f in state["form"]) and not state["predict"]["enabled"]
+    assert len(state["results"]) == 1  # the session's table keeps its rows
+    assert ScoringController(slicer.vtkMRMLScene()).require_patient_id is False  # a library caller opts in
+    controller.close()
+
+
+def test_a_segment_covering_more_than_a_tumour_can_is_noted_live_without_blocking_predict(model):
+    """#26 item 4: the scoring core's tumour-share rule (> 25% of the image: not reliable), said
+    while contouring, as a note that does not block Predict."""
+    from IMNRiskLib.domain import MAX_TUMOUR_SHARE
+    model_path, clinical = model
+    scene, volume, segmentation, segment_id = breast1_scene()
+    controller = ScoringController(scene)
+    controller.choose_input(volume.GetID())
+    controller.choose_segmentation(segmentation.GetID())
+    controller.choose_segment(segment_id)
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    assert controller.state()["segment"]["note"] == ""
+    whole = np.ones(volume.GetImageData().GetDimensions()[::-1], dtype=np.uint8)
+    assert whole.sum() * 1.0 / whole.size > MAX_TUMOUR_SHARE
+    selftest.paint_mask(segmentation, segment_id, whole, volume, merge=False)
+    controller.choose_segment(segment_id)  # recounts at once (a stroke is recounted within 0.25 s)
+    note = controller.state()["segment"]["note"]
+    assert "covers 100% of the image" in note and "not reliable" in note
+    assert controller.state()["predict"]["enabled"]
+    controller.close()
+
+
 def ready_on_a_sequence(model_path, clinical):
     """A controller on a 3-phase sequence with breast1's tumour segment and the form filled: ready to predict."""
     scene = slicer.vtkMRMLScene()
@@ -1267,6 +1319,10 @@ def test_the_widget_drives_the_scoring_workflow_through_the_controller(widget):
     w.controller.size_interval_s = 0.0
     w.onTimer()
     assert ui.segmentSizeLabel.text.startswith(f"{int(mask.sum())} voxels")
+    assert not ui.predictButton.enabled and ui.predictReasonLabel.text == "Enter the patient identifier."
+    w._patientIdEdit.text = "DEMO-0001"  # typed, then Enter/Tab
+    w._patientIdEdit.emit("editingFinished()")
+    assert w.controller.state()["patient_id"] == "DEMO-0001"
     assert not ui.predictButton.enabled and "Enter the clinical factors" in ui.predictReasonLabel.text
     for name, value in selftest.demo_clinical(w.controller.model).items():
         box = w._formWidgets[name]

@@ -77,17 +77,20 @@ def wait_until_serving(url: str, process: subprocess.Popen) -> None:
 
 
 class WebServer:
-    """`imnrisk web` in its own process, with its own TMPDIR (to see that uploads are removed)."""
+    """`imnrisk web` in its own process, with its own TMPDIR (to see that uploads are removed); its
+    session processes import this tree's Slicer controller (IMNRisk/ first on PYTHONPATH)."""
 
-    def __init__(self, model: Path, tmp: Path, env_extra=None):
+    def __init__(self, model: Path, tmp: Path, env_extra=None, args=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.tmpdir = tmp / "server-tmp"
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         self.log = tmp / "server.log"
-        env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONWARNINGS": "ignore", **(env_extra or {})}
+        env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONWARNINGS": "ignore",
+               "PYTHONPATH": os.pathsep.join([str(ROOT / "IMNRisk"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               **(env_extra or {})}
         self.process = subprocess.Popen([sys.executable, "-m", "IMNRiskLib", "web", "--model", str(model),
-                                         "--port", str(self.port)], stdout=self.log.open("w"),
+                                         "--port", str(self.port), *map(str, args)], stdout=self.log.open("w"),
                                         stderr=subprocess.STDOUT, env=env)
         wait_until_serving(self.url, self.process)
 
@@ -104,10 +107,15 @@ class WebServer:
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
+    def uploads(self) -> list:
+        """The session upload folders in the server's TMPDIR."""
+        return list(self.tmpdir.glob("imnrisk-web-*"))
+
 
 @pytest.fixture(scope="module")
-def web_model(trained_phantom) -> Path:
-    return trained_phantom[0] / "model.json"
+def web_model(quick_model) -> Path:
+    """The phantom model without CV or bootstrap (seconds to train): the page scores any model alike."""
+    return quick_model
 
 
 @pytest.fixture(scope="module")
@@ -136,11 +144,38 @@ def browser():
 
 
 def new_page(browser, url: str):
+    """A page on the launcher's address: it starts a session process and moves there."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page.set_default_timeout(UI_TIMEOUT_MS)
     page.goto(url)
     page.wait_for_selector("#imn-notice")
     return page
+
+
+def set_patient_id(page, text: str) -> None:
+    """Type the patient identifier (keyboard) and wait until the session has it."""
+    page.click("#imn-patient-id")
+    page.keyboard.press("Control+A")
+    page.keyboard.type(text)
+    page.keyboard.press("Tab")
+    page.wait_for_function(f"() => document.querySelector('#imn-patient').dataset.patientId === {json.dumps(text)}")
+
+
+def open_path(page, path: Path, phase: str = "1") -> None:
+    """Open a study by its path on the workstation (keyboard), then wait for its phase."""
+    page.fill("#imn-path", str(path))
+    page.click("#imn-open")
+    page.wait_for_function("() => document.querySelector('#imn-phase') && "
+                           f"document.querySelector('#imn-phase').dataset.phase === '{phase}'")
+
+
+def threshold_and_apply(page) -> int:
+    """The threshold effect at its default range, applied (mouse); returns the segment's voxels."""
+    effect_button(page, "mdi-auto-fix").click()
+    page.wait_for_selector("#imn-threshold-low")
+    state_sent(page)
+    page.locator("#imn-tumour button:has-text('Apply')").click()
+    return wait_voxels(page, "v > 0")
 
 
 def shot(page, name: str) -> None:
@@ -208,18 +243,20 @@ def paint_two_slices(page, fx: float, fy: float, half_w: int, half_h: int, steps
     return wait_voxels(page, f"v > {one_slice}")
 
 
-def fill_form(page) -> dict:
-    """Choose a level in every select (mouse) and type every number (keyboard); returns the values."""
+def fill_form(page, pick: str = "last", number: str = "50", patient_id: str = "TEST-0001") -> dict:
+    """Type the patient identifier, choose a level in every select (mouse; the first or last) and
+    type every number (keyboard); returns the clinical values."""
+    set_patient_id(page, patient_id)
     values = {}
     for field in page.locator("[data-field]").all():
         name = field.get_attribute("data-field")
         if field.locator("input[type=number]").count():
             field.locator("input[type=number]").fill("")
-            field.locator("input[type=number]").type("50")
+            field.locator("input[type=number]").type(number)
             field.locator("input[type=number]").press("Tab")
         else:
             field.locator(".v-field").click()
-            page.locator(".v-overlay--active .v-list-item").last.click()
+            getattr(page.locator(".v-overlay--active .v-list-item"), pick).click()
         page.wait_for_function(f"() => document.querySelector('[data-field=\"{name}\"]').dataset.status === 'valid'")
         values[name] = field.get_attribute("data-value")
     return values
@@ -261,7 +298,10 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
     track = page.locator("#imn-tumour .v-slider-track").first.bounding_box()
     drag(page, [(low_box["x"] + low_box["width"] / 2, low_box["y"] + low_box["height"] / 2),
                 (track["x"] + 0.55 * track["width"], low_box["y"] + low_box["height"] / 2)])
-    page.wait_for_function(f"() => Number({thumbs}[0].getAttribute('aria-valuenow')) > {auto_low}")
+    # the default range is the brightest voxels of the phase, not an automatic range over the organ
+    phase2 = sitk.GetArrayFromImage(imaging.load_phase(study_file, 1)[0])
+    assert auto_low >= np.percentile(phase2, 99) - 1e-3
+    page.wait_for_function(f"() => Number({thumbs}[0].getAttribute('aria-valuenow')) !== {auto_low}")
     chosen_low = float(low.get_attribute("aria-valuenow"))
     state_sent(page)  # trame holds state back while the server is busy; Apply must come after it
     page.locator("#imn-tumour button:has-text('Apply')").click()
@@ -270,7 +310,6 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
     threshold_mask = sitk.GetArrayFromImage(sitk.ReadImage(str(download(page, "#imn-download-mask",
                                                                         tmp_path / "threshold.nrrd"))))
     assert int(np.count_nonzero(threshold_mask)) == thresholded
-    phase2 = sitk.GetArrayFromImage(imaging.load_phase(study_file, 1)[0])
     added = (threshold_mask > 0) & (mask_array == 0)
     assert added.any() and phase2[added].min() >= chosen_low - 1e-3  # the range chosen, on the shown phase
     page.locator("#imn-tumour button:has(.mdi-undo)").click()
@@ -310,6 +349,7 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
     with table.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 1 and float(rows[0]["risk"]) == pytest.approx(expected["probability"], abs=1e-6)
+    assert rows[0]["patient_id"] == "TEST-0001"
 
     # 7. stale results clear: another phase (keyboard on the phase slider) hides the result
     slider = page.locator("#imn-phase-box [role=slider]").first
@@ -327,8 +367,9 @@ def test_a_real_breast_mri_leads_with_not_reliable_and_withholds_the_group(serve
     verdict "Not reliable: ...", above the number, and withholds the risk group, as the CLI does."""
     page = new_page(browser, server.url)
     page.set_input_files("input[type=file] >> nth=0", str(pyradiomics_data() / "breast1_image.nrrd"))
-    page.wait_for_selector("#imn-tumour")  # a one-phase study: no phase slider, the tumour card
-    assert page.locator("#imn-phase").count() == 0
+    page.wait_for_function("() => document.querySelector('#imn-phase') && "
+                           "document.querySelector('#imn-phase').dataset.phase === '0'")
+    assert "Phase 1 of 1" in page.inner_text("#imn-phase")  # a one-phase study
     paint_two_slices(page, 0.5, 0.5, 12, 5)
     clinical = fill_form(page)
     page.wait_for_function("() => !document.querySelector('#imn-predict').disabled")
@@ -357,6 +398,7 @@ def test_no_file_name_reaches_the_log_and_uploads_are_removed_at_exit(web_model,
         page.set_input_files("input[type=file] >> nth=0", str(study_file))
         page.wait_for_selector("#imn-phase")
         assert any(srv.tmpdir.glob("imnrisk-web-*/upload*/*"))  # the upload is on disk while serving
+        set_patient_id(page, "MRN-LOG-7731")
         page.close()
     finally:
         code = srv.stop()
@@ -365,6 +407,7 @@ def test_no_file_name_reaches_the_log_and_uploads_are_removed_at_exit(web_model,
     log = srv.output()
     assert "ready at http://127.0.0.1:" in log
     assert study_file.name not in log and str(study_file.parent) not in log and str(web_model) not in log
+    assert "MRN-LOG-7731" not in log  # the patient identifier is never logged
 
 
 def test_a_token_protects_the_websocket(web_model, browser, study_file, tmp_path):
@@ -396,3 +439,135 @@ def test_a_non_loopback_host_without_a_token_is_refused(web_model):
     assert result.returncode == 2
     assert "IMNRISK_WEB_TOKEN" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def console_problems(page) -> list:
+    """Collect the page's console errors and failed HTTP answers from now on."""
+    problems = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("response", lambda r: problems.append(f"HTTP {r.status} {r.request.method} {r.url}")
+            if r.status >= 400 else None)
+    return problems
+
+
+def context_page(browser, url: str):
+    """A page in a browser context of its own (its own cookies and storage: another user)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    problems = console_problems(page)
+    page.goto(url)
+    page.wait_for_selector("#imn-notice")
+    return page, problems
+
+
+def form_values(page) -> dict:
+    return {f.get_attribute("data-field"): f.get_attribute("data-value") for f in page.locator("[data-field]").all()}
+
+
+def test_two_browser_contexts_keep_their_own_patient_form_and_result(server, browser, study_file, tmp_path):
+    """#26 item 1-3: two users at once, each in a session process of their own: different patient
+    identifiers and clinical values, each keeps its form and result; a new study clears both; the
+    identifier is in the CSV row, never in the server log; no console error; no "valid" hints."""
+    a, problems_a = context_page(browser, server.url)
+    b, problems_b = context_page(browser, server.url)
+    assert a.url.split("/")[2] != b.url.split("/")[2]  # two session processes (two ports)
+    assert not problems_a and not problems_b, problems_a + problems_b  # e.g. no 405 on load
+    assert [e.get_attribute("data-view") for e in a.locator(".imn-view-name").all()] == ["Axial", "Sagittal", "Coronal"]
+    state = a.evaluate("() => JSON.stringify(window.trame.state.state)")
+    assert str(ROOT) not in state and sys.prefix not in state  # no server install path in the page state
+
+    for page in (a, b):
+        open_path(page, study_file)
+        threshold_and_apply(page)
+    assert a.locator("#imn-predict").is_disabled()
+    values_a = fill_form(a, pick="first", number="40", patient_id="PAT-A-0001")
+    values_b = fill_form(b, pick="last", number="60", patient_id="PAT-B-0002")
+    assert values_a != values_b
+    hints = [t.strip() for t in a.locator("[data-field] .v-messages").all_inner_texts()]
+    assert "valid" not in hints, hints  # a hint only for a field not entered or invalid
+
+    a.click("#imn-predict")
+    a.wait_for_selector("#imn-result")
+    assert b.locator("#imn-result").count() == 0 and form_values(b) == values_b  # b sees nothing of a
+    b.click("#imn-predict")
+    b.wait_for_selector("#imn-result")
+    risk_a = json.loads(a.get_attribute("#imn-risk", "data-probability"))
+    risk_b = json.loads(b.get_attribute("#imn-risk", "data-probability"))
+    assert risk_a != risk_b and form_values(a) == values_a  # a kept its own form and result
+
+    # the nomogram opens full size in a dialog (a click)
+    a.wait_for_selector("#imn-nomogram")
+    a.click("#imn-nomogram")
+    a.wait_for_selector("#imn-nomogram-full")
+    assert a.locator("#imn-nomogram-full").bounding_box()["width"] > 900
+    a.click("#imn-nomogram-close")
+
+    for page, patient in ((a, "PAT-A-0001"), (b, "PAT-B-0002")):
+        with page.expect_download() as info:
+            page.click("#imn-download-csv")
+        info.value.save_as(str(tmp_path / f"{patient}.csv"))
+        with (tmp_path / f"{patient}.csv").open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert [r["patient_id"] for r in rows] == [patient]  # one row, this session's patient only
+
+    # a new study is a new patient: identifier, form and result cleared
+    open_path(a, study_file)
+    a.wait_for_function("() => document.querySelector('#imn-patient').dataset.patientId === ''")
+    assert all(f.get_attribute("data-status") == "not entered" for f in a.locator("[data-field]").all())
+    assert a.locator("#imn-result").count() == 0 and a.locator("#imn-predict").is_disabled()
+
+    log = server.output()
+    assert "PAT-A-0001" not in log and "PAT-B-0002" not in log
+    assert not [line for line in log.splitlines() if "INFO" in line]  # pyradiomics (and all) quiet
+    assert not problems_a and not problems_b, problems_a + problems_b
+    for page in (a, b):
+        page.context.close()
+
+
+def test_a_session_ends_when_its_tab_closes_and_sighup_removes_uploads(web_model, browser, study_file, tmp_path):
+    """#26 items 1 and 5: a closed tab's session process ends after --grace-seconds and removes its
+    uploads; an upload over --max-upload-mb is refused on the page; SIGHUP ends every session cleanly."""
+    small = pyradiomics_data() / "breast1_image.nrrd"  # 79 kB; the phantom study is 16 MB
+    srv = WebServer(web_model, tmp_path, args=["--grace-seconds", "2", "--max-upload-mb", "10"])
+    try:
+        page = new_page(browser, srv.url)
+        page.set_input_files("#imn-upload", str(study_file))
+        page.wait_for_selector("#imn-load-error")
+        assert "Refused: the upload is 17 MB" in page.inner_text("#imn-load-error")
+        assert "at most 10 MB" in page.inner_text("#imn-load-error")
+        page.set_input_files("#imn-upload", str(small))
+        page.wait_for_selector("#imn-phase")
+        assert len(srv.uploads()) == 1 and any(srv.uploads()[0].glob("upload*/*"))
+        page.close()
+        deadline = time.monotonic() + 120
+        while srv.uploads() and time.monotonic() < deadline:
+            time.sleep(0.5)  # the session ends 2 s after its tab closed
+        assert not srv.uploads()
+
+        page = new_page(browser, srv.url)
+        page.set_input_files("#imn-upload", str(small))
+        page.wait_for_selector("#imn-phase")
+        assert len(srv.uploads()) == 1
+        srv.process.send_signal(signal.SIGHUP)  # the terminal was closed
+        assert srv.process.wait(timeout=120) == 0
+        assert not srv.uploads()
+        page.close()
+    finally:
+        srv.stop()
+
+
+def test_models_of_a_folder_are_listed_and_a_trusted_key_keeps_only_its_signed_ones(web_model, tmp_path):
+    """#26 item 6 (the listing behind `imnrisk web --models DIR [--trusted-key KEY.pub]`)."""
+    from IMNRiskWeb.app import list_models
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(web_model, folder / "unsigned.json")
+    (folder / "notes.json").write_text('{"not": "a model"}', encoding="utf-8")
+    assert run_cli("keygen", tmp_path / "site").returncode == 0
+    signed = run_cli("sign", web_model, "--key", tmp_path / "site.key", "--out", folder / "signed.json")
+    assert signed.returncode == 0, signed.stderr
+    assert list(list_models(str(folder))) == ["signed.json", "unsigned.json"]
+    assert list(list_models(str(folder), str(tmp_path / "site.pub"))) == ["signed.json"]
+    refused = run_cli("web", "--models", tmp_path / "absent", "--port", "0")
+    assert refused.returncode == 2 and "models folder not found" in refused.stderr

@@ -6,7 +6,7 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
 
     c = ScoringController(scene, sequences_logic=None, show_volume=None, logic=None,
                           size_interval_s=0.25, clock=time.monotonic, pyradiomics_status=pyradiomics_status,
-                          scene_debounce_s=0.0)
+                          scene_debounce_s=0.0, require_patient_id=False)
         scene            a vtkMRMLScene (slicer.mrmlScene in Slicer)
         sequences_logic  Slicer's Sequences module logic (slicer.modules.sequences.logic()); when None a
                          vtkSlicerSequencesLogic is made and registered with the scene (headless, trame)
@@ -15,6 +15,7 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
         scene_debounce_s  0: rescan the scene on every node added/removed; > 0 (the Slicer widget): a
                          burst of node events becomes one rescan and one redraw (see refresh_inputs)
         pyradiomics_status       callable() -> {ok, version, message}: whether images can be scored
+        require_patient_id  True (both faces): Predict stays disabled until a patient identifier is set
         dicom_sources    callable(node) -> the chosen phase's DICOM slices (file paths or pydicom datasets),
                          [] when the node is not from DICOM; `node` is the volume as loaded (a sequence's
                          data node at the chosen phase, not the proxy). In Slicer: instance_files(node,
@@ -32,6 +33,8 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
     c.poll()                            flush a throttled segment-size update (call from a ~250 ms timer)
     c.load_model(path)                  builds the clinical form (every field "not entered")
     c.set_clinical(name, value)         a level or a number; None or "" unsets
+    c.set_patient_id(text)              the patient identifier written into the results row (None or "" unsets)
+    c.new_patient()                     forget the patient: identifier, clinical values, result and error
     c.allow_version_mismatch(flag)      score a model extracted with another pyradiomics/IMNRisk anyway
     c.set_image_is_phase(k)             a single-phase volume is phase k of its DCE series (None: not said)
     c.load_features_csv(path) / c.clear_features_csv()   score from one row of feature values
@@ -55,7 +58,8 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
 
 state() keys: inputs [{id, name, kind: sequence|vector|phases|volume, phases}], input (id or None),
 phase, phase_count, displayed_node_id, segmentations [{id, name}], segmentation_id,
-segments [{id, name}], segment_id, segment {voxels, ml, warning, pending}, model {path, summary,
+segments [{id, name}], segment_id, segment {voxels, ml, warning, note, pending} (note: a plausibility hint that
+does not block Predict, e.g. a segment covering more of the image than any tumour), patient_id (or None), model {path, summary,
 synthetic, banner, sha256, error, version_problems, version_mismatch_allowed} or None,
 form [{name, title, type, levels, min, max, unit, value, status: "not entered"|"valid"|"invalid",
 message}], image_is_phase, features_csv {path, id} or None, pyradiomics {ok, version, message}, predict {enabled, reason},
@@ -65,7 +69,7 @@ ci_method, risk_group (None when not reliable), risk_group_computed, risk_thresh
 domain {checked, outside [{kind, name, value, p01, p99, far, message}], warnings, note}, image {checked,
 findings, note}, warnings, ignored_clinical, synthetic, banner; plus phase, segment, input, stale, source,
 time, clinical) or None, error, results [row dicts of the table: time, model_sha256, input, phase, segment,
-inputs, radscore, risk, ci95_low, ci95_high, risk_group, verdict, points], results_table_id, notice.
+inputs, radscore, risk, ci95_low, ci95_high, risk_group, verdict, points, patient_id], results_table_id, notice.
 """
 
 from __future__ import annotations
@@ -91,7 +95,7 @@ from .logic import ScoringLogic
 
 RESULTS_TABLE_NAME = "IMNRisk results"
 RESULT_COLUMNS = ["time", "model_sha256", "input", "phase", "segment", "inputs", "radscore", "risk",
-                  "ci95_low", "ci95_high", "risk_group", "verdict", "points"]
+                  "ci95_low", "ci95_high", "risk_group", "verdict", "points", "patient_id"]
 SOURCE_ATTRIBUTE = "IMNRisk.SourceNodeID"   # on a sequence IMNRisk built from a vector volume or phase volumes
 RESULTS_ATTRIBUTE = "IMNRisk.Results"
 PHASE_NAME = re.compile(r"^(?P<stem>.*?)[\s_\-:.]*(?:phase|ph|t)?[\s_\-]*(?P<n>\d+)$", re.IGNORECASE)
@@ -120,7 +124,8 @@ class ScoringController:
                  logic: Optional[ScoringLogic] = None, size_interval_s: float = 0.25,
                  clock: Callable[[], float] = time.monotonic,
                  pyradiomics_status: Callable[[], Dict[str, Any]] = pyradiomics_status,
-                 dicom_sources: Optional[Callable[[Any], List[Any]]] = None, scene_debounce_s: float = 0.0):
+                 dicom_sources: Optional[Callable[[Any], List[Any]]] = None, scene_debounce_s: float = 0.0,
+                 require_patient_id: bool = False):
         self._quiet = 0
         self.scene_debounce_s = scene_debounce_s
         self._scene_due: Optional[float] = None      # when a coalesced rescan is due (None: none pending)
@@ -147,7 +152,9 @@ class ScoringController:
         self._single_id: Optional[str] = None
         self.segmentation_id: Optional[str] = None
         self.segment_id: Optional[str] = None
-        self._size = {"voxels": 0, "ml": 0.0, "warning": "", "pending": False}
+        self._size = {"voxels": 0, "ml": 0.0, "warning": "", "note": "", "pending": False}
+        self.require_patient_id = require_patient_id
+        self.patient_id: Optional[str] = None
         self._size_due = False
         self._size_last = -math.inf
         self.model = None
@@ -534,7 +541,7 @@ class ScoringController:
     def _update_size(self) -> None:
         self._size_due = False
         self._size_last = self.clock()
-        voxels, ml, warning = 0, 0.0, ""
+        voxels, ml, warning, note = 0, 0.0, "", ""
         node = self._node(self.segmentation_id)
         if node is not None and self.segment_id:
             try:
@@ -546,7 +553,19 @@ class ScoringController:
                 warning = "The segment is empty: paint the tumour."
             elif not warning and voxels < minimum:
                 warning = f"Too small for texture features (at least {minimum} voxels)."
-        self._size = {"voxels": int(voxels), "ml": float(ml), "warning": warning, "pending": False}
+            note = self._share_note(voxels)
+        self._size = {"voxels": int(voxels), "ml": float(ml), "warning": warning, "note": note, "pending": False}
+
+    def _share_note(self, voxels: int) -> str:
+        """The scoring core's tumour-share rule said early: a segment covering more of the shown image
+        than a tumour can (a threshold that took the organ) will make the result "not reliable"."""
+        from IMNRiskLib.domain import tumour_share_finding
+        shown = self.displayed_node()
+        data = shown.GetImageData() if shown is not None else None
+        if not voxels or data is None:
+            return ""
+        found = tumour_share_finding(int(voxels), int(np.prod(data.GetDimensions())))
+        return (found[0]["message"].capitalize() + ": the result will be \"not reliable\".") if found else ""
 
     def _min_voxels(self) -> int:
         if self.model is not None:
@@ -657,6 +676,23 @@ class ScoringController:
         self._mark_stale()
         self._changed()
 
+    def set_patient_id(self, text: Optional[str]) -> None:
+        """Set (or unset with None / "") the patient identifier; it goes into the results row only
+        (no log line names it), and a change makes the shown result stale."""
+        text = " ".join(str(text).split()) if text is not None else ""
+        self.patient_id = text[:64] or None
+        self._mark_stale()
+        self._changed()
+
+    def new_patient(self) -> None:
+        """Forget the patient (a new study is loaded): identifier, clinical values, result, error."""
+        self.patient_id = None
+        self._values = {}
+        self.result = None
+        self.error = None
+        self._exported = None
+        self._changed()
+
     def form(self) -> List[Dict[str, Any]]:
         """One field per clinical factor the model needs, with its status from the scoring core
         ("not entered", "invalid" or "valid", and a note when outside the training range)."""
@@ -725,6 +761,8 @@ class ScoringController:
                 reason = "Choose or create a segmentation with the tumour segment."
             elif self._size["warning"] and not self._size["pending"]:
                 reason = self._size["warning"]
+        if reason is None and self.require_patient_id and not self.patient_id:
+            reason = "Enter the patient identifier."
         if reason is None:
             unset = [f["title"] for f in self.form() if f["status"] != "valid"]
             if unset:
@@ -772,6 +810,7 @@ class ScoringController:
             input_name = next((i["name"] for i in self._inputs if i["id"] == self.input_id), shown.GetName())
         result = score_case(model, case, clinical, options).to_dict()
         result.update({"phase": phase, "segment": segment, "input": input_name, "source": source, "stale": False,
+                       "patient_id": self.patient_id,
                        "clinical": clinical, "time": _dt.datetime.now().isoformat(timespec="seconds")})
         return result
 
@@ -905,7 +944,8 @@ class ScoringController:
                   "risk": f"{result['probability']:.6f}", "ci95_low": f"{result['ci95'][0]:.6f}",
                   "ci95_high": f"{result['ci95'][1]:.6f}", "risk_group": result["risk_group"] or "withheld",
                   "verdict": result["verdict"]["state"],
-                  "points": json.dumps({k: round(v, 3) for k, v in result["points"].items()})}
+                  "points": json.dumps({k: round(v, 3) for k, v in result["points"].items()}),
+                  "patient_id": result.get("patient_id") or ""}
         node = self.results_table
         table = node.GetTable()
         row = table.InsertNextBlankRow()
@@ -965,7 +1005,8 @@ class ScoringController:
             keys = ("verdict", "display", "radscore", "probability", "ci95", "risk_group", "risk_group_computed",
                     "risk_thresholds", "points", "phase", "n_phases", "segment", "input", "warnings", "stale",
                     "source", "time", "model_sha256", "clinical", "clinical_probability", "radiomics_probability",
-                    "features", "ci_method", "domain", "image", "ignored_clinical", "tumour", "synthetic", "banner")
+                    "features", "ci_method", "domain", "image", "ignored_clinical", "tumour", "synthetic", "banner",
+                    "patient_id")
             result = {k: self.result.get(k) for k in keys}
         csv = None if self._features_csv is None else {k: self._features_csv[k] for k in ("path", "id")}
         return _json_clean({
@@ -974,7 +1015,7 @@ class ScoringController:
             "displayed_node_id": shown.GetID() if shown is not None else None,
             "segmentations": [{"id": n.GetID(), "name": n.GetName()} for n in self._nodes("vtkMRMLSegmentationNode")],
             "segmentation_id": self.segmentation_id, "segments": segments, "segment_id": self.segment_id,
-            "segment": dict(self._size), "model": model, "form": self.form(), "features_csv": csv,
+            "segment": dict(self._size), "patient_id": self.patient_id, "model": model, "form": self.form(), "features_csv": csv,
             "image_is_phase": self._image_is_phase,
             "pyradiomics": {k: self.pyradiomics()[k] for k in ("ok", "version", "message")},
             "predict": self.predict_gate(), "result": result, "error": self.error, "results": self.results(),
