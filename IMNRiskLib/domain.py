@@ -66,9 +66,9 @@ def check(doc: Dict[str, Any], features: Dict[str, float], radscore: float,
         if ranges is None:
             return {"checked": False, "outside": [], "warnings": [], "note": NOT_CHECKED}
     found = [_outside("radscore", "radscore", float(radscore), ranges["radscore"])]
-    found += [_outside("feature", f, float(features[f]), r) for f, r in ranges.get("features", {}).items()
+    found += [_outside("feature", f, float(features[f]), r) for f, r in (ranges.get("features") or {}).items()
               if f in features]
-    found += [_outside("clinical", c, float(clinical[c]), r) for c, r in ranges.get("clinical", {}).items()
+    found += [_outside("clinical", c, float(clinical[c]), r) for c, r in (ranges.get("clinical") or {}).items()
               if isinstance(clinical.get(c), (int, float)) and math.isfinite(clinical[c])]
     outside = [f for f in found if f is not None]
     note = ("outside the training range: " + ", ".join(_label(f["kind"], f["name"]) for f in outside)) if outside \
@@ -99,6 +99,8 @@ def structure_problem(block: Any) -> str:
         return ""
     if not isinstance(block, dict) or not isinstance(block.get("radscore"), dict):
         return "domain has no radscore range"
+    if any(not isinstance(block.get(k) or {}, dict) for k in ("features", "clinical")):
+        return "domain's features and clinical are not mappings of ranges"
     ranges = [block["radscore"]] + list((block.get("features") or {}).values()) + \
         list((block.get("clinical") or {}).values())
     return "domain holds a range that is not finite p01 <= p99" if not all(map(_is_range, ranges)) else ""
@@ -253,5 +255,7 @@ def acquisition_problem(block: Any) -> str:
         if block.get(key) is not None and (not isinstance(block[key], int) or isinstance(block[key], bool)
                                            or block[key] < 0):
             return f"acquisition.{key} is not a whole number"
+    if not isinstance(block.get("spacing_mm") or [], list) or not isinstance(block.get("normalisation") or {}, dict):
+        return "acquisition.spacing_mm is not a list of ranges or its normalisation not a mapping"
     ranges = list(block.get("spacing_mm") or []) + [block[k] for k in ("tumour_volume_ml", "intensity") if block.get(k)]
     return "acquisition holds a range that is not finite p01 <= p99" if not all(map(_is_range, ranges)) else ""

@@ -303,14 +303,16 @@ def test_random_command_lines_never_exit_1(command, tmp_path_factory, monkeypatc
     import sys
     import types
     from IMNRiskLib import cli, clinical, features, pacs, predict, synth, training
+    from IMNRiskLib.scoring import core
     work = tmp_path_factory.mktemp(f"argv-{command}")
     pool = _argument_pool(work / "pool")
     monkeypatch.chdir(work)
     for module, name in ((features, "extract_cohort"), (training, "train"), (synth, "synthesize"),
-                         (predict, "predict_patient"), (predict, "validate_external"), (pacs, "score_study"),
+                         (core, "case_from_files"), (predict, "validate_external"), (pacs, "score_study"),
                          (cli, "_demo"), (clinical, "table2")):
         monkeypatch.setattr(module, name, _reached)
-    monkeypatch.setitem(sys.modules, "IMNRiskWeb.server", types.SimpleNamespace(serve=_reached))
+    monkeypatch.setitem(sys.modules, "IMNRiskWeb.server", types.SimpleNamespace(serve=_reached,
+                                                                               WebOptions=lambda **kw: kw))
     parser = _commands()[command]
 
     @settings(max_examples=settings.default.max_examples, deadline=None)

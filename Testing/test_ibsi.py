@@ -218,5 +218,6 @@ def test_extract_refuses_a_bad_profile_value_in_one_line(tmp_path):
     cohort.write_text(f"ID,Image,Mask\nP1,{DATA / 'phantom.nii.gz'},{DATA / 'mask.nii.gz'}\n", encoding="utf-8")
     result = run_cli("extract", cohort, "--out", tmp_path / "f.csv", "--params", bad, "--quiet")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [f"imnrisk: error: {bad}: imnrisk: ibsi_variants: must be true or false"]
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith(f"imnrisk: error: {bad}: imnrisk: ibsi_variants: must be true or false")
     assert not (tmp_path / "f.csv").exists()
