@@ -252,19 +252,12 @@ def test_every_face_scores_the_golden_cases_identically(phantom, quick_model, pa
     a face shows, to the last digit; no face adds a warning the core did not give."""
     slicer = pytest.importorskip("slicer", reason="slicer-core is installed by make install (test extra)")
     from IMNRiskSlicer.controller import ScoringController
-    from test_slicer import breast1_scene
+    from test_slicer import breast1_controller
     data = pyradiomics_data()
     for model_path in (quick_model, paper_model):
         clinical = factor_pairs(model_path)
         cli = json.loads(predict_cli(model_path, data / BREAST1[0], data / BREAST1[1], clinical, "--json").stdout)
-        scene, volume, segmentation, segment_id = breast1_scene()
-        controller = ScoringController(scene)
-        controller.choose_input(volume.GetID())
-        controller.choose_segmentation(segmentation.GetID())
-        controller.choose_segment(segment_id)
-        controller.load_model(str(model_path))
-        for name, value in clinical.items():
-            controller.set_clinical(name, value)
+        controller = breast1_controller(model_path, clinical)[0]
         assert controller.predict() is not None, controller.state()["error"]
         shown = controller.state()["result"]
         assert shown["verdict"]["state"] == "not_reliable" and shown["risk_group"] is None

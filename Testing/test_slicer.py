@@ -378,6 +378,19 @@ def fill_form(controller, clinical):
         controller.set_clinical(name, value)
 
 
+def breast1_controller(model_path, clinical):
+    """A controller on breast1 with its tumour segment chosen, the model loaded and the form filled:
+    (controller, volume, segmentation, segment_id)."""
+    scene, volume, segmentation, segment_id = breast1_scene()
+    controller = ScoringController(scene)
+    controller.choose_input(volume.GetID())
+    controller.choose_segmentation(segmentation.GetID())
+    controller.choose_segment(segment_id)
+    controller.load_model(str(model_path))
+    fill_form(controller, clinical)
+    return controller, volume, segmentation, segment_id
+
+
 def test_sequence_proxy_node_is_shown_edited_and_scored_at_the_chosen_phase(model, tmp_path):
     """Defect 1: the node in the views and the editor is the browser's proxy, in the scene, and the
     number scored is computed on that same node at the chosen phase."""
@@ -629,13 +642,7 @@ def test_a_segment_covering_more_than_a_tumour_can_is_noted_live_without_blockin
     while contouring, as a note that does not block Predict."""
     from IMNRiskLib.domain import MAX_TUMOUR_SHARE
     model_path, clinical = model
-    scene, volume, segmentation, segment_id = breast1_scene()
-    controller = ScoringController(scene)
-    controller.choose_input(volume.GetID())
-    controller.choose_segmentation(segmentation.GetID())
-    controller.choose_segment(segment_id)
-    controller.load_model(str(model_path))
-    fill_form(controller, clinical)
+    controller, volume, segmentation, segment_id = breast1_controller(model_path, clinical)
     assert controller.state()["segment"]["note"] == ""
     whole = np.ones(volume.GetImageData().GetDimensions()[::-1], dtype=np.uint8)
     assert whole.sum() * 1.0 / whole.size > MAX_TUMOUR_SHARE
