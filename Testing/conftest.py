@@ -50,6 +50,14 @@ def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
                           cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
+def assert_refused(result, *fragments) -> None:
+    """A refusal as users get it: exit 2, no traceback or internal error, every fragment in the error."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
+
+
 def make_volume(shape=(20, 40, 40), spacing=(0.8, 0.8, 2.0), seed=0, origin=(0.0, 0.0, 0.0),
                 direction=None) -> sitk.Image:
     """A noisy textured 3-D volume (z, y, x shape) for small imaging tests."""

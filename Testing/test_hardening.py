@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from conftest import ROOT, make_blob_mask, make_volume, run_cli
+from conftest import ROOT, assert_refused, make_blob_mask, make_volume, run_cli
 from IMNRiskLib import imaging
 from IMNRiskLib.errors import InputError
 from IMNRiskLib.modelfile import seal
@@ -33,14 +33,6 @@ def first_case(phantom):
 def clinical_args(model_path, row):
     factors = json.loads(model_path.read_text(encoding="utf-8"))["clinical"]["factors"]
     return ["--clinical", *[f"{f}={row[f]}" for f in factors]]
-
-
-def assert_refused(result, *fragments):
-    """Exit 2, no traceback, and every fragment in the one-line error."""
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, (fragment, result.stderr)
 
 
 # --------------------------------------------------------------------------- 1. wrong inputs refused

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, assert_refused, run_cli
 from IMNRiskLib import cli
 from IMNRiskLib.dicomout import SEG_NAME
 
@@ -162,14 +162,6 @@ def test_an_output_file_named_as_a_folder_is_refused(tmp_path, capsys, command, 
 
 ORIGINAL_ONLY = ROOT / "Testing" / "data" / "original_only.yaml"
 QUICK = ("--cv-repeats", "0", "--bootstrap", "0", "--quiet", "--jobs", "1")
-
-
-def assert_refused(result, *fragments):
-    """Exit 2, no traceback, and every fragment in the error."""
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, (fragment, result.stderr)
 
 
 def test_a_provenance_whose_settings_were_edited_is_refused(tmp_path, phantom):
