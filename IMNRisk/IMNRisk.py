@@ -190,6 +190,7 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)",
                                         lambda sid: self._act(self.controller.choose_segment, sid or None))
         self.ui.newSegmentationButton.connect("clicked(bool)", lambda: self._act(self.controller.new_segmentation))
+        self.ui.loadSegmentationButton.connect("clicked(bool)", self.onLoadSegmentation)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChosen)
         self.ui.featuresCsvPathLineEdit.connect("currentPathChanged(QString)", self.onFeaturesCsvChosen)
         self.ui.allowMismatchCheckBox.connect("toggled(bool)",
@@ -332,6 +333,15 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSegmentationChosen(self, node):
         self._act(self.controller.choose_segmentation, node.GetID() if node else None)
 
+    def onLoadSegmentation(self):
+        """Ask for a tumour file; the controller reads it (the library's mask loader, as `predict --mask`)."""
+        path = qt.QFileDialog.getOpenFileName(
+            None, _("Tumour file"), "",
+            _("Tumour masks (*.nrrd *.nhdr *.nii *.nii.gz *.mha *.dcm);;DICOM SEG or RTSTRUCT (*);;All files (*)"))
+        if path:
+            with slicer.util.WaitCursor():
+                self.controller.load_segmentation(path, label=self.ui.tumourLabelLineEdit.text)
+
     def onModelChosen(self, path):
         if self._updating:
             return
@@ -434,6 +444,7 @@ class IMNRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentSizeLabel.text = (_("{voxels} voxels, {ml} mL").format(voxels=size["voxels"], ml=f"{size['ml']:.2f}")
                                          if state["segment_id"] else "-")
         self.ui.segmentWarningLabel.text = size["warning"]
+        self.ui.tumourFileNoteLabel.text = "; ".join((state["tumour_file"] or {}).get("warnings") or [])
 
     def _showModel(self, state):
         model = state["model"]

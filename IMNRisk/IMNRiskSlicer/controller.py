@@ -1,6 +1,13 @@
 """The scoring workflow without Qt: one controller that every face (the Slicer widget, the trame web
 app) binds to, and that `make test` drives headless with slicer-core exactly as a face would.
 
+`ScoringController` is a thin facade over one small part per role, as trame-slicer's SlicerApp owns
+its managers: `inputs` (inputs.py: the inputs offered, the chosen one and its phase), `tumour`
+(tumour.py: segmentation, segment, live size, tumour files via maskfile.py), `editors` (editors.py:
+Segment Editor duties), `clinical` (form.py: model, clinical form, patient, features CSV), `scoring`
+(results.py: Predict, result, results table, nomogram) and `dicom_export` (export.py: SEG + SR). The
+facade keeps the one public API below, tells the listeners, and assembles state().
+
 A face constructs it with the MRML scene, calls its methods when the user acts, and redraws from
 `state()` whenever a listener is told of a change. The face decides nothing.
 
@@ -30,6 +37,10 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
     c.choose_phase(k)                   0-based; shown through the sequence browser's proxy node
     c.choose_segmentation(node_id)      (None: none) ; c.new_segmentation() makes one with a "tumour" segment
     c.choose_segment(segment_id)
+    c.load_segmentation(path, label=1)  a tumour file (labelmap, .seg.nrrd, DICOM SEG, RTSTRUCT; label: the
+                                        label value, segment number/label or ROI name) read by the library's
+                                        imaging.load_mask onto the shown phase, as a new editable segmentation
+                                        chosen as the tumour (returns its ID; None: reason in state()["error"])
     c.poll()                            flush a throttled segment-size update (call from a ~250 ms timer)
     c.load_model(path)                  builds the clinical form (every field "not entered")
     c.set_clinical(name, value)         a level or a number; None or "" unsets
@@ -58,7 +69,8 @@ A face constructs it with the MRML scene, calls its methods when the user acts, 
 
 state() keys: inputs [{id, name, kind: sequence|vector|phases|volume, phases}], input (id or None),
 phase, phase_count, displayed_node_id, segmentations [{id, name}], segmentation_id,
-segments [{id, name}], segment_id, segment {voxels, ml, warning, note, pending} (note: a plausibility hint that
+segments [{id, name}], segment_id, tumour_file {segmentation_id, warnings} or None (what loading a tumour
+file said, e.g. that a DICOM mask's reference could not be checked), segment {voxels, ml, warning, note, pending} (note: a plausibility hint that
 does not block Predict, e.g. a segment covering more of the image than any tumour), patient_id (or None), model {path, summary,
 synthetic, banner, sha256, error, version_problems, version_mismatch_allowed} or None,
 form [{name, title, type, levels, min, max, unit, value, status: "not entered"|"valid"|"invalid",
@@ -74,32 +86,25 @@ inputs, radscore, risk, ci95_low, ci95_high, risk_group, verdict, points, patien
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
+import contextlib
 import math
-import re
 import time
-import weakref
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 import numpy as np
-import vtk
 
 from IMNRiskLib import RESEARCH_ONLY
 from IMNRiskLib.errors import InputError
-from IMNRiskLib.scoring.core import SYNTHETIC_BANNER
 
-from . import mrml
+from .editors import Editors
+from .export import DicomExport, instance_files  # noqa: F401  (part of this module's API: the widget imports it)
+from .form import ClinicalForm
+from .inputs import Inputs
 from .logic import ScoringLogic
-
-RESULTS_TABLE_NAME = "IMNRisk results"
-RESULT_COLUMNS = ["time", "model_sha256", "input", "phase", "segment", "inputs", "radscore", "risk",
-                  "ci95_low", "ci95_high", "risk_group", "verdict", "points", "patient_id"]
-SOURCE_ATTRIBUTE = "IMNRisk.SourceNodeID"   # on a sequence IMNRisk built from a vector volume or phase volumes
-RESULTS_ATTRIBUTE = "IMNRisk.Results"
-PHASE_NAME = re.compile(r"^(?P<stem>.*?)[\s_\-:.]*(?:phase|ph|t)?[\s_\-]*(?P<n>\d+)$", re.IGNORECASE)
-KIND_ORDER = {"sequence": 0, "vector": 1, "phases": 2, "volume": 3}
+from .observers import nodes_of_class
+from .results import RESULT_COLUMNS, RESULTS_TABLE_NAME, Results  # noqa: F401  (names kept importable here)
+from .tumour import Tumour, segment_voxels  # noqa: F401  (part of this module's API: tests import it)
 
 
 def pyradiomics_status() -> Dict[str, Any]:
@@ -118,7 +123,8 @@ def pyradiomics_status() -> Dict[str, Any]:
 
 
 class ScoringController:
-    """Everything the scoring panel does, on MRML nodes and plain values (see the module docstring)."""
+    """Everything the scoring panel does, on MRML nodes and plain values (see the module docstring):
+    a facade that forwards each action to the part owning it and tells the faces once."""
 
     def __init__(self, scene, sequences_logic=None, show_volume: Optional[Callable[[Any], None]] = None,
                  logic: Optional[ScoringLogic] = None, size_interval_s: float = 0.25,
@@ -127,57 +133,70 @@ class ScoringController:
                  dicom_sources: Optional[Callable[[Any], List[Any]]] = None, scene_debounce_s: float = 0.0,
                  require_patient_id: bool = False):
         self._quiet = 0
-        self.scene_debounce_s = scene_debounce_s
-        self._scene_due: Optional[float] = None      # when a coalesced rescan is due (None: none pending)
-        self._scene_first: Optional[float] = None    # the first node event of the pending burst
-        self.rescans = 0                             # scene rescans that told the faces (tests count them)
+        self._listeners: List[Callable[[Dict[str, Any]], None]] = []
+        self.error: Optional[str] = None
         self.scene = scene
         self.logic = logic or ScoringLogic(scene)
-        self.sequences_logic = sequences_logic or self._own_sequences_logic(scene)
-        self._segmentations_logic = self._converter_rules(scene)
+        self.sequences_logic = sequences_logic or _own_sequences_logic(scene)
+        self._segmentations_logic = _converter_rules(scene)
         self.show_volume = show_volume
         self.size_interval_s = size_interval_s
         self.clock = clock
-        self._pyradiomics_status = pyradiomics_status
-        self._pyradiomics: Optional[Dict[str, Any]] = None
-        self.dicom_sources = dicom_sources
-        self._sources_cache: Optional[tuple] = None   # (result, node ID, sources or InputError)
-        self._exported: Optional[Dict[str, str]] = None
-        self._listeners: List[Callable[[Dict[str, Any]], None]] = []
-        self._inputs: List[Dict[str, Any]] = []
-        self._chosen_phases = 0
-        self._groups: Dict[str, List[str]] = {}
-        self.input_id: Optional[str] = None
-        self._browser_id: Optional[str] = None
-        self._single_id: Optional[str] = None
-        self.segmentation_id: Optional[str] = None
-        self.segment_id: Optional[str] = None
-        self._size = {"voxels": 0, "ml": 0.0, "warning": "", "note": "", "pending": False}
+        self.scene_debounce_s = scene_debounce_s
         self.require_patient_id = require_patient_id
-        self.patient_id: Optional[str] = None
-        self._size_due = False
-        self._size_last = -math.inf
-        self.model = None
-        self.model_path: Optional[str] = None
-        self._model_error: Optional[str] = None
-        self._version_problems: List[str] = []
-        self._allow_mismatch = False
-        self._image_is_phase: Optional[int] = None
-        self._values: Dict[str, Any] = {}
-        self._features_csv: Optional[Dict[str, Any]] = None
-        self.result: Optional[Dict[str, Any]] = None
-        self.error: Optional[str] = None
-        self._editors: List[Any] = []
-        self._editor_bound: Dict[int, tuple] = {}
-        self._shown: Optional[str] = None
-        self._seg_observers: List[tuple] = []
-        self._browser_observer: Optional[tuple] = None
-        self._scene_observers = [scene.AddObserver(event, _weak(self._on_scene_nodes))
-                                 for event in (scene.NodeAddedEvent, scene.NodeRemovedEvent)]
-        self._scene_observers += [scene.AddObserver(event, _weak(self._on_scene_settled))
-                                  for event in (scene.EndBatchProcessEvent, scene.EndImportEvent)]
-        self._results_table = self._find_or_make_results_table()
+        self.clinical = ClinicalForm(self, pyradiomics_status)
+        self.dicom_export = DicomExport(self, dicom_sources)
+        self.editors = Editors(self)
+        self.tumour = Tumour(self)
+        self.scoring = Results(self)
+        self.inputs = Inputs(self)
         self.refresh_inputs(notify=False)
+
+    # ------------------------------------------------------------------ what the parts share
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Within it, scene events and changes tell no face (the controller itself is adding nodes)."""
+        self._quiet += 1
+        try:
+            yield
+        finally:
+            self._quiet -= 1
+
+    def is_quiet(self) -> bool:
+        return bool(self._quiet)
+
+    def changed(self) -> None:
+        """Keep views and editors on the chosen nodes and tell every listener the new state."""
+        if self._quiet:
+            return
+        self.editors.sync()
+        state = self.state()
+        for callback in list(self._listeners):
+            callback(state)
+
+    def refuse(self, reason: str) -> None:
+        """Say why an action was not done (state()["error"]) and tell the faces; returns None."""
+        self.error = reason
+        self.changed()
+
+    def min_voxels(self) -> int:
+        return self.clinical.min_voxels()
+
+    def image_files(self) -> List[Any]:
+        """The shown phase's DICOM slices from the face's lookup ([] when not from DICOM)."""
+        return self.dicom_export.image_files()
+
+    # ------------------------------------------------------------------ attributes the faces read
+    rescans = property(lambda self: self.inputs.rescans, doc="scene rescans that told the faces")
+    input_id = property(lambda self: self.inputs.input_id)
+    segmentation_id = property(lambda self: self.tumour.segmentation_id)
+    segment_id = property(lambda self: self.tumour.segment_id)
+    patient_id = property(lambda self: self.clinical.patient_id)
+    model = property(lambda self: self.clinical.model)
+    model_path = property(lambda self: self.clinical.model_path)
+    result = property(lambda self: self.scoring.result)
+    dicom_sources = property(lambda self: self.dicom_export.dicom_sources)
+    _editors = property(lambda self: self.editors.attached)
 
     # ------------------------------------------------------------------ listeners and scene
     def add_listener(self, callback: Callable[[Dict[str, Any]], None]) -> Callable[[], None]:
@@ -185,916 +204,246 @@ class ScoringController:
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 
-    def _changed(self) -> None:
-        if self._quiet:
-            return
-        self._sync_views_and_editors()
-        state = self.state()
-        for callback in list(self._listeners):
-            callback(state)
-
-    def _refuse(self, reason: str) -> None:
-        """Say why an action was not done (state()["error"]) and tell the faces; returns None."""
-        self.error = reason
-        self._changed()
-
     def close(self) -> None:
         """Remove every observer this controller added (the face is going away)."""
-        for tag in self._scene_observers:
-            self.scene.RemoveObserver(tag)
-        self._scene_observers = []
-        self._observe_segmentation(None)
-        self._observe_browser(None)
+        self.inputs.close()
+        self.tumour.close()
         self._listeners = []
 
-    @staticmethod
-    def _own_sequences_logic(scene):
-        """Headless (slicer-core, trame): a Sequences logic registered with this scene keeps proxies updated."""
-        import slicer
-        logic = slicer.vtkSlicerSequencesLogic()
-        logic.SetMRMLScene(scene)
-        return logic
-
-    @staticmethod
-    def _converter_rules(scene):
-        """Headless, nothing has registered the segmentation converters (Slicer's Segmentations
-        module does it at start): without them an empty segment cannot be made to paint in."""
-        import slicer
-        if slicer.vtkSegmentationConverterFactory.GetInstance().GetConverterRules():
-            return None
-        logic = slicer.vtkSlicerSegmentationsModuleLogic()
-        logic.SetMRMLScene(scene)
-        return logic
-
-    def _on_scene_nodes(self, caller=None, event=None) -> None:
-        """A node was added or removed: rescan now (debounce 0, scene idle) or coalesce the burst into one
-        rescan that poll() does once the scene has been quiet for scene_debounce_s (at the latest 4
-        intervals after the burst began), or that the end of a batch/import does."""
-        if self._quiet:
-            return
-        if self.scene_debounce_s <= 0 and not self._scene_busy():
-            self._rescan()
-            return
-        now = self.clock()
-        self._scene_first = now if self._scene_due is None else self._scene_first
-        self._scene_due = min(now + self.scene_debounce_s, self._scene_first + 4 * self.scene_debounce_s)
-
-    def _scene_busy(self) -> bool:
-        """Loading or closing a scene adds/removes many nodes: wait for its end event."""
-        return bool(self.scene.IsBatchProcessing() or self.scene.IsImporting() or self.scene.IsClosing())
-
-    def _on_scene_settled(self, caller=None, event=None) -> None:
-        """A batch or import ended: its coalesced node events become one rescan now."""
-        if self._scene_due is not None and not self._quiet and not self._scene_busy():
-            self._rescan()
-
-    def _rescan(self) -> None:
-        """One rescan of the scene that tells the faces (the pending burst, if any, is done with)."""
-        self._scene_due = self._scene_first = None
-        self.rescans += 1
-        self.refresh_inputs()
-
-    def _flush_scene_events(self) -> None:
-        """Before acting on a node ID the face passed: apply pending node events (none may be stale)."""
-        if self._scene_due is not None and not self._scene_busy():
-            self._scene_due = self._scene_first = None
-            self.refresh_inputs(notify=False)
-
-    def _node(self, node_id: Optional[str]):
-        return self.scene.GetNodeByID(node_id) if node_id else None
-
-    # ------------------------------------------------------------------ inputs offered
-    def _is_proxy(self, node) -> bool:
-        return self.sequences_logic.GetFirstBrowserNodeForProxyNode(node) is not None
-
     def refresh_inputs(self, notify: bool = True) -> None:
-        """Which inputs to offer: sequences of volumes, vector (multi-volume) nodes, groups of
-        per-phase volumes (names ending in a number), and single volumes; never proxies, label
-        maps or the sequences IMNRisk built itself. Auto-selects a multi-phase input first."""
-        inputs, singles = [], []
-        for seq in self._nodes("vtkMRMLSequenceNode"):
-            if seq.GetAttribute(SOURCE_ATTRIBUTE) or seq.GetNumberOfDataNodes() < 1:
-                continue
-            if "VolumeNode" not in (seq.GetDataNodeClassName() or "") or "LabelMap" in seq.GetDataNodeClassName():
-                continue
-            inputs.append({"id": seq.GetID(), "name": seq.GetName(), "kind": "sequence",
-                           "phases": seq.GetNumberOfDataNodes()})
-        for vol in self._nodes("vtkMRMLVolumeNode"):
-            if vol.IsA("vtkMRMLLabelMapVolumeNode") or self._is_proxy(vol) or vol.GetImageData() is None:
-                continue
-            n = vol.GetImageData().GetNumberOfScalarComponents()
-            if n > 1:
-                inputs.append({"id": vol.GetID(), "name": vol.GetName(), "kind": "vector", "phases": n})
-            else:
-                singles.append(vol)
-        self._groups = self._phase_groups(singles)
-        for stem, ids in self._groups.items():
-            inputs.append({"id": "phases:" + stem, "name": f"{stem} ({len(ids)} phase volumes)", "kind": "phases",
-                           "phases": len(ids)})
-        inputs += [{"id": v.GetID(), "name": v.GetName(), "kind": "volume", "phases": 1} for v in singles]
-        self._inputs = sorted(inputs, key=lambda i: KIND_ORDER[i["kind"]])
-        current = next((i for i in self._inputs if i["id"] == self.input_id), None)
-        if current is not None and current["phases"] != self._chosen_phases:
-            self.choose_input(current["id"], notify=False)  # it grew (e.g. still loading): default phase again
-        elif current is None:
-            self.input_id = None
-            self._browser_id = self._single_id = None
-            if self._inputs:
-                self.choose_input(self._inputs[0]["id"], notify=False)
-        self._refresh_segmentation_choice()
-        if notify:
-            self._changed()
+        """Rescan the scene for inputs (see Inputs.refresh)."""
+        self.inputs.refresh(notify)
 
-    def _nodes(self, class_name: str) -> list:
-        collection = self.scene.GetNodesByClass(class_name)
-        return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
-
-    @staticmethod
-    def _phase_groups(volumes) -> Dict[str, List[str]]:
-        """Scalar volumes named like '<stem> <n>' with the same grid, >= 2 of them: one DCE series."""
-        groups: Dict[str, List[tuple]] = {}
-        for vol in volumes:
-            match = PHASE_NAME.match(vol.GetName() or "")
-            if match and match.group("stem").strip():
-                groups.setdefault(match.group("stem").strip(), []).append((int(match.group("n")), vol))
-        out = {}
-        for stem, members in groups.items():
-            dims = {m.GetImageData().GetDimensions() for _, m in members}
-            if len(members) >= 2 and len(dims) == 1:
-                out[stem] = [m.GetID() for _, m in sorted(members, key=lambda t: t[0])]
-        return out
+    def poll(self) -> None:
+        """Called by the face's timer: a settled burst of scene events, volumes whose image data arrived
+        late, and the pending size update once its interval has passed."""
+        changed = self.inputs.poll()
+        changed = self.tumour.poll() or changed
+        if changed:
+            self.changed()
 
     # ------------------------------------------------------------------ input and phase
     def choose_input(self, input_id: Optional[str], notify: bool = True) -> None:
-        """Show (and later score) this input; a multi-phase one through a sequence browser's
-        proxy node, at its second phase."""
-        if notify:
-            self._flush_scene_events()
-        self._quiet += 1
-        try:
-            self.input_id, self._browser_id, self._single_id = None, None, None
-            entry = next((i for i in self._inputs if i["id"] == input_id), None)
-            self._chosen_phases = entry["phases"] if entry else 0
-            if entry is not None:
-                self.input_id = input_id
-                if entry["kind"] == "volume":
-                    self._single_id = input_id
-                else:
-                    sequence = self._sequence_for(entry)
-                    browser = self._browser_for(sequence)
-                    self._browser_id = browser.GetID()
-                    browser.SetSelectedItemNumber(1 if entry["phases"] > 1 else 0)
-                    self._ensure_proxy(browser)
-            self._observe_browser(self._node(self._browser_id))
-            self._mark_stale()
-        finally:
-            self._quiet -= 1
-        self._segment_changed(force=True)
-        if notify:
-            self._changed()
-
-    def _sequence_for(self, entry: Dict[str, Any]):
-        """The sequence node to browse: the input itself, or one IMNRisk builds once from a vector
-        volume's components or from per-phase volumes (marked, so it is not offered again)."""
-        if entry["kind"] == "sequence":
-            return self._node(entry["id"])
-        for seq in self._nodes("vtkMRMLSequenceNode"):
-            if seq.GetAttribute(SOURCE_ATTRIBUTE) == entry["id"] and seq.GetNumberOfDataNodes() == entry["phases"]:
-                return seq
-        seq = self.scene.AddNewNodeByClass("vtkMRMLSequenceNode", f"{entry['name']} phases")
-        seq.SetAttribute(SOURCE_ATTRIBUTE, entry["id"])
-        seq.SetIndexName("phase")
-        seq.SetIndexUnit("")
-        if entry["kind"] == "vector":
-            vector = self._node(entry["id"])
-            for k in range(entry["phases"]):
-                phase = mrml.sitk_to_volume(mrml.volume_to_sitk(vector, k), self.scene, f"{entry['name']} phase {k}")
-                seq.SetDataNodeAtValue(phase, str(k))
-                self.scene.RemoveNode(phase)
-        else:
-            for k, node_id in enumerate(self._groups[entry["id"].split(":", 1)[1]]):
-                seq.SetDataNodeAtValue(self._node(node_id), str(k))
-        return seq
-
-    def _browser_for(self, sequence):
-        browser = self.sequences_logic.GetFirstBrowserNodeForSequenceNode(sequence)
-        if browser is None:
-            browser = self.scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{sequence.GetName()} browser")
-            browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
-        return browser
-
-    def _ensure_proxy(self, browser):
-        sequence = browser.GetMasterSequenceNode()
-        if browser.GetProxyNode(sequence) is None:
-            self.sequences_logic.UpdateProxyNodesFromSequences(browser)
-        return browser.GetProxyNode(sequence)
+        """Show (and later score) this input; a multi-phase one at its second phase."""
+        self.inputs.choose(input_id, notify)
 
     def displayed_node(self):
         """The one volume node shown in the views, given to the Segment Editor, and scored."""
-        browser = self._node(self._browser_id)
-        if browser is not None:
-            return self._ensure_proxy(browser)
-        return self._node(self._single_id)
+        return self.inputs.displayed_node()
+
+    def source_node(self):
+        """The chosen phase's volume as it was loaded (where DICOM.instanceUIDs are)."""
+        return self.inputs.source_node()
 
     def phase(self) -> int:
-        browser = self._node(self._browser_id)
-        return int(browser.GetSelectedItemNumber()) if browser is not None else 0
+        return self.inputs.phase()
 
     def phase_count(self) -> int:
-        browser = self._node(self._browser_id)
-        return int(browser.GetNumberOfItems()) if browser is not None else (1 if self._single_id else 0)
+        return self.inputs.phase_count()
 
     def choose_phase(self, phase: int) -> None:
         """Show and score phase `phase` (0-based) of the chosen series."""
-        browser = self._node(self._browser_id)
-        n = self.phase_count()
-        if browser is None or not 0 <= int(phase) < n:
-            self._refuse(f"phase {phase} requested but the input has {n} phase(s)")
-            return
-        if int(phase) != self.phase():
-            browser.SetSelectedItemNumber(int(phase))  # the browser observer marks the result stale
-        self._changed()
+        self.inputs.choose_phase(phase)
 
-    def _observe_browser(self, browser) -> None:
-        if self._browser_observer:
-            node, tag = self._browser_observer
-            node.RemoveObserver(tag)
-        self._browser_observer = None
-        if browser is not None:
-            self._browser_observer = (browser, browser.AddObserver(vtk.vtkCommand.ModifiedEvent, _weak(self._on_browser)))
-            self._browser_phase = browser.GetSelectedItemNumber()
-
-    def _on_browser(self, caller=None, event=None) -> None:
-        """The phase may also change from Slicer's sequence toolbar: the shown phase is the scored one."""
-        if caller is not None and caller.GetSelectedItemNumber() != getattr(self, "_browser_phase", None):
-            self._browser_phase = caller.GetSelectedItemNumber()
-            self._mark_stale()
-            self._segment_changed(force=True)
-            self._changed()
-
-    # ------------------------------------------------------------------ segmentation and live size
-    def _refresh_segmentation_choice(self) -> None:
-        segs = self._nodes("vtkMRMLSegmentationNode")
-        if self.segmentation_id not in {s.GetID() for s in segs}:
-            self.segmentation_id = None
-            self.segment_id = None
-            self._observe_segmentation(None)
-            if segs:
-                self._select_segmentation(segs[0])
-
+    # ------------------------------------------------------------------ tumour
     def choose_segmentation(self, node_id: Optional[str]) -> None:
         """Contour in (and score) this segmentation node."""
-        self._flush_scene_events()
-        node = self._node(node_id)
-        self.segmentation_id = self.segment_id = None
-        self._observe_segmentation(None)
-        if node is not None:
-            self._select_segmentation(node)
-        self._mark_stale()
-        self._segment_changed(force=True)
-        self._changed()
-
-    def _select_segmentation(self, node) -> None:
-        self.segmentation_id = node.GetID()
-        segmentation = node.GetSegmentation()
-        shown = self.displayed_node()
-        if shown is not None and segmentation.GetNumberOfSegments() == 0:
-            node.SetReferenceImageGeometryParameterFromVolumeNode(shown)  # paint on the image's grid
-        self.segment_id = segmentation.GetNthSegmentID(0) if segmentation.GetNumberOfSegments() else None
-        self._observe_segmentation(node)
+        self.tumour.choose_segmentation(node_id)
 
     def new_segmentation(self, segment_name: str = "tumour") -> str:
         """A new segmentation on the shown image's grid with one empty segment; returns its ID."""
-        self._quiet += 1
-        try:
-            node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "IMNRisk tumour")
-            node.CreateDefaultDisplayNodes()
-            shown = self.displayed_node()
-            if shown is not None:
-                node.SetReferenceImageGeometryParameterFromVolumeNode(shown)
-            node.GetSegmentation().AddEmptySegment(segment_name, segment_name)
-        finally:
-            self._quiet -= 1
-        self.choose_segmentation(node.GetID())
-        return node.GetID()
+        return self.tumour.new_segmentation(segment_name)
 
     def choose_segment(self, segment_id: Optional[str]) -> None:
-        self.segment_id = segment_id or None
-        self._mark_stale()
-        self._segment_changed(force=True)
-        self._changed()
+        self.tumour.choose_segment(segment_id)
 
-    def _observe_segmentation(self, node) -> None:
-        for obj, tag in self._seg_observers:
-            obj.RemoveObserver(tag)
-        self._seg_observers = []
-        if node is None:
-            return
-        import slicer
-        segmentation = node.GetSegmentation()
-        events = (slicer.vtkSegmentation.SourceRepresentationModified, slicer.vtkSegmentation.SegmentModified,
-                  slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved)
-        self._seg_observers = [(segmentation, segmentation.AddObserver(e, _weak(self._on_segmentation))) for e in events]
-
-    def _on_segmentation(self, caller=None, event=None) -> None:
-        """A stroke of the paint brush: throttled size update, the result becomes stale."""
-        node = self._node(self.segmentation_id)
-        if node is not None and (self.segment_id is None
-                                 or node.GetSegmentation().GetSegment(self.segment_id) is None):
-            segmentation = node.GetSegmentation()
-            self.segment_id = segmentation.GetNthSegmentID(0) if segmentation.GetNumberOfSegments() else None
-        self._mark_stale()
-        if self._segment_changed():
-            self._changed()
-
-    def _segment_changed(self, force: bool = False) -> bool:
-        """Recount now if forced or if the last count is older than the interval, else leave it
-        pending for poll(); True when the shown size changed."""
-        self._size_due = True
-        if force or self.clock() - self._size_last >= self.size_interval_s:
-            self._update_size()
-            return True
-        self._size["pending"] = True
-        return False
-
-    def poll(self) -> None:
-        """Called by the face's timer: do the pending size update once the interval has passed, and
-        pick up volumes whose image data arrived after they were added to the scene."""
-        changed = False
-        if self._scene_due is not None:   # a burst of node events: one rescan once it has settled
-            if self.clock() >= self._scene_due and not self._scene_busy():
-                self._rescan()            # (the faces are told by it)
-        else:
-            before = (list(self._inputs), self.input_id, self.phase())
-            self._quiet += 1
-            try:
-                self.refresh_inputs(notify=False)
-            finally:
-                self._quiet -= 1
-            changed = before != (self._inputs, self.input_id, self.phase())
-        if self._size_due and self.clock() - self._size_last >= self.size_interval_s:
-            self._update_size()
-            changed = True
-        if changed:
-            self._changed()
-
-    def _update_size(self) -> None:
-        self._size_due = False
-        self._size_last = self.clock()
-        voxels, ml, warning, note = 0, 0.0, "", ""
-        node = self._node(self.segmentation_id)
-        if node is not None and self.segment_id:
-            try:
-                voxels, ml = segment_voxels(node, self.segment_id)
-            except InputError as exc:
-                warning = exc.message
-            minimum = self._min_voxels()
-            if not warning and voxels == 0:
-                warning = "The segment is empty: paint the tumour."
-            elif not warning and voxels < minimum:
-                warning = f"Too small for texture features (at least {minimum} voxels)."
-            note = self._share_note(voxels)
-        self._size = {"voxels": int(voxels), "ml": float(ml), "warning": warning, "note": note, "pending": False}
-
-    def _share_note(self, voxels: int) -> str:
-        """The scoring core's tumour-share rule said early: a segment covering more of the shown image
-        than a tumour can (a threshold that took the organ) will make the result "not reliable"."""
-        from IMNRiskLib.domain import tumour_share_finding
-        shown = self.displayed_node()
-        data = shown.GetImageData() if shown is not None else None
-        if not voxels or data is None:
-            return ""
-        found = tumour_share_finding(int(voxels), int(np.prod(data.GetDimensions())))
-        return (found[0]["message"].capitalize() + ": the result will be \"not reliable\".") if found else ""
-
-    def _min_voxels(self) -> int:
-        if self.model is not None:
-            return int(self.model.doc["extraction"]["imnrisk"]["min_tumour_voxels"])
-        from IMNRiskLib import imaging
-        return imaging.MIN_TUMOUR_VOXELS
+    def load_segmentation(self, path: str, label: Union[int, str] = 1) -> Optional[str]:
+        """A tumour file (labelmap, .seg.nrrd, DICOM SEG, RTSTRUCT) read by the library's mask loader
+        onto the shown phase, as a new editable segmentation chosen as the tumour (see maskfile.py)."""
+        return self.tumour.load_segmentation(path, label)
 
     # ------------------------------------------------------------------ Segment Editor duties
-    # One editor at a time: a face's editor holds the slice views' interaction and the keyboard
-    # shortcuts only between editor_enter and editor_exit (in Slicer: while IMNRisk is the current
-    # module, as Slicer's own Segment Editor module holds them only while it is current), and entering
-    # a second editor releases the first. Teardown while the application exits touches no editor.
     def attach_editor(self, editor) -> None:
-        """Keep this editor on the shown node and the chosen segmentation (segmentation first)."""
-        if editor not in self._editors:
-            self._editors.append(editor)
-        self._editor_bound.pop(id(editor), None)
-        self._sync_views_and_editors()
+        """Keep this editor on the shown node and the chosen segmentation."""
+        self.editors.attach(editor)
 
     def editor_enter(self, editor) -> None:
-        """What Slicer's Segment Editor module does on enter: shortcuts, then the nodes; any other
-        editor this controller drives is released first (one editor holds the views)."""
-        for other in [e for e in self._editors if e is not editor]:
-            self.editor_exit(other)
-        editor.installKeyboardShortcuts()
-        self.attach_editor(editor)
+        """The editor takes the views and shortcuts; any other one is released first."""
+        self.editors.enter(editor)
 
     def editor_exit(self, editor) -> None:
-        """What Slicer's Segment Editor module does on exit: no active effect, no shortcuts, no view
-        observers. Only an editor that is attached is called (exit, then cleanup, release it once)."""
-        if editor not in self._editors:
-            return
-        editor.setActiveEffect(None)
-        editor.uninstallKeyboardShortcuts()
-        editor.removeViewObservations()
-        self._editors.remove(editor)
-        self._editor_bound.pop(id(editor), None)
+        """The editor gives the views and shortcuts back (only an attached one is called)."""
+        self.editors.exit(editor)
 
     def release_editors(self, app_exiting: bool) -> List[Any]:
-        """The face is going away: release every attached editor, or, once the application has begun
-        to exit (its widgets and main window are being torn down), forget them without a call.
-        Returns the editors that were forgotten uncalled."""
-        editors, forgotten = list(self._editors), []
-        for editor in editors:
-            if app_exiting:
-                self._editors.remove(editor)
-                self._editor_bound.pop(id(editor), None)
-                forgotten.append(editor)
-            else:
-                self.editor_exit(editor)
-        return forgotten
-
-    def _sync_views_and_editors(self) -> None:
-        """Show the scored node in the views when it changes; re-bind an editor only when its
-        (segmentation, source volume) pair changed, never per scene event."""
-        shown = self.displayed_node()
-        shown_id = shown.GetID() if shown is not None else None
-        if shown_id != self._shown:
-            self._shown = shown_id
-            if shown is not None and self.show_volume is not None:
-                self.show_volume(shown)
-        segmentation = self._node(self.segmentation_id)
-        wanted = (self.segmentation_id, shown_id)
-        for editor in self._editors:
-            if self._editor_bound.get(id(editor)) != wanted:
-                editor.setSegmentationNode(segmentation)   # Slicer refuses a source volume before a segmentation
-                editor.setSourceVolumeNode(shown)
-                self._editor_bound[id(editor)] = wanted
+        """The face's teardown; returns the editors forgotten uncalled (the application is exiting)."""
+        return self.editors.release(app_exiting)
 
     # ------------------------------------------------------------------ model and clinical form
     def load_model(self, path: Optional[str]) -> None:
         """Use this model file: its summary, version check and a fresh clinical form."""
-        from IMNRiskLib.scoring import version_mismatches
-        self.model, self.model_path, self._model_error, self._version_problems = None, path or None, None, []
-        self._values = {}
-        self.result = None
-        if path:
-            try:
-                self.model = self.logic.load_model(path)
-                if self.pyradiomics()["ok"]:
-                    self._version_problems = version_mismatches(self.model)
-            except InputError as exc:
-                self._model_error = str(exc)
-            except Exception as exc:  # a broken file must not break the panel
-                self._model_error = f"{path}: cannot use this model ({type(exc).__name__}: {exc})"
-        if self._features_csv is not None and self.model is not None:
-            self.load_features_csv(self._features_csv["path"], notify=False)
-        self._segment_changed(force=True)
-        self._changed()
+        self.scoring.result = None
+        self.clinical.load_model(path)
+        if self.clinical.features_csv is not None and self.clinical.model is not None:
+            self.load_features_csv(self.clinical.features_csv["path"], notify=False)
+        self.tumour.segment_changed(force=True)
+        self.changed()
 
     def set_image_is_phase(self, phase: Optional[int]) -> None:
         """Say which phase (0-based) of its DCE series a single-phase volume is (None: not said); the
         scoring core compares it with the phase the model was trained on."""
-        self._image_is_phase = None if phase is None or phase == "" else int(phase)
-        self._mark_stale()
-        self._changed()
+        self.clinical.set_image_is_phase(phase)
+        self.scoring.mark_stale()
+        self.changed()
 
     def allow_version_mismatch(self, allow: bool) -> None:
-        self._allow_mismatch = bool(allow)
-        self._changed()
+        self.clinical.allow_mismatch = bool(allow)
+        self.changed()
 
     def set_clinical(self, name: str, value: Any) -> None:
         """Set (or unset with None / "") one clinical factor of the model's form."""
-        if value is None or (isinstance(value, str) and not value.strip()):
-            self._values.pop(name, None)
-        else:
-            self._values[name] = value
-        self._mark_stale()
-        self._changed()
+        self.clinical.set_clinical(name, value)
+        self.scoring.mark_stale()
+        self.changed()
 
     def set_patient_id(self, text: Optional[str]) -> None:
         """Set (or unset with None / "") the patient identifier; it goes into the results row only
         (no log line names it), and a change makes the shown result stale."""
-        text = " ".join(str(text).split()) if text is not None else ""
-        self.patient_id = text[:64] or None
-        self._mark_stale()
-        self._changed()
+        self.clinical.set_patient_id(text)
+        self.scoring.mark_stale()
+        self.changed()
 
     def new_patient(self) -> None:
         """Forget the patient (a new study is loaded): identifier, clinical values, result, error."""
-        self.patient_id = None
-        self._values = {}
-        self.result = None
+        self.clinical.forget_patient()
+        self.scoring.result = None
         self.error = None
-        self._exported = None
-        self._changed()
+        self.dicom_export.written = None
+        self.changed()
 
     def form(self) -> List[Dict[str, Any]]:
-        """One field per clinical factor the model needs, with its status from the scoring core
-        ("not entered", "invalid" or "valid", and a note when outside the training range)."""
-        if self.model is None:
-            return []
-        from IMNRiskLib.scoring import field_status
-        schema = self.model.schema
-        fields = []
-        for name in self.model.factors:
-            var = schema[name]
-            value = self._values.get(name)
-            status, message = field_status(self.model, name, value)
-            fields.append({"name": name, "title": var.title, "type": var.type, "levels": list(var.levels or []),
-                           "min": var.min, "max": var.max, "unit": var.unit,
-                           "value": value if value is None or isinstance(value, (int, float, str)) else str(value),
-                           "status": status, "message": message})
-        return fields
+        """One field per clinical factor the model needs, with its status from the scoring core."""
+        return self.clinical.fields()
 
-    # ------------------------------------------------------------------ features CSV (no pyradiomics needed)
     def load_features_csv(self, path: Optional[str], notify: bool = True) -> None:
         """Score from one row of feature values (e.g. computed elsewhere) instead of the image."""
-        self._features_csv = None
-        self.error = None
-        if path:
-            try:
-                from IMNRiskLib.features import read_features
-                frame = read_features(path)
-                if len(frame) != 1:
-                    raise InputError(f"{len(frame)} rows: one patient's feature values expected", file=str(path))
-                if self.model is not None:
-                    missing = [f for f in self.model.features if f not in frame.columns]
-                    if missing:
-                        raise InputError(f"lacks {len(missing)} feature(s) the model needs", file=str(path),
-                                         field=missing[0])
-                row = frame.iloc[0]
-                self._features_csv = {"path": str(path), "id": str(frame.index[0]),
-                                      "values": {k: float(v) for k, v in row.items()}}
-            except InputError as exc:
-                self.error = str(exc)
-        self._mark_stale()
+        self.error = self.clinical.load_features_csv(path)
+        self.scoring.mark_stale()
         if notify:
-            self._changed()
+            self.changed()
 
     def clear_features_csv(self) -> None:
         self.load_features_csv(None)
 
     def pyradiomics(self) -> Dict[str, Any]:
-        if self._pyradiomics is None:
-            self._pyradiomics = self._pyradiomics_status()
-        return self._pyradiomics
+        return self.clinical.pyradiomics()
 
-    # ------------------------------------------------------------------ predict
+    # ------------------------------------------------------------------ predict and results
     def predict_gate(self) -> Dict[str, Any]:
         """Whether Predict can run and, if not, the first thing the user must do."""
-        reason = None
-        if self.model is None:
-            reason = self._model_error or "Choose a model file."
-        elif self._version_problems and not self._allow_mismatch:
-            reason = "The model was trained with other software: " + "; ".join(self._version_problems)
-        elif self._features_csv is None:
-            if not self.pyradiomics()["ok"]:
-                reason = self.pyradiomics()["message"]
-            elif self.displayed_node() is None:
-                reason = "Choose the DCE series (or a features CSV)."
-            elif not (self.segmentation_id and self.segment_id):
-                reason = "Choose or create a segmentation with the tumour segment."
-            elif self._size["warning"] and not self._size["pending"]:
-                reason = self._size["warning"]
-        if reason is None and self.require_patient_id and not self.patient_id:
-            reason = "Enter the patient identifier."
-        if reason is None:
-            unset = [f["title"] for f in self.form() if f["status"] != "valid"]
-            if unset:
-                reason = "Enter the clinical factors: " + ", ".join(unset)
-        return {"enabled": reason is None, "reason": reason or "Score this patient"}
+        return self.scoring.gate()
 
     def predict(self) -> Optional[Dict[str, Any]]:
         """Score the shown node's chosen phase with the segment and the form (or the features CSV);
         appends a row to the results table. Errors land in state()["error"], not in a traceback."""
         self.error = None
-        if self._size["pending"]:
-            self._update_size()
-        gate = self.predict_gate()
-        if not gate["enabled"]:
-            return self._refuse(gate["reason"])
         try:
-            result = self._score()
+            result = self.scoring.predict()
         except InputError as exc:
-            return self._refuse(str(exc))
-        self.result = result
-        self._exported = None
-        self._append_row(result)
-        self._changed()
-        return result
-
-    def _score(self) -> Dict[str, Any]:
-        """The scoring core's Prediction for the shown inputs (image or features CSV), plus what the
-        results table records of where it came from. Nothing here judges the patient."""
-        from IMNRiskLib.scoring import Case, Options, score_case
-        from IMNRiskLib.scoring.core import declare_phase
-        model = self.model
-        clinical = {f["name"]: f["value"] for f in self.form()}
-        options = Options(allow_version_mismatch=self._allow_mismatch, clinical_source="clinical factors")
-        if self._features_csv is not None:
-            case = Case.from_values(self._features_csv["values"], source=self._features_csv["path"])
-            source, phase, segment, input_name = "features CSV", None, None, self._features_csv["path"]
-        else:
-            shown = self.displayed_node()
-            segmentation = self._node(self.segmentation_id)
-            case = self.logic.case(shown, segmentation, self.segment_id, model)
-            case.loaded.phase, case.loaded.n_phases = self.phase(), max(self.phase_count(), 1)
-            case.declared_phase = declare_phase(case.loaded, self._image_is_phase, shown.GetName())
-            source, phase = "image", self.phase()
-            segment = segmentation.GetSegmentation().GetSegment(self.segment_id).GetName()
-            input_name = next((i["name"] for i in self._inputs if i["id"] == self.input_id), shown.GetName())
-        result = score_case(model, case, clinical, options).to_dict()
-        result.update({"phase": phase, "segment": segment, "input": input_name, "source": source, "stale": False,
-                       "patient_id": self.patient_id,
-                       "clinical": clinical, "time": _dt.datetime.now().isoformat(timespec="seconds")})
+            return self.refuse(str(exc))
+        self.dicom_export.written = None
+        self.changed()
         return result
 
     def clear(self) -> None:
         """Forget the shown result (the results table keeps its rows)."""
-        self.result = None
+        self.scoring.result = None
         self.error = None
-        self._changed()
-
-    def _mark_stale(self) -> None:
-        if self.result is not None:
-            self.result["stale"] = True
-
-    # ------------------------------------------------------------------ DICOM SEG + SR export
-    def set_dicom_sources(self, dicom_sources: Optional[Callable[[Any], List[Any]]]) -> None:
-        """The face's lookup of a node's DICOM slices (see the module docstring)."""
-        self.dicom_sources = dicom_sources
-        self._sources_cache = None
-        self._changed()
-
-    def source_node(self):
-        """The chosen phase's volume as it was loaded (where Slicer's DICOM module leaves
-        DICOM.instanceUIDs): a sequence's data node, the phase volume of a group, the volume itself;
-        for a vector (multi-volume) node, that node."""
-        entry = next((i for i in self._inputs if i["id"] == self.input_id), None)
-        if entry is None:
-            return None
-        if entry["kind"] == "sequence":
-            return self._node(entry["id"]).GetNthDataNode(self.phase())
-        if entry["kind"] == "phases":
-            ids = self._groups.get(entry["id"].split(":", 1)[1], [])
-            return self._node(ids[self.phase()]) if self.phase() < len(ids) else None
-        return self._node(entry["id"])
-
-    def _sources(self) -> List[Any]:
-        """The chosen phase's DICOM slices from the face's lookup, once per result and node."""
-        node = self.source_node()
-        key = (id(self.result), node.GetID() if node is not None else None)
-        if self._sources_cache is None or self._sources_cache[:2] != key:
-            try:
-                found = list(self.dicom_sources(node) or []) if (self.dicom_sources and node is not None) else []
-            except InputError as exc:
-                found = exc
-            self._sources_cache = key + (found,)
-        if isinstance(self._sources_cache[2], InputError):
-            raise self._sources_cache[2]
-        return self._sources_cache[2]
-
-    def export_gate(self) -> Dict[str, Any]:
-        """Whether the result can be exported as DICOM SEG + SR and, if not, why."""
-        result, reason = self.result, None
-        if result is None:
-            reason = "Predict first: there is no result to export."
-        elif result.get("stale"):
-            reason = "The result is stale (an input changed since): press Predict again before exporting."
-        elif result.get("source") != "image":
-            reason = "This result was scored from a features CSV: there is no image and tumour to export."
-        elif not _has_highdicom():
-            reason = ("DICOM export needs highdicom, which this Python lacks (Slicer 5.12 ships it; "
-                      "elsewhere: pip install highdicom).")
-        else:
-            try:
-                if self.dicom_sources is None:
-                    reason = "DICOM export is not available in this view."
-                elif not self._sources():
-                    reason = ("The input is not from DICOM (its volume lists no DICOM instances): load the series "
-                              "with Slicer's DICOM module to export DICOM SEG + SR.")
-            except InputError as exc:
-                reason = str(exc)
-        return {"enabled": reason is None,
-                "reason": reason or "Export the tumour as DICOM SEG and the result as DICOM SR (TID 1500)"}
-
-    def export_would_overwrite(self, out_dir: str) -> List[str]:
-        """The SEG/SR files that exporting into out_dir would replace (the face asks first)."""
-        from IMNRiskLib import dicomout
-        paths = dicomout.output_paths(out_dir)
-        return [str(p) for p in (paths.seg, paths.sr) if p.exists()]
-
-    def export_dicom(self, out_dir: str, force: bool = False) -> Optional[Dict[str, str]]:
-        """Write the tumour (the segment on the scored node's grid) as DICOM SEG and the result as a
-        TID 1500 SR, referencing the chosen phase's slices; existing files only with force. Errors
-        land in state()["error"] (nothing is half-written), the paths in state()["export"]."""
-        from IMNRiskLib import dicomout
-        self.error = None
-        gate = self.export_gate()
-        if not gate["enabled"]:
-            return self._refuse(gate["reason"])
-        try:
-            sources = self._sources()
-            if not all(hasattr(s, "SOPInstanceUID") for s in sources):
-                sources = dicomout.read_source(sources)
-            case = self.logic.tumour(self.displayed_node(), self._node(self.segmentation_id), self.segment_id,
-                                     None, self._min_voxels())
-            paths = dicomout.export(out_dir, sources, case.mask, self.result, self.model.doc, force)
-        except InputError as exc:
-            return self._refuse(str(exc))
-        except OSError as exc:  # e.g. a read-only or full disk: the temporary files are gone already
-            return self._refuse(f"{out_dir}: cannot write the DICOM files ({exc.strerror or type(exc).__name__})")
-        self._exported = {"seg": str(paths.seg), "sr": str(paths.sr)}
-        self._changed()
-        return dict(self._exported)
-
-    # ------------------------------------------------------------------ results table
-    def _find_or_make_results_table(self):
-        table = next((t for t in self._nodes("vtkMRMLTableNode") if t.GetAttribute(RESULTS_ATTRIBUTE)), None)
-        if table is None:
-            self._quiet += 1
-            try:
-                table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", RESULTS_TABLE_NAME)
-            finally:
-                self._quiet -= 1
-            table.SetAttribute(RESULTS_ATTRIBUTE, "1")
-        for name in RESULT_COLUMNS:  # string columns (a table reset by a scene close has none)
-            if table.GetTable().GetColumnByName(name) is None:
-                table.AddColumn().SetName(name)
-        return table
+        self.changed()
 
     @property
     def results_table(self):
         """The results table node of the scene (made again after the scene was closed or it was deleted)."""
-        closing = self.scene.IsClosing() or self.scene.IsBatchProcessing()
-        if not closing and (self._results_table is None or not self.scene.IsNodePresent(self._results_table)
-                            or self._results_table.GetTable().GetNumberOfColumns() < len(RESULT_COLUMNS)):
-            self._results_table = self._find_or_make_results_table()
-        return self._results_table
-
-    def _append_row(self, result: Dict[str, Any]) -> None:
-        values = {"time": result["time"], "model_sha256": result["model_sha256"], "input": result["input"],
-                  "phase": "" if result["phase"] is None else str(result["phase"]), "segment": result["segment"] or "",
-                  "inputs": json.dumps(result["clinical"], sort_keys=True), "radscore": f"{result['radscore']:.6f}",
-                  "risk": f"{result['probability']:.6f}", "ci95_low": f"{result['ci95'][0]:.6f}",
-                  "ci95_high": f"{result['ci95'][1]:.6f}", "risk_group": result["risk_group"] or "withheld",
-                  "verdict": result["verdict"]["state"],
-                  "points": json.dumps({k: round(v, 3) for k, v in result["points"].items()}),
-                  "patient_id": result.get("patient_id") or ""}
-        node = self.results_table
-        table = node.GetTable()
-        row = table.InsertNextBlankRow()
-        for c, name in enumerate(RESULT_COLUMNS):
-            table.GetColumnByName(name).SetValue(row, values[name])
-        table.Modified()
-        node.Modified()
+        return self.scoring.table
 
     def results(self) -> List[Dict[str, str]]:
-        table = self.results_table.GetTable()
-        names = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
-        return [{n: table.GetValueByName(r, n).ToString() for n in names} for r in range(table.GetNumberOfRows())]
+        return self.scoring.rows()
 
-    # ------------------------------------------------------------------ nomogram
     def nomogram_png(self, path: str, width_px: int = 420) -> Optional[str]:
-        """The nomogram drawn for the module panel (width_px wide), this patient marked; the
-        matplotlib figure is closed afterwards (none accumulate in a long session)."""
-        if self.model is None or self.result is None:
-            return None
-        from IMNRiskLib import figures
-        import matplotlib.pyplot as plt
-        labels = {v["name"]: v.get("label", v["name"]) for v in self.model.doc["clinical"]["schema"]["variables"]}
-        fig = figures.nomogram(self.model.doc["nomogram"], labels, patient=self.result["points"],
-                               notes=(self.result.get("domain") or {}).get("warnings"))
+        """The nomogram with this patient marked (width_px wide); the figure is closed afterwards."""
+        return self.scoring.nomogram_png(path, width_px)
+
+    # ------------------------------------------------------------------ DICOM SEG + SR export
+    def set_dicom_sources(self, dicom_sources: Optional[Callable[[Any], List[Any]]]) -> None:
+        """The face's lookup of a node's DICOM slices (see the module docstring)."""
+        self.dicom_export.set_sources(dicom_sources)
+        self.changed()
+
+    def export_gate(self) -> Dict[str, Any]:
+        """Whether the result can be exported as DICOM SEG + SR and, if not, why."""
+        return self.dicom_export.gate()
+
+    def export_would_overwrite(self, out_dir: str) -> List[str]:
+        """The SEG/SR files that exporting into out_dir would replace (the face asks first)."""
+        return self.dicom_export.would_overwrite(out_dir)
+
+    def export_dicom(self, out_dir: str, force: bool = False) -> Optional[Dict[str, str]]:
+        """The tumour as DICOM SEG and the result as a TID 1500 SR on the chosen phase's slices;
+        existing files only with force. Errors land in state()["error"], the paths in state()["export"]."""
+        self.error = None
         try:
-            dpi = 100
-            w, h = fig.get_size_inches()
-            fig.set_size_inches(width_px / dpi, h * width_px / dpi / w)
-            for text in fig.findobj(match=lambda o: hasattr(o, "set_fontsize") and hasattr(o, "get_fontsize")):
-                text.set_fontsize(max(5.0, text.get_fontsize() * 0.8))
-            _fit_labels(fig)
-            fig.savefig(path, dpi=dpi)
-        finally:
-            plt.close(fig)
-        return path
+            written = self.dicom_export.export(out_dir, force)
+        except InputError as exc:
+            return self.refuse(str(exc))
+        self.changed()
+        return written
 
     # ------------------------------------------------------------------ state
     def state(self) -> Dict[str, Any]:
         """Everything a face shows, as plain JSON-able values."""
         shown = self.displayed_node()
-        segmentation = self._node(self.segmentation_id)
-        segments = []
-        if segmentation is not None:
-            s = segmentation.GetSegmentation()
-            segments = [{"id": s.GetNthSegmentID(i), "name": s.GetNthSegment(i).GetName()}
-                        for i in range(s.GetNumberOfSegments())]
-        model = None
-        if self.model is not None or self._model_error:
-            synthetic = bool(self.model is not None and self.model.doc["training"].get("synthetic"))
-            model = {"path": self.model_path, "summary": self.model.summary() if self.model else None,
-                     "synthetic": synthetic, "banner": SYNTHETIC_BANNER if synthetic else "",
-                     "sha256": self.model.doc["sha256"] if self.model else None, "error": self._model_error,
-                     "version_problems": list(self._version_problems),
-                     "version_mismatch_allowed": self._allow_mismatch}
-        result = None
-        if self.result is not None:
-            keys = ("verdict", "display", "radscore", "probability", "ci95", "risk_group", "risk_group_computed",
-                    "risk_thresholds", "points", "phase", "n_phases", "segment", "input", "warnings", "stale",
-                    "source", "time", "model_sha256", "clinical", "clinical_probability", "radiomics_probability",
-                    "features", "ci_method", "domain", "image", "ignored_clinical", "tumour", "synthetic", "banner",
-                    "patient_id")
-            result = {k: self.result.get(k) for k in keys}
-        csv = None if self._features_csv is None else {k: self._features_csv[k] for k in ("path", "id")}
+        tumour = self.tumour
+        csv = self.clinical.features_csv
         return _json_clean({
-            "inputs": [dict(i) for i in self._inputs], "input": self.input_id,
+            "inputs": [dict(i) for i in self.inputs.offered], "input": self.input_id,
             "phase": self.phase(), "phase_count": self.phase_count(),
             "displayed_node_id": shown.GetID() if shown is not None else None,
-            "segmentations": [{"id": n.GetID(), "name": n.GetName()} for n in self._nodes("vtkMRMLSegmentationNode")],
-            "segmentation_id": self.segmentation_id, "segments": segments, "segment_id": self.segment_id,
-            "segment": dict(self._size), "patient_id": self.patient_id, "model": model, "form": self.form(), "features_csv": csv,
-            "image_is_phase": self._image_is_phase,
+            "segmentations": [{"id": n.GetID(), "name": n.GetName()}
+                              for n in nodes_of_class(self.scene, "vtkMRMLSegmentationNode")],
+            "segmentation_id": tumour.segmentation_id, "segments": tumour.names(), "segment_id": tumour.segment_id,
+            "tumour_file": tumour.file_state(), "segment": dict(tumour.size), "patient_id": self.patient_id,
+            "model": self.clinical.model_state(), "form": self.form(),
+            "features_csv": None if csv is None else {k: csv[k] for k in ("path", "id")},
+            "image_is_phase": self.clinical.image_is_phase,
             "pyradiomics": {k: self.pyradiomics()[k] for k in ("ok", "version", "message")},
-            "predict": self.predict_gate(), "result": result, "error": self.error, "results": self.results(),
-            "export": {**self.export_gate(), "written": self._exported},
+            "predict": self.predict_gate(), "result": self.scoring.shown(), "error": self.error,
+            "results": self.results(), "export": {**self.export_gate(), "written": self.dicom_export.written},
             "results_table_id": self.results_table.GetID(), "notice": RESEARCH_ONLY})
 
 
-def _has_highdicom() -> bool:
-    """Whether highdicom (which writes the SEG and SR) imports here."""
-    try:
-        import highdicom  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def instance_files(node, file_for_instance: Callable[[str], str]) -> List[str]:
-    """The files of a volume node's DICOM instances (its "DICOM.instanceUIDs" attribute, set by
-    Slicer's DICOM module) through a database lookup; [] when the node is not from DICOM."""
-    uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split() if node is not None else []
-    files = [file_for_instance(uid) or "" for uid in uids]
-    missing = [uid for uid, f in zip(uids, files) if not f]
-    if missing:
-        raise InputError(f"{len(missing)} of the {len(uids)} DICOM instances of '{node.GetName()}' are not in "
-                         f"the DICOM database (e.g. {missing[0]})", field="DICOM database")
-    return files
-
-
-def segment_voxels(segmentation_node, segment_id: str):
-    """(voxels, mL) of one segment counted on its own binary labelmap (no export, no scene node),
-    cheap enough to follow the paint brush."""
+def _own_sequences_logic(scene):
+    """Headless (slicer-core, trame): a Sequences logic registered with this scene keeps proxies updated."""
     import slicer
-    from vtk.util import numpy_support
-    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
-    if segment is None:
-        raise InputError(f"segment '{segment_id}' not found in '{segmentation_node.GetName()}'", field="Segment")
-    name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
-    labelmap = segment.GetRepresentation(name)
-    if labelmap is None:
-        segmentation_node.GetSegmentation().CreateRepresentation(name)
-        labelmap = segment.GetRepresentation(name)
-    if labelmap is None or labelmap.GetPointData().GetScalars() is None:
-        return 0, 0.0
-    extent = labelmap.GetExtent()
-    if extent[1] < extent[0] or extent[3] < extent[2] or extent[5] < extent[4]:
-        return 0, 0.0
-    scalars = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
-    voxels = int(np.count_nonzero(scalars == segment.GetLabelValue()))
-    return voxels, voxels * float(np.prod(labelmap.GetSpacing())) / 1000.0
+    logic = slicer.vtkSlicerSequencesLogic()
+    logic.SetMRMLScene(scene)
+    return logic
 
 
-def _fit_labels(fig) -> None:
-    """Widen the axes' left limit until the axis titles fit a narrow figure (none cut off)."""
-    fig.subplots_adjust(left=0.01, right=0.99)
-    for ax in fig.axes:
-        for _ in range(12):
-            fig.canvas.draw()
-            renderer = fig.canvas.get_renderer()
-            left = min((t.get_window_extent(renderer).x0 for t in ax.texts), default=0.0)
-            if left >= 2:
-                break
-            lo, hi = ax.get_xlim()
-            ax.set_xlim(lo - 0.08 * (hi - lo), hi)
+def _converter_rules(scene):
+    """Headless, nothing has registered the segmentation converters (Slicer's Segmentations
+    module does it at start): without them an empty segment cannot be made to paint in."""
+    import slicer
+    if slicer.vtkSegmentationConverterFactory.GetInstance().GetConverterRules():
+        return None
+    logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    logic.SetMRMLScene(scene)
+    return logic
 
 
-def _weak(method):
-    """An observer callback that does not keep the controller alive (no scene <-> controller cycle,
-    whose collection would leave a half-cleared controller still observing)."""
-    ref = weakref.WeakMethod(method)
-
-    def call(caller=None, event=None):
-        bound = ref()
-        if bound is not None:
-            bound(caller, event)
-    return call
-
-
+# TODO(#28): use the library's one public JSON cleaner once it exists in a module that imports without scipy.
 def _json_clean(obj):
-    """Plain JSON types (numpy scalars -> Python, NaN -> None)."""
+    """Plain JSON types (numpy scalars -> Python, NaN -> None). Not IMNRiskLib.evaluation's private copy:
+    evaluation imports scipy, and this module must load in Slicer before the optional packages are installed."""
     if isinstance(obj, dict):
         return {str(k): _json_clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
