@@ -389,6 +389,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     claim_outputs([folder / "cohort.csv", folder / "truth.json"], [], args.force, folder=folder)
     summary = _synthesize(folder, args)
+    for note in summary.get("notes", []):
+        say(f"imnrisk synth: note: {note}")
     say(f"imnrisk synth: {summary['patients']} synthetic patients ({summary['events']} IMN-positive) -> "
         f"{folder / 'cohort.csv'}; truth in {folder / 'truth.json'}")
     return EXIT_OK

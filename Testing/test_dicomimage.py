@@ -307,6 +307,22 @@ def test_a_subtraction_series_is_named_not_taken_as_a_phase(predict, cohorts, tm
                     "ImageType DERIVED\\SECONDARY\\SUBTRACTION", "not an acquired phase")
 
 
+def test_series_without_trigger_times_are_ordered_by_acquisition_time_not_series_number(cohorts, tmp_path):
+    """No TriggerTime, Series Numbers in reverse order of acquisition: the acquisition time decides."""
+    study = tmp_path / "study"
+    shutil.copytree(image_of(cohorts, "per-phase"), study)
+    for file in study.rglob("*.dcm"):
+        ds = pydicom.dcmread(str(file))
+        del ds.TriggerTime
+        ds.SeriesNumber = 9 - int(ds.SeriesNumber)
+        ds.save_as(str(file))
+    for phase in (0, 1, 7):
+        notes = []
+        image, _, n = imaging.load_phase(study, phase, notes)
+        assert n == 8 and same_volume(image, imaging.load_phase(image_of(cohorts, "nrrd"), phase)[0]), phase
+        assert notes == ["8 DICOM series, one per phase, ordered by AcquisitionTime then SeriesNumber"], notes
+
+
 def test_series_on_another_frame_of_reference_are_not_phases(cohorts, tmp_path):
     study = tmp_path / "study"
     shutil.copytree(image_of(cohorts, "per-phase"), study)
