@@ -247,9 +247,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except InputError as exc:
         raise (exc.located(file=str(args.model)) if exc.field == "--ci" else exc) from None
     case = case_from_files(model, args.image, args.mask, args.phase, label, args.image_is_phase)
-    if case.loaded.phase_note:
-        say(f"imnrisk predict: image: {case.loaded.phase_note}")
     prediction = score_case(model, case, clinical, options)
+    if case.loaded.phase_note:  # said once scored: a refusal stays one line
+        say(f"imnrisk predict: image: {case.loaded.phase_note}")
     result = prediction.to_dict()
     if args.dicom_out:
         from .dicomout import export_case

@@ -749,10 +749,11 @@ def load_case(image_path: Union[str, Path], mask_path: Union[str, Path], phase: 
 
 
 def phase_note(n_phases: int, chosen: int, requested: Optional[int], notes: Sequence[str]) -> str:
-    """One sentence saying how many phases the image has, how they were ordered, which one is scored."""
+    """One sentence saying how many phases the image has, how they were ordered, which one is scored
+    ('' for a single-phase image that needed no choice)."""
     how = f" ({'; '.join(notes)})" if notes else ""
     if n_phases == 1:
-        return f"1 phase{how}"
+        return f"1 phase{how}" if how else ""
     why = "as requested" if requested is not None else "the default: the second, peak-enhancement phase"
     return f"{n_phases} phases{how}; phase {chosen} (0-based) scored, {why}"
 

@@ -79,15 +79,34 @@ def write_enhanced(files: Sequence[Path], target: Path) -> None:
     try:
         enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
             legacy_datasets=datasets, series_instance_uid=datasets[0].SeriesInstanceUID, series_number=1,
-            sop_instance_uid=hd.UID(), instance_number=1)
+            sop_instance_uid=_uid(datasets, "enhanced"), instance_number=1)
     finally:
         quiet.level = level
     if "ReferencedSeriesSequence" in enhanced:
         del enhanced.ReferencedSeriesSequence  # the classic files it names are not kept (dciodvfy: an error)
     target.parent.mkdir(parents=True, exist_ok=True)
     from .files import atomic_path
+    fixed_times(enhanced)
     with atomic_path(target) as tmp:
         enhanced.save_as(str(tmp), enforce_file_format=True)
+
+
+def fixed_times(ds) -> None:
+    """The creation dates, times and fresh UIDs writers stamp, fixed: same seed, same bytes."""
+    for keyword in ("ContentDate", "InstanceCreationDate", "StructureSetDate", "SeriesDate"):
+        if keyword in ds:
+            setattr(ds, keyword, "20200101")
+    for keyword in ("ContentTime", "InstanceCreationTime", "StructureSetTime", "SeriesTime"):
+        if keyword in ds:
+            setattr(ds, keyword, "090000")
+    for item in ds.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = "20200101090000"
+    organization = _uid([ds], "dimension-organization")
+    for keyword in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
+        for item in ds.get(keyword, []):
+            if "DimensionOrganizationUID" in item:
+                item.DimensionOrganizationUID = organization
 
 
 def write_masks(sources: Sequence, series_folder: Path, mask: np.ndarray, case: Path) -> List[str]:
@@ -122,6 +141,7 @@ def write_seg(sources: Sequence, mask: np.ndarray, target: Path) -> None:
         series_instance_uid=_uid(sources, "seg-series"), series_number=100,
         sop_instance_uid=_uid(sources, "seg"), instance_number=1, manufacturer="IMNRisk synthetic phantom",
         manufacturer_model_name="imnrisk synth", software_versions="imnrisk", device_serial_number="0")
+    fixed_times(seg)
     with atomic_path(target) as tmp:
         seg.save_as(str(tmp))
 
@@ -144,9 +164,7 @@ def write_rtstruct(sources: Sequence, mask: np.ndarray, target: Path) -> None:
             contour.ContourData = [DSfloat(float(v), auto_format=True) for v in contour.ContourData]
     ds.SeriesInstanceUID, ds.SOPInstanceUID = _uid(sources, "rt-series"), _uid(sources, "rt")
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StructureSetDate, ds.StructureSetTime = "20200101", "090000"  # same seed, same bytes
-    ds.InstanceCreationDate, ds.InstanceCreationTime = "20200101", "090000"
-    ds.SeriesDate, ds.SeriesTime = "20200101", "090000"
+    fixed_times(ds)
     # Type 1 and 2 attributes rt-utils leaves out (dciodvfy reports them)
     ds.FrameOfReferenceUID = sources[0].FrameOfReferenceUID
     ds.PositionReferenceIndicator = ds.AccessionNumber = ds.OperatorsName = ds.ReferringPhysicianName = ""

@@ -370,3 +370,14 @@ def test_dicom_out_refuses_an_enhanced_mr_image_in_one_line(predict, cohorts, tm
     """predict --dicom-out writes its SEG on classic slices: an Enhanced MR image is refused before any work."""
     one_line_exit_2(predict(image_of(cohorts, "enhanced"), "--dicom-out", tmp_path / "out"),
                     "an Enhanced MR (multi-frame) image is not supported there yet")
+
+
+def test_the_enhanced_form_and_its_masks_are_the_same_bytes_for_the_same_seed(cohorts, tmp_path):
+    """highdicom and rt-utils stamp times and fresh UIDs; synth fixes them (same seed, same bytes)."""
+    again = tmp_path / "again"
+    result = run_cli("synth", again, "--patients", DICOM_PATIENTS, "--seed", DICOM_SEED, "--dicom-form", "enhanced",
+                     "--jobs", "1", "--quiet", "--force")
+    assert result.returncode == 0, result.stderr
+    for name in (f"{synthdicom.IMAGE_FOLDER}/{synthdicom.ENHANCED_NAME}", synthdicom.SEG_NAME, synthdicom.RTSTRUCT_NAME):
+        first, second = (root / "cases" / PID / name for root in (cohorts["enhanced"], again))
+        assert first.read_bytes() == second.read_bytes(), name
