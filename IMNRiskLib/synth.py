@@ -493,6 +493,7 @@ def synthesize(folder: Path, options: SynthOptions,
             if progress:
                 progress(len(rendered), len(tasks))
 
+    notes = sorted({note for info in rendered.values() for note in info.pop("notes", [])})  # not truth
     schema = load_schema()
     image_name = "dce_dicom" if options.dicom else "dce.nrrd"
     manifest = pd.DataFrame({"ID": ids, "Image": [f"cases/{p}/{image_name}" for p in ids],
@@ -529,7 +530,6 @@ def synthesize(folder: Path, options: SynthOptions,
     write_text(folder / "README.txt", "IMNRisk synthetic phantom cohort (no real patient).\n"
                "cohort.csv: the manifest; cases/<ID>/: 8-phase DCE-MRI and tumour masks (Mask2: a second reader);\n"
                "truth.json: the generating model and each patient's latent values.\n" + RESEARCH_ONLY + "\n")
-    notes = sorted({note for info in rendered.values() for note in info.pop("notes", [])})
     return {"patients": options.patients, "events": int(truth["IMN"].sum()), "folder": str(folder), "notes": notes}
 
 
