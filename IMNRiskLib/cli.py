@@ -50,6 +50,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         features.write_run(run, args.out)
     for warning in run.warnings:
         say(f"imnrisk: warning: {warning}")
+    say_phase_choices(run.provenance["cases"])
     report_errors([InputError(f["reason"], file=f["file"] or str(cohort.path), id=f["ID"], field=f["field"] or None)
                    for f in run.failures])
     n, ok = len(cohort.cases), len(run.features)
@@ -59,6 +60,16 @@ def cmd_extract(args: argparse.Namespace) -> int:
            f"{paths['reader2']}" if run.reader2 is not None else "")
         + (f"; failures -> {paths['failures']}" if run.failures else ""))
     return EXIT_INPUT if run.failures else EXIT_OK
+
+
+def say_phase_choices(cases: dict) -> None:
+    """One line per distinct phase choice of the extracted cases (how many phases, how ordered, which scored)."""
+    counts: dict = {}
+    for record in cases.values():
+        if record.get("phases"):
+            counts[record["phases"]] = counts.get(record["phases"], 0) + 1
+    for note, count in counts.items():
+        say(f"imnrisk extract: phases of {count} case(s): {note}")
 
 
 # --------------------------------------------------------------------------- stats and tables
@@ -237,6 +248,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise (exc.located(file=str(args.model)) if exc.field == "--ci" else exc) from None
     case = case_from_files(model, args.image, args.mask, args.phase, label, args.image_is_phase)
     prediction = score_case(model, case, clinical, options)
+    if case.loaded.phase_note:  # said once scored: a refusal stays one line
+        say(f"imnrisk predict: image: {case.loaded.phase_note}")
     result = prediction.to_dict()
     if args.dicom_out:
         from .dicomout import export_case
@@ -354,10 +367,15 @@ def _progress_bar(desc: str, quiet: bool):
 
 def _synthesize(folder: Path, args: argparse.Namespace) -> dict:
     from . import synth
+    form = getattr(args, "dicom_form", None)
     options = synth.SynthOptions(patients=args.patients, seed=args.seed, full_size=getattr(args, "full_size", False),
-                                 dicom=getattr(args, "dicom", False), jobs=args.jobs)
+                                 dicom=getattr(args, "dicom", False) or form is not None, jobs=args.jobs,
+                                 dicom_form=form or "classic")
     if options.patients < 2:
         raise InputError("--patients must be 2 or more", field="--patients")
+    if options.dicom:
+        from .synthdicom import check_form
+        check_form(options.dicom_form)
     bar, update = _progress_bar("synth", args.quiet)
     try:
         return synth.synthesize(folder, options, progress=update)
@@ -371,6 +389,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     claim_outputs([folder / "cohort.csv", folder / "truth.json"], [], args.force, folder=folder)
     summary = _synthesize(folder, args)
+    for note in summary.get("notes", []):
+        say(f"imnrisk synth: note: {note}")
     say(f"imnrisk synth: {summary['patients']} synthetic patients ({summary['events']} IMN-positive) -> "
         f"{folder / 'cohort.csv'}; truth in {folder / 'truth.json'}")
     return EXIT_OK
@@ -637,7 +657,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="output folder (cohort.csv, cases/, truth.json)")
     _add_synth_options(p)
     p.add_argument("--full-size", action="store_true", help="512x512x100 at 0.66x0.66x2 mm (benchmarks)")
-    p.add_argument("--dicom", action="store_true", help="multi-phase DICOM series instead of 4-D NRRD")
+    p.add_argument("--dicom", action="store_true", help="multi-phase DICOM series instead of 4-D NRRD, with the "
+                   "tumour also as DICOM SEG and RTSTRUCT (rt-utils) beside it")
+    p.add_argument("--dicom-form", choices=("classic", "enhanced", "per-phase"),
+                   help="implies --dicom: classic (default; one series, a file per slice and phase), enhanced (one "
+                        "Legacy Converted Enhanced MR object) or per-phase (one series per phase)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("demo", help="the whole pipeline on the built-in phantom cohort")

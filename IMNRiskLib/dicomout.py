@@ -115,6 +115,10 @@ def check_target(image: Union[str, Path], out_dir: Union[str, Path], force: bool
     if not folder.is_dir() or not imaging._dicom_files(folder):
         raise InputError("--dicom-out needs the image to be a DICOM series folder (this is not one)",
                          file=str(folder), field="--image")
+    from .dicomimage import enhanced_object
+    if enhanced_object(folder, imaging._dicom_files(folder)) is not None:
+        raise InputError("--dicom-out writes the SEG on classic slices; an Enhanced MR (multi-frame) image is not "
+                         "supported there yet (score it without --dicom-out)", file=str(folder), field="--image")
     _hd()
 
 

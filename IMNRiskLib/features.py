@@ -367,7 +367,8 @@ def _extract_one(task: Dict[str, Any]) -> Dict[str, Any]:
         voxels = imaging.binary_count(loaded.mask)
         result = {"id": task["id"], "features": features, "feature_order": list(features),
                   "warnings": loaded.warnings,
-                  "phase": loaded.phase, "n_phases": loaded.n_phases, "voxels": voxels,
+                  "phase": loaded.phase, "n_phases": loaded.n_phases, "phase_note": loaded.phase_note,
+                  "voxels": voxels,
                   "volume_ml": voxels * float(np.prod(spacing)) / 1000.0, "diagnostics": diagnostics,
                   "nonfinite": bad}
         if task.get("mask1"):
@@ -693,6 +694,7 @@ def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Di
             warnings.append(f"ID {case.id}: {len(result['nonfinite'])} feature(s) not finite, "
                             f"e.g. {result['nonfinite'][0]}")
         cases[case.id] = {**hashes[case.id], "phase": result["phase"], "n_phases": result["n_phases"],
+                          "phases": result.get("phase_note", ""),
                           "voxels": result["voxels"], "volume_ml": result["volume_ml"],
                           "warnings": result["warnings"], "diagnostics": result["diagnostics"]}
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns or [])

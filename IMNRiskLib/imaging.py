@@ -51,6 +51,7 @@ class LoadedCase:
     phase: int
     n_phases: int
     warnings: List[str] = field(default_factory=list)
+    phase_note: str = ""  # how many phases, how ordered, which was scored (said by the CLI and provenance)
 
 
 # --------------------------------------------------------------------------- reading
@@ -307,33 +308,31 @@ def _time_value(text: str) -> float:
         return math.nan
 
 
-def dicom_phases(folder: Path) -> List[List[Path]]:
+def dicom_phases(folder: Path, notes: Optional[List[str]] = None) -> List[List[Path]]:
     """Group a DICOM folder's files into phases ordered by time, slices ordered in space.
 
-    Phases come from TemporalPositionIdentifier, else TriggerTime, else AcquisitionTime; when
-    none differs, separate series (SeriesInstanceUID) are taken as phases.
+    One series per phase (IMNRiskLib.dicomimage) is ordered by its time, then Series Number; within
+    one series, phases come from TemporalPositionIdentifier, else TriggerTime, else AcquisitionTime.
+    `notes` receives how the phases were ordered.
     """
     from .dicommask import is_mask_file  # a study folder may hold the tumour's RTSTRUCT/SEG beside the image
+    from .dicomimage import check_series, phase_value, series_phase_keys
     files = [p for p in _dicom_files(folder) if not is_mask_file(p)]
     if not files:
         raise InputError("no DICOM files in folder", file=str(folder))
     headers = [(p, _dicom_header(p)) for p in files]
+    check_series(headers, folder)
     check_one_acquisition(headers, folder)
-    for tag, _name in TEMPORAL_TAGS:
+    keys = series_phase_keys(headers, folder, notes)
+    for tag, name in TEMPORAL_TAGS if keys is None else ():
         values = [h.GetMetaData(tag) if h.HasMetaDataKey(tag) else None for _, h in headers]
         if None not in values and len(set(values)) > 1:
-            keys = [_time_value(v) for v in values]
+            keys = [phase_value(tag, v) for v in values]
+            if notes is not None:
+                notes.append(f"one DICOM series, phases ordered by {name}")
             break
     else:
-        keys = [h.GetMetaData("0020|000e") if h.HasMetaDataKey("0020|000e") else "" for _, h in headers]
-        if len(set(keys)) > 1:  # one series per phase: order by series time, then number
-            def series_order(h):
-                return (_time_value(h.GetMetaData("0008|0031")) if h.HasMetaDataKey("0008|0031") else 0.0,
-                        int(h.GetMetaData("0020|0011")) if h.HasMetaDataKey("0020|0011") else 0)
-            first = {}
-            for k, (_, h) in zip(keys, headers):
-                first.setdefault(k, series_order(h))
-            keys = [first[k] for k in keys]
+        keys = keys or [0] * len(headers)
     groups = {}
     for key, (path, header) in zip(keys, headers):
         groups.setdefault(key, []).append((_slice_position(header), path))
@@ -469,12 +468,19 @@ def _read_file_phase(path: Path, phase: Optional[int]) -> Tuple[sitk.Image, int,
     return _phase_of(image, chosen), chosen, n
 
 
-def load_phase(path: Union[str, Path], phase: Optional[int] = None) -> Tuple[sitk.Image, int, int]:
-    """Load one 3-D phase of an image file or folder; return (image, phase index, number of phases)."""
+def load_phase(path: Union[str, Path], phase: Optional[int] = None, notes: Optional[List[str]] = None
+               ) -> Tuple[sitk.Image, int, int]:
+    """Load one 3-D phase of an image file or folder; return (image, phase index, number of phases).
+    `notes` receives how a DICOM input's phases were found and ordered."""
     path = Path(path)
-    if path.is_dir():
-        if _dicom_files(path):
-            phases = dicom_phases(path)
+    from .dicomimage import enhanced_object, load_enhanced_phase
+    dicom_files = _dicom_files(path) if path.is_dir() else []
+    enhanced = enhanced_object(path, dicom_files) if dicom_files or _is_dicom_file(path) else None
+    if enhanced is not None:
+        image, chosen, n = load_enhanced_phase(enhanced, phase, notes)
+    elif path.is_dir():
+        if dicom_files:
+            phases = dicom_phases(path, notes)
             chosen = _choose_phase(len(phases), phase, str(path))
             image, n = _read_dicom_series(phases[chosen], path), len(phases)
         else:
@@ -734,10 +740,22 @@ def load_mask(path: Union[str, Path], label: Union[int, str], image: sitk.Image,
 def load_case(image_path: Union[str, Path], mask_path: Union[str, Path], phase: Optional[int] = None,
               label: Union[int, str] = 1, min_voxels: int = MIN_TUMOUR_VOXELS) -> LoadedCase:
     """Load the chosen phase and its tumour mask, checked and on one grid."""
-    image, chosen, n = load_phase(image_path, phase)
+    notes: List[str] = []
+    image, chosen, n = load_phase(image_path, phase, notes)
     warnings: List[str] = []
     mask = load_mask(mask_path, label, image, warnings, min_voxels, image_path=image_path)
-    return LoadedCase(image=image, mask=mask, phase=chosen, n_phases=n, warnings=warnings)
+    return LoadedCase(image=image, mask=mask, phase=chosen, n_phases=n, warnings=warnings,
+                      phase_note=phase_note(n, chosen, phase, notes))
+
+
+def phase_note(n_phases: int, chosen: int, requested: Optional[int], notes: Sequence[str]) -> str:
+    """One sentence saying how many phases the image has, how they were ordered, which one is scored
+    ('' for a single-phase image that needed no choice)."""
+    how = f" ({'; '.join(notes)})" if notes else ""
+    if n_phases == 1:
+        return f"1 phase{how}" if how else ""
+    why = "as requested" if requested is not None else "the default: the second, peak-enhancement phase"
+    return f"{n_phases} phases{how}; phase {chosen} (0-based) scored, {why}"
 
 
 # --------------------------------------------------------------------------- preparation

@@ -388,8 +388,11 @@ def write_nrrd_4d(phases: np.ndarray, spacing, path: Path) -> None:
         tmp.with_suffix(".nrrd").replace(tmp)
 
 
-def write_dicom(phases: np.ndarray, spacing, folder: Path, patient_id: str, seed: int) -> None:
-    """A multi-phase MR DICOM series: one file per slice and phase, with temporal tags."""
+def write_dicom(phases: np.ndarray, spacing, folder: Path, patient_id: str, seed: int,
+                per_phase: bool = False) -> None:
+    """A multi-phase MR DICOM series: one file per slice and phase, with temporal tags; or, `per_phase`,
+    one series per phase (its own subfolder, Series Number and times, no temporal position), as some
+    scanners write DCE."""
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -397,9 +400,11 @@ def write_dicom(phases: np.ndarray, spacing, folder: Path, patient_id: str, seed
     n_t, n_z = phases.shape[0], phases.shape[1]
     for t in range(n_t):
         volume = _image(phases[t], spacing)
+        target = folder / f"phase{t + 1:02d}" if per_phase else folder
+        target.mkdir(exist_ok=True)
         for z in range(n_z):
             pos = volume.TransformIndexToPhysicalPoint((0, 0, z))
-            slice_ = volume[:, :, z]
+            slice_ = volume[:, :, z:z + 1]  # a one-slice volume: GDCM writes its z spacing as SpacingBetweenSlices
             seconds = 8 * 3600 + t * 60
             tags = {
                 "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0008|0018": _uid(seed, patient_id, t, z),
@@ -414,9 +419,15 @@ def write_dicom(phases: np.ndarray, spacing, folder: Path, patient_id: str, seed
                 "0020|0032": "\\".join(f"{c:.4f}" for c in pos), "0020|0037": "1\\0\\0\\0\\1\\0",
                 "0028|0030": f"{spacing[1]:.4f}\\{spacing[0]:.4f}",
             }
+            tags.update({"0008|0008": "ORIGINAL\\PRIMARY\\OTHER",
+                         "0018|0015": "BREAST", "0020|0060": "L", "0028|1050": "300", "0028|1051": "600"})
+            if per_phase:
+                tags.update({"0020|000e": _uid(seed, patient_id, "series", t), "0020|0011": str(t + 1),
+                             "0008|0031": tags["0008|0032"], "0020|0013": str(z + 1)})
+                del tags["0020|0100"], tags["0020|0105"]
             for key, value in tags.items():
                 slice_.SetMetaData(key, value)
-            writer.SetFileName(str(folder / f"t{t + 1:02d}_z{z + 1:03d}.dcm"))
+            writer.SetFileName(str(target / f"t{t + 1:02d}_z{z + 1:03d}.dcm"))
             writer.Execute(slice_)
 
 
@@ -427,6 +438,7 @@ class SynthOptions:
     full_size: bool = False
     dicom: bool = False
     jobs: int = 1
+    dicom_form: str = "classic"  # with dicom: classic, enhanced or per-phase (IMNRiskLib.synthdicom)
 
 
 def _write_case(args) -> Tuple[str, Dict[str, object]]:
@@ -436,8 +448,10 @@ def _write_case(args) -> Tuple[str, Dict[str, object]]:
     case = Path(folder) / "cases" / pid
     case.mkdir(parents=True, exist_ok=True)
     spacing = grid["spacing"]
+    notes: List[str] = []
     if dicom:
-        write_dicom(out["phases"], spacing, case / "dce_dicom", pid, seed)
+        from .synthdicom import write_case
+        notes = write_case(out["phases"], out["mask"], spacing, case, pid, seed, dicom)
     else:
         write_nrrd_4d(out["phases"], spacing, case / "dce.nrrd")
     for name in ("mask", "reader2"):
@@ -446,7 +460,7 @@ def _write_case(args) -> Tuple[str, Dict[str, object]]:
             sitk.WriteImage(_image(out[name], spacing), str(tmp.with_suffix(".nrrd")), True)
             tmp.with_suffix(".nrrd").replace(tmp)
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    return pid, {"traits": out["traits"], "centre_mm": out["centre_mm"],
+    return pid, {"traits": out["traits"], "centre_mm": out["centre_mm"], "notes": notes,
                  "tumour_voxels": int(out["mask"].sum()), "tumour_ml": float(out["mask"].sum() * voxel_ml)}
 
 
@@ -462,7 +476,8 @@ def synthesize(folder: Path, options: SynthOptions,
     ids = [f"SYN{i + 1:04d}" for i in range(options.patients)]
     grid = FULL_GRID if options.full_size else DEFAULT_GRID
     tasks = [(str(folder), pid, [options.seed, i, 7], clinical["tumor_location"][i], float(truth["diameter_mm"][i]),
-              float(truth["phenotype"][i]), grid, options.dicom, options.seed) for i, pid in enumerate(ids)]
+              float(truth["phenotype"][i]), grid, options.dicom and options.dicom_form, options.seed)
+             for i, pid in enumerate(ids)]
     rendered: Dict[str, Dict[str, object]] = {}
     if options.jobs > 1 and len(tasks) > 1:
         from .workers import process_pool
@@ -478,6 +493,7 @@ def synthesize(folder: Path, options: SynthOptions,
             if progress:
                 progress(len(rendered), len(tasks))
 
+    notes = sorted({note for info in rendered.values() for note in info.pop("notes", [])})  # not truth
     schema = load_schema()
     image_name = "dce_dicom" if options.dicom else "dce.nrrd"
     manifest = pd.DataFrame({"ID": ids, "Image": [f"cases/{p}/{image_name}" for p in ids],
@@ -498,7 +514,8 @@ def synthesize(folder: Path, options: SynthOptions,
         "Synthetic phantom: no real patient. " + RESEARCH_ONLY, "seed": options.seed,
         "patients": options.patients, "events": int(truth["IMN"].sum()),
         "grid": {"size": list(grid["size"]), "spacing_mm": list(grid["spacing"]), "phases": N_PHASES,
-                 "peak_phase_index": 1, "format": "dicom" if options.dicom else "nrrd-4d"},
+                 "peak_phase_index": 1,
+                 "format": f"dicom-{options.dicom_form}" if options.dicom else "nrrd-4d"},
         "model": {"coefficients": TRUTH, "phenotype_aln_correlation": PHENOTYPE_ALN_CORRELATION,
                   "clinical_factors": ["tumor_location", "pr", "aln_metastases"],
                   "phenotype_traits": "elongation, irregularity (lobulation), internal heterogeneity, rim enhancement"},
@@ -513,7 +530,7 @@ def synthesize(folder: Path, options: SynthOptions,
     write_text(folder / "README.txt", "IMNRisk synthetic phantom cohort (no real patient).\n"
                "cohort.csv: the manifest; cases/<ID>/: 8-phase DCE-MRI and tumour masks (Mask2: a second reader);\n"
                "truth.json: the generating model and each patient's latent values.\n" + RESEARCH_ONLY + "\n")
-    return {"patients": options.patients, "events": int(truth["IMN"].sum()), "folder": str(folder)}
+    return {"patients": options.patients, "events": int(truth["IMN"].sum()), "folder": str(folder), "notes": notes}
 
 
 def true_model_aucs(n: int = 10000, seed: int = 12345) -> Dict[str, float]:

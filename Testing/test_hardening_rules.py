@@ -53,7 +53,7 @@ ROLES = {
     "validate": {"model": "in", "cohort": "in", "out": ("dir", "validation.json"), "features": "in",
                  "recalibrate": None, "jobs": None, "quiet": None, "force": None},
     "synth": {"dir": ("dir", "cohort.csv"), "patients": None, "seed": None, "jobs": None, "quiet": None,
-              "force": None, "full_size": None, "dicom": None},
+              "force": None, "full_size": None, "dicom": None, "dicom_form": None},
     "demo": {"out": ("dir", "features.csv"), "cv_repeats": None, "bootstrap": None, "protocol": None,
              "patients": None, "seed": None, "jobs": None, "quiet": None, "force": None},
 }
