@@ -742,20 +742,17 @@ def load_case(image_path: Union[str, Path], mask_path: Union[str, Path], phase: 
 
 # --------------------------------------------------------------------------- preparation
 
-def crop_to_mask(image: sitk.Image, mask: sitk.Image, pad_mm: float, pad_voxels: int = 0
-                 ) -> Tuple[sitk.Image, sitk.Image]:
-    """Crop image and mask to the tumour's bounding box plus a margin (mm and voxels).
+def crop_to_mask(image: sitk.Image, mask: sitk.Image, pad_mm: float, pad_voxels: int = 0,
+                 periodic: bool = False) -> Tuple[sitk.Image, sitk.Image]:
+    """Crop image and mask to the tumour's bounding box plus a margin (mm and voxels); with
+    `periodic` (a wavelet follows), an axis whose margin reaches an edge is kept whole.
 
     Filtering a cropped region gives the same values inside the tumour as filtering the whole
     volume when the margin covers the filter's support, at a fraction of the time and memory.
     """
+    from .cropping import crop_box
     lo, hi = _bounding_box(mask)
-    spacing = image.GetSpacing()
-    size = image.GetSize()
-    pad = [int(math.ceil(pad_mm / s)) + pad_voxels for s in spacing]
-    start = [max(0, l - p) for l, p in zip(lo, pad)]
-    stop = [min(n - 1, h + p) for h, p, n in zip(hi, pad, size)]
-    extent = [b - a + 1 for a, b in zip(start, stop)]
+    start, extent = crop_box(mask, lo, hi, pad_mm, pad_voxels, periodic)
     return (sitk.RegionOfInterest(image, extent, start), sitk.RegionOfInterest(mask, extent, start))
 
 
@@ -791,16 +788,21 @@ def orient(image: sitk.Image, code: Optional[str]) -> sitk.Image:
     return sitk.DICOMOrient(image, code)
 
 
-def prepare(case: LoadedCase, sigma_mm: float, normalize: Optional[dict], pad_voxels: int,
-            orientation: Optional[str] = None) -> Tuple[sitk.Image, sitk.Image]:
+def prepare(case: LoadedCase, sigma_mm: float, normalize: Optional[dict], pad_voxels: Optional[int],
+            orientation: Optional[str] = None, pad_mm: Optional[float] = None,
+            periodic: bool = True) -> Tuple[sitk.Image, sitk.Image]:
     """Put image and mask in one orientation (the same permutation for both: they share a grid),
-    normalise over the whole phase (pyradiomics' own function, as pyradiomics would), then crop
-    around the tumour and smooth. The returned pair goes to pyradiomics with normalize off."""
+    crop around the tumour (pad_voxels None: not cropped), in float64, normalise with the whole
+    phase's statistics (pyradiomics' normalisation, as pyradiomics would) and smooth. The returned
+    pair goes to pyradiomics with normalize off (cropping.py says why the margin makes the crop exact)."""
     image, mask = orient(case.image, orientation), orient(case.mask, orientation)
+    whole = image
+    if pad_voxels is not None:
+        pad_mm = 4.0 * sigma_mm if pad_mm is None else pad_mm
+        image, mask = crop_to_mask(image, mask, pad_mm=pad_mm, pad_voxels=pad_voxels, periodic=periodic)
     if normalize is not None:
-        from radiomics import imageoperations  # pyradiomics' normalisation, unchanged
-        image = imageoperations.normalizeImage(image, **normalize)
-    if sigma_mm <= 0:
-        return image, mask
-    image, mask = crop_to_mask(image, mask, pad_mm=4.0 * sigma_mm, pad_voxels=pad_voxels + 2)
+        from .cropping import normalized_region
+        image = normalized_region(whole, image, **normalize)
+    else:  # pyradiomics' wavelet computes in the image's type: float64 as on the stored integers
+        image = sitk.Cast(image, sitk.sitkFloat64)
     return smooth(image, sigma_mm), mask
