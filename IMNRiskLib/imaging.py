@@ -51,6 +51,9 @@ class LoadedCase:
     phase: int
     n_phases: int
     warnings: List[str] = field(default_factory=list)
+    # stored as 32-bit floats: pyradiomics filters such an image in float32 (an integer or float64
+    # one in float64), and so does `prepare` without normalisation and smoothing
+    stored_float32: bool = False
 
 
 # --------------------------------------------------------------------------- reading
@@ -470,7 +473,13 @@ def _read_file_phase(path: Path, phase: Optional[int]) -> Tuple[sitk.Image, int,
 
 
 def load_phase(path: Union[str, Path], phase: Optional[int] = None) -> Tuple[sitk.Image, int, int]:
-    """Load one 3-D phase of an image file or folder; return (image, phase index, number of phases)."""
+    """Load one 3-D phase of an image file or folder; return (image as float32, phase index, number of phases)."""
+    image, chosen, n = _load_stored_phase(path, phase)
+    return sitk.Cast(image, sitk.sitkFloat32), chosen, n
+
+
+def _load_stored_phase(path: Union[str, Path], phase: Optional[int] = None) -> Tuple[sitk.Image, int, int]:
+    """load_phase's image in the pixel type it is stored in."""
     path = Path(path)
     if path.is_dir():
         if _dicom_files(path):
@@ -486,7 +495,7 @@ def load_phase(path: Union[str, Path], phase: Optional[int] = None) -> Tuple[sit
     else:
         image, chosen, n = _read_file_phase(path, phase)
     check_image(image, str(path))
-    return sitk.Cast(image, sitk.sitkFloat32), chosen, n
+    return image, chosen, n
 
 
 def check_image(image: sitk.Image, source: str) -> None:
@@ -734,10 +743,12 @@ def load_mask(path: Union[str, Path], label: Union[int, str], image: sitk.Image,
 def load_case(image_path: Union[str, Path], mask_path: Union[str, Path], phase: Optional[int] = None,
               label: Union[int, str] = 1, min_voxels: int = MIN_TUMOUR_VOXELS) -> LoadedCase:
     """Load the chosen phase and its tumour mask, checked and on one grid."""
-    image, chosen, n = load_phase(image_path, phase)
+    stored, chosen, n = _load_stored_phase(image_path, phase)
+    image = sitk.Cast(stored, sitk.sitkFloat32)
     warnings: List[str] = []
     mask = load_mask(mask_path, label, image, warnings, min_voxels, image_path=image_path)
-    return LoadedCase(image=image, mask=mask, phase=chosen, n_phases=n, warnings=warnings)
+    return LoadedCase(image=image, mask=mask, phase=chosen, n_phases=n, warnings=warnings,
+                      stored_float32=stored.GetPixelID() == sitk.sitkFloat32)
 
 
 # --------------------------------------------------------------------------- preparation
@@ -803,6 +814,6 @@ def prepare(case: LoadedCase, sigma_mm: float, normalize: Optional[dict], pad_vo
     if normalize is not None:
         from .cropping import normalized_region
         image = normalized_region(whole, image, **normalize)
-    else:  # pyradiomics' wavelet computes in the image's type: float64 as on the stored integers
-        image = sitk.Cast(image, sitk.sitkFloat64)
+    elif sigma_mm > 0 or not case.stored_float32:  # pyradiomics' wavelet computes in the stored type's
+        image = sitk.Cast(image, sitk.sitkFloat64)   # precision: float64 for integers, float32 for float32
     return smooth(image, sigma_mm), mask

@@ -68,10 +68,15 @@ def test_breast1_imnrisk_settings_all_851():
     assert_equal_to_pyradiomics(ours, pyradiomics_on_same_inputs(loaded, settings), "breast1")
 
 
-def test_breast1_plain_pyradiomics_defaults_on_the_files():
-    """No preCrop, no normalisation: pyradiomics transforms the whole stored int16 volume."""
+@pytest.mark.parametrize("stored", ["int16", "float32"])
+def test_breast1_plain_pyradiomics_defaults_on_the_files(stored, tmp_path):
+    """No preCrop, no normalisation: pyradiomics transforms the whole stored volume, in float64 for
+    the file's int16, in float32 for a float32 file (IMNRisk's crop too)."""
     data = pyradiomics_data()
     image, mask = data / "breast1_image.nrrd", data / "breast1_label.nrrd"
+    if stored == "float32":
+        sitk.WriteImage(sitk.Cast(sitk.ReadImage(str(image)), sitk.sitkFloat32), str(tmp_path / "image.nrrd"))
+        image = tmp_path / "image.nrrd"
     settings = features.settings_from_dict(PLAIN_DEFAULTS)
     extractor = features.checked_extractor(PLAIN_DEFAULTS)
     theirs = values(extractor.execute(str(image), str(mask)))
