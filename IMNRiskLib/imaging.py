@@ -11,6 +11,7 @@ Everything here works on SimpleITK images and raises InputError for problems the
 from __future__ import annotations
 
 import bz2
+import contextlib
 import math
 import re
 import struct
@@ -73,13 +74,32 @@ def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
+@contextlib.contextmanager
+def _checked_meanwhile(path: Path, what: str, check: bool = True):
+    """check_file_complete in a thread while the body reads the file: zlib and ITK leave the GIL, so
+    on two cores decoding the stream twice costs no more wall time than once. Its refusal wins over
+    the body's own error, and the body's result is only used when the file checked whole."""
+    if not check:
+        yield
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:
+        verdict = pool.submit(check_file_complete, path, what)
+        try:
+            yield
+        except BaseException:
+            verdict.result()
+            raise
+        verdict.result()
+
+
 def _read(path: Path, what: str = "image", checked: bool = False) -> sitk.Image:
     """Read one image file; any reader failure becomes a clear InputError."""
     if not checked:
         check_input_file(path, f"{what} file")
-        check_file_complete(path, what)
     try:
-        return sitk.ReadImage(str(path))
+        with _checked_meanwhile(path, what, not checked):
+            return sitk.ReadImage(str(path))
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()
         detail = next((line.strip() for line in reason if "Could not" in line or "Unable" in line), "")
@@ -449,7 +469,12 @@ def _choose_phase(n_phases: int, phase: Optional[int], source: str) -> int:
 def _read_file_phase(path: Path, phase: Optional[int]) -> Tuple[sitk.Image, int, int]:
     """Read a file; for a 4-D file only the chosen phase is read from disk (streamed)."""
     check_input_file(path, "image file")
-    check_file_complete(path, "image")
+    with _checked_meanwhile(path, "image"):
+        return _read_checked_phase(path, phase)
+
+
+def _read_checked_phase(path: Path, phase: Optional[int]) -> Tuple[sitk.Image, int, int]:
+    """_read_file_phase's reading (the file's completeness is checked meanwhile)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
