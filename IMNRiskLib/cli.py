@@ -455,6 +455,13 @@ def demo_closing_line(metrics: dict, seconds: float, report: Path) -> str:
             "not a clinical model)")
 
 
+def demo_bootstrap(protocol: str, bootstrap: int) -> int:
+    """The demo validates the paper's protocol by its nested and leaky CV only (what the side-by-side
+    comparison shows: nested AUC and slope, leaky AUC): its bootstrap would double the demo's time
+    (issue 13, option a). IMNRisk's protocol keeps the full validation."""
+    return 0 if protocol == "paper" else bootstrap
+
+
 def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
     """Train the demo's protocols on the same phantom: the paper's into model-paper/, IMNRisk's
     into model/ (last, so its report shows both side by side, protocols.json). Returns the
@@ -472,7 +479,7 @@ def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
         with output_set(target, last="model.json") as stage:  # each model folder complete, or absent
             metrics = train(folder / "phantom" / "cohort.csv", features_csv, stage,
                             options=training_options(name, seed=args.seed), cv_folds=5, cv_repeats=args.cv_repeats,
-                            bootstrap=args.bootstrap, jobs=args.jobs, show_bar=not args.quiet,
+                            bootstrap=demo_bootstrap(name, args.bootstrap), jobs=args.jobs, show_bar=not args.quiet,
                             use_icc=_use_icc(name, getattr(args, "icc_threshold", None), getattr(args, "no_icc", False)))
             compared[name] = comparison_summary(metrics)
             if len(compared) > 1:

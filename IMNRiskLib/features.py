@@ -264,6 +264,16 @@ def _normalize_kwargs(settings: ExtractionSettings) -> Optional[dict]:
     return {"normalizeScale": s.get("normalizeScale", 1), "removeOutliers": s.get("removeOutliers")}
 
 
+def prepared_case(loaded: imaging.LoadedCase, settings: ExtractionSettings):
+    """(image, mask) as IMNRisk hands them to pyradiomics: oriented, cropped with the margin
+    `cropping.crop_margin` gives (exact for the enabled filters), normalised, smoothed."""
+    from .cropping import crop_margin
+    margin = crop_margin(settings.pyradiomics, settings.smoothing_sigma_mm)
+    pad_mm, pad_voxels = margin if margin is not None else (None, None)
+    return imaging.prepare(loaded, settings.smoothing_sigma_mm, _normalize_kwargs(settings), pad_voxels,
+                           settings.orientation, pad_mm=pad_mm)
+
+
 def compute_features(loaded: imaging.LoadedCase, settings: ExtractionSettings,
                      feature_names: Optional[Iterable[str]] = None) -> Tuple[Dict[str, float], Dict[str, Any]]:
     """Run pyradiomics on a loaded case; return (features, kept diagnostics).
@@ -271,9 +281,8 @@ def compute_features(loaded: imaging.LoadedCase, settings: ExtractionSettings,
     feature_names limits the work to those features (the image types and classes they need):
     scoring a patient computes only what the model uses.
     """
+    image, mask = prepared_case(loaded, settings)
     normalize = _normalize_kwargs(settings)
-    pad = int(settings.setting.get("padDistance", 5))
-    image, mask = imaging.prepare(loaded, settings.smoothing_sigma_mm, normalize, pad, settings.orientation)
     extractor = make_extractor(settings, normalized_here=normalize is not None)
     wanted = None
     if feature_names is not None:

@@ -11,6 +11,7 @@ Everything here works on SimpleITK images and raises InputError for problems the
 from __future__ import annotations
 
 import bz2
+import contextlib
 import math
 import re
 import struct
@@ -52,6 +53,9 @@ class LoadedCase:
     n_phases: int
     warnings: List[str] = field(default_factory=list)
     phase_note: str = ""  # how many phases, how ordered, which was scored (said by the CLI and provenance)
+    # stored as 32-bit floats: pyradiomics filters such an image in float32 (an integer or float64
+    # one in float64), and so does `prepare` without normalisation and smoothing
+    stored_float32: bool = False
 
 
 # --------------------------------------------------------------------------- reading
@@ -71,13 +75,32 @@ def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
+@contextlib.contextmanager
+def _checked_meanwhile(path: Path, what: str, check: bool = True):
+    """check_file_complete in a thread while the body reads the file: zlib and ITK leave the GIL, so
+    on two cores decoding the stream twice costs no more wall time than once. Its refusal wins over
+    the body's own error, and the body's result is only used when the file checked whole."""
+    if not check:
+        yield
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:
+        verdict = pool.submit(check_file_complete, path, what)
+        try:
+            yield
+        except BaseException:
+            verdict.result()
+            raise
+        verdict.result()
+
+
 def _read(path: Path, what: str = "image", checked: bool = False) -> sitk.Image:
     """Read one image file; any reader failure becomes a clear InputError."""
     if not checked:
         check_input_file(path, f"{what} file")
-        check_file_complete(path, what)
     try:
-        return sitk.ReadImage(str(path))
+        with _checked_meanwhile(path, what, not checked):
+            return sitk.ReadImage(str(path))
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()
         detail = next((line.strip() for line in reason if "Could not" in line or "Unable" in line), "")
@@ -445,7 +468,12 @@ def _choose_phase(n_phases: int, phase: Optional[int], source: str) -> int:
 def _read_file_phase(path: Path, phase: Optional[int]) -> Tuple[sitk.Image, int, int]:
     """Read a file; for a 4-D file only the chosen phase is read from disk (streamed)."""
     check_input_file(path, "image file")
-    check_file_complete(path, "image")
+    with _checked_meanwhile(path, "image"):
+        return _read_checked_phase(path, phase)
+
+
+def _read_checked_phase(path: Path, phase: Optional[int]) -> Tuple[sitk.Image, int, int]:
+    """_read_file_phase's reading (the file's completeness is checked meanwhile)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -470,8 +498,15 @@ def _read_file_phase(path: Path, phase: Optional[int]) -> Tuple[sitk.Image, int,
 
 def load_phase(path: Union[str, Path], phase: Optional[int] = None, notes: Optional[List[str]] = None
                ) -> Tuple[sitk.Image, int, int]:
-    """Load one 3-D phase of an image file or folder; return (image, phase index, number of phases).
-    `notes` receives how a DICOM input's phases were found and ordered."""
+    """Load one 3-D phase of an image file or folder; return (image as float32, phase index, number of
+    phases). `notes` receives how a DICOM input's phases were found and ordered."""
+    image, chosen, n = _load_stored_phase(path, phase, notes)
+    return sitk.Cast(image, sitk.sitkFloat32), chosen, n
+
+
+def _load_stored_phase(path: Union[str, Path], phase: Optional[int] = None,
+                       notes: Optional[List[str]] = None) -> Tuple[sitk.Image, int, int]:
+    """load_phase's image in the pixel type it is stored in."""
     path = Path(path)
     from .dicomimage import enhanced_object, load_enhanced_phase
     dicom_files = _dicom_files(path) if path.is_dir() else []
@@ -492,7 +527,7 @@ def load_phase(path: Union[str, Path], phase: Optional[int] = None, notes: Optio
     else:
         image, chosen, n = _read_file_phase(path, phase)
     check_image(image, str(path))
-    return sitk.Cast(image, sitk.sitkFloat32), chosen, n
+    return image, chosen, n
 
 
 def check_image(image: sitk.Image, source: str) -> None:
@@ -741,11 +776,13 @@ def load_case(image_path: Union[str, Path], mask_path: Union[str, Path], phase: 
               label: Union[int, str] = 1, min_voxels: int = MIN_TUMOUR_VOXELS) -> LoadedCase:
     """Load the chosen phase and its tumour mask, checked and on one grid."""
     notes: List[str] = []
-    image, chosen, n = load_phase(image_path, phase, notes)
+    stored, chosen, n = _load_stored_phase(image_path, phase, notes)
+    image = sitk.Cast(stored, sitk.sitkFloat32)
     warnings: List[str] = []
     mask = load_mask(mask_path, label, image, warnings, min_voxels, image_path=image_path)
     return LoadedCase(image=image, mask=mask, phase=chosen, n_phases=n, warnings=warnings,
-                      phase_note=phase_note(n, chosen, phase, notes))
+                      phase_note=phase_note(n, chosen, phase, notes),
+                      stored_float32=stored.GetPixelID() == sitk.sitkFloat32)
 
 
 def phase_note(n_phases: int, chosen: int, requested: Optional[int], notes: Sequence[str]) -> str:
@@ -760,20 +797,17 @@ def phase_note(n_phases: int, chosen: int, requested: Optional[int], notes: Sequ
 
 # --------------------------------------------------------------------------- preparation
 
-def crop_to_mask(image: sitk.Image, mask: sitk.Image, pad_mm: float, pad_voxels: int = 0
-                 ) -> Tuple[sitk.Image, sitk.Image]:
-    """Crop image and mask to the tumour's bounding box plus a margin (mm and voxels).
+def crop_to_mask(image: sitk.Image, mask: sitk.Image, pad_mm: float, pad_voxels: int = 0,
+                 periodic: bool = False) -> Tuple[sitk.Image, sitk.Image]:
+    """Crop image and mask to the tumour's bounding box plus a margin (mm and voxels); with
+    `periodic` (a wavelet follows), an axis whose margin reaches an edge is kept whole.
 
     Filtering a cropped region gives the same values inside the tumour as filtering the whole
     volume when the margin covers the filter's support, at a fraction of the time and memory.
     """
+    from .cropping import crop_box
     lo, hi = _bounding_box(mask)
-    spacing = image.GetSpacing()
-    size = image.GetSize()
-    pad = [int(math.ceil(pad_mm / s)) + pad_voxels for s in spacing]
-    start = [max(0, l - p) for l, p in zip(lo, pad)]
-    stop = [min(n - 1, h + p) for h, p, n in zip(hi, pad, size)]
-    extent = [b - a + 1 for a, b in zip(start, stop)]
+    start, extent = crop_box(mask, lo, hi, pad_mm, pad_voxels, periodic)
     return (sitk.RegionOfInterest(image, extent, start), sitk.RegionOfInterest(mask, extent, start))
 
 
@@ -809,16 +843,21 @@ def orient(image: sitk.Image, code: Optional[str]) -> sitk.Image:
     return sitk.DICOMOrient(image, code)
 
 
-def prepare(case: LoadedCase, sigma_mm: float, normalize: Optional[dict], pad_voxels: int,
-            orientation: Optional[str] = None) -> Tuple[sitk.Image, sitk.Image]:
+def prepare(case: LoadedCase, sigma_mm: float, normalize: Optional[dict], pad_voxels: Optional[int],
+            orientation: Optional[str] = None, pad_mm: Optional[float] = None,
+            periodic: bool = True) -> Tuple[sitk.Image, sitk.Image]:
     """Put image and mask in one orientation (the same permutation for both: they share a grid),
-    normalise over the whole phase (pyradiomics' own function, as pyradiomics would), then crop
-    around the tumour and smooth. The returned pair goes to pyradiomics with normalize off."""
+    crop around the tumour (pad_voxels None: not cropped), in float64, normalise with the whole
+    phase's statistics (pyradiomics' normalisation, as pyradiomics would) and smooth. The returned
+    pair goes to pyradiomics with normalize off (cropping.py says why the margin makes the crop exact)."""
     image, mask = orient(case.image, orientation), orient(case.mask, orientation)
+    whole = image
+    if pad_voxels is not None:
+        pad_mm = 4.0 * sigma_mm if pad_mm is None else pad_mm
+        image, mask = crop_to_mask(image, mask, pad_mm=pad_mm, pad_voxels=pad_voxels, periodic=periodic)
     if normalize is not None:
-        from radiomics import imageoperations  # pyradiomics' normalisation, unchanged
-        image = imageoperations.normalizeImage(image, **normalize)
-    if sigma_mm <= 0:
-        return image, mask
-    image, mask = crop_to_mask(image, mask, pad_mm=4.0 * sigma_mm, pad_voxels=pad_voxels + 2)
+        from .cropping import normalized_region
+        image = normalized_region(whole, image, **normalize)
+    elif sigma_mm > 0 or not case.stored_float32:  # pyradiomics' wavelet computes in the stored type's
+        image = sitk.Cast(image, sitk.sitkFloat64)   # precision: float64 for integers, float32 for float32
     return smooth(image, sigma_mm), mask

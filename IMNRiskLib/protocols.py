@@ -207,6 +207,9 @@ def comparison_summary(metrics: Dict[str, object]) -> Dict[str, object]:
         out["models"][m] = {"apparent_auc": e["apparent"]["auc"], "nested_auc": cv.get("auc_mean"),
                             "nested_slope": cv.get("slope_mean"), "leaky_auc": leaky.get("auc_mean"),
                             "bootstrap_auc": boot.get("auc_corrected"), "bootstrap_slope": boot.get("slope_corrected")}
+    combined = models["combined"]
+    out["validation"] = [name for key, name in (("cv", "nested CV"), ("cv_leaky", "leaky CV"), ("bootstrap", "bootstrap"))
+                         if combined.get(key)]
     return out
 
 

@@ -317,6 +317,7 @@ def _protocol_section(folder: Path, m: Dict[str, Any]) -> str:
             for model in ("radiomics", "combined"):
                 e = c["models"][model]
                 rows.append({"protocol": c["protocol"], "model": figures.MODEL_LABELS[model],
+                             "validation run": ", ".join(c.get("validation") or []) or "none",
                              "nested-CV AUC": _f(e["nested_auc"]), "nested-CV slope": _f(e["nested_slope"]),
                              "bootstrap AUC / slope": f"{_f(e['bootstrap_auc'])} / {_f(e['bootstrap_slope'])}",
                              "leaky-CV AUC": _f(e["leaky_auc"]), "apparent AUC": _f(e["apparent_auc"]),

@@ -121,8 +121,18 @@ def test_report_shows_the_deviation_table_and_both_protocols_side_by_side(paper_
     assert result.returncode == 0, result.stderr
     page = html.unescape((out / "report.html").read_text(encoding="utf-8"))
     assert "The two protocols on the same cohort" in page
+    # which validation numbers each protocol has (this run: --cv-repeats 0 --bootstrap 0)
+    assert a["validation"] == [] and "validation run" in page
     for feature in a["features"]:
         assert feature in page
+
+
+def test_the_demo_validates_the_papers_protocol_by_cv_only():
+    """Issue 13 (a): in the demo the paper's protocol runs its nested and leaky CV, no bootstrap;
+    IMNRisk's protocol keeps the bootstrap asked for."""
+    from IMNRiskLib import cli
+    assert cli.demo_bootstrap("paper", 1000) == 0
+    assert cli.demo_bootstrap("imnrisk", 1000) == 1000
 
 
 def test_nested_cv_refits_the_papers_chain_in_every_fold(phantom):

@@ -8,7 +8,10 @@ alone as well), and the same command without validation.
 Without --cohort it synthesises and extracts the default phantom first (not timed). It also
 times single fits of the whole chain, the current one and the frozen pre-speed-work copy
 (Testing/reference_chain) interleaved on the same bootstrap resamples, so that the per-fit gain
-can be read on a busy machine too; and it records the load average.
+can be read on a busy machine too; and it records the load average. The reference for the whole
+command (issue 31: train <= 3x) is one extraction by pyradiomics 3.0.1 with its defaults
+(Original + wavelet) on bench_extract.py's 512 x 512 x 100 case, timed in the same run
+(--no-reference skips it).
 """
 
 from __future__ import annotations
@@ -70,6 +73,14 @@ def per_fit_seconds(folder: Path, fits: int) -> dict:
     return out
 
 
+def pyradiomics_reference(folder: Path) -> dict:
+    """One extraction by pyradiomics' defaults on the bench case, in a fresh process (bench_extract.py)."""
+    sys.path.insert(0, str(HERE))
+    from bench_extract import make_case, run_child
+    image, mask, _ = make_case(folder)
+    return run_child("pyradiomics", image, mask)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cohort", help="a folder with cohort.csv and features.csv")
@@ -78,6 +89,8 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--per-fit", type=int, default=5, help="fits timed per chain (0: skip)")
     parser.add_argument("--split", action="store_true", help="also time the CV and the bootstrap alone")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the pyradiomics-defaults extraction the whole command is compared with")
     parser.add_argument("--numpy", action="store_true",
                         help="also time the whole command with the numpy solvers (IMNRISK_COMPILED=0: no numba)")
     args = parser.parse_args()
@@ -102,14 +115,19 @@ def main() -> None:
                                     Path(tmp) / "out", "--cv-repeats", repeats, "--bootstrap", boot, "--jobs",
                                     args.jobs, "--quiet", "--force", env=env)
             print(f"{label:22} {runs[label]['wall_s']:7.1f} s wall, {runs[label]['cpu_s']:7.1f} s CPU", flush=True)
+        reference = None if args.no_reference else pyradiomics_reference(Path(tmp) / "case")
     total = runs["whole: imnrisk train"]["wall_s"]
     print(f"imnrisk train with the whole validation (5x{args.cv_repeats} CV nested and leaky, {args.bootstrap} "
           f"bootstraps) on {args.jobs} core(s): {total:.0f} s")
+    if reference:
+        print(f"one pyradiomics-defaults extraction of the 512 x 512 x 100 case: {reference['seconds']:.1f} s; "
+              f"train / extraction: {total / reference['seconds']:.2f} (target <= 3)")
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "train.json").write_text(json.dumps({
         "jobs": args.jobs, "cv_repeats": args.cv_repeats, "bootstrap": args.bootstrap,
         "seconds": {k: v["wall_s"] for k, v in runs.items()}, "cpu_seconds": {k: v["cpu_s"] for k, v in runs.items()},
-        "total_s": total, "one_fit_s": fit, "compiled_kernels": compiled_kernels(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "total_s": total, "one_fit_s": fit, "pyradiomics_defaults_extraction": reference,
+        "train_over_extraction": total / reference["seconds"] if reference else None, "compiled_kernels": compiled_kernels(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, indent=2) + "\n")
 
 
