@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from IMNRiskLib import clinical, models, training
+from IMNRiskLib.modelling import clinical, models
+from IMNRiskLib.app import training
 from equality import assert_same as _assert_same
 from test_clinical_selection import SCHEMA, cohort
 

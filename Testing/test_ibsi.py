@@ -12,8 +12,9 @@ import SimpleITK as sitk
 import yaml
 
 from conftest import ROOT, run_cli
-from IMNRiskLib import features, ibsi, imaging
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.radiomics import features, ibsi
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.core.errors import InputError
 
 DATA = ROOT / "Testing" / "data" / "ibsi"
 REFERENCE = DATA / "ibsi_1_dig_phantom_reference.csv"

@@ -12,9 +12,10 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import pyradiomics_data, run_cli
-from IMNRiskLib import domain, imaging
-from IMNRiskLib.errors import InputError
-from IMNRiskLib.modelfile import ScoringModel, read_model_document, seal
+from IMNRiskLib.scoring import domain
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.scoring.modelfile import ScoringModel, read_model_document, seal
 from IMNRiskLib.scoring import Case, Options, score_case
 from IMNRiskLib.scoring.core import clinical_pairs, read_clinical, verdict
 

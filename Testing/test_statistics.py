@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from IMNRiskLib import clinical, evaluation
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.modelling import clinical
+from IMNRiskLib.stats import evaluation
+from IMNRiskLib.core.errors import InputError
 
 HERE = Path(__file__).resolve().parent / "R"
 REF = json.loads((HERE / "reference.json").read_text(encoding="utf-8"))

@@ -11,9 +11,11 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from conftest import ROOT, run_cli
-from IMNRiskLib import clinical, models, selection, synth, validation
-from IMNRiskLib.modelfile import ScoringModel, read_model_document
-from IMNRiskLib.schema import schema_from_dict
+from IMNRiskLib.modelling import clinical, models, selection
+from IMNRiskLib.app import synth
+from IMNRiskLib.resampling import validation
+from IMNRiskLib.scoring.modelfile import ScoringModel, read_model_document
+from IMNRiskLib.inputs.schema import schema_from_dict
 from test_statistics import REF, data
 
 
@@ -34,7 +36,7 @@ def test_clinical_procedure_selects_the_true_factors():
     rc, rt = (np.random.default_rng(s) for s in root.spawn(2))
     frame = synth.draw_clinical(1500, rc)
     y = synth.draw_truth(frame, rt)["IMN"]
-    from IMNRiskLib.schema import load_schema
+    from IMNRiskLib.inputs.schema import load_schema
     schema = load_schema()
     t2 = clinical.table2(frame[schema.names], y, schema)
     assert set(t2.selected) == {"tumor_location", "pr", "aln_metastases"}, t2.selected
@@ -256,7 +258,7 @@ def test_predict_rejects_a_clinical_value_outside_the_schema(phantom, trained):
 def test_training_tables_hold_plain_strings_with_the_same_values():
     """training.plain_strings (the validation's fast lookups): names and text columns become
     object dtype, numbers stay float, every value and the row order are unchanged."""
-    from IMNRiskLib.training import plain_strings
+    from IMNRiskLib.app.training import plain_strings
     frame = pd.DataFrame({"age": [50.0, np.nan, 61.5], "pr": pd.array(["positive", None, "negative"], dtype="string"),
                           "grade": ["I", "II", "III"]}, index=["P1", "P2", "P3"])
     out = plain_strings(frame)

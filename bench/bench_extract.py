@@ -60,7 +60,8 @@ def child(variant: str, image: str, mask: str) -> None:
         result = extractor.execute(image, mask)
         n = sum(not k.startswith("diagnostics_") for k in result)
     else:
-        from IMNRiskLib import features, imaging
+        from IMNRiskLib.radiomics import features
+        from IMNRiskLib.inputs import imaging
         settings = features.load_settings()
         start = time.perf_counter()
         loaded = imaging.load_case(image, mask)

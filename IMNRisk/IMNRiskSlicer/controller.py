@@ -87,7 +87,7 @@ import numpy as np
 import vtk
 
 from IMNRiskLib import RESEARCH_ONLY
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.scoring.core import SYNTHETIC_BANNER
 
 from . import mrml
@@ -559,7 +559,7 @@ class ScoringController:
     def _share_note(self, voxels: int) -> str:
         """The scoring core's tumour-share rule said early: a segment covering more of the shown image
         than a tumour can (a threshold that took the organ) will make the result "not reliable"."""
-        from IMNRiskLib.domain import tumour_share_finding
+        from IMNRiskLib.scoring.domain import tumour_share_finding
         shown = self.displayed_node()
         data = shown.GetImageData() if shown is not None else None
         if not voxels or data is None:
@@ -570,7 +570,7 @@ class ScoringController:
     def _min_voxels(self) -> int:
         if self.model is not None:
             return int(self.model.doc["extraction"]["imnrisk"]["min_tumour_voxels"])
-        from IMNRiskLib import imaging
+        from IMNRiskLib.inputs import imaging
         return imaging.MIN_TUMOUR_VOXELS
 
     # ------------------------------------------------------------------ Segment Editor duties
@@ -718,7 +718,7 @@ class ScoringController:
         self.error = None
         if path:
             try:
-                from IMNRiskLib.features import read_features
+                from IMNRiskLib.radiomics.features import read_features
                 frame = read_features(path)
                 if len(frame) != 1:
                     raise InputError(f"{len(frame)} rows: one patient's feature values expected", file=str(path))
@@ -885,7 +885,7 @@ class ScoringController:
 
     def export_would_overwrite(self, out_dir: str) -> List[str]:
         """The SEG/SR files that exporting into out_dir would replace (the face asks first)."""
-        from IMNRiskLib import dicomout
+        from IMNRiskLib.outputs import dicomout
         paths = dicomout.output_paths(out_dir)
         return [str(p) for p in (paths.seg, paths.sr) if p.exists()]
 
@@ -893,7 +893,7 @@ class ScoringController:
         """Write the tumour (the segment on the scored node's grid) as DICOM SEG and the result as a
         TID 1500 SR, referencing the chosen phase's slices; existing files only with force. Errors
         land in state()["error"] (nothing is half-written), the paths in state()["export"]."""
-        from IMNRiskLib import dicomout
+        from IMNRiskLib.outputs import dicomout
         self.error = None
         gate = self.export_gate()
         if not gate["enabled"]:
@@ -965,7 +965,7 @@ class ScoringController:
         matplotlib figure is closed afterwards (none accumulate in a long session)."""
         if self.model is None or self.result is None:
             return None
-        from IMNRiskLib import figures
+        from IMNRiskLib.outputs import figures
         import matplotlib.pyplot as plt
         labels = {v["name"]: v.get("label", v["name"]) for v in self.model.doc["clinical"]["schema"]["variables"]}
         fig = figures.nomogram(self.model.doc["nomogram"], labels, patient=self.result["points"],

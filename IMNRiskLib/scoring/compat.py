@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, List, Optional
 
-from .. import features
-from ..errors import InputError
-from ..modelfile import ScoringModel
+from IMNRiskLib.radiomics import features
+from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.scoring.modelfile import ScoringModel
 
 # what must equal between the model's training run and this one for its feature values to be comparable
 VERSION_KEYS = ("pyradiomics", "imnrisk")

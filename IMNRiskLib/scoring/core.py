@@ -24,10 +24,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .. import RESEARCH_ONLY, domain, features, imaging, uncertainty
-from ..errors import InputError, InputErrors
-from ..modelfile import ScoringModel, logistic
-from .compat import check_versions, model_settings
+from IMNRiskLib import RESEARCH_ONLY
+from IMNRiskLib.scoring import domain, uncertainty
+from IMNRiskLib.radiomics import features
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.core.errors import InputError, InputErrors
+from IMNRiskLib.scoring.modelfile import ScoringModel, logistic
+from IMNRiskLib.scoring.compat import check_versions, model_settings
 
 SYNTHETIC_BANNER = "TRAINED ON SYNTHETIC DATA (demo model): not for patients."
 CI_METHODS = ("wald", "bootstrap")

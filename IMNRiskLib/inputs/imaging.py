@@ -1,0 +1,806 @@
+"""Imaging: load a DCE-MRI phase and its tumour mask, check them, and prepare them for radiomics.
+
+Images: NRRD, NIfTI, MHA/MHD files; a DICOM series folder; multi-phase DCE as one 4-D file
+(a 4th axis or Slicer's "list" NRRD kind), a folder of per-phase files, or a DICOM folder with
+several temporal positions. Masks: labelmaps (any of those formats), Slicer `.seg.nrrd`, and DICOM
+RTSTRUCT and SEG (IMNRiskLib.inputs.dicommask). Before extraction, image and mask can be put in one
+anatomical orientation (`orient`).
+Everything here works on SimpleITK images and raises InputError for problems the user can fix.
+"""
+
+from __future__ import annotations
+
+import bz2
+import math
+import re
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.core.files import check_input_file
+
+IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd", ".img", ".hdr")
+DEFAULT_PHASE = 1
+# Geometry tolerance for "same grid" (mm and direction cosines), as pyradiomics' geometryTolerance.
+GEOMETRY_TOLERANCE = 1e-4
+# Texture matrices on a handful of voxels are noise: a 4x4x4 block (64 voxels) is the least we
+# accept. It also keeps wavelet level-1 sub-bands (half resolution) at 8 voxels or more.
+MIN_TUMOUR_VOXELS = 64
+MIN_TUMOUR_EXTENT = 2  # voxels along each axis: pyradiomics' minimumROIDimensions for 3-D texture
+# DICOM tags used to split a multi-phase series into phases, in order of preference.
+TEMPORAL_TAGS = (("0020|0100", "TemporalPositionIdentifier"), ("0018|1060", "TriggerTime"),
+                 ("0008|0032", "AcquisitionTime"))
+# A label map holds a few integer labels; an intensity image passed as a mask has hundreds of values.
+MAX_MASK_LABELS = 255
+# Slices of one phase must be evenly spaced (a gap means a missing slice): relative tolerance.
+SLICE_SPACING_TOLERANCE = 0.01
+
+
+@dataclass
+class LoadedCase:
+    """A 3-D image (one phase) and a binary mask (1 = tumour) on the same grid, plus notes."""
+
+    image: sitk.Image
+    mask: sitk.Image
+    phase: int
+    n_phases: int
+    warnings: List[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- reading
+
+def _is_dicom_file(path: Path) -> bool:
+    """DICOM files carry 'DICM' at byte 128 (Part 10); extension is no guide."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _natural_key(path: Path) -> list:
+    """Sort phase_2 before phase_10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def _read(path: Path, what: str = "image", checked: bool = False) -> sitk.Image:
+    """Read one image file; any reader failure becomes a clear InputError."""
+    if not checked:
+        check_input_file(path, f"{what} file")
+        check_file_complete(path, what)
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()
+        detail = next((line.strip() for line in reason if "Could not" in line or "Unable" in line), "")
+        raise InputError(f"cannot read {what}: corrupt or unsupported file"
+                         + (f" ({detail[:120]})" if detail else ""), file=str(path)) from None
+
+
+# --------------------------------------------------------------------------- file integrity
+# SimpleITK's NIfTI reader zero-fills a truncated file, and no reader checks a gzip stream's CRC:
+# a damaged file would be scored as if it were whole. So the data of every file we read must
+# decode completely (gzip CRC, zlib/bzip2 end of stream) to at least the bytes its header promises.
+
+NRRD_TYPE_BYTES = {**dict.fromkeys(("signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8",
+                                    "uint8_t"), 1),
+                   **dict.fromkeys(("short", "short int", "signed short", "signed short int", "int16", "int16_t",
+                                    "ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"), 2),
+                   **dict.fromkeys(("int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32",
+                                    "uint32_t", "float"), 4),
+                   **dict.fromkeys(("longlong", "long long", "long long int", "signed long long",
+                                    "signed long long int", "int64", "int64_t", "ulonglong", "unsigned long long",
+                                    "unsigned long long int", "uint64", "uint64_t", "double"), 8)}
+# MET_LONG is 4 bytes or 8 by platform: take the smaller (a too small promise can only miss a cut).
+MET_TYPE_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+                  "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
+                  "MET_DOUBLE": 8}
+_CHUNK = 1 << 20
+
+
+def _decoded_size(fh, codec: str) -> int:
+    """Bytes a compressed stream decodes to, read to its end; a cut or damaged stream raises ValueError.
+
+    gzip: every member's CRC-32 and length are checked (zlib does it at a member's end); bytes after
+    the last member that do not start another member are ignored, as gzip itself does.
+    """
+    def new_decoder():
+        return zlib.decompressobj(31) if codec == "gzip" else (
+            zlib.decompressobj() if codec == "zlib" else bz2.BZ2Decompressor())
+    decoder, total, pending = new_decoder(), 0, b""
+    try:
+        while True:
+            block = pending or fh.read(_CHUNK)
+            pending = b""
+            if not block:
+                break
+            total += len(decoder.decompress(block))
+            if decoder.eof:
+                rest = decoder.unused_data + fh.read(2)
+                if codec == "gzip" and rest[:2] == b"\x1f\x8b":
+                    decoder, pending = new_decoder(), rest
+                    continue
+                return total
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+    raise ValueError("compressed data ended before the end of its stream")
+
+
+def _nifti_promise(header: bytes) -> Optional[int]:
+    """Bytes a NIfTI-1/2 file must hold (vox_offset + voxels x bytes per voxel), None if not NIfTI."""
+    for order in "<>":
+        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
+            dims = struct.unpack(order + "8h", header[40:56])
+            bitpix = struct.unpack(order + "h", header[72:74])[0]
+            offset = struct.unpack(order + "f", header[108:112])[0]
+        elif len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:
+            dims = struct.unpack(order + "8q", header[16:80])
+            bitpix = struct.unpack(order + "h", header[14:16])[0]
+            offset = struct.unpack(order + "q", header[168:176])[0]
+        else:
+            continue
+        if not 1 <= dims[0] <= 7 or bitpix <= 0 or not math.isfinite(offset):
+            return None
+        return int(offset) + int(np.prod([max(int(d), 1) for d in dims[1:dims[0] + 1]], dtype=np.int64)) * bitpix // 8
+    return None
+
+
+def _text_header(fh, end_of_header) -> Tuple[Dict[str, str], int]:
+    """Key/value lines of an NRRD or MetaImage header and the byte offset where the data start."""
+    fields: Dict[str, str] = {}
+    offset = 0
+    for _ in range(4096):
+        line = fh.readline(65536)
+        if not line:
+            break
+        offset += len(line)
+        text = line.decode("latin-1").rstrip("\r\n")
+        if end_of_header(text, fields):
+            break
+        for sep in (":=", ":", "="):
+            if sep in text and not text.startswith("#"):
+                key, value = text.split(sep, 1)
+                fields[key.strip().lower()] = value.strip()
+                break
+        if end_of_header(text, fields):
+            break
+    return fields, offset
+
+
+def _data_source(path: Path, name: Optional[str]) -> Optional[Path]:
+    """The data file a detached header names (None for LIST or numbered patterns we do not follow)."""
+    if not name or name.upper().startswith("LIST") or "%" in name or " " in name.strip():
+        return None
+    data = Path(name) if Path(name).is_absolute() else path.parent / name
+    check_input_file(data, "image data file")
+    return data
+
+
+def _check_stream(path: Path, data: Path, offset: int, codec: Optional[str], promised: Optional[int]) -> None:
+    """Decode `data` from `offset` and compare with the promised size; raise ValueError when short."""
+    with open(data, "rb") as fh:
+        fh.seek(offset)
+        if codec is None:
+            available = data.stat().st_size - offset
+        else:
+            available = _decoded_size(fh, codec)
+    if promised is not None and available < promised:
+        raise ValueError(f"{'decodes to' if codec else 'holds'} {available} bytes of image data, "
+                         f"the header promises {promised}")
+
+
+def check_file_complete(path: Path, what: str = "image") -> None:
+    """Refuse a truncated or corrupt image file (NIfTI, NIfTI.gz, NRRD/NHDR, MHA/MHD) naming it."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(8)
+            fh.seek(0)
+            if magic[:2] == b"\x1f\x8b":  # a gzipped file (.nii.gz): decode it all, NIfTI header first
+                try:
+                    header = zlib.decompressobj(31).decompress(fh.read(1 << 16), 544)
+                except zlib.error as exc:
+                    raise ValueError(str(exc)) from None
+                fh.seek(0)
+                decoded = _decoded_size(fh, "gzip")
+                promised = _nifti_promise(header)
+                if promised is not None and decoded < promised:
+                    raise ValueError(f"decodes to {decoded} bytes, the NIfTI header promises {promised}")
+                return
+            if magic.startswith(b"NRRD"):
+                fields, offset = _text_header(fh, lambda text, f: text == "")
+                _check_nrrd(path, fields, offset)
+                return
+            header = fh.read(348 + 192)
+            fh.seek(0)
+            promised = _nifti_promise(header)
+            if promised is not None:
+                if path.stat().st_size < promised:
+                    raise ValueError(f"holds {path.stat().st_size} bytes, the NIfTI header promises {promised}")
+                return
+            if path.name.lower().endswith((".mha", ".mhd")):
+                fields, offset = _text_header(fh, lambda text, f: "elementdatafile" in f)
+                _check_metaimage(path, fields, offset)
+    except ValueError as exc:
+        raise InputError(f"cannot read {what}: the file is truncated or corrupt ({str(exc)[:160]})",
+                         file=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} ({exc.strerror or exc})", file=str(path)) from None
+
+
+def _check_nrrd(path: Path, fields: Dict[str, str], offset: int) -> None:
+    """NRRD: the attached or detached data must decode to sizes x type bytes."""
+    try:
+        sizes = [int(x) for x in fields.get("sizes", "").split()]
+    except ValueError:
+        return
+    type_bytes = NRRD_TYPE_BYTES.get(fields.get("type", "").lower())
+    promised = int(np.prod(sizes, dtype=np.int64)) * type_bytes if sizes and type_bytes else None
+    encoding = fields.get("encoding", "raw").lower()
+    codec = {"raw": None, "gzip": "gzip", "gz": "gzip", "bzip2": "bz2", "bz2": "bz2"}.get(encoding, "skip")
+    if codec == "skip":  # ascii/hex: the reader itself counts values
+        return
+    detached = fields.get("data file") or fields.get("datafile")
+    data = _data_source(path, detached) if detached else path
+    if data is None:
+        return
+    skip = fields.get("byte skip", "0")
+    if data is not path and codec is None and skip not in ("0", ""):
+        return  # a raw file with a header of its own: the reader checks its length
+    _check_stream(path, data, 0 if data is not path else offset, codec, promised)
+
+
+def _check_metaimage(path: Path, fields: Dict[str, str], offset: int) -> None:
+    """MetaImage: LOCAL or detached data, zlib-compressed or raw, must hold DimSize x channels x type bytes."""
+    try:
+        sizes = [int(x) for x in fields.get("dimsize", "").split()]
+        channels = int(fields.get("elementnumberofchannels", "1") or 1)
+    except ValueError:
+        return
+    type_bytes = MET_TYPE_BYTES.get(fields.get("elementtype", "").upper())
+    promised = int(np.prod(sizes, dtype=np.int64)) * channels * type_bytes if sizes and type_bytes else None
+    codec = "zlib" if fields.get("compresseddata", "false").lower() == "true" else None
+    name = fields.get("elementdatafile", "")
+    data = path if name.upper() == "LOCAL" else _data_source(path, name)
+    if data is None:
+        return
+    _check_stream(path, data, offset if data is path else 0, codec, promised)
+
+
+def _dicom_files(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and _is_dicom_file(p))
+
+
+def _dicom_header(path: Path) -> sitk.ImageFileReader:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.LoadPrivateTagsOff()
+    reader.ReadImageInformation()
+    return reader
+
+
+def _slice_position(reader: sitk.ImageFileReader) -> float:
+    """Position of a slice along its normal (to order slices within a phase)."""
+    try:
+        ipp = [float(x) for x in reader.GetMetaData("0020|0032").split("\\")]
+        iop = [float(x) for x in reader.GetMetaData("0020|0037").split("\\")]
+        normal = np.cross(iop[:3], iop[3:])
+        return float(np.dot(normal, ipp))
+    except (RuntimeError, ValueError):
+        return float(reader.GetMetaData("0020|0013")) if reader.HasMetaDataKey("0020|0013") else 0.0
+
+
+def _time_value(text: str) -> float:
+    """DICOM TM (HHMMSS.frac) or a number, as seconds/number for ordering."""
+    text = text.strip()
+    try:
+        if re.fullmatch(r"\d{6}(\.\d+)?", text):
+            return int(text[:2]) * 3600 + int(text[2:4]) * 60 + float(text[4:])
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def dicom_phases(folder: Path) -> List[List[Path]]:
+    """Group a DICOM folder's files into phases ordered by time, slices ordered in space.
+
+    Phases come from TemporalPositionIdentifier, else TriggerTime, else AcquisitionTime; when
+    none differs, separate series (SeriesInstanceUID) are taken as phases.
+    """
+    from IMNRiskLib.inputs.dicommask import is_mask_file# a study folder may hold the tumour's RTSTRUCT/SEG beside the image
+    files = [p for p in _dicom_files(folder) if not is_mask_file(p)]
+    if not files:
+        raise InputError("no DICOM files in folder", file=str(folder))
+    headers = [(p, _dicom_header(p)) for p in files]
+    check_one_acquisition(headers, folder)
+    for tag, _name in TEMPORAL_TAGS:
+        values = [h.GetMetaData(tag) if h.HasMetaDataKey(tag) else None for _, h in headers]
+        if None not in values and len(set(values)) > 1:
+            keys = [_time_value(v) for v in values]
+            break
+    else:
+        keys = [h.GetMetaData("0020|000e") if h.HasMetaDataKey("0020|000e") else "" for _, h in headers]
+        if len(set(keys)) > 1:  # one series per phase: order by series time, then number
+            def series_order(h):
+                return (_time_value(h.GetMetaData("0008|0031")) if h.HasMetaDataKey("0008|0031") else 0.0,
+                        int(h.GetMetaData("0020|0011")) if h.HasMetaDataKey("0020|0011") else 0)
+            first = {}
+            for k, (_, h) in zip(keys, headers):
+                first.setdefault(k, series_order(h))
+            keys = [first[k] for k in keys]
+    groups = {}
+    for key, (path, header) in zip(keys, headers):
+        groups.setdefault(key, []).append((_slice_position(header), path))
+    phases = [[p for _, p in sorted(groups[k])] for k in sorted(groups)]
+    sizes = {len(p) for p in phases}
+    if len(sizes) > 1:
+        raise InputError(f"DICOM phases have different slice counts {sorted(sizes)}", file=str(folder))
+    if all(h.HasMetaDataKey("0020|0032") for _, h in headers):
+        for index, k in enumerate(sorted(groups)):
+            check_slice_spacing([position for position, _ in sorted(groups[k])], folder, index)
+    return phases
+
+
+def _meta(header: sitk.ImageFileReader, tag: str) -> str:
+    return header.GetMetaData(tag).strip() if header.HasMetaDataKey(tag) else ""
+
+
+def _where(folder: Path, files: Sequence[Path]) -> str:
+    """Where a series lies, relative to the folder the user gave ('.' for the folder itself)."""
+    parents = sorted({str(p.parent.relative_to(folder)) for p in files})
+    return parents[0] + (f" (+{len(parents) - 1} more)" if len(parents) > 1 else "")
+
+
+def check_one_acquisition(headers: Sequence[Tuple[Path, sitk.ImageFileReader]], folder: Path) -> None:
+    """A DICOM input is one acquisition: one series, or one series per phase of the same study with
+    the same slices. Another patient's or another sequence's series (e.g. in a subfolder) is refused."""
+    series: Dict[str, list] = {}
+    for path, header in headers:
+        series.setdefault(_meta(header, "0020|000e"), []).append((path, header))
+    if len(series) == 1:
+        return
+    listing = "; ".join(f"{len(items)} file(s) in {_where(folder, [p for p, _ in items])}"
+                        for items in series.values())
+    hint = "give the folder of one series"
+    for tag, what in (("0010|0020", "patients"), ("0020|000d", "studies")):
+        if len({_meta(h, tag) for _, h in headers}) > 1:
+            raise InputError(f"folder holds {len(series)} DICOM series of different {what} ({listing}); {hint}",
+                             file=str(folder))
+    layouts = set()
+    for items in series.values():
+        if any(len({_meta(h, tag) for _, h in items}) > 1 for tag, _ in TEMPORAL_TAGS[:2]):
+            raise InputError(f"folder holds {len(series)} DICOM series, one of them multi-phase ({listing}); {hint}",
+                             file=str(folder))
+        layouts.add((_meta(items[0][1], "0020|0037"),
+                     tuple(sorted(round(_slice_position(h), 2) for _, h in items))))
+    if len(layouts) > 1:
+        raise InputError(f"folder holds {len(series)} DICOM series with different slices, not phases of one "
+                         f"acquisition ({listing}); {hint}", file=str(folder))
+
+
+def check_slice_spacing(positions: Sequence[float], folder: Path, phase: int) -> None:
+    """Slices of a phase must be evenly spaced: a larger gap is a missing slice, a zero gap a duplicate."""
+    if len(positions) < 3:
+        return
+    gaps = np.diff(np.asarray(positions, dtype=float))
+    median = float(np.median(gaps))
+    if float(gaps.min()) <= 1e-6 * max(1.0, abs(median)):
+        raise InputError(f"DICOM phase {phase}: two slices at the same position (a duplicate slice)",
+                         file=str(folder))
+    if float(gaps.max() - gaps.min()) > SLICE_SPACING_TOLERANCE * median:
+        raise InputError(f"DICOM phase {phase}: non-uniform slice spacing ({gaps.min():.3g} to {gaps.max():.3g} mm "
+                         f"between slices): a slice is missing", file=str(folder))
+
+
+def _read_dicom_series(files: Sequence[Path], folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([str(p) for p in files])
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(f"cannot read DICOM series ({str(exc).strip().splitlines()[-1][:120]})",
+                         file=str(folder)) from None
+
+
+def _phase_files(folder: Path) -> List[Path]:
+    files = [p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)
+             and not p.name.lower().endswith(".hdr")]
+    return sorted(files, key=_natural_key)
+
+
+def count_phases(image: sitk.Image) -> int:
+    """Number of phases in a loaded image: 4th axis, vector components, or 1."""
+    if image.GetDimension() == 4:
+        return image.GetSize()[3]
+    return image.GetNumberOfComponentsPerPixel()
+
+
+def _phase_of(image: sitk.Image, phase: int) -> sitk.Image:
+    """One 3-D phase of a 4-D or vector image."""
+    if image.GetDimension() == 4:
+        size = list(image.GetSize())
+        return sitk.Extract(image, size[:3] + [0], [0, 0, 0, phase])
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        return sitk.VectorIndexSelectionCast(image, phase)
+    return image
+
+
+def _choose_phase(n_phases: int, phase: Optional[int], source: str) -> int:
+    """The phase to use: the requested one, else the second (index 1) of a multi-phase series."""
+    if phase is None:
+        return DEFAULT_PHASE if n_phases > 1 else 0
+    if phase < 0:
+        raise InputError(f"phase {phase} is negative (0-based: 0..{n_phases - 1})", file=source, field="Phase")
+    if phase >= n_phases:
+        raise InputError(f"phase {phase} requested but the series has {n_phases} phase(s) "
+                         f"(0-based: 0..{n_phases - 1})", file=source, field="Phase")
+    return phase
+
+
+def _read_file_phase(path: Path, phase: Optional[int]) -> Tuple[sitk.Image, int, int]:
+    """Read a file; for a 4-D file only the chosen phase is read from disk (streamed)."""
+    check_input_file(path, "image file")
+    check_file_complete(path, "image")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        _read(path, checked=True)  # raises the clear error
+    if reader.GetDimension() == 4:
+        size = list(reader.GetSize())
+        chosen = _choose_phase(size[3], phase, str(path))
+        reader.SetExtractIndex([0, 0, 0, chosen])
+        reader.SetExtractSize(size[:3] + [0])
+        try:
+            return reader.Execute(), chosen, size[3]
+        except RuntimeError:
+            image = _read(path, checked=True)
+            return _phase_of(image, chosen), chosen, size[3]
+    image = _read(path, checked=True)
+    n = count_phases(image)
+    chosen = _choose_phase(n, phase, str(path))
+    return _phase_of(image, chosen), chosen, n
+
+
+def load_phase(path: Union[str, Path], phase: Optional[int] = None) -> Tuple[sitk.Image, int, int]:
+    """Load one 3-D phase of an image file or folder; return (image, phase index, number of phases)."""
+    path = Path(path)
+    if path.is_dir():
+        if _dicom_files(path):
+            phases = dicom_phases(path)
+            chosen = _choose_phase(len(phases), phase, str(path))
+            image, n = _read_dicom_series(phases[chosen], path), len(phases)
+        else:
+            files = _phase_files(path)
+            if not files:
+                raise InputError("folder holds neither DICOM nor image files", file=str(path))
+            chosen = _choose_phase(len(files), phase, str(path))
+            image, n = _read(files[chosen]), len(files)
+    else:
+        image, chosen, n = _read_file_phase(path, phase)
+    check_image(image, str(path))
+    return sitk.Cast(image, sitk.sitkFloat32), chosen, n
+
+
+def check_image(image: sitk.Image, source: str) -> None:
+    """A 3-D scalar volume with more than one slice and only finite voxels."""
+    if image.GetDimension() < 3 or min(image.GetSize()) < 2:
+        raise InputError(f"image is 2-D (size {'x'.join(map(str, image.GetSize()))}); a 3-D volume "
+                         "with several slices is needed", file=source)
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError("image has several components per voxel", file=source)
+    array = sitk.GetArrayViewFromImage(image)
+    if array.dtype.kind == "f":
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise InputError(f"image has {bad} NaN/Inf voxel(s)", file=source)
+
+
+# --------------------------------------------------------------------------- masks
+
+def _segment_table(mask: sitk.Image) -> List[dict]:
+    """Segments described in a Slicer .seg.nrrd header (ID, name, label value, layer)."""
+    segments = []
+    i = 0
+    while mask.HasMetaDataKey(f"Segment{i}_ID"):
+        def meta(key, default=""):
+            k = f"Segment{i}_{key}"
+            return mask.GetMetaData(k) if mask.HasMetaDataKey(k) else default
+        segments.append({"id": meta("ID"), "name": meta("Name"),
+                         "value": int(meta("LabelValue", "1") or 1), "layer": int(meta("Layer", "0") or 0)})
+        i += 1
+    return segments
+
+
+def check_label_map(mask: sitk.Image, source: str, max_labels: int = MAX_MASK_LABELS) -> None:
+    """A mask must be a label map: integer values (or exactly integral floats), few distinct ones.
+
+    An intensity image given as the mask (e.g. the image itself) would otherwise be scored.
+    """
+    array = sitk.GetArrayViewFromImage(mask)
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise InputError(f"mask is not a label map: it has {int(array.size - finite.sum())} NaN/Inf "
+                             "voxel(s)", file=source, field="Mask")
+        fractional = array != np.round(array)
+        if fractional.any():
+            example = float(array[fractional].flat[0])
+            raise InputError(f"mask is not a label map: {int(fractional.sum())} voxel(s) are not whole numbers "
+                             f"(e.g. {example:g}); is it an intensity image?", file=source, field="Mask")
+    elif array.dtype.kind not in "iub":
+        raise InputError(f"mask is not a label map (voxel type {array.dtype})", file=source, field="Mask")
+    if array.dtype.itemsize > 1 or array.dtype.kind == "f":
+        lo, hi = float(array.min()), float(array.max())
+        if hi - lo < 1 << 16:  # a counting pass slice by slice instead of a sort of the whole volume
+            counts = np.zeros(int(hi - lo) + 1, dtype=np.int64)
+            for plane in array.reshape(array.shape[0], -1) if array.ndim > 1 else [array]:
+                counts += np.bincount((plane - lo).astype(np.int64), minlength=counts.size)
+            distinct = int(np.count_nonzero(counts))
+        else:
+            distinct = int(np.unique(array).size)
+        if distinct > max_labels + 1:
+            raise InputError(f"mask is not a label map: it holds {distinct} distinct values between {lo:g} and "
+                             f"{hi:g} (a label map has at most {max_labels} labels besides 0); "
+                             "is it an intensity image?", file=source, field="Mask")
+
+
+def select_label(mask: sitk.Image, label: Union[int, str], source: str) -> sitk.Image:
+    """Binary mask (UInt8, 1 = tumour) of one label value or one named segment."""
+    check_label_map(mask, source)
+    segments = _segment_table(mask)
+    layer = 0
+    if isinstance(label, str):
+        match = [s for s in segments if label in (s["name"], s["id"])]
+        if not match:
+            names = ", ".join(s["name"] for s in segments) or "none (not a .seg.nrrd)"
+            raise InputError(f"segment '{label}' not found; segments: {names}", file=source, field="Label")
+        value, layer = match[0]["value"], match[0]["layer"]
+    else:
+        value = label
+        layered = [s for s in segments if s["value"] == label]
+        if len(layered) == 1:
+            layer = layered[0]["layer"]
+    if mask.GetNumberOfComponentsPerPixel() > 1:
+        mask = sitk.VectorIndexSelectionCast(mask, layer)
+    if mask.GetDimension() == 4:
+        mask = _phase_of(mask, layer)
+    array = sitk.GetArrayViewFromImage(mask)
+    binary = sitk.GetImageFromArray((array == value).astype(np.uint8))
+    binary.CopyInformation(mask)
+    intensity_like = _looks_like_intensities(array)
+    if not binary_count(binary):
+        present = np.unique(array)
+        present = [int(v) for v in present[present != 0][:20]]
+        if not present:
+            raise InputError("mask is empty (no labelled voxel)", file=source, field="Mask")
+        if intensity_like:
+            raise InputError(f"looks like an intensity image, not a segmentation ({intensity_like})", file=source,
+                             field="Mask")
+        raise InputError(f"label {value} not present in mask (labels found: "
+                         f"{', '.join(map(str, present))})", file=source, field="Label")
+    check_one_region(binary, value, source, intensity_like)
+    return binary
+
+
+INTENSITY_LIKE_VALUES = 64     # more distinct values than this, nearly every integer between them: an image
+MAX_PIECES, MIN_LARGEST_SHARE = 10, 0.5   # a label in more pieces, the largest under half of it: not one tumour
+
+
+def _looks_like_intensities(array: np.ndarray) -> str:
+    """Why an integer mask looks like an intensity image ('' when it does not): many distinct values
+    covering nearly every integer of their range, as grey levels do and label maps do not."""
+    values = np.unique(array[array != 0]) if array.size else np.array([])
+    if values.size <= INTENSITY_LIKE_VALUES:
+        return ""
+    span = float(values[-1] - values[0]) + 1
+    if values.size < 0.9 * span:
+        return ""
+    return f"{values.size} distinct values covering {values[0]:g} to {values[-1]:g}"
+
+
+def check_one_region(binary: sitk.Image, value: Union[int, str], source: str, intensity_like: str = "") -> None:
+    """Refuse a label whose voxels are many scattered pieces (the grey level of an intensity image,
+    a speckled threshold): a tumour is one region, or a few."""
+    lo, hi = _bounding_box(binary)
+    box = sitk.RegionOfInterest(binary, [h - l + 1 for l, h in zip(lo, hi)], list(lo))
+    pieces = sitk.RelabelComponent(sitk.ConnectedComponent(box), sortByObjectSize=True)
+    counts = np.bincount(sitk.GetArrayViewFromImage(pieces).ravel())[1:]
+    if len(counts) > MAX_PIECES and counts[0] < MIN_LARGEST_SHARE * counts.sum():
+        if intensity_like:
+            raise InputError(f"looks like an intensity image, not a segmentation ({intensity_like}; label {value} "
+                             f"is {len(counts)} disconnected pieces)", file=source, field="Mask")
+        raise InputError(f"label {value} is {len(counts)} disconnected pieces, the largest {counts[0]} of its "
+                         f"{counts.sum()} voxels: not one tumour (keep the tumour's own region, e.g. with the "
+                         "Islands effect)", file=source, field="Mask")
+
+
+def binary_count(mask: sitk.Image) -> int:
+    """Number of foreground voxels."""
+    return int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, tol: float = GEOMETRY_TOLERANCE) -> bool:
+    """Identical size, and origin/spacing/direction within tolerance."""
+    return (a.GetSize()[:3] == b.GetSize()[:3]
+            and np.allclose(a.GetOrigin()[:3], b.GetOrigin()[:3], atol=tol, rtol=0)
+            and np.allclose(a.GetSpacing()[:3], b.GetSpacing()[:3], atol=tol, rtol=0)
+            and np.allclose(np.array(a.GetDirection())[:9] if a.GetDimension() == 3 else 0,
+                            np.array(b.GetDirection())[:9] if b.GetDimension() == 3 else 0, atol=tol))
+
+
+def _physical_box(image: sitk.Image, index_lo, index_hi) -> Tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned physical bounding box of an index box (corners transformed)."""
+    corners = []
+    for cx in (index_lo[0] - 0.5, index_hi[0] + 0.5):
+        for cy in (index_lo[1] - 0.5, index_hi[1] + 0.5):
+            for cz in (index_lo[2] - 0.5, index_hi[2] + 0.5):
+                corners.append(image.TransformContinuousIndexToPhysicalPoint((cx, cy, cz)))
+    corners = np.array(corners)
+    return corners.min(axis=0), corners.max(axis=0)
+
+
+def align_mask(mask: sitk.Image, image: sitk.Image, source: str, warnings: List[str]) -> sitk.Image:
+    """Put the mask on the image's grid: same grid passes; an overlapping grid is resampled
+    nearest-neighbour (with a warning); a mask outside the image is an error."""
+    if same_grid(mask, image):
+        out = sitk.Image(mask)
+        out.CopyInformation(image)  # remove sub-tolerance differences pyradiomics would reject
+        return out
+    lo, hi = _bounding_box(mask)
+    mask_lo, mask_hi = _physical_box(mask, lo, hi)
+    img_lo, img_hi = _physical_box(image, (0, 0, 0), [s - 1 for s in image.GetSize()])
+    if np.any(mask_hi < img_lo) or np.any(mask_lo > img_hi):
+        raise InputError("mask lies outside the image (no overlap in physical space)",
+                         file=source, field="Mask")
+    resampled = sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    before, after = binary_count(mask), binary_count(resampled)
+    if after == 0:
+        raise InputError("mask lies outside the image (nothing left after resampling to the image grid)",
+                         file=source, field="Mask")
+    warnings.append(f"mask grid differs from the image grid; resampled nearest-neighbour "
+                    f"({before} -> {after} voxels)")
+    return resampled
+
+
+def _bounding_box(mask: sitk.Image) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """Index bounding box (x, y, z order) of the foreground, inclusive."""
+    array = sitk.GetArrayViewFromImage(mask)
+    if array.ndim == 3:  # slices with foreground first, then rows and columns within them: a few % of the volume
+        z = np.flatnonzero(array.any(axis=(1, 2)))
+        if len(z):
+            slab = array[z[0]:z[-1] + 1]
+            y, x = np.flatnonzero(slab.any(axis=(0, 2))), np.flatnonzero(slab.any(axis=(0, 1)))
+            return (int(x[0]), int(y[0]), int(z[0])), (int(x[-1]), int(y[-1]), int(z[-1]))
+    nz = np.nonzero(array)
+    lo = tuple(int(a.min()) for a in reversed(nz))
+    hi = tuple(int(a.max()) for a in reversed(nz))
+    return lo, hi
+
+
+def check_tumour_size(mask: sitk.Image, source: str, min_voxels: int = MIN_TUMOUR_VOXELS) -> None:
+    """Refuse tumours too small for texture features (stating the minimum)."""
+    count = binary_count(mask)
+    total = int(np.prod(mask.GetSize()))
+    if count == total:
+        raise InputError(f"the mask covers the whole image (all {total} voxels are tumour): a tumour contour needs "
+                         "background around it (an image given as the mask, or the wrong label?)",
+                         file=source, field="Mask")
+    lo, hi = _bounding_box(mask)
+    extent = [h - l + 1 for l, h in zip(lo, hi)]
+    if count < min_voxels or min(extent) < MIN_TUMOUR_EXTENT:
+        raise InputError(f"tumour too small for texture features: {count} voxel(s), extent "
+                         f"{'x'.join(map(str, extent))}; the minimum is {min_voxels} voxels and "
+                         f"{MIN_TUMOUR_EXTENT} voxels along each axis", file=source, field="Mask")
+
+
+def load_mask(path: Union[str, Path], label: Union[int, str], image: sitk.Image,
+              warnings: List[str], min_voxels: int = MIN_TUMOUR_VOXELS,
+              image_path: Optional[Union[str, Path]] = None) -> sitk.Image:
+    """Read a labelmap, .seg.nrrd, DICOM SEG or RTSTRUCT, select the label or segment/ROI, put it on the
+    image grid and check its size. A DICOM mask must reference the image at `image_path` (when DICOM)."""
+    path = Path(path)
+    from IMNRiskLib.inputs import dicommask# an RTSTRUCT/SEG file, or a folder holding one, by SOP Class (not extension)
+    dicom_mask = dicommask.find_mask_object(path)
+    if dicom_mask is not None:
+        aligned = dicommask.load_dicom_mask(dicom_mask, label, image, image_path, warnings)
+        check_tumour_size(aligned, str(path), min_voxels)
+        return aligned
+    if path.is_dir():
+        if not _dicom_files(path):
+            raise InputError("mask folder holds no DICOM files", file=str(path))
+        phases = dicom_phases(path)  # one acquisition, evenly spaced slices
+        if len(phases) != 1:
+            raise InputError(f"mask folder holds {len(phases)} DICOM volumes; a mask is one", file=str(path),
+                             field="Mask")
+        raw = _read_dicom_series(phases[0], path)
+    else:
+        raw = _read(path, "mask")
+    binary = select_label(raw, label, str(path))
+    if binary.GetDimension() != 3:
+        raise InputError("mask is not 3-D", file=str(path), field="Mask")
+    aligned = align_mask(binary, image, str(path), warnings)
+    check_tumour_size(aligned, str(path), min_voxels)
+    return aligned
+
+
+def load_case(image_path: Union[str, Path], mask_path: Union[str, Path], phase: Optional[int] = None,
+              label: Union[int, str] = 1, min_voxels: int = MIN_TUMOUR_VOXELS) -> LoadedCase:
+    """Load the chosen phase and its tumour mask, checked and on one grid."""
+    image, chosen, n = load_phase(image_path, phase)
+    warnings: List[str] = []
+    mask = load_mask(mask_path, label, image, warnings, min_voxels, image_path=image_path)
+    return LoadedCase(image=image, mask=mask, phase=chosen, n_phases=n, warnings=warnings)
+
+
+# --------------------------------------------------------------------------- preparation
+
+def crop_to_mask(image: sitk.Image, mask: sitk.Image, pad_mm: float, pad_voxels: int = 0
+                 ) -> Tuple[sitk.Image, sitk.Image]:
+    """Crop image and mask to the tumour's bounding box plus a margin (mm and voxels).
+
+    Filtering a cropped region gives the same values inside the tumour as filtering the whole
+    volume when the margin covers the filter's support, at a fraction of the time and memory.
+    """
+    lo, hi = _bounding_box(mask)
+    spacing = image.GetSpacing()
+    size = image.GetSize()
+    pad = [int(math.ceil(pad_mm / s)) + pad_voxels for s in spacing]
+    start = [max(0, l - p) for l, p in zip(lo, pad)]
+    stop = [min(n - 1, h + p) for h, p, n in zip(hi, pad, size)]
+    extent = [b - a + 1 for a, b in zip(start, stop)]
+    return (sitk.RegionOfInterest(image, extent, start), sitk.RegionOfInterest(mask, extent, start))
+
+
+def smooth(image: sitk.Image, sigma_mm: float) -> sitk.Image:
+    """Gaussian smoothing with sigma in millimetres (0 = off).
+
+    A sampled (discrete) kernel rather than the recursive filter: with 2-4 mm slices a 1 mm sigma
+    is under one voxel along z, where the recursive approximation is poor.
+    """
+    if sigma_mm <= 0:
+        return image
+    return sitk.DiscreteGaussian(image, variance=float(sigma_mm) ** 2, maximumKernelWidth=64,
+                                 maximumError=0.001, useImageSpacing=True)
+
+
+def orientation_of(image: sitk.Image) -> str:
+    """The image's axes as DICOM letters (e.g. LPS: index ascending towards patient left, posterior,
+    superior), each axis named by the nearest patient axis."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+
+
+def orient(image: sitk.Image, code: Optional[str]) -> sitk.Image:
+    """The image with its axes permuted and flipped so that they run as `code` says (None: as stored).
+
+    Wavelet and texture features depend on the order of the voxel array, so the same anatomy
+    stored with descending slices or swapped axes would give other values. SimpleITK's DICOMOrient
+    moves voxels only (no interpolation) and keeps every voxel's physical position. An oblique
+    image's axes go to the nearest patient axes: its direction stays oblique (not resampled).
+    An image already in that orientation is returned as it is (same object, same bytes).
+    """
+    if not code or orientation_of(image) == code:
+        return image
+    return sitk.DICOMOrient(image, code)
+
+
+def prepare(case: LoadedCase, sigma_mm: float, normalize: Optional[dict], pad_voxels: int,
+            orientation: Optional[str] = None) -> Tuple[sitk.Image, sitk.Image]:
+    """Put image and mask in one orientation (the same permutation for both: they share a grid),
+    normalise over the whole phase (pyradiomics' own function, as pyradiomics would), then crop
+    around the tumour and smooth. The returned pair goes to pyradiomics with normalize off."""
+    image, mask = orient(case.image, orientation), orient(case.mask, orientation)
+    if normalize is not None:
+        from radiomics import imageoperations  # pyradiomics' normalisation, unchanged
+        image = imageoperations.normalizeImage(image, **normalize)
+    if sigma_mm <= 0:
+        return image, mask
+    image, mask = crop_to_mask(image, mask, pad_mm=4.0 * sigma_mm, pad_voxels=pad_voxels + 2)
+    return smooth(image, sigma_mm), mask

@@ -1,0 +1,298 @@
+"""Models: the clinical model, the Rad-Score (radiomics) model and the clinical-radiomics model
+with its nomogram, fitted together as one value that can be printed, saved, plotted and queried.
+
+Clinical: the Table 2 procedure (univariate p < 0.1 -> collinear pairs resolved -> multivariable
+backward elimination by likelihood ratio, keep p < 0.05; or the paper's Wald p), refitted.
+Radiomics: the selection Pipeline of `selection`; its Rad-Score is the log-odds.
+Combined: logistic regression on the clinical factors plus the Rad-Score; nomogram as rms builds
+it (points 0-100 per predictor, the widest predictor spanning 100).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from IMNRiskLib.stats import evaluation
+from IMNRiskLib.modelling.clinical import COLLINEAR, ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, table2_selection, varying
+from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.inputs.schema import ClinicalSchema
+from IMNRiskLib.modelling.selection import NO_CAP, radiomics_pipeline, radscore_of
+
+MODELS = ("clinical", "radiomics", "combined")
+RADSCORE = "radscore"
+EPV_WARNING = 10
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, float)))
+
+
+@dataclass
+class TrainingOptions:
+    """Settings of the model building (all stored in the model file)."""
+
+    entry_p: float = ENTRY_P
+    keep_p: float = KEEP_P
+    corr: float = 0.9
+    vif: float = 10.0
+    mwu_p: float = 0.05
+    lasso_rule: str = "min"
+    lasso_folds: int = 5
+    forward_p: float = 0.05
+    max_features: Optional[int] = None
+    seed: int = 0
+    clinical_test: str = "lrt"                  # multivariable elimination: "lrt" (drop1/step) or "wald"
+    clinical_collinear: Optional[float] = COLLINEAR  # |Cramer's V| / |Spearman| of a pair; None: no screen
+    n_lambdas: int = 100                        # LASSO lambda grid, as glmnet's nlambda
+    lambda_ratio: float = 1e-3                  # smallest / largest lambda (3 decades)
+    # the protocol's choices (IMNRiskLib/modelling/protocols.py; `--protocol paper` sets them to the paper's)
+    protocol: str = "imnrisk"
+    corr_method: str = "pearson"          # |r| filter: "pearson" or "spearman"
+    forward_cap: bool = True              # forward selection keeps at most events/5 features
+    icc_threshold: Optional[float] = None  # ICC(2,1) filter first (needs the second reader's features)
+
+    def pipeline(self) -> Pipeline:
+        cap = self.max_features or (None if self.forward_cap else NO_CAP)
+        return radiomics_pipeline(self.corr, self.vif, self.mwu_p, self.lasso_rule, self.lasso_folds,
+                                  self.forward_p, cap, self.seed, n_lambdas=self.n_lambdas,
+                                  lambda_ratio=self.lambda_ratio, corr_method=self.corr_method,
+                                  icc_threshold=self.icc_threshold)
+
+
+@dataclass
+class FittedModels:
+    """The three fitted models (one training sample)."""
+
+    schema: ClinicalSchema
+    factors: List[str]
+    radiomics: Pipeline
+    clinical: LogisticFit
+    combined: LogisticFit
+    notes: List[str] = field(default_factory=list)
+    clinical_selection: Dict[str, object] = field(default_factory=dict)  # Table2.selection_record()
+    fallbacks: List[str] = field(default_factory=list)  # a selection step kept nothing: what was used instead
+
+    def radscore(self, features: pd.DataFrame) -> np.ndarray:
+        return radscore_of(self.radiomics, features)
+
+    def clinical_design(self, clinical: pd.DataFrame) -> pd.DataFrame:
+        return design(clinical, self.schema, self.factors)
+
+    def predict(self, features: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
+        """Probabilities of the three models (and the Rad-Score) for each patient."""
+        rs = self.radscore(features)
+        Xc = self.clinical_design(clinical)
+        columns = {term: Xc[term].to_numpy(float) for term in Xc.columns}
+        columns[RADSCORE] = rs
+
+        def lp(fit: LogisticFit) -> np.ndarray:  # the fit's design, column by column (no DataFrame joins)
+            return fit.predict_lp(np.column_stack([columns[t] for t in fit.terms[1:]] or [np.zeros((len(rs), 0))]))
+        return pd.DataFrame({"radscore": rs, "radiomics": _sigmoid(rs), "clinical": _sigmoid(lp(self.clinical)),
+                             "combined": _sigmoid(lp(self.combined))}, index=features.index)
+
+
+def select_factors(clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, options: TrainingOptions):
+    """Clinical factors by the paper's procedure; falls back to the strongest univariate factor
+    when none survives (a clinical model needs at least one; the note says so)."""
+    # table2's decisions without its printed table (the same fits; Testing/test_clinical_fast.py)
+    t2 = table2_selection(clinical, y, schema, options.entry_p, options.keep_p,
+                          test=options.clinical_test, collinear=options.clinical_collinear)
+    factors = list(t2.selected)
+    notes = list(t2.notes)
+    if not factors:
+        best = min(t2.univariate_p, key=t2.univariate_p.get)
+        factors = [best]
+        notes.append(f"{FALLBACK}no factor had multivariable p < {options.keep_p:g}; the strongest univariate "
+                     f"factor ({best}) is used")
+    return factors, t2, notes
+
+
+FALLBACK = "fallback: "  # how a note saying that a selection step kept nothing begins
+
+
+def fallback_notes(pipeline: Pipeline) -> List[str]:
+    """The fallbacks of a fitted selection pipeline: each step that kept nothing and what it kept
+    instead (its `fallback_`), so that no empty step passes unseen."""
+    return [f"{FALLBACK}{name}: {step.fallback_}" for name, step in pipeline.steps
+            if getattr(step, "fallback_", None)]
+
+
+def _fit(y: np.ndarray, X: pd.DataFrame) -> LogisticFit:
+    ml, firth = fit_logistic(y, X)
+    return firth if firth is not None else ml
+
+
+def fit_models(features: pd.DataFrame, clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
+               options: TrainingOptions, factors: Optional[Sequence[str]] = None,
+               radiomics: Optional[Pipeline] = None) -> FittedModels:
+    """Fit the three models on one sample. `factors` / `radiomics` given = selection frozen
+    (refit coefficients only): used for the paper's protocol, where selection saw every patient."""
+    y = np.asarray(y, int)
+    notes: List[str] = []
+    record: Dict[str, object] = {}
+    if factors is None:
+        factors, t2, notes = select_factors(clinical, y, schema, options)
+        record = t2.selection_record()
+    if radiomics is None:
+        radiomics = options.pipeline().fit(features, y)
+        notes += fallback_notes(radiomics)
+    Xc = varying(design(clinical, schema, factors))  # a level absent from this sample: no term
+    complete = Xc.notna().all(axis=1).to_numpy()
+    if not complete.all():
+        notes.append(f"{int((~complete).sum())} patient(s) with missing clinical factors left out of the fits")
+    rs = radscore_of(radiomics, features)
+    clinical_fit = _fit(y[complete], Xc[complete])
+    combined_fit = _fit(y[complete], Xc.assign(**{RADSCORE: rs})[complete])
+    return FittedModels(schema, list(factors), radiomics, clinical_fit, combined_fit, notes, record,
+                        [n for n in notes if n.startswith(FALLBACK)])
+
+
+def refit_frozen(pipeline: Pipeline, features: pd.DataFrame, y: np.ndarray) -> Pipeline:
+    """A copy of a fitted selection pipeline whose z-scores and Rad-Score coefficients are
+    refitted on new patients, the selected features kept (the leaky protocol's CV)."""
+    from IMNRiskLib.modelling.selection import RadScore, ZScore
+    used = pipeline.named_steps["radscore"].features_
+    new = Pipeline([("zscore", ZScore()), ("radscore", RadScore())])
+    return new.fit(features[used], y)
+
+
+# --------------------------------------------------------------------------- nomogram
+
+@dataclass
+class NomogramAxis:
+    """One predictor's axis: values (levels or numbers) and their points."""
+
+    name: str
+    label: str
+    values: List[object]
+    points: List[float]
+
+
+@dataclass
+class Nomogram:
+    """rms-style nomogram of a logistic model: points = (x*b - min over the axis) * scale, the
+    widest predictor spanning 0-100; total points map back to the linear predictor."""
+
+    axes: List[NomogramAxis]
+    scale: float            # points per unit of linear predictor
+    lp_at_zero: float       # linear predictor when every predictor sits at its 0-point value
+
+    def lp_from_points(self, total: float) -> float:
+        return self.lp_at_zero + total / self.scale
+
+    def points_for_lp(self, lp: float) -> float:
+        return (lp - self.lp_at_zero) * self.scale
+
+    def risk_axis(self, probabilities: Sequence[float] = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99)
+                  ) -> List[Dict[str, float]]:
+        return [{"probability": p, "total_points": self.points_for_lp(math.log(p / (1 - p)))} for p in probabilities]
+
+    def to_dict(self) -> Dict[str, object]:
+        return {"axes": [{"name": a.name, "label": a.label, "values": a.values, "points": a.points} for a in self.axes],
+                "scale": self.scale, "lp_at_zero": self.lp_at_zero, "risk_axis": self.risk_axis()}
+
+
+def build_nomogram(fit: LogisticFit, schema: ClinicalSchema, factors: Sequence[str],
+                   radscore_range: Sequence[float]) -> Nomogram:
+    """Nomogram of the combined model; the Rad-Score axis spans the training range."""
+    coef = dict(zip(fit.terms, fit.coef))
+    axes_raw = []
+    for name in factors:
+        var = schema[name]
+        if var.type == "continuous":
+            raise InputError(f"continuous clinical factor {name}: nomogram axis needs a range")
+        contrib = []
+        for level in var.levels:
+            contrib.append(sum(coef[t] * v for t, v in zip(var.terms(), var.encode(level))))
+        axes_raw.append((name, var.title, list(var.levels), np.array(contrib)))
+    lo, hi = float(radscore_range[0]), float(radscore_range[1])
+    axes_raw.append((RADSCORE, "Rad-Score", [lo, hi], np.array([coef[RADSCORE] * lo, coef[RADSCORE] * hi])))
+    widest = max(c.max() - c.min() for *_, c in axes_raw)
+    scale = 100.0 / widest
+    axes = [NomogramAxis(n, l, v, list((c - c.min()) * scale)) for n, l, v, c in axes_raw]
+    lp_at_zero = float(coef["(Intercept)"] + sum(c.min() for *_, c in axes_raw))
+    return Nomogram(axes, scale, lp_at_zero)
+
+
+def nomogram_points(nomogram: Nomogram, fit: LogisticFit, values: Dict[str, object]) -> Dict[str, float]:
+    """Points of one patient per predictor and in total (values: levels and the Rad-Score)."""
+    out = {}
+    coef = dict(zip(fit.terms, fit.coef))
+    for axis in nomogram.axes:
+        v = values[axis.name]
+        if axis.name == RADSCORE:
+            lo = min(coef[RADSCORE] * axis.values[0], coef[RADSCORE] * axis.values[1])
+            out[axis.name] = (coef[RADSCORE] * float(v) - lo) * nomogram.scale
+        else:
+            out[axis.name] = axis.points[axis.values.index(v)]
+    out["total"] = float(sum(out.values()))
+    return out
+
+
+# --------------------------------------------------------------------------- risk groups
+
+def risk_thresholds(y: np.ndarray, p: np.ndarray, rule_in_sensitivity: float = 0.9) -> Dict[str, object]:
+    """Risk groups on the training cohort's combined probabilities: "high" from the Youden-optimal
+    threshold; "low" below the highest threshold that keeps sensitivity >= 90% (few positives
+    missed there); "intermediate" between them."""
+    best = evaluation.youden(y, p)
+    roc = evaluation.roc_points(y, p)
+    ok = (roc["sensitivity"] >= rule_in_sensitivity) & np.isfinite(roc["threshold"])
+    low = float(roc["threshold"][ok].max()) if ok.any() else float(best["threshold"])
+    high = float(best["threshold"])
+    low = min(low, high)
+    return {"low": low, "high": high,
+            "explanation": f"high risk: combined probability >= {high:.3f} (Youden-optimal on the training "
+                           f"cohort); low risk: < {low:.3f} (the highest threshold keeping training "
+                           f"sensitivity >= {rule_in_sensitivity:.0%}); intermediate in between"}
+
+
+def risk_group(p: float, thresholds: Dict[str, float]) -> str:
+    if p >= thresholds["high"]:
+        return "high"
+    if p < thresholds["low"]:
+        return "low"
+    return "intermediate"
+
+
+# --------------------------------------------------------------------------- shrinkage
+
+def shrink_uniformly(fit: LogisticFit, X: pd.DataFrame, y: np.ndarray, factor: float
+                     ) -> Tuple[LogisticFit, Dict[str, object]]:
+    """Steyerberg's uniform shrinkage: every coefficient but the intercept times `factor`, the
+    intercept re-estimated by ML with the shrunk linear predictor as offset (R `glm(y ~ 1,
+    offset = factor * lp, family = binomial)`), so that mean predicted risk = observed rate.
+    Covariance scaled by factor^2 (the uncertainty of the factor itself not carried).
+    Returns the shrunk LogisticFit and a record of what was done."""
+    y = np.asarray(y, int)
+    slopes = np.asarray(X[fit.terms[1:]], float) @ fit.coef[1:]
+    offset = factor * slopes
+    intercept = _offset_intercept(y, offset)
+    coef = np.concatenate([[intercept], factor * fit.coef[1:]])
+    scale = np.full(len(coef), factor)
+    scale[0] = 1.0
+    cov = fit.cov * np.outer(scale, scale)
+    shrunk = LogisticFit(list(fit.terms), coef, np.sqrt(np.diag(cov)), cov, fit.n, fit.events,
+                         method=f"{fit.method}, shrunk", separation=fit.separation)
+    record = {"method": "uniform shrinkage by the bootstrap optimism-corrected calibration slope; intercept "
+                        "re-estimated with the shrunk linear predictor as offset (Steyerberg)",
+              "factor": float(factor), "intercept_before": float(fit.coef[0]), "intercept_after": float(intercept),
+              "coefficients_before": dict(zip(fit.terms, map(float, fit.coef))),
+              "score_equation": float(np.sum(y - _sigmoid(intercept + offset)))}
+    return shrunk, record
+
+
+def _offset_intercept(y: np.ndarray, offset: np.ndarray) -> float:
+    """ML intercept of a logistic model with a fixed offset: the root of sum(y - p) = 0 (monotone in a: Brent)."""
+    from scipy.optimize import brentq
+    target = float(y.sum())
+
+    def excess(a: float) -> float:
+        return float(_sigmoid(a + offset).sum()) - target
+    return float(brentq(excess, -50.0, 50.0, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=500))
