@@ -31,8 +31,8 @@ pytest.importorskip("skimage", reason="scikit-image missing: pip install 'imnris
 import pydicom  # noqa: E402  (highdicom brings it)
 from scipy import ndimage  # noqa: E402
 
-from IMNRiskLib.inputs import dicommask, imaging# noqa: E402
-from IMNRiskLib.core.errors import InputError# noqa: E402
+from IMNRiskLib.inputs import dicommask, imaging  # noqa: E402
+from IMNRiskLib.core.errors import InputError  # noqa: E402
 
 PID, OTHER = "SYN0001", "SYN0002"
 RTSTRUCT_MIN_DICE = 0.97

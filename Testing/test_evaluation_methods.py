@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, run_cli
 from IMNRiskLib.stats import evaluation
 from IMNRiskLib.outputs import figures
-from IMNRiskLib.modelling.clinical import LogisticFit
+from IMNRiskLib.stats.logistic import LogisticFit
 from IMNRiskLib.modelling.models import shrink_uniformly
 from IMNRiskLib.outputs.report import FIGURES
 

@@ -20,7 +20,7 @@ from conftest import ROOT, pyradiomics_data, run_cli
 
 sys.path.insert(0, str(ROOT / "IMNRisk"))
 slicer = pytest.importorskip("slicer", reason="slicer-core is installed by make install (test extra)")
-from IMNRiskLib.core.errors import InputError# noqa: E402
+from IMNRiskLib.core.errors import InputError  # noqa: E402
 from IMNRiskSlicer import mrml  # noqa: E402
 from IMNRiskSlicer.logic import ScoringLogic, training_commands  # noqa: E402
 

@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from conftest import ROOT, run_cli
 from IMNRiskLib.modelling import clinical, models, selection
+from IMNRiskLib.stats import lasso, logistic
 from IMNRiskLib.app import synth
 from IMNRiskLib.resampling import validation
 from IMNRiskLib.scoring.modelfile import ScoringModel, read_model_document
@@ -157,9 +158,9 @@ def test_lasso_coefficients_match_glmnet():
     d = data("lasso")
     X, y = d.drop(columns="y").to_numpy(), d["y"].to_numpy(float)
     for ref in REF["lasso"]:
-        ours = selection.lasso_fit(X, y, ref["lambda"], tol=1e-12)
+        ours = lasso.lasso_fit(X, y, ref["lambda"], tol=1e-12)
         assert ours == pytest.approx(ref["coef"], rel=1e-6, abs=1e-6), ref["lambda"]
-        path_coef, path_b0 = selection.lasso_path(X, y, np.array([ref["lambda"]]), tol=1e-10, max_iter=100000)
+        path_coef, path_b0 = lasso.lasso_path(X, y, np.array([ref["lambda"]]), tol=1e-10, max_iter=100000)
         assert np.r_[path_b0, path_coef[0]] == pytest.approx(ref["coef"], abs=1e-5)
 
 
@@ -170,7 +171,7 @@ def test_nomogram_points_match_rms():
                                               "reference": "a"}]})
     frame = pd.DataFrame({"x2": d["x2"].astype(str), "x3": d["x3"]})
     X = clinical.design(frame, schema, ["x2", "x3"]).assign(radscore=d["rs"])
-    fit = clinical.fit_ml(d["y"].to_numpy(), X)
+    fit = logistic.fit_ml(d["y"].to_numpy(), X)
     ref = REF["nomogram"]
     assert fit.coef == pytest.approx(ref["coef"], rel=1e-5)
     nomo = models.build_nomogram(fit, schema, ["x2", "x3"], [-2.5, 2.5])
@@ -192,7 +193,7 @@ def test_bootstrap_optimism_replays_r_on_the_same_resamples():
     y = d["y"].to_numpy()
 
     def replicate(i):
-        fit = clinical.fit_ml(y[i], X.iloc[i])
+        fit = logistic.fit_ml(y[i], X.iloc[i])
         sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
         return i, sig(fit.predict_lp(X.iloc[i].to_numpy())), sig(fit.predict_lp(X.to_numpy()))
     res = validation.optimism(y, [replicate(i) for i in idx])

@@ -35,7 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from IMNRiskLib.core.errors import InputError
-from IMNRiskLib.inputs.imaging import _dicom_files, _is_dicom_file
+from IMNRiskLib.inputs.dicomfiles import dicom_files, is_dicom_file
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation Storage
@@ -128,12 +128,12 @@ def find_mask_object(path: Union[str, Path]) -> Optional[Path]:
     folder (several are refused); None when the path is not a DICOM mask object (a labelmap)."""
     path = Path(path)
     if path.is_file():
-        if not _is_dicom_file(path):
+        if not is_dicom_file(path):
             return None
         return path if file_kind(path) else None
     if not path.is_dir():
         return None
-    files = _dicom_files(path)
+    files = dicom_files(path)
     if not files:
         return None
     try:
@@ -156,7 +156,7 @@ def image_identity(image_path: Optional[Union[str, Path]]) -> Optional[ImageIden
     if image_path is None:
         return None
     path = Path(image_path)
-    files = _dicom_files(path) if path.is_dir() else ([path] if path.is_file() and _is_dicom_file(path) else [])
+    files = dicom_files(path) if path.is_dir() else ([path] if path.is_file() and is_dicom_file(path) else [])
     if not files:
         return None
     identity = ImageIdentity()

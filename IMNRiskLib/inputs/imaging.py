@@ -24,6 +24,8 @@ import SimpleITK as sitk
 
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.files import check_input_file
+from IMNRiskLib.inputs import dicommask
+from IMNRiskLib.inputs.dicomfiles import dicom_files
 
 IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd", ".img", ".hdr")
 DEFAULT_PHASE = 1
@@ -54,15 +56,6 @@ class LoadedCase:
 
 
 # --------------------------------------------------------------------------- reading
-
-def _is_dicom_file(path: Path) -> bool:
-    """DICOM files carry 'DICM' at byte 128 (Part 10); extension is no guide."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _natural_key(path: Path) -> list:
@@ -273,10 +266,6 @@ def _check_metaimage(path: Path, fields: Dict[str, str], offset: int) -> None:
     _check_stream(path, data, offset if data is path else 0, codec, promised)
 
 
-def _dicom_files(folder: Path) -> List[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and _is_dicom_file(p))
-
-
 def _dicom_header(path: Path) -> sitk.ImageFileReader:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -313,8 +302,7 @@ def dicom_phases(folder: Path) -> List[List[Path]]:
     Phases come from TemporalPositionIdentifier, else TriggerTime, else AcquisitionTime; when
     none differs, separate series (SeriesInstanceUID) are taken as phases.
     """
-    from IMNRiskLib.inputs.dicommask import is_mask_file# a study folder may hold the tumour's RTSTRUCT/SEG beside the image
-    files = [p for p in _dicom_files(folder) if not is_mask_file(p)]
+    files = [p for p in dicom_files(folder) if not dicommask.is_mask_file(p)]  # a study folder may hold the tumour's RTSTRUCT/SEG beside the image
     if not files:
         raise InputError("no DICOM files in folder", file=str(folder))
     headers = [(p, _dicom_header(p)) for p in files]
@@ -473,7 +461,7 @@ def load_phase(path: Union[str, Path], phase: Optional[int] = None) -> Tuple[sit
     """Load one 3-D phase of an image file or folder; return (image, phase index, number of phases)."""
     path = Path(path)
     if path.is_dir():
-        if _dicom_files(path):
+        if dicom_files(path):
             phases = dicom_phases(path)
             chosen = _choose_phase(len(phases), phase, str(path))
             image, n = _read_dicom_series(phases[chosen], path), len(phases)
@@ -707,14 +695,14 @@ def load_mask(path: Union[str, Path], label: Union[int, str], image: sitk.Image,
     """Read a labelmap, .seg.nrrd, DICOM SEG or RTSTRUCT, select the label or segment/ROI, put it on the
     image grid and check its size. A DICOM mask must reference the image at `image_path` (when DICOM)."""
     path = Path(path)
-    from IMNRiskLib.inputs import dicommask# an RTSTRUCT/SEG file, or a folder holding one, by SOP Class (not extension)
+    # an RTSTRUCT/SEG file, or a folder holding one, by SOP Class (not extension)
     dicom_mask = dicommask.find_mask_object(path)
     if dicom_mask is not None:
         aligned = dicommask.load_dicom_mask(dicom_mask, label, image, image_path, warnings)
         check_tumour_size(aligned, str(path), min_voxels)
         return aligned
     if path.is_dir():
-        if not _dicom_files(path):
+        if not dicom_files(path):
             raise InputError("mask folder holds no DICOM files", file=str(path))
         phases = dicom_phases(path)  # one acquisition, evenly spaced slices
         if len(phases) != 1:

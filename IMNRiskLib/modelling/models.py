@@ -19,7 +19,8 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from IMNRiskLib.stats import evaluation
-from IMNRiskLib.modelling.clinical import COLLINEAR, ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, table2_selection, varying
+from IMNRiskLib.modelling.clinical import COLLINEAR, ENTRY_P, KEEP_P, design, table2, table2_selection, varying
+from IMNRiskLib.stats.logistic import LogisticFit, fit_logistic
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.inputs.schema import ClinicalSchema
 from IMNRiskLib.modelling.selection import NO_CAP, radiomics_pipeline, radscore_of

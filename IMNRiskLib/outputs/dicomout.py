@@ -20,7 +20,9 @@ import SimpleITK as sitk
 
 from IMNRiskLib import RESEARCH_ONLY, __version__
 from IMNRiskLib.core.errors import InputError
-from IMNRiskLib.core.files import atomic_path, check_can_write
+from IMNRiskLib.core.files import atomic_path, check_can_write, claim_outputs
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.inputs.dicomfiles import dicom_files
 
 # Local codes (a "99" prefix marks a private coding scheme, PS3.16 section 8.2).
 SCHEME = "99IMNRISK"
@@ -99,7 +101,6 @@ def read_source(files: Sequence[Union[str, Path]]) -> List[Any]:
 
 def source_files(image_folder: Union[str, Path], phase: Optional[int]) -> List[Path]:
     """The files of one phase of a DICOM folder (as imaging reads them; None: its only one), or an InputError."""
-    from IMNRiskLib.inputs import imaging
     return imaging.dicom_phases(Path(image_folder))[phase or 0]
 
 
@@ -107,12 +108,10 @@ def check_target(image: Union[str, Path], out_dir: Union[str, Path], force: bool
                  inputs: Sequence[Any] = ()) -> None:
     """Before any work: the outputs may be written (none is an input of the run, an existing one only
     with force), the image is a DICOM folder, highdicom is there."""
-    from IMNRiskLib.inputs import imaging
-    from IMNRiskLib.core.files import claim_outputs
     paths = output_paths(out_dir)
     claim_outputs([paths.seg, paths.sr], [image, *inputs], force)
     folder = Path(image)
-    if not folder.is_dir() or not imaging._dicom_files(folder):
+    if not folder.is_dir() or not dicom_files(folder):
         raise InputError("--dicom-out needs the image to be a DICOM series folder (this is not one)",
                          file=str(folder), field="--image")
     _hd()
@@ -301,7 +300,6 @@ def export_case(out_dir: Union[str, Path], image_folder: Union[str, Path], mask_
                 result: Dict[str, Any], model_doc: Dict[str, Any], label: Union[int, str] = 1,
                 min_voxels: Optional[int] = None, force: bool = False) -> DicomResults:
     """SEG + SR for a scored patient (`Prediction.to_dict()`) on a DICOM folder (same phase and mask as scored)."""
-    from IMNRiskLib.inputs import imaging
     phase = result["phase"] if (result.get("n_phases") or 2) > 1 else None  # a single-phase series has one
     files = source_files(image_folder, phase)
     case = imaging.load_case(image_folder, mask_path, phase, label,

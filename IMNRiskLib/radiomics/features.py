@@ -32,6 +32,7 @@ import numpy as np
 
 from IMNRiskLib import __version__
 from IMNRiskLib.radiomics import ibsi
+from IMNRiskLib.radiomics.values import real_value
 from IMNRiskLib.inputs import imaging
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.files import Setting, check_settings, read_yaml, write_json
@@ -45,7 +46,6 @@ DIAGNOSTICS_KEPT = ("diagnostics_Image-original_Spacing", "diagnostics_Image-ori
                     "diagnostics_Image-original_Mean", "diagnostics_Mask-original_VoxelNum",
                     "diagnostics_Mask-original_BoundingBox", "diagnostics_Mask-original_VolumeNum",
                     "diagnostics_Image-original_Hash", "diagnostics_Mask-original_Hash")
-
 
 
 def quiet_pyradiomics() -> None:
@@ -294,20 +294,6 @@ def compute_features(loaded: imaging.LoadedCase, settings: ExtractionSettings,
         else:
             features[key] = real_value(key, value)
     return features, diagnostics
-
-
-def real_value(name: str, value: Any) -> float:
-    """A feature value as a float; complex only when its imaginary part is exactly zero.
-
-    numpy >= 2.5's eigvals returns complex128, so five shape features arrive as complex numbers.
-    """
-    if np.iscomplexobj(value):
-        number = complex(value)
-        if number.imag != 0:
-            raise InputError(f"pyradiomics returned the complex value {number!r}; "
-                             "only a zero imaginary part can be taken as real", field=name)
-        return float(number.real)
-    return float(value)
 
 
 def restrict_extractor(extractor, feature_names: Iterable[str]) -> None:

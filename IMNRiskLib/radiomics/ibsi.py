@@ -3,18 +3,19 @@ conformance of an extraction on IBSI-1's digital phantom, and the IBSI variants 
 pyradiomics follows another convention (the opt-in `imnrisk: ibsi_variants` profile).
 
 The mapping is defined here once; the phantom test, the README's table and the report use it.
-Run `python -m IMNRiskLib.radiomics.ibsi Testing/data/ibsi` in a source checkout to re-measure the phantom,
-rewrite the shipped table (`data/ibsi_conformance.csv`) and the README's section.
+`python tools/ibsi_phantom.py Testing/data/ibsi` in a source checkout re-measures the phantom (`phantom`),
+rewrites the shipped table (`data/ibsi_conformance.csv`) and the README's section.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+
+from IMNRiskLib.radiomics.values import real_value
 
 if TYPE_CHECKING:  # pandas loads in the functions that build tables: scoring a patient needs none
     import pandas as pd
@@ -155,7 +156,6 @@ def mask_voxels(result: Mapping[str, Any]) -> int:
 
 def add_variants(result: Mapping[str, Any]) -> "OrderedDict[str, Any]":
     """A pyradiomics result with each convention-dependent feature followed by its IBSI variant."""
-    from IMNRiskLib.radiomics.features import real_value# features imports this module: import at call time
     out: "OrderedDict[str, Any]" = OrderedDict()
     voxels = None
     for key, value in result.items():
@@ -464,42 +464,3 @@ def reporting_items(extraction: Mapping[str, Any], software: Mapping[str, Any],
 
 
 # --------------------------------------------------------------------------- measuring the phantom
-
-def phantom_features(folder: Union[str, Path], ibsi_variants: bool = False) -> Dict[str, float]:
-    """Extract the IBSI-1 phantom through IMNRisk's own path (imaging.load_case, compute_features)
-    with the folder's `phantom_params.yaml`."""
-    from IMNRiskLib.radiomics import features
-    from IMNRiskLib.inputs import imaging
-    folder = Path(folder)
-    settings = features.load_settings(folder / "phantom_params.yaml")
-    settings.ibsi_variants = ibsi_variants
-    loaded = imaging.load_case(folder / "phantom.nii.gz", folder / "mask.nii.gz", None, 1, settings.min_tumour_voxels)
-    values, _ = features.compute_features(loaded, settings)
-    return values
-
-
-def measure_phantom(folder: Union[str, Path]) -> pd.DataFrame:
-    """The conformance table of this installation on the phantom (pyradiomics' own and the variants)."""
-    import radiomics
-    values = phantom_features(folder, ibsi_variants=True)
-    return checks_frame(conformance(values, read_reference(Path(folder) / "ibsi_1_dig_phantom_reference.csv")),
-                        str(radiomics.__version__))
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Re-measure the phantom; rewrite the shipped table and the README's section (source checkout)."""
-    from IMNRiskLib.core.files import atomic_path, write_text
-    argv = sys.argv[1:] if argv is None else argv
-    folder = Path(argv[0]) if argv else Path("Testing/data/ibsi")
-    table = measure_phantom(folder)
-    with atomic_path(SHIPPED_TABLE) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.10g")
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    if readme.exists() and README_START in readme.read_text(encoding="utf-8"):
-        write_text(readme, replace_readme_section(readme.read_text(encoding="utf-8"), readme_section(table)))
-    print(summary_sentence(table))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,7 +35,7 @@ def calibration_line(y: np.ndarray, p: np.ndarray) -> Tuple[Optional[float], Opt
     (0, 1), both classes present). The validation needs ~10^4 of them: a plain Newton fit gives
     the same MLE when it converges to a moderate estimate; anything else (separation, huge
     estimates) is left to statsmodels as before."""
-    from IMNRiskLib.modelling.clinical import fit_ml_arrays
+    from IMNRiskLib.stats.logistic import fit_ml_arrays
     lp = np.log(p / (1.0 - p))
     if len(y) < 3 or y.min() == y.max():
         return None, None
@@ -152,7 +152,7 @@ def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool, d
             stream = ([fn(t)] for t in tasks)
         else:
             from joblib import Parallel, delayed
-            from IMNRiskLib.core.workers import loky_backend# no worker outlives a killed run
+            from IMNRiskLib.core.workers import loky_backend  # no worker outlives a killed run
             stream = Parallel(n_jobs=jobs, backend=loky_backend(jobs), return_as="generator_unordered",
                               batch_size=1)(delayed(_run_chunk)(fn, c) for c in _chunks(tasks, jobs))
         for results in stream:

@@ -19,21 +19,13 @@ import numpy as np
 
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.inputs.schema import ClinicalSchema, schema_from_dict
+from IMNRiskLib.stats.logistic import Z95, logistic
 
 FORMAT = "imnrisk-model"
 FORMAT_VERSION = 1
 # minor additions (optional keys an older reader ignores): 1 = `domain` (training ranges) and
 # `uncertainty` (bootstrap replicates for predict --ci bootstrap); 2 = `acquisition` (the training images)
 FORMAT_MINOR = 2
-Z95 = 1.959963984540054
-
-
-def logistic(value: float) -> float:
-    """1 / (1 + exp(-value)) without overflow, and with full relative precision for tiny risks."""
-    if value >= 0:
-        return 1.0 / (1.0 + math.exp(-value))
-    small = math.exp(value)
-    return small / (1.0 + small)
 
 
 def canonical(doc: Dict[str, Any]) -> bytes:

@@ -16,8 +16,8 @@ import numpy as np
 from scipy import stats
 
 from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.stats.logistic import Z95
 
-Z95 = stats.norm.ppf(0.975)
 DCA_THRESHOLDS = np.arange(1, 100) / 100.0  # exactly k/100 (not accumulated steps)
 
 

@@ -27,6 +27,8 @@ from typing import Callable, Tuple
 
 import numpy as np
 
+from IMNRiskLib.stats.glumlasso import glum_lasso
+
 try:
     from numba import njit
     IMPORTED = True
@@ -71,7 +73,6 @@ def lasso_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float = 1
     objective -loglik/n + lambda ||b||_1 (intercept unpenalised), every lambda solved exactly.
     A lambda where the active set cycles (features entering and leaving, very rare) is settled by
     glum and polished by Newton steps, and the path goes on from it."""
-    from IMNRiskLib.modelling.selection import glum_lasso# selection imports this module lazily: no cycle at import
     X, y = np.asarray(X, float), np.ascontiguousarray(y, float)
     Xi = np.ascontiguousarray(np.column_stack([np.ones(len(y)), X]))
     lambdas = np.asarray(lambdas, float)

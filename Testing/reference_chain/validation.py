@@ -70,7 +70,7 @@ def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool):
                 yield fn(t)
                 bar.update(1)
         else:
-            from IMNRiskLib.core.workers import loky_backend# no worker outlives a killed run
+            from IMNRiskLib.core.workers import loky_backend  # no worker outlives a killed run
             for result in Parallel(n_jobs=jobs, backend=loky_backend(jobs), return_as="generator_unordered",
                                    batch_size=1)(delayed(fn)(t) for t in tasks):
                 yield result
