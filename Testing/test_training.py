@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from conftest import ROOT, run_cli
-from IMNRiskLib.modelling import clinical, models, selection
+from IMNRiskLib.modelling import clinical, models, nomogram, selection
 from IMNRiskLib.stats import lasso, logistic
 from IMNRiskLib.app import synth
 from IMNRiskLib.resampling import validation
@@ -174,14 +174,14 @@ def test_nomogram_points_match_rms():
     fit = logistic.fit_ml(d["y"].to_numpy(), X)
     ref = REF["nomogram"]
     assert fit.coef == pytest.approx(ref["coef"], rel=1e-5)
-    nomo = models.build_nomogram(fit, schema, ["x2", "x3"], [-2.5, 2.5])
+    nomo = nomogram.build_nomogram(fit, schema, ["x2", "x3"], [-2.5, 2.5])
     axes = {a.name: a for a in nomo.axes}
     assert axes["x2"].points == pytest.approx(ref["x2"], rel=1e-5, abs=1e-6)
     assert axes["x3"].points == pytest.approx(ref["x3"], rel=1e-5, abs=1e-6)
     assert axes["radscore"].points == pytest.approx(ref["rs"], rel=1e-5, abs=1e-6)
     # total points map back to the model's linear predictor
-    patient = {"x2": "1", "x3": "c", "radscore": 0.7}
-    pts = models.nomogram_points(nomo, fit, patient)
+    patient = {"x2": "1", "x3": "c"}
+    pts = nomogram.nomogram_points(nomo.to_dict(), fit.coef[fit.terms.index("radscore")], patient, 0.7)
     lp = fit.coef[0] + fit.coef[1] + fit.coef[3] + fit.coef[4] * 0.7
     assert nomo.lp_from_points(pts["total"]) == pytest.approx(lp, rel=1e-12)
 

@@ -16,6 +16,7 @@ from IMNRiskLib.scoring import domain
 from IMNRiskLib.radiomics import features
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.files import atomic_path, check_can_write, write_json
+from IMNRiskLib.core.jsonio import json_clean
 from IMNRiskLib.scoring.modelfile import ScoringModel, seal
 from IMNRiskLib.scoring import model_settings, score_values
 from IMNRiskLib.scoring.core import verdict
@@ -123,7 +124,7 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
         if recalibrate and cal["intercept"] is not None:
             write_json(stage / "model_recalibrated.json", recalibrated(model, cal["intercept"], cal["slope"]))
             result["recalibrated_model"] = "model_recalibrated.json"  # a name, not a path
-        result = evaluation._json_clean(result)
+        result = json_clean(result)
         with atomic_path(stage / "predictions.csv") as tmp:
             pred.assign(**{schema.outcome: y}).to_csv(tmp, index_label="ID", float_format="%.10g")
         write_json(stage / "validation.json", result)

@@ -20,10 +20,11 @@ from IMNRiskLib.modelling.clinical import table1, table2
 from IMNRiskLib.inputs.cohort import read_cohort
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.files import atomic_path, write_json
+from IMNRiskLib.core.jsonio import json_clean
 from IMNRiskLib.scoring.modelfile import FORMAT, FORMAT_MINOR, FORMAT_VERSION, seal
 from IMNRiskLib.modelling.protocols import describe as describe_protocol
-from IMNRiskLib.modelling.models import (EPV_WARNING, MODELS, FittedModels, TrainingOptions, build_nomogram, fit_models,
-                     risk_thresholds)
+from IMNRiskLib.modelling.models import EPV_WARNING, MODELS, FittedModels, TrainingOptions, fit_models, risk_thresholds
+from IMNRiskLib.modelling.nomogram import build_nomogram
 from IMNRiskLib.inputs.schema import load_schema
 from IMNRiskLib.modelling.selection import funnel, standardisation
 from IMNRiskLib.radiomics.stability import (DEFAULT_ICC_THRESHOLD, feature_icc, icc_notes, icc_summary, icc_table, read_reader2,
@@ -323,7 +324,8 @@ def sample_size(models: FittedModels, data: Data, pred: pd.DataFrame, metrics: D
 
 def shrink_combined(models: FittedModels, data: Data, factor: float) -> Dict[str, Any]:
     """Replace the combined model by its uniformly shrunk version (Steyerberg); the record."""
-    from IMNRiskLib.modelling.models import RADSCORE, shrink_uniformly
+    from IMNRiskLib.modelling.nomogram import RADSCORE
+    from IMNRiskLib.modelling.models import shrink_uniformly
     Xc = models.clinical_design(data.clinical).assign(**{RADSCORE: models.radscore(data.features)})
     Xc = Xc[models.combined.terms[1:]]
     complete = Xc.notna().all(axis=1).to_numpy()
@@ -416,11 +418,6 @@ def _model_icc(summary: Dict[str, Any]) -> Dict[str, Any]:
                                     "n_kept", "n_undefined", "median", "selected")}
 
 
-def _json_ready(obj):
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)),
-                      parse_constant=lambda c: None)
-
-
 def train(cohort_path, features_path, out_dir, schema_path=None, options: Optional[TrainingOptions] = None,
           cv_folds: int = 5, cv_repeats: int = 100, bootstrap: int = 1000, jobs: int = 1, show_bar: bool = True,
           say=print, shrink: Optional[str] = None, reader2_path=None, icc_threshold: Optional[float] = None,
@@ -431,7 +428,6 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
     ICC(2,1) below `icc_threshold` (default 0.75) are dropped first, inside every fit. `dask`: a Dask
     scheduler address (or Client) that runs the CV folds and bootstrap fits instead of `jobs` local
     processes (same results)."""
-    from IMNRiskLib.stats.evaluation import _json_clean
     from IMNRiskLib.radiomics.features import DEFAULT_PARAMS, load_settings, software_versions
     options = options or TrainingOptions()
     data = load_training_data(cohort_path, features_path, schema_path)
@@ -532,7 +528,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
         metrics["notes"].append("no provenance beside features.csv: the model records IMNRisk's default "
                                 "extraction settings; check that they are the ones used")
     synthetic = (Path(cohort_path).parent / "truth.json").exists()
-    metrics = _json_clean(_json_ready(metrics))
+    metrics = json_clean(metrics)
     document = model_document(models, data, metrics, settings, options, synthetic, versions,
                               boot.get("replicates") if keep_replicates else None)
     acquisition = acquisition_block(prov, data, settings)
@@ -542,7 +538,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
         document["combined"]["shrinkage"] = {k: metrics["shrinkage"][k] for k in
                                              ("method", "factor", "intercept_before", "intercept_after",
                                               "coefficients_before")}
-    doc = seal(_json_clean(_json_ready(document)))
+    doc = seal(json_clean(document))
 
     # every output written atomically; the model last, so a model.json means a finished run
     write_json(out / "metrics.json", metrics)

@@ -10,7 +10,6 @@ it (points 0-100 per predictor, the widest predictor spanning 100).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -20,18 +19,18 @@ from sklearn.pipeline import Pipeline
 
 from IMNRiskLib.stats import evaluation
 from IMNRiskLib.modelling.clinical import COLLINEAR, ENTRY_P, KEEP_P, design, table2, table2_selection, varying
-from IMNRiskLib.stats.logistic import LogisticFit, fit_logistic
-from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.stats.logistic import LogisticFit, fit_logistic, probability
 from IMNRiskLib.inputs.schema import ClinicalSchema
+from IMNRiskLib.modelling.nomogram import RADSCORE
 from IMNRiskLib.modelling.selection import NO_CAP, radiomics_pipeline, radscore_of
 
 MODELS = ("clinical", "radiomics", "combined")
-RADSCORE = "radscore"
 EPV_WARNING = 10
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, float)))
+def _risk(eta) -> np.ndarray:
+    """The logistic function (`stats.logistic.probability`) of linear predictors given as any sequence."""
+    return probability(np.asarray(eta, float))
 
 
 @dataclass
@@ -94,8 +93,8 @@ class FittedModels:
 
         def lp(fit: LogisticFit) -> np.ndarray:  # the fit's design, column by column (no DataFrame joins)
             return fit.predict_lp(np.column_stack([columns[t] for t in fit.terms[1:]] or [np.zeros((len(rs), 0))]))
-        return pd.DataFrame({"radscore": rs, "radiomics": _sigmoid(rs), "clinical": _sigmoid(lp(self.clinical)),
-                             "combined": _sigmoid(lp(self.combined))}, index=features.index)
+        return pd.DataFrame({"radscore": rs, "radiomics": _risk(rs), "clinical": _risk(lp(self.clinical)),
+                             "combined": _risk(lp(self.combined))}, index=features.index)
 
 
 def select_factors(clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, options: TrainingOptions):
@@ -165,76 +164,6 @@ def refit_frozen(pipeline: Pipeline, features: pd.DataFrame, y: np.ndarray) -> P
 
 # --------------------------------------------------------------------------- nomogram
 
-@dataclass
-class NomogramAxis:
-    """One predictor's axis: values (levels or numbers) and their points."""
-
-    name: str
-    label: str
-    values: List[object]
-    points: List[float]
-
-
-@dataclass
-class Nomogram:
-    """rms-style nomogram of a logistic model: points = (x*b - min over the axis) * scale, the
-    widest predictor spanning 0-100; total points map back to the linear predictor."""
-
-    axes: List[NomogramAxis]
-    scale: float            # points per unit of linear predictor
-    lp_at_zero: float       # linear predictor when every predictor sits at its 0-point value
-
-    def lp_from_points(self, total: float) -> float:
-        return self.lp_at_zero + total / self.scale
-
-    def points_for_lp(self, lp: float) -> float:
-        return (lp - self.lp_at_zero) * self.scale
-
-    def risk_axis(self, probabilities: Sequence[float] = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99)
-                  ) -> List[Dict[str, float]]:
-        return [{"probability": p, "total_points": self.points_for_lp(math.log(p / (1 - p)))} for p in probabilities]
-
-    def to_dict(self) -> Dict[str, object]:
-        return {"axes": [{"name": a.name, "label": a.label, "values": a.values, "points": a.points} for a in self.axes],
-                "scale": self.scale, "lp_at_zero": self.lp_at_zero, "risk_axis": self.risk_axis()}
-
-
-def build_nomogram(fit: LogisticFit, schema: ClinicalSchema, factors: Sequence[str],
-                   radscore_range: Sequence[float]) -> Nomogram:
-    """Nomogram of the combined model; the Rad-Score axis spans the training range."""
-    coef = dict(zip(fit.terms, fit.coef))
-    axes_raw = []
-    for name in factors:
-        var = schema[name]
-        if var.type == "continuous":
-            raise InputError(f"continuous clinical factor {name}: nomogram axis needs a range")
-        contrib = []
-        for level in var.levels:
-            contrib.append(sum(coef[t] * v for t, v in zip(var.terms(), var.encode(level))))
-        axes_raw.append((name, var.title, list(var.levels), np.array(contrib)))
-    lo, hi = float(radscore_range[0]), float(radscore_range[1])
-    axes_raw.append((RADSCORE, "Rad-Score", [lo, hi], np.array([coef[RADSCORE] * lo, coef[RADSCORE] * hi])))
-    widest = max(c.max() - c.min() for *_, c in axes_raw)
-    scale = 100.0 / widest
-    axes = [NomogramAxis(n, l, v, list((c - c.min()) * scale)) for n, l, v, c in axes_raw]
-    lp_at_zero = float(coef["(Intercept)"] + sum(c.min() for *_, c in axes_raw))
-    return Nomogram(axes, scale, lp_at_zero)
-
-
-def nomogram_points(nomogram: Nomogram, fit: LogisticFit, values: Dict[str, object]) -> Dict[str, float]:
-    """Points of one patient per predictor and in total (values: levels and the Rad-Score)."""
-    out = {}
-    coef = dict(zip(fit.terms, fit.coef))
-    for axis in nomogram.axes:
-        v = values[axis.name]
-        if axis.name == RADSCORE:
-            lo = min(coef[RADSCORE] * axis.values[0], coef[RADSCORE] * axis.values[1])
-            out[axis.name] = (coef[RADSCORE] * float(v) - lo) * nomogram.scale
-        else:
-            out[axis.name] = axis.points[axis.values.index(v)]
-    out["total"] = float(sum(out.values()))
-    return out
-
 
 # --------------------------------------------------------------------------- risk groups
 
@@ -252,14 +181,6 @@ def risk_thresholds(y: np.ndarray, p: np.ndarray, rule_in_sensitivity: float = 0
             "explanation": f"high risk: combined probability >= {high:.3f} (Youden-optimal on the training "
                            f"cohort); low risk: < {low:.3f} (the highest threshold keeping training "
                            f"sensitivity >= {rule_in_sensitivity:.0%}); intermediate in between"}
-
-
-def risk_group(p: float, thresholds: Dict[str, float]) -> str:
-    if p >= thresholds["high"]:
-        return "high"
-    if p < thresholds["low"]:
-        return "low"
-    return "intermediate"
 
 
 # --------------------------------------------------------------------------- shrinkage
@@ -285,7 +206,7 @@ def shrink_uniformly(fit: LogisticFit, X: pd.DataFrame, y: np.ndarray, factor: f
                         "re-estimated with the shrunk linear predictor as offset (Steyerberg)",
               "factor": float(factor), "intercept_before": float(fit.coef[0]), "intercept_after": float(intercept),
               "coefficients_before": dict(zip(fit.terms, map(float, fit.coef))),
-              "score_equation": float(np.sum(y - _sigmoid(intercept + offset)))}
+              "score_equation": float(np.sum(y - _risk(intercept + offset)))}
     return shrunk, record
 
 
@@ -295,5 +216,5 @@ def _offset_intercept(y: np.ndarray, offset: np.ndarray) -> float:
     target = float(y.sum())
 
     def excess(a: float) -> float:
-        return float(_sigmoid(a + offset).sum()) - target
+        return float(_risk(a + offset).sum()) - target
     return float(brentq(excess, -50.0, 50.0, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=500))

@@ -19,6 +19,7 @@ import numpy as np
 
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.inputs.schema import ClinicalSchema, schema_from_dict
+from IMNRiskLib.modelling.nomogram import RADSCORE, nomogram_points
 from IMNRiskLib.stats.logistic import Z95, logistic
 
 FORMAT = "imnrisk-model"
@@ -243,16 +244,8 @@ class ScoringModel:
 
     def points(self, clinical: Dict[str, Any], radscore: float) -> Dict[str, float]:
         """Nomogram points per predictor and in total."""
-        nomo = self.doc["nomogram"]
-        out = {}
-        for axis in nomo["axes"]:
-            if axis["name"] == "radscore":
-                b = self.doc["combined"]["coefficients"][self.doc["combined"]["terms"].index("radscore")]
-                lo = min(b * axis["values"][0], b * axis["values"][1])
-                out["radscore"] = (b * radscore - lo) * nomo["scale"]
-            else:
-                out[axis["name"]] = axis["points"][axis["values"].index(clinical[axis["name"]])]
-        out["total"] = float(sum(out.values()))
+        terms, coefficients = self.doc["combined"]["terms"], self.doc["combined"]["coefficients"]
+        out = nomogram_points(self.doc["nomogram"], coefficients[terms.index(RADSCORE)], clinical, radscore)
         if not math.isfinite(out["total"]):
             raise InputError("the model's nomogram gives non-finite points for these values", file="model.json",
                              field="nomogram")

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import stats
 
 from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.core.jsonio import json_clean
 from IMNRiskLib.stats.logistic import Z95
 
 DCA_THRESHOLDS = np.arange(1, 100) / 100.0  # exactly k/100 (not accumulated steps)
@@ -32,17 +33,6 @@ def check_outcome(y: Sequence[float], name: str = "outcome") -> np.ndarray:
     if y.min() == y.max():
         raise InputError(f"has one class only (all {int(y[0])})", field=name)
     return y.astype(int)
-
-
-def check_score(score: Sequence[float], name: str) -> np.ndarray:
-    """Finite floats, else InputError naming the column."""
-    try:
-        s = np.asarray(score, dtype=float)
-    except (TypeError, ValueError):
-        raise InputError("is not numeric", field=name) from None
-    if not np.isfinite(s).all():
-        raise InputError(f"{int((~np.isfinite(s)).sum())} missing or infinite value(s)", field=name)
-    return s
 
 
 # --------------------------------------------------------------------------- ROC / DeLong
@@ -374,19 +364,6 @@ def evaluate(y: Sequence[int], score: Sequence[float], probability: Optional[boo
 
 # --------------------------------------------------------------------------- a predictions table
 
-def _json_clean(obj):
-    """NaN/inf -> None, numpy scalars -> Python numbers (the JSON holds numbers or null only)."""
-    if isinstance(obj, dict):
-        return {k: _json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
 def evaluate_predictions(path, outcome: Optional[str] = None) -> Dict[str, object]:
     """`imnrisk stats`: evaluate every numeric column (but the outcome and ID) of a CSV as a
     score, columns within [0, 1] also as probabilities, and every pair by the DeLong test."""
@@ -432,7 +409,7 @@ def evaluate_predictions(path, outcome: Optional[str] = None) -> Dict[str, objec
               "pairs": [{"a": a, "b": b, **{k: v for k, v in delong_test(y, values[a], values[b]).items()
                                              if k in ("z", "p")}}
                         for i, a in enumerate(scores) for b in scores[i + 1:]]}
-    return _json_clean(result)
+    return json_clean(result)
 
 
 def format_evaluation(result: Dict[str, object]) -> str:
