@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from conftest import ROOT, run_cli
-from IMNRiskLib.modelling import clinical, models, nomogram, selection
+from IMNRiskLib.modelling import clinical, models, nomogram
 from IMNRiskLib.stats import lasso, logistic
 from IMNRiskLib.app import synth
 from IMNRiskLib.resampling import validation

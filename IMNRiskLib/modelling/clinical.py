@@ -19,6 +19,7 @@ from scipy import special, stats
 from scipy.special import gammaln
 
 from IMNRiskLib.inputs.schema import ClinicalSchema, Variable
+from IMNRiskLib.stats.ranks import average_ranks
 from IMNRiskLib.stats.logistic import (MAX_ABS_COEF, LogisticFit, fit_firth, fit_logistic, fit_ml_arrays, probability,
                                        term_variable, with_intercept)
 
@@ -65,7 +66,6 @@ def varying(X: pd.DataFrame) -> pd.DataFrame:
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
         keep = np.nanmax(values, axis=0) > np.nanmin(values, axis=0)  # two distinct values or more
     return X.loc[:, keep]
-
 
 
 def zero_cells(var: Variable, values: pd.Series, y: np.ndarray) -> List[str]:
@@ -387,18 +387,6 @@ def _rank_correlation(ra: np.ndarray, rb: np.ndarray) -> float:
     """Pearson's r of two rank vectors."""
     ra, rb = ra - ra.mean(), rb - rb.mean()
     return float(ra @ rb / math.sqrt((ra @ ra) * (rb @ rb)))
-
-
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n, ties sharing their average rank (stats.rankdata's default, without its overhead)."""
-    order = np.argsort(x, kind="mergesort")
-    inverse = np.empty(len(x), dtype=np.intp)
-    inverse[order] = np.arange(len(x))
-    xs = x[order]
-    first = np.concatenate(([True], xs[1:] != xs[:-1]))
-    dense = np.cumsum(first)[inverse]
-    count = np.concatenate((np.nonzero(first)[0], [len(first)]))
-    return 0.5 * (count[dense] + count[dense - 1] + 1)
 
 
 DISCRETE = ("binary", "categorical", "ordinal")   # Cramer's V between two of these

@@ -20,6 +20,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from IMNRiskLib.stats.lasso import lambda_max, lasso_paths
+from IMNRiskLib.stats.ranks import column_ranks
 from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml, fit_ml_arrays, loglik_ml_batch
 
 
@@ -33,15 +34,6 @@ def _association(values: np.ndarray, y: np.ndarray) -> np.ndarray:
     m, n = int(y.sum()), int(len(y) - y.sum())
     auc = (column_ranks(values)[y == 1].sum(axis=0) - m * (m + 1) / 2.0) / (m * n)
     return np.abs(auc - 0.5)
-
-
-def column_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks within each column (ties averaged), scipy's `rankdata(values, axis=0)`: compiled when
-    numba is there (`kernels.ranks`, ~8x faster), the same numbers either way."""
-    from IMNRiskLib.stats import kernels
-    if kernels.available() and np.isfinite(values).all():
-        return kernels.ranks(values)
-    return stats.rankdata(values, axis=0)
 
 
 def strongest_first(X: pd.DataFrame, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from scipy import stats
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.jsonio import json_clean
 from IMNRiskLib.stats.logistic import Z95
+from IMNRiskLib.stats.ranks import average_ranks
 
 DCA_THRESHOLDS = np.arange(1, 100) / 100.0  # exactly k/100 (not accumulated steps)
 
@@ -37,10 +38,6 @@ def check_outcome(y: Sequence[float], name: str = "outcome") -> np.ndarray:
 
 # --------------------------------------------------------------------------- ROC / DeLong
 
-def midranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties given their average rank (O(n log n))."""
-    return stats.rankdata(x, method="average")
-
 
 @dataclass
 class AucResult:
@@ -53,13 +50,13 @@ class AucResult:
 
 def _placements(y: np.ndarray, scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sun & Xu (2014) fast DeLong: AUCs and the structural components V10 (cases), V01 (controls)
-    for k scores at once, from midranks only."""
+    for k scores at once, from average ranks only."""
     cases, controls = y == 1, y == 0
     m, n = int(cases.sum()), int(controls.sum())
     aucs, v10, v01 = [], [], []
     for s in np.atleast_2d(scores):
-        tz = midranks(s)
-        tx, ty = midranks(s[cases]), midranks(s[controls])
+        tz = average_ranks(s)
+        tx, ty = average_ranks(s[cases]), average_ranks(s[controls])
         aucs.append((tz[cases].sum() / m - (m + 1) / 2.0) / n)
         v10.append((tz[cases] - tx) / n)
         v01.append(1.0 - (tz[controls] - ty) / m)
@@ -71,7 +68,7 @@ def auc(y: np.ndarray, score: np.ndarray) -> float:
     validation needs ~10^4 of them."""
     cases = np.asarray(y) == 1
     m, n = int(cases.sum()), int((~cases).sum())
-    return float((midranks(np.asarray(score, float))[cases].sum() / m - (m + 1) / 2.0) / n)
+    return float((average_ranks(np.asarray(score, float))[cases].sum() / m - (m + 1) / 2.0) / n)
 
 
 def delong_covariance(y: Sequence[int], *scores: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
