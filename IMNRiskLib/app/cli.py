@@ -77,7 +77,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_tables(args: argparse.Namespace) -> int:
     """Table 1 and Table 2 of a cohort (clinical data only)."""
-    from IMNRiskLib.modelling.clinical import write_tables
+    from IMNRiskLib.outputs.tables import write_tables
     paths = write_tables(args.cohort, args.out, args.schema, args.entry_p, args.keep_p, args.force)
     say(f"imnrisk tables: {', '.join(str(p) for p in paths)}")
     return EXIT_OK
@@ -389,7 +389,7 @@ def _demo(folder: Path, args: argparse.Namespace) -> int:
     """The demo's steps, in a folder this run holds the lock of."""
     import time
     from IMNRiskLib.radiomics import features
-    from IMNRiskLib.modelling.clinical import write_tables
+    from IMNRiskLib.outputs.tables import write_tables
     from IMNRiskLib.inputs.cohort import read_cohort
     start = time.perf_counter()
     summary = _synthesize(folder / "phantom", args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -19,14 +19,14 @@ from scipy import special, stats
 from scipy.special import gammaln
 
 from IMNRiskLib.inputs.schema import ClinicalSchema, Variable
-from IMNRiskLib.stats.ranks import average_ranks
+from IMNRiskLib.modelling.collinearity import (COLLINEAR, complete_design, encode_frame, encoded_pairs, encoded_screen,
+                                               pair_associations, pair_note, screen_collinear, varying_array)
 from IMNRiskLib.stats.logistic import (MAX_ABS_COEF, LogisticFit, fit_firth, fit_logistic, fit_ml_arrays, probability,
                                        term_variable, with_intercept)
 
 ENTRY_P = 0.10   # univariate p below which a variable enters the multivariable model (paper)
 KEEP_P = 0.05    # multivariable p below which a variable is kept (paper)
 CLINICAL_TESTS = ("lrt", "wald")  # multivariable elimination: likelihood ratio (R drop1/step) or Wald p
-COLLINEAR = 0.7  # |Cramer's V| or |Spearman| above which two candidate factors are one too many
 
 
 # --------------------------------------------------------------------------- design matrices
@@ -365,186 +365,6 @@ def _backward_arrays(y: np.ndarray, Xi: np.ndarray, terms: Sequence[str], variab
     return [], path, []
 
 
-def cramers_v(table: np.ndarray) -> float:
-    """Cramer's V of a contingency table (no continuity correction); 0 when a margin has one level."""
-    table = np.asarray(table, float)
-    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
-    k = min(table.shape) - 1
-    if k < 1:
-        return 0.0
-    n = table.sum()
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / n
-    chi2 = float(((table - expected) ** 2 / expected).sum())  # Pearson's, as stats.chi2_contingency
-    return float(math.sqrt(chi2 / (n * k)))
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho (Pearson's r of the average ranks, as stats.spearmanr) of two varying arrays."""
-    return _rank_correlation(average_ranks(a), average_ranks(b))
-
-
-def _rank_correlation(ra: np.ndarray, rb: np.ndarray) -> float:
-    """Pearson's r of two rank vectors."""
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float(ra @ rb / math.sqrt((ra @ ra) * (rb @ rb)))
-
-
-DISCRETE = ("binary", "categorical", "ordinal")   # Cramer's V between two of these
-ORDERED = ("binary", "ordinal", "continuous")     # Spearman between two of these
-
-
-@dataclass
-class EncodedFrame:
-    """Clinical variables as arrays, encoded once per table: for each variable the rows where it
-    is known, its design columns (all rows; NaN where missing), its terms, its known values and,
-    when discrete, a group code per row (its distinct values as text, as pd.crosstab groups them;
-    -1 where missing)."""
-
-    present: Dict[str, np.ndarray]
-    design: Dict[str, np.ndarray]
-    terms: Dict[str, List[str]]
-    values: Dict[str, np.ndarray]
-    groups: Dict[str, Tuple[np.ndarray, int]]
-    types: Dict[str, str]
-    ranks: Dict[str, np.ndarray] = field(default_factory=dict)  # average ranks over all rows, when asked
-
-
-def encode_frame(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]) -> EncodedFrame:
-    """`EncodedFrame` of the named variables of a clinical table (each distinct value encoded once,
-    by `Variable.encode` as `design` does)."""
-    enc = EncodedFrame({}, {}, {}, {}, {}, {})
-    for name in names:
-        var = schema[name]
-        column = frame[name].to_numpy(dtype=object)
-        known = ~pd.isna(column)
-        values = column[known]
-        index: Dict[Tuple[type, object], int] = {}
-        inverse = np.fromiter((index.setdefault((type(v), v), len(index)) for v in values), np.int64, len(values))
-        width = len(var.terms())
-        rows = np.array([var.encode(v) for _, v in index], dtype=float).reshape(len(index), width)
-        full = np.full((len(frame), width), np.nan)
-        full[known] = rows[inverse]
-        enc.present[name], enc.design[name], enc.terms[name] = known, full, var.terms()
-        enc.values[name], enc.types[name] = values, var.type
-        if var.type in DISCRETE:
-            texts = [str(v) for _, v in index]
-            order = {t: i for i, t in enumerate(sorted(set(texts)))}
-            code = np.full(len(frame), -1, dtype=np.int64)
-            code[known] = np.array([order[t] for t in texts], dtype=np.int64).reshape(-1)[inverse]
-            enc.groups[name] = (code, len(order))
-    return enc
-
-
-def factor_association(a: pd.Series, b: pd.Series, var_a: Variable, var_b: Variable) -> Tuple[str, float]:
-    """How strongly two clinical variables go together (pairwise complete cases): the larger of
-    Cramer's V (both discrete) and |Spearman| on the coded values (both ordered: binary, ordinal,
-    continuous); ("none", 0) for a categorical against a continuous variable."""
-    frame = pd.DataFrame({"a": a.to_numpy(), "b": b.to_numpy()})
-    schema = ClinicalSchema(variables=(replace(var_a, name="a"), replace(var_b, name="b")))
-    return encoded_association(encode_frame(frame, schema, ["a", "b"]), "a", "b")
-
-
-def encoded_association(enc: EncodedFrame, a: str, b: str) -> Tuple[str, float]:
-    """`factor_association` of two variables of an `EncodedFrame`."""
-    known = enc.present[a] & enc.present[b]
-    found: List[Tuple[str, float]] = [("none", 0.0)]
-    if enc.types[a] in DISCRETE and enc.types[b] in DISCRETE:
-        (ca, na), (cb, nb) = enc.groups[a], enc.groups[b]
-        cells = np.bincount(ca[known] * nb + cb[known], minlength=na * nb).reshape(na, nb)
-        found.append(("Cramer's V", cramers_v(cells)))
-    if enc.types[a] in ORDERED and enc.types[b] in ORDERED:
-        xa, xb = enc.design[a][known, 0], enc.design[b][known, 0]
-        if len(xa) and np.ptp(xa) > 0 and np.ptp(xb) > 0:
-            found.append(("|Spearman|", abs(_rank_correlation(_ranks(enc, a, known), _ranks(enc, b, known)))))
-    return max(found, key=lambda t: t[1])
-
-
-def _ranks(enc: EncodedFrame, name: str, rows: np.ndarray) -> np.ndarray:
-    """Average ranks of a variable's coded values in `rows`; those of all rows computed once."""
-    if not rows.all():
-        return average_ranks(enc.design[name][rows, 0])
-    if name not in enc.ranks:
-        enc.ranks[name] = average_ranks(enc.design[name][:, 0])
-    return enc.ranks[name]
-
-
-def pair_associations(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]
-                      ) -> List[Dict[str, object]]:
-    """`factor_association` of every pair of the named variables (what the collinearity screen saw)."""
-    return _encoded_pairs(encode_frame(frame, schema, names), names)
-
-
-def _encoded_pairs(enc: EncodedFrame, names: Sequence[str]) -> List[Dict[str, object]]:
-    """`pair_associations` on an `EncodedFrame`."""
-    out = []
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            measure, value = encoded_association(enc, a, b)
-            out.append({"a": a, "b": b, "measure": measure, "value": value})
-    return out
-
-
-def screen_collinear(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str],
-                     univariate_p: Dict[str, float], threshold: Optional[float] = COLLINEAR
-                     ) -> Tuple[List[Dict[str, object]], List[str]]:
-    """Collinear candidates before the multivariable step: visiting variables strongest first
-    (univariate p), one associated above `threshold` with a kept one is left out, and so is one
-    that makes the design rank-deficient. Returns the pairs (kept, dropped, measure, value,
-    their univariate p) and the kept variables in their original order."""
-    return _encoded_screen(encode_frame(frame, schema, names), names, univariate_p, threshold)
-
-
-def _encoded_screen(enc: EncodedFrame, names: Sequence[str], univariate_p: Dict[str, float],
-                    threshold: Optional[float]) -> Tuple[List[Dict[str, object]], List[str]]:
-    """`screen_collinear` on an `EncodedFrame`."""
-    # strongest first; p equal to 9 digits (e.g. two variables with the same counts) are a tie, broken
-    # by the variables' order rather than by rounding noise
-    order = sorted(names, key=lambda n: (float(f"{univariate_p[n]:.9g}"), list(names).index(n)))
-    kept: List[str] = []
-    pairs: List[Dict[str, object]] = []
-    for name in order:
-        hit = None
-        if threshold is not None:
-            for other in kept:
-                measure, value = encoded_association(enc, name, other)
-                if value > threshold:
-                    hit = {"kept": other, "dropped": name, "measure": measure, "value": value}
-                    break
-        if hit is None and kept:
-            hit = _encoded_rank_deficient(enc, kept, name)
-        if hit is None:
-            kept.append(name)
-        else:
-            pairs.append({**hit, "p_kept": univariate_p.get(hit["kept"]), "p_dropped": univariate_p[name]})
-    return pairs, [n for n in names if n in kept]
-
-
-def _encoded_rank_deficient(enc: EncodedFrame, kept: Sequence[str], name: str) -> Optional[Dict[str, object]]:
-    """A pair record when adding `name` to the kept variables leaves the design rank-deficient."""
-    X, terms = _complete_design(enc, list(kept) + [name])[1:]
-    Xi = with_intercept(X)
-    if np.linalg.matrix_rank(Xi) == Xi.shape[1] and any(term_variable(t) == name for t in terms):
-        return None
-    return {"kept": ", ".join(kept), "dropped": name, "measure": "rank-deficient design", "value": None}
-
-
-def _complete_design(enc: EncodedFrame, names: Sequence[str]) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """Complete cases of the named variables: (their row mask, `varying` design, its terms), as
-    `varying(design(frame.loc[known], schema, names))`."""
-    known = np.logical_and.reduce([enc.present[n] for n in names])
-    X, terms = _varying_array(np.column_stack([enc.design[n][known] for n in names]),
-                              [t for n in names for t in enc.terms[n]])
-    return known, X, terms
-
-
-def pair_note(pair: Dict[str, object]) -> str:
-    """One line for the notes: which of a collinear pair was left out and why."""
-    value = f" {pair['value']:.2f}" if pair["value"] is not None else ""
-    kept_p = f" (univariate p {pair['p_kept']:.3g})" if pair["p_kept"] is not None else ""
-    return (f"{pair['dropped']} and {pair['kept']} collinear ({pair['measure']}{value}): {pair['kept']} kept"
-            f"{kept_p}, {pair['dropped']} (p {pair['p_dropped']:.3g}) left out before the multivariable step")
-
-
 def _saturated_fit(y: np.ndarray, X: np.ndarray, terms: List[str]) -> Optional[LogisticFit]:
     """`fit_ml` of one binary or categorical variable's 0/1 columns in closed form: each group's
     log-odds (the intercept: the reference's), what Newton-Raphson converges to (to ~1e-12), with
@@ -641,7 +461,7 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
     for name in names:
         var = schema[name]
         known = enc.present[name]
-        X, terms = _varying_array(enc.design[name][known], enc.terms[name])
+        X, terms = varying_array(enc.design[name][known], enc.terms[name])
         yk = y[known]
         if X.shape[1] == 0 or yk.min() == yk.max():
             univariate_p[name] = 1.0
@@ -661,11 +481,11 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
         if separated:
             notes.append(f"{name}: separation ({'no events or no non-events in ' + ', '.join(zero) if zero else 'ML estimate diverges'}); Firth's estimate shown")
     entered = [n for n in names if univariate_p[n] < entry_p]
-    pairs, candidates = _encoded_screen(enc, entered, univariate_p, collinear)
+    pairs, candidates = encoded_screen(enc, entered, univariate_p, collinear)
     notes += [pair_note(pair) for pair in pairs]
     multivariable, selected, path, final = None, [], [], []
     if candidates:
-        known, X, terms = _complete_design(enc, candidates)
+        known, X, terms = complete_design(enc, candidates)
         yk = y[known]
         ml = _ml_fit_arrays(yk, X, terms)
         multivariable = fit_firth(yk, pd.DataFrame(X, columns=terms)) if ml.separation else ml
@@ -677,7 +497,7 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
         else:
             selected = [n for n in candidates if _variable_p(multivariable, schema[n]) < keep_p]
     return Table2(pd.DataFrame(), entered, selected, univariate_p, multivariable, notes, test, pairs, path, final,
-                  _encoded_pairs(enc, entered))
+                  encoded_pairs(enc, entered))
 
 
 def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:
@@ -691,17 +511,6 @@ def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:
         if sel.any() and (y[sel].min() == y[sel].max()):
             out.append(level)
     return out
-
-
-def _varying_array(X: np.ndarray, terms: List[str]) -> Tuple[np.ndarray, List[str]]:
-    """`varying` on an array with its column names."""
-    if not len(X):
-        keep = np.zeros(X.shape[1], bool)
-    else:
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            keep = np.nanmax(X, axis=0) > np.nanmin(X, axis=0)
-    return X[:, keep], [t for t, k in zip(terms, keep) if k]
 
 
 def _ml_fit_arrays(y: np.ndarray, X: np.ndarray, terms: List[str]) -> LogisticFit:
@@ -718,50 +527,3 @@ def _level_text(var: Variable) -> str:
     if var.type == "ordinal":
         return f"per step ({' < '.join(var.levels)})"
     return f"{var.levels[1]} vs {var.levels[0]}"
-
-
-# --------------------------------------------------------------------------- imnrisk tables
-
-def _html(frame: pd.DataFrame, caption: str) -> str:
-    """An HTML fragment of a table (for the report)."""
-    from html import escape
-    html = frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3g}", border=0,
-                         classes="imnrisk-table")
-    return html.replace("<thead>", f"<caption>{escape(caption)}</caption>\n  <thead>", 1) + "\n"
-
-
-def write_tables(cohort_path, out_dir, schema_path=None, entry_p: float = ENTRY_P, keep_p: float = KEEP_P,
-                 force: bool = False):
-    """`imnrisk tables`: table1.csv, table2.csv and their HTML fragments in out_dir."""
-    from pathlib import Path
-    from IMNRiskLib.inputs.cohort import read_cohort
-    from IMNRiskLib.core.files import claim_outputs, output_lock, output_set, write_text
-    from IMNRiskLib.inputs.schema import load_schema
-    out = Path(out_dir)
-    names = ["table1.csv", "table2.csv", "table1.html", "table2.html"]
-    claim_outputs([out / n for n in names], [cohort_path, schema_path], force)
-    schema = load_schema(schema_path)
-    cohort = read_cohort(cohort_path, schema, need_clinical=True, need_outcome=True, need_imaging=False)
-    frame, y = cohort.clinical_frame(), cohort.outcome()
-    labelled = y.notna()
-    frame, y = frame[labelled], y[labelled]
-    from IMNRiskLib.core.errors import InputError
-    from IMNRiskLib.stats.evaluation import check_outcome
-    try:
-        check_outcome(y, schema.outcome)
-    except InputError as exc:
-        raise exc.located(file=str(cohort_path)) from None
-    t1 = table1(frame, y, schema)
-    t2 = table2(frame, y, schema, entry_p, keep_p)
-    with output_lock(out), output_set(out) as stage:  # the four tables or none
-        for name, table in (("table1.csv", t1), ("table2.csv", t2.table)):
-            table.to_csv(stage / name, index=False)
-        write_text(stage / "table1.html", _html(t1, f"Table 1. Characteristics by {schema.outcome} status "
-                                                    f"(n = {len(y)}, events = {int(y.sum())})"))
-        notes = "".join(f"<li>{n}</li>" for n in t2.notes)
-        write_text(stage / "table2.html", _html(t2.table, "Table 2. Univariate and multivariable logistic regression")
-                   + (f"<ul class='notes'>{notes}</ul>\n" if notes else "")
-                   + f"<p>Entered (univariate p &lt; {entry_p:g}): {', '.join(t2.entered) or 'none'}; "
-                   f"selected (backward elimination, likelihood-ratio p &lt; {keep_p:g}): "
-                   f"{', '.join(t2.selected) or 'none'}.</p>\n")
-    return [out / n for n in names]

@@ -18,7 +18,8 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from IMNRiskLib.stats import evaluation
-from IMNRiskLib.modelling.clinical import COLLINEAR, ENTRY_P, KEEP_P, design, table2, table2_selection, varying
+from IMNRiskLib.modelling.collinearity import COLLINEAR
+from IMNRiskLib.modelling.clinical import ENTRY_P, KEEP_P, design, table2, table2_selection, varying
 from IMNRiskLib.stats.logistic import LogisticFit, fit_logistic, probability
 from IMNRiskLib.inputs.schema import ClinicalSchema
 from IMNRiskLib.modelling.nomogram import RADSCORE
