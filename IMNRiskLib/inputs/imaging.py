@@ -10,38 +10,31 @@ Everything here works on SimpleITK images and raises InputError for problems the
 
 from __future__ import annotations
 
-import bz2
 import math
 import re
-import struct
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
 
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.files import check_input_file
-from IMNRiskLib.inputs import dicommask
-from IMNRiskLib.inputs.dicomfiles import dicom_files
+from IMNRiskLib.inputs.integrity import check_file_complete
+from IMNRiskLib.inputs.series import (DEFAULT_PHASE, TEMPORAL_TAGS, _choose_phase, _slice_position, _time_value,  # noqa: F401
+                                      check_one_acquisition, check_slice_spacing)  # DEFAULT_PHASE: part of imaging's API
+from IMNRiskLib.inputs.dicomfiles import dicom_files as _dicom_files  # the short name the readers use
 
 IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd", ".img", ".hdr")
-DEFAULT_PHASE = 1
 # Geometry tolerance for "same grid" (mm and direction cosines), as pyradiomics' geometryTolerance.
 GEOMETRY_TOLERANCE = 1e-4
 # Texture matrices on a handful of voxels are noise: a 4x4x4 block (64 voxels) is the least we
 # accept. It also keeps wavelet level-1 sub-bands (half resolution) at 8 voxels or more.
 MIN_TUMOUR_VOXELS = 64
 MIN_TUMOUR_EXTENT = 2  # voxels along each axis: pyradiomics' minimumROIDimensions for 3-D texture
-# DICOM tags used to split a multi-phase series into phases, in order of preference.
-TEMPORAL_TAGS = (("0020|0100", "TemporalPositionIdentifier"), ("0018|1060", "TriggerTime"),
-                 ("0008|0032", "AcquisitionTime"))
 # A label map holds a few integer labels; an intensity image passed as a mask has hundreds of values.
 MAX_MASK_LABELS = 255
-# Slices of one phase must be evenly spaced (a gap means a missing slice): relative tolerance.
-SLICE_SPACING_TOLERANCE = 0.01
 
 
 @dataclass
@@ -56,7 +49,6 @@ class LoadedCase:
 
 
 # --------------------------------------------------------------------------- reading
-
 
 def _natural_key(path: Path) -> list:
     """Sort phase_2 before phase_10."""
@@ -77,195 +69,6 @@ def _read(path: Path, what: str = "image", checked: bool = False) -> sitk.Image:
                          + (f" ({detail[:120]})" if detail else ""), file=str(path)) from None
 
 
-# --------------------------------------------------------------------------- file integrity
-# SimpleITK's NIfTI reader zero-fills a truncated file, and no reader checks a gzip stream's CRC:
-# a damaged file would be scored as if it were whole. So the data of every file we read must
-# decode completely (gzip CRC, zlib/bzip2 end of stream) to at least the bytes its header promises.
-
-NRRD_TYPE_BYTES = {**dict.fromkeys(("signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8",
-                                    "uint8_t"), 1),
-                   **dict.fromkeys(("short", "short int", "signed short", "signed short int", "int16", "int16_t",
-                                    "ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"), 2),
-                   **dict.fromkeys(("int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32",
-                                    "uint32_t", "float"), 4),
-                   **dict.fromkeys(("longlong", "long long", "long long int", "signed long long",
-                                    "signed long long int", "int64", "int64_t", "ulonglong", "unsigned long long",
-                                    "unsigned long long int", "uint64", "uint64_t", "double"), 8)}
-# MET_LONG is 4 bytes or 8 by platform: take the smaller (a too small promise can only miss a cut).
-MET_TYPE_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-                  "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
-                  "MET_DOUBLE": 8}
-_CHUNK = 1 << 20
-
-
-def _decoded_size(fh, codec: str) -> int:
-    """Bytes a compressed stream decodes to, read to its end; a cut or damaged stream raises ValueError.
-
-    gzip: every member's CRC-32 and length are checked (zlib does it at a member's end); bytes after
-    the last member that do not start another member are ignored, as gzip itself does.
-    """
-    def new_decoder():
-        return zlib.decompressobj(31) if codec == "gzip" else (
-            zlib.decompressobj() if codec == "zlib" else bz2.BZ2Decompressor())
-    decoder, total, pending = new_decoder(), 0, b""
-    try:
-        while True:
-            block = pending or fh.read(_CHUNK)
-            pending = b""
-            if not block:
-                break
-            total += len(decoder.decompress(block))
-            if decoder.eof:
-                rest = decoder.unused_data + fh.read(2)
-                if codec == "gzip" and rest[:2] == b"\x1f\x8b":
-                    decoder, pending = new_decoder(), rest
-                    continue
-                return total
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(str(exc) or type(exc).__name__) from None
-    raise ValueError("compressed data ended before the end of its stream")
-
-
-def _nifti_promise(header: bytes) -> Optional[int]:
-    """Bytes a NIfTI-1/2 file must hold (vox_offset + voxels x bytes per voxel), None if not NIfTI."""
-    for order in "<>":
-        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
-            dims = struct.unpack(order + "8h", header[40:56])
-            bitpix = struct.unpack(order + "h", header[72:74])[0]
-            offset = struct.unpack(order + "f", header[108:112])[0]
-        elif len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:
-            dims = struct.unpack(order + "8q", header[16:80])
-            bitpix = struct.unpack(order + "h", header[14:16])[0]
-            offset = struct.unpack(order + "q", header[168:176])[0]
-        else:
-            continue
-        if not 1 <= dims[0] <= 7 or bitpix <= 0 or not math.isfinite(offset):
-            return None
-        return int(offset) + int(np.prod([max(int(d), 1) for d in dims[1:dims[0] + 1]], dtype=np.int64)) * bitpix // 8
-    return None
-
-
-def _text_header(fh, end_of_header) -> Tuple[Dict[str, str], int]:
-    """Key/value lines of an NRRD or MetaImage header and the byte offset where the data start."""
-    fields: Dict[str, str] = {}
-    offset = 0
-    for _ in range(4096):
-        line = fh.readline(65536)
-        if not line:
-            break
-        offset += len(line)
-        text = line.decode("latin-1").rstrip("\r\n")
-        if end_of_header(text, fields):
-            break
-        for sep in (":=", ":", "="):
-            if sep in text and not text.startswith("#"):
-                key, value = text.split(sep, 1)
-                fields[key.strip().lower()] = value.strip()
-                break
-        if end_of_header(text, fields):
-            break
-    return fields, offset
-
-
-def _data_source(path: Path, name: Optional[str]) -> Optional[Path]:
-    """The data file a detached header names (None for LIST or numbered patterns we do not follow)."""
-    if not name or name.upper().startswith("LIST") or "%" in name or " " in name.strip():
-        return None
-    data = Path(name) if Path(name).is_absolute() else path.parent / name
-    check_input_file(data, "image data file")
-    return data
-
-
-def _check_stream(path: Path, data: Path, offset: int, codec: Optional[str], promised: Optional[int]) -> None:
-    """Decode `data` from `offset` and compare with the promised size; raise ValueError when short."""
-    with open(data, "rb") as fh:
-        fh.seek(offset)
-        if codec is None:
-            available = data.stat().st_size - offset
-        else:
-            available = _decoded_size(fh, codec)
-    if promised is not None and available < promised:
-        raise ValueError(f"{'decodes to' if codec else 'holds'} {available} bytes of image data, "
-                         f"the header promises {promised}")
-
-
-def check_file_complete(path: Path, what: str = "image") -> None:
-    """Refuse a truncated or corrupt image file (NIfTI, NIfTI.gz, NRRD/NHDR, MHA/MHD) naming it."""
-    try:
-        with open(path, "rb") as fh:
-            magic = fh.read(8)
-            fh.seek(0)
-            if magic[:2] == b"\x1f\x8b":  # a gzipped file (.nii.gz): decode it all, NIfTI header first
-                try:
-                    header = zlib.decompressobj(31).decompress(fh.read(1 << 16), 544)
-                except zlib.error as exc:
-                    raise ValueError(str(exc)) from None
-                fh.seek(0)
-                decoded = _decoded_size(fh, "gzip")
-                promised = _nifti_promise(header)
-                if promised is not None and decoded < promised:
-                    raise ValueError(f"decodes to {decoded} bytes, the NIfTI header promises {promised}")
-                return
-            if magic.startswith(b"NRRD"):
-                fields, offset = _text_header(fh, lambda text, f: text == "")
-                _check_nrrd(path, fields, offset)
-                return
-            header = fh.read(348 + 192)
-            fh.seek(0)
-            promised = _nifti_promise(header)
-            if promised is not None:
-                if path.stat().st_size < promised:
-                    raise ValueError(f"holds {path.stat().st_size} bytes, the NIfTI header promises {promised}")
-                return
-            if path.name.lower().endswith((".mha", ".mhd")):
-                fields, offset = _text_header(fh, lambda text, f: "elementdatafile" in f)
-                _check_metaimage(path, fields, offset)
-    except ValueError as exc:
-        raise InputError(f"cannot read {what}: the file is truncated or corrupt ({str(exc)[:160]})",
-                         file=str(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what} ({exc.strerror or exc})", file=str(path)) from None
-
-
-def _check_nrrd(path: Path, fields: Dict[str, str], offset: int) -> None:
-    """NRRD: the attached or detached data must decode to sizes x type bytes."""
-    try:
-        sizes = [int(x) for x in fields.get("sizes", "").split()]
-    except ValueError:
-        return
-    type_bytes = NRRD_TYPE_BYTES.get(fields.get("type", "").lower())
-    promised = int(np.prod(sizes, dtype=np.int64)) * type_bytes if sizes and type_bytes else None
-    encoding = fields.get("encoding", "raw").lower()
-    codec = {"raw": None, "gzip": "gzip", "gz": "gzip", "bzip2": "bz2", "bz2": "bz2"}.get(encoding, "skip")
-    if codec == "skip":  # ascii/hex: the reader itself counts values
-        return
-    detached = fields.get("data file") or fields.get("datafile")
-    data = _data_source(path, detached) if detached else path
-    if data is None:
-        return
-    skip = fields.get("byte skip", "0")
-    if data is not path and codec is None and skip not in ("0", ""):
-        return  # a raw file with a header of its own: the reader checks its length
-    _check_stream(path, data, 0 if data is not path else offset, codec, promised)
-
-
-def _check_metaimage(path: Path, fields: Dict[str, str], offset: int) -> None:
-    """MetaImage: LOCAL or detached data, zlib-compressed or raw, must hold DimSize x channels x type bytes."""
-    try:
-        sizes = [int(x) for x in fields.get("dimsize", "").split()]
-        channels = int(fields.get("elementnumberofchannels", "1") or 1)
-    except ValueError:
-        return
-    type_bytes = MET_TYPE_BYTES.get(fields.get("elementtype", "").upper())
-    promised = int(np.prod(sizes, dtype=np.int64)) * channels * type_bytes if sizes and type_bytes else None
-    codec = "zlib" if fields.get("compresseddata", "false").lower() == "true" else None
-    name = fields.get("elementdatafile", "")
-    data = path if name.upper() == "LOCAL" else _data_source(path, name)
-    if data is None:
-        return
-    _check_stream(path, data, offset if data is path else 0, codec, promised)
-
-
 def _dicom_header(path: Path) -> sitk.ImageFileReader:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -274,35 +77,14 @@ def _dicom_header(path: Path) -> sitk.ImageFileReader:
     return reader
 
 
-def _slice_position(reader: sitk.ImageFileReader) -> float:
-    """Position of a slice along its normal (to order slices within a phase)."""
-    try:
-        ipp = [float(x) for x in reader.GetMetaData("0020|0032").split("\\")]
-        iop = [float(x) for x in reader.GetMetaData("0020|0037").split("\\")]
-        normal = np.cross(iop[:3], iop[3:])
-        return float(np.dot(normal, ipp))
-    except (RuntimeError, ValueError):
-        return float(reader.GetMetaData("0020|0013")) if reader.HasMetaDataKey("0020|0013") else 0.0
-
-
-def _time_value(text: str) -> float:
-    """DICOM TM (HHMMSS.frac) or a number, as seconds/number for ordering."""
-    text = text.strip()
-    try:
-        if re.fullmatch(r"\d{6}(\.\d+)?", text):
-            return int(text[:2]) * 3600 + int(text[2:4]) * 60 + float(text[4:])
-        return float(text)
-    except ValueError:
-        return math.nan
-
-
 def dicom_phases(folder: Path) -> List[List[Path]]:
     """Group a DICOM folder's files into phases ordered by time, slices ordered in space.
 
     Phases come from TemporalPositionIdentifier, else TriggerTime, else AcquisitionTime; when
     none differs, separate series (SeriesInstanceUID) are taken as phases.
     """
-    files = [p for p in dicom_files(folder) if not dicommask.is_mask_file(p)]  # a study folder may hold the tumour's RTSTRUCT/SEG beside the image
+    from IMNRiskLib.inputs.dicommask import is_mask_file  # a study folder may hold the tumour's RTSTRUCT/SEG beside the image
+    files = [p for p in _dicom_files(folder) if not is_mask_file(p)]
     if not files:
         raise InputError("no DICOM files in folder", file=str(folder))
     headers = [(p, _dicom_header(p)) for p in files]
@@ -333,57 +115,6 @@ def dicom_phases(folder: Path) -> List[List[Path]]:
         for index, k in enumerate(sorted(groups)):
             check_slice_spacing([position for position, _ in sorted(groups[k])], folder, index)
     return phases
-
-
-def _meta(header: sitk.ImageFileReader, tag: str) -> str:
-    return header.GetMetaData(tag).strip() if header.HasMetaDataKey(tag) else ""
-
-
-def _where(folder: Path, files: Sequence[Path]) -> str:
-    """Where a series lies, relative to the folder the user gave ('.' for the folder itself)."""
-    parents = sorted({str(p.parent.relative_to(folder)) for p in files})
-    return parents[0] + (f" (+{len(parents) - 1} more)" if len(parents) > 1 else "")
-
-
-def check_one_acquisition(headers: Sequence[Tuple[Path, sitk.ImageFileReader]], folder: Path) -> None:
-    """A DICOM input is one acquisition: one series, or one series per phase of the same study with
-    the same slices. Another patient's or another sequence's series (e.g. in a subfolder) is refused."""
-    series: Dict[str, list] = {}
-    for path, header in headers:
-        series.setdefault(_meta(header, "0020|000e"), []).append((path, header))
-    if len(series) == 1:
-        return
-    listing = "; ".join(f"{len(items)} file(s) in {_where(folder, [p for p, _ in items])}"
-                        for items in series.values())
-    hint = "give the folder of one series"
-    for tag, what in (("0010|0020", "patients"), ("0020|000d", "studies")):
-        if len({_meta(h, tag) for _, h in headers}) > 1:
-            raise InputError(f"folder holds {len(series)} DICOM series of different {what} ({listing}); {hint}",
-                             file=str(folder))
-    layouts = set()
-    for items in series.values():
-        if any(len({_meta(h, tag) for _, h in items}) > 1 for tag, _ in TEMPORAL_TAGS[:2]):
-            raise InputError(f"folder holds {len(series)} DICOM series, one of them multi-phase ({listing}); {hint}",
-                             file=str(folder))
-        layouts.add((_meta(items[0][1], "0020|0037"),
-                     tuple(sorted(round(_slice_position(h), 2) for _, h in items))))
-    if len(layouts) > 1:
-        raise InputError(f"folder holds {len(series)} DICOM series with different slices, not phases of one "
-                         f"acquisition ({listing}); {hint}", file=str(folder))
-
-
-def check_slice_spacing(positions: Sequence[float], folder: Path, phase: int) -> None:
-    """Slices of a phase must be evenly spaced: a larger gap is a missing slice, a zero gap a duplicate."""
-    if len(positions) < 3:
-        return
-    gaps = np.diff(np.asarray(positions, dtype=float))
-    median = float(np.median(gaps))
-    if float(gaps.min()) <= 1e-6 * max(1.0, abs(median)):
-        raise InputError(f"DICOM phase {phase}: two slices at the same position (a duplicate slice)",
-                         file=str(folder))
-    if float(gaps.max() - gaps.min()) > SLICE_SPACING_TOLERANCE * median:
-        raise InputError(f"DICOM phase {phase}: non-uniform slice spacing ({gaps.min():.3g} to {gaps.max():.3g} mm "
-                         f"between slices): a slice is missing", file=str(folder))
 
 
 def _read_dicom_series(files: Sequence[Path], folder: Path) -> sitk.Image:
@@ -419,18 +150,6 @@ def _phase_of(image: sitk.Image, phase: int) -> sitk.Image:
     return image
 
 
-def _choose_phase(n_phases: int, phase: Optional[int], source: str) -> int:
-    """The phase to use: the requested one, else the second (index 1) of a multi-phase series."""
-    if phase is None:
-        return DEFAULT_PHASE if n_phases > 1 else 0
-    if phase < 0:
-        raise InputError(f"phase {phase} is negative (0-based: 0..{n_phases - 1})", file=source, field="Phase")
-    if phase >= n_phases:
-        raise InputError(f"phase {phase} requested but the series has {n_phases} phase(s) "
-                         f"(0-based: 0..{n_phases - 1})", file=source, field="Phase")
-    return phase
-
-
 def _read_file_phase(path: Path, phase: Optional[int]) -> Tuple[sitk.Image, int, int]:
     """Read a file; for a 4-D file only the chosen phase is read from disk (streamed)."""
     check_input_file(path, "image file")
@@ -461,7 +180,7 @@ def load_phase(path: Union[str, Path], phase: Optional[int] = None) -> Tuple[sit
     """Load one 3-D phase of an image file or folder; return (image, phase index, number of phases)."""
     path = Path(path)
     if path.is_dir():
-        if dicom_files(path):
+        if _dicom_files(path):
             phases = dicom_phases(path)
             chosen = _choose_phase(len(phases), phase, str(path))
             image, n = _read_dicom_series(phases[chosen], path), len(phases)
@@ -695,14 +414,14 @@ def load_mask(path: Union[str, Path], label: Union[int, str], image: sitk.Image,
     """Read a labelmap, .seg.nrrd, DICOM SEG or RTSTRUCT, select the label or segment/ROI, put it on the
     image grid and check its size. A DICOM mask must reference the image at `image_path` (when DICOM)."""
     path = Path(path)
-    # an RTSTRUCT/SEG file, or a folder holding one, by SOP Class (not extension)
+    from IMNRiskLib.inputs import dicommask  # an RTSTRUCT/SEG file, or a folder holding one, by SOP Class (not extension)
     dicom_mask = dicommask.find_mask_object(path)
     if dicom_mask is not None:
         aligned = dicommask.load_dicom_mask(dicom_mask, label, image, image_path, warnings)
         check_tumour_size(aligned, str(path), min_voxels)
         return aligned
     if path.is_dir():
-        if not dicom_files(path):
+        if not _dicom_files(path):
             raise InputError("mask folder holds no DICOM files", file=str(path))
         phases = dicom_phases(path)  # one acquisition, evenly spaced slices
         if len(phases) != 1:
