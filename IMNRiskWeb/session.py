@@ -25,7 +25,7 @@ def quiet_logs() -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        from IMNRiskLib.radiomics.features import quiet_pyradiomics
+        from IMNRiskLib.radiomics.settings import quiet_pyradiomics
         quiet_pyradiomics()
         logging.getLogger("radiomics").setLevel(logging.WARNING)
     except ImportError:

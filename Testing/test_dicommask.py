@@ -220,7 +220,8 @@ def test_a_study_folder_holding_the_image_and_its_rtstruct_is_both_image_and_mas
 @pytest.fixture(scope="module")
 def rtstruct_measured(case, rtstruct):
     """Dice and the 851 features' largest relative difference, RTSTRUCT read back vs the labelmap."""
-    from IMNRiskLib.radiomics.features import compute_features, load_settings
+    from IMNRiskLib.radiomics.features import compute_features
+    from IMNRiskLib.radiomics.settings import load_settings
     settings = load_settings()
     from_labelmap = imaging.load_case(case.image, case.mask_path, None, 1)
     from_rtstruct = imaging.load_case(case.image, rtstruct, None, "gtv")

@@ -428,7 +428,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
     ICC(2,1) below `icc_threshold` (default 0.75) are dropped first, inside every fit. `dask`: a Dask
     scheduler address (or Client) that runs the CV folds and bootstrap fits instead of `jobs` local
     processes (same results)."""
-    from IMNRiskLib.radiomics.features import DEFAULT_PARAMS, load_settings, software_versions
+    from IMNRiskLib.radiomics.settings import DEFAULT_PARAMS, load_settings, software_versions
     options = options or TrainingOptions()
     data = load_training_data(cohort_path, features_path, schema_path)
     data.options = options

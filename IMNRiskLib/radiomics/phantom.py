@@ -10,6 +10,7 @@ import pandas as pd
 
 from IMNRiskLib.inputs import imaging
 from IMNRiskLib.radiomics import features
+from IMNRiskLib.radiomics.settings import load_settings
 from IMNRiskLib.radiomics.ibsi import checks_frame, conformance, read_reference
 
 
@@ -17,7 +18,7 @@ def phantom_features(folder: Union[str, Path], ibsi_variants: bool = False) -> D
     """Extract the IBSI-1 phantom through IMNRisk's own path (imaging.load_case, compute_features)
     with the folder's `phantom_params.yaml`."""
     folder = Path(folder)
-    settings = features.load_settings(folder / "phantom_params.yaml")
+    settings = load_settings(folder / "phantom_params.yaml")
     settings.ibsi_variants = ibsi_variants
     loaded = imaging.load_case(folder / "phantom.nii.gz", folder / "mask.nii.gz", None, 1, settings.min_tumour_voxels)
     values, _ = features.compute_features(loaded, settings)
