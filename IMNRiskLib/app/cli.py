@@ -10,13 +10,10 @@ from typing import Dict, List, Optional
 
 from IMNRiskLib import RESEARCH_ONLY, __version__
 from IMNRiskLib.core.errors import InputError, InputErrors
+from IMNRiskLib.app.summaries import (demo_closing_line, print_external_summary, print_training_summary,
+                                      protocols_side_by_side, say)
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-def say(message: str) -> None:
-    """Progress and summaries go to stderr; stdout is kept for results (e.g. --json)."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def report_errors(errors: List[InputError]) -> None:
@@ -104,73 +101,6 @@ def _check_fractions(args: argparse.Namespace) -> None:
         raise InputError("--cv-repeats and --bootstrap must be 0 or more", field="--cv-repeats")
 
 
-def _n(value, digits: int = 3, scale: float = 1.0) -> str:
-    """A number for people, '-' when it could not be estimated (e.g. under separation)."""
-    return "-" if value is None else f"{value * scale:.{digits}f}"
-
-
-def _print_training_summary(metrics: dict, out: Path) -> None:
-    apparent = {m: metrics["models"][m]["apparent"] for m in ("clinical", "radiomics", "combined")}
-    aucs = ", ".join(f"{m} {_n(a['auc'])} ({_n(a['ci95'][0])}-{_n(a['ci95'][1])})" for m, a in apparent.items())
-    delong = ", ".join(f"{d['a']} vs {d['b']} p = {_n(d['p'])}" for d in metrics["delong"])
-    protocol = (metrics.get("protocol") or {}).get("name", "imnrisk")
-    say(f"imnrisk train ({protocol} protocol): n = {metrics['cohort']['n']} ({metrics['cohort']['events']} events); "
-        f"apparent AUC {aucs}")
-    say(f"  {metrics['selection']['radscore']['formula']}")
-    say(f"  clinical factors: {', '.join(metrics['selection']['clinical_factors'])}; DeLong: {delong}")
-    icc = metrics["selection"].get("icc")
-    if icc:
-        say(f"  {icc['type']} of the Rad-Score features (2 readers, {icc['n_patients']} patients): "
-            + ", ".join(f"{f} {_n(v)}" for f, v in icc["selected"].items()))
-    cv = metrics["models"]["combined"].get("cv")
-    if cv:
-        leaky = metrics["models"]["combined"]["cv_leaky"]
-        say(f"  combined, {cv['folds']}-fold CV x {cv['repeats']}: AUC {_n(cv['auc_mean'])} +- {_n(cv['auc_sd'])} "
-            f"(nested) vs {_n(leaky['auc_mean'])} +- {_n(leaky['auc_sd'])} (leaky: selection on all patients); "
-            f"accuracy {_n(cv['accuracy_mean'], 1, 100)}% +- {_n(cv['accuracy_sd'], 1, 100)}%")
-    boot = metrics["models"]["combined"].get("bootstrap")
-    if boot:
-        say(f"  bootstrap ({boot['b']}): optimism-corrected AUC {_n(boot['auc_corrected'])}, "
-            f"slope {_n(boot['slope_corrected'])}")
-    fallbacks = metrics["selection"].get("fallbacks", [])
-    for fallback in fallbacks:  # a selection step kept nothing: never silent
-        say(f"  WARNING {fallback}")
-    _print_validation_summary(metrics)
-    for note in metrics.get("notes", []):
-        if note not in fallbacks:
-            say(f"  note: {note}")
-    say(f"  -> {out / 'model.json'}, {out / 'metrics.json'}")
-
-
-def _print_validation_summary(metrics: dict) -> None:
-    """Calibration slope (validated first), accuracy beside the no-information rate, EPV counts."""
-    c = metrics["models"]["combined"]
-    cv, boot = c.get("cv") or {}, c.get("bootstrap") or {}
-    say(f"  combined calibration slope: nested CV {_n(cv.get('slope_mean'))}, bootstrap-corrected "
-        f"{_n(boot.get('slope_corrected'))} (apparent {_n(c['apparent']['calibration']['slope'])})")
-    acc = [f"apparent {_n(c['apparent']['accuracy_vs_nir']['accuracy'], 1, 100)}% "
-           f"(p vs NIR {_n(c['apparent']['accuracy_vs_nir']['p_accuracy_gt_nir'])})"]
-    if cv.get("accuracy_vs_nir"):
-        acc.append(f"nested CV {_n(cv['accuracy_vs_nir']['accuracy'], 1, 100)}% "
-                   f"(p vs NIR {_n(cv['accuracy_vs_nir']['p_accuracy_gt_nir'])})")
-    say(f"  combined accuracy at 0.5: {', '.join(acc)}; no-information rate {_n(metrics['cohort']['nir'], 1, 100)}%")
-    ss = metrics.get("sample_size")
-    if ss:
-        say(f"  events per variable: {ss['limiting_events']} events / {ss['final_df']} final df = {_n(ss['epv_final'], 1)}; "
-            f"/ {ss['fitted_parameters']} fitted ({ss['radscore_coefficients']} Rad-Score coefficients + "
-            f"{ss['clinical_df']} clinical df) = {_n(ss['epv_fitted'], 1)}; / {ss['candidate_parameters']} candidates "
-            f"screened ({ss['candidate_features']} features + {ss['candidate_clinical_df']} clinical df) = "
-            f"{_n(ss['epv_candidates'], 3)}")
-        riley = next((r for r in ss.get("riley", []) if "n" in r and r["basis"] == "candidate parameters"), None)
-        if riley:
-            say(f"  Riley minimum n for {riley['parameters']} candidate parameters (Cox-Snell R2 {_n(riley['r2_cs'])} "
-                f"from {riley['r2_source']}): {riley['n']} (this cohort: {ss['n']})")
-    shr = metrics.get("shrinkage")
-    if shr:
-        say(f"  shrinkage: factor {_n(shr['factor'])}, intercept {_n(shr['intercept_before'])} -> "
-            f"{_n(shr['intercept_after'])}")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """Build, validate and save the three models."""
     from IMNRiskLib.app.training import OUTPUTS, train
@@ -191,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         use_icc=_use_icc(args.protocol, args.icc_threshold, args.no_icc),
                         keep_replicates=not args.no_ci_replicates, dask=args.dask, force=args.force)
         report = out / render(stage).name
-    _print_training_summary(metrics, out)
+    print_training_summary(metrics, out)
     say(f"  report: {report}")
     return EXIT_OK
 
@@ -294,22 +224,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     with output_lock(out):
         result = validate_external(args.model, args.cohort, out, args.features, args.jobs, args.recalibrate,
                                    args.force, show_bar=not args.quiet)
-    c = result["models"]["combined"]
-    cal = c["calibration"]
-    say(f"imnrisk validate: n = {result['n']} ({result['events']} events); combined AUC {_n(c['auc'])} "
-        f"({_n(c['ci95'][0])}-{_n(c['ci95'][1])}); calibration-in-the-large {_n(cal['citl'])}, slope "
-        f"{_n(cal['slope'])}; Brier {_n(c['brier'])}; HL p {_n(c['hosmer_lemeshow']['p'])}"
-        f" -> {Path(args.out) / 'validation.json'}")
-    counts = result.get("verdicts") or {}
-    say("  verdicts on the training ranges (the scoring core's rules): "
-        + ", ".join(f"{state.replace('_', ' ')} {counts.get(state, 0)}" for state in ("within", "extrapolation",
-                                                                                      "not_reliable")))
-    from IMNRiskLib.stats.evaluation import hl_df_statement
-    hl, acc = c["hosmer_lemeshow"], c["accuracy"]
-    rule, note = hl_df_statement(hl)
-    say(f"  Hosmer-Lemeshow chi2 {_n(hl['chi2'])}, df {hl['df']} = {rule}" + (f"; note: {note}" if note else ""))
-    say(f"  accuracy at 0.5 {_n(acc['accuracy'], 1, 100)}% vs no-information rate {_n(acc['nir'], 1, 100)}%: "
-        f"one-sided exact binomial p = {_n(acc['p_accuracy_gt_nir'])}")
+    print_external_summary(result, Path(args.out) / 'validation.json')
     return EXIT_OK
 
 
@@ -410,31 +325,6 @@ def _demo(folder: Path, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def demo_closing_line(metrics: dict, seconds: float, report: Path) -> str:
-    """The demo's last line: the validated AUCs first (nested CV, bootstrap-corrected, or a word that
-    the run had none), the apparent ones after them and labelled, then DeLong and the report."""
-    models = ("clinical", "radiomics", "combined")
-    entries = {m: metrics["models"][m] for m in models}
-    validated = []
-    if all(entries[m].get("cv") for m in models):
-        validated.append("nested-CV AUC " + ", ".join(
-            f"{m} {_n(entries[m]['cv'].get('auc_mean'))} +- {_n(entries[m]['cv'].get('auc_sd'))}" for m in models))
-    if all(entries[m].get("bootstrap") for m in models):
-        validated.append("bootstrap-corrected AUC " + ", ".join(
-            f"{m} {_n(entries[m]['bootstrap'].get('auc_corrected'))}" for m in models))
-    if len(validated) < 2:
-        absent = [name for key, name in (("cv", "nested CV"), ("bootstrap", "bootstrap"))
-                  if not all(entries[m].get(key) for m in models)]
-        validated.append(f"no {' and no '.join(absent)} in this run")
-    apparent = ", ".join(f"{m} {_n(entries[m]['apparent']['auc'])}" for m in models)
-    p = {f"{d['a']}-{d['b']}": d["p"] for d in metrics["delong"]}
-    lead = "; ".join(validated)
-    return (f"imnrisk demo: done in {seconds:.0f} s. {lead[0].upper()}{lead[1:]}; apparent AUC (training data, "
-            f"optimistic) {apparent}; DeLong p (apparent) clinical-combined {_n(p['clinical-combined'])}, "
-            f"radiomics-combined {_n(p['radiomics-combined'])}; report {report} (synthetic data: a demonstration, "
-            "not a clinical model)")
-
-
 def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
     """Train the demo's protocols on the same phantom: the paper's into model-paper/, IMNRisk's
     into model/ (last, so its report shows both side by side, protocols.json). Returns the
@@ -458,13 +348,10 @@ def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
             if len(compared) > 1:
                 write_json(stage / "protocols.json", {"protocols": [compared[p] for p in PROTOCOLS if p in compared]})
             report = target / render(stage).name
-        _print_training_summary(metrics, target)
+        print_training_summary(metrics, target)
         say(f"imnrisk demo: {name} protocol trained and validated in {time.perf_counter() - start:.0f} s")
     if len(compared) > 1:
-        say("imnrisk demo: protocols side by side, combined model: " + "; ".join(
-            f"{p} nested-CV AUC {_n(c['models']['combined']['nested_auc'])} slope "
-            f"{_n(c['models']['combined']['nested_slope'])} (leaky AUC {_n(c['models']['combined']['leaky_auc'])}), "
-            f"{len(c['features'])} features" for p, c in compared.items()))
+        say(protocols_side_by_side(compared))
     return metrics, report
 
 
