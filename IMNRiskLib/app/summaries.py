@@ -52,7 +52,6 @@ def print_training_summary(metrics: dict, out: Path) -> None:
 
 
 def print_validation_summary(metrics: dict) -> None:
-    """The internal validation (nested CV, bootstrap) of a training run, as printed after it."""
     """Calibration slope (validated first), accuracy beside the no-information rate, EPV counts."""
     c = metrics["models"]["combined"]
     cv, boot = c.get("cv") or {}, c.get("bootstrap") or {}
