@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from IMNRiskLib.inputs.cohort import read_cohort
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.files import atomic_path, write_json
 from IMNRiskLib.core.jsonio import json_clean
+from IMNRiskLib.radiomics.settings import DEFAULT_PARAMS, load_settings, software_versions
 from IMNRiskLib.scoring.modelfile import FORMAT, FORMAT_MINOR, FORMAT_VERSION, seal
 from IMNRiskLib.modelling.protocols import describe as describe_protocol
 from IMNRiskLib.modelling.models import EPV_WARNING, MODELS, FittedModels, TrainingOptions, fit_models, risk_thresholds
@@ -420,7 +421,7 @@ def _model_icc(summary: Dict[str, Any]) -> Dict[str, Any]:
 
 def train(cohort_path, features_path, out_dir, schema_path=None, options: Optional[TrainingOptions] = None,
           cv_folds: int = 5, cv_repeats: int = 100, bootstrap: int = 1000, jobs: int = 1, show_bar: bool = True,
-          say=print, shrink: Optional[str] = None, reader2_path=None, icc_threshold: Optional[float] = None,
+          shrink: Optional[str] = None, reader2_path=None, icc_threshold: Optional[float] = None,
           use_icc: bool = True, keep_replicates: bool = True, dask=None, force: bool = False) -> Dict[str, Any]:
     """Fit the three models, validate them (nested and leaky CV, bootstrap), write the outputs.
     shrink="bootstrap": the combined model saved is shrunk by its bootstrap-corrected slope. With a
@@ -428,8 +429,35 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
     ICC(2,1) below `icc_threshold` (default 0.75) are dropped first, inside every fit. `dask`: a Dask
     scheduler address (or Client) that runs the CV folds and bootstrap fits instead of `jobs` local
     processes (same results)."""
-    from IMNRiskLib.radiomics.settings import DEFAULT_PARAMS, load_settings, software_versions
-    options = options or TrainingOptions()
+    data, prov, reader2 = checked_inputs(cohort_path, features_path, schema_path, options or TrainingOptions(),
+                                         cv_folds, cv_repeats, bootstrap, jobs, dask, shrink, reader2_path,
+                                         icc_threshold, use_icc, force)
+    if dask is None and (cv_repeats > 0 or bootstrap > 0):
+        start_workers(jobs)  # inputs checked: their start-up overlaps the final fit
+    if reader2 is not None:  # the second reader's features beside the first's: an ICC step in every fit
+        data = add_second_reader(data, reader2, DEFAULT_ICC_THRESHOLD if icc_threshold is None else icc_threshold)
+    models = fit_models(data.features, data.clinical, data.y, data.schema, data.options)
+    pred = models.predict(data.features, data.clinical)
+    metrics = apparent_record(models, data, pred)
+    if cv_repeats > 0:
+        add_cross_validation(metrics, data, cv_folds, cv_repeats, jobs, show_bar, dask)
+    boot = add_bootstrap(metrics, data, pred, bootstrap, jobs, show_bar, dask) if bootstrap > 0 else {}
+    add_sample_size(metrics, models, data, pred)
+    if shrink == "bootstrap":
+        pred = shrink_by_bootstrap(metrics, models, data, pred)
+    settings, versions = extraction_settings(prov, metrics)
+    metrics = json_clean(metrics)
+    doc = sealed_model(models, data, metrics, settings, versions, prov, Path(cohort_path),
+                       boot.get("replicates") if keep_replicates else None)
+    write_outputs(Path(out_dir), metrics, pred, models, data, doc)
+    return metrics
+
+
+def checked_inputs(cohort_path, features_path, schema_path, options: TrainingOptions, cv_folds: int,
+                   cv_repeats: int, bootstrap: int, jobs: int, dask, shrink: Optional[str], reader2_path,
+                   icc_threshold: Optional[float], use_icc: bool, force: bool):
+    """The training data, the features' provenance and the second reader's table (or None), every input and
+    option checked before the long work."""
     data = load_training_data(cohort_path, features_path, schema_path)
     data.options = options
     check_cv_folds(data.y, cv_folds, cv_repeats, data.schema.outcome)
@@ -437,18 +465,13 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
                                        1 if dask is not None else jobs), force)
     check_shrink(shrink, bootstrap)
     prov = extraction_record(features_path)  # checked before the long work, not after it
-    reader2 = second_reader_table(features_path, reader2_path, icc_threshold, use_icc)
-    if dask is None and (cv_repeats > 0 or bootstrap > 0):
-        start_workers(jobs)  # inputs checked: their start-up overlaps the final fit
-    if reader2 is not None:
-        data = add_second_reader(data, reader2, DEFAULT_ICC_THRESHOLD if icc_threshold is None else icc_threshold)
-        options = data.options
-    n_features = len(reader_columns(data.features.columns))
-    out = Path(out_dir)
-    n, events = len(data.y), int(data.y.sum())
+    return data, prov, second_reader_table(features_path, reader2_path, icc_threshold, use_icc)
 
-    models = fit_models(data.features, data.clinical, data.y, data.schema, options)
-    pred = models.predict(data.features, data.clinical)
+
+def apparent_record(models: FittedModels, data: Data, pred: pd.DataFrame) -> Dict[str, Any]:
+    """metrics.json's start: the cohort, each model's apparent performance, DeLong, what was selected."""
+    options = data.options
+    n, events = len(data.y), int(data.y.sum())
     apparent = apparent_metrics(data.y, pred)
     # no cohort name: the folder's name may be a patient's or a study's
     metrics: Dict[str, Any] = {"cohort": {"n": n, "events": events}, "models": {}, "notes": list(models.notes)}
@@ -465,7 +488,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
         for a, b in (("clinical", "radiomics"), ("clinical", "combined"), ("radiomics", "combined"))]
     lasso = models.radiomics.named_steps["lasso"]
     metrics["selection"] = {
-        "funnel": funnel(models.radiomics, n_features),
+        "funnel": funnel(models.radiomics, len(reader_columns(data.features.columns))),
         "radscore": {"intercept": models.radiomics.named_steps["radscore"].intercept,
                      "coefficients": models.radiomics.named_steps["radscore"].coefficients,
                      "formula": models.radiomics.named_steps["radscore"].formula()},
@@ -478,59 +501,81 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
         metrics["selection"]["icc"] = icc_summary(icc_step.icc_, icc_step.selected_, used, options.icc_threshold,
                                                   icc_step.n_patients_)
         metrics["notes"] += icc_notes(metrics["selection"]["icc"])
-    if cv_repeats > 0:
-        for protocol, key in (("nested", "cv"), ("leaky", "cv_leaky")):
-            cv = repeated_cv(data, cv_folds, cv_repeats, options.seed, protocol, jobs, show_bar, dask)
-            for m in MODELS:
-                metrics["models"][m][key] = cv["models"][m]
-                metrics["models"][m][key]["accuracy_vs_nir"] = cv_accuracy_vs_nir(data.y, cv["models"][m])
-            if protocol == "nested":
-                metrics["selection"]["cv_frequency"] = cv["cv_frequency"]
-    boot = {}
-    if bootstrap > 0:
-        boot = bootstrap_validation(data, {m: performance(data.y, pred[m].to_numpy()) for m in MODELS},
-                                    bootstrap, options.seed, jobs, show_bar, dask)
+    return metrics
+
+
+def add_cross_validation(metrics: Dict[str, Any], data: Data, cv_folds: int, cv_repeats: int, jobs: int,
+                         show_bar: bool, dask) -> None:
+    """Nested and leaky repeated CV of every model (and the features' CV selection frequency)."""
+    for protocol, key in (("nested", "cv"), ("leaky", "cv_leaky")):
+        cv = repeated_cv(data, cv_folds, cv_repeats, data.options.seed, protocol, jobs, show_bar, dask)
         for m in MODELS:
-            b = boot[m]
-            metrics["models"][m]["bootstrap"] = {"b": b["b"], "skipped": b["skipped"], "b_per_index": b["b_per_index"],
-                                                 "auc_corrected": b["auc_corrected"],
-                                                 "slope_corrected": b["slope_corrected"],
-                                                 "intercept_corrected": b["intercept_corrected"],
-                                                 "brier_corrected": b["brier_corrected"],
-                                                 "optimism_auc": b["optimism_auc"],
-                                                 "optimism_slope": b["optimism_slope"]}
+            metrics["models"][m][key] = cv["models"][m]
+            metrics["models"][m][key]["accuracy_vs_nir"] = cv_accuracy_vs_nir(data.y, cv["models"][m])
+        if protocol == "nested":
+            metrics["selection"]["cv_frequency"] = cv["cv_frequency"]
+
+
+BOOTSTRAP_KEYS = ("b", "skipped", "b_per_index", "auc_corrected", "slope_corrected", "intercept_corrected",
+                  "brier_corrected", "optimism_auc", "optimism_slope")
+
+
+def add_bootstrap(metrics: Dict[str, Any], data: Data, pred: pd.DataFrame, bootstrap: int, jobs: int,
+                  show_bar: bool, dask) -> Dict[str, Any]:
+    """Bootstrap optimism correction of every model; returns the bootstrap's result (its replicates)."""
+    boot = bootstrap_validation(data, {m: performance(data.y, pred[m].to_numpy()) for m in MODELS},
+                                bootstrap, data.options.seed, jobs, show_bar, dask)
+    for m in MODELS:
+        metrics["models"][m]["bootstrap"] = {k: boot[m][k] for k in BOOTSTRAP_KEYS}
+    return boot
+
+
+def add_sample_size(metrics: Dict[str, Any], models: FittedModels, data: Data, pred: pd.DataFrame) -> None:
+    """Sample size (Riley's criteria), events per variable and the no-information rate."""
     metrics["sample_size"] = sample_size(models, data, pred, metrics)
     metrics["cohort"]["epv_fitted"] = metrics["sample_size"]["epv_fitted"]
     metrics["cohort"]["epv_candidates"] = metrics["sample_size"]["epv_candidates"]
     metrics["cohort"]["nir"] = evaluation.no_information_rate(data.y)
-    if shrink == "bootstrap":
-        factor = metrics["models"]["combined"]["bootstrap"]["slope_corrected"]
-        if factor is None or not np.isfinite(factor) or factor <= 0:
-            raise InputError(f"--shrink bootstrap: the bootstrap-corrected slope could not be estimated ({factor}); "
-                             "train without --shrink or with more --bootstrap resamples", field="--shrink")
-        unshrunk = pred["combined"].to_numpy()
-        record = shrink_combined(models, data, float(factor))
-        pred = models.predict(data.features, data.clinical).assign(combined_unshrunk=unshrunk)
-        shrunk_ev = evaluation.evaluate(data.y, pred["combined"].to_numpy(), probability=True)
-        metrics["shrinkage"] = {**record, "apparent_unshrunk": _calibration_summary(data.y, unshrunk),
-                                "apparent_shrunk": _calibration_summary(data.y, pred["combined"].to_numpy()),
-                                "calibration_curves": evaluation.calibration_curves(data.y, pred["combined"].to_numpy()),
-                                "brier_shrunk": shrunk_ev["brier"]}
-        metrics["notes"].append(f"combined model shrunk by the bootstrap-corrected calibration slope {factor:.3f} "
-                                "(model.json and predict use the shrunk model)")
+
+
+def shrink_by_bootstrap(metrics: Dict[str, Any], models: FittedModels, data: Data, pred: pd.DataFrame
+                        ) -> pd.DataFrame:
+    """--shrink bootstrap: the combined model shrunk by its bootstrap-corrected slope; the new predictions."""
+    factor = metrics["models"]["combined"]["bootstrap"]["slope_corrected"]
+    if factor is None or not np.isfinite(factor) or factor <= 0:
+        raise InputError(f"--shrink bootstrap: the bootstrap-corrected slope could not be estimated ({factor}); "
+                         "train without --shrink or with more --bootstrap resamples", field="--shrink")
+    unshrunk = pred["combined"].to_numpy()
+    record = shrink_combined(models, data, float(factor))
+    pred = models.predict(data.features, data.clinical).assign(combined_unshrunk=unshrunk)
+    shrunk_ev = evaluation.evaluate(data.y, pred["combined"].to_numpy(), probability=True)
+    metrics["shrinkage"] = {**record, "apparent_unshrunk": _calibration_summary(data.y, unshrunk),
+                            "apparent_shrunk": _calibration_summary(data.y, pred["combined"].to_numpy()),
+                            "calibration_curves": evaluation.calibration_curves(data.y, pred["combined"].to_numpy()),
+                            "brier_shrunk": shrunk_ev["brier"]}
+    metrics["notes"].append(f"combined model shrunk by the bootstrap-corrected calibration slope {factor:.3f} "
+                            "(model.json and predict use the shrunk model)")
+    return pred
+
+
+def extraction_settings(prov: Optional[Dict[str, Any]], metrics: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """The extraction settings and software versions the model records: the provenance's, else the defaults (noted)."""
     if prov is not None:
-        settings, versions = prov["settings"], prov["versions"]
         if "features_sha256" not in prov:
             metrics["notes"].append("the provenance beside features.csv predates SHA-256 binding: re-run imnrisk "
                                     "extract to make sure it describes this table")
-    else:
-        settings, versions = load_settings(DEFAULT_PARAMS).to_dict(), software_versions()
-        metrics["notes"].append("no provenance beside features.csv: the model records IMNRisk's default "
-                                "extraction settings; check that they are the ones used")
-    synthetic = (Path(cohort_path).parent / "truth.json").exists()
-    metrics = json_clean(metrics)
-    document = model_document(models, data, metrics, settings, options, synthetic, versions,
-                              boot.get("replicates") if keep_replicates else None)
+        return prov["settings"], prov["versions"]
+    metrics["notes"].append("no provenance beside features.csv: the model records IMNRisk's default "
+                            "extraction settings; check that they are the ones used")
+    return load_settings(DEFAULT_PARAMS).to_dict(), software_versions()
+
+
+def sealed_model(models: FittedModels, data: Data, metrics: Dict[str, Any], settings: Dict[str, Any],
+                 versions: Dict[str, Any], prov: Optional[Dict[str, Any]], cohort_path: Path,
+                 replicates) -> Dict[str, Any]:
+    """model.json's document, with the training images' profile and any shrinkage, sealed."""
+    synthetic = (cohort_path.parent / "truth.json").exists()
+    document = model_document(models, data, metrics, settings, data.options, synthetic, versions, replicates)
     acquisition = acquisition_block(prov, data, settings)
     if acquisition is not None:  # what the training images were, for predict's image check
         document["acquisition"] = acquisition
@@ -538,27 +583,32 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
         document["combined"]["shrinkage"] = {k: metrics["shrinkage"][k] for k in
                                              ("method", "factor", "intercept_before", "intercept_after",
                                               "coefficients_before")}
-    doc = seal(json_clean(document))
+    return seal(json_clean(document))
 
-    # every output written atomically; the model last, so a model.json means a finished run
+
+def write_outputs(out: Path, metrics: Dict[str, Any], pred: pd.DataFrame, models: FittedModels, data: Data,
+                  doc: Dict[str, Any]) -> None:
+    """Every output written atomically; the model last, so a model.json means a finished run."""
+    options, y = data.options, pd.Series(data.y, index=data.clinical.index)
     write_json(out / "metrics.json", metrics)
     with atomic_path(out / "predictions.csv") as tmp:
         pred.assign(**{data.schema.outcome: data.y}).to_csv(tmp, index_label="ID", float_format="%.10g")
-    for name, frame in (("table1.csv", table1(data.clinical, pd.Series(data.y, index=data.clinical.index), data.schema)),
-                        ("table2.csv", table2(data.clinical, pd.Series(data.y, index=data.clinical.index),
-                                              data.schema, options.entry_p, options.keep_p,
+    for name, frame in (("table1.csv", table1(data.clinical, y, data.schema)),
+                        ("table2.csv", table2(data.clinical, y, data.schema, options.entry_p, options.keep_p,
                                               test=options.clinical_test,
                                               collinear=options.clinical_collinear).table)):
         with atomic_path(out / name) as tmp:
             frame.to_csv(tmp, index=False)
+    lasso = models.radiomics.named_steps["lasso"]
     with atomic_path(out / "lasso_path.csv") as tmp:
         pd.DataFrame(lasso.path_, columns=lasso.coef_.index).assign(**{"lambda": lasso.lambdas_}).to_csv(tmp, index=False)
     with atomic_path(out / "lasso_cv.csv") as tmp:
         pd.DataFrame({"lambda": lasso.lambdas_, "deviance": lasso.cv_mean_, "se": lasso.cv_se_}).to_csv(tmp, index=False)
     with atomic_path(out / "cv_frequency.csv") as tmp:
         pd.Series(metrics["selection"].get("cv_frequency", {}), name="frequency").rename_axis("feature").to_csv(tmp)
+    icc_step = models.radiomics.named_steps.get("icc")
     if icc_step is not None:
+        used = models.radiomics.named_steps["radscore"].features_
         with atomic_path(out / "icc.csv") as tmp:
             icc_table(icc_step.icc_, icc_step.selected_, used).to_csv(tmp, index=False, float_format="%.10g")
     write_json(out / "model.json", doc)
-    return metrics
