@@ -32,7 +32,7 @@ ROLES = {
     "extract": {"cohort": "in", "out": "out", "params": "in", "schema": "in", "dask": None, "cache": None,
                 "mask2_min_dice": None, "jobs": None, "quiet": None, "force": None},
     "tables": {"cohort": "in", "out": ("dir", "table1.csv"), "schema": "in", "entry_p": None, "keep_p": None,
-               "force": None},
+               "protocol": None, "force": None},
     "stats": {"predictions": "in", "outcome": None, "json": None},
     "train": {"cohort": "in", "features": "in", "out": ("dir", "model.json"), "schema": "in", "cv_folds": None,
               "cv_repeats": None, "bootstrap": None, "lasso_rule": None, "clinical_test": None, "protocol": None,

@@ -310,7 +310,7 @@ def test_no_face_judges_a_patient_on_its_own():
     group or a warning of its own."""
     root = Path(__file__).resolve().parents[1]
     faces = [root / "IMNRisk" / "IMNRiskSlicer" / "controller.py", root / "IMNRisk" / "IMNRiskSlicer" / "logic.py",
-             root / "IMNRiskWeb" / "app.py", root / "IMNRiskLib" / "cli.py", root / "IMNRiskLib" / "pacs.py"]
+             root / "IMNRiskWeb" / "app.py", root / "IMNRiskLib" / "app" / "cli.py", root / "IMNRiskLib" / "app" / "pacs.py"]
     for path in faces:
         text = path.read_text(encoding="utf-8")
         for judged in ("risk_group(", "domain.check(", "check_acquisition(", "_range_warnings", ".radscore(",

@@ -74,8 +74,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_tables(args: argparse.Namespace) -> int:
     """Table 1 and Table 2 of a cohort (clinical data only)."""
+    from IMNRiskLib.modelling.protocols import training_options
     from IMNRiskLib.outputs.tables import write_tables
-    paths = write_tables(args.cohort, args.out, args.schema, args.entry_p, args.keep_p, args.force)
+    options = training_options(args.protocol)  # the protocol's multivariable step: test and collinearity screen
+    paths = write_tables(args.cohort, args.out, args.schema, args.entry_p, args.keep_p, args.force,
+                         options.clinical_test, options.clinical_collinear)
     say(f"imnrisk tables: {', '.join(str(p) for p in paths)}")
     return EXIT_OK
 
@@ -396,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", help="clinical schema YAML (default: the paper's variables)")
     p.add_argument("--entry-p", type=float, default=0.10, help="univariate p to enter the multivariable model (0.10)")
     p.add_argument("--keep-p", type=float, default=0.05, help="multivariable p to keep a factor (0.05)")
+    p.add_argument("--protocol", choices=("imnrisk", "paper"), default="imnrisk",
+                   help="multivariable step: IMNRisk's (collinear pairs screened, likelihood-ratio backward "
+                        "elimination) or the paper's (every entered variable in one model, Wald p)")
     _add_force(p)
     p.set_defaults(func=cmd_tables)
 
