@@ -331,10 +331,10 @@ def test_pacs_settings_are_checked_with_types_and_ranges(tmp_path, capsys, text,
 
 
 def test_a_remote_move_bind_needs_its_key(tmp_path):
-    from IMNRiskLib.app.pacs import load_settings
+    from IMNRiskLib.app.pacs import load_pacs_settings
     config = tmp_path / "pacs.yaml"
     config.write_text(PACS_BASE + "move_bind: 0.0.0.0\nmove_bind_allow_remote: true\ntimeout: 2.5\n", encoding="utf-8")
-    settings = load_settings(config)
+    settings = load_pacs_settings(config)
     assert (settings.move_bind, settings.move_bind_allow_remote, settings.timeout) == ("0.0.0.0", True, 2.5)
     config.write_text(PACS_BASE + "move_bind: ::1\n", encoding="utf-8")
     assert load_settings(config).move_bind == "::1"  # loopback needs nothing

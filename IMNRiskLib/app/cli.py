@@ -193,10 +193,10 @@ def cmd_pacs(args: argparse.Namespace) -> int:
     import json
     from IMNRiskLib.outputs import dicomout
     from IMNRiskLib.core.files import claim_outputs
-    from IMNRiskLib.app.pacs import load_settings, score_study
+    from IMNRiskLib.app.pacs import load_pacs_settings, score_study
     targets = dicomout.output_paths(args.out)
     claim_outputs([targets.seg, targets.sr], [args.model, args.config, args.mask], args.force)
-    settings = load_settings(args.config)
+    settings = load_pacs_settings(args.config)
     label = int(args.label) if str(args.label).isdigit() else args.label
     from IMNRiskLib.scoring.core import clinical_pairs
     result, lines = score_study(settings, args.model, args.study, args.mask, args.out, clinical_pairs(args.clinical),

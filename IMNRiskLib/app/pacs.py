@@ -56,7 +56,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def load_settings(path: Union[str, Path]) -> PacsSettings:
+def load_pacs_settings(path: Union[str, Path]) -> PacsSettings:
     """Read and check the settings file (one line naming the file and the key on error). The C-MOVE
     listener binds to loopback unless `move_bind_allow_remote: true` says another address is meant."""
     source = str(path)

@@ -46,7 +46,7 @@ def calibration_line(y: np.ndarray, p: np.ndarray) -> Tuple[Optional[float], Opt
         return float(beta[0]), float(beta[1])
     if completely_separates(y, lp):  # no MLE, and statsmodels finds none (~80 ms to say so)
         return None, None
-    fit = evaluation._fit_logistic(y, design)  # what evaluation.calibration fits for these two
+    fit = evaluation.glm_logistic(y, design)  # what evaluation.calibration fits for these two
     return (None, None) if fit is None else (float(fit.params[0]), float(fit.params[1]))
 
 

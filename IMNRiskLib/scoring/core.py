@@ -281,7 +281,7 @@ def score_values(model: ScoringModel, values: Dict[str, float], clinical: Dict[s
            "clinical_probability": model.probability(clinical, rs, "clinical")["probability"],
            "radiomics_probability": logistic(rs), "points": model.points(clinical, rs)}
     if ci == "bootstrap":
-        boot = uncertainty.bootstrap_ci(model.doc, model.schema, values, clinical)
+        boot = uncertainty.replicate_interval(model.doc, model.schema, values, clinical)
         out.update(ci95=boot["ci95"], ci_method=boot["method"], ci95_wald=combined["ci95"])
     return out
 

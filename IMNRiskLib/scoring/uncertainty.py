@@ -4,7 +4,7 @@ combined model's given the Rad-Score.
 `train` already refits the whole pipeline (feature selection, Rad-Score, clinical factors,
 combined model) on each bootstrap resample for Harrell's optimism; `compact_replicate` keeps what
 each replicate needs to score a new patient (model parameters only, no patient data), and
-`bootstrap_ci` scores the patient under every replicate and takes the percentile interval.
+`replicate_interval` scores the patient under every replicate and takes the percentile interval.
 
 model.json `uncertainty` block (optional; format_minor >= 1):
     {"method": "bootstrap", "b": replicates kept, "failed": fits that failed,
@@ -120,7 +120,7 @@ def encode_clinical(schema, clinical: Dict[str, Any], factors: Sequence[str]) ->
     return out
 
 
-def bootstrap_ci(doc: Dict[str, Any], schema, features: Dict[str, float], clinical: Dict[str, Any],
+def replicate_interval(doc: Dict[str, Any], schema, features: Dict[str, float], clinical: Dict[str, Any],
                  level: float = 0.95) -> Dict[str, Any]:
     """Percentile interval of the patient's risk over the model's bootstrap replicates."""
     block = block_of(doc)

@@ -180,7 +180,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1.0 - p))
 
 
-def _fit_logistic(y: np.ndarray, X: np.ndarray, offset: Optional[np.ndarray] = None):
+def glm_logistic(y: np.ndarray, X: np.ndarray, offset: Optional[np.ndarray] = None):
     """statsmodels GLM binomial fit; None when the MLE does not exist (separation)."""
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import PerfectSeparationError, PerfectSeparationWarning
@@ -214,14 +214,14 @@ def calibration(y: Sequence[int], p: Sequence[float]) -> Dict[str, object]:
     if len(yi) < 3 or yi.min() == yi.max():
         out["separation"] = True
         return out
-    fit = _fit_logistic(yi, np.column_stack([np.ones_like(lp), lp]))
+    fit = glm_logistic(yi, np.column_stack([np.ones_like(lp), lp]))
     if fit is None:
         out["separation"] = True
     else:
         out["intercept"], out["slope"] = float(fit.params[0]), float(fit.params[1])
         out["slope_se"] = float(fit.bse[1])
         out["slope_p_vs_1"] = float(2 * stats.norm.sf(abs((fit.params[1] - 1) / fit.bse[1])))
-    citl = _fit_logistic(yi, np.ones((len(yi), 1)), offset=lp)
+    citl = glm_logistic(yi, np.ones((len(yi), 1)), offset=lp)
     out["citl"] = None if citl is None else float(citl.params[0])
     return out
 
