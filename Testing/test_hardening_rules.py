@@ -337,7 +337,7 @@ def test_a_remote_move_bind_needs_its_key(tmp_path):
     settings = load_pacs_settings(config)
     assert (settings.move_bind, settings.move_bind_allow_remote, settings.timeout) == ("0.0.0.0", True, 2.5)
     config.write_text(PACS_BASE + "move_bind: ::1\n", encoding="utf-8")
-    assert load_settings(config).move_bind == "::1"  # loopback needs nothing
+    assert load_pacs_settings(config).move_bind == "::1"  # loopback needs nothing
 
 
 @pytest.mark.parametrize("text, field", [
