@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
-import pandas as pd
 from scipy import special
 from scipy.special import expit
+
+if TYPE_CHECKING:  # pandas loads only where a table is made: scoring one patient needs none
+    import pandas as pd
 
 Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975), as a literal: the scoring path need not import scipy.stats
 
@@ -54,8 +56,9 @@ class LogisticFit:
     def p(self) -> np.ndarray:
         return 2 * special.ndtr(-np.abs(self.z))  # stats.norm.sf without its per-call overhead
 
-    def table(self) -> pd.DataFrame:
+    def table(self) -> "pd.DataFrame":
         """Coefficient table with odds ratios and Wald 95% CIs (R `confint.default`)."""
+        import pandas as pd  # only for tables (start-up time of scoring)
         lo, hi = self.coef - Z95 * self.se, self.coef + Z95 * self.se
         with np.errstate(over="ignore"):
             return pd.DataFrame({"coef": self.coef, "se": self.se, "z": self.z, "p": self.p,
@@ -92,7 +95,7 @@ def probability(eta: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-eta))
 
 
-def fit_ml(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-10) -> LogisticFit:
+def fit_ml(y: np.ndarray, X: "pd.DataFrame", max_iter: int = 100, tol: float = 1e-10) -> LogisticFit:
     """Maximum-likelihood logistic regression by Newton-Raphson (with step halving), the same
     likelihood as R's glm / statsmodels' GLM, written here because validation fits it ~10^5
     times and statsmodels' per-call overhead (~5 ms) would dominate; checked against R's glm to
@@ -209,7 +212,7 @@ def loglik_ml_batch(y: np.ndarray, Xs: np.ndarray, max_iter: int = 100, tol: flo
     return np.where(clean, ll, np.nan)
 
 
-def fit_firth(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 1e-10) -> LogisticFit:
+def fit_firth(y: np.ndarray, X: "pd.DataFrame", max_iter: int = 100, tol: float = 1e-10) -> LogisticFit:
     """Firth's penalised logistic regression (Jeffreys prior; brglm2 `type = "AS_mean"`).
 
     Modified score U* = X'(y - pi + h (1/2 - pi)), h the hat diagonal; Newton steps with step
@@ -249,7 +252,7 @@ def fit_firth(y: np.ndarray, X: pd.DataFrame, max_iter: int = 100, tol: float = 
                        int(y.sum()), "Firth", False, ll)
 
 
-def fit_logistic(y: np.ndarray, X: pd.DataFrame) -> Tuple[LogisticFit, Optional[LogisticFit]]:
+def fit_logistic(y: np.ndarray, X: "pd.DataFrame") -> Tuple[LogisticFit, Optional[LogisticFit]]:
     """ML fit, and Firth's fit too when ML separates (the one to use then)."""
     ml = fit_ml(y, X)
     return ml, (fit_firth(y, X) if ml.separation else None)
