@@ -14,6 +14,8 @@ from IMNRiskLib.app.summaries import (demo_closing_line, print_external_summary,
                                       protocols_side_by_side, say)
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Each command imports the modules it uses inside its function (start-up time): `imnrisk --help`, and every
+# command, loads only what that command needs (predict: no pandas, scipy.stats, sklearn, matplotlib).
 
 
 def report_errors(errors: List[InputError]) -> None:
