@@ -7,7 +7,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -228,7 +228,6 @@ def second_reader_table(features_path: Union[str, Path], reader2_path: Optional[
 def add_second_reader(data: Data, path: Path, threshold: float) -> Data:
     """The training data with the second reader's columns and the ICC filter switched on; refused
     when no feature reaches the threshold on all patients read twice."""
-    from dataclasses import replace
     reader2 = read_reader2(path, data.features.columns, list(data.features.index))
     features = with_reader2(data.features, reader2)
     icc = feature_icc(features)

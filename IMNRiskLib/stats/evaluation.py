@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -365,7 +366,6 @@ def evaluate_predictions(path, outcome: Optional[str] = None) -> Dict[str, objec
     """`imnrisk stats`: evaluate every numeric column (but the outcome and ID) of a CSV as a
     score, columns within [0, 1] also as probabilities, and every pair by the DeLong test."""
     import pandas as pd
-    from pathlib import Path
     from IMNRiskLib.core.files import check_input_file
     path = check_input_file(Path(path), "predictions file")  # missing, a folder or a device: named
     try:
