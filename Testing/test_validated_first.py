@@ -15,7 +15,7 @@ from typing import Dict, List
 
 from IMNRiskLib.outputs import figures, report
 from IMNRiskLib.modelling import protocols
-from IMNRiskLib.app.cli import demo_closing_line
+from IMNRiskLib.app.summaries import demo_closing_line
 from IMNRiskLib.scoring.modelfile import ScoringModel
 
 MODELS = ("clinical", "radiomics", "combined")

@@ -6,10 +6,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from IMNRiskLib import RESEARCH_ONLY, __version__
 from IMNRiskLib.core.errors import InputError, InputErrors
+from IMNRiskLib.app.arguments import argument_names, check_argument_text
 from IMNRiskLib.app.summaries import (demo_closing_line, print_external_summary, print_training_summary,
                                       protocols_side_by_side, say)
 
@@ -93,28 +94,16 @@ def _training_options(args: argparse.Namespace):
     return training_options(getattr(args, "protocol", "imnrisk"), seed=args.seed, lasso_rule=args.lasso_rule, **extra)
 
 
-def _use_icc(protocol: str, threshold, no_icc: bool) -> bool:
-    """The ICC filter runs when a second reading exists, except with --no-icc and under the paper's
-    protocol (the paper had no ICC step) unless --icc-threshold asks for it."""
-    return not no_icc and (protocol != "paper" or threshold is not None)
-
-
-def _check_fractions(args: argparse.Namespace) -> None:
-    if args.cv_folds < 2:
-        raise InputError("--cv-folds must be 2 or more", field="--cv-folds")
-    if args.cv_repeats < 0 or args.bootstrap < 0:
-        raise InputError("--cv-repeats and --bootstrap must be 0 or more", field="--cv-repeats")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """Build, validate and save the three models."""
-    from IMNRiskLib.app.training import OUTPUTS, train
+    from IMNRiskLib.app.training import OUTPUTS, check_counts, train
+    from IMNRiskLib.modelling.protocols import use_icc
     from IMNRiskLib.core.files import claim_outputs, output_lock, output_set
     from IMNRiskLib.outputs.report import render
     out = Path(args.out)
     claim_outputs([out / name for name in OUTPUTS + ("report.html",)],
                   [args.cohort, args.features, args.schema, args.features2], args.force, folder=out)
-    _check_fractions(args)
+    check_counts(args.cv_folds, args.cv_repeats, args.bootstrap)
     from IMNRiskLib.core.workers import check_dask_address
     check_dask_address(args.dask)
     # one run per folder; every output staged and moved in at the end (model.json last), or none
@@ -123,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet,
                         shrink=None if args.shrink == "none" else args.shrink,
                         reader2_path=args.features2, icc_threshold=args.icc_threshold,
-                        use_icc=_use_icc(args.protocol, args.icc_threshold, args.no_icc),
+                        use_icc=use_icc(args.protocol, args.icc_threshold, args.no_icc),
                         keep_replicates=not args.no_ci_replicates, dask=args.dask, force=args.force)
         report = out / render(stage).name
     print_training_summary(metrics, out)
@@ -335,7 +324,7 @@ def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
     into model/ (last, so its report shows both side by side, protocols.json). Returns the
     default's (or the only) metrics and report path."""
     from IMNRiskLib.core.files import output_set, write_json
-    from IMNRiskLib.modelling.protocols import PROTOCOLS, comparison_summary, training_options
+    from IMNRiskLib.modelling.protocols import PROTOCOLS, comparison_summary, training_options, use_icc
     from IMNRiskLib.outputs.report import render
     from IMNRiskLib.app.training import train
     import time
@@ -348,7 +337,7 @@ def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
             metrics = train(folder / "phantom" / "cohort.csv", features_csv, stage,
                             options=training_options(name, seed=args.seed), cv_folds=5, cv_repeats=args.cv_repeats,
                             bootstrap=args.bootstrap, jobs=args.jobs, show_bar=not args.quiet,
-                            use_icc=_use_icc(name, getattr(args, "icc_threshold", None), getattr(args, "no_icc", False)))
+                            use_icc=use_icc(name, getattr(args, "icc_threshold", None), getattr(args, "no_icc", False)))
             compared[name] = comparison_summary(metrics)
             if len(compared) > 1:
                 write_json(stage / "protocols.json", {"protocols": [compared[p] for p in PROTOCOLS if p in compared]})
@@ -569,7 +558,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     previous = _stop_cleanly_on_sigterm()
     try:
-        check_argument_text(args, _argument_names(parser, args.command))
+        check_argument_text(args, argument_names(parser, args.command))
         if hasattr(args, "jobs"):
             from IMNRiskLib.core.workers import resolve_jobs
             args.jobs = resolve_jobs(args.jobs)
@@ -600,28 +589,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             for sig, handler in previous.items():
                 if handler is not None:  # None: installed from C, cannot be put back from Python
                     signal.signal(sig, handler)
-
-
-def _argument_names(parser: argparse.ArgumentParser, command: str) -> Dict[str, str]:
-    """dest -> how the user wrote the argument (its option, or its name when positional)."""
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
-    return {a.dest: (a.option_strings[0] if a.option_strings else a.dest) for a in sub._actions}
-
-
-def check_argument_text(args: argparse.Namespace, names: Dict[str, str]) -> None:
-    """No argument is an empty text (`--out ''` would name the current folder, `--host ''` every
-    interface) or holds a NUL character (no file name can): refused naming the argument."""
-    for name, value in vars(args).items():
-        if name not in names:
-            continue  # command, func
-        for text in (value if isinstance(value, list) else [value]):
-            if not isinstance(text, str):
-                continue
-            flag = names[name]
-            if text.strip() == "":
-                raise InputError("is empty; give a value", field=flag)
-            if "\0" in text:
-                raise InputError("holds a NUL character", field=flag)
 
 
 def _stop_cleanly_on_sigterm():

@@ -452,6 +452,14 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
     return metrics
 
 
+def check_counts(cv_folds: int, cv_repeats: int, bootstrap: int) -> None:
+    """Folds, repeats and resamples a run can have (before any file is read)."""
+    if cv_folds < 2:
+        raise InputError("--cv-folds must be 2 or more", field="--cv-folds")
+    if cv_repeats < 0 or bootstrap < 0:
+        raise InputError("--cv-repeats and --bootstrap must be 0 or more", field="--cv-repeats")
+
+
 def checked_inputs(cohort_path, features_path, schema_path, options: TrainingOptions, cv_folds: int,
                    cv_repeats: int, bootstrap: int, jobs: int, dask, shrink: Optional[str], reader2_path,
                    icc_threshold: Optional[float], use_icc: bool, force: bool):

@@ -13,7 +13,7 @@ reader can see what each choice costs.
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 PROTOCOLS = ("imnrisk", "paper")
 DEFAULT_PROTOCOL = "imnrisk"
@@ -173,6 +173,12 @@ def training_options(name: str = DEFAULT_PROTOCOL, **overrides):
     """TrainingOptions of a protocol (its named choices), with `overrides` (e.g. seed) on top."""
     from IMNRiskLib.modelling.models import TrainingOptions
     return replace(TrainingOptions(), protocol=name, **{**choices(name), **overrides})
+
+
+def use_icc(protocol: str, threshold: Optional[float], no_icc: bool) -> bool:
+    """The ICC filter runs when a second reading exists, except with --no-icc and under the paper's
+    protocol (the paper had no ICC step) unless --icc-threshold asks for it."""
+    return not no_icc and (protocol != "paper" or threshold is not None)
 
 
 def describe(name: str) -> Dict[str, object]:
