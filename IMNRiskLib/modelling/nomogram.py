@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.inputs.schema import ClinicalSchema
-from IMNRiskLib.stats.logistic import LogisticFit
+
+if TYPE_CHECKING:  # a type only: the model file reads nomograms where scipy is not installed (Slicer)
+    from IMNRiskLib.stats.logistic import LogisticFit
 
 RADSCORE = "radscore"  # the Rad-Score's term in the combined model and its nomogram axis
 

@@ -30,7 +30,7 @@ from IMNRiskLib.radiomics import features
 from IMNRiskLib.inputs import imaging
 from IMNRiskLib.core.errors import InputError, InputErrors
 from IMNRiskLib.scoring.modelfile import ScoringModel
-from IMNRiskLib.stats.logistic import logistic
+from IMNRiskLib.stats.logit import logistic
 from IMNRiskLib.scoring.compat import check_versions, model_settings
 
 SYNTHETIC_BANNER = "TRAINED ON SYNTHETIC DATA (demo model): not for patients."

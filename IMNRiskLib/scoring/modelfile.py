@@ -20,7 +20,7 @@ import numpy as np
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.inputs.schema import ClinicalSchema, schema_from_dict
 from IMNRiskLib.modelling.nomogram import RADSCORE, nomogram_points
-from IMNRiskLib.stats.logistic import Z95, logistic
+from IMNRiskLib.stats.logit import Z95, logistic
 
 FORMAT = "imnrisk-model"
 FORMAT_VERSION = 1

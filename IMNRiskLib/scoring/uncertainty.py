@@ -102,7 +102,7 @@ def needed_factors(doc: Dict[str, Any]) -> List[str]:
 def replicate_risk(replicate: Dict[str, Any], features: Dict[str, float], encoded: Dict[str, float]) -> float:
     """The patient's risk under one replicate: its Rad-Score from the features, then its combined
     model on the encoded clinical terms plus that Rad-Score."""
-    from IMNRiskLib.stats.logistic import logistic
+    from IMNRiskLib.stats.logit import logistic
     b = replicate["radscore"]
     rs = b[0] + sum(bi * (float(features[f]) - m) / s for bi, f, m, s in
                     zip(b[1:], replicate["features"], replicate["mean"], replicate["sd"]))

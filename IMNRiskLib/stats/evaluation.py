@@ -18,7 +18,7 @@ from scipy import stats
 
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.jsonio import json_clean
-from IMNRiskLib.stats.logistic import Z95
+from IMNRiskLib.stats.logit import Z95
 from IMNRiskLib.stats.ranks import average_ranks
 
 DCA_THRESHOLDS = np.arange(1, 100) / 100.0  # exactly k/100 (not accumulated steps)

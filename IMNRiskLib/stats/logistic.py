@@ -1,6 +1,5 @@
 """Logistic regression, the one engine every stage fits with: ML by Newton-Raphson (R's glm),
-Firth's penalised fit (statsmodels has none), batched log-likelihoods for the backward steps,
-and the logistic function and Z95 that the model file, scoring and metrics share."""
+Firth's penalised fit (statsmodels has none) and batched log-likelihoods for the backward steps."""
 
 from __future__ import annotations
 
@@ -12,18 +11,10 @@ import numpy as np
 from scipy import special
 from scipy.special import expit
 
+from IMNRiskLib.stats.logit import Z95
+
 if TYPE_CHECKING:  # pandas loads only where a table is made: scoring one patient needs none
     import pandas as pd
-
-Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975), as a literal: the scoring path need not import scipy.stats
-
-
-def logistic(value: float) -> float:
-    """1 / (1 + exp(-value)) without overflow, and with full relative precision for tiny risks."""
-    if value >= 0:
-        return 1.0 / (1.0 + math.exp(-value))
-    small = math.exp(value)
-    return small / (1.0 + small)
 
 
 MAX_ABS_COEF = 15.0  # |log OR| beyond this means the ML estimate ran off to infinity
