@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml Makefile tools/pyradiomics_wheel.py $(SDIST) | $(VENV)/
 	# pyradiomics was built against; where no numba fits it, training uses numpy (same results, slower)
 	$(PIP) install 'numba>=0.60' "numpy==$$($(PY) -c 'import numpy; print(numpy.__version__)')" \
 	  || echo "imnrisk: no numba for this numpy; training uses the numpy solvers (same results, ~1.9x slower)"
-	$(PY) -m IMNRiskLib.kernels
+	$(PY) -m IMNRiskLib.stats.kernels
 	touch $@
 
 demo: install

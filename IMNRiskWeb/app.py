@@ -22,7 +22,7 @@ from trame.widgets import client, html
 from trame.widgets import vuetify3 as v
 
 from IMNRiskLib import RESEARCH_ONLY
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.core.errors import InputError
 
 from . import study
 from .server import WebOptions
@@ -36,8 +36,8 @@ THRESHOLD_DEFAULT_PERCENTILE = 99.5  # the threshold's default lower bound: the 
 def list_models(folder: Optional[str], trusted_key: Optional[str] = None) -> Dict[str, str]:
     """The model files of a folder ({file name: path}, sorted): every *.json that reads as an IMNRisk
     model, and with a trusted key only those signed by it."""
-    from IMNRiskLib.modelfile import read_model_document
-    from IMNRiskLib.signing import verify_model
+    from IMNRiskLib.scoring.modelfile import read_model_document
+    from IMNRiskLib.scoring.signing import verify_model
     found: Dict[str, str] = {}
     if not folder:
         return found
@@ -214,7 +214,7 @@ class IMNRiskWebApp(TrameApp):
         if path is None:
             return
         if self.options.trusted_key:
-            from IMNRiskLib.signing import load_trusted
+            from IMNRiskLib.scoring.signing import load_trusted
             try:
                 load_trusted(path, self.options.trusted_key)
             except InputError as exc:

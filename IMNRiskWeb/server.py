@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from IMNRiskLib import RESEARCH_ONLY
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.core.errors import InputError
 
 TOKEN_ENV = "IMNRISK_WEB_TOKEN"
 DEFAULT_HOST = "127.0.0.1"

@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import List, Optional
 
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.core.errors import InputError
 
 from .server import SESSION_SECRET_ENV, WebOptions
 
@@ -25,7 +25,7 @@ def quiet_logs() -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        from IMNRiskLib.features import quiet_pyradiomics
+        from IMNRiskLib.radiomics.settings import quiet_pyradiomics
         quiet_pyradiomics()
         logging.getLogger("radiomics").setLevel(logging.WARNING)
     except ImportError:

@@ -15,8 +15,8 @@ from typing import Any, Dict, Iterable, List, Sequence, Union
 
 import SimpleITK as sitk
 
-from IMNRiskLib import imaging
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.core.errors import InputError
 
 STUDY_NAME = "Study"  # the only name the page shows for a study: never a file or patient name
 STUDY_ATTRIBUTE = "IMNRiskWeb.Study"
@@ -24,7 +24,7 @@ STUDY_ATTRIBUTE = "IMNRiskWeb.Study"
 
 def read_phases(path: Union[str, Path]) -> List[sitk.Image]:
     """Every phase of a DCE study (4-D NRRD/NIfTI, Slicer .seq.nrrd, a DICOM folder, a folder of
-    per-phase files) as float 3-D images, read by IMNRiskLib.imaging as `imnrisk predict` reads them."""
+    per-phase files) as float 3-D images, read by IMNRiskLib.inputs.imaging as `imnrisk predict` reads them."""
     first, _, n = imaging.load_phase(path, 0)
     return [first] + [imaging.load_phase(path, k)[0] for k in range(1, n)]
 
@@ -72,7 +72,7 @@ def load_study(scene, path: Union[str, Path]):
 def mask_nrrd(scene, volume_node, segmentation_node, segment_id: str, out: Union[str, Path]) -> Path:
     """Write the segment as a binary label map on the shown phase's grid (what `imnrisk predict
     --mask` reads back); written to a temporary name and renamed."""
-    from IMNRiskLib.files import atomic_path
+    from IMNRiskLib.core.files import atomic_path
     from IMNRiskSlicer import mrml
     mask = mrml.segment_to_sitk(segmentation_node, segment_id, volume_node, scene)
     with atomic_path(out) as tmp:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from IMNRiskLib.synth import table1_counts
+from IMNRiskLib.app.synth import table1_counts
 
 N_POSITIVE, N_NEGATIVE = 21, 103
 

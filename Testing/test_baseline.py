@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from conftest import CASES, pyradiomics_data
-from IMNRiskLib import features, imaging
+from IMNRiskLib.radiomics import features
+from IMNRiskLib.inputs import imaging
 
 CLASSES = ("firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
 

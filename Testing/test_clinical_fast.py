@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from IMNRiskLib import clinical, models, training
+from IMNRiskLib.modelling import clinical, collinearity, models
+from IMNRiskLib.app import training
 from equality import assert_same as _assert_same
 from test_clinical_selection import SCHEMA, cohort
 
@@ -109,11 +110,11 @@ def test_association_matches_scipy():
     """Cramer's V from integer codes and Spearman from ranks equal SciPy's chi2_contingency and spearmanr."""
     from scipy import stats
     frame, _ = cohort()
-    v = clinical.factor_association(frame["location"], frame["grade"], SCHEMA["location"], SCHEMA["grade"])
+    v = collinearity.factor_association(frame["location"], frame["grade"], SCHEMA["location"], SCHEMA["grade"])
     table = pd.crosstab(frame["location"], frame["grade"]).to_numpy()
     chi2 = stats.chi2_contingency(table, correction=False)[0]
     assert v == ("Cramer's V", pytest.approx(math.sqrt(chi2 / (table.sum() * (min(table.shape) - 1))), rel=1e-12))
-    s = clinical.factor_association(frame["age"], frame["aln"], SCHEMA["age"], SCHEMA["aln"])
+    s = collinearity.factor_association(frame["age"], frame["aln"], SCHEMA["age"], SCHEMA["aln"])
     known = frame[["age", "aln"]].notna().all(axis=1)
     codes = frame.loc[known, "aln"].map({lev: i for i, lev in enumerate(SCHEMA["aln"].levels)})
     assert s == ("|Spearman|", pytest.approx(abs(stats.spearmanr(frame.loc[known, "age"], codes)[0]), rel=1e-12))

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from IMNRiskLib import clinical, models, selection
-from IMNRiskLib.schema import schema_from_dict
+from IMNRiskLib.modelling import clinical, models, selection
+from IMNRiskLib.inputs.schema import schema_from_dict
 
 HERE = Path(__file__).resolve().parent / "R"
 LRT = json.loads((HERE / "lrt_reference.json").read_text(encoding="utf-8"))

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from IMNRiskLib.cohort import read_cohort
-from IMNRiskLib.errors import InputError, InputErrors
-from IMNRiskLib.schema import load_schema, schema_from_dict
+from IMNRiskLib.inputs.cohort import read_cohort
+from IMNRiskLib.core.errors import InputError, InputErrors
+from IMNRiskLib.inputs.schema import load_schema, schema_from_dict
 
 GOOD = {"ID": "P001", "Image": "img.nrrd", "Mask": "mask.nrrd", "IMN": "1", "age": "52",
         "tumor_location": "medial", "vascular_invasion": "no", "menstrual_status": "postmenopausal",

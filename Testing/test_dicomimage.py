@@ -1,4 +1,4 @@
-"""DCE images from DICOM beyond one classic series (IMNRiskLib.dicomimage): Enhanced MR multi-frame objects
+"""DCE images from DICOM beyond one classic series (IMNRiskLib.inputs.dicomimage): Enhanced MR multi-frame objects
 (highdicom's Legacy Converted Enhanced MR, and true Enhanced MR objects with the phase in the Frame
 Content's Temporal Position Index or in a Dimension Index value) and one series per phase; the phantom
 cohort in each `synth --dicom-form`, with its SEG and RTSTRUCT masks, extracts the NRRD form's
@@ -28,8 +28,9 @@ hd = pytest.importorskip("highdicom", reason="highdicom missing: pip install 'im
 pytest.importorskip("skimage", reason="scikit-image missing: pip install 'imnrisk[dicom]'")
 import pydicom  # noqa: E402  (highdicom brings it)
 
-from IMNRiskLib import dicomimage, imaging, synthdicom  # noqa: E402
-from IMNRiskLib.errors import InputError  # noqa: E402
+from IMNRiskLib.inputs import dicomimage, imaging  # noqa: E402
+from IMNRiskLib.app import synthdicom
+from IMNRiskLib.core.errors import InputError  # noqa: E402
 
 PID = "SYN0001"
 FORMS = ("classic", "enhanced", "per-phase")

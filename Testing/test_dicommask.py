@@ -1,4 +1,4 @@
-"""Masks from DICOM (IMNRiskLib.dicommask): DICOM SEG and RTSTRUCT written by writers no one here wrote
+"""Masks from DICOM (IMNRiskLib.inputs.dicommask): DICOM SEG and RTSTRUCT written by writers no one here wrote
 (highdicom, dcmqi's itkimage2segimage, rt-utils) from the phantom's tumour, read back onto the image's
 grid; bad input (a missing ROI, an open contour, another frame of reference) refused with exit 2.
 
@@ -31,8 +31,8 @@ pytest.importorskip("skimage", reason="scikit-image missing: pip install 'imnris
 import pydicom  # noqa: E402  (highdicom brings it)
 from scipy import ndimage  # noqa: E402
 
-from IMNRiskLib import dicommask, imaging  # noqa: E402
-from IMNRiskLib.errors import InputError  # noqa: E402
+from IMNRiskLib.inputs import dicommask, imaging  # noqa: E402
+from IMNRiskLib.core.errors import InputError  # noqa: E402
 
 PID, OTHER = "SYN0001", "SYN0002"
 RTSTRUCT_MIN_DICE = 0.97
@@ -220,7 +220,8 @@ def test_a_study_folder_holding_the_image_and_its_rtstruct_is_both_image_and_mas
 @pytest.fixture(scope="module")
 def rtstruct_measured(case, rtstruct):
     """Dice and the 851 features' largest relative difference, RTSTRUCT read back vs the labelmap."""
-    from IMNRiskLib.features import compute_features, load_settings
+    from IMNRiskLib.radiomics.features import compute_features
+    from IMNRiskLib.radiomics.settings import load_settings
     settings = load_settings()
     from_labelmap = imaging.load_case(case.image, case.mask_path, None, 1)
     from_rtstruct = imaging.load_case(case.image, rtstruct, None, "gtv")

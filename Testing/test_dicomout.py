@@ -18,7 +18,9 @@ from dicom_cases import clinical_args, cohort_rows, make_dicom_phantom, patient_
 hd = pytest.importorskip("highdicom", reason="highdicom missing: pip install 'imnrisk[dicom]'")
 import pydicom  # noqa: E402  (highdicom brings it)
 
-from IMNRiskLib import RESEARCH_ONLY, __version__, dicomout, imaging  # noqa: E402
+from IMNRiskLib import RESEARCH_ONLY, __version__  # noqa: E402
+from IMNRiskLib.outputs import dicomout
+from IMNRiskLib.inputs import imaging
 
 PID = "SYN0001"
 

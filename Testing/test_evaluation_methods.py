@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_cli
-from IMNRiskLib import evaluation, figures
-from IMNRiskLib.clinical import LogisticFit
-from IMNRiskLib.models import shrink_uniformly
-from IMNRiskLib.report import FIGURES
+from IMNRiskLib.stats import evaluation
+from IMNRiskLib.outputs import figures
+from IMNRiskLib.stats.logistic import LogisticFit
+from IMNRiskLib.modelling.models import shrink_uniformly
+from IMNRiskLib.outputs.report import FIGURES
 
 REF = json.loads((ROOT / "Testing" / "R" / "evaluation_reference.json").read_text(encoding="utf-8"))
 

@@ -5,7 +5,7 @@ included, on the real breast MRI of the pyradiomics sdist and on the bench's 512
 "The same inputs": with a plain pyradiomics parameter file (no `imnrisk:` section), the image and
 mask files as pyradiomics reads them; with IMNRisk's settings, the whole phase put in the same
 orientation, normalised and smoothed (IMNRisk's own steps, which pyradiomics has not), uncropped,
-to pyradiomics' own extractor and classes. The cropping's rules are in `IMNRiskLib/cropping.py`.
+to pyradiomics' own extractor and classes. The cropping's rules are in `IMNRiskLib/inputs/cropping.py`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import pyradiomics_data
-from IMNRiskLib import features, imaging
+from IMNRiskLib.radiomics import features
+from IMNRiskLib.inputs import imaging
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 PLAIN_DEFAULTS = {"imageType": {"Original": {}, "Wavelet": {}},  # pyradiomics' defaults: 851 features

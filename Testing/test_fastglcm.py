@@ -16,8 +16,9 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import make_blob_mask, make_volume, pyradiomics_data
-from IMNRiskLib import features, imaging
-from IMNRiskLib.fastglcm import FastGLCM
+from IMNRiskLib.radiomics import features
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.radiomics.fastglcm import FastGLCM
 
 
 def both(image: sitk.Image, mask: sitk.Image, params: dict) -> tuple:
@@ -59,7 +60,7 @@ def test_real_breast_mri_all_851_features():
 
 
 def test_phantom_cases(phantom):
-    from IMNRiskLib.cohort import read_cohort
+    from IMNRiskLib.inputs.cohort import read_cohort
     settings = features.load_settings()
     cohort = read_cohort(phantom / "cohort.csv")
     for case in cohort.cases[:3]:

@@ -16,8 +16,9 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import CASES, pyradiomics_data, run_cli
-from IMNRiskLib import features, imaging
-from IMNRiskLib.cohort import read_cohort
+from IMNRiskLib.radiomics import features
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.inputs.cohort import read_cohort
 from test_imaging import write_dicom_series
 
 

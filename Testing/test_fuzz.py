@@ -21,12 +21,12 @@ import SimpleITK as sitk
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from IMNRiskLib import imaging
-from IMNRiskLib.cohort import read_cohort
-from IMNRiskLib.errors import InputError
-from IMNRiskLib.modelfile import ScoringModel, seal
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.inputs.cohort import read_cohort
+from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.scoring.modelfile import ScoringModel, seal
 from IMNRiskLib.scoring import Case, score_case
-from IMNRiskLib.schema import load_schema, schema_from_dict
+from IMNRiskLib.inputs.schema import load_schema, schema_from_dict
 
 settings.register_profile("fast", max_examples=40, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -291,7 +291,7 @@ def _argv(draw, command, parser, pool):
 
 def _commands():
     import argparse
-    from IMNRiskLib import cli
+    from IMNRiskLib.app import cli
     return next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
@@ -302,7 +302,9 @@ def test_random_command_lines_never_exit_1(command, tmp_path_factory, monkeypatc
     import io
     import sys
     import types
-    from IMNRiskLib import cli, clinical, features, pacs, predict, synth, training
+    from IMNRiskLib.app import cli, pacs, predict, synth, training
+    from IMNRiskLib.modelling import clinical
+    from IMNRiskLib.radiomics import features
     from IMNRiskLib.scoring import core
     work = tmp_path_factory.mktemp(f"argv-{command}")
     pool = _argument_pool(work / "pool")

@@ -17,9 +17,9 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import ROOT, assert_refused, make_blob_mask, make_volume, run_cli
-from IMNRiskLib import imaging
-from IMNRiskLib.errors import InputError
-from IMNRiskLib.modelfile import seal
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.scoring.modelfile import seal
 from test_imaging import write_dicom_series
 
 ORIGINAL_ONLY = ROOT / "Testing" / "data" / "original_only.yaml"
@@ -287,7 +287,7 @@ def test_the_cache_serves_no_stale_or_edited_entry(tmp_path, phantom):
 
 def test_an_input_edited_in_place_with_its_mtime_restored_is_rehashed(tmp_path, monkeypatch):
     import time
-    from IMNRiskLib import features
+    from IMNRiskLib.radiomics import features
     monkeypatch.setattr(features, "RACY_SECONDS", -1.0, raising=False)  # memoise even fresh files
     path = tmp_path / "image.nrrd"
     path.write_bytes(b"A" * 1000)
@@ -317,7 +317,7 @@ def test_report_refuses_a_damaged_training_folder(tmp_path, quick_model):
 
 
 def test_a_second_run_into_the_same_folder_refuses(tmp_path, phantom):
-    from IMNRiskLib.files import output_lock
+    from IMNRiskLib.core.files import output_lock
     with output_lock(tmp_path / "out"):  # a run in progress
         result = run_cli("train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out",
                          tmp_path / "out", "--cv-repeats", "0", "--bootstrap", "0", "--quiet", "--force")
@@ -327,7 +327,8 @@ def test_a_second_run_into_the_same_folder_refuses(tmp_path, phantom):
 
 def test_a_failing_run_leaves_the_previous_complete_set_intact(tmp_path, phantom, monkeypatch):
     import errno
-    from IMNRiskLib import cli, report
+    from IMNRiskLib.app import cli
+    from IMNRiskLib.outputs import report
     out = tmp_path / "out"
     args = ["train", str(phantom / "cohort.csv"), "--features", str(phantom / "features.csv"), "--out", str(out),
             "--cv-repeats", "0", "--bootstrap", "0", "--quiet", "--force", "--jobs", "1"]
@@ -347,7 +348,8 @@ def test_a_lost_interrupt_still_stops_the_run(tmp_path):
     """A stop asked for (Ctrl-C, SIGTERM) whose KeyboardInterrupt was lost (raised inside a
     finalizer, it is only printed) still stops the run: the validation's loop and the commit of
     outputs check progress.STOP; nothing is committed, and the previous output set is untouched."""
-    from IMNRiskLib import files, progress, validation
+    from IMNRiskLib.core import files, progress
+    from IMNRiskLib.resampling import validation
     out = tmp_path / "out"
     with files.output_set(out) as stage:
         (stage / "model.json").write_text("old", encoding="utf-8")
@@ -459,7 +461,7 @@ def test_no_path_or_folder_name_in_any_output(tmp_path, phantom):
     # The cache memoises a file's hash (file-hashes.json) only once the file is older than
     # RACY_SECONDS; on a fast machine the copies above are younger than that at the first extract.
     # Extract again once they are old enough, so that the index is written and checked too.
-    from IMNRiskLib.features import RACY_SECONDS
+    from IMNRiskLib.radiomics.features import RACY_SECONDS
     newest = max(max(p.stat().st_mtime, p.stat().st_ctime) for p in (study / "cases").rglob("*") if p.is_file())
     time.sleep(max(0.0, newest + RACY_SECONDS + 0.5 - time.time()))
     again = extract(cohort, study / "out" / "features.csv", "--force")

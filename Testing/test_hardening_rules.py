@@ -16,8 +16,8 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import ROOT, assert_refused, run_cli
-from IMNRiskLib import cli
-from IMNRiskLib.dicomout import SEG_NAME
+from IMNRiskLib.app import cli
+from IMNRiskLib.outputs.dicomout import SEG_NAME
 
 # --------------------------------------------------------------------------- 1. one rule for outputs
 
@@ -32,7 +32,7 @@ ROLES = {
     "extract": {"cohort": "in", "out": "out", "params": "in", "schema": "in", "dask": None, "cache": None,
                 "mask2_min_dice": None, "jobs": None, "quiet": None, "force": None},
     "tables": {"cohort": "in", "out": ("dir", "table1.csv"), "schema": "in", "entry_p": None, "keep_p": None,
-               "force": None},
+               "protocol": None, "force": None},
     "stats": {"predictions": "in", "outcome": None, "json": None},
     "train": {"cohort": "in", "features": "in", "out": ("dir", "model.json"), "schema": "in", "cv_folds": None,
               "cv_repeats": None, "bootstrap": None, "lasso_rule": None, "clinical_test": None, "protocol": None,
@@ -179,7 +179,7 @@ def test_a_provenance_whose_settings_were_edited_is_refused(tmp_path, phantom):
 def write_pair(phantom, folder):
     """features.csv and features_reader2.csv written as extract writes them (each provenance records the
     other table's SHA-256); the second reading is the first with 1% noise."""
-    from IMNRiskLib import features
+    from IMNRiskLib.radiomics import features
     first = features.read_features(phantom / "features.csv")
     second = first * (1 + 0.01 * np.random.default_rng(0).standard_normal(first.shape))
     prov = json.loads((phantom / "features.provenance.json").read_text(encoding="utf-8"))
@@ -264,7 +264,7 @@ def test_a_nul_byte_in_a_manifest_is_refused_naming_its_line(tmp_path, phantom):
 
 
 def test_an_excel_trailing_delimiter_is_an_empty_trailing_column_not_a_shift(tmp_path, phantom):
-    from IMNRiskLib.cohort import read_cohort
+    from IMNRiskLib.inputs.cohort import read_cohort
     lines = manifest_lines(phantom)
     for name, text in (("rows.csv", [lines[0]] + [line + "," for line in lines[1:]]),  # records only
                        ("both.csv", [line + "," for line in lines])):  # header and records
@@ -296,8 +296,8 @@ def test_an_id_with_a_line_break_is_refused_on_one_line_naming_its_line(tmp_path
 
 def test_a_mask_covering_the_whole_image_is_refused_clearly(tmp_path):
     from conftest import make_volume
-    from IMNRiskLib import imaging
-    from IMNRiskLib.errors import InputError
+    from IMNRiskLib.inputs import imaging
+    from IMNRiskLib.core.errors import InputError
     image = make_volume()
     full = sitk.GetImageFromArray(np.ones(image.GetSize()[::-1], np.uint8))
     full.CopyInformation(image)
@@ -331,13 +331,13 @@ def test_pacs_settings_are_checked_with_types_and_ranges(tmp_path, capsys, text,
 
 
 def test_a_remote_move_bind_needs_its_key(tmp_path):
-    from IMNRiskLib.pacs import load_settings
+    from IMNRiskLib.app.pacs import load_pacs_settings
     config = tmp_path / "pacs.yaml"
     config.write_text(PACS_BASE + "move_bind: 0.0.0.0\nmove_bind_allow_remote: true\ntimeout: 2.5\n", encoding="utf-8")
-    settings = load_settings(config)
+    settings = load_pacs_settings(config)
     assert (settings.move_bind, settings.move_bind_allow_remote, settings.timeout) == ("0.0.0.0", True, 2.5)
     config.write_text(PACS_BASE + "move_bind: ::1\n", encoding="utf-8")
-    assert load_settings(config).move_bind == "::1"  # loopback needs nothing
+    assert load_pacs_settings(config).move_bind == "::1"  # loopback needs nothing
 
 
 @pytest.mark.parametrize("text, field", [
@@ -390,7 +390,7 @@ def test_a_dask_address_that_does_not_parse_is_refused(tmp_path, capsys, phantom
 
 
 def test_a_model_whose_format_version_is_a_string_is_refused_as_such(tmp_path, capsys, quick_model):
-    from IMNRiskLib.modelfile import seal
+    from IMNRiskLib.scoring.modelfile import seal
     doc = json.loads(quick_model.read_text(encoding="utf-8"))
     doc["format_version"] = str(doc["format_version"])
     doc.pop("sha256")
@@ -413,7 +413,7 @@ def test_train_names_the_patient_of_a_non_numeric_feature_value(tmp_path, capsys
 # --------------------------------------------------------------------------- 6. bounded resources
 
 def test_a_training_run_that_cannot_fit_in_memory_is_refused_with_its_estimate(tmp_path, capsys, phantom):
-    from IMNRiskLib.training import machine_memory
+    from IMNRiskLib.app.training import machine_memory
     code, err = run_main(["train", phantom / "cohort.csv", "--features", phantom / "features.csv", "--out",
                           tmp_path / "out", "--bootstrap", "100000000", "--cv-repeats", "0", "--jobs", "1",
                           "--quiet"], capsys)
@@ -425,9 +425,9 @@ def test_a_training_run_that_cannot_fit_in_memory_is_refused_with_its_estimate(t
 def test_the_memory_estimate_covers_what_a_bootstrap_replicate_keeps(phantom):
     import gc
     import tracemalloc
-    from IMNRiskLib import validation
-    from IMNRiskLib.models import TrainingOptions
-    from IMNRiskLib.training import RESULT_BYTES, estimate_resources, load_training_data
+    from IMNRiskLib.resampling import validation
+    from IMNRiskLib.modelling.models import TrainingOptions
+    from IMNRiskLib.app.training import RESULT_BYTES, estimate_resources, load_training_data
     data = load_training_data(phantom / "cohort.csv", phantom / "features.csv")
     data.options = TrainingOptions()
     samples = validation.bootstrap_samples(len(data.y), 5, 0)
@@ -446,7 +446,7 @@ def test_the_memory_estimate_covers_what_a_bootstrap_replicate_keeps(phantom):
 
 def test_jobs_zero_is_every_core_and_negative_counts_from_the_end_as_joblib(capsys):
     import os
-    from IMNRiskLib.workers import resolve_jobs
+    from IMNRiskLib.core.workers import resolve_jobs
     cores = os.cpu_count()
     assert [resolve_jobs(j) for j in (0, -1, 1, 3)] == [cores, cores, 1, 3]
     if cores > 1:

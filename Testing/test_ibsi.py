@@ -12,8 +12,9 @@ import SimpleITK as sitk
 import yaml
 
 from conftest import ROOT, run_cli
-from IMNRiskLib import features, ibsi, imaging
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.radiomics import features, ibsi, phantom
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.core.errors import InputError
 
 DATA = ROOT / "Testing" / "data" / "ibsi"
 REFERENCE = DATA / "ibsi_1_dig_phantom_reference.csv"
@@ -25,7 +26,7 @@ EXPECTED_DEVIATIONS = {"original_shape_MinorAxisLength": "shape_MinorAxisLength"
 @pytest.fixture(scope="module")
 def phantom_values():
     """pyradiomics' own features of the phantom (IMNRisk's default: no IBSI variants)."""
-    return ibsi.phantom_features(DATA)
+    return phantom.phantom_features(DATA)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def test_the_deviations_are_exactly_the_named_conventions(phantom_values, refere
 
 
 def test_shipped_table_and_readme_section_equal_a_fresh_measurement():
-    fresh = ibsi.measure_phantom(DATA)
+    fresh = phantom.measure_phantom(DATA)
     shipped = ibsi.load_table()
     assert list(shipped["feature"]) == list(fresh["feature"])
     for column in ("ibsi_tag", "match", "reason", "pyradiomics"):

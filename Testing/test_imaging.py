@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import make_blob_mask, make_volume
-from IMNRiskLib import imaging
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.core.errors import InputError
 
 
 def write_dicom_series(image: sitk.Image, folder, phases=None, temporal_tag="0020|0100"):

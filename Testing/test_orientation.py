@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from IMNRiskLib import features, ibsi, imaging, scoring, synth
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.radiomics import features, ibsi
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib import scoring
+from IMNRiskLib.app import synth
+from IMNRiskLib.core.errors import InputError
 
 TEXTURE = ("_glcm_", "_glrlm_", "_glszm_", "_gldm_", "_ngtdm_")
 # (flip x, y, z) or a permutation of the axes (and then a flip): each a way a file may store the anatomy

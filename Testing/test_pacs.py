@@ -17,7 +17,7 @@ hd = pytest.importorskip("highdicom", reason="highdicom missing: pip install 'im
 pytest.importorskip("pynetdicom", reason="pynetdicom missing: pip install 'imnrisk[dicom]'")
 import pydicom  # noqa: E402
 
-from IMNRiskLib import dicomout  # noqa: E402
+from IMNRiskLib.outputs import dicomout  # noqa: E402
 
 PID = "SYN0002"  # the second of two uploaded patients: the study UID must pick the right one
 

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from conftest import pyradiomics_data, run_cli
-from IMNRiskLib import figures, uncertainty
+from IMNRiskLib.outputs import figures
+from IMNRiskLib.scoring import uncertainty
 from IMNRiskLib.scoring import Case, score_case
-from IMNRiskLib.modelfile import ScoringModel, read_model_document, seal
+from IMNRiskLib.scoring.modelfile import ScoringModel, read_model_document, seal
 
 HEAVY = ("matplotlib", "statsmodels", "sklearn", "pandas", "scipy.stats")
 
@@ -68,7 +69,7 @@ def test_the_predict_command_imports_no_plotting_statistics_or_table_library(pha
     image, mask, row = case_paths(phantom, "SYN0001")
     argv = ["predict", str(quick_model), "--image", str(image), "--mask", str(mask), "--json", "--clinical",
             *clinical_pairs(doc, row)]
-    code = ("import json, sys\nfrom IMNRiskLib.cli import main\n"
+    code = ("import json, sys\nfrom IMNRiskLib.app.cli import main\n"
             f"rc = main({argv!r})\n"
             f"print(json.dumps({{'rc': rc, 'loaded': [m for m in {HEAVY!r} if m in sys.modules]}}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -188,9 +189,9 @@ def test_an_old_model_without_ranges_or_replicates_still_scores_and_says_it_is_u
 def test_each_stored_replicate_is_the_pipeline_refitted_on_its_bootstrap_sample(phantom, trained):
     """Replicate 0 of model.json scores a patient as the whole pipeline refitted on bootstrap sample 0
     (the sample train's optimism used) does."""
-    from IMNRiskLib.models import TrainingOptions, fit_models
-    from IMNRiskLib.training import load_training_data
-    from IMNRiskLib.validation import bootstrap_samples
+    from IMNRiskLib.modelling.models import TrainingOptions, fit_models
+    from IMNRiskLib.app.training import load_training_data
+    from IMNRiskLib.resampling.validation import bootstrap_samples
     out, doc = trained
     block = doc["uncertainty"]
     assert block["b"] + block["failed"] == 20 and block["failed"] == 0

@@ -13,8 +13,8 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from conftest import ROOT, run_cli
-from IMNRiskLib import protocols, selection
-from IMNRiskLib.models import TrainingOptions
+from IMNRiskLib.modelling import protocols, selection
+from IMNRiskLib.modelling.models import TrainingOptions
 
 
 def correlated_frame(n: int = 80, seed: int = 0):
@@ -130,7 +130,7 @@ def test_report_shows_the_deviation_table_and_both_protocols_side_by_side(paper_
 def test_the_demo_validates_the_papers_protocol_by_cv_only():
     """Issue 13 (a): in the demo the paper's protocol runs its nested and leaky CV, no bootstrap;
     IMNRisk's protocol keeps the bootstrap asked for."""
-    from IMNRiskLib import cli
+    from IMNRiskLib.app import cli
     assert cli.demo_bootstrap("paper", 1000) == 0
     assert cli.demo_bootstrap("imnrisk", 1000) == 1000
 
@@ -143,7 +143,8 @@ def test_nested_cv_refits_the_papers_chain_in_every_fold(phantom):
 
     from sklearn.model_selection import StratifiedKFold
 
-    from IMNRiskLib import recovery, validation
+    from IMNRiskLib.app import recovery
+    from IMNRiskLib.resampling import validation
     data, _ = recovery.load_phantom(phantom)
     data = validation.Data(data.features, data.clinical, data.y, data.schema, protocols.training_options("paper"))
     sub = data.take(recovery.draw_training_set(data.y, 124, np.random.default_rng(5)))

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pytest
 
 from conftest import run_cli
-from IMNRiskLib.report import FIGURES
+from IMNRiskLib.outputs.report import FIGURES
 
 VOID = {"meta", "img", "br", "hr", "input", "link"}
 
@@ -138,7 +138,7 @@ def test_report_shows_the_ibsi_conformance_table_and_the_clear_ibsi_items(traine
     import html
     import json
 
-    from IMNRiskLib import ibsi
+    from IMNRiskLib.radiomics import ibsi
     out, _, _ = trained_phantom
     page = html.unescape((out / "report.html").read_text(encoding="utf-8"))
     model = json.loads((out / "model.json").read_text(encoding="utf-8"))

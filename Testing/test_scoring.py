@@ -12,9 +12,10 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import pyradiomics_data, run_cli
-from IMNRiskLib import domain, imaging
-from IMNRiskLib.errors import InputError
-from IMNRiskLib.modelfile import ScoringModel, read_model_document, seal
+from IMNRiskLib.scoring import domain
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.scoring.modelfile import ScoringModel, read_model_document, seal
 from IMNRiskLib.scoring import Case, Options, score_case
 from IMNRiskLib.scoring.core import clinical_pairs, read_clinical, verdict
 
@@ -309,7 +310,7 @@ def test_no_face_judges_a_patient_on_its_own():
     group or a warning of its own."""
     root = Path(__file__).resolve().parents[1]
     faces = [root / "IMNRisk" / "IMNRiskSlicer" / "controller.py", root / "IMNRisk" / "IMNRiskSlicer" / "logic.py",
-             root / "IMNRiskWeb" / "app.py", root / "IMNRiskLib" / "cli.py", root / "IMNRiskLib" / "pacs.py"]
+             root / "IMNRiskWeb" / "app.py", root / "IMNRiskLib" / "app" / "cli.py", root / "IMNRiskLib" / "app" / "pacs.py"]
     for path in faces:
         text = path.read_text(encoding="utf-8")
         for judged in ("risk_group(", "domain.check(", "check_acquisition(", "_range_warnings", ".radscore(",

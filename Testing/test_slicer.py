@@ -20,7 +20,7 @@ from conftest import ROOT, pyradiomics_data, run_cli
 
 sys.path.insert(0, str(ROOT / "IMNRisk"))
 slicer = pytest.importorskip("slicer", reason="slicer-core is installed by make install (test extra)")
-from IMNRiskLib.errors import InputError  # noqa: E402
+from IMNRiskLib.core.errors import InputError  # noqa: E402
 from IMNRiskSlicer import mrml  # noqa: E402
 from IMNRiskSlicer.logic import ScoringLogic, training_commands  # noqa: E402
 
@@ -640,7 +640,7 @@ def test_the_patient_identifier_gates_predict_goes_into_the_results_row_and_a_ne
 def test_a_segment_covering_more_than_a_tumour_can_is_noted_live_without_blocking_predict(model):
     """#26 item 4: the scoring core's tumour-share rule (> 25% of the image: not reliable), said
     while contouring, as a note that does not block Predict."""
-    from IMNRiskLib.domain import MAX_TUMOUR_SHARE
+    from IMNRiskLib.scoring.domain import MAX_TUMOUR_SHARE
     model_path, clinical = model
     controller, volume, segmentation, segment_id = breast1_controller(model_path, clinical)
     assert controller.state()["segment"]["note"] == ""
@@ -687,7 +687,7 @@ def test_results_become_stale_when_any_input_changes(model):
 def test_every_prediction_warning_and_out_of_range_radscore_is_shown(model, tmp_path):
     """Defect 5: a Rad-Score outside the training range (the nomogram axis) is said, with the
     prediction's own warnings; nothing is dropped."""
-    from IMNRiskLib.modelfile import seal
+    from IMNRiskLib.scoring.modelfile import seal
     model_path, clinical = model
     doc = json.loads(model_path.read_text(encoding="utf-8"))
     axis = next(a for a in doc["nomogram"]["axes"] if a["name"] == "radscore")
@@ -713,7 +713,7 @@ def test_a_patient_outside_the_training_ranges_is_named_in_state_and_on_the_nomo
     """#12.10: breast1 scored with the phantom model: state() names every feature outside its training
     range (as `imnrisk predict --json` does), and the nomogram prints the warnings; a model file
     without ranges scores and says it is unchecked."""
-    from IMNRiskLib.modelfile import seal
+    from IMNRiskLib.scoring.modelfile import seal
     model_path, clinical = model
     data = pyradiomics_data()
     scene, volume, segmentation, segment_id = breast1_scene()
@@ -800,7 +800,7 @@ def test_nomogram_fits_the_panel_marks_the_patient_and_is_closed(model, tmp_path
 
 
 def other_software_model(model_path, tmp_path):
-    from IMNRiskLib.modelfile import seal
+    from IMNRiskLib.scoring.modelfile import seal
     doc = json.loads(model_path.read_text(encoding="utf-8"))
     doc["software"]["pyradiomics"] = "2.2.0"
     path = tmp_path / "old_pyradiomics.json"
@@ -900,7 +900,7 @@ def dicom_scene(paths):
     """The patient's DCE phases as a sequence whose data nodes carry DICOM.instanceUIDs, as Slicer's
     DICOM module loads a series; a dict UID -> file stands for the DICOM database."""
     import pydicom
-    from IMNRiskLib import imaging
+    from IMNRiskLib.inputs import imaging
     images, uids, database = [], [], {}
     for files in imaging.dicom_phases(paths["image"]):
         reader = sitk.ImageSeriesReader()
@@ -936,7 +936,7 @@ def test_the_result_is_exported_as_seg_and_sr_on_the_chosen_phase(model, dicom_p
     """Issue #14 in Slicer: SEG + SR of the controller's result, its values exactly, the SEG on the
     chosen (non-default) phase's slices with the painted mask; the same numbers as `imnrisk predict`."""
     import highdicom as hd
-    from IMNRiskLib import dicomout
+    from IMNRiskLib.outputs import dicomout
     model_path, clinical = model
     controller, result, uids = scored_dicom_controller(model, dicom_patient, phase=2)
     assert result["phase"] == 2

@@ -22,7 +22,7 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is installed by make 
 pytest.importorskip("highdicom", reason="highdicom missing: pip install 'imnrisk[dicom]'")
 pytest.importorskip("skimage", reason="scikit-image missing: pip install 'imnrisk[dicom]'")
 
-from IMNRiskLib import imaging  # noqa: E402
+from IMNRiskLib.inputs import imaging  # noqa: E402
 from IMNRiskSlicer.controller import ScoringController, instance_files, segment_voxels  # noqa: E402
 from test_dicommask import write_highdicom_seg, write_rtutils  # noqa: E402
 from test_slicer import (assert_same_score, cli_predict, dicom_patient, dicom_scene, fill_form,  # noqa: E402,F401

@@ -19,7 +19,10 @@ import pytest
 
 from dataclasses import replace
 
-from IMNRiskLib import kernels, models, training, validation
+from IMNRiskLib.stats import kernels
+from IMNRiskLib.modelling import models
+from IMNRiskLib.app import training
+from IMNRiskLib.resampling import validation
 from equality import assert_same
 from reference_chain import models as ref_models
 from reference_chain import validation as ref_validation
@@ -126,7 +129,7 @@ def test_the_comparison_can_fail(data):
 def test_factor_selection_follows_table2(data):
     """clinical.table2_selection (the validation's fast path) makes table2's decisions, notes
     included, on resamples, with separation and with missing values."""
-    from IMNRiskLib import clinical
+    from IMNRiskLib.modelling import clinical
     rng = np.random.default_rng(11)
     frames = []
     for _ in range(6):
@@ -161,7 +164,8 @@ def test_lasso_equals_the_one_at_a_time_solver_of_before(data, folds, ratio, sol
     solving them: compiled (`kernels`, what `make install` gives), numpy side by side (no numba)
     and numpy one by one (no numba, large tables)."""
     from sklearn.model_selection import StratifiedKFold
-    from IMNRiskLib import selection
+    from IMNRiskLib.modelling import selection
+    from IMNRiskLib.stats import lasso
     from reference_chain import lasso_exact
     compiled, cells = SOLVERS[solver]
     if compiled == "1" and not kernels.IMPORTED:
@@ -169,7 +173,7 @@ def test_lasso_equals_the_one_at_a_time_solver_of_before(data, folds, ratio, sol
     monkeypatch.setenv("IMNRISK_COMPILED", compiled)
     assert kernels.available() == (compiled == "1")
     if cells is not None:
-        monkeypatch.setattr(selection, "SIDE_BY_SIDE_CELLS", cells)
+        monkeypatch.setattr(lasso, "SIDE_BY_SIDE_CELLS", cells)
     rng = np.random.default_rng(3)
     for _ in range(3):
         idx = rng.integers(0, len(data.y), len(data.y))
@@ -227,9 +231,9 @@ def test_compiled_ranks_equal_scipys(data):
 @needs_numba
 def test_compiled_logistic_fit_equals_numpys():
     """The compiled Newton steps of the ML logistic fit (`kernels.logistic_ml`) reach numpy's
-    (`clinical._newton_ml`) to 1e-10 on 200 random designs, with ties, rare events and separation,
+    (`logistic._newton_ml`) to 1e-10 on 200 random designs, with ties, rare events and separation,
     and stop the same way (converged or not)."""
-    from IMNRiskLib import clinical
+    from IMNRiskLib.stats import logistic
     rng = np.random.default_rng(0)
     stops = set()
     for trial in range(200):
@@ -241,8 +245,8 @@ def test_compiled_logistic_fit_equals_numpys():
         if trial % 7 == 0:
             y = (X[:, 0] > 0).astype(float)  # complete separation
         Xi = np.column_stack([np.ones(n), X])
-        beta, info, ll, converged = kernels.logistic_ml(y, Xi, 100, 1e-10, 2 * clinical.MAX_ABS_COEF)
-        ref = clinical._newton_ml(y, Xi, 100, 1e-10)
+        beta, info, ll, converged = kernels.logistic_ml(y, Xi, 100, 1e-10, 2 * logistic.MAX_ABS_COEF)
+        ref = logistic._newton_ml(y, Xi, 100, 1e-10)
         assert converged == ref[3]
         stops.add(converged)
         if converged:
@@ -256,7 +260,7 @@ def test_calibration_line_equals_evaluation_calibration():
     separation check, then statsmodels) gives evaluation.calibration's intercept and slope: on
     ordinary predictions, on completely separated ones (None), on quasi-separated ones (a tie at
     the boundary: statsmodels may still find an estimate) and on near-certain ones."""
-    from IMNRiskLib import evaluation
+    from IMNRiskLib.stats import evaluation
     rng = np.random.default_rng(9)
     kinds = set()
     for trial in range(60):
@@ -282,14 +286,14 @@ def test_calibration_line_equals_evaluation_calibration():
 def test_glum_settles_a_cycling_active_set_at_the_exact_solution(data):
     """The rare lambda where the active set cycles goes to glum, polished by Newton steps: the
     result is the exact solution of the one-at-a-time solver there too."""
-    from IMNRiskLib import selection
+    from IMNRiskLib.stats import lasso
     from reference_chain import lasso_exact
     X = data.features.iloc[:, :40].to_numpy(float)
     X = (X - X.mean(0)) / X.std(0)
     y = data.y.astype(float)
     grid = lasso_exact.lambda_max(X, y) * np.logspace(0, -1.5, 30)
     coefs, b0 = lasso_exact.lasso_path(X, y, grid)
-    problems = selection._Problems.of([(X, y)])
+    problems = lasso._Problems.of([(X, y)])
     for k in (10, 20, 29):
-        theta = selection._lasso_glum_polished(problems, 0, float(grid[k]), 1e-10, 200)
+        theta = lasso._lasso_glum_polished(problems, 0, float(grid[k]), 1e-10, 200)
         assert np.allclose(theta, np.concatenate([[b0[k]], coefs[k]]), rtol=1e-7, atol=1e-7)

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_cli
-from IMNRiskLib import stability
-from IMNRiskLib.features import output_paths, read_features, sha256_of_file
-from IMNRiskLib.selection import ICCFilter, radiomics_pipeline
+from IMNRiskLib.radiomics import stability
+from IMNRiskLib.radiomics.features import output_paths, read_features, sha256_of_file
+from IMNRiskLib.modelling.selection import ICCFilter, radiomics_pipeline
 
 R_DIR = ROOT / "Testing" / "R"
 PARAMS = ROOT / "Testing" / "data" / "original_only.yaml"
@@ -187,8 +187,8 @@ def test_extract_writes_the_second_readers_features_bound_to_the_first(phantom, 
 
 
 def test_synth_puts_the_second_reader_into_the_manifest(tmp_path):
-    from IMNRiskLib import synth
-    from IMNRiskLib.cohort import read_cohort
+    from IMNRiskLib.app import synth
+    from IMNRiskLib.inputs.cohort import read_cohort
     synth.synthesize(tmp_path, synth.SynthOptions(patients=2, seed=3))
     cohort = read_cohort(tmp_path / "cohort.csv")
     assert [c.mask2.name for c in cohort.second_reader] == ["tumour_reader2.nrrd"] * 2

@@ -15,8 +15,10 @@ from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from conftest import ROOT, run_cli
-from IMNRiskLib import features, imaging, synth
-from IMNRiskLib.cohort import read_cohort
+from IMNRiskLib.radiomics import features
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.app import synth
+from IMNRiskLib.inputs.cohort import read_cohort
 
 
 def tree_digest(folder: Path) -> dict:

@@ -60,6 +60,30 @@ def test_tables_reproduce_the_papers_univariate_table2(paper_tables):
         assert sep["separation"].all() and sep["uni_or"].isna().all() and sep["firth_or"].notna().all(), variable
 
 
+def _by_variable(folder):
+    """table2.csv's first row of each variable (its variable-level p-values and decisions)."""
+    return pd.read_csv(folder / "table2.csv").groupby("variable").first()
+
+
+def test_tables_paper_protocol_enters_every_candidate_in_one_wald_model(paper_tables, tmp_path):
+    """`--protocol paper` makes the paper's multivariable step: every variable with univariate p < 0.10
+    in one model together (no collinear pair left out, no elimination), kept at Wald p < 0.05. The
+    default (collinearity screen, likelihood-ratio elimination) fits a different set: the deviation."""
+    cohort = tmp_path / "cohort.csv"
+    pd.read_csv(ROOT / "Testing" / "R" / "data" / "table1_cohort.csv", dtype=str).to_csv(cohort, index=False)
+    result = run_cli("tables", cohort, "--out", tmp_path / "out", "--schema", PAPER_SCHEMA, "--protocol", "paper")
+    assert result.returncode == 0, result.stderr
+    paper, default = _by_variable(tmp_path / "out"), _by_variable(paper_tables)
+    entered = set(paper.index[paper["uni_variable_p"] < 0.10])
+    assert len(entered) == 5  # the paper's five candidates (Table 2's univariate p < 0.1)
+    assert set(paper.index[paper["multi_variable_p"].notna()]) == entered
+    assert paper["removed"].isna().all()
+    assert set(paper.index[paper["selected"]]) == set(paper.index[paper["multi_variable_p"] < 0.05])
+    assert set(default.index[default["multi_variable_p"].notna()]) < entered  # one of a collinear pair left out
+    html = (tmp_path / "out" / "table2.html").read_text(encoding="utf-8")
+    assert "one multivariable model, Wald p" in html
+
+
 def test_table1_counts_equal_the_papers(paper_tables):
     t1 = pd.read_csv(paper_tables / "table1.csv")
     paper = pd.read_csv(ROOT / "IMNRiskLib" / "data" / "paper_table1.csv")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from IMNRiskLib import training, validation
+from IMNRiskLib.app import training
+from IMNRiskLib.resampling import validation
 
 distributed = pytest.importorskip("dask.distributed", reason="dask[distributed] is not installed")
 

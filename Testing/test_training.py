@@ -11,9 +11,12 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from conftest import ROOT, run_cli
-from IMNRiskLib import clinical, models, selection, synth, validation
-from IMNRiskLib.modelfile import ScoringModel, read_model_document
-from IMNRiskLib.schema import schema_from_dict
+from IMNRiskLib.modelling import clinical, models, nomogram
+from IMNRiskLib.stats import lasso, logistic
+from IMNRiskLib.app import synth
+from IMNRiskLib.resampling import validation
+from IMNRiskLib.scoring.modelfile import ScoringModel, read_model_document
+from IMNRiskLib.inputs.schema import schema_from_dict
 from test_statistics import REF, data
 
 
@@ -34,7 +37,7 @@ def test_clinical_procedure_selects_the_true_factors():
     rc, rt = (np.random.default_rng(s) for s in root.spawn(2))
     frame = synth.draw_clinical(1500, rc)
     y = synth.draw_truth(frame, rt)["IMN"]
-    from IMNRiskLib.schema import load_schema
+    from IMNRiskLib.inputs.schema import load_schema
     schema = load_schema()
     t2 = clinical.table2(frame[schema.names], y, schema)
     assert set(t2.selected) == {"tumor_location", "pr", "aln_metastases"}, t2.selected
@@ -155,9 +158,9 @@ def test_lasso_coefficients_match_glmnet():
     d = data("lasso")
     X, y = d.drop(columns="y").to_numpy(), d["y"].to_numpy(float)
     for ref in REF["lasso"]:
-        ours = selection.lasso_fit(X, y, ref["lambda"], tol=1e-12)
+        ours = lasso.lasso_fit(X, y, ref["lambda"], tol=1e-12)
         assert ours == pytest.approx(ref["coef"], rel=1e-6, abs=1e-6), ref["lambda"]
-        path_coef, path_b0 = selection.lasso_path(X, y, np.array([ref["lambda"]]), tol=1e-10, max_iter=100000)
+        path_coef, path_b0 = lasso.lasso_path(X, y, np.array([ref["lambda"]]), tol=1e-10, max_iter=100000)
         assert np.r_[path_b0, path_coef[0]] == pytest.approx(ref["coef"], abs=1e-5)
 
 
@@ -168,17 +171,17 @@ def test_nomogram_points_match_rms():
                                               "reference": "a"}]})
     frame = pd.DataFrame({"x2": d["x2"].astype(str), "x3": d["x3"]})
     X = clinical.design(frame, schema, ["x2", "x3"]).assign(radscore=d["rs"])
-    fit = clinical.fit_ml(d["y"].to_numpy(), X)
+    fit = logistic.fit_ml(d["y"].to_numpy(), X)
     ref = REF["nomogram"]
     assert fit.coef == pytest.approx(ref["coef"], rel=1e-5)
-    nomo = models.build_nomogram(fit, schema, ["x2", "x3"], [-2.5, 2.5])
+    nomo = nomogram.build_nomogram(fit, schema, ["x2", "x3"], [-2.5, 2.5])
     axes = {a.name: a for a in nomo.axes}
     assert axes["x2"].points == pytest.approx(ref["x2"], rel=1e-5, abs=1e-6)
     assert axes["x3"].points == pytest.approx(ref["x3"], rel=1e-5, abs=1e-6)
     assert axes["radscore"].points == pytest.approx(ref["rs"], rel=1e-5, abs=1e-6)
     # total points map back to the model's linear predictor
-    patient = {"x2": "1", "x3": "c", "radscore": 0.7}
-    pts = models.nomogram_points(nomo, fit, patient)
+    patient = {"x2": "1", "x3": "c"}
+    pts = nomogram.nomogram_points(nomo.to_dict(), fit.coef[fit.terms.index("radscore")], patient, 0.7)
     lp = fit.coef[0] + fit.coef[1] + fit.coef[3] + fit.coef[4] * 0.7
     assert nomo.lp_from_points(pts["total"]) == pytest.approx(lp, rel=1e-12)
 
@@ -190,7 +193,7 @@ def test_bootstrap_optimism_replays_r_on_the_same_resamples():
     y = d["y"].to_numpy()
 
     def replicate(i):
-        fit = clinical.fit_ml(y[i], X.iloc[i])
+        fit = logistic.fit_ml(y[i], X.iloc[i])
         sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
         return i, sig(fit.predict_lp(X.iloc[i].to_numpy())), sig(fit.predict_lp(X.to_numpy()))
     res = validation.optimism(y, [replicate(i) for i in idx])
@@ -256,7 +259,7 @@ def test_predict_rejects_a_clinical_value_outside_the_schema(phantom, trained):
 def test_training_tables_hold_plain_strings_with_the_same_values():
     """training.plain_strings (the validation's fast lookups): names and text columns become
     object dtype, numbers stay float, every value and the row order are unchanged."""
-    from IMNRiskLib.training import plain_strings
+    from IMNRiskLib.app.training import plain_strings
     frame = pd.DataFrame({"age": [50.0, np.nan, 61.5], "pr": pd.array(["positive", None, "negative"], dtype="string"),
                           "grade": ["I", "II", "III"]}, index=["P1", "P2", "P3"])
     out = plain_strings(frame)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from IMNRiskLib import recovery
+from IMNRiskLib.app import recovery
 
 N_SETS, N_TRAIN, CV_REPEATS = 4, 124, 2
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Dict, List
 
 
-from IMNRiskLib import figures, protocols, report
-from IMNRiskLib.cli import demo_closing_line
-from IMNRiskLib.modelfile import ScoringModel
+from IMNRiskLib.outputs import figures, report
+from IMNRiskLib.modelling import protocols
+from IMNRiskLib.app.summaries import demo_closing_line
+from IMNRiskLib.scoring.modelfile import ScoringModel
 
 MODELS = ("clinical", "radiomics", "combined")
 SNAKE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)+$")  # a CSV column name such as uni_ci_low

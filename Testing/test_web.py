@@ -25,7 +25,7 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import ROOT, pyradiomics_data, run_cli
-from IMNRiskLib import imaging
+from IMNRiskLib.inputs import imaging
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / ".cache" / "web-screenshots"

@@ -17,7 +17,7 @@ from conftest import ROOT, run_cli
 slicer = pytest.importorskip("slicer", reason="slicer-core (test extra) is needed for MRML")
 sys.path.insert(0, str(ROOT / "IMNRisk"))
 
-from IMNRiskLib import imaging  # noqa: E402
+from IMNRiskLib.inputs import imaging  # noqa: E402
 from IMNRiskSlicer.controller import ScoringController  # noqa: E402
 from IMNRiskWeb import server, study  # noqa: E402
 

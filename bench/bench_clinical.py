@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from IMNRiskLib import clinical, training
+from IMNRiskLib.modelling import clinical
+from IMNRiskLib.app import training
 
 ROOT = Path(__file__).resolve().parents[1]
 # the test suite's shared phantom (its folder name ends with its parameter file's hash)

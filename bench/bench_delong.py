@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=1_000_000)
     args = parser.parse_args()
-    from IMNRiskLib import evaluation
+    from IMNRiskLib.stats import evaluation
     rng = np.random.default_rng(0)
     y = (rng.random(args.n) < 0.17).astype(int)
     a = y * 1.2 + rng.standard_normal(args.n)

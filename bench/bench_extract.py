@@ -75,7 +75,8 @@ def child(variant: str, image: str, mask: str) -> None:
         result = extractor.execute(image, mask)
         n = sum(not k.startswith("diagnostics_") for k in result)
     else:
-        from IMNRiskLib import features, imaging
+        from IMNRiskLib.radiomics import features
+        from IMNRiskLib.inputs import imaging
         settings = features.load_settings(PLAIN if variant == "imnrisk-plain" else None)
         start = time.perf_counter()
         loaded = imaging.load_case(image, mask)

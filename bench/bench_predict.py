@@ -62,7 +62,7 @@ def clinical_args(doc: dict, names) -> list:
 
 def import_check() -> dict:
     """Which heavy libraries the scoring modules load, and how long importing them takes."""
-    code = ("import sys, time, json; t = time.perf_counter(); import IMNRiskLib.cli, IMNRiskLib.predict; "
+    code = ("import sys, time, json; t = time.perf_counter(); import IMNRiskLib.app.cli, IMNRiskLib.app.predict; "
             f"print(json.dumps({{'s': time.perf_counter() - t, 'loaded': [m for m in {HEAVY!r} if m in sys.modules]}}))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
@@ -88,7 +88,7 @@ def main() -> None:
         runs = [timed_cli("predict", model, "--image", image, "--mask", mask, "--json", "--clinical", *clinical)
                 for _ in range(args.repeats)]
         features = list(json.loads(runs[-1]["stdout"])["features"])
-        from IMNRiskLib.modelfile import ScoringModel
+        from IMNRiskLib.scoring.modelfile import ScoringModel
         from IMNRiskLib.scoring import score_case
         from IMNRiskLib.scoring.core import case_from_files
         scoring = ScoringModel.load(model)
@@ -101,7 +101,7 @@ def main() -> None:
         boot = None
         if args.bootstrap_model:
             bdoc = json.loads(Path(args.bootstrap_model).read_text())
-            from IMNRiskLib.uncertainty import needed_factors, needed_features
+            from IMNRiskLib.scoring.uncertainty import needed_factors, needed_features
             bclin = clinical_args(bdoc, needed_factors(bdoc))
             common = ["predict", args.bootstrap_model, "--image", image, "--mask", mask, "--json", "--clinical", *bclin]
             boot = {"wald": best([timed_cli(*common) for _ in range(args.repeats)]),

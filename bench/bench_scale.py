@@ -161,10 +161,10 @@ def one_fit_seconds(folder: Path, p: int, fits: int, blas_threads: Optional[int]
     BLAS threads limited to `blas_threads` (None: the library's default), as joblib's loky workers
     of `imnrisk train --jobs 2` run on 2 cores (1 each): with 2 OpenBLAS threads on a shared
     machine one fit took up to 10x longer (5.3 s against 0.5 s at n = 500)."""
-    from IMNRiskLib.models import fit_models
-    from IMNRiskLib.selection import funnel
-    from IMNRiskLib.training import load_training_data
-    from IMNRiskLib.validation import bootstrap_samples
+    from IMNRiskLib.modelling.models import fit_models
+    from IMNRiskLib.modelling.selection import funnel
+    from IMNRiskLib.app.training import load_training_data
+    from IMNRiskLib.resampling.validation import bootstrap_samples
     data = load_training_data(folder / "cohort.csv", folder / features_name(p))
     from threadpoolctl import threadpool_limits
     samples = bootstrap_samples(len(data.y), fits, 1)
@@ -185,7 +185,7 @@ def step_seconds(d, warm_up) -> Dict[str, float]:
     """Seconds of each step of one fit (the clinical selection, then the radiomics chain step by
     step, as the Pipeline runs them): where the time goes as n and p grow. `warm_up` (a small
     sample) is fitted first, untimed, for the imports."""
-    from IMNRiskLib.models import fit_models, select_factors
+    from IMNRiskLib.modelling.models import fit_models, select_factors
     fit_models(warm_up.features, warm_up.clinical, warm_up.y, warm_up.schema, warm_up.options)
     start = time.perf_counter()
     select_factors(d.clinical, d.y, d.schema, d.options)

@@ -45,8 +45,8 @@ def timed_cli(*args, env: dict = None) -> dict:
 
 
 def compiled_kernels() -> bool:
-    """Whether the commands timed ran numba's kernels (IMNRiskLib/kernels.py) or numpy's solvers."""
-    from IMNRiskLib import kernels
+    """Whether the commands timed ran numba's kernels (IMNRiskLib/stats/kernels.py) or numpy's solvers."""
+    from IMNRiskLib.stats import kernels
     return kernels.available()
 
 
@@ -54,9 +54,9 @@ def per_fit_seconds(folder: Path, fits: int) -> dict:
     """Median seconds of one fit of the whole chain, current and reference, interleaved."""
     import statistics
     sys.path.insert(0, str(HERE.parent / "Testing"))
-    from IMNRiskLib.models import fit_models
-    from IMNRiskLib.training import load_training_data
-    from IMNRiskLib.validation import bootstrap_samples
+    from IMNRiskLib.modelling.models import fit_models
+    from IMNRiskLib.app.training import load_training_data
+    from IMNRiskLib.resampling.validation import bootstrap_samples
     from reference_chain.models import fit_models as reference_fit
     data = load_training_data(folder / "cohort.csv", folder / "features.csv")
     times = {"current": [], "reference": []}

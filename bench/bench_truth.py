@@ -43,7 +43,7 @@ def default_phantom(patients: int = 600, seed: int = 2) -> Path:
 
 def readme_table(doc: dict) -> str:
     """The README's table: each protocol's recovery figures beside what the paper reports."""
-    from IMNRiskLib.recovery import TRUE_FACTORS
+    from IMNRiskLib.app.recovery import TRUE_FACTORS
     names = list(doc["protocols"])
     rows = [("true factors kept (location / PR / ALN)", "location, PR, ALN (one cohort)",
              [" / ".join(f"{r['summary']['kept'][f]:.0%}" for f in TRUE_FACTORS) for r in doc["protocols"].values()]),
@@ -68,7 +68,8 @@ def readme_table(doc: dict) -> str:
 
 
 def main() -> None:
-    from IMNRiskLib import protocols, recovery
+    from IMNRiskLib.modelling import protocols
+    from IMNRiskLib.app import recovery
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cohort", help="phantom folder (cohort.csv, features.csv, truth.json)")
     parser.add_argument("--sets", type=int, default=16)

@@ -23,8 +23,8 @@ def cpu_seconds() -> float:
 
 
 def main() -> None:
-    from IMNRiskLib import features
-    from IMNRiskLib.cohort import read_cohort
+    from IMNRiskLib.radiomics import features
+    from IMNRiskLib.inputs.cohort import read_cohort
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cohort", required=True)
     parser.add_argument("--cases", type=int, default=40)

@@ -26,13 +26,13 @@ def main() -> None:
     parser.add_argument("--reference", action="store_true")
     parser.add_argument("--lines", type=int, default=25)
     args = parser.parse_args()
-    from IMNRiskLib.training import load_training_data
-    from IMNRiskLib.validation import bootstrap_samples
+    from IMNRiskLib.app.training import load_training_data
+    from IMNRiskLib.resampling.validation import bootstrap_samples
     if args.reference:
         sys.path.insert(0, str(ROOT / "Testing"))
         from reference_chain.models import fit_models
     else:
-        from IMNRiskLib.models import fit_models
+        from IMNRiskLib.modelling.models import fit_models
     folder = Path(args.cohort)
     data = load_training_data(folder / "cohort.csv", folder / "features.csv")
     fit_models(data.features, data.clinical, data.y, data.schema, data.options)  # imports, caches

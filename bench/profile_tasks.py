@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 def timed_steps(accumulated: collections.Counter) -> None:
     """Wrap each selection step's fit (and the clinical selection) to add its CPU time up."""
-    from IMNRiskLib import models, selection
+    from IMNRiskLib.modelling import models, selection
 
     def wrap(owner, name: str, label: str) -> None:
         original = getattr(owner, name)
@@ -50,10 +50,10 @@ def tasks_of(kind: str, folder: Path, count: int, protocol: str = "imnrisk"):
     """`count` tasks of one kind on the cohort in folder, and the function that runs one; the
     paper protocol without the second reader (it has no ICC filter), as `imnrisk train` runs it."""
     from sklearn.model_selection import StratifiedKFold
-    from IMNRiskLib import validation
-    from IMNRiskLib.models import fit_models
-    from IMNRiskLib.training import add_second_reader, load_training_data
-    from IMNRiskLib.protocols import training_options
+    from IMNRiskLib.resampling import validation
+    from IMNRiskLib.modelling.models import fit_models
+    from IMNRiskLib.app.training import add_second_reader, load_training_data
+    from IMNRiskLib.modelling.protocols import training_options
     data = load_training_data(folder / "cohort.csv", folder / "features.csv")
     data.options = training_options(protocol)
     if protocol == "imnrisk" and (folder / "features_reader2.csv").exists():

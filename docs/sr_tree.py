@@ -2,7 +2,7 @@
 
     python docs/sr_tree.py RESULTS/imnrisk_report_sr.dcm docs/sr-tree.png
 
-The lines come from IMNRiskLib.dicomout.tree_lines (long runs of measurements shortened).
+The lines come from IMNRiskLib.outputs.dicomout.tree_lines (long runs of measurements shortened).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from IMNRiskLib.dicomout import tree_lines  # noqa: E402
-from IMNRiskLib.files import atomic_path  # noqa: E402
+from IMNRiskLib.outputs.dicomout import tree_lines  # noqa: E402
+from IMNRiskLib.core.files import atomic_path  # noqa: E402
 
 COLOURS = {"CONTAINER": "#1f4e79", "NUM": "#7a3e00", "CODE": "#2e6b30", "TEXT": "#555555",
            "IMAGE": "#8b1a1a", "UIDREF": "#555555"}

@@ -158,7 +158,7 @@ def sdist_urls(index: str, context: ssl.SSLContext) -> list[str]:
 
 
 def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file (as IMNRiskLib.features.sha256_of_file: this script runs before
+    """Hex SHA-256 of a file (as IMNRiskLib.radiomics.features.sha256_of_file: this script runs before
     IMNRiskLib and its dependencies are installed, so it cannot import it)."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:

@@ -87,15 +87,13 @@ inputs, radscore, risk, ci95_low, ci95_high, risk_group, verdict, points, patien
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
-import numpy as np
-
 from IMNRiskLib import RESEARCH_ONLY
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.core.jsonio import json_clean
+from IMNRiskLib.core.errors import InputError
 
 from .editors import Editors
 from .export import DicomExport, instance_files  # noqa: F401  (part of this module's API: the widget imports it)
@@ -404,7 +402,7 @@ class ScoringController:
         shown = self.displayed_node()
         tumour = self.tumour
         csv = self.clinical.features_csv
-        return _json_clean({
+        return json_clean({
             "inputs": [dict(i) for i in self.inputs.offered], "input": self.input_id,
             "phase": self.phase(), "phase_count": self.phase_count(),
             "displayed_node_id": shown.GetID() if shown is not None else None,
@@ -438,20 +436,3 @@ def _converter_rules(scene):
     logic = slicer.vtkSlicerSegmentationsModuleLogic()
     logic.SetMRMLScene(scene)
     return logic
-
-
-# TODO(#28): use the library's one public JSON cleaner once it exists in a module that imports without scipy.
-def _json_clean(obj):
-    """Plain JSON types (numpy scalars -> Python, NaN -> None). Not IMNRiskLib.evaluation's private copy:
-    evaluation imports scipy, and this module must load in Slicer before the optional packages are installed."""
-    if isinstance(obj, dict):
-        return {str(k): _json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.core.errors import InputError
 
 
 class DicomExport:
@@ -69,14 +69,14 @@ class DicomExport:
     @staticmethod
     def would_overwrite(out_dir: str) -> List[str]:
         """The SEG/SR files that exporting into out_dir would replace (the face asks first)."""
-        from IMNRiskLib import dicomout
+        from IMNRiskLib.outputs import dicomout
         paths = dicomout.output_paths(out_dir)
         return [str(p) for p in (paths.seg, paths.sr) if p.exists()]
 
     def export(self, out_dir: str, force: bool = False) -> Dict[str, str]:
         """Write the tumour (the segment on the scored node's grid) as DICOM SEG and the result as a
         TID 1500 SR; an InputError says why not (nothing is half-written)."""
-        from IMNRiskLib import dicomout
+        from IMNRiskLib.outputs import dicomout
         gate = self.gate()
         if not gate["enabled"]:
             raise InputError(gate["reason"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.scoring.core import SYNTHETIC_BANNER
 
 
@@ -46,7 +46,7 @@ class ClinicalForm:
         """The smallest tumour the model's extraction settings accept (the library's default without one)."""
         if self.model is not None:
             return int(self.model.doc["extraction"]["imnrisk"]["min_tumour_voxels"])
-        from IMNRiskLib import imaging
+        from IMNRiskLib.inputs import imaging
         return imaging.MIN_TUMOUR_VOXELS
 
     def pyradiomics(self) -> Dict[str, Any]:
@@ -108,7 +108,7 @@ class ClinicalForm:
         if not path:
             return None
         try:
-            from IMNRiskLib.features import read_features
+            from IMNRiskLib.radiomics.features import read_features
             frame = read_features(path)
             if len(frame) != 1:
                 raise InputError(f"{len(frame)} rows: one patient's feature values expected", file=str(path))

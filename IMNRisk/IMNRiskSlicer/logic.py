@@ -16,8 +16,8 @@ import SimpleITK as sitk
 
 # Only what Slicer itself ships is imported here (numpy, SimpleITK): the module must load before
 # IMNRisk has asked to install pandas, scikit-learn & co.; those are imported where they are used.
-from IMNRiskLib import imaging
-from IMNRiskLib.modelfile import ScoringModel
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.scoring.modelfile import ScoringModel
 
 from . import mrml
 
@@ -134,7 +134,7 @@ def training_commands(cohort: str, out: str, features_csv: Optional[str] = None,
     import IMNRiskLib
     jobs = jobs or os.cpu_count() or 1
     lib_parent = str(Path(IMNRiskLib.__file__).resolve().parents[1])
-    script = ("import sys; sys.path.insert(0, {!r}); from IMNRiskLib.cli import main; "
+    script = ("import sys; sys.path.insert(0, {!r}); from IMNRiskLib.app.cli import main; "
               "sys.exit(main(sys.argv[1:]))").format(lib_parent)
     feats = features_csv or str(Path(out) / "features.csv")
     steps = []

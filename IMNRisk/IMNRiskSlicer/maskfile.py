@@ -1,8 +1,8 @@
 """A tumour file into the scene: read by the library's one mask loader, put in as an editable segment.
 
 Every mask form the CLI takes (`predict --mask`, the manifest's Mask) is read here by the same function,
-IMNRiskLib.imaging.load_mask: a labelmap (NRRD, NIfTI, ...), a Slicer .seg.nrrd, a DICOM SEG or an
-RTSTRUCT (IMNRiskLib/dicommask.py: by SOP Class, not extension), placed on the shown phase's grid with
+IMNRiskLib.inputs.imaging.load_mask: a labelmap (NRRD, NIfTI, ...), a Slicer .seg.nrrd, a DICOM SEG or an
+RTSTRUCT (IMNRiskLib/inputs/dicommask.py: by SOP Class, not extension), placed on the shown phase's grid with
 the CLI's checks (label present, size, frame of reference and series when the image is from DICOM). So
 the segment scored in Slicer is the mask `imnrisk predict --mask` scores.
 
@@ -18,7 +18,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 import SimpleITK as sitk
 
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.core.errors import InputError
 
 from . import mrml
 
@@ -40,14 +40,14 @@ def read_tumour_file(path: Union[str, Path], label: Union[int, str], shown_node,
                      min_voxels: int, warnings: List[str]) -> sitk.Image:
     """The tumour (UInt8, 1 inside) from a mask file, on the shown volume's grid, checked as the CLI
     checks `--mask`; any failure is one InputError naming the file."""
-    from IMNRiskLib import imaging
+    from IMNRiskLib.inputs import imaging
     if not path or not str(path).strip():
         raise InputError("choose a tumour file (labelmap, .seg.nrrd, DICOM SEG or RTSTRUCT)", field="Mask")
     image = mrml.phase_image(shown_node)
     try:
         return imaging.load_mask(path, label, image, warnings, min_voxels, image_path=reference_file(image_files))
     except InputError as exc:
-        from IMNRiskLib.dicommask import INSTALL_HINT
+        from IMNRiskLib.inputs.dicommask import INSTALL_HINT
         if INSTALL_HINT in str(exc):
             raise InputError(f"{exc.message}; {SLICER_DICOM_HINT}", file=str(path), field="Mask") from None
         raise exc.located(file=str(path), field="Mask") from None

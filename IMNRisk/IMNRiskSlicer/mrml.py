@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 import SimpleITK as sitk
 
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.core.errors import InputError
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 

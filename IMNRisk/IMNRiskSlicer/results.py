@@ -7,7 +7,7 @@ import datetime as _dt
 import json
 from typing import Any, Dict, List, Optional
 
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.core.errors import InputError
 
 from .observers import nodes_of_class
 
@@ -151,7 +151,7 @@ class Results:
         model = self.owner.clinical.model
         if model is None or self.result is None:
             return None
-        from IMNRiskLib import figures
+        from IMNRiskLib.outputs import figures
         import matplotlib.pyplot as plt
         labels = {v["name"]: v.get("label", v["name"]) for v in model.doc["clinical"]["schema"]["variables"]}
         fig = figures.nomogram(model.doc["nomogram"], labels, patient=self.result["points"],

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
-from IMNRiskLib.errors import InputError
+from IMNRiskLib.core.errors import InputError
 
 from .observers import nodes_of_class, weak_observer
 
@@ -105,7 +105,7 @@ class Tumour:
     def load_segmentation(self, path: str, label: Union[int, str] = 1) -> Optional[str]:
         """A tumour file as a new editable segmentation chosen as the tumour: a labelmap (NRRD,
         NIfTI), a .seg.nrrd, a DICOM SEG or an RTSTRUCT, read and placed on the shown phase by
-        IMNRiskLib.imaging.load_mask with the CLI's checks. Returns the node ID (None: the reason is
+        IMNRiskLib.inputs.imaging.load_mask with the CLI's checks. Returns the node ID (None: the reason is
         in state()["error"])."""
         from .maskfile import read_tumour_file
         self.owner.inputs.flush_scene_events()
@@ -206,7 +206,7 @@ class Tumour:
     def _share_note(self, voxels: int) -> str:
         """The scoring core's tumour-share rule said early: a segment covering more of the shown image
         than a tumour can (a threshold that took the organ) will make the result "not reliable"."""
-        from IMNRiskLib.domain import tumour_share_finding
+        from IMNRiskLib.scoring.domain import tumour_share_finding
         shown = self.owner.displayed_node()
         data = shown.GetImageData() if shown is not None else None
         if not voxels or data is None:

@@ -7,8 +7,8 @@ extrapolation / not reliable). Importing this package needs neither scikit-learn
 matplotlib: Slicer scores with what it ships.
 """
 
-from .compat import check_versions, model_settings, version_mismatches
-from .core import (Case, Options, Prediction, Verdict, field_status, read_clinical, score_case, score_values,
+from IMNRiskLib.scoring.compat import check_versions, model_settings, version_mismatches
+from IMNRiskLib.scoring.core import (Case, Options, Prediction, Verdict, field_status, read_clinical, score_case, score_values,
                    SYNTHETIC_BANNER)
 
 __all__ = ["Case", "Options", "Prediction", "Verdict", "SYNTHETIC_BANNER", "check_versions", "field_status",

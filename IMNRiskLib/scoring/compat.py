@@ -6,37 +6,37 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, List, Optional
 
-from .. import features
-from ..errors import InputError
-from ..modelfile import ScoringModel
+from IMNRiskLib.radiomics.settings import ExtractionSettings, orientation_setting, settings_from_dict, software_versions
+from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.scoring.modelfile import ScoringModel
 
 # what must equal between the model's training run and this one for its feature values to be comparable
 VERSION_KEYS = ("pyradiomics", "imnrisk")
 
 
-def model_settings(model: ScoringModel) -> features.ExtractionSettings:
+def model_settings(model: ScoringModel) -> ExtractionSettings:
     """The extraction settings the model was trained with."""
     s = model.doc["extraction"]
-    return features.ExtractionSettings(pyradiomics=copy.deepcopy(s["pyradiomics"]),
+    return ExtractionSettings(pyradiomics=copy.deepcopy(s["pyradiomics"]),
                                        smoothing_sigma_mm=float(s["imnrisk"]["smoothing_sigma_mm"]),
                                        min_tumour_voxels=int(s["imnrisk"]["min_tumour_voxels"]), source="model.json",
                                        ibsi_variants=bool(s["imnrisk"].get("ibsi_variants", False)),
                                        # absent in models trained before the step: none, as they were computed
-                                       orientation=features.orientation_setting(s["imnrisk"].get("orientation"),
+                                       orientation=orientation_setting(s["imnrisk"].get("orientation"),
                                                                                 "model.json"))
 
 
 def version_mismatches(model: ScoringModel, running: Optional[Dict[str, str]] = None) -> List[str]:
     """How the model's recorded extraction versions and settings differ from this installation's
     (empty when they agree): another pyradiomics gives other feature values, silently."""
-    running = running or features.software_versions()
+    running = running or software_versions()
     recorded = model.doc.get("software") or {}
     problems = [f"{key} {recorded.get(key) or 'unknown'} in the model, {running.get(key)} here"
                 for key in VERSION_KEYS if _plain(recorded.get(key)) != _plain(running.get(key))]
     stored = model.doc.get("extraction") or {}
     try:
         flat = {**copy.deepcopy(stored.get("pyradiomics") or {}), "imnrisk": copy.deepcopy(stored.get("imnrisk") or {})}
-        understood = features.settings_from_dict(flat, source="model.json").to_dict()
+        understood = settings_from_dict(flat, source="model.json").to_dict()
     except InputError as exc:
         return problems + [f"extraction settings not readable here ({exc.message})"]
     if understood != {k: stored.get(k) for k in understood}:

@@ -24,10 +24,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .. import RESEARCH_ONLY, domain, features, imaging, uncertainty
-from ..errors import InputError, InputErrors
-from ..modelfile import ScoringModel, logistic
-from .compat import check_versions, model_settings
+from IMNRiskLib import RESEARCH_ONLY
+from IMNRiskLib.scoring import domain, uncertainty
+from IMNRiskLib.radiomics import features
+from IMNRiskLib.inputs import imaging
+from IMNRiskLib.core.errors import InputError, InputErrors
+from IMNRiskLib.scoring.modelfile import ScoringModel
+from IMNRiskLib.stats.logit import logistic
+from IMNRiskLib.scoring.compat import check_versions, model_settings
 
 SYNTHETIC_BANNER = "TRAINED ON SYNTHETIC DATA (demo model): not for patients."
 CI_METHODS = ("wald", "bootstrap")
@@ -277,7 +281,7 @@ def score_values(model: ScoringModel, values: Dict[str, float], clinical: Dict[s
            "clinical_probability": model.probability(clinical, rs, "clinical")["probability"],
            "radiomics_probability": logistic(rs), "points": model.points(clinical, rs)}
     if ci == "bootstrap":
-        boot = uncertainty.bootstrap_ci(model.doc, model.schema, values, clinical)
+        boot = uncertainty.replicate_interval(model.doc, model.schema, values, clinical)
         out.update(ci95=boot["ci95"], ci_method=boot["method"], ci95_wald=combined["ci95"])
     return out
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from IMNRiskLib.schema import ClinicalSchema, Variable
+from IMNRiskLib.inputs.schema import ClinicalSchema, Variable
 
 Z95 = stats.norm.ppf(0.975)
 ENTRY_P = 0.10   # univariate p below which a variable enters the multivariable model (paper)

@@ -1,4 +1,4 @@
-"""The exact LASSO solver before the speed work of issue 13 (IMNRiskLib/selection.py at 529e068):
+"""The exact LASSO solver before the speed work of issue 13 (IMNRiskLib/modelling/selection.py at 529e068):
 one problem at a time, warm starts down the lambda grid, an active set with the signs fixed and
 Newton steps on the support. Frozen here so that Testing/test_speed_equality.py can check the
 side-by-side solver (`selection.lasso_paths`) against it."""

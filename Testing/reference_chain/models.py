@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from .clinical import ENTRY_P, KEEP_P, LogisticFit, design, fit_logistic, table2, varying
-from IMNRiskLib.schema import ClinicalSchema
+from IMNRiskLib.inputs.schema import ClinicalSchema
 from .selection import radiomics_pipeline
 
 MODELS = ("clinical", "radiomics", "combined")

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from IMNRiskLib import evaluation
+from IMNRiskLib.stats import evaluation
 from .models import MODELS, TrainingOptions, fit_models, refit_frozen
-from IMNRiskLib.schema import ClinicalSchema
+from IMNRiskLib.inputs.schema import ClinicalSchema
 
 
 def performance(y: np.ndarray, p: np.ndarray) -> Dict[str, Optional[float]]:
@@ -62,7 +62,7 @@ def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str]]:
 def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool):
     """Run fn over tasks on `jobs` processes (joblib), with a progress bar; yields results."""
     from joblib import Parallel, delayed
-    from IMNRiskLib.progress import progress_bar
+    from IMNRiskLib.core.progress import progress_bar
     bar = progress_bar(len(tasks), desc, "fit", enabled=show_bar)
     try:
         if jobs <= 1:
@@ -70,7 +70,7 @@ def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool):
                 yield fn(t)
                 bar.update(1)
         else:
-            from IMNRiskLib.workers import loky_backend  # no worker outlives a killed run
+            from IMNRiskLib.core.workers import loky_backend  # no worker outlives a killed run
             for result in Parallel(n_jobs=jobs, backend=loky_backend(jobs), return_as="generator_unordered",
                                    batch_size=1)(delayed(fn)(t) for t in tasks):
                 yield result

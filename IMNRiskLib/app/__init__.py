@@ -1,0 +1,1 @@
+"""The commands: imnrisk cli, train, external validation, pacs, phantom, truth recovery."""

@@ -1,0 +1,1 @@
+"""Errors, files and the one safe-output helper, progress, workers, json."""

@@ -1,0 +1,1 @@
+"""What comes in: clinical schema, cohort manifest, images and masks (dicom readers)."""

@@ -1,0 +1,1 @@
+"""Models from features: clinical tables, radiomics selection, models, protocols."""

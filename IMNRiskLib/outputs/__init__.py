@@ -1,0 +1,1 @@
+"""What goes out: report, figures, dicom seg/sr."""

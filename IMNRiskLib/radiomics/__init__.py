@@ -1,0 +1,1 @@
+"""Features from images: settings, extractor, cache, pool, fast glcm, ibsi, reader stability."""

@@ -1,0 +1,1 @@
+"""Internal validation: repeated cv and bootstrap optimism."""
