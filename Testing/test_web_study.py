@@ -108,3 +108,83 @@ def test_which_hosts_need_a_token(host, loopback):
     assert server.choose_token(host, environ={server.TOKEN_ENV: "x" * 20}) == "x" * 20
     with pytest.raises(study.InputError):
         server.choose_token(host, environ={server.TOKEN_ENV: "short"})
+
+
+def shown_study(dicom_case, **controller_options):
+    """A scene and controller with the DICOM study open at phase 2 and an empty tumour segment."""
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene, **controller_options)
+    study.load_study(scene, dicom_case / "dce_dicom")
+    controller.set_dicom_sources(study.dicom_sources(dicom_case / "dce_dicom", controller.phase))
+    controller.new_segmentation()
+    return scene, controller
+
+
+def write_seg(dicom_case, tmp_path):
+    """A DICOM SEG of the tumour on the scored phase's slices, written by highdicom (test_dicommask's writer)."""
+    import pydicom
+    from test_dicommask import write_highdicom_seg
+    files = imaging.dicom_phases(dicom_case / "dce_dicom")[imaging.DEFAULT_PHASE]
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(dicom_case / "tumour.nrrd"))) > 0
+    return write_highdicom_seg([pydicom.dcmread(str(f)) for f in files], {"GTV": truth}, tmp_path / "seg.dcm")
+
+
+def test_a_segmentation_file_becomes_the_tumour_segment_checked_as_the_cli_checks(dicom_case, tmp_path):
+    """#26 item 2: a label map and a DICOM SEG fill the page's tumour segment voxel for voxel through
+    imaging.load_mask; the study itself given as the mask is refused in one line, segment untouched."""
+    from IMNRiskSlicer import mrml
+    from IMNRiskWeb import masks
+    pytest.importorskip("highdicom")
+    scene, controller = shown_study(dicom_case)
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(dicom_case / "tumour.nrrd"))) > 0
+    image = mrml.volume_to_sitk(controller.displayed_node())
+    for path, label in ((dicom_case / "tumour.nrrd", masks.parse_label("")),
+                        (write_seg(dicom_case, tmp_path), masks.parse_label("GTV"))):
+        mask, _ = masks.read_mask(path, label, image, dicom_case / "dce_dicom", 10)
+        segmentation = scene.GetNodeByID(controller.segmentation_id)
+        masks.fill_segment(segmentation, controller.segment_id, mask)
+        controller.choose_segmentation(controller.segmentation_id)
+        assert controller.state()["segment"]["voxels"] == int(truth.sum())
+        saved = study.mask_nrrd(scene, controller.displayed_node(), segmentation, controller.segment_id,
+                                tmp_path / "saved.nrrd")
+        assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(saved))) > 0, truth)
+    with pytest.raises(study.InputError) as refused:
+        masks.read_mask(dicom_case / "dce_dicom", 1, image, dicom_case / "dce_dicom", 10)
+    assert "\n" not in str(refused.value)
+    assert controller.state()["segment"]["voxels"] == int(truth.sum())
+    with pytest.raises(study.InputError):
+        masks.parse_label("0")
+
+
+def test_the_dicom_export_carries_the_patient_identifier_beside_the_source_patient_id(dicom_case, quick_model,
+                                                                                       tmp_path):
+    """#26 item 4: the identifier typed on the page goes into the SEG and the SR (Other Patient IDs,
+    issuer IMNRisk); the source series' own Patient ID stays."""
+    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("highdicom")
+    from IMNRiskLib import dicomout
+    from IMNRiskWeb import masks
+    from IMNRiskSlicer import mrml
+    scene, controller = shown_study(dicom_case, require_patient_id=True)
+    image = mrml.volume_to_sitk(controller.displayed_node())
+    mask, _ = masks.read_mask(dicom_case / "tumour.nrrd", 1, image, None, 10)
+    masks.fill_segment(scene.GetNodeByID(controller.segmentation_id), controller.segment_id, mask)
+    controller.choose_segmentation(controller.segmentation_id)
+    controller.load_model(str(quick_model))
+    controller.set_patient_id("PAT-EXPORT-42")
+    for field in controller.form():
+        controller.set_clinical(field["name"], field["levels"][0] if field["levels"] else 50)
+    assert controller.predict() is not None, controller.state()["error"]
+    assert controller.export_gate()["enabled"], controller.export_gate()["reason"]
+    written = controller.export_dicom(str(tmp_path / "out"))
+    source = pydicom.dcmread(str(imaging.dicom_phases(dicom_case / "dce_dicom")[1][0]))
+    for path in (written["seg"], written["sr"]):
+        ds = pydicom.dcmread(path)
+        other = ds.OtherPatientIDsSequence[0]
+        assert (other.PatientID, other.IssuerOfPatientID) == ("PAT-EXPORT-42", dicomout.ISSUER_OF_PATIENT_ID)
+        assert ds.PatientID == source.PatientID
+    archive = study.zip_files([written["seg"], written["sr"]])
+    import zipfile
+    assert sorted(zipfile.ZipFile(io.BytesIO(archive)).namelist()) == sorted(
+        [dicomout.SEG_NAME, dicomout.SR_NAME])
+    assert controller.results()[-1]["patient_id"] == "PAT-EXPORT-42"
