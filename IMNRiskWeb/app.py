@@ -32,6 +32,7 @@ from .warmup import warm_imports
 POLL_SECONDS = 0.25
 LAYOUT = "Axial, sagittal, coronal"
 NOMOGRAM_WIDTH_PX = 1100  # drawn once at full size: the panel shows it scaled, a click opens it whole
+ENTER_KEY = [("keydown_enter", "keydown.enter")]  # a text field's Enter (not one of VTextField's declared events)
 THRESHOLD_DEFAULT_PERCENTILE = 99.5  # the threshold's default lower bound: the brightest 0.5% of the phase
 
 
@@ -324,13 +325,17 @@ class IMNRiskWebApp(TrameApp):
             return
         use(path)
 
-    def _on_open_path(self) -> None:
-        typed = (self.state.imn_path or "").strip()
+    def _on_open_path(self, typed: Optional[str] = None) -> None:
+        typed = (self.state.imn_path if typed is None else typed or "").strip()
         if typed:
             self._open(Path(typed).expanduser())
 
-    def _on_mask_path(self) -> None:
-        typed = (self.state.imn_mask_path or "").strip()
+    def _on_mask_path(self, typed: Optional[str] = None, label: Optional[str] = None) -> None:
+        """Load the segmentation at the typed path (the page sends the field's text with the click or
+        Enter, which may come before the field's state has reached the server)."""
+        if label is not None:
+            self.state.imn_mask_label = label
+        typed = (self.state.imn_mask_path if typed is None else typed or "").strip()
         if typed:
             self._load_mask(Path(typed).expanduser())
 
@@ -438,11 +443,13 @@ class IMNRiskWebApp(TrameApp):
             with html.Div(classes="d-flex flex-row align-center", style="gap: 8px;"):
                 upload_input("imn_mask_chunk", "imn-mask-upload", "imn_mask_error", title="Upload a segmentation")
                 v.VTextField(v_model=("imn_mask_path",), label="segmentation path", density="compact",
-                             hide_details=True, id="imn-mask-path", keydown_enter=self._on_mask_path)
+                             hide_details=True, id="imn-mask-path", __events=ENTER_KEY,
+                             keydown_enter=(self._on_mask_path, "[imn_mask_path, imn_mask_label]"))
                 v.VTextField(v_model=("imn_mask_label",), label="label", placeholder="1", persistent_placeholder=True,
                              density="compact", hide_details=True, id="imn-mask-label", style="max-width: 90px;",
                              title="label value, or segment / ROI name (as imnrisk predict --label)")
-                v.VBtn("Load", click=self._on_mask_path, id="imn-mask-open", size="small")
+                v.VBtn("Load", click=(self._on_mask_path, "[imn_mask_path, imn_mask_label]"), id="imn-mask-open",
+                      size="small")
             html.Div("{{ imn_mask_error }}", v_if=("imn_mask_error",), classes="text-error imn-small",
                      id="imn-mask-error")
             html.Div("{{ imn_mask_note }}", v_if=("imn_mask_note",), classes="text-warning imn-small",
@@ -464,8 +471,8 @@ class IMNRiskWebApp(TrameApp):
                     v.VProgressCircular(v_if=("imn_uploading",), indeterminate=True, size=20, classes="ml-2")
                 with html.Div(classes="d-flex flex-row align-center"):
                     v.VTextField(v_model=("imn_path",), label="path", density="compact", hide_details=True,
-                                 id="imn-path", keydown_enter=self._on_open_path)
-                    v.VBtn("Open", click=self._on_open_path, id="imn-open", classes="ml-2")
+                                 id="imn-path", __events=ENTER_KEY, keydown_enter=(self._on_open_path, "[imn_path]"))
+                    v.VBtn("Open", click=(self._on_open_path, "[imn_path]"), id="imn-open", classes="ml-2")
                 html.Div("{{ imn_load_error }}", v_if=("imn_load_error",), classes="text-error imn-small",
                          id="imn-load-error")
                 with html.Div(v_if=("imn.phase_count >= 1",), id="imn-phase-box"):
@@ -489,8 +496,8 @@ class IMNRiskWebApp(TrameApp):
                 html.Div("{{ imn.model ? imn.model.summary : (imn_models.length ? 'Choose a model.' : "
                          "'No model: start with --model MODEL.json or --models FOLDER') }}",
                          classes="imn-small", style="white-space: pre-line", id="imn-model-summary")
-                html.Div("{{ imn.model && imn.model.banner }}", classes="text-warning imn-small")
-                html.Div("{{ imn.model && imn.model.error }}", classes="text-error imn-small")
+                html.Div("{{ imn.model && imn.model.banner }}", classes="text-warning imn-small", id="imn-model-banner")
+                html.Div("{{ imn.model && imn.model.error }}", classes="text-error imn-small", id="imn-model-error")
                 with html.Div(v_if=("imn.model && imn.model.version_problems.length",), classes="imn-small"):
                     html.Div("{{ imn.model.version_problems.join('; ') }}", classes="text-warning")
                     v.VCheckbox(label="Score anyway (feature values may differ)", density="compact",
