@@ -120,10 +120,24 @@ def summary_lines(page) -> list:
     return [line for line in page.inner_text("#imn-model-summary").splitlines() if line.strip()]
 
 
+def type_bounds(page, low: float, high: float) -> None:
+    """Type the threshold's bounds (keyboard) and wait until the slider holds them."""
+    for field, value in (("#imn-threshold-low", low), ("#imn-threshold-high", high)):
+        page.click(field)
+        page.keyboard.press("Control+A")
+        page.keyboard.type(f"{value:.6g}")
+        page.keyboard.press("Tab")
+    thumbs = "[...document.querySelectorAll('#imn-tumour [role=slider]')].map(t => Number(t.getAttribute('aria-valuenow')))"
+    page.wait_for_function(f"() => {{ const v = {thumbs}; return Math.abs(v[0] - {low:.6g}) <= 1e-3 * Math.abs({low:.6g})"
+                           f" && Math.abs(v[1] - {high:.6g}) <= 1e-3 * Math.abs({high:.6g}); }}")
+    state_sent(page)
+
+
 def test_the_model_picker_and_typed_threshold_bounds(models_dir, browser, tmp_path):
     """#26 items 3 and 5: `--models DIR` lists both models; picking one (mouse) shows its summary, validated
     performance before the apparent AUC, with the synthetic-data banner; picking the other changes it.
-    The threshold's bounds typed (keyboard) are the range applied."""
+    The threshold's bounds typed (keyboard) are the range applied; the whole range gets the page's
+    volume warning."""
     srv = WebServer(None, tmp_path, args=["--models", models_dir])
     try:
         page = new_page(browser, srv.url)
@@ -150,18 +164,21 @@ def test_the_model_picker_and_typed_threshold_bounds(models_dir, browser, tmp_pa
         effect_button(page, "mdi-auto-fix").click()
         page.wait_for_selector("#imn-threshold-low")
         phase2 = sitk.GetArrayFromImage(imaging.load_phase(study, 1)[0])
+        # the whole range typed: the segment takes the organ, and the page warns before Predict
+        type_bounds(page, float(phase2.min()), float(phase2.max()))
+        page.locator("#imn-tumour button:has-text('Apply')").click()
+        page.wait_for_selector("#imn-segment-note")
+        assert "not reliable" in page.inner_text("#imn-segment-note")
+        page.locator("#imn-tumour button:has(.mdi-undo)").click()
+        wait_voxels(page, "v === 0")
+        if not page.locator("#imn-threshold-low").is_visible():  # the undo left the effect
+            effect_button(page, "mdi-auto-fix").click()
+            page.wait_for_selector("#imn-threshold-low")
         low, high = (float(np.percentile(phase2, 99.0)), float(np.percentile(phase2, 99.9)))
-        for field, value in (("#imn-threshold-low", low), ("#imn-threshold-high", high)):
-            page.click(field)
-            page.keyboard.press("Control+A")
-            page.keyboard.type(f"{value:.6g}")
-            page.keyboard.press("Tab")
-        thumbs = "[...document.querySelectorAll('#imn-tumour [role=slider]')].map(t => Number(t.getAttribute('aria-valuenow')))"
-        page.wait_for_function(f"() => {{ const v = {thumbs}; return Math.abs(v[0] - {low:.6g}) < 1e-3 * Math.abs({low:.6g})"
-                               f" && Math.abs(v[1] - {high:.6g}) < 1e-3 * Math.abs({high:.6g}); }}")
-        state_sent(page)
+        type_bounds(page, low, high)
         page.locator("#imn-tumour button:has-text('Apply')").click()
         applied = wait_voxels(page, "v > 0")
+        assert page.locator("#imn-segment-note").count() == 0
         mask = sitk.GetArrayFromImage(sitk.ReadImage(str(download(page, "#imn-download-mask", tmp_path / "t.nrrd")))) > 0
         inside = phase2[mask]
         assert int(mask.sum()) == applied
