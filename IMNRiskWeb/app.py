@@ -265,7 +265,10 @@ class IMNRiskWebApp(TrameApp):
         except InputError as exc:
             with self.state:
                 self.state.imn_load_error = study.redact(str(exc), self._secrets + [str(path)])
+            self.uploads.discard(path)  # a refused upload is not kept
             return
+        if self._study_path is not None and self._study_path != Path(path):
+            self.uploads.discard(self._study_path)  # the previous study's upload, replaced by this one
         self._study_path = Path(path)
         with self.state:
             self.state.imn_mask_error, self.state.imn_mask_note = "", ""
@@ -306,7 +309,14 @@ class IMNRiskWebApp(TrameApp):
 
     def _on_mask_chunk(self, files: List[Dict[str, Any]]) -> None:
         """One chunk of a segmentation upload; at its end it is stored and loaded."""
-        self._receive(self._mask_upload, files, "imn_mask_error", self._load_mask)
+        self._receive(self._mask_upload, files, "imn_mask_error", self._load_uploaded_mask)
+
+    def _load_uploaded_mask(self, path: Path) -> None:
+        """Load an uploaded segmentation; the file is removed once read (the segment holds its voxels)."""
+        try:
+            self._load_mask(path)
+        finally:
+            self.uploads.discard(path)
 
     def _receive(self, upload: ChunkedUpload, files: List[Dict[str, Any]], error: str, use) -> None:
         """Gather an upload under --max-upload-mb, store it under neutral names, then use it."""
@@ -354,10 +364,13 @@ class IMNRiskWebApp(TrameApp):
     def _on_dicom_zip(self):
         """The result as DICOM SEG + SR (with the patient identifier), zipped for download."""
         out = self.uploads.new_folder()
-        written = self.controller.export_dicom(str(out))
-        if not written:
-            return None
-        return self.server.protocol.addAttachment(study.zip_files([written["seg"], written["sr"]]))
+        try:
+            written = self.controller.export_dicom(str(out))
+            if not written:
+                return None
+            return self.server.protocol.addAttachment(study.zip_files([written["seg"], written["sr"]]))
+        finally:
+            self.uploads.discard(out)  # sent: nothing of it stays on the server
 
     def _on_mask_nrrd(self):
         c = self.controller
@@ -367,11 +380,13 @@ class IMNRiskWebApp(TrameApp):
         out = self.uploads.new_folder() / "mask.nrrd"
         try:
             study.mask_nrrd(c.scene, c.displayed_node(), segmentation, c.segment_id, out)
+            return self.server.protocol.addAttachment(out.read_bytes())
         except InputError as exc:
             with self.state:
                 self.state.imn_load_error = str(exc)
             return None
-        return self.server.protocol.addAttachment(out.read_bytes())
+        finally:
+            self.uploads.discard(out)  # sent: nothing of it stays on the server
 
     # ------------------------------------------------------------------ layout
     def _build_ui(self) -> None:

@@ -142,6 +142,18 @@ class Uploads:
             return paths[0]
         return folder
 
+    def discard(self, path: Union[str, Path, None]) -> None:
+        """Remove the upload (or download) folder holding `path`; a path outside this session's folder
+        (a study typed by its path on the workstation) is never touched."""
+        if path is None:
+            return
+        try:
+            parts = Path(path).resolve().relative_to(self.root.resolve()).parts
+        except ValueError:
+            return
+        if parts:
+            shutil.rmtree(self.root / parts[0], ignore_errors=True)
+
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -77,6 +77,11 @@ def test_uploads_are_private_neutrally_named_and_removed(tmp_path, monkeypatch):
     folder = uploads.write([{"name": "IM0001", "content": b"x"}, {"name": "IM0002", "content": b"y"}])
     assert folder.is_dir() and sorted(p.read_bytes() for p in folder.iterdir()) == [b"x", b"y"]
     assert (folder.stat().st_mode & 0o077) == 0 and (uploads.root.stat().st_mode & 0o077) == 0
+    outside = tmp_path / "typed-study.nrrd"  # a study opened by its path on the workstation
+    outside.write_bytes(b"keep")
+    uploads.discard(outside)
+    uploads.discard(path)  # the upload folder holding a replaced study goes, the others stay
+    assert outside.read_bytes() == b"keep" and not path.exists() and folder.is_dir()
     uploads.close()
     assert not uploads.root.exists()
 
