@@ -25,8 +25,10 @@ from IMNRiskLib import RESEARCH_ONLY
 from IMNRiskLib.errors import InputError
 
 from . import masks, study
+from .models import list_models
 from .server import WebOptions
 from .upload import ChunkedUpload, upload_input
+from .views import effect_logics, named_slice_view_ui, three_slices_layout
 from .warmup import warm_imports
 
 POLL_SECONDS = 0.25
@@ -34,25 +36,6 @@ LAYOUT = "Axial, sagittal, coronal"
 NOMOGRAM_WIDTH_PX = 1100  # drawn once at full size: the panel shows it scaled, a click opens it whole
 ENTER_KEY = [("keydown_enter", "keydown.enter")]  # a text field's Enter (not one of VTextField's declared events)
 THRESHOLD_DEFAULT_PERCENTILE = 99.5  # the threshold's default lower bound: the brightest 0.5% of the phase
-
-
-def list_models(folder: Optional[str], trusted_key: Optional[str] = None) -> Dict[str, str]:
-    """The model files of a folder ({file name: path}, sorted): every *.json that reads as an IMNRisk
-    model, and with a trusted key only those signed by it."""
-    from IMNRiskLib.modelfile import read_model_document
-    from IMNRiskLib.signing import verify_model
-    found: Dict[str, str] = {}
-    if not folder:
-        return found
-    for path in sorted(Path(folder).glob("*.json")):
-        try:
-            doc = read_model_document(path)
-            if trusted_key:
-                verify_model(doc, trusted_key, str(path))
-        except (InputError, OSError, ValueError):
-            continue
-        found[path.name] = str(path)
-    return found
 
 
 def _later(call) -> None:
@@ -108,9 +91,9 @@ class IMNRiskWebApp(TrameApp):
         self.last_action = time.monotonic()
         self.slicer_app = SlicerApp()
         sequences = self.slicer_app.register_module_logic(slicer.vtkSlicerSequencesLogic(), logic_name="Sequences")
-        register_rca_factories(self.slicer_app.view_manager, self.server, slice_view_ui_f=_named_slice_view_ui)
+        register_rca_factories(self.slicer_app.view_manager, self.server, slice_view_ui_f=named_slice_view_ui)
         self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
-        self.layout_manager.register_layout_dict({LAYOUT: _three_slices_layout()})
+        self.layout_manager.register_layout_dict({LAYOUT: three_slices_layout()})
         self.layout_manager.set_layout(LAYOUT)
         self.editor_logic = SegmentEditorLogic(self.server, self.slicer_app)
         self._thresholded = None
@@ -171,7 +154,7 @@ class IMNRiskWebApp(TrameApp):
     def _threshold_key(self) -> Optional[str]:
         """The trame state name of trame-slicer's threshold range ([low, high])."""
         from trame_slicer.app.logic.segmentation.threshold_effect_logic import ThresholdEffectLogic
-        for logic in _effect_logics(self.editor_logic):
+        for logic in effect_logics(self.editor_logic):
             if isinstance(logic, ThresholdEffectLogic):
                 return logic.name.threshold_slider.value
         return None
@@ -592,34 +575,3 @@ class IMNRiskWebApp(TrameApp):
                            click="utils.download('imnrisk-dicom.zip', trigger('imn_dicom_zip'), 'application/zip')")
                 html.Div("{{ imn.export.reason }}", v_if=("imn.result && !imn.export.enabled",),
                          classes="imn-small", id="imn-export-reason")
-
-
-def _three_slices_layout():
-    from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
-    return Layout(LayoutDirection.Horizontal, [
-        ViewLayoutDefinition.axial_view(),
-        Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.sagittal_view(), ViewLayoutDefinition.coronal_view()]),
-    ])
-
-
-def _effect_logics(editor_logic) -> list:
-    """trame-slicer's per-effect logics of a SegmentEditorLogic (a private list in 2.0)."""
-    return list(getattr(editor_logic, "_effect_logic", []) or [])
-
-
-def _named_slice_view_ui(server, view_id: str, view) -> None:
-    """trame-slicer's slice view gutter plus the view's name (Axial, Sagittal, Coronal) and Slicer's
-    orientation cube (its faces lettered R/L, A/P, S/I)."""
-    import slicer
-    from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui
-    create_vertical_slice_view_gutter_ui(server, view_id, view)
-    node = getattr(view, "_view_node", None)
-    name = node.GetOrientation() if node is not None and hasattr(node, "GetOrientation") else ""
-    try:
-        view.set_orientation_marker(slicer.vtkMRMLAbstractViewNode.OrientationMarkerTypeCube,
-                                    slicer.vtkMRMLAbstractViewNode.OrientationMarkerSizeSmall)
-    except AttributeError:
-        pass
-    html.Div(name, classes="imn-view-name", raw_attrs=[f'data-view="{name}"'],
-             style="position: absolute; top: 4px; left: 50%; transform: translateX(-50%); color: #ffd54f;"
-                   " font-weight: bold; pointer-events: none; text-shadow: 0 0 3px black;")
