@@ -134,9 +134,22 @@ def write_seg(dicom_case, tmp_path):
     return write_highdicom_seg([pydicom.dcmread(str(f)) for f in files], {"GTV": truth}, tmp_path / "seg.dcm")
 
 
+def write_rtstruct(dicom_case, tmp_path):
+    """An RTSTRUCT of the tumour (ROI 'GTV') on the scored phase's slices, by rt-utils (test_dicommask's writer)."""
+    import shutil
+    from test_dicommask import write_rtutils
+    series = tmp_path / "series"
+    series.mkdir()
+    for f in imaging.dicom_phases(dicom_case / "dce_dicom")[imaging.DEFAULT_PHASE]:
+        shutil.copy(f, series / f.name)
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(dicom_case / "tumour.nrrd"))) > 0
+    return write_rtutils(series, {"GTV": truth}, tmp_path / "rtstruct.dcm")
+
+
 def test_a_segmentation_file_becomes_the_tumour_segment_checked_as_the_cli_checks(dicom_case, tmp_path):
-    """#26 item 2: a label map and a DICOM SEG fill the page's tumour segment voxel for voxel through
-    imaging.load_mask; the study itself given as the mask is refused in one line, segment untouched."""
+    """#26 item 2: a label map, a DICOM SEG and an RTSTRUCT fill the page's tumour segment voxel for
+    voxel through imaging.load_mask; the study itself given as the mask is refused in one line,
+    the segment untouched."""
     from IMNRiskSlicer import mrml
     from IMNRiskWeb import masks
     pytest.importorskip("highdicom")
@@ -144,7 +157,8 @@ def test_a_segmentation_file_becomes_the_tumour_segment_checked_as_the_cli_check
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(dicom_case / "tumour.nrrd"))) > 0
     image = mrml.volume_to_sitk(controller.displayed_node())
     for path, label in ((dicom_case / "tumour.nrrd", masks.parse_label("")),
-                        (write_seg(dicom_case, tmp_path), masks.parse_label("GTV"))):
+                        (write_seg(dicom_case, tmp_path), masks.parse_label("GTV")),
+                        (write_rtstruct(dicom_case, tmp_path), masks.parse_label("gtv"))):
         mask, _ = masks.read_mask(path, label, image, dicom_case / "dce_dicom", 10)
         segmentation = scene.GetNodeByID(controller.segmentation_id)
         masks.fill_segment(segmentation, controller.segment_id, mask)
