@@ -110,6 +110,7 @@ class IMNRiskWebApp(TrameApp):
         self.state.imn_mask_note = ""
         self.state.imn_mask_path = ""
         self.state.imn_mask_label = ""
+        self.state.imn_study_dicom = False
         self.state.imn_nomogram_open = False
         self.state.imn_ended = ""
         self.state.imn_max_upload_mb = self.options.max_upload_mb
@@ -256,7 +257,10 @@ class IMNRiskWebApp(TrameApp):
         with self.state:
             self.state.imn_mask_error, self.state.imn_mask_note = "", ""
         self.controller.new_patient()  # a new study is a new patient: no identifier, values or result kept
-        self.controller.set_dicom_sources(study.dicom_sources(path, self.controller.phase))
+        sources = study.dicom_sources(path, self.controller.phase)
+        self.controller.set_dicom_sources(sources)
+        with self.state:
+            self.state.imn_study_dicom = sources is not None
         self.controller.refresh_inputs()
         self.controller.choose_input(sequence.GetID())
         self.controller.new_segmentation()
@@ -573,5 +577,6 @@ class IMNRiskWebApp(TrameApp):
                     v.VBtn("DICOM SEG + SR", size="small", classes="ml-2", id="imn-download-dicom",
                            disabled=("!imn.export.enabled",), title=("imn.export.reason",),
                            click="utils.download('imnrisk-dicom.zip', trigger('imn_dicom_zip'), 'application/zip')")
-                html.Div("{{ imn.export.reason }}", v_if=("imn.result && !imn.export.enabled",),
+                html.Div("{{ imn_study_dicom ? imn.export.reason : 'DICOM SEG + SR needs a DICOM study (its folder "
+                         "uploaded or opened by path).' }}", v_if=("imn.result && !imn.export.enabled",),
                          classes="imn-small", id="imn-export-reason")

@@ -344,6 +344,8 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
     assert page.get_attribute("#imn-verdict", "data-state") == expected["verdict"]["state"]
     assert page.inner_text("#imn-group") == "Risk group: " + expected["display"]["group"]
     assert page.inner_text("#imn-banner").startswith("TRAINED ON SYNTHETIC DATA")  # the phantom model's banner
+    assert page.locator("#imn-download-dicom").is_disabled()  # a NRRD study: no DICOM to reference
+    assert "needs a DICOM study" in page.inner_text("#imn-export-reason")
 
     # 6. the results table downloads as CSV, one row per prediction
     table = download(page, "#imn-download-csv", tmp_path / "results.csv")
