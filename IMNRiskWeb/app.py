@@ -370,7 +370,7 @@ class IMNRiskWebApp(TrameApp):
             return self.server.protocol.addAttachment(out.read_bytes())
         except InputError as exc:
             with self.state:
-                self.state.imn_load_error = str(exc)
+                self.state.imn_load_error = study.redact(str(exc), self._secrets)
             return None
         finally:
             self.uploads.discard(out)  # sent: nothing of it stays on the server
