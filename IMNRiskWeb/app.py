@@ -24,7 +24,7 @@ from trame.widgets import vuetify3 as v
 from IMNRiskLib import RESEARCH_ONLY
 from IMNRiskLib.errors import InputError
 
-from . import masks, study
+from . import study
 from .models import list_models
 from .server import WebOptions
 from .upload import ChunkedUpload, upload_input
@@ -266,27 +266,19 @@ class IMNRiskWebApp(TrameApp):
         self.controller.new_segmentation()
 
     def _load_mask(self, path) -> None:
-        """Make an existing segmentation the tumour segment, checked as `imnrisk predict --mask` checks it;
-        a bad file leaves the segment as it was and says why in one line."""
-        from IMNRiskSlicer import mrml
+        """A segmentation file as the tumour: the controller reads it with the library's mask loader and
+        the CLI's checks into a new editable segmentation; a bad file says why in one line beside the
+        loader (without its name), the tumour as it was."""
         c = self.controller
         with self.state:
             self.state.imn_mask_error, self.state.imn_mask_note = "", ""
-        shown = c.displayed_node()
-        try:
-            if shown is None:
-                raise InputError("open the DCE study first: the segmentation is read onto its grid")
-            label = masks.parse_label(self.state.imn_mask_label)
-            mask, warnings = masks.read_mask(path, label, mrml.volume_to_sitk(shown), self._study_path,
-                                             c._min_voxels())
-            if not (c.segmentation_id and c.segment_id):
-                c.new_segmentation()
-            masks.fill_segment(c.scene.GetNodeByID(c.segmentation_id), c.segment_id, mask)
-        except InputError as exc:
+        if c.load_segmentation(str(path), self.state.imn_mask_label) is None:
+            error, c.error = c.error, None  # said beside the loader, not under Predict
+            self._publish(c.state())
             with self.state:
-                self.state.imn_mask_error = study.redact(str(exc), self._secrets + [str(path)])
+                self.state.imn_mask_error = study.redact(error, self._secrets + [str(path)])
             return
-        c.choose_segmentation(c.segmentation_id)  # the size is counted again, a shown result is stale
+        warnings = (c.state().get("tumour_file") or {}).get("warnings") or []
         with self.state:
             self.state.imn_mask_note = study.redact(" ".join(warnings), self._secrets + [str(path)])
 

@@ -146,10 +146,12 @@ def test_the_model_picker_and_typed_threshold_bounds(models_dir, browser, tmp_pa
         assert page.locator("#imn-predict").is_disabled()
         seen = {}
         for name in ("b-bootstrap.json", "a-quick.json"):
+            before = page.inner_text("#imn-model-summary")  # the summary shown before the pick
             page.locator("#imn-model").locator("xpath=ancestor::*[contains(@class,'v-field')]").first.click()
             page.locator(".v-overlay--active .v-list-item", has_text=name).click()
             page.wait_for_function(f"() => window.trame.state.state.imn_model_name === {json.dumps(name)} && "
-                                   "document.querySelector('#imn-model-summary').innerText.includes('Validated')")
+                                   "document.querySelector('#imn-model-summary').innerText.includes('Validated') && "
+                                   f"document.querySelector('#imn-model-summary').innerText !== {json.dumps(before)}")
             lines = summary_lines(page)
             validated = next(i for i, line in enumerate(lines) if line.startswith("Validated"))
             apparent = next(i for i, line in enumerate(lines) if "apparent" in line.lower())
