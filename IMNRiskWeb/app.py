@@ -25,31 +25,22 @@ from IMNRiskLib import RESEARCH_ONLY
 from IMNRiskLib.core.errors import InputError
 
 from . import study
+from .models import list_models
 from .server import WebOptions
+from .upload import ChunkedUpload, upload_input
+from .views import effect_logics, named_slice_view_ui, three_slices_layout
+from .warmup import warm_imports
 
 POLL_SECONDS = 0.25
 LAYOUT = "Axial, sagittal, coronal"
 NOMOGRAM_WIDTH_PX = 1100  # drawn once at full size: the panel shows it scaled, a click opens it whole
+ENTER_KEY = [("keydown_enter", "keydown.enter")]  # a text field's Enter (not one of VTextField's declared events)
 THRESHOLD_DEFAULT_PERCENTILE = 99.5  # the threshold's default lower bound: the brightest 0.5% of the phase
 
 
-def list_models(folder: Optional[str], trusted_key: Optional[str] = None) -> Dict[str, str]:
-    """The model files of a folder ({file name: path}, sorted): every *.json that reads as an IMNRisk
-    model, and with a trusted key only those signed by it."""
-    from IMNRiskLib.scoring.modelfile import read_model_document
-    from IMNRiskLib.scoring.signing import verify_model
-    found: Dict[str, str] = {}
-    if not folder:
-        return found
-    for path in sorted(Path(folder).glob("*.json")):
-        try:
-            doc = read_model_document(path)
-            if trusted_key:
-                verify_model(doc, trusted_key, str(path))
-        except (InputError, OSError, ValueError):
-            continue
-        found[path.name] = str(path)
-    return found
+def _later(call) -> None:
+    """Run `call` on the event loop once the present handler has returned (its state sent)."""
+    asyncio.get_event_loop().call_later(0.01, call)
 
 
 class EditorAdapter:
@@ -93,14 +84,16 @@ class IMNRiskWebApp(TrameApp):
         for extra in (self.options.models_dir, self.options.trusted_key):
             if extra:
                 self._secrets += [str(extra), str(Path(extra).resolve())]
-        self._upload: List[Dict[str, Any]] = []
-        self._upload_bytes = 0
+        self._study_upload = ChunkedUpload(self.options.max_upload_mb)
+        self._mask_upload = ChunkedUpload(self.options.max_upload_mb)
+        self._study_path: Optional[Path] = None
+        self._nomogram_for: Optional[Dict[str, Any]] = None  # the result the shown nomogram was drawn for
         self.last_action = time.monotonic()
         self.slicer_app = SlicerApp()
         sequences = self.slicer_app.register_module_logic(slicer.vtkSlicerSequencesLogic(), logic_name="Sequences")
-        register_rca_factories(self.slicer_app.view_manager, self.server, slice_view_ui_f=_named_slice_view_ui)
+        register_rca_factories(self.slicer_app.view_manager, self.server, slice_view_ui_f=named_slice_view_ui)
         self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
-        self.layout_manager.register_layout_dict({LAYOUT: _three_slices_layout()})
+        self.layout_manager.register_layout_dict({LAYOUT: three_slices_layout()})
         self.layout_manager.set_layout(LAYOUT)
         self.editor_logic = SegmentEditorLogic(self.server, self.slicer_app)
         self._thresholded = None
@@ -113,6 +106,11 @@ class IMNRiskWebApp(TrameApp):
         self.state.imn_nomogram = ""
         self.state.imn_busy = ""
         self.state.imn_load_error = ""
+        self.state.imn_mask_error = ""
+        self.state.imn_mask_note = ""
+        self.state.imn_mask_path = ""
+        self.state.imn_mask_label = ""
+        self.state.imn_study_dicom = False
         self.state.imn_nomogram_open = False
         self.state.imn_ended = ""
         self.state.imn_max_upload_mb = self.options.max_upload_mb
@@ -126,6 +124,7 @@ class IMNRiskWebApp(TrameApp):
         self.state.change("imn_phase_ui")(self._on_phase_ui)
         self.state.change("imn_model_name")(self._on_model_name)
         self.server.controller.on_server_ready.add(self._start_polling)
+        self.server.controller.on_client_connected.add(self._touch)  # the idle clock starts with the tab
 
     # ------------------------------------------------------------------ controller -> page
     def _show_volume(self, node) -> None:
@@ -156,20 +155,33 @@ class IMNRiskWebApp(TrameApp):
     def _threshold_key(self) -> Optional[str]:
         """The trame state name of trame-slicer's threshold range ([low, high])."""
         from trame_slicer.app.logic.segmentation.threshold_effect_logic import ThresholdEffectLogic
-        for logic in _effect_logics(self.editor_logic):
+        for logic in effect_logics(self.editor_logic):
             if isinstance(logic, ThresholdEffectLogic):
                 return logic.name.threshold_slider.value
         return None
 
     def _publish(self, state: Dict[str, Any]) -> None:
         """The controller's state for the page, with every file path replaced."""
-        state = _without_paths(state, self._secrets)
+        state = study.without_paths(state, self._secrets)
         self.last_action = time.monotonic()
         with self.state:
             self.state.imn = state
             self.state.imn_phase_ui = state["phase"]
             result = state["result"]
-            self.state.imn_nomogram = self._nomogram() if result and not result["stale"] else ""
+            if not result or result["stale"]:
+                self.state.imn_nomogram, self._nomogram_for = "", None
+        if result and not result["stale"] and self._nomogram_for is not self.controller.result:
+            self._nomogram_for = self.controller.result
+            _later(self._draw_nomogram)
+
+    def _draw_nomogram(self) -> None:
+        """The nomogram of the shown result, drawn after the result has reached the page (the verdict
+        and the numbers first; the drawing takes a few tenths of a second)."""
+        if self._nomogram_for is None or self._nomogram_for is not self.controller.result:
+            return
+        picture = self._nomogram()
+        with self.state:
+            self.state.imn_nomogram = picture
 
     def _nomogram(self) -> str:
         """The nomogram with this patient marked, as a data URL (drawn by the controller)."""
@@ -184,6 +196,7 @@ class IMNRiskWebApp(TrameApp):
 
     def _start_polling(self, **_):
         asyncio.get_event_loop().create_task(self._poll())
+        asyncio.get_event_loop().run_in_executor(None, warm_imports)
 
     async def _poll(self) -> None:
         """The controller's throttled segment-size update (the live mL while painting), and the
@@ -199,7 +212,7 @@ class IMNRiskWebApp(TrameApp):
                 await self.server.stop()
                 return
 
-    def _touch(self) -> None:
+    def _touch(self, **_) -> None:
         """A user action: the idle clock starts again."""
         self.last_action = time.monotonic()
 
@@ -236,40 +249,84 @@ class IMNRiskWebApp(TrameApp):
         except InputError as exc:
             with self.state:
                 self.state.imn_load_error = study.redact(str(exc), self._secrets + [str(path)])
+            self.uploads.discard(path)  # a refused upload is not kept
             return
+        if self._study_path is not None and self._study_path != Path(path):
+            self.uploads.discard(self._study_path)  # the previous study's upload, replaced by this one
+        self._study_path = Path(path)
+        with self.state:
+            self.state.imn_mask_error, self.state.imn_mask_note = "", ""
         self.controller.new_patient()  # a new study is a new patient: no identifier, values or result kept
+        sources = study.dicom_sources(path, self.controller.phase)
+        self.controller.set_dicom_sources(sources)
+        with self.state:
+            self.state.imn_study_dicom = sources is not None
         self.controller.refresh_inputs()
         self.controller.choose_input(sequence.GetID())
         self.controller.new_segmentation()
 
-    def _on_upload_chunk(self, files: List[Dict[str, Any]]) -> None:
-        """One chunk of an upload (the page sends ~10 MB at a time; an empty list ends it). Beyond
-        --max-upload-mb the rest is dropped and the upload refused (the page refuses it first)."""
-        self._touch()
-        limit = self.options.max_upload_mb * 1_000_000
-        if files:
-            if self._upload_bytes <= limit:
-                self._upload_bytes += sum(len(study._content(f)) for f in files)
-                self._upload = self._upload + list(files) if self._upload_bytes <= limit else []
-            return
-        upload, size = self._upload, self._upload_bytes
-        self._upload, self._upload_bytes = [], 0
-        if size > limit:
+    def _load_mask(self, path) -> None:
+        """A segmentation file as the tumour: the controller reads it with the library's mask loader and
+        the CLI's checks into a new editable segmentation; a bad file says why in one line beside the
+        loader (without its name), the tumour as it was."""
+        c = self.controller
+        with self.state:
+            self.state.imn_mask_error, self.state.imn_mask_note = "", ""
+        if c.load_segmentation(str(path), self.state.imn_mask_label) is None:
+            error, c.error = c.error, None  # said beside the loader, not under Predict
+            self._publish(c.state())
             with self.state:
-                self.state.imn_load_error = study.upload_refusal(size, self.options.max_upload_mb)
+                self.state.imn_mask_error = study.redact(error, self._secrets + [str(path)])
             return
+        warnings = (c.state().get("tumour_file") or {}).get("warnings") or []
+        with self.state:
+            self.state.imn_mask_note = study.redact(" ".join(warnings), self._secrets + [str(path)])
+
+    def _on_upload_chunk(self, files: List[Dict[str, Any]]) -> None:
+        """One chunk of a study upload; at its end the study is stored and opened."""
+        self._receive(self._study_upload, files, "imn_load_error", self._open)
+
+    def _on_mask_chunk(self, files: List[Dict[str, Any]]) -> None:
+        """One chunk of a segmentation upload; at its end it is stored and loaded."""
+        self._receive(self._mask_upload, files, "imn_mask_error", self._load_uploaded_mask)
+
+    def _load_uploaded_mask(self, path: Path) -> None:
+        """Load an uploaded segmentation; the file is removed once read (the segment holds its voxels)."""
         try:
-            path = self.uploads.write(upload)
+            self._load_mask(path)
+        finally:
+            self.uploads.discard(path)
+
+    def _receive(self, upload: ChunkedUpload, files: List[Dict[str, Any]], error: str, use) -> None:
+        """Gather an upload under --max-upload-mb, store it under neutral names, then use it."""
+        self._touch()
+        done = upload.add(files)
+        if done is None:
+            return
+        received, refusal = done
+        try:
+            if refusal:
+                raise InputError(refusal)
+            path = self.uploads.write(received)
         except InputError as exc:
             with self.state:
-                self.state.imn_load_error = study.redact(str(exc), self._secrets)
+                self.state[error] = study.redact(str(exc), self._secrets)
             return
-        self._open(path)
+        use(path)
 
-    def _on_open_path(self) -> None:
-        typed = (self.state.imn_path or "").strip()
+    def _on_open_path(self, typed: Optional[str] = None) -> None:
+        typed = (self.state.imn_path if typed is None else typed or "").strip()
         if typed:
             self._open(Path(typed).expanduser())
+
+    def _on_mask_path(self, typed: Optional[str] = None, label: Optional[str] = None) -> None:
+        """Load the segmentation at the typed path (the page sends the field's text with the click or
+        Enter, which may come before the field's state has reached the server)."""
+        if label is not None:
+            self.state.imn_mask_label = label
+        typed = (self.state.imn_mask_path if typed is None else typed or "").strip()
+        if typed:
+            self._load_mask(Path(typed).expanduser())
 
     def _on_set_clinical(self, name: str, value: Any) -> None:
         self.controller.set_clinical(name, value)
@@ -283,6 +340,17 @@ class IMNRiskWebApp(TrameApp):
     def _on_results_csv(self) -> str:
         return study.results_csv(self.controller.results())
 
+    def _on_dicom_zip(self):
+        """The result as DICOM SEG + SR (with the patient identifier), zipped for download."""
+        out = self.uploads.new_folder()
+        try:
+            written = self.controller.export_dicom(str(out))
+            if not written:
+                return None
+            return self.server.protocol.addAttachment(study.zip_files([written["seg"], written["sr"]]))
+        finally:
+            self.uploads.discard(out)  # sent: nothing of it stays on the server
+
     def _on_mask_nrrd(self):
         c = self.controller
         segmentation = c.scene.GetNodeByID(c.segmentation_id) if c.segmentation_id else None
@@ -291,11 +359,13 @@ class IMNRiskWebApp(TrameApp):
         out = self.uploads.new_folder() / "mask.nrrd"
         try:
             study.mask_nrrd(c.scene, c.displayed_node(), segmentation, c.segment_id, out)
+            return self.server.protocol.addAttachment(out.read_bytes())
         except InputError as exc:
             with self.state:
-                self.state.imn_load_error = str(exc)
+                self.state.imn_load_error = study.redact(str(exc), self._secrets)
             return None
-        return self.server.protocol.addAttachment(out.read_bytes())
+        finally:
+            self.uploads.discard(out)  # sent: nothing of it stays on the server
 
     # ------------------------------------------------------------------ layout
     def _build_ui(self) -> None:
@@ -328,6 +398,7 @@ class IMNRiskWebApp(TrameApp):
                                 html.Span("Undo / redo the last edits:", classes="imn-small mr-2")
                                 self.segment_editor_ui.build_undo_redo_buttons()
                             self._threshold_fields()
+                            self._mask_loader()
                     self._form_card()
                     self._result_card()
                 with html.Div(classes="flex-grow-1 d-flex", style="position: relative;"):
@@ -339,6 +410,8 @@ class IMNRiskWebApp(TrameApp):
         self.server.controller.trigger("imn_upload_chunk")(self._on_upload_chunk)
         self.server.controller.trigger("imn_results_csv")(self._on_results_csv)
         self.server.controller.trigger("imn_mask_nrrd")(self._on_mask_nrrd)
+        self.server.controller.trigger("imn_mask_chunk")(self._on_mask_chunk)
+        self.server.controller.trigger("imn_dicom_zip")(self._on_dicom_zip)
 
     def _threshold_fields(self) -> None:
         """The threshold range as numbers the user reads and types, inside trame-slicer's threshold
@@ -356,22 +429,25 @@ class IMNRiskWebApp(TrameApp):
                              density="compact", hide_details=True, id=f"imn-threshold-{'low' if i == 0 else 'high'}",
                              change=f"{key} = {pair}")
 
-    def _upload_input(self, folder: bool) -> None:
-        """A file (or folder) input that refuses an upload over --max-upload-mb before sending it,
-        then sends it in chunks (trame-slicer's chunk loader) to imn_upload_chunk."""
-        send = ("const files = $event.target.files; if (!files || !files.length) return;"
-                " const total = [...files].reduce((s, f) => s + f.size, 0);"
-                " if (total > imn_max_upload_mb * 1e6) { imn_load_error = 'Refused: the upload is '"
-                " + Math.ceil(total / 1e6) + ' MB; this server accepts at most ' + imn_max_upload_mb"
-                " + ' MB (imnrisk web --max-upload-mb).'; return; }"
-                " imn_load_error = ''; imn_uploading = true;"
-                " window.load_files_by_chunks(files, { trigger_name: 'imn_upload_chunk' })"
-                ".finally(() => { imn_uploading = false; });")
-        # hide_input: the chosen file's name (often the patient's) is not shown on the page
-        v.VFileInput(multiple=True, prepend_icon="mdi-folder-upload" if folder else "mdi-file-upload",
-                     hide_input=True, hide_details=True, id="imn-upload-folder" if folder else "imn-upload",
-                     change=send, disabled=("imn_uploading",), raw_attrs=["webkitdirectory"] if folder else [],
-                     title="Upload a DICOM folder" if folder else "Upload a file", style="flex: 0 0 auto;")
+    def _mask_loader(self) -> None:
+        """Load an existing segmentation into the tumour segment: upload or path, and which label."""
+        with html.Div(classes="mt-2", id="imn-mask-loader"):
+            html.Div("Or load a segmentation (label map NRRD/NIfTI, .seg.nrrd, DICOM SEG, RTSTRUCT) into the "
+                     "tumour segment, then correct it with the editor:", classes="imn-small")
+            with html.Div(classes="d-flex flex-row align-center", style="gap: 8px;"):
+                upload_input("imn_mask_chunk", "imn-mask-upload", "imn_mask_error", title="Upload a segmentation")
+                v.VTextField(v_model=("imn_mask_path",), label="segmentation path", density="compact",
+                             hide_details=True, id="imn-mask-path", __events=ENTER_KEY,
+                             keydown_enter=(self._on_mask_path, "[imn_mask_path, imn_mask_label]"))
+                v.VTextField(v_model=("imn_mask_label",), label="label", placeholder="1", persistent_placeholder=True,
+                             density="compact", hide_details=True, id="imn-mask-label", style="max-width: 90px;",
+                             title="label value, or segment / ROI name (as imnrisk predict --label)")
+                v.VBtn("Load", click=(self._on_mask_path, "[imn_mask_path, imn_mask_label]"), id="imn-mask-open",
+                      size="small")
+            html.Div("{{ imn_mask_error }}", v_if=("imn_mask_error",), classes="text-error imn-small",
+                     id="imn-mask-error")
+            html.Div("{{ imn_mask_note }}", v_if=("imn_mask_note",), classes="text-warning imn-small",
+                     id="imn-mask-note")
 
     def _study_card(self) -> None:
         with v.VCard(classes="mb-2"):
@@ -382,15 +458,15 @@ class IMNRiskWebApp(TrameApp):
                          "a new patient: the form and the result are cleared.", classes="imn-small")
                 self.state.imn_uploading = False
                 with html.Div(classes="d-flex flex-row align-center"):
-                    self._upload_input(folder=False)
+                    upload_input("imn_upload_chunk", "imn-upload", "imn_load_error")
                     html.Span("file", classes="imn-small mr-4")
-                    self._upload_input(folder=True)
+                    upload_input("imn_upload_chunk", "imn-upload-folder", "imn_load_error", folder=True)
                     html.Span("DICOM folder", classes="imn-small")
                     v.VProgressCircular(v_if=("imn_uploading",), indeterminate=True, size=20, classes="ml-2")
                 with html.Div(classes="d-flex flex-row align-center"):
                     v.VTextField(v_model=("imn_path",), label="path", density="compact", hide_details=True,
-                                 id="imn-path", keydown_enter=self._on_open_path)
-                    v.VBtn("Open", click=self._on_open_path, id="imn-open", classes="ml-2")
+                                 id="imn-path", __events=ENTER_KEY, keydown_enter=(self._on_open_path, "[imn_path]"))
+                    v.VBtn("Open", click=(self._on_open_path, "[imn_path]"), id="imn-open", classes="ml-2")
                 html.Div("{{ imn_load_error }}", v_if=("imn_load_error",), classes="text-error imn-small",
                          id="imn-load-error")
                 with html.Div(v_if=("imn.phase_count >= 1",), id="imn-phase-box"):
@@ -414,8 +490,8 @@ class IMNRiskWebApp(TrameApp):
                 html.Div("{{ imn.model ? imn.model.summary : (imn_models.length ? 'Choose a model.' : "
                          "'No model: start with --model MODEL.json or --models FOLDER') }}",
                          classes="imn-small", style="white-space: pre-line", id="imn-model-summary")
-                html.Div("{{ imn.model && imn.model.banner }}", classes="text-warning imn-small")
-                html.Div("{{ imn.model && imn.model.error }}", classes="text-error imn-small")
+                html.Div("{{ imn.model && imn.model.banner }}", classes="text-warning imn-small", id="imn-model-banner")
+                html.Div("{{ imn.model && imn.model.error }}", classes="text-error imn-small", id="imn-model-error")
                 with html.Div(v_if=("imn.model && imn.model.version_problems.length",), classes="imn-small"):
                     html.Div("{{ imn.model.version_problems.join('; ') }}", classes="text-warning")
                     v.VCheckbox(label="Score anyway (feature values may differ)", density="compact",
@@ -490,55 +566,9 @@ class IMNRiskWebApp(TrameApp):
                            disabled=("!imn.segment.voxels",),
                            click="utils.download('imnrisk-mask.nrrd', trigger('imn_mask_nrrd'), "
                                  "'application/octet-stream')")
-
-
-def _three_slices_layout():
-    from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
-    return Layout(LayoutDirection.Horizontal, [
-        ViewLayoutDefinition.axial_view(),
-        Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.sagittal_view(), ViewLayoutDefinition.coronal_view()]),
-    ])
-
-
-def _effect_logics(editor_logic) -> list:
-    """trame-slicer's per-effect logics of a SegmentEditorLogic (a private list in 2.0)."""
-    return list(getattr(editor_logic, "_effect_logic", []) or [])
-
-
-def _named_slice_view_ui(server, view_id: str, view) -> None:
-    """trame-slicer's slice view gutter plus the view's name (Axial, Sagittal, Coronal) and Slicer's
-    orientation cube (its faces lettered R/L, A/P, S/I)."""
-    import slicer
-    from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui
-    create_vertical_slice_view_gutter_ui(server, view_id, view)
-    node = getattr(view, "_view_node", None)
-    name = node.GetOrientation() if node is not None and hasattr(node, "GetOrientation") else ""
-    try:
-        view.set_orientation_marker(slicer.vtkMRMLAbstractViewNode.OrientationMarkerTypeCube,
-                                    slicer.vtkMRMLAbstractViewNode.OrientationMarkerSizeSmall)
-    except AttributeError:
-        pass
-    html.Div(name, classes="imn-view-name", raw_attrs=[f'data-view="{name}"'],
-             style="position: absolute; top: 4px; left: 50%; transform: translateX(-50%); color: #ffd54f;"
-                   " font-weight: bold; pointer-events: none; text-shadow: 0 0 3px black;")
-
-
-def _without_paths(state: Dict[str, Any], secrets: List[str]) -> Dict[str, Any]:
-    """The controller's state minus file paths: no model path, no features-CSV path, messages redacted
-    (the pyradiomics line too: it names the install folder)."""
-    state = dict(state)
-    if state.get("pyradiomics"):
-        state["pyradiomics"] = {**state["pyradiomics"], "message": study.redact(state["pyradiomics"]["message"], secrets)}
-    if state.get("model"):
-        state["model"] = {k: study.redact(val, secrets) for k, val in state["model"].items() if k != "path"}
-    if state.get("features_csv"):
-        state["features_csv"] = {"id": state["features_csv"].get("id")}
-    state["error"] = study.redact(state.get("error"), secrets)
-    if state.get("result"):
-        result = dict(state["result"])
-        result["warnings"] = [study.redact(w, secrets) for w in result.get("warnings") or []]
-        if result.get("display"):
-            result["display"] = {k: study.redact(v, secrets) for k, v in result["display"].items()}
-        state["result"] = result
-    state["predict"] = {**state["predict"], "reason": study.redact(state["predict"]["reason"], secrets)}
-    return state
+                    v.VBtn("DICOM SEG + SR", size="small", classes="ml-2", id="imn-download-dicom",
+                           disabled=("!imn.export.enabled",), title=("imn.export.reason",),
+                           click="utils.download('imnrisk-dicom.zip', trigger('imn_dicom_zip'), 'application/zip')")
+                html.Div("{{ imn_study_dicom ? imn.export.reason : 'DICOM SEG + SR needs a DICOM study (its folder "
+                         "uploaded or opened by path).' }}", v_if=("imn.result && !imn.export.enabled",),
+                         classes="imn-small", id="imn-export-reason")

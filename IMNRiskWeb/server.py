@@ -18,7 +18,6 @@ import asyncio
 import ctypes
 import html
 import ipaddress
-import json
 import os
 import secrets
 import signal

@@ -10,8 +10,9 @@ import io
 import re
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import SimpleITK as sitk
 
@@ -81,6 +82,26 @@ def mask_nrrd(scene, volume_node, segmentation_node, segment_id: str, out: Union
     return Path(out)
 
 
+def dicom_sources(path: Union[str, Path], phase: Callable[[], int]) -> Optional[Callable[[Any], List[Path]]]:
+    """For a DICOM study: the controller's lookup of the shown phase's slices (for the SEG + SR export);
+    None for any other study (no DICOM to reference)."""
+    path = Path(path)
+    if not (path.is_dir() and imaging._dicom_files(path)):
+        return None
+    n_phases = len(imaging.dicom_phases(path))
+    from IMNRiskLib.outputs import dicomout
+    return lambda _node: dicomout.source_files(path, phase() if n_phases > 1 else None)
+
+
+def zip_files(paths: Iterable[Union[str, Path]]) -> bytes:
+    """Files as one zip archive (by their base names), for one download."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in paths:
+            archive.write(str(path), Path(path).name)
+    return buffer.getvalue()
+
+
 def results_csv(rows: Iterable[Dict[str, Any]]) -> str:
     """The results table (one row per prediction) as CSV text."""
     rows = list(rows)
@@ -121,6 +142,18 @@ class Uploads:
             return paths[0]
         return folder
 
+    def discard(self, path: Union[str, Path, None]) -> None:
+        """Remove the upload (or download) folder holding `path`; a path outside this session's folder
+        (a study typed by its path on the workstation) is never touched."""
+        if path is None:
+            return
+        try:
+            parts = Path(path).resolve().relative_to(self.root.resolve()).parts
+        except ValueError:
+            return
+        if parts:
+            shutil.rmtree(self.root / parts[0], ignore_errors=True)
+
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -156,3 +189,27 @@ def upload_refusal(size_bytes: int, limit_mb: int) -> str:
     """What the page says when an upload is over the server's limit."""
     return (f"Refused: the upload is {-(-size_bytes // 1_000_000)} MB; this server accepts at most {limit_mb} MB "
             "(imnrisk web --max-upload-mb).")
+
+
+def without_paths(state: Dict[str, Any], secrets: List[str]) -> Dict[str, Any]:
+    """The controller's state for the page minus file paths: no model, features-CSV or export path,
+    messages redacted (the pyradiomics line too: it names the install folder)."""
+    state = dict(state)
+    if state.get("pyradiomics"):
+        state["pyradiomics"] = {**state["pyradiomics"], "message": redact(state["pyradiomics"]["message"], secrets)}
+    if state.get("model"):
+        state["model"] = {k: redact(val, secrets) for k, val in state["model"].items() if k != "path"}
+    if state.get("features_csv"):
+        state["features_csv"] = {"id": state["features_csv"].get("id")}
+    state["error"] = redact(state.get("error"), secrets)
+    if state.get("result"):
+        result = dict(state["result"])
+        result["warnings"] = [redact(w, secrets) for w in result.get("warnings") or []]
+        if result.get("display"):
+            result["display"] = {k: redact(v, secrets) for k, v in result["display"].items()}
+        state["result"] = result
+    state["predict"] = {**state["predict"], "reason": redact(state["predict"]["reason"], secrets)}
+    if state.get("export"):
+        state["export"] = {"enabled": state["export"]["enabled"], "reason": redact(state["export"]["reason"], secrets),
+                           "written": bool(state["export"].get("written"))}
+    return state

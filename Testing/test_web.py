@@ -30,7 +30,7 @@ from IMNRiskLib.inputs import imaging
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / ".cache" / "web-screenshots"
 READY_TIMEOUT_S = 240  # server start on a loaded 2-core machine (a bound, not a timing assertion)
-UI_TIMEOUT_MS = 180_000
+UI_TIMEOUT_MS = int(os.environ.get("IMNRISK_WEB_TEST_TIMEOUT_MS", "180000"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -89,7 +89,8 @@ class WebServer:
         env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONWARNINGS": "ignore",
                "PYTHONPATH": os.pathsep.join([str(ROOT / "IMNRisk"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
                **(env_extra or {})}
-        self.process = subprocess.Popen([sys.executable, "-m", "IMNRiskLib", "web", "--model", str(model),
+        model_args = ["--model", str(model)] if model else []  # None: the models come from --models DIR
+        self.process = subprocess.Popen([sys.executable, "-m", "IMNRiskLib", "web", *model_args,
                                          "--port", str(self.port), *map(str, args)], stdout=self.log.open("w"),
                                         stderr=subprocess.STDOUT, env=env)
         wait_until_serving(self.url, self.process)
@@ -343,6 +344,8 @@ def test_scoring_workflow_in_chromium_matches_the_command_line(server, browser, 
     assert page.get_attribute("#imn-verdict", "data-state") == expected["verdict"]["state"]
     assert page.inner_text("#imn-group") == "Risk group: " + expected["display"]["group"]
     assert page.inner_text("#imn-banner").startswith("TRAINED ON SYNTHETIC DATA")  # the phantom model's banner
+    assert page.locator("#imn-download-dicom").is_disabled()  # a NRRD study: no DICOM to reference
+    assert "needs a DICOM study" in page.inner_text("#imn-export-reason")
 
     # 6. the results table downloads as CSV, one row per prediction
     table = download(page, "#imn-download-csv", tmp_path / "results.csv")

@@ -77,6 +77,11 @@ def test_uploads_are_private_neutrally_named_and_removed(tmp_path, monkeypatch):
     folder = uploads.write([{"name": "IM0001", "content": b"x"}, {"name": "IM0002", "content": b"y"}])
     assert folder.is_dir() and sorted(p.read_bytes() for p in folder.iterdir()) == [b"x", b"y"]
     assert (folder.stat().st_mode & 0o077) == 0 and (uploads.root.stat().st_mode & 0o077) == 0
+    outside = tmp_path / "typed-study.nrrd"  # a study opened by its path on the workstation
+    outside.write_bytes(b"keep")
+    uploads.discard(outside)
+    uploads.discard(path)  # the upload folder holding a replaced study goes, the others stay
+    assert outside.read_bytes() == b"keep" and not path.exists() and folder.is_dir()
     uploads.close()
     assert not uploads.root.exists()
 
@@ -108,3 +113,82 @@ def test_which_hosts_need_a_token(host, loopback):
     assert server.choose_token(host, environ={server.TOKEN_ENV: "x" * 20}) == "x" * 20
     with pytest.raises(study.InputError):
         server.choose_token(host, environ={server.TOKEN_ENV: "short"})
+
+
+def shown_study(dicom_case, **controller_options):
+    """A scene and controller with the DICOM study open at phase 2 and an empty tumour segment."""
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene, **controller_options)
+    study.load_study(scene, dicom_case / "dce_dicom")
+    controller.set_dicom_sources(study.dicom_sources(dicom_case / "dce_dicom", controller.phase))
+    controller.new_segmentation()
+    return scene, controller
+
+
+def write_seg(dicom_case, tmp_path):
+    """A DICOM SEG of the tumour on the scored phase's slices, written by highdicom (test_dicommask's writer)."""
+    import pydicom
+    from test_dicommask import write_highdicom_seg
+    files = imaging.dicom_phases(dicom_case / "dce_dicom")[imaging.DEFAULT_PHASE]
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(dicom_case / "tumour.nrrd"))) > 0
+    return write_highdicom_seg([pydicom.dcmread(str(f)) for f in files], {"GTV": truth}, tmp_path / "seg.dcm")
+
+
+def write_rtstruct(dicom_case, tmp_path):
+    """An RTSTRUCT of the tumour (ROI 'GTV') on the scored phase's slices, by rt-utils (test_dicommask's writer)."""
+    import shutil
+    from test_dicommask import write_rtutils
+    series = tmp_path / "series"
+    series.mkdir()
+    for f in imaging.dicom_phases(dicom_case / "dce_dicom")[imaging.DEFAULT_PHASE]:
+        shutil.copy(f, series / f.name)
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(dicom_case / "tumour.nrrd"))) > 0
+    return write_rtutils(series, {"GTV": truth}, tmp_path / "rtstruct.dcm")
+
+
+def test_a_segmentation_file_becomes_the_tumour_segment_checked_as_the_cli_checks(dicom_case, tmp_path):
+    """#26 item 2, what the page calls: a label map, a DICOM SEG and an RTSTRUCT become the tumour
+    segment voxel for voxel (the controller's load_segmentation, imaging.load_mask underneath) on a
+    study loaded as the page loads it; the study itself given as the mask is refused in one line."""
+    pytest.importorskip("highdicom")
+    scene, controller = shown_study(dicom_case)
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(dicom_case / "tumour.nrrd"))) > 0
+    for path, label in ((dicom_case / "tumour.nrrd", ""), (write_seg(dicom_case, tmp_path), "GTV"),
+                        (write_rtstruct(dicom_case, tmp_path), "gtv")):
+        assert controller.load_segmentation(str(path), label) is not None, controller.state()["error"]
+        assert controller.state()["segment"]["voxels"] == int(truth.sum())
+        saved = study.mask_nrrd(scene, controller.displayed_node(), scene.GetNodeByID(controller.segmentation_id),
+                                controller.segment_id, tmp_path / "saved.nrrd")
+        assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(saved))) > 0, truth)
+    assert controller.load_segmentation(str(dicom_case / "dce_dicom"), "") is None
+    assert "\n" not in controller.state()["error"]
+    assert controller.state()["segment"]["voxels"] == int(truth.sum())  # the tumour as it was
+
+
+def test_the_dicom_export_carries_the_patient_identifier_beside_the_source_patient_id(dicom_case, quick_model,
+                                                                                       tmp_path):
+    """#26 item 4: the identifier typed on the page goes into the SEG and the SR (Other Patient IDs,
+    issuer IMNRisk); the source series' own Patient ID stays."""
+    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("highdicom")
+    from IMNRiskLib.outputs import dicomout
+    scene, controller = shown_study(dicom_case, require_patient_id=True)
+    assert controller.load_segmentation(str(dicom_case / "tumour.nrrd")) is not None
+    controller.load_model(str(quick_model))
+    controller.set_patient_id("PAT-EXPORT-42")
+    for field in controller.form():
+        controller.set_clinical(field["name"], field["levels"][0] if field["levels"] else 50)
+    assert controller.predict() is not None, controller.state()["error"]
+    assert controller.export_gate()["enabled"], controller.export_gate()["reason"]
+    written = controller.export_dicom(str(tmp_path / "out"))
+    source = pydicom.dcmread(str(imaging.dicom_phases(dicom_case / "dce_dicom")[1][0]))
+    for path in (written["seg"], written["sr"]):
+        ds = pydicom.dcmread(path)
+        other = ds.OtherPatientIDsSequence[0]
+        assert (other.PatientID, other.IssuerOfPatientID) == ("PAT-EXPORT-42", dicomout.ISSUER_OF_PATIENT_ID)
+        assert ds.PatientID == source.PatientID
+    archive = study.zip_files([written["seg"], written["sr"]])
+    import zipfile
+    assert sorted(zipfile.ZipFile(io.BytesIO(archive)).namelist()) == sorted(
+        [dicomout.SEG_NAME, dicomout.SR_NAME])
+    assert controller.results()[-1]["patient_id"] == "PAT-EXPORT-42"

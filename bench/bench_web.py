@@ -3,7 +3,9 @@
 - server ready: process start to the first HTTP answer, and to the first slice frame in the page;
 - mouse move to new frame: the paint brush's outline follows the mouse in the axial view; the
   time from a mouse move to the next frame the page receives (median, p90 of N moves);
-- Predict click to result shown (the model's features only, computed in the server).
+- Predict click to result shown (verdict, risk, group: the model's features only, computed in the
+  server), and to the nomogram shown (drawn just after the result is sent);
+- the 1-minute load average before and after (the machine may be shared).
 
     .venv/bin/python bench/bench_web.py [--model model.json] [--moves 40]
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -64,6 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model, study = (Path(args.model), Path(args.study)) if args.model else quick_model(tmp)
+        load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
         server = WebServer(model, tmp)
         ready_http = time.perf_counter() - t0
@@ -93,6 +97,8 @@ def main() -> None:
                 page.click("#imn-predict")
                 page.wait_for_selector("#imn-result")
                 predict_s = time.perf_counter() - t2
+                page.wait_for_selector("#imn-nomogram")
+                nomogram_s = time.perf_counter() - t2
                 browser.close()
         finally:
             server.stop()
@@ -101,7 +107,9 @@ def main() -> None:
               "mouse_move_to_frame_ms": {"median": round(statistics.median(latencies), 1),
                                          "p90": round(latencies[int(0.9 * (len(latencies) - 1))], 1),
                                          "n": len(latencies), "views": 3},
-              "predict_click_to_result_s": round(predict_s, 2)}
+              "predict_click_to_result_s": round(predict_s, 2),
+              "predict_click_to_nomogram_s": round(nomogram_s, 2), "load_before": load_before,
+              "load_after": os.getloadavg()[0]}
     print(json.dumps(result, indent=2))
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "web.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

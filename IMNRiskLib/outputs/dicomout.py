@@ -44,6 +44,7 @@ RISK_GROUP = ("IMNRISKGROUP", "IMN metastasis risk group")
 POINTS_TOTAL = ("PTS-total", "Nomogram total points")
 INTENDED_USE = ("INTENDEDUSE", "Intended use")
 RESEARCH_USE = ("RUO", RESEARCH_ONLY)
+ISSUER_OF_PATIENT_ID = "IMNRisk"  # issuer of the user-entered identifier (Other Patient IDs Sequence)
 TUMOUR_GROUP_ID, RISK_GROUP_ID = "IMNRisk primary tumour radiomics", "IMNRisk IMN metastasis risk"
 
 
@@ -257,6 +258,19 @@ def _local_scheme():
     return item
 
 
+def add_patient_identifier(dataset, identifier: Optional[str]) -> None:
+    """The identifier the user typed (the web page's required field) as an Other Patient ID issued by
+    IMNRisk, beside the source images' own Patient ID, which stays as it is (the PACS files by it)."""
+    if not identifier:
+        return
+    from pydicom.dataset import Dataset
+    item = Dataset()
+    item.PatientID = str(identifier)[:64]
+    item.IssuerOfPatientID = ISSUER_OF_PATIENT_ID
+    item.TypeOfPatientID = "TEXT"
+    dataset.OtherPatientIDsSequence = [item]
+
+
 # --------------------------------------------------------------------------- writing
 
 @dataclass
@@ -292,6 +306,8 @@ def export(out_dir: Union[str, Path], sources: Sequence[Any], mask: sitk.Image, 
         frames, sources = mask_frames(mask, sources)
         seg = build_seg(sources, frames)
         sr = build_sr(result, model_doc, sources, seg)
+        for dataset in (seg, sr):
+            add_patient_identifier(dataset, result.get("patient_id"))
     except (ValueError, AttributeError) as exc:  # highdicom's checks of the source images
         raise InputError(f"cannot build DICOM SEG/SR on this series ({str(exc).splitlines()[0][:160]})",
                          id=str(getattr(sources[0], "PatientID", "")) or None, field="--image") from None
