@@ -205,7 +205,7 @@ def test_each_stored_replicate_is_the_pipeline_refitted_on_its_bootstrap_sample(
     replicate = uncertainty.unpack(block)[0]
     assert replicate["features"] == refitted.radiomics.named_steps["radscore"].features_
     encoded = uncertainty.encode_clinical(data.schema, data.clinical.iloc[k].to_dict(),
-                                          uncertainty.needed_factors(doc))
+                                          ScoringModel(doc).ci_factors)
     assert uncertainty.replicate_risk(replicate, data.features.iloc[k].to_dict(), encoded) == \
         pytest.approx(expected, rel=1e-9)
 
@@ -227,7 +227,7 @@ def test_predict_ci_bootstrap_is_the_percentile_interval_of_the_replicates_and_s
     wald = json.loads(run_cli(*base, "--clinical", *clinical_pairs(doc, row)).stdout)
     assert wald["ci_method"] == "Wald, conditional on the Rad-Score"
     short = run_cli(*base, "--ci", "bootstrap", "--clinical", *clinical_pairs(doc, row))
-    extra = [f for f in uncertainty.needed_factors(doc) if f not in doc["clinical"]["factors"]]
+    extra = [f for f in ScoringModel(doc).ci_factors if f not in doc["clinical"]["factors"]]
     if extra:  # the replicates chose other factors: predict asks for them, by name
         assert short.returncode == 2 and extra[0] in short.stderr and "bootstrap replicate" in short.stderr
     result = run_cli(*base, "--ci", "bootstrap", "--clinical", *all_schema_pairs(doc, row))
@@ -238,8 +238,8 @@ def test_predict_ci_bootstrap_is_the_percentile_interval_of_the_replicates_and_s
     assert boot["probability"] == wald["probability"]
     x = pd.read_csv(phantom / "features.csv", dtype={"ID": str}).set_index("ID").loc[pid].to_dict()
     schema = ScoringModel(doc).schema
-    parsed = {n: schema[n].parse(row[n]) for n in uncertainty.needed_factors(doc)}
-    encoded = uncertainty.encode_clinical(schema, parsed, uncertainty.needed_factors(doc))
+    parsed = {n: schema[n].parse(row[n]) for n in ScoringModel(doc).ci_factors}
+    encoded = uncertainty.encode_clinical(schema, parsed, ScoringModel(doc).ci_factors)
     risks = [hand_risk(r, x, encoded) for r in uncertainty.unpack(doc["uncertainty"])]
     assert boot["ci95"] == pytest.approx(list(np.percentile(risks, [2.5, 97.5])), rel=1e-5)
     assert boot["ci95"][0] < boot["probability"] < boot["ci95"][1]

@@ -82,7 +82,7 @@ BLOCK = {"phase": 1, "n_phases": 8, "spacing_mm": [{"p01": 0.8, "p99": 1.0}] * 2
 def image_states(**kw):
     args = {"phase": 1, "n_phases": 8, "declared": False, "spacing": [0.9, 0.9, 2.5], "volume_ml": 5.0,
             "intensity": 150.0, **kw}
-    found = domain.check_acquisition({"acquisition": BLOCK}, **args)["findings"]
+    found = domain.check_acquisition(BLOCK, **args)["findings"]
     return [(f["kind"], f["severity"]) for f in found]
 
 
@@ -98,7 +98,7 @@ def test_the_image_is_compared_with_the_images_the_model_was_trained_on():
     assert image_states(volume_ml=0.2) == [("volume", "not_reliable")]                 # under 1.0 / 3
     assert image_states(intensity=250.0) == [("intensity", "extrapolation")]
     assert image_states(intensity=400.0) == [("intensity", "not_reliable")]            # further than 100 wide
-    assert domain.check_acquisition({}, 1, 8, False, None, None, None)["checked"] is False
+    assert domain.check_acquisition(None, 1, 8, False, None, None, None)["checked"] is False
 
 
 # --------------------------------------------------------------------------- clinical values

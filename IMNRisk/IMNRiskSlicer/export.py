@@ -87,7 +87,7 @@ class DicomExport:
                 sources = dicomout.read_source(sources)
             case = owner.logic.tumour(owner.displayed_node(), owner.tumour.node(), owner.tumour.segment_id,
                                       None, owner.min_voxels())
-            paths = dicomout.export(out_dir, sources, case.mask, owner.result, owner.clinical.model.doc, force)
+            paths = dicomout.export(out_dir, sources, case.mask, owner.result, owner.clinical.model, force)
         except OSError as exc:  # e.g. a read-only or full disk: the temporary files are gone already
             raise InputError(f"{out_dir}: cannot write the DICOM files ({exc.strerror or type(exc).__name__})") \
                 from None

@@ -45,7 +45,7 @@ class ClinicalForm:
     def min_voxels(self) -> int:
         """The smallest tumour the model's extraction settings accept (the library's default without one)."""
         if self.model is not None:
-            return int(self.model.doc["extraction"]["imnrisk"]["min_tumour_voxels"])
+            return self.model.min_tumour_voxels
         from IMNRiskLib.inputs import imaging
         return imaging.MIN_TUMOUR_VOXELS
 
@@ -58,10 +58,10 @@ class ClinicalForm:
         """The model as a face shows it (None: no model chosen)."""
         if self.model is None and not self.model_error:
             return None
-        synthetic = bool(self.model is not None and self.model.doc["training"].get("synthetic"))
+        synthetic = bool(self.model is not None and self.model.synthetic)
         return {"path": self.model_path, "summary": self.model.summary() if self.model else None,
                 "synthetic": synthetic, "banner": SYNTHETIC_BANNER if synthetic else "",
-                "sha256": self.model.doc["sha256"] if self.model else None, "error": self.model_error,
+                "sha256": self.model.sha256 if self.model else None, "error": self.model_error,
                 "version_problems": list(self.version_problems), "version_mismatch_allowed": self.allow_mismatch}
 
     # ------------------------------------------------------------------ values

@@ -153,8 +153,7 @@ class Results:
             return None
         from IMNRiskLib.outputs import figures
         import matplotlib.pyplot as plt
-        labels = {v["name"]: v.get("label", v["name"]) for v in model.doc["clinical"]["schema"]["variables"]}
-        fig = figures.nomogram(model.doc["nomogram"], labels, patient=self.result["points"],
+        fig = figures.nomogram(model.nomogram, model.labels, patient=self.result["points"],
                                notes=(self.result.get("domain") or {}).get("warnings"))
         try:
             dpi = 100

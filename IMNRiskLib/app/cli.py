@@ -30,7 +30,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     """Extract radiomics features of every case of a manifest."""
     from IMNRiskLib.radiomics import features
     from IMNRiskLib.inputs.cohort import read_cohort
-    from IMNRiskLib.core.files import check_not_inputs, claim_outputs, output_lock
+    from IMNRiskLib.core.files import check_not_inputs, safe_outputs
     from IMNRiskLib.inputs.schema import load_schema
 
     from IMNRiskLib.core.workers import check_dask_address
@@ -38,13 +38,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if not 0.0 <= args.mask2_min_dice <= 1.0:
         raise InputError(f"{args.mask2_min_dice:g} is not a Dice coefficient (0 to 1)", field="--mask2-min-dice")
     paths = features.output_paths(args.out)
-    claim_outputs([args.out, *[p for k, p in paths.items() if k != "features"]],
-                  [args.cohort, args.params, args.schema], args.force)
+    outputs = safe_outputs([args.out, *[p for k, p in paths.items() if k != "features"]],
+                           [args.cohort, args.params, args.schema], args.force, folder=paths["features"].parent)
     cohort = read_cohort(args.cohort, load_schema(args.schema))
     check_not_inputs(paths.values(), [p for c in cohort.cases for p in (c.image, c.mask, c.mask2) if p is not None])
     settings = features.load_settings(args.params)
     cache_dir = Path(args.cache) if args.cache else Path(args.out).resolve().parent / ".imnrisk-cache"
-    with output_lock(paths["features"].parent):  # one run per output folder; proves it writable first
+    with outputs.locked():  # one run per output folder; proves it writable first (write_run stages the set)
         run = features.extract_cohort(cohort, settings, cache_dir, jobs=args.jobs, dask_address=args.dask,
                                       show_bar=not args.quiet, min_dice=args.mask2_min_dice)
         features.write_run(run, args.out)
@@ -109,16 +109,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Build, validate and save the three models."""
     from IMNRiskLib.app.training import OUTPUTS, check_counts, train
     from IMNRiskLib.modelling.protocols import use_icc
-    from IMNRiskLib.core.files import claim_outputs, output_lock, output_set
+    from IMNRiskLib.core.files import safe_outputs
     from IMNRiskLib.outputs.report import render
     out = Path(args.out)
-    claim_outputs([out / name for name in OUTPUTS + ("report.html",)],
-                  [args.cohort, args.features, args.schema, args.features2], args.force, folder=out)
+    outputs = safe_outputs([out / name for name in OUTPUTS + ("report.html",)],
+                           [args.cohort, args.features, args.schema, args.features2], args.force, folder=out,
+                           user_folder=True)
     check_counts(args.cv_folds, args.cv_repeats, args.bootstrap)
     from IMNRiskLib.core.workers import check_dask_address
     check_dask_address(args.dask)
     # one run per folder; every output staged and moved in at the end (model.json last), or none
-    with output_lock(out), output_set(out, last="model.json") as stage:
+    with outputs.writing(last="model.json") as stage:
         metrics = train(args.cohort, args.features, stage, args.schema, _training_options(args), args.cv_folds,
                         args.cv_repeats, args.bootstrap, args.jobs, show_bar=not args.quiet,
                         shrink=None if args.shrink == "none" else args.shrink,
@@ -133,10 +134,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Re-render report.html from a training folder."""
-    from IMNRiskLib.core.files import claim_outputs
+    from IMNRiskLib.core.files import safe_outputs
     from IMNRiskLib.outputs.report import render
     folder = Path(args.dir)
-    claim_outputs([folder / "report.html"], [], args.force)  # figures/ holds its images: rewritten with it
+    safe_outputs([folder / "report.html"], [], args.force)  # figures/ holds its images: rewritten with it
     try:
         page = render(folder)
     except (KeyError, TypeError, IndexError, AttributeError) as exc:  # every input is a file of the folder
@@ -177,8 +178,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     result = prediction.to_dict()
     if args.dicom_out:
         from IMNRiskLib.outputs.dicomout import export_case
-        written = export_case(args.dicom_out, args.image, args.mask, result, model.doc, label,
-                              int(model.doc["extraction"]["imnrisk"]["min_tumour_voxels"]), args.force)
+        written = export_case(args.dicom_out, args.image, args.mask, result, model, label, args.force)
         say(f"imnrisk predict: DICOM SEG -> {written.seg}; SR -> {written.sr}")
     if args.json:
         for warning in prediction.warnings:  # the text output lists them; beside JSON, stderr does
@@ -196,10 +196,10 @@ def cmd_pacs(args: argparse.Namespace) -> int:
     """Retrieve a study's MR series from a DICOM node, score it, store SEG + SR back."""
     import json
     from IMNRiskLib.outputs import dicomout
-    from IMNRiskLib.core.files import claim_outputs
+    from IMNRiskLib.core.files import safe_outputs
     from IMNRiskLib.app.pacs import load_pacs_settings, score_study
     targets = dicomout.output_paths(args.out)
-    claim_outputs([targets.seg, targets.sr], [args.model, args.config, args.mask], args.force)
+    safe_outputs([targets.seg, targets.sr], [args.model, args.config, args.mask], args.force)
     settings = load_pacs_settings(args.config)
     label = int(args.label) if str(args.label).isdigit() else args.label
     from IMNRiskLib.scoring.core import clinical_pairs
@@ -223,12 +223,13 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """External validation of a frozen model on a new cohort."""
-    from IMNRiskLib.core.files import claim_outputs, output_lock
+    from IMNRiskLib.core.files import safe_outputs
     from IMNRiskLib.app.predict import validate_external
     out = Path(args.out)
     written = ("validation.json", "predictions.csv") + (("model_recalibrated.json",) if args.recalibrate else ())
-    claim_outputs([out / n for n in written], [args.model, args.cohort, args.features], args.force)
-    with output_lock(out):
+    outputs = safe_outputs([out / n for n in written], [args.model, args.cohort, args.features], args.force,
+                           folder=out)
+    with outputs.locked():
         result = validate_external(args.model, args.cohort, out, args.features, args.jobs, args.recalibrate,
                                    args.force, show_bar=not args.quiet)
     print_external_summary(result, Path(args.out) / 'validation.json')
@@ -294,9 +295,9 @@ def _synthesize(folder: Path, args: argparse.Namespace) -> dict:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write a synthetic phantom cohort with a known truth."""
-    from IMNRiskLib.core.files import claim_outputs
+    from IMNRiskLib.core.files import safe_outputs
     folder = Path(args.dir)
-    claim_outputs([folder / "cohort.csv", folder / "truth.json"], [], args.force, folder=folder)
+    safe_outputs([folder / "cohort.csv", folder / "truth.json"], [], args.force, folder=folder, user_folder=True)
     summary = _synthesize(folder, args)
     for note in summary.get("notes", []):
         say(f"imnrisk synth: note: {note}")
@@ -307,10 +308,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """synth -> extract -> tables -> train on the built-in phantom, with one summary at the end."""
-    from IMNRiskLib.core.files import claim_outputs, output_lock
+    from IMNRiskLib.core.files import safe_outputs
     folder = Path(args.out)
-    claim_outputs([folder / "features.csv"], [], args.force, folder=folder)
-    with output_lock(folder):  # one run per folder
+    outputs = safe_outputs([folder / "features.csv"], [], args.force, folder=folder, user_folder=True)
+    with outputs.locked():  # one run per folder
         return _demo(folder, args)
 
 

@@ -237,8 +237,7 @@ def score_study(settings: PacsSettings, model_path: Union[str, Path], study_uid:
     retrieve_series(settings, study_uid, series["series_uid"], source)
     prediction = score_case(model, case_from_files(model, source, mask, phase, label), clinical)
     result = prediction.to_dict()
-    written = dicomout.export_case(out, source, mask, result, model.doc, label,
-                                   int(model.doc["extraction"]["imnrisk"]["min_tumour_voxels"]), force)
+    written = dicomout.export_case(out, source, mask, result, model, label, force)
     if send:
         store(settings, [written.seg, written.sr])
     result["files"] = {"seg": str(written.seg), "sr": str(written.sr), "source": str(source)}

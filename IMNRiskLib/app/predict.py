@@ -3,7 +3,6 @@ model externally (`imnrisk validate`). One patient is scored by the scoring core
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import Counter
 from pathlib import Path
@@ -15,9 +14,9 @@ from IMNRiskLib import RESEARCH_ONLY
 from IMNRiskLib.scoring import domain
 from IMNRiskLib.radiomics import features
 from IMNRiskLib.core.errors import InputError
-from IMNRiskLib.core.files import atomic_path, check_can_write, write_json
+from IMNRiskLib.core.files import atomic_path, safe_outputs, write_json
 from IMNRiskLib.core.jsonio import json_clean
-from IMNRiskLib.scoring.modelfile import ScoringModel, seal
+from IMNRiskLib.scoring.modelfile import ScoringModel
 from IMNRiskLib.scoring import model_settings, score_values
 from IMNRiskLib.scoring.core import verdict
 
@@ -44,27 +43,11 @@ def score_cohort(model: ScoringModel, feats: pd.DataFrame, clinical: pd.DataFram
             raise InputError("a clinical factor the model needs is missing", id=pid,
                              field=next(k for k, v in row.items() if v is None or v != v))
         numbers = score_values(model, values, row)
-        judged = verdict(domain.check(model.doc, values, numbers["radscore"], row), {})
+        judged = verdict(domain.check(model.domain, values, numbers["radscore"], row), {})
         rows[pid] = {"radscore": numbers["radscore"], "radiomics": numbers["radiomics_probability"],
                      "clinical": numbers["clinical_probability"], "combined": numbers["probability"],
                      "verdict": judged.state}
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def recalibrated(model: ScoringModel, intercept: float, slope: float) -> Dict[str, Any]:
-    """A new model document whose combined model is logistically recalibrated on a new cohort:
-    lp' = a + b * lp (coefficients scaled by b, intercept a + b * b0; covariance scaled by b^2,
-    the uncertainty of a and b itself not carried)."""
-    doc = copy.deepcopy(model.doc)
-    coef = np.array(doc["combined"]["coefficients"]) * slope
-    coef[0] += intercept
-    doc["combined"]["coefficients"] = coef.tolist()
-    doc["combined"]["covariance"] = (np.array(doc["combined"]["covariance"]) * slope ** 2).tolist()
-    doc["recalibration"] = {"intercept": intercept, "slope": slope,
-                            "note": "logistic recalibration of the combined model on an external cohort"}
-    doc.pop("sha256", None)
-    doc.pop("signature", None)  # a changed model is no longer what its author signed
-    return seal(doc)
 
 
 def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs: int = 1, recalibrate: bool = False,
@@ -75,8 +58,8 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
     from IMNRiskLib.inputs.cohort import read_cohort
     model = ScoringModel.load(model_path)
     out = Path(out_dir)
-    for name in ("validation.json", "predictions.csv") + (("model_recalibrated.json",) if recalibrate else ()):
-        check_can_write(out / name, force)
+    names = ("validation.json", "predictions.csv") + (("model_recalibrated.json",) if recalibrate else ())
+    outputs = safe_outputs([out / n for n in names], [model_path, cohort_path, features_path], force, folder=out)
     schema = model.schema
     cohort = read_cohort(cohort_path, schema, need_outcome=True, need_imaging=features_path is None)
     missing_cols = [f for f in model.factors if f not in cohort.clinical_columns]
@@ -107,7 +90,7 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
         y = evaluation.check_outcome(y, schema.outcome)
     except InputError as exc:
         raise exc.located(file=str(cohort_path)) from None
-    result: Dict[str, Any] = {"n": int(len(y)), "events": int(y.sum()), "model_sha256": model.doc["sha256"],
+    result: Dict[str, Any] = {"n": int(len(y)), "events": int(y.sum()), "model_sha256": model.sha256,
                               "models": {}, "notice": RESEARCH_ONLY,
                               # the scoring core's verdict on the training ranges, per patient (manifest IDs)
                               "verdicts": {state: int(n) for state, n in Counter(verdicts).items()},
@@ -119,10 +102,9 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
                                              if k in ("z", "p")}}
                         for a, b in (("clinical", "radiomics"), ("clinical", "combined"), ("radiomics", "combined"))]
     cal = result["models"]["combined"]["calibration"]
-    from IMNRiskLib.core.files import output_set
-    with output_set(out, last="validation.json") as stage:  # all outputs or none
+    with outputs.staged(last="validation.json") as stage:  # all outputs or none (the caller holds the lock)
         if recalibrate and cal["intercept"] is not None:
-            write_json(stage / "model_recalibrated.json", recalibrated(model, cal["intercept"], cal["slope"]))
+            write_json(stage / "model_recalibrated.json", model.recalibrated(cal["intercept"], cal["slope"]))
             result["recalibrated_model"] = "model_recalibrated.json"  # a name, not a path
         result = json_clean(result)
         with atomic_path(stage / "predictions.csv") as tmp:

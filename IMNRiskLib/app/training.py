@@ -3,11 +3,10 @@ figure data the report needs (`imnrisk train`)."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -15,19 +14,17 @@ import numpy as np
 import pandas as pd
 
 from IMNRiskLib.stats import evaluation
-from IMNRiskLib import RESEARCH_ONLY
 from IMNRiskLib.modelling.clinical import table1, table2
 from IMNRiskLib.inputs.cohort import read_cohort
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.files import atomic_path, write_json
 from IMNRiskLib.core.jsonio import json_clean
 from IMNRiskLib.radiomics.settings import DEFAULT_PARAMS, load_settings, software_versions
-from IMNRiskLib.scoring.modelfile import FORMAT, FORMAT_MINOR, FORMAT_VERSION, seal
+from IMNRiskLib.scoring.modelwriter import model_document, sealed_document
 from IMNRiskLib.modelling.protocols import describe as describe_protocol
-from IMNRiskLib.modelling.models import EPV_WARNING, MODELS, FittedModels, TrainingOptions, fit_models, risk_thresholds
-from IMNRiskLib.modelling.nomogram import build_nomogram
+from IMNRiskLib.modelling.models import EPV_WARNING, MODELS, FittedModels, TrainingOptions, fit_models
 from IMNRiskLib.inputs.schema import load_schema
-from IMNRiskLib.modelling.selection import funnel, standardisation
+from IMNRiskLib.modelling.selection import funnel
 from IMNRiskLib.radiomics.stability import (DEFAULT_ICC_THRESHOLD, feature_icc, icc_notes, icc_summary, icc_table, read_reader2,
                         reader_columns, with_reader2)
 from IMNRiskLib.resampling.validation import Data, bootstrap_validation, performance, repeated_cv, start_workers
@@ -353,54 +350,6 @@ def _calibration_summary(y: np.ndarray, p: np.ndarray) -> Dict[str, Any]:
             "hosmer_lemeshow": {k: ev["hosmer_lemeshow"][k] for k in ("chi2", "df", "p")}}
 
 
-def model_document(models: FittedModels, data: Data, metrics: Dict[str, Any], settings: Dict[str, Any],
-                   options: TrainingOptions, synthetic: bool, versions: Dict[str, str],
-                   replicates: Optional[list] = None) -> Dict[str, Any]:
-    """model.json: what scoring needs, and aggregate training numbers only (`replicates`: the
-    bootstrap's compact replicates, kept for predict --ci bootstrap)."""
-    from IMNRiskLib.scoring.domain import training_ranges
-    from IMNRiskLib.scoring.uncertainty import pack
-    rs = models.radscore(data.features)
-    pipeline = models.radiomics
-    radscore = pipeline.named_steps["radscore"]
-    # the nomogram's Rad-Score axis: mean +- 3 SD of the training Rad-Scores (aggregates, not a patient's value)
-    rs_range = [float(rs.mean() - 3 * rs.std()), float(rs.mean() + 3 * rs.std())]
-    nomogram = build_nomogram(models.combined, data.schema, models.factors, rs_range)
-    pred = models.predict(data.features, data.clinical)
-    lasso = pipeline.named_steps["lasso"]
-    optional = {"domain": training_ranges(data.features[radscore.features_], rs, data.clinical, data.schema,
-                                          models.factors)}
-    if replicates:
-        optional["uncertainty"] = pack(replicates)
-    return {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "format_minor": FORMAT_MINOR, **optional,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "notice": RESEARCH_ONLY, "software": versions,
-        "extraction": settings,
-        "radiomics": {"features": radscore.features_, "standardisation": standardisation(pipeline),
-                      "radscore": {"intercept": radscore.intercept, "coefficients": radscore.coefficients},
-                      "formula": radscore.formula(),
-                      "funnel": funnel(pipeline, len(reader_columns(data.features.columns))),
-                      "lasso": {"rule": lasso.rule, "lambda_min": lasso.lambda_min_, "lambda_1se": lasso.lambda_1se_},
-                      **({"icc": _model_icc(metrics["selection"]["icc"])} if "icc" in metrics["selection"] else {})},
-        "clinical": {"schema": data.schema.to_dict(), "factors": models.factors,
-                     "terms": models.clinical.terms, "coefficients": models.clinical.coef.tolist(),
-                     "covariance": models.clinical.cov.tolist(), "method": models.clinical.method},
-        "combined": {"terms": models.combined.terms, "coefficients": models.combined.coef.tolist(),
-                     "covariance": models.combined.cov.tolist(), "method": models.combined.method},
-        "nomogram": nomogram.to_dict(),
-        "risk_groups": risk_thresholds(data.y, pred["combined"].to_numpy()),
-        "training": {"n": int(len(data.y)), "events": int(data.y.sum()), "synthetic": synthetic,
-                     "options": asdict(options), "protocol": metrics.get("protocol"),
-                     "apparent": {m: {k: metrics["models"][m]["apparent"][k] for k in ("auc", "ci95", "brier")}
-                                  for m in MODELS},
-                     # aggregates only: the CV calibration curve lists each patient's out-of-fold risk
-                     "cv": {m: {k: v for k, v in metrics["models"][m].get("cv", {}).items()
-                                if k != "calibration_curves"} for m in MODELS},
-                     "bootstrap": {m: metrics["models"][m].get("bootstrap", {}) for m in MODELS}},
-    }
-
-
 def acquisition_block(prov: Optional[Dict[str, Any]], data: Data, settings: Dict[str, Any]
                       ) -> Optional[Dict[str, Any]]:
     """model.json's `acquisition` block (aggregates of the training images: phase, phases, spacing,
@@ -410,12 +359,6 @@ def acquisition_block(prov: Optional[Dict[str, Any]], data: Data, settings: Dict
         return None
     intensities = data.features[INTENSITY_FEATURE].to_numpy(float) if INTENSITY_FEATURE in data.features else None
     return acquisition_profile(prov["cases"], [str(i) for i in data.features.index], settings, intensities)
-
-
-def _model_icc(summary: Dict[str, Any]) -> Dict[str, Any]:
-    """The ICC filter as model.json records it: aggregates (no per-patient value)."""
-    return {k: summary[k] for k in ("type", "description", "readers", "threshold", "n_patients", "n_features",
-                                    "n_kept", "n_undefined", "median", "selected")}
 
 
 def train(cohort_path, features_path, out_dir, schema_path=None, options: Optional[TrainingOptions] = None,
@@ -582,15 +525,9 @@ def sealed_model(models: FittedModels, data: Data, metrics: Dict[str, Any], sett
                  replicates) -> Dict[str, Any]:
     """model.json's document, with the training images' profile and any shrinkage, sealed."""
     synthetic = (cohort_path.parent / "truth.json").exists()
-    document = model_document(models, data, metrics, settings, data.options, synthetic, versions, replicates)
-    acquisition = acquisition_block(prov, data, settings)
-    if acquisition is not None:  # what the training images were, for predict's image check
-        document["acquisition"] = acquisition
-    if "shrinkage" in metrics:
-        document["combined"]["shrinkage"] = {k: metrics["shrinkage"][k] for k in
-                                             ("method", "factor", "intercept_before", "intercept_after",
-                                              "coefficients_before")}
-    return seal(json_clean(document))
+    document = model_document(models, data.features, data.clinical, data.y, data.schema, metrics, settings,
+                              data.options, synthetic, versions, replicates)
+    return sealed_document(document, acquisition_block(prov, data, settings), metrics.get("shrinkage"))
 
 
 def write_outputs(out: Path, metrics: Dict[str, Any], pred: pd.DataFrame, models: FittedModels, data: Data,

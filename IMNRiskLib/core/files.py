@@ -352,5 +352,38 @@ def commit_staged(stage: Path, folder: Path, last: Optional[str] = None) -> None
         os.replace(stage / rel, folder / rel)
 
 
+class Outputs:
+    """A command's outputs, claimed (`safe_outputs`): the run then holds their folder's lock and writes
+    them staged, moved in together at the end."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def locked(self) -> "contextlib.AbstractContextManager[None]":
+        """The folder's lock for the whole run (a second run into it refuses at once)."""
+        return output_lock(self.folder)
+
+    def staged(self, last: Optional[str] = None) -> "contextlib.AbstractContextManager[Path]":
+        """A staging folder whose files are moved in when the block succeeds (`last` last), or none."""
+        return output_set(self.folder, last)
+
+    @contextlib.contextmanager
+    def writing(self, last: Optional[str] = None) -> Iterator[Path]:
+        """Lock and staging together: the usual way a command writes its set."""
+        with self.locked(), self.staged(last) as stage:
+            yield stage
+
+
+def safe_outputs(outputs: Iterable[PathLike], inputs: Iterable[Optional[PathLike]], force: bool,
+                 folder: Optional[PathLike] = None, user_folder: bool = False) -> Outputs:
+    """The one safe-output helper of every command: claim the outputs now, before anything is read
+    (`claim_outputs`: never an input, never a folder, an existing file only with --force; with
+    `user_folder`, a non-empty `folder` only with --force), then lock and stage them (`Outputs`).
+    `folder`: where they go (the first output's folder when not given)."""
+    outputs = [o for o in outputs if o is not None]
+    claim_outputs(outputs, inputs, force, folder=folder if user_folder else None)
+    return Outputs(Path(folder) if folder is not None else Path(outputs[0]).parent)
+
+
 # Errors of the machine the user can fix (disk full, no permission): exit 2 with the file named.
 USER_FIXABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}

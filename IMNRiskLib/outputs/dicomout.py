@@ -20,9 +20,10 @@ import SimpleITK as sitk
 
 from IMNRiskLib import RESEARCH_ONLY, __version__
 from IMNRiskLib.core.errors import InputError
-from IMNRiskLib.core.files import atomic_path, check_can_write, claim_outputs
+from IMNRiskLib.core.files import atomic_path, check_can_write, safe_outputs
 from IMNRiskLib.inputs import imaging
 from IMNRiskLib.inputs.dicomfiles import dicom_files
+from IMNRiskLib.scoring.modelfile import ScoringModel
 
 # Local codes (a "99" prefix marks a private coding scheme, PS3.16 section 8.2).
 SCHEME = "99IMNRISK"
@@ -110,7 +111,7 @@ def check_target(image: Union[str, Path], out_dir: Union[str, Path], force: bool
     """Before any work: the outputs may be written (none is an input of the run, an existing one only
     with force), the image is a DICOM folder, highdicom is there."""
     paths = output_paths(out_dir)
-    claim_outputs([paths.seg, paths.sr], [image, *inputs], force)
+    safe_outputs([paths.seg, paths.sr], [image, *inputs], force)
     folder = Path(image)
     if not folder.is_dir() or not dicom_files(folder):
         raise InputError("--dicom-out needs the image to be a DICOM series folder (this is not one)",
@@ -169,11 +170,11 @@ def build_seg(sources: Sequence[Any], frames: np.ndarray):
 
 # --------------------------------------------------------------------------- SR
 
-def algorithm_id(model_doc: Dict[str, Any]):
+def algorithm_id(model: ScoringModel):
     """TID 4019: IMNRisk's version and the model's SHA-256, format version and creation date."""
-    params = [f"model SHA-256 {model_doc['sha256']}", f"model format version {model_doc.get('format_version')}"]
-    if model_doc.get("created"):
-        params.append(f"model created {model_doc['created']}")
+    params = [f"model SHA-256 {model.sha256}", f"model format version {model.format_version}"]
+    if model.created:
+        params.append(f"model created {model.created}")
     return _hd().sr.AlgorithmIdentification(name="IMNRisk clinical-radiomics nomogram",
                                             version=__version__, parameters=params)
 
@@ -226,11 +227,11 @@ def _risk_group(result: Dict[str, Any], algo):
         measurements=measurements, qualitative_evaluations=evaluations)
 
 
-def build_sr(result: Dict[str, Any], model_doc: Dict[str, Any], sources: Sequence[Any], seg):
+def build_sr(result: Dict[str, Any], model: ScoringModel, sources: Sequence[Any], seg):
     """A TID 1500 Measurement Report of one prediction, referencing the SEG and the source series."""
     hd = _hd()
     from pydicom.sr.codedict import codes
-    algo = algorithm_id(model_doc)
+    algo = algorithm_id(model)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -293,7 +294,7 @@ def _save(dataset, path: Path) -> None:
 
 
 def export(out_dir: Union[str, Path], sources: Sequence[Any], mask: sitk.Image, result: Dict[str, Any],
-           model_doc: Dict[str, Any], force: bool = False) -> DicomResults:
+           model: ScoringModel, force: bool = False) -> DicomResults:
     """Write SEG and SR of one prediction from the chosen phase's slices (pydicom datasets, any
     order) and the tumour mask on their grid (SimpleITK, LPS). Nothing is written on error.
 
@@ -305,7 +306,7 @@ def export(out_dir: Union[str, Path], sources: Sequence[Any], mask: sitk.Image, 
     try:
         frames, sources = mask_frames(mask, sources)
         seg = build_seg(sources, frames)
-        sr = build_sr(result, model_doc, sources, seg)
+        sr = build_sr(result, model, sources, seg)
         for dataset in (seg, sr):
             add_patient_identifier(dataset, result.get("patient_id"))
     except (ValueError, AttributeError) as exc:  # highdicom's checks of the source images
@@ -317,14 +318,13 @@ def export(out_dir: Union[str, Path], sources: Sequence[Any], mask: sitk.Image, 
 
 
 def export_case(out_dir: Union[str, Path], image_folder: Union[str, Path], mask_path: Union[str, Path],
-                result: Dict[str, Any], model_doc: Dict[str, Any], label: Union[int, str] = 1,
-                min_voxels: Optional[int] = None, force: bool = False) -> DicomResults:
+                result: Dict[str, Any], model: ScoringModel, label: Union[int, str] = 1,
+                force: bool = False) -> DicomResults:
     """SEG + SR for a scored patient (`Prediction.to_dict()`) on a DICOM folder (same phase and mask as scored)."""
     phase = result["phase"] if (result.get("n_phases") or 2) > 1 else None  # a single-phase series has one
     files = source_files(image_folder, phase)
-    case = imaging.load_case(image_folder, mask_path, phase, label,
-                             min_voxels if min_voxels is not None else imaging.MIN_TUMOUR_VOXELS)
-    return export(out_dir, read_source(files), case.mask, result, model_doc, force)
+    case = imaging.load_case(image_folder, mask_path, phase, label, model.min_tumour_voxels)
+    return export(out_dir, read_source(files), case.mask, result, model, force)
 
 
 # --------------------------------------------------------------------------- reading back

@@ -9,7 +9,7 @@ from typing import Optional
 import pandas as pd
 
 from IMNRiskLib.core.errors import InputError
-from IMNRiskLib.core.files import claim_outputs, output_lock, output_set, write_text
+from IMNRiskLib.core.files import safe_outputs, write_text
 from IMNRiskLib.inputs.cohort import read_cohort
 from IMNRiskLib.inputs.schema import load_schema
 from IMNRiskLib.modelling.clinical import ENTRY_P, KEEP_P, table1, table2
@@ -32,7 +32,7 @@ def write_tables(cohort_path, out_dir, schema_path=None, entry_p: float = ENTRY_
     are the protocol's multivariable step (`table2`): the default's, or the paper's (Wald, no screen)."""
     out = Path(out_dir)
     names = ["table1.csv", "table2.csv", "table1.html", "table2.html"]
-    claim_outputs([out / n for n in names], [cohort_path, schema_path], force)
+    outputs = safe_outputs([out / n for n in names], [cohort_path, schema_path], force, folder=out)
     schema = load_schema(schema_path)
     cohort = read_cohort(cohort_path, schema, need_clinical=True, need_outcome=True, need_imaging=False)
     frame, y = cohort.clinical_frame(), cohort.outcome()
@@ -44,7 +44,7 @@ def write_tables(cohort_path, out_dir, schema_path=None, entry_p: float = ENTRY_
         raise exc.located(file=str(cohort_path)) from None
     t1 = table1(frame, y, schema)
     t2 = table2(frame, y, schema, entry_p, keep_p, test=test, collinear=collinear)
-    with output_lock(out), output_set(out) as stage:  # the four tables or none
+    with outputs.writing() as stage:  # the four tables or none
         for name, table in (("table1.csv", t1), ("table2.csv", t2.table)):
             table.to_csv(stage / name, index=False)
         write_text(stage / "table1.html", _html(t1, f"Table 1. Characteristics by {schema.outcome} status "

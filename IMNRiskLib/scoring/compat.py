@@ -16,7 +16,7 @@ VERSION_KEYS = ("pyradiomics", "imnrisk")
 
 def model_settings(model: ScoringModel) -> ExtractionSettings:
     """The extraction settings the model was trained with."""
-    s = model.doc["extraction"]
+    s = model.extraction
     return ExtractionSettings(pyradiomics=copy.deepcopy(s["pyradiomics"]),
                                        smoothing_sigma_mm=float(s["imnrisk"]["smoothing_sigma_mm"]),
                                        min_tumour_voxels=int(s["imnrisk"]["min_tumour_voxels"]), source="model.json",
@@ -30,10 +30,10 @@ def version_mismatches(model: ScoringModel, running: Optional[Dict[str, str]] = 
     """How the model's recorded extraction versions and settings differ from this installation's
     (empty when they agree): another pyradiomics gives other feature values, silently."""
     running = running or software_versions()
-    recorded = model.doc.get("software") or {}
+    recorded = model.software
     problems = [f"{key} {recorded.get(key) or 'unknown'} in the model, {running.get(key)} here"
                 for key in VERSION_KEYS if _plain(recorded.get(key)) != _plain(running.get(key))]
-    stored = model.doc.get("extraction") or {}
+    stored = model.extraction
     try:
         flat = {**copy.deepcopy(stored.get("pyradiomics") or {}), "imnrisk": copy.deepcopy(stored.get("imnrisk") or {})}
         understood = settings_from_dict(flat, source="model.json").to_dict()

@@ -144,7 +144,7 @@ def field_status(model: ScoringModel, name: str, value: Any) -> Tuple[str, str]:
         parsed = model.schema[name].parse(value)
     except ValueError as exc:
         return "invalid", str(exc)
-    r = ((model.doc.get("domain") or domain.nomogram_ranges(model.doc) or {}).get("clinical") or {}).get(name)
+    r = ((model.domain or {}).get("clinical") or {}).get(name)
     if r and isinstance(parsed, float) and not r["p01"] <= parsed <= r["p99"]:
         return "valid", f"outside the training range {r['p01']:.4g} to {r['p99']:.4g}"
     return "valid", ""
@@ -281,7 +281,7 @@ def score_values(model: ScoringModel, values: Dict[str, float], clinical: Dict[s
            "clinical_probability": model.probability(clinical, rs, "clinical")["probability"],
            "radiomics_probability": logistic(rs), "points": model.points(clinical, rs)}
     if ci == "bootstrap":
-        boot = uncertainty.replicate_interval(model.doc, model.schema, values, clinical)
+        boot = model.bootstrap_interval(values, clinical)
         out.update(ci95=boot["ci95"], ci_method=boot["method"], ci95_wald=combined["ci95"])
     return out
 
@@ -291,9 +291,9 @@ def _needed(model: ScoringModel, ci: str) -> Tuple[List[str], Optional[List[str]
     if ci not in CI_METHODS:
         raise InputError(f"unknown CI method '{ci}' ({', '.join(CI_METHODS)})", field="--ci")
     if ci == "bootstrap":
-        if uncertainty.block_of(model.doc) is None:
+        if model.replicates is None:
             raise InputError(uncertainty.NO_REPLICATES, field="--ci")
-        return uncertainty.needed_features(model.doc), uncertainty.needed_factors(model.doc)
+        return model.ci_features, model.ci_factors
     return model.features, None
 
 
@@ -301,7 +301,7 @@ def _image_facts(model: ScoringModel, case: Case, wanted: List[str]) -> Tuple[Di
     """Feature values of an image case (only `wanted`, plus the intensity the image check needs) and
     what the image check compares: phase, spacing, tumour volume, mean intensity."""
     loaded = case.loaded
-    intensity_range = (model.doc.get("acquisition") or {}).get("intensity")
+    intensity_range = (model.acquisition or {}).get("intensity")
     extra = [domain.INTENSITY_FEATURE] if intensity_range and domain.INTENSITY_FEATURE not in wanted else []
     values, _ = features.compute_features(loaded, model_settings(model), feature_names=wanted + extra)
     voxels = imaging.binary_count(loaded.mask)
@@ -319,7 +319,7 @@ def _measure(model: ScoringModel, case: Case, wanted: List[str]
     its feature values (then the image is not checked); values must be there and finite."""
     if case.loaded is not None:
         values, facts = _image_facts(model, case, wanted)
-        image_check = domain.check_acquisition(model.doc, facts["phase"], facts["n_phases"], case.declared_phase,
+        image_check = domain.check_acquisition(model.acquisition, facts["phase"], facts["n_phases"], case.declared_phase,
                                                facts["spacing"], facts["volume_ml"], facts["intensity"])
         image_check["findings"] += domain.tumour_share_finding(facts["voxels"], facts["image_voxels"])
     else:
@@ -355,7 +355,7 @@ def score_case(model: ScoringModel, case: Case, clinical: Optional[Dict[str, Any
     values, facts, image_check = _measure(model, case, wanted)
     warnings += case.loaded.warnings if case.loaded is not None else []
     numbers = score_values(model, values, parsed, options.ci)
-    domain_check = domain.check(model.doc, values, numbers["radscore"], parsed)
+    domain_check = domain.check(model.domain, values, numbers["radscore"], parsed)
     if not domain_check["checked"]:
         warnings.append(f"training ranges {domain_check['note']}")
     if case.loaded is not None and not image_check["checked"]:
@@ -363,15 +363,14 @@ def score_case(model: ScoringModel, case: Case, clinical: Optional[Dict[str, Any
     judged = verdict(domain_check, image_check)
     warnings += domain_check["warnings"] + [f["message"] for f in image_check["findings"]]
     group = model.risk_group(numbers["probability"])
-    training = model.doc["training"]
     return Prediction(
         radscore=numbers["radscore"], probability=numbers["probability"], ci95=list(numbers["ci95"]),
         ci_method=numbers["ci_method"], ci95_wald=numbers["ci95_wald"],
         risk_group=group if judged.reliable else None, risk_group_computed=group,
-        risk_thresholds={k: model.doc["risk_groups"][k] for k in ("low", "high")},
+        risk_thresholds=model.risk_thresholds,
         points=numbers["points"], features={f: float(values[f]) for f in model.features},
         clinical_probability=numbers["clinical_probability"], radiomics_probability=numbers["radiomics_probability"],
         verdict=judged, domain=domain_check, image=image_check, warnings=warnings, ignored_clinical=ignored,
-        phase=facts.get("phase"), n_phases=facts.get("n_phases"), synthetic=bool(training.get("synthetic")),
-        model_summary=model.summary(), model_sha256=model.doc["sha256"],
+        phase=facts.get("phase"), n_phases=facts.get("n_phases"), synthetic=model.synthetic,
+        model_summary=model.summary(), model_sha256=model.sha256,
         tumour={k: facts[k] for k in ("voxels", "volume_ml")} if facts else None)

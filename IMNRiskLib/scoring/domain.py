@@ -56,15 +56,12 @@ def _outside(kind: str, name: str, value: float, r: Dict[str, float]) -> Optiona
             "message": message}
 
 
-def check(doc: Dict[str, Any], features: Dict[str, float], radscore: float,
+def check(ranges: Optional[Dict[str, Any]], features: Dict[str, float], radscore: float,
           clinical: Dict[str, Any]) -> Dict[str, Any]:
     """{checked, outside: [findings], warnings: [messages], note}: the patient against the
-    model's training ranges (`checked` False for a model file without them)."""
-    ranges = doc.get("domain")
-    if not isinstance(ranges, dict):
-        ranges = nomogram_ranges(doc)
-        if ranges is None:
-            return {"checked": False, "outside": [], "warnings": [], "note": NOT_CHECKED}
+    model's training ranges (`ranges`: ScoringModel.domain; `checked` False for a model file without them)."""
+    if ranges is None:
+        return {"checked": False, "outside": [], "warnings": [], "note": NOT_CHECKED}
     found = [_outside("radscore", "radscore", float(radscore), ranges["radscore"])]
     found += [_outside("feature", f, float(features[f]), r) for f, r in (ranges.get("features") or {}).items()
               if f in features]
@@ -78,16 +75,17 @@ def check(doc: Dict[str, Any], features: Dict[str, float], radscore: float,
     return {"checked": True, "outside": outside, "warnings": [f["message"] for f in outside], "note": note}
 
 
-def nomogram_ranges(doc: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Ranges for a model file without a `domain` block: the nomogram's Rad-Score axis (training mean
-    +- 3 SD) and its continuous factors' axes, the widest ranges such a file still knows."""
-    axes = {a["name"]: a["values"] for a in (doc.get("nomogram") or {}).get("axes", [])}
+def nomogram_ranges(nomogram: Dict[str, Any], clinical: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Ranges for a model file without a `domain` block, from its `nomogram` and `clinical` blocks: the
+    nomogram's Rad-Score axis (training mean +- 3 SD) and its continuous factors' axes, the widest ranges
+    such a file still knows."""
+    axes = {a["name"]: a["values"] for a in nomogram.get("axes", [])}
     if "radscore" not in axes:
         return None
     def span(values):
         numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         return {"p01": min(numbers), "p99": max(numbers)} if len(numbers) >= 2 else None
-    variables = {v["name"]: v for v in (doc.get("clinical") or {}).get("schema", {}).get("variables", [])}
+    variables = {v["name"]: v for v in clinical.get("schema", {}).get("variables", [])}
     clinical = {name: span(values) for name, values in axes.items()
                 if variables.get(name, {}).get("type") == "continuous" and span(values)}
     return {"radscore": span(axes["radscore"]), "features": {}, "clinical": clinical, "source": "nomogram axes"}
@@ -208,12 +206,12 @@ def _ratio_findings(kind: str, label: str, value: float, r: Dict[str, float], fa
                      + (", far outside" if severity == "not_reliable" else ""))]
 
 
-def check_acquisition(doc: Dict[str, Any], phase: Optional[int], n_phases: Optional[int], declared: bool,
+def check_acquisition(block: Optional[Dict[str, Any]], phase: Optional[int], n_phases: Optional[int], declared: bool,
                       spacing: Optional[Sequence[float]], volume_ml: Optional[float],
                       intensity: Optional[float]) -> Dict[str, Any]:
     """{checked, findings: [{kind, severity, message}], note}: the scored image against the images
-    the model was trained on (None for what is unknown, e.g. feature values given as a table)."""
-    block = doc.get("acquisition")
+    the model was trained on (`block`: ScoringModel.acquisition; None for what is unknown, e.g. feature
+    values given as a table)."""
     if not isinstance(block, dict):
         return {"checked": False, "findings": [], "note": NO_ACQUISITION}
     found = _phase_findings(block, phase, n_phases, declared)

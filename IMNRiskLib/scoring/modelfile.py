@@ -8,6 +8,7 @@ plus a SHA-256 of its own canonical content. Loading it runs no code.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -20,6 +21,7 @@ import numpy as np
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.inputs.schema import ClinicalSchema, schema_from_dict
 from IMNRiskLib.modelling.nomogram import RADSCORE, nomogram_points
+from IMNRiskLib.scoring import domain, uncertainty
 from IMNRiskLib.stats.logit import Z95, logistic
 
 FORMAT = "imnrisk-model"
@@ -38,6 +40,16 @@ def canonical(doc: Dict[str, Any]) -> bytes:
 def seal(doc: Dict[str, Any]) -> Dict[str, Any]:
     """The document with its SHA-256 filled in."""
     return {**doc, "sha256": hashlib.sha256(canonical(doc)).hexdigest()}
+
+
+def signature_of(doc: Dict[str, Any]) -> Any:
+    """The document's `signature` block as the file holds it (None when unsigned; imnrisk sign adds it)."""
+    return doc.get("signature")
+
+
+def with_signature(doc: Dict[str, Any], signature: Dict[str, Any]) -> Dict[str, Any]:
+    """The document with a `signature` block (outside the canonical content the SHA-256 and signature cover)."""
+    return {**doc, "signature": signature}
 
 
 def read_model_document(path: Union[str, Path]) -> Dict[str, Any]:
@@ -144,7 +156,6 @@ def model_structure_problem(doc: Dict[str, Any]) -> str:
                 return f"{key} is not a number"
         if not isinstance(doc.get("created"), str):
             return "created is not a date"
-        from IMNRiskLib.scoring import domain, uncertainty
         problem = domain.structure_problem(doc.get("domain")) or uncertainty.structure_problem(doc.get("uncertainty")) \
             or domain.acquisition_problem(doc.get("acquisition"))
         if problem:
@@ -165,6 +176,101 @@ class ScoringModel:
     @classmethod
     def load(cls, path: Union[str, Path]) -> "ScoringModel":
         return cls(read_model_document(path))
+
+    @property
+    def format_version(self) -> Any:
+        """The file's format version (an int: the reader refused any other)."""
+        return self.doc.get("format_version")
+
+    @property
+    def created(self) -> Optional[str]:
+        """When the model was trained (ISO 8601, UTC)."""
+        return self.doc.get("created")
+
+    @property
+    def sha256(self) -> str:
+        """The model's SHA-256 (of its canonical content): what outputs name it by."""
+        return str(self.doc["sha256"])
+
+    @property
+    def extraction(self) -> Dict[str, Any]:
+        """The extraction settings the model records ({} in a file without them): pyradiomics' and IMNRisk's."""
+        return self.doc.get("extraction") or {}
+
+    @property
+    def min_tumour_voxels(self) -> int:
+        """The smallest tumour (in voxels) the model's extraction accepts."""
+        return int(self.doc["extraction"]["imnrisk"]["min_tumour_voxels"])
+
+    @property
+    def software(self) -> Dict[str, str]:
+        """The software versions the training run's features were extracted with ({} when not recorded)."""
+        return self.doc.get("software") or {}
+
+    @property
+    def training(self) -> Dict[str, Any]:
+        """The training run's aggregates: n, events, options, apparent and validated performance."""
+        return self.doc["training"]
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the model was trained on synthetic phantom data (a demonstration)."""
+        return bool(self.doc["training"].get("synthetic"))
+
+    @property
+    def risk_thresholds(self) -> Dict[str, float]:
+        """The risk groups' thresholds on the combined model's probability: {low, high}."""
+        return {k: self.doc["risk_groups"][k] for k in ("low", "high")}
+
+    @property
+    def nomogram(self) -> Dict[str, Any]:
+        """The nomogram's scales (axes, points), as `modelling.nomogram` and the figures read them."""
+        return self.doc["nomogram"]
+
+    @property
+    def schema_variables(self) -> List[Dict[str, Any]]:
+        """The clinical schema's variables as the file records them (name, type, levels, label)."""
+        return self.doc["clinical"]["schema"]["variables"]
+
+    @property
+    def labels(self) -> Dict[str, str]:
+        """A label for people for each clinical variable (its name when it has none)."""
+        return {v["name"]: v.get("label", v["name"]) for v in self.schema_variables}
+
+    @property
+    def acquisition(self) -> Optional[Dict[str, Any]]:
+        """What the training images were (phase, spacing, tumour volume, intensity), or None for an older file."""
+        block = self.doc.get("acquisition")
+        return block if isinstance(block, dict) else None
+
+    @property
+    def domain(self) -> Optional[Dict[str, Any]]:
+        """The training ranges the patient is checked against: the file's `domain` block, else the widest
+        its nomogram's axes still give (an older file), else None."""
+        ranges = self.doc.get("domain")
+        if isinstance(ranges, dict):
+            return ranges
+        return domain.nomogram_ranges(self.doc.get("nomogram") or {}, self.doc.get("clinical") or {})
+
+    @property
+    def replicates(self) -> Optional[Dict[str, Any]]:
+        """The bootstrap replicates kept for predict --ci bootstrap, or None when the file has none."""
+        return uncertainty.block_of(self.doc.get("uncertainty"))
+
+    @property
+    def ci_features(self) -> List[str]:
+        """Every feature a bootstrap CI needs: the model's own and every replicate's."""
+        return uncertainty.needed_features(self.replicates, self.features)
+
+    @property
+    def ci_factors(self) -> List[str]:
+        """Every clinical factor a bootstrap CI needs: the model's own and those of any replicate."""
+        return uncertainty.needed_factors(self.replicates, self.factors)
+
+    def bootstrap_interval(self, values: Dict[str, float], clinical: Dict[str, Any]) -> Dict[str, Any]:
+        """Percentile interval of the patient's risk over the model's bootstrap replicates."""
+        return uncertainty.replicate_interval(self.replicates, self.features, self.factors, self.schema, values,
+                                              clinical)
 
     @property
     def schema(self) -> ClinicalSchema:
@@ -250,6 +356,21 @@ class ScoringModel:
             raise InputError("the model's nomogram gives non-finite points for these values", file="model.json",
                              field="nomogram")
         return out
+
+    def recalibrated(self, intercept: float, slope: float) -> Dict[str, Any]:
+        """A new model document whose combined model is logistically recalibrated on a new cohort:
+        lp' = a + b * lp (coefficients scaled by b, intercept a + b * b0; covariance scaled by b^2,
+        the uncertainty of a and b itself not carried)."""
+        doc = copy.deepcopy(self.doc)
+        coef = np.array(doc["combined"]["coefficients"]) * slope
+        coef[0] += intercept
+        doc["combined"]["coefficients"] = coef.tolist()
+        doc["combined"]["covariance"] = (np.array(doc["combined"]["covariance"]) * slope ** 2).tolist()
+        doc["recalibration"] = {"intercept": intercept, "slope": slope,
+                                "note": "logistic recalibration of the combined model on an external cohort"}
+        doc.pop("sha256", None)
+        doc.pop("signature", None)  # a changed model is no longer what its author signed
+        return seal(doc)
 
     def risk_group(self, probability: float) -> str:
         t = self.doc["risk_groups"]

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
 from IMNRiskLib.core.errors import InputError
-from IMNRiskLib.core.files import atomic_path, check_input_file, claim_outputs
-from IMNRiskLib.scoring.modelfile import canonical, read_model_document
+from IMNRiskLib.core.files import atomic_path, check_input_file, safe_outputs
+from IMNRiskLib.scoring.modelfile import canonical, read_model_document, signature_of, with_signature
 
 ALGORITHM = "ed25519"
 
@@ -44,7 +44,7 @@ def generate_key_pair(prefix: Union[str, Path], force: bool = False) -> Tuple[Pa
     if str(prefix).endswith(("/", os.sep)) or Path(prefix).is_dir():
         raise InputError("names a folder; give a file name prefix (e.g. keys/author)", file=str(prefix))
     private_path, public_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
-    claim_outputs([private_path, public_path], [], force)
+    safe_outputs([private_path, public_path], [], force)
     key = ed25519.Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
@@ -79,12 +79,12 @@ def sign_model(model_path: Union[str, Path], key_path: Union[str, Path], out: Un
     `out` the model is signed in place (its content unchanged, a signature added); `out` follows the
     output rule: never the key or the model, an existing file only with `force`."""
     if out is not None:
-        claim_outputs([out], [model_path, key_path], force)
+        safe_outputs([out], [model_path, key_path], force)
     doc = read_model_document(model_path)
     key = _load_key(key_path, private=True)
     signature = key.sign(canonical(doc))
-    doc["signature"] = {"algorithm": ALGORITHM, "key_sha256": key_fingerprint(key.public_key()),
-                        "value": base64.b64encode(signature).decode("ascii")}
+    doc = with_signature(doc, {"algorithm": ALGORITHM, "key_sha256": key_fingerprint(key.public_key()),
+                               "value": base64.b64encode(signature).decode("ascii")})
     target = Path(out) if out else Path(model_path)
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
@@ -95,7 +95,7 @@ def verify_model(doc: Dict[str, Any], key_path: Union[str, Path], source: str) -
     """Check the model's signature against a trusted public key; return the key's fingerprint."""
     _, _, invalid = _crypto()
     key = _load_key(key_path, private=False)
-    sig = doc.get("signature")
+    sig = signature_of(doc)
     if not isinstance(sig, dict) or "value" not in sig:
         raise InputError("model is not signed (imnrisk sign); refused with --trusted-key", file=source)
     if sig.get("algorithm") != ALGORITHM:

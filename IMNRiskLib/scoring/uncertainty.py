@@ -77,23 +77,20 @@ def unpack(block: Dict[str, Any]) -> List[Dict[str, Any]]:
     return out
 
 
-def block_of(doc: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """The model's bootstrap block, or None when it keeps no replicates."""
-    block = doc.get("uncertainty")
+def block_of(block: Any) -> Optional[Dict[str, Any]]:
+    """A model file's `uncertainty` block when it keeps replicates, else None."""
     return block if isinstance(block, dict) and block.get("replicates") else None
 
 
-def needed_features(doc: Dict[str, Any]) -> List[str]:
-    """Every feature a bootstrap CI needs: the model's own and every replicate's."""
-    block = block_of(doc)
-    own = list(doc["radiomics"]["features"])
+def needed_features(block: Optional[Dict[str, Any]], own: Sequence[str]) -> List[str]:
+    """Every feature a bootstrap CI needs: the model's own and every replicate's of `block`."""
+    own = list(own)
     return own + [f for f in (block["features"] if block else []) if f not in own]
 
 
-def needed_factors(doc: Dict[str, Any]) -> List[str]:
-    """Every clinical factor a bootstrap CI needs: the model's own and those of any replicate."""
-    block = block_of(doc)
-    own = list(doc["clinical"]["factors"])
+def needed_factors(block: Optional[Dict[str, Any]], own: Sequence[str]) -> List[str]:
+    """Every clinical factor a bootstrap CI needs: the model's own and those of any replicate of `block`."""
+    own = list(own)
     # a term is `variable` or `variable[level]` (clinical.term_variable; not imported: scipy is slow to load)
     extra = [] if block is None else [t.split("[", 1)[0] for t in block["terms"] if t not in ("(Intercept)", "radscore")]
     return own + sorted(set(extra) - set(own), key=extra.index)
@@ -120,17 +117,18 @@ def encode_clinical(schema, clinical: Dict[str, Any], factors: Sequence[str]) ->
     return out
 
 
-def replicate_interval(doc: Dict[str, Any], schema, features: Dict[str, float], clinical: Dict[str, Any],
-                 level: float = 0.95) -> Dict[str, Any]:
-    """Percentile interval of the patient's risk over the model's bootstrap replicates."""
-    block = block_of(doc)
+def replicate_interval(block: Optional[Dict[str, Any]], own_features: Sequence[str], own_factors: Sequence[str],
+                       schema, features: Dict[str, float], clinical: Dict[str, Any],
+                       level: float = 0.95) -> Dict[str, Any]:
+    """Percentile interval of the patient's risk over the bootstrap replicates of `block` (the model's
+    own features and factors beside them)."""
     if block is None:
         raise InputError(NO_REPLICATES, file="model.json", field="--ci")
-    missing = [f for f in needed_features(doc) if f not in features]
+    missing = [f for f in needed_features(block, own_features) if f not in features]
     if missing:
         raise InputError(f"the bootstrap CI needs {len(missing)} more feature value(s), e.g. {missing[0]}",
                          field=missing[0])
-    encoded = encode_clinical(schema, clinical, needed_factors(doc))
+    encoded = encode_clinical(schema, clinical, needed_factors(block, own_factors))
     risks = np.array([replicate_risk(r, features, encoded) for r in unpack(block)])
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(risks, [tail, 100 - tail])
