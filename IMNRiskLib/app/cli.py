@@ -28,12 +28,12 @@ def report_errors(errors: List[InputError]) -> None:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """Extract radiomics features of every case of a manifest."""
-    from IMNRiskLib.radiomics import features
-    from IMNRiskLib.inputs.cohort import read_cohort
-    from IMNRiskLib.core.files import check_not_inputs, safe_outputs
-    from IMNRiskLib.inputs.schema import load_schema
+    from IMNRiskLib.radiomics import features  # start-up time: only this command loads it
+    from IMNRiskLib.inputs.cohort import read_cohort  # start-up time: only this command loads it
+    from IMNRiskLib.core.files import check_not_inputs, safe_outputs  # start-up time: only this command loads it
+    from IMNRiskLib.inputs.schema import load_schema  # start-up time: only this command loads it
 
-    from IMNRiskLib.core.workers import check_dask_address
+    from IMNRiskLib.core.workers import check_dask_address  # start-up time: only this command loads it
     check_dask_address(args.dask)
     if not 0.0 <= args.mask2_min_dice <= 1.0:
         raise InputError(f"{args.mask2_min_dice:g} is not a Dice coefficient (0 to 1)", field="--mask2-min-dice")
@@ -76,7 +76,8 @@ def say_phase_choices(cases: dict) -> None:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Evaluate every score column of a predictions table against the outcome."""
-    import json
+    import json  # start-up time: json loads only when used
+    # start-up time: only this command loads it
     from IMNRiskLib.stats.evaluation import evaluate_predictions, format_evaluation
     result = evaluate_predictions(args.predictions, args.outcome)
     if args.json:
@@ -88,8 +89,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_tables(args: argparse.Namespace) -> int:
     """Table 1 and Table 2 of a cohort (clinical data only)."""
-    from IMNRiskLib.modelling.protocols import training_options
-    from IMNRiskLib.outputs.tables import write_tables
+    from IMNRiskLib.modelling.protocols import training_options  # start-up time: only this command loads it
+    from IMNRiskLib.outputs.tables import write_tables  # start-up time: only this command loads it
     options = training_options(args.protocol)  # the protocol's multivariable step: test and collinearity screen
     paths = write_tables(args.cohort, args.out, args.schema, args.entry_p, args.keep_p, args.force,
                          options.clinical_test, options.clinical_collinear)
@@ -100,23 +101,23 @@ def cmd_tables(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- train, predict, validate
 
 def _training_options(args: argparse.Namespace):
-    from IMNRiskLib.modelling.protocols import training_options
+    from IMNRiskLib.modelling.protocols import training_options  # start-up time: only this command loads it
     extra = {"clinical_test": args.clinical_test} if getattr(args, "clinical_test", None) else {}
     return training_options(getattr(args, "protocol", "imnrisk"), seed=args.seed, lasso_rule=args.lasso_rule, **extra)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Build, validate and save the three models."""
-    from IMNRiskLib.app.training import OUTPUTS, check_counts, train
-    from IMNRiskLib.modelling.protocols import use_icc
-    from IMNRiskLib.core.files import safe_outputs
-    from IMNRiskLib.outputs.report import render
+    from IMNRiskLib.app.training import OUTPUTS, check_counts, train  # start-up time: only this command loads it
+    from IMNRiskLib.modelling.protocols import use_icc  # start-up time: only this command loads it
+    from IMNRiskLib.core.files import safe_outputs  # start-up time: only this command loads it
+    from IMNRiskLib.outputs.report import render  # start-up time: only this command loads it
     out = Path(args.out)
     outputs = safe_outputs([out / name for name in OUTPUTS + ("report.html",)],
                            [args.cohort, args.features, args.schema, args.features2], args.force, folder=out,
                            user_folder=True)
     check_counts(args.cv_folds, args.cv_repeats, args.bootstrap)
-    from IMNRiskLib.core.workers import check_dask_address
+    from IMNRiskLib.core.workers import check_dask_address  # start-up time: only this command loads it
     check_dask_address(args.dask)
     # one run per folder; every output staged and moved in at the end (model.json last), or none
     with outputs.writing(last="model.json") as stage:
@@ -134,8 +135,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Re-render report.html from a training folder."""
-    from IMNRiskLib.core.files import safe_outputs
-    from IMNRiskLib.outputs.report import render
+    from IMNRiskLib.core.files import safe_outputs  # start-up time: only this command loads it
+    from IMNRiskLib.outputs.report import render  # start-up time: only this command loads it
     folder = Path(args.dir)
     safe_outputs([folder / "report.html"], [], args.force)  # figures/ holds its images: rewritten with it
     try:
@@ -151,18 +152,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score one patient through the scoring core and render its Prediction (verdict first)."""
-    import json
-    from IMNRiskLib.scoring.modelfile import ScoringModel
-    from IMNRiskLib.scoring import Options, score_case
+    import json  # start-up time: json loads only when used
+    from IMNRiskLib.scoring.modelfile import ScoringModel  # start-up time: only this command loads it
+    from IMNRiskLib.scoring import Options, score_case  # start-up time: only this command loads it
+    # start-up time: only this command loads it
     from IMNRiskLib.scoring.core import case_from_files, check_request, clinical_pairs
     if args.dicom_out:  # the output rule first, before anything is read
-        from IMNRiskLib.outputs.dicomout import check_target
+        from IMNRiskLib.outputs.dicomout import check_target  # start-up time: only this command loads it
         check_target(args.image, args.dicom_out, args.force, [args.model, args.image, args.mask, args.trusted_key])
     if str(args.label).lstrip("-").isdigit() and int(args.label) < 1:
         raise InputError(f"label {args.label} must be 1 or more (0 is background)", field="--label")
     model = ScoringModel.load(args.model)
     if args.trusted_key:  # refuse unsigned or wrongly signed models
-        from IMNRiskLib.scoring.signing import verify_model
+        from IMNRiskLib.scoring.signing import verify_model  # start-up time: only this command loads it
         verify_model(model.doc, args.trusted_key, str(args.model))
     label = int(args.label) if str(args.label).isdigit() else args.label
     options = Options(ci=args.ci, allow_version_mismatch=args.allow_version_mismatch)
@@ -177,7 +179,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         say(f"imnrisk predict: image: {case.loaded.phase_note}")
     result = prediction.to_dict()
     if args.dicom_out:
-        from IMNRiskLib.outputs.dicomout import export_case
+        from IMNRiskLib.outputs.dicomout import export_case  # start-up time: only this command loads it
         written = export_case(args.dicom_out, args.image, args.mask, result, model, label, args.force)
         say(f"imnrisk predict: DICOM SEG -> {written.seg}; SR -> {written.sr}")
     if args.json:
@@ -194,15 +196,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_pacs(args: argparse.Namespace) -> int:
     """Retrieve a study's MR series from a DICOM node, score it, store SEG + SR back."""
-    import json
-    from IMNRiskLib.outputs import dicomout
-    from IMNRiskLib.core.files import safe_outputs
-    from IMNRiskLib.app.pacs import load_pacs_settings, score_study
+    import json  # start-up time: json loads only when used
+    from IMNRiskLib.outputs import dicomout  # start-up time: only this command loads it
+    from IMNRiskLib.core.files import safe_outputs  # start-up time: only this command loads it
+    from IMNRiskLib.app.pacs import load_pacs_settings, score_study  # start-up time: only this command loads it
     targets = dicomout.output_paths(args.out)
     safe_outputs([targets.seg, targets.sr], [args.model, args.config, args.mask], args.force)
     settings = load_pacs_settings(args.config)
     label = int(args.label) if str(args.label).isdigit() else args.label
-    from IMNRiskLib.scoring.core import clinical_pairs
+    from IMNRiskLib.scoring.core import clinical_pairs  # start-up time: only this command loads it
     result, lines = score_study(settings, args.model, args.study, args.mask, args.out, clinical_pairs(args.clinical),
                                 args.series, args.phase, label, send=not args.no_store, force=args.force)
     files = result["files"]
@@ -214,7 +216,7 @@ def cmd_pacs(args: argparse.Namespace) -> int:
 
 def cmd_web(args: argparse.Namespace) -> int:
     """The browser face (trame-slicer), loopback unless a token is set."""
-    from IMNRiskWeb.server import WebOptions, serve
+    from IMNRiskWeb.server import WebOptions, serve  # start-up time: IMNRiskWeb loads only when used
     options = WebOptions(model=args.model, models_dir=args.models, trusted_key=args.trusted_key,
                          max_upload_mb=args.max_upload_mb, max_sessions=args.max_sessions,
                          idle_minutes=args.idle_minutes, grace_seconds=args.grace_seconds)
@@ -223,8 +225,8 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """External validation of a frozen model on a new cohort."""
-    from IMNRiskLib.core.files import safe_outputs
-    from IMNRiskLib.app.predict import validate_external
+    from IMNRiskLib.core.files import safe_outputs  # start-up time: only this command loads it
+    from IMNRiskLib.app.predict import validate_external  # start-up time: only this command loads it
     out = Path(args.out)
     written = ("validation.json", "predictions.csv") + (("model_recalibrated.json",) if args.recalibrate else ())
     outputs = safe_outputs([out / n for n in written], [args.model, args.cohort, args.features], args.force,
@@ -240,7 +242,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     """Make an Ed25519 key pair for signing models."""
-    from IMNRiskLib.scoring.signing import generate_key_pair
+    from IMNRiskLib.scoring.signing import generate_key_pair  # start-up time: only this command loads it
     private, public = generate_key_pair(args.prefix, args.force)
     say(f"imnrisk keygen: private key {private} (keep it secret), public key {public} (give it to users)")
     return EXIT_OK
@@ -248,15 +250,15 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     """Sign a model file with a private key."""
-    from IMNRiskLib.scoring.signing import sign_model
+    from IMNRiskLib.scoring.signing import sign_model  # start-up time: only this command loads it
     say(f"imnrisk sign: {sign_model(args.model, args.key, args.out, args.force)} signed")
     return EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check a model's signature against a trusted public key (exit 2 when it does not hold)."""
-    from IMNRiskLib.scoring.signing import verify_model
-    from IMNRiskLib.scoring.modelfile import read_model_document
+    from IMNRiskLib.scoring.signing import verify_model  # start-up time: only this command loads it
+    from IMNRiskLib.scoring.modelfile import read_model_document  # start-up time: only this command loads it
     fingerprint = verify_model(read_model_document(args.model), args.trusted_key, str(args.model))
     say(f"imnrisk verify: {args.model}: signature valid, key SHA-256 {fingerprint[:16]}")
     return EXIT_OK
@@ -266,7 +268,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _progress_bar(desc: str, quiet: bool):
     """A tqdm bar on stderr with ETA, and a callback that advances it to `done`."""
-    from IMNRiskLib.core.progress import progress_bar
+    from IMNRiskLib.core.progress import progress_bar  # start-up time: only this command loads it
     bar = progress_bar(0, desc, "case", enabled=not quiet)
 
     def update(done: int, total: int) -> None:
@@ -276,7 +278,7 @@ def _progress_bar(desc: str, quiet: bool):
 
 
 def _synthesize(folder: Path, args: argparse.Namespace) -> dict:
-    from IMNRiskLib.app import synth
+    from IMNRiskLib.app import synth  # start-up time: only this command loads it
     form = getattr(args, "dicom_form", None)
     options = synth.SynthOptions(patients=args.patients, seed=args.seed, full_size=getattr(args, "full_size", False),
                                  dicom=getattr(args, "dicom", False) or form is not None, jobs=args.jobs,
@@ -284,7 +286,7 @@ def _synthesize(folder: Path, args: argparse.Namespace) -> dict:
     if options.patients < 2:
         raise InputError("--patients must be 2 or more", field="--patients")
     if options.dicom:
-        from IMNRiskLib.app.synthdicom import check_form
+        from IMNRiskLib.app.synthdicom import check_form  # start-up time: only this command loads it
         check_form(options.dicom_form)
     bar, update = _progress_bar("synth", args.quiet)
     try:
@@ -295,7 +297,7 @@ def _synthesize(folder: Path, args: argparse.Namespace) -> dict:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write a synthetic phantom cohort with a known truth."""
-    from IMNRiskLib.core.files import safe_outputs
+    from IMNRiskLib.core.files import safe_outputs  # start-up time: only this command loads it
     folder = Path(args.dir)
     safe_outputs([folder / "cohort.csv", folder / "truth.json"], [], args.force, folder=folder, user_folder=True)
     summary = _synthesize(folder, args)
@@ -308,7 +310,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """synth -> extract -> tables -> train on the built-in phantom, with one summary at the end."""
-    from IMNRiskLib.core.files import safe_outputs
+    from IMNRiskLib.core.files import safe_outputs  # start-up time: only this command loads it
     folder = Path(args.out)
     outputs = safe_outputs([folder / "features.csv"], [], args.force, folder=folder, user_folder=True)
     with outputs.locked():  # one run per folder
@@ -317,10 +319,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _demo(folder: Path, args: argparse.Namespace) -> int:
     """The demo's steps, in a folder this run holds the lock of."""
-    import time
-    from IMNRiskLib.radiomics import features
-    from IMNRiskLib.outputs.tables import write_tables
-    from IMNRiskLib.inputs.cohort import read_cohort
+    import time  # start-up time: time loads only when used
+    from IMNRiskLib.radiomics import features  # start-up time: only this command loads it
+    from IMNRiskLib.outputs.tables import write_tables  # start-up time: only this command loads it
+    from IMNRiskLib.inputs.cohort import read_cohort  # start-up time: only this command loads it
     start = time.perf_counter()
     summary = _synthesize(folder / "phantom", args)
     say(f"imnrisk demo: synthesised {summary['patients']} patients ({summary['events']} IMN-positive)")
@@ -351,11 +353,12 @@ def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
     """Train the demo's protocols on the same phantom: the paper's into model-paper/, IMNRisk's
     into model/ (last, so its report shows both side by side, protocols.json). Returns the
     default's (or the only) metrics and report path."""
-    from IMNRiskLib.core.files import output_set, write_json
+    from IMNRiskLib.core.files import output_set, write_json  # start-up time: only this command loads it
+    # start-up time: only this command loads it
     from IMNRiskLib.modelling.protocols import PROTOCOLS, comparison_summary, training_options, use_icc
-    from IMNRiskLib.outputs.report import render
-    from IMNRiskLib.app.training import train
-    import time
+    from IMNRiskLib.outputs.report import render  # start-up time: only this command loads it
+    from IMNRiskLib.app.training import train  # start-up time: only this command loads it
+    import time  # start-up time: time loads only when used
     names = [p for p in ("paper", "imnrisk") if args.protocol in (p, "both")]
     compared = {}
     for name in names:
@@ -592,7 +595,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         check_argument_text(args, argument_names(parser, args.command))
         if hasattr(args, "jobs"):
-            from IMNRiskLib.core.workers import resolve_jobs
+            from IMNRiskLib.core.workers import resolve_jobs  # start-up time: only this command loads it
             args.jobs = resolve_jobs(args.jobs)
         return args.func(args)
     except InputErrors as exc:
@@ -602,7 +605,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         report_errors([exc])
         return EXIT_INPUT
     except OSError as exc:
-        from IMNRiskLib.core.files import USER_FIXABLE_ERRNOS
+        from IMNRiskLib.core.files import USER_FIXABLE_ERRNOS  # start-up time: only this command loads it
         if exc.errno not in USER_FIXABLE_ERRNOS or os.environ.get("IMNRISK_DEBUG"):
             return _internal_error(exc)
         report_errors([InputError(f"cannot write or read ({exc.strerror}); nothing was half-written",
@@ -614,10 +617,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
         return _internal_error(exc)
     finally:
-        from IMNRiskLib.core.progress import STOP
+        from IMNRiskLib.core.progress import STOP  # start-up time: only this command loads it
         STOP.clear()
         if previous is not None:
-            import signal
+            import signal  # start-up time: signal loads only when used
             for sig, handler in previous.items():
                 if handler is not None:  # None: installed from C, cannot be put back from Python
                     signal.signal(sig, handler)
@@ -627,9 +630,9 @@ def _stop_cleanly_on_sigterm():
     """SIGTERM (e.g. Slicer's Cancel) stops a run like Ctrl-C: staged outputs removed, workers ended.
     Both also set progress.STOP, checked by long loops and before outputs are committed, in case the
     KeyboardInterrupt gets lost. Returns the previous handlers (restored when main returns)."""
-    import signal
-    import threading
-    from IMNRiskLib.core.progress import STOP
+    import signal  # start-up time: signal loads only when used
+    import threading  # start-up time: threading loads only when used
+    from IMNRiskLib.core.progress import STOP  # start-up time: only this command loads it
 
     def interrupt(signum, frame):
         STOP.set()

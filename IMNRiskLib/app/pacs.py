@@ -7,6 +7,7 @@ no passwords (secure the link with the site's TLS or VPN).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -47,7 +48,6 @@ SETTINGS_SPEC = {
 
 def is_loopback(host: str) -> bool:
     """True for localhost and loopback addresses (127.0.0.0/8, ::1): only this machine can connect."""
-    import ipaddress
     if host.strip().lower() == "localhost":
         return True
     try:
@@ -73,7 +73,7 @@ def load_pacs_settings(path: Union[str, Path]) -> PacsSettings:
 
 def _pynetdicom():
     try:
-        import pynetdicom
+        import pynetdicom  # optional dependency (extra dicom)
     except ImportError:
         raise InputError("PACS exchange needs pynetdicom: pip install 'imnrisk[dicom]'") from None
     return pynetdicom
@@ -95,7 +95,7 @@ def _associate(settings: PacsSettings, contexts: Sequence[str], roles=None, hand
 
 
 def _query(**attributes):
-    from pydicom.dataset import Dataset
+    from pydicom.dataset import Dataset  # optional dependency (extra dicom)
     ds = Dataset()
     for key, value in attributes.items():
         setattr(ds, key, value)
@@ -104,6 +104,7 @@ def _query(**attributes):
 
 def find_series(settings: PacsSettings, study_uid: str) -> List[Dict[str, Any]]:
     """C-FIND at SERIES level: the study's series (UID, modality, description, number)."""
+    # optional dependency (extra dicom)
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
     assoc = _associate(settings, [FIND])
     try:
@@ -170,7 +171,8 @@ def retrieve_series(settings: PacsSettings, study_uid: str, series_uid: str, fol
 
 
 def _get(settings: PacsSettings, query, folder: Path, received: List[Path]) -> List[int]:
-    from pynetdicom import build_role, evt
+    from pynetdicom import build_role, evt  # optional dependency (extra dicom)
+    # optional dependency (extra dicom)
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
     roles = [build_role(uid, scp_role=True) for uid in STORAGE_CLASSES]
     assoc = _associate(settings, [GET, *STORAGE_CLASSES], roles, [(evt.EVT_C_STORE, _saver(folder, received))])
@@ -182,7 +184,8 @@ def _get(settings: PacsSettings, query, folder: Path, received: List[Path]) -> L
 
 def _move(settings: PacsSettings, query, folder: Path, received: List[Path]) -> List[int]:
     """C-MOVE to ourselves: a storage SCP listens on move_port while the PACS sends."""
-    from pynetdicom import evt
+    from pynetdicom import evt  # optional dependency (extra dicom)
+    # optional dependency (extra dicom)
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
     pn = _pynetdicom()
     scp = pn.AE(ae_title=settings.calling_ae)
@@ -202,7 +205,7 @@ def _move(settings: PacsSettings, query, folder: Path, received: List[Path]) -> 
 
 def store(settings: PacsSettings, paths: Sequence[Union[str, Path]]) -> None:
     """C-STORE each file to the PACS; any status but success is an error naming the file."""
-    import pydicom
+    import pydicom  # optional dependency (extra dicom)
     datasets = [(Path(p), pydicom.dcmread(str(p))) for p in paths]
     assoc = _associate(settings, sorted({str(ds.SOPClassUID) for _, ds in datasets}))
     try:
@@ -222,10 +225,10 @@ def score_study(settings: PacsSettings, model_path: Union[str, Path], study_uid:
     """The round trip: find and retrieve the study's MR series, score it (the scoring core), write SEG
     + SR into out_dir and store them back on the PACS. Returns the `predict --json` result (+ files)
     and the Prediction's text lines (verdict first)."""
-    from IMNRiskLib.outputs import dicomout
-    from IMNRiskLib.scoring.modelfile import ScoringModel
-    from IMNRiskLib.scoring import Options, score_case
-    from IMNRiskLib.scoring.core import case_from_files, check_request
+    from IMNRiskLib.outputs import dicomout  # start-up time: loaded when this step runs
+    from IMNRiskLib.scoring.modelfile import ScoringModel  # start-up time: loaded when this step runs
+    from IMNRiskLib.scoring import Options, score_case  # start-up time: loaded when this step runs
+    from IMNRiskLib.scoring.core import case_from_files, check_request  # start-up time: loaded when this step runs
     model = ScoringModel.load(model_path)
     check_request(model, clinical, Options())  # before anything is retrieved
     out = Path(out_dir)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pandas and scipy (evaluation) load only for cohorts: scorin
 def score_cohort(model: ScoringModel, feats: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
     """Rad-Score, the three models' probabilities and the verdict on the training ranges (the scoring
     core's rules; the images are not seen here) for every patient of a cohort."""
-    import pandas as pd
+    import pandas as pd  # start-up time: pandas loads only when used
     missing = [f for f in model.features if f not in feats.columns]
     if missing:
         raise InputError(f"features table lacks {len(missing)} feature(s) the model needs, e.g. {missing[0]}",
@@ -54,8 +54,8 @@ def validate_external(model_path, cohort_path, out_dir, features_path=None, jobs
                       force: bool = False, show_bar: bool = True) -> Dict[str, Any]:
     """External validation of a frozen model: discrimination, calibration-in-the-large and slope,
     Hosmer-Lemeshow, Brier and decision curves on a new labelled cohort."""
-    from IMNRiskLib.stats import evaluation
-    from IMNRiskLib.inputs.cohort import read_cohort
+    from IMNRiskLib.stats import evaluation  # start-up time: loaded when this step runs
+    from IMNRiskLib.inputs.cohort import read_cohort  # start-up time: loaded when this step runs
     model = ScoringModel.load(model_path)
     out = Path(out_dir)
     names = ("validation.json", "predictions.csv") + (("model_recalibrated.json",) if recalibrate else ())

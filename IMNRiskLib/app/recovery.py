@@ -28,7 +28,7 @@ TRUE_FACTORS = ("tumor_location", "pr", "aln_metastases")  # synth.TRUTH's clini
 
 def load_phantom(folder: Union[str, Path], features_csv: Optional[Union[str, Path]] = None):
     """A phantom's training data (cohort.csv + features.csv) and each patient's true phenotype."""
-    from IMNRiskLib.app.training import load_training_data
+    from IMNRiskLib.app.training import load_training_data  # start-up time: loaded when this step runs
     folder = Path(folder)
     data = load_training_data(folder / "cohort.csv", features_csv or folder / "features.csv")
     latent = json.loads((folder / "truth.json").read_text(encoding="utf-8"))["patients_latent"]

@@ -23,6 +23,7 @@ from IMNRiskLib import RESEARCH_ONLY, __version__
 from IMNRiskLib.core.files import atomic_path, write_json, write_text
 from IMNRiskLib.app.synthdicom import volume_image
 from IMNRiskLib.inputs.schema import load_schema
+from IMNRiskLib.core.workers import process_pool
 
 TABLE1 = Path(__file__).parents[1] / "data" / "paper_table1.csv"
 PAPER_N = 124
@@ -237,7 +238,7 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
 
 def _feret_diameter(mask: np.ndarray, spacing_xyz) -> float:
     """Largest distance (mm) between two tumour voxel centres (via the convex hull)."""
-    from scipy.spatial import ConvexHull
+    from scipy.spatial import ConvexHull  # start-up time: scipy loads only when used
     pts = np.argwhere(mask)[:, ::-1] * np.asarray(spacing_xyz)
     try:
         pts = pts[ConvexHull(pts).vertices]
@@ -393,7 +394,7 @@ def _write_case(args) -> Tuple[str, Dict[str, object]]:
     spacing = grid["spacing"]
     notes: List[str] = []
     if dicom:
-        from IMNRiskLib.app.synthdicom import write_case
+        from IMNRiskLib.app.synthdicom import write_case  # start-up time: loaded when this step runs
         notes = write_case(out["phases"], out["mask"], spacing, case, pid, seed, dicom)
     else:
         write_nrrd_4d(out["phases"], spacing, case / "dce.nrrd")
@@ -423,7 +424,6 @@ def synthesize(folder: Path, options: SynthOptions,
              for i, pid in enumerate(ids)]
     rendered: Dict[str, Dict[str, object]] = {}
     if options.jobs > 1 and len(tasks) > 1:
-        from IMNRiskLib.core.workers import process_pool
         with process_pool(options.jobs) as pool:
             for pid, info in pool.map(_write_case, tasks, chunksize=1):
                 rendered[pid] = info
@@ -482,7 +482,7 @@ def true_model_aucs(n: int = 10000, seed: int = 12345) -> Dict[str, float]:
     The true clinical-only model is P(IMN | clinical), i.e. the mean probability within each
     combination of the clinical factors; the imaging-only one is monotone in the phenotype.
     """
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # start-up time: sklearn loads only when used
     root = np.random.SeedSequence(seed)
     rc, rt = (np.random.default_rng(s) for s in root.spawn(2))
     clinical = draw_clinical(n, rc)

@@ -11,6 +11,8 @@ exceeds and dciodvfy reports).
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import hashlib
 import shutil
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.core.files import atomic_path
 
 FORMS = ("classic", "enhanced", "per-phase")
 IMAGE_FOLDER = "dce_dicom"
@@ -122,15 +125,14 @@ def write_case(phases: np.ndarray, mask: np.ndarray, spacing, case: Path, patien
 
 def _phase_datasets(files: Sequence[Path]) -> list:
     """pydicom datasets of one phase's slices (ascending)."""
-    import pydicom
+    import pydicom  # optional dependency (extra dicom)
     return [pydicom.dcmread(str(f)) for f in files]
 
 
 def write_enhanced(files: Sequence[Path], target: Path) -> None:
     """One Legacy Converted Enhanced MR object of every frame of a classic series (same series UID, so
     masks drawn on the classic slices reference it)."""
-    import logging
-    import pydicom
+    import pydicom  # optional dependency (extra dicom)
     hd = _needs("highdicom", "--dicom-form enhanced")
     datasets = [pydicom.dcmread(str(f)) for f in files]
     quiet = logging.getLogger("highdicom.legacy.sop")
@@ -144,7 +146,6 @@ def write_enhanced(files: Sequence[Path], target: Path) -> None:
     if "ReferencedSeriesSequence" in enhanced:
         del enhanced.ReferencedSeriesSequence  # the classic files it names are not kept (dciodvfy: an error)
     target.parent.mkdir(parents=True, exist_ok=True)
-    from IMNRiskLib.core.files import atomic_path
     fixed_times(enhanced)
     with atomic_path(target) as tmp:
         enhanced.save_as(str(tmp), enforce_file_format=True)
@@ -187,8 +188,7 @@ def write_masks(sources: Sequence, series_folder: Path, mask: np.ndarray, case: 
 
 def write_seg(sources: Sequence, mask: np.ndarray, target: Path) -> None:
     """A binary DICOM SEG of the tumour by highdicom, referencing the sources (one phase's slices)."""
-    import highdicom as hd
-    from IMNRiskLib.core.files import atomic_path
+    import highdicom as hd  # optional dependency (extra dicom)
     description = hd.seg.SegmentDescription(
         segment_number=1, segment_label=ROI_NAME,
         segmented_property_category=hd.sr.CodedConcept("49755003", "SCT", "Morphologically Altered Structure"),
@@ -208,10 +208,8 @@ def write_seg(sources: Sequence, mask: np.ndarray, target: Path) -> None:
 def write_rtstruct(sources: Sequence, mask: np.ndarray, target: Path) -> None:
     """An RTSTRUCT of the tumour by rt-utils (which reads the series from a folder), its decimal
     strings then shortened to DICOM's 16 characters."""
-    import tempfile
-    import rt_utils
-    from pydicom.valuerep import DSfloat
-    from IMNRiskLib.core.files import atomic_path
+    import rt_utils  # optional dependency (extra dicom)
+    from pydicom.valuerep import DSfloat  # optional dependency (extra dicom)
     with tempfile.TemporaryDirectory(prefix="imnrisk-rt-") as folder:
         for k, ds in enumerate(sources):
             ds.save_as(str(Path(folder) / f"{k:04d}.dcm"))

@@ -17,7 +17,7 @@ from IMNRiskLib.stats import evaluation
 from IMNRiskLib.modelling.clinical import table1, table2
 from IMNRiskLib.inputs.cohort import read_cohort
 from IMNRiskLib.core.errors import InputError
-from IMNRiskLib.core.files import atomic_path, write_json
+from IMNRiskLib.core.files import atomic_path, check_input_file, write_json
 from IMNRiskLib.core.jsonio import json_clean
 from IMNRiskLib.radiomics.settings import DEFAULT_PARAMS, load_settings, software_versions
 from IMNRiskLib.scoring.modelwriter import model_document, sealed_document
@@ -36,7 +36,7 @@ OUTPUTS = ("model.json", "metrics.json", "predictions.csv", "table1.csv", "table
 def load_training_data(cohort_path: Union[str, Path], features_path: Union[str, Path],
                        schema_path: Optional[str] = None) -> Data:
     """The labelled patients of the cohort with their features; IDs must match."""
-    from IMNRiskLib.radiomics.features import read_features
+    from IMNRiskLib.radiomics.features import read_features  # start-up time: loaded when this step runs
     schema = load_schema(schema_path)
     cohort = read_cohort(cohort_path, schema, need_clinical=True, need_outcome=True, need_imaging=False)
     feats = read_features(features_path)
@@ -147,8 +147,7 @@ def check_resources(estimate: ResourceEstimate, force: bool) -> None:
 def extraction_record(features_path: Union[str, Path]) -> Optional[Dict[str, Any]]:
     """The provenance beside features.csv, checked to describe this very table (its SHA-256);
     None when there is none. A provenance of another extraction would give the model wrong settings."""
-    from IMNRiskLib.radiomics.features import output_paths, sha256_of_file
-    from IMNRiskLib.core.files import check_input_file
+    from IMNRiskLib.radiomics.features import output_paths, sha256_of_file  # start-up time: loaded when this step runs
     path = output_paths(features_path)["provenance"]
     if not path.exists():
         return None
@@ -190,7 +189,7 @@ def second_reader_table(features_path: Union[str, Path], reader2_path: Optional[
     """The second reader's feature table for the ICC filter: the one given, else features_reader2.csv
     beside features.csv; None when there is none (or with use_icc False). Its provenance must describe
     it and pair it with this features.csv, extracted with the same settings."""
-    from IMNRiskLib.radiomics.features import output_paths, sha256_of_file
+    from IMNRiskLib.radiomics.features import output_paths, sha256_of_file  # start-up time: loaded when this step runs
     if not use_icc:
         if reader2_path is not None or icc_threshold is not None:
             raise InputError("--no-icc cannot go with --features2 or --icc-threshold", field="--no-icc")
@@ -263,7 +262,7 @@ def cv_accuracy_vs_nir(y: np.ndarray, cv: Dict[str, Any]) -> Dict[str, Any]:
 
 def candidate_clinical_df(data: Data) -> int:
     """Design columns of every clinical variable of the schema: the clinical parameters screened."""
-    from IMNRiskLib.modelling.clinical import design, varying
+    from IMNRiskLib.modelling.clinical import design, varying  # start-up time: loaded when this step runs
     return int(varying(design(data.clinical, data.schema, data.schema.names)).shape[1])
 
 
@@ -321,8 +320,8 @@ def sample_size(models: FittedModels, data: Data, pred: pd.DataFrame, metrics: D
 
 def shrink_combined(models: FittedModels, data: Data, factor: float) -> Dict[str, Any]:
     """Replace the combined model by its uniformly shrunk version (Steyerberg); the record."""
-    from IMNRiskLib.modelling.nomogram import RADSCORE
-    from IMNRiskLib.modelling.models import shrink_uniformly
+    from IMNRiskLib.modelling.nomogram import RADSCORE  # start-up time: loaded when this step runs
+    from IMNRiskLib.modelling.models import shrink_uniformly  # start-up time: loaded when this step runs
     Xc = models.clinical_design(data.clinical).assign(**{RADSCORE: models.radscore(data.features)})
     Xc = Xc[models.combined.terms[1:]]
     complete = Xc.notna().all(axis=1).to_numpy()
@@ -354,6 +353,7 @@ def acquisition_block(prov: Optional[Dict[str, Any]], data: Data, settings: Dict
                       ) -> Optional[Dict[str, Any]]:
     """model.json's `acquisition` block (aggregates of the training images: phase, phases, spacing,
     tumour volume, normalisation, mean intensity) from the provenance beside features.csv."""
+    # start-up time: loaded when this step runs
     from IMNRiskLib.scoring.domain import INTENSITY_FEATURE, acquisition_profile
     if prov is None or not isinstance(prov.get("cases"), dict):
         return None

@@ -95,7 +95,7 @@ def check_input_file(path: PathLike, what: str) -> Path:
 
 def _expanded_nodes(node: Any, memo: dict) -> int:
     """Number of nodes the YAML graph expands to (aliases counted at every use), memoised."""
-    import yaml
+    import yaml  # start-up time: yaml loads only when used
     key = id(node)
     if key in memo:
         return memo[key]
@@ -112,7 +112,7 @@ def _expanded_nodes(node: Any, memo: dict) -> int:
 
 def read_yaml(path: PathLike, what: str) -> Any:
     """Parse a YAML file; a missing, malformed, oversized or alias-bomb file is an InputError naming it."""
-    import yaml
+    import yaml  # start-up time: yaml loads only when used
     path = check_input_file(path, what)
     if path.stat().st_size > MAX_YAML_BYTES:
         raise InputError(f"{what} is larger than {MAX_YAML_BYTES // 1024} kB; refused", file=str(path))
@@ -279,7 +279,7 @@ def output_lock(folder: PathLike) -> Iterator[None]:
 def _locked(folder: Path) -> Iterator[None]:
     """flock on folder/.imnrisk.lock (non-blocking); the lock file is removed when released."""
     try:
-        import fcntl
+        import fcntl  # POSIX only
     except ImportError:  # Windows: no advisory locks; runs are not serialised there
         yield
         return

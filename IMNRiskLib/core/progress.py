@@ -20,7 +20,7 @@ def stop_if_asked() -> None:
 
 def progress_bar(total: int, desc: str, unit: str = "case", enabled: bool = True, initial: int = 0):
     """A tqdm bar on stderr: ETA on a terminal; in a log file, an update every 10 s at most."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # start-up time: tqdm loads only when used
     tty = sys.stderr.isatty()
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, disable=not enabled,
                 dynamic_ncols=True, mininterval=0.1 if tty else 10.0)

@@ -11,6 +11,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from IMNRiskLib.core.errors import InputError
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -18,7 +19,6 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 def resolve_jobs(jobs: int) -> int:
     """Worker processes for --jobs, counted as joblib counts them: N >= 1 is N, 0 is every core, a
     negative N counts from the number of cores (-1 every core, -2 all but one); fewer than one is refused."""
-    from IMNRiskLib.core.errors import InputError
     cores = os.cpu_count() or 1
     resolved = cores if jobs == 0 else (cores + 1 + jobs if jobs < 0 else jobs)
     if resolved < 1:
@@ -32,10 +32,9 @@ def check_dask_address(address) -> None:
     whether the scheduler answers is found when connecting."""
     if address is None:
         return
-    from IMNRiskLib.core.errors import InputError
     try:
-        from distributed.comm.addressing import parse_address, parse_host_port
-        from distributed.comm.registry import get_backend
+        from distributed.comm.addressing import parse_address, parse_host_port  # optional dependency (extra dask)
+        from distributed.comm.registry import get_backend  # optional dependency (extra dask)
     except ImportError:
         return  # the command says what to install when it needs Dask
     try:
@@ -91,7 +90,7 @@ def _start_worker(parent_pid: int, blas_threads: int) -> None:
     CPU on the GLCM's small matrix products (measured: 40 cases 29 s of CPU against 14 s)."""
     die_with_parent(parent_pid)
     import numpy  # noqa: F401 - threadpoolctl limits only the BLAS libraries already loaded
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # start-up time: threadpoolctl loads only when used
     threadpool_limits(limits=blas_threads)
 
 
@@ -100,7 +99,7 @@ def loky_backend(jobs: int):
     """joblib's loky backend with workers that die with this process (joblib >= 1.3 takes an
     initializer; older joblib gets the plain backend)."""
     try:
-        from joblib._parallel_backends import LokyBackend
+        from joblib._parallel_backends import LokyBackend  # start-up time: joblib loads only when used
         return LokyBackend(initializer=die_with_parent, initargs=(os.getpid(), False))
     except (ImportError, TypeError):
         return "loky"

@@ -20,6 +20,7 @@ import pandas as pd
 
 from IMNRiskLib.core.errors import InputError, InputErrors
 from IMNRiskLib.inputs.schema import ClinicalSchema, load_schema
+from IMNRiskLib.core.files import check_input_file
 
 DEFAULT_PHASE = 1
 DEFAULT_LABEL = 1
@@ -126,7 +127,6 @@ def _read_csv(path: Path) -> Tuple[pd.DataFrame, List[int]]:
     column and is dropped; it never shifts the other columns. A field with a line break (a quoted
     newline) is refused, naming its line.
     """
-    from IMNRiskLib.core.files import check_input_file
     check_input_file(path, "cohort file")
     header, records = _manifest_rows(path)
     name = str(path)

@@ -40,7 +40,7 @@ def wavelet_margin(pyradiomics: Dict[str, Any]) -> int:
     (`_swt3` runs a level-1 `pywt.swtn` start_level + level times, the filter never dilated)."""
     if "Wavelet" not in (pyradiomics.get("imageType") or {}):
         return 0
-    import pywt
+    import pywt  # start-up time: pywt loads only when used
     kw = _image_type_settings(pyradiomics, "Wavelet")
     wavelet = pywt.Wavelet(kw.get("wavelet", "coif1"))
     return (wavelet.dec_len - 1) * (int(kw.get("start_level", 0)) + int(kw.get("level", 1)))

@@ -44,7 +44,7 @@ DERIVED_TYPES = ("DERIVED", "SUBTRACTION")
 def _sop_class(path: Path) -> str:
     """The file's SOP Class UID from its file meta header ('' without pydicom or meta)."""
     try:
-        import pydicom
+        import pydicom  # optional dependency (extra dicom)
         meta = pydicom.filereader.read_file_meta_info(str(path))
     except Exception:  # noqa: BLE001 - no pydicom, or no usable meta: not an Enhanced MR we can tell
         return ""
@@ -103,7 +103,7 @@ def _groups(ds, index: int) -> List:
 
 def _dimension_positions(ds) -> Dict[str, int]:
     """Keyword of each attribute a Dimension Index points at -> its place in DimensionIndexValues."""
-    from pydicom.datadict import keyword_for_tag
+    from pydicom.datadict import keyword_for_tag  # optional dependency (extra dicom)
     return {keyword_for_tag(item.DimensionIndexPointer): k
             for k, item in enumerate(getattr(ds, "DimensionIndexSequence", []) or [])
             if "DimensionIndexPointer" in item}
@@ -243,7 +243,7 @@ def load_enhanced_phase(path: Path, phase: Optional[int], notes: Optional[List[s
                         ) -> Tuple[sitk.Image, int, int]:
     """(one phase as a volume, its index, number of phases) of an Enhanced MR object; `notes` receives
     how the phases were found and ordered."""
-    from IMNRiskLib.inputs.dicommask import _pydicom
+    from IMNRiskLib.inputs.dicommask import _pydicom  # start-up time: loaded when this step runs
     try:
         ds = _pydicom().dcmread(str(path))
     except InputError:

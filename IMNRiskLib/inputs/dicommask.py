@@ -72,7 +72,7 @@ class ImageIdentity:
 def _pydicom():
     """pydicom, or a clear InputError naming the extra to install."""
     try:
-        import pydicom
+        import pydicom  # optional dependency (extra dicom)
     except ImportError:
         raise InputError(INSTALL_HINT) from None
     return pydicom
@@ -286,7 +286,7 @@ def _fill_slice(polygons: Sequence[np.ndarray], shape: Tuple[int, int]) -> np.nd
     contour: a contour inside another is a hole (as planning systems mean nested contours), and the
     contour line itself belongs to the ROI (the region is closed)."""
     try:
-        from skimage.measure import grid_points_in_poly
+        from skimage.measure import grid_points_in_poly  # optional dependency (extra dicom)
     except ImportError:  # e.g. in 3D Slicer's Python, which does not ship scikit-image
         raise InputError(INSTALL_HINT) from None
     inside = np.zeros(shape, dtype=bool)
@@ -453,7 +453,7 @@ def read_seg(path: Path, label: Union[int, str], image: sitk.Image, identity: Op
              warnings: List[str]) -> sitk.Image:
     """One segment of a DICOM SEG on the image's grid (fractional: voxels >= 0.5 after rescaling)."""
     try:
-        import highdicom as hd
+        import highdicom as hd  # optional dependency (extra dicom)
     except ImportError:
         raise InputError(INSTALL_HINT) from None
     try:

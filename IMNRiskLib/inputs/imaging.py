@@ -68,7 +68,7 @@ def _checked_meanwhile(path: Path, what: str, check: bool = True):
     if not check:
         yield
         return
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor  # start-up time: concurrent loads only when used
     with ThreadPoolExecutor(1) as pool:
         verdict = pool.submit(check_file_complete, path, what)
         try:
@@ -109,6 +109,7 @@ def dicom_phases(folder: Path, notes: Optional[List[str]] = None) -> List[List[P
     `notes` receives how the phases were ordered.
     """
     from IMNRiskLib.inputs.dicommask import is_mask_file  # a study folder may hold the tumour's RTSTRUCT/SEG beside the image
+    # start-up time: loaded when this step runs
     from IMNRiskLib.inputs.dicomimage import check_series, phase_value, series_phase_keys
     files = [p for p in _dicom_files(folder) if not is_mask_file(p)]
     if not files:
@@ -215,6 +216,7 @@ def _load_stored_phase(path: Union[str, Path], phase: Optional[int] = None,
                        notes: Optional[List[str]] = None) -> Tuple[sitk.Image, int, int]:
     """load_phase's image in the pixel type it is stored in."""
     path = Path(path)
+    # start-up time: loaded when this step runs
     from IMNRiskLib.inputs.dicomimage import enhanced_object, load_enhanced_phase
     dicom_files = _dicom_files(path) if path.is_dir() else []
     enhanced = enhanced_object(path, dicom_files) if dicom_files or is_dicom_file(path) else None
@@ -512,7 +514,7 @@ def crop_to_mask(image: sitk.Image, mask: sitk.Image, pad_mm: float, pad_voxels:
     Filtering a cropped region gives the same values inside the tumour as filtering the whole
     volume when the margin covers the filter's support, at a fraction of the time and memory.
     """
-    from IMNRiskLib.inputs.cropping import crop_box
+    from IMNRiskLib.inputs.cropping import crop_box  # start-up time: loaded when this step runs
     lo, hi = _bounding_box(mask)
     start, extent = crop_box(mask, lo, hi, pad_mm, pad_voxels, periodic)
     return (sitk.RegionOfInterest(image, extent, start), sitk.RegionOfInterest(mask, extent, start))
@@ -563,7 +565,7 @@ def prepare(case: LoadedCase, sigma_mm: float, normalize: Optional[dict], pad_vo
         pad_mm = 4.0 * sigma_mm if pad_mm is None else pad_mm
         image, mask = crop_to_mask(image, mask, pad_mm=pad_mm, pad_voxels=pad_voxels, periodic=periodic)
     if normalize is not None:
-        from IMNRiskLib.inputs.cropping import normalized_region
+        from IMNRiskLib.inputs.cropping import normalized_region  # start-up time: loaded when this step runs
         image = normalized_region(whole, image, **normalize)
     elif sigma_mm > 0 or not case.stored_float32:  # pyradiomics' wavelet computes in the stored type's
         image = sitk.Cast(image, sitk.sitkFloat64)   # precision: float64 for integers, float32 for float32

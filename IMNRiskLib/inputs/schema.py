@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from IMNRiskLib.core.errors import InputError, InputErrors
+from IMNRiskLib.core.files import read_yaml
 
 DEFAULT_SCHEMA = Path(__file__).parents[1] / "schemas" / "paper.yaml"
 VARIABLE_TYPES = ("binary", "categorical", "ordinal", "continuous")
@@ -244,6 +245,5 @@ def _field_problem(item: Dict[str, Any]) -> Tuple[str, str]:
 
 def load_schema(path: Optional[str] = None) -> ClinicalSchema:
     """Read a schema YAML (the paper's default when `path` is None)."""
-    from IMNRiskLib.core.files import read_yaml
     path = Path(path) if path else DEFAULT_SCHEMA
     return schema_from_dict(read_yaml(path, "schema file"), source=str(path))

@@ -157,7 +157,7 @@ def fit_models(features: pd.DataFrame, clinical: pd.DataFrame, y: np.ndarray, sc
 def refit_frozen(pipeline: Pipeline, features: pd.DataFrame, y: np.ndarray) -> Pipeline:
     """A copy of a fitted selection pipeline whose z-scores and Rad-Score coefficients are
     refitted on new patients, the selected features kept (the leaky protocol's CV)."""
-    from IMNRiskLib.modelling.selection import RadScore, ZScore
+    from IMNRiskLib.modelling.selection import RadScore, ZScore  # start-up time: loaded when this step runs
     used = pipeline.named_steps["radscore"].features_
     new = Pipeline([("zscore", ZScore()), ("radscore", RadScore())])
     return new.fit(features[used], y)
@@ -213,7 +213,7 @@ def shrink_uniformly(fit: LogisticFit, X: pd.DataFrame, y: np.ndarray, factor: f
 
 def _offset_intercept(y: np.ndarray, offset: np.ndarray) -> float:
     """ML intercept of a logistic model with a fixed offset: the root of sum(y - p) = 0 (monotone in a: Brent)."""
-    from scipy.optimize import brentq
+    from scipy.optimize import brentq  # start-up time: scipy loads only when used
     target = float(y.sum())
 
     def excess(a: float) -> float:

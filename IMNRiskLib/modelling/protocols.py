@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from typing import Dict, List, Optional
+from IMNRiskLib.core.errors import InputError
 
 PROTOCOLS = ("imnrisk", "paper")
 DEFAULT_PROTOCOL = "imnrisk"
@@ -140,7 +141,7 @@ DEVIATIONS: List[Dict[str, str]] = [
 
 def _default_lasso_grid() -> str:
     """The default LASSO grid as the selector has it (so the table follows a change of it)."""
-    from IMNRiskLib.modelling.selection import LassoSelector
+    from IMNRiskLib.modelling.selection import LassoSelector  # start-up time: loaded when this step runs
     lasso = LassoSelector()
     return f"{lasso.n_lambdas} lambdas down to {lasso.lambda_ratio:g} x lambda_max"
 
@@ -154,7 +155,6 @@ COLUMNS = (("step", "step"), ("paper", "paper"), ("imnrisk", "IMNRisk default"),
 
 def check_protocol(name: str) -> str:
     """The protocol's name, or an InputError naming --protocol."""
-    from IMNRiskLib.core.errors import InputError
     if name not in PROTOCOLS:
         raise InputError(f"unknown protocol {name!r} (choose {', '.join(PROTOCOLS)})", field="--protocol")
     return name
@@ -163,7 +163,7 @@ def check_protocol(name: str) -> str:
 def choices(name: str) -> Dict[str, object]:
     """The TrainingOptions values a protocol sets (only those TrainingOptions has: never claim a
     choice that is not made)."""
-    from IMNRiskLib.modelling.models import TrainingOptions
+    from IMNRiskLib.modelling.models import TrainingOptions  # start-up time: loaded when this step runs
     check_protocol(name)
     known = {f.name for f in fields(TrainingOptions)}
     return {k: v for k, v in PAPER_OPTIONS.items() if k in known} if name == "paper" else {}
@@ -171,7 +171,7 @@ def choices(name: str) -> Dict[str, object]:
 
 def training_options(name: str = DEFAULT_PROTOCOL, **overrides):
     """TrainingOptions of a protocol (its named choices), with `overrides` (e.g. seed) on top."""
-    from IMNRiskLib.modelling.models import TrainingOptions
+    from IMNRiskLib.modelling.models import TrainingOptions  # start-up time: loaded when this step runs
     return replace(TrainingOptions(), protocol=name, **{**choices(name), **overrides})
 
 

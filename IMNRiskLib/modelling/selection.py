@@ -81,6 +81,7 @@ class ICCFilter(_Step):
         self.threshold = threshold
 
     def fit(self, X: pd.DataFrame, y=None):
+        # start-up time: loaded when this step runs
         from IMNRiskLib.radiomics.stability import feature_icc, reader_positions
         self.icc_ = feature_icc(X)
         _, at_first, at_second = reader_positions(X.columns)
@@ -332,7 +333,7 @@ class ForwardSelector(_Step):
             return []
         base = [0] + [c + 1 for c in chosen]
         designs = np.stack([Xi[:, base + [j + 1]] for j in others])
-        from IMNRiskLib.stats import kernels
+        from IMNRiskLib.stats import kernels  # start-up time: loaded when this step runs
         if kernels.available():  # compiled, one fit costs less than the batch's numpy calls
             return [(j, _loglik_with_intercept(y, design)) for j, design in zip(others, designs)]
         lls = loglik_ml_batch(y, designs)

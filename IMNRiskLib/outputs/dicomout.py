@@ -52,7 +52,7 @@ TUMOUR_GROUP_ID, RISK_GROUP_ID = "IMNRisk primary tumour radiomics", "IMNRisk IM
 def _hd():
     """highdicom, or a clear message that the optional extra is missing."""
     try:
-        import highdicom
+        import highdicom  # optional dependency (extra dicom)
     except ImportError:
         raise InputError("DICOM output needs highdicom: pip install 'imnrisk[dicom]'", field="--dicom-out") from None
     return highdicom
@@ -91,7 +91,7 @@ VERDICT_CODES = {"within": "VERDICT-WITHIN", "extrapolation": "VERDICT-EXTRAP", 
 
 def read_source(files: Sequence[Union[str, Path]]) -> List[Any]:
     """The chosen phase's slices as pydicom datasets, in the order the image was read."""
-    import pydicom
+    import pydicom  # optional dependency (extra dicom)
     datasets = []
     for f in files:
         try:
@@ -116,7 +116,7 @@ def check_target(image: Union[str, Path], out_dir: Union[str, Path], force: bool
     if not folder.is_dir() or not dicom_files(folder):
         raise InputError("--dicom-out needs the image to be a DICOM series folder (this is not one)",
                          file=str(folder), field="--image")
-    from IMNRiskLib.inputs.dicomimage import enhanced_object
+    from IMNRiskLib.inputs.dicomimage import enhanced_object  # start-up time: loaded when this step runs
     if enhanced_object(folder, imaging._dicom_files(folder)) is not None:
         raise InputError("--dicom-out writes the SEG on classic slices; an Enhanced MR (multi-frame) image is not "
                          "supported there yet (score it without --dicom-out)", file=str(folder), field="--image")
@@ -187,7 +187,7 @@ def _number(name, value: float, unit):
 def _tumour_group(result: Dict[str, Any], seg, algo, source_series_uid: str):
     """TID 1411 on the SEG's segment: each model feature's value and the Rad-Score."""
     hd = _hd()
-    from pydicom.sr.codedict import codes
+    from pydicom.sr.codedict import codes  # optional dependency (extra dicom)
     unitless = codes.UCUM.NoUnits
     measurements = [_number(feature_code(f), v, unitless) for f, v in result["features"].items()]
     measurements.append(_number(code(*RADSCORE), result["radscore"], unitless))
@@ -204,7 +204,7 @@ def _tumour_group(result: Dict[str, Any], seg, algo, source_series_uid: str):
 def _risk_group(result: Dict[str, Any], algo):
     """TID 1501: probability with its 95% CI, nomogram points, risk group, intended use."""
     hd = _hd()
-    from pydicom.sr.codedict import codes
+    from pydicom.sr.codedict import codes  # optional dependency (extra dicom)
     ratio, points = codes.UCUM.NoUnits, code("{points}", "points", scheme="UCUM")
     lo, hi = result["ci95"]
     measurements = [_number(code(*PROBABILITY), result["probability"], ratio),
@@ -230,7 +230,7 @@ def _risk_group(result: Dict[str, Any], algo):
 def build_sr(result: Dict[str, Any], model: ScoringModel, sources: Sequence[Any], seg):
     """A TID 1500 Measurement Report of one prediction, referencing the SEG and the source series."""
     hd = _hd()
-    from pydicom.sr.codedict import codes
+    from pydicom.sr.codedict import codes  # optional dependency (extra dicom)
     algo = algorithm_id(model)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -251,7 +251,7 @@ def build_sr(result: Dict[str, Any], model: ScoringModel, sources: Sequence[Any]
 
 def _local_scheme():
     """Coding Scheme Identification of IMNRisk's local codes (PS3.3 C.12.1.1.3)."""
-    from pydicom.dataset import Dataset
+    from pydicom.dataset import Dataset  # optional dependency (extra dicom)
     item = Dataset()
     item.CodingSchemeDesignator = SCHEME
     item.CodingSchemeName = "IMNRisk local codes"
@@ -367,7 +367,7 @@ def _algorithm_texts(group) -> Dict[str, List[str]]:
 def tree_lines(sr_path: Union[str, Path], max_numbers: int = 8) -> List[Tuple[int, str]]:
     """The SR's content tree as (depth, text) lines, a long run of measurements shortened to its
     first ones, a count, and its last: for the README's picture and for reading an SR without a viewer."""
-    import pydicom
+    import pydicom  # optional dependency (extra dicom)
     ds = pydicom.dcmread(str(sr_path))
     lines: List[Tuple[int, str]] = [(0, f"CONTAINER {ds.ConceptNameCodeSequence[0].CodeMeaning}")]
 

@@ -29,9 +29,9 @@ DPI = 300
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # start-up time: matplotlib loads only when used
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # start-up time: matplotlib loads only when used
     plt.rcParams.update(STYLE)
     return plt
 
@@ -253,7 +253,7 @@ def nomogram(nomo: Dict[str, Any], factors_labels: Dict[str, str], patient: Opti
     for a in axes:
         y -= 1
         if a["name"] == "radscore":
-            from matplotlib.ticker import MaxNLocator
+            from matplotlib.ticker import MaxNLocator  # start-up time: matplotlib loads only when used
             lo, hi = a["values"]
             ticks_rs = [v for v in MaxNLocator(7).tick_values(lo, hi) if lo <= v <= hi]
             pts = np.interp(ticks_rs, [lo, hi], a["points"])

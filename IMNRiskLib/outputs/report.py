@@ -121,7 +121,7 @@ def metrics_problem(metrics) -> str:
 
 
 def _read_results(folder: Path) -> Dict[str, Any]:
-    from IMNRiskLib.scoring.modelfile import read_model_document
+    from IMNRiskLib.scoring.modelfile import read_model_document  # start-up time: loaded when this step runs
     return {"metrics": json.loads((folder / "metrics.json").read_text(encoding="utf-8")),
             "model": read_model_document(folder / "model.json"),
             "predictions": pd.read_csv(folder / "predictions.csv", index_col=0),
@@ -307,7 +307,7 @@ def _shrinkage_section(m: Dict[str, Any]) -> str:
 def _protocol_section(folder: Path, m: Dict[str, Any]) -> str:
     """The run's protocol, the deviations of IMNRisk's default from the paper (protocols.py), and,
     when the demo trained both protocols (protocols.json), their validated numbers side by side."""
-    from IMNRiskLib.modelling import protocols
+    from IMNRiskLib.modelling import protocols  # start-up time: loaded when this step runs
     info = m.get("protocol") or protocols.describe(protocols.DEFAULT_PROTOCOL)
     parts = [f"<p>This run: <b>{html.escape(info['name'])}</b> protocol ({html.escape(info['description'])}).</p>",
              _table(pd.DataFrame(protocols.deviation_rows()),

@@ -22,7 +22,7 @@ from radiomics.glcm import RadiomicsGLCM
 
 @functools.lru_cache(maxsize=1)
 def _blas_controller():
-    from threadpoolctl import ThreadpoolController
+    from threadpoolctl import ThreadpoolController  # start-up time: threadpoolctl loads only when used
     return ThreadpoolController()  # ~1 ms to find the BLAS libraries: once per process
 
 

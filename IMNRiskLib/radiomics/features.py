@@ -10,6 +10,7 @@ where it stopped.
 
 from __future__ import annotations
 
+import time
 import collections
 import hashlib
 import json
@@ -30,11 +31,13 @@ from IMNRiskLib.radiomics import ibsi
 from IMNRiskLib.radiomics.values import real_value
 from IMNRiskLib.inputs import imaging
 from IMNRiskLib.core.errors import InputError
-from IMNRiskLib.core.files import write_json
+from IMNRiskLib.core.files import check_input_file, output_set, write_json, write_text
 from IMNRiskLib.radiomics.settings import ExtractionSettings, checked_extractor, software_versions
 # kept importable from here (features.load_settings(...) reads as one step of an extraction)
 from IMNRiskLib.radiomics.settings import (DEFAULT_PARAMS, load_settings, orientation_setting,  # noqa: F401
                                           quiet_pyradiomics, settings_from_dict)
+from IMNRiskLib.core.workers import process_pool
+from IMNRiskLib.core.progress import progress_bar, stop_if_asked
 
 
 # A second reader's Mask2 must overlap the first reader's Mask by at least this Dice coefficient to be
@@ -72,7 +75,7 @@ def _compute_with_fast_classes(extractor) -> None:
         # pyradiomics' RadiomicsFeatureExtractor.computeFeatures (3.0.1), with the class looked up
         # in FAST_CLASSES first: pyradiomics offers no hook for that
         from radiomics import getFeatureClasses
-        from IMNRiskLib.radiomics.fastglcm import FAST_CLASSES
+        from IMNRiskLib.radiomics.fastglcm import FAST_CLASSES  # start-up time: loaded when this step runs
         vector = collections.OrderedDict()
         classes = getFeatureClasses()
         for name, names in extractor.enabledFeatures.items():
@@ -98,7 +101,7 @@ def _normalize_kwargs(settings: ExtractionSettings) -> Optional[dict]:
 def prepared_case(loaded: imaging.LoadedCase, settings: ExtractionSettings):
     """(image, mask) as IMNRisk hands them to pyradiomics: oriented, cropped with the margin
     `cropping.crop_margin` gives (exact for the enabled filters), normalised, smoothed."""
-    from IMNRiskLib.inputs.cropping import crop_margin
+    from IMNRiskLib.inputs.cropping import crop_margin  # start-up time: loaded when this step runs
     margin = crop_margin(settings.pyradiomics, settings.smoothing_sigma_mm)
     pad_mm, pad_voxels = margin if margin is not None else (None, None)
     return imaging.prepare(loaded, settings.smoothing_sigma_mm, _normalize_kwargs(settings), pad_voxels,
@@ -215,7 +218,7 @@ def _extract_one(task: Dict[str, Any]) -> Dict[str, Any]:
 def reader_dice(task: Dict[str, Any], loaded: imaging.LoadedCase, settings: ExtractionSettings) -> Optional[float]:
     """Dice overlap of a second reader's mask (loaded) with the first reader's (task's mask1), both
     on the image's grid; None when the first mask cannot be read (its own failure says why)."""
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # start-up time: SimpleITK loads only when used
     try:
         first = imaging.load_mask(task["mask1"], task["label"], loaded.image, [], settings.min_tumour_voxels)
     except InputError:
@@ -283,7 +286,6 @@ class FeatureCache:
 
     def file_hash(self, path: Path) -> str:
         """SHA-256 of a file's bytes, or of a folder's files (names and contents)."""
-        import time
         path = Path(path)
         if path.is_dir():
             digest = hashlib.sha256()
@@ -343,7 +345,6 @@ class FeatureCache:
         return result
 
     def put(self, key: str, result: Dict[str, Any]) -> None:
-        from IMNRiskLib.core.files import write_text
         clean = json.loads(json.dumps(result, allow_nan=True))  # what get() will read back
         entry = {"format": CACHE_FORMAT, "sha256": self._checksum(key, clean), "result": clean}
         write_text(self._path(key), json.dumps(entry, sort_keys=True, allow_nan=True) + "\n")
@@ -390,7 +391,6 @@ def _run_local(tasks: List[Dict[str, Any]], jobs: int):
         for task in tasks:
             yield extract_case(task)
         return
-    from IMNRiskLib.core.workers import process_pool
     pool = process_pool(min(jobs, len(tasks)))  # workers die with us (kill -9 included)
     try:
         futures = [pool.submit(extract_case, t) for t in tasks]
@@ -403,7 +403,7 @@ def _run_local(tasks: List[Dict[str, Any]], jobs: int):
 def _run_dask(tasks: List[Dict[str, Any]], address: str):
     """Yield results from a Dask distributed scheduler (the images must be readable by the workers)."""
     try:
-        from dask.distributed import Client, as_completed as dask_completed
+        from dask.distributed import Client, as_completed as dask_completed  # optional dependency (extra dask)
     except ImportError:
         raise InputError("--dask needs dask[distributed]: pip install 'dask[distributed]'") from None
     try:
@@ -426,7 +426,6 @@ def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Unio
     """Extract every case of the cohort (cached ones from the cache) and collect the results;
     with `second_reader`, the cases' Mask2 too (into `run.reader2`), each refused when it overlaps
     the case's Mask by a Dice below `min_dice` (another tumour, or another patient's contour)."""
-    from IMNRiskLib.core.progress import progress_bar, stop_if_asked
 
     versions = software_versions()
     cache = FeatureCache(cache_dir)
@@ -503,7 +502,7 @@ def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Di
              hashes: Dict[str, Dict[str, str]], versions: Dict[str, str], cached: int,
              mask_role: str = "Mask") -> ExtractionRun:
     """Feature table in manifest order (columns in pyradiomics' order), failures and provenance."""
-    import pandas as pd
+    import pandas as pd  # start-up time: pandas loads only when used
     failures, rows, cases, warnings = [], {}, {}, []
     columns: Optional[List[str]] = None
     for case in cohort.cases:
@@ -574,8 +573,7 @@ def write_run(run: ExtractionRun, out: Union[str, Path]) -> Dict[str, Path]:
     set: all three or none (the previous set stays whole when anything fails, disk full included).
     With a second reader, features_reader2.csv and its provenance too, each provenance also
     recording the other table's SHA-256 (the pair is bound)."""
-    import pandas as pd
-    from IMNRiskLib.core.files import output_set
+    import pandas as pd  # start-up time: pandas loads only when used
     paths = output_paths(out)
     with output_set(paths["features"].parent, last=paths["features"].name) as stage:
         staged = {k: stage / p.name for k, p in paths.items()}
@@ -596,8 +594,7 @@ def write_run(run: ExtractionRun, out: Union[str, Path]) -> Dict[str, Path]:
 
 def read_features(path: Union[str, Path]) -> pd.DataFrame:
     """Read a features.csv back (ID index, float columns); bad files raise InputError."""
-    import pandas as pd
-    from IMNRiskLib.core.files import check_input_file
+    import pandas as pd  # start-up time: pandas loads only when used
     path = check_input_file(path, "features file")
     try:
         frame = pd.read_csv(path, dtype={"ID": str}).set_index("ID")

@@ -187,7 +187,7 @@ def matches(value: float, reference: float, tolerance: float) -> bool:
 
 def read_reference(path: Union[str, Path]) -> Dict[str, Tuple[float, float]]:
     """IBSI tag -> (reference value, tolerance) from a `reference value;tolerance;tag` file."""
-    import pandas as pd
+    import pandas as pd  # start-up time: pandas loads only when used
     frame = pd.read_csv(path, sep=";").dropna(subset=["reference value"])
     return {row["tag"]: (float(row["reference value"]), float(row["tolerance"])) for _, row in frame.iterrows()}
 
@@ -223,7 +223,7 @@ def conformance(features: Mapping[str, float], reference: Mapping[str, Tuple[flo
 
 def checks_frame(checks: Iterable[Check], pyradiomics_version: str) -> pd.DataFrame:
     """The checks as the table shipped in the package (one row per feature)."""
-    import pandas as pd
+    import pandas as pd  # start-up time: pandas loads only when used
     frame = pd.DataFrame([asdict(c) for c in checks])
     frame["pyradiomics"] = pyradiomics_version
     return frame
@@ -231,7 +231,7 @@ def checks_frame(checks: Iterable[Check], pyradiomics_version: str) -> pd.DataFr
 
 def load_table(path: Union[str, Path] = SHIPPED_TABLE) -> pd.DataFrame:
     """The shipped (or a given) conformance table."""
-    import pandas as pd
+    import pandas as pd  # start-up time: pandas loads only when used
     frame = pd.read_csv(path, keep_default_na=False, dtype={"pyradiomics": str})
     frame["match"] = frame["match"].astype(str).str.lower() == "true"
     return frame
@@ -241,7 +241,7 @@ def load_table(path: Union[str, Path] = SHIPPED_TABLE) -> pd.DataFrame:
 
 def class_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per pyradiomics class: features mapped to IBSI, matching on the phantom, each deviation and why."""
-    import pandas as pd
+    import pandas as pd  # start-up time: pandas loads only when used
     own = table[~table["feature"].str.endswith(IBSI_SUFFIX)]
     rows = []
     for cls, (family, _) in CLASSES.items():
@@ -261,7 +261,7 @@ def class_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def variants_summary(table: pd.DataFrame) -> pd.DataFrame:
     """The IBSI profile's variants on the phantom."""
-    import pandas as pd
+    import pandas as pd  # start-up time: pandas loads only when used
     part = table[table["feature"].str.endswith(IBSI_SUFFIX)]
     own = dict(zip(table["feature"], table["value"]))
     return pd.DataFrame([{"IBSI variant": split_name(r.feature)[1] + "_" + split_name(r.feature)[2],

@@ -158,9 +158,9 @@ def load_settings(path: Optional[Union[str, Path]] = None) -> ExtractionSettings
 
 def software_versions() -> Dict[str, str]:
     """Versions that change feature values (part of the cache key and of every output)."""
-    import pywt
-    import radiomics
-    import SimpleITK as sitk
+    import pywt  # start-up time: pywt loads only when used
+    import radiomics  # start-up time: radiomics loads only when used
+    import SimpleITK as sitk  # start-up time: SimpleITK loads only when used
     return {"imnrisk": __version__, "pyradiomics": str(radiomics.__version__),
             "SimpleITK": sitk.Version_VersionString(), "numpy": np.__version__,
             "PyWavelets": pywt.__version__, "python": sys.version.split()[0]}
@@ -170,7 +170,7 @@ def software_versions() -> Dict[str, str]:
 def _validated_extractor(params_json: str):
     """pyradiomics' extractor for these parameters, validated once per process (pykwalify parses its
     schema YAML at every construction: ~0.05-0.1 s, twice per scored patient before this cache)."""
-    from radiomics import featureextractor
+    from radiomics import featureextractor  # start-up time: radiomics loads only when used
     quiet_pyradiomics()
     return featureextractor.RadiomicsFeatureExtractor(json.loads(params_json))
 
@@ -183,7 +183,7 @@ def checked_extractor(params: Dict[str, Any]):
         # that order is the column order of features.csv (sorted keys would reorder the columns)
         key = json.dumps(params, allow_nan=False)
     except (TypeError, ValueError):  # not JSON-able: no cache
-        from radiomics import featureextractor
+        from radiomics import featureextractor  # start-up time: radiomics loads only when used
         quiet_pyradiomics()
         return featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params))
     extractor = copy.deepcopy(_validated_extractor(key))
@@ -193,5 +193,5 @@ def checked_extractor(params: Dict[str, Any]):
 
 def quiet_pyradiomics() -> None:
     """pyradiomics prints warnings (e.g. about GLCM symmetry) on its own stderr handler."""
-    import radiomics
+    import radiomics  # start-up time: radiomics loads only when used
     radiomics.setVerbosity(logging.ERROR)

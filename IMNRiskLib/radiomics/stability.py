@@ -121,7 +121,7 @@ def reader_positions(columns: pd.Index) -> Tuple[List[str], np.ndarray, np.ndarr
 def read_reader2(path: Union[str, Path], columns: pd.Index, ids: List[str]) -> pd.DataFrame:
     """The second reader's feature table, on the first reader's columns and the given patients
     (NaN rows for patients read once); a table that does not match is an InputError."""
-    from IMNRiskLib.radiomics.features import read_features
+    from IMNRiskLib.radiomics.features import read_features  # start-up time: loaded when this step runs
     table = read_features(path)
     absent = [c for c in columns if c not in table.columns]
     if absent:

@@ -6,6 +6,7 @@ coefficients only) is available too, labelled "leaky", so the inflation can be s
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -17,6 +18,9 @@ from IMNRiskLib.stats import evaluation
 from IMNRiskLib.modelling.models import MODELS, TrainingOptions, fit_models, refit_frozen
 from IMNRiskLib.inputs.schema import ClinicalSchema
 from IMNRiskLib.scoring.uncertainty import compact_replicate
+from IMNRiskLib.core.workers import loky_backend
+from IMNRiskLib.core.progress import progress_bar, stop_if_asked
+from IMNRiskLib.core.errors import InputError
 
 
 def performance(y: np.ndarray, p: np.ndarray) -> Dict[str, Optional[float]]:
@@ -35,7 +39,7 @@ def calibration_line(y: np.ndarray, p: np.ndarray) -> Tuple[Optional[float], Opt
     (0, 1), both classes present). The validation needs ~10^4 of them: a plain Newton fit gives
     the same MLE when it converges to a moderate estimate; anything else (separation, huge
     estimates) is left to statsmodels as before."""
-    from IMNRiskLib.stats.logistic import fit_ml_arrays
+    from IMNRiskLib.stats.logistic import fit_ml_arrays  # start-up time: loaded when this step runs
     lp = np.log(p / (1.0 - p))
     if len(y) < 3 or y.min() == y.max():
         return None, None
@@ -112,13 +116,11 @@ def start_workers(jobs: int) -> None:
     final fit run meanwhile."""
     if jobs <= 1:
         return
-    import threading
 
     def warm() -> None:
         try:
-            from joblib import Parallel, delayed
-            from IMNRiskLib.stats import kernels
-            from IMNRiskLib.core.workers import loky_backend
+            from joblib import Parallel, delayed  # start-up time: joblib loads only when used
+            from IMNRiskLib.stats import kernels  # start-up time: loaded when this step runs
             kernels.warm_up()  # compiled here once if the cache is cold, so the workers only load it
             Parallel(n_jobs=jobs, backend=loky_backend(jobs), batch_size=1)(delayed(_ready)() for _ in range(jobs))
         except Exception:  # noqa: BLE001 - a failed warm-up only costs the time it would have saved
@@ -131,7 +133,7 @@ def start_workers(jobs: int) -> None:
 def _ready() -> bool:
     """A worker's first task: unpickling it imported this module and what a fit needs; the
     compiled kernels are loaded from their cache."""
-    from IMNRiskLib.stats import kernels
+    from IMNRiskLib.stats import kernels  # start-up time: loaded when this step runs
     kernels.warm_up()
     return True
 
@@ -140,7 +142,6 @@ def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool, d
     """Run fn over tasks on `jobs` processes (joblib), or on a Dask distributed scheduler at
     address `dask` (or a dask.distributed Client), with a progress bar; yields results in any
     order (callers sort them by task number, so results do not depend on where fits ran)."""
-    from IMNRiskLib.core.progress import progress_bar, stop_if_asked
     while _warming:
         _warming.pop().join()
     stop_if_asked()
@@ -151,7 +152,7 @@ def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool, d
         elif jobs <= 1:
             stream = ([fn(t)] for t in tasks)
         else:
-            from joblib import Parallel, delayed
+            from joblib import Parallel, delayed  # start-up time: joblib loads only when used
             from IMNRiskLib.core.workers import loky_backend  # no worker outlives a killed run
             stream = Parallel(n_jobs=jobs, backend=loky_backend(jobs), return_as="generator_unordered",
                               batch_size=1)(delayed(_run_chunk)(fn, c) for c in _chunks(tasks, jobs))
@@ -165,9 +166,8 @@ def _parallel(tasks: list, fn: Callable, jobs: int, desc: str, show_bar: bool, d
 
 def _dask_client(address):
     """A Client for an address (or the Client given); InputError when unreachable."""
-    from IMNRiskLib.core.errors import InputError
     try:
-        from dask.distributed import Client
+        from dask.distributed import Client  # optional dependency (extra dask)
     except ImportError:
         raise InputError("--dask needs dask[distributed]: pip install 'imnrisk[dask]'", field="--dask") from None
     if isinstance(address, Client):
@@ -189,7 +189,7 @@ def _dask_workers(address) -> int:
 
 def _dask_chunks(chunks: List[list], fn: Callable, address):
     """Yield each chunk's results from a Dask distributed scheduler."""
-    from dask.distributed import as_completed
+    from dask.distributed import as_completed  # optional dependency (extra dask)
     client, own = _dask_client(address)
     try:
         futures = [client.submit(_run_chunk, fn, c, pure=False) for c in chunks]

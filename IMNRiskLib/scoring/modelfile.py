@@ -18,11 +18,12 @@ from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
-from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.core.errors import InputError, InputErrors
 from IMNRiskLib.inputs.schema import ClinicalSchema, schema_from_dict
 from IMNRiskLib.modelling.nomogram import RADSCORE, nomogram_points
 from IMNRiskLib.scoring import domain, uncertainty
 from IMNRiskLib.stats.logit import Z95, logistic
+from IMNRiskLib.core.files import check_input_file
 
 FORMAT = "imnrisk-model"
 FORMAT_VERSION = 1
@@ -54,7 +55,6 @@ def with_signature(doc: Dict[str, Any], signature: Dict[str, Any]) -> Dict[str, 
 
 def read_model_document(path: Union[str, Path]) -> Dict[str, Any]:
     """Read and check a model file: format, version (refuse newer), integrity (refuse damaged)."""
-    from IMNRiskLib.core.files import check_input_file
     path = check_input_file(path, "model file")
     def no_constant(name: str):
         raise ValueError(f"{name} is not a number JSON allows")
@@ -317,7 +317,6 @@ class ScoringModel:
             errors.append(InputError(f"not a variable of this model's schema ({', '.join(self.factors)} needed)",
                                      file=source, field=name))
         if errors:
-            from IMNRiskLib.core.errors import InputErrors
             raise InputErrors(errors)
         return parsed
 

@@ -20,8 +20,9 @@ ALGORITHM = "ed25519"
 
 def _crypto():
     try:
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import serialization
+        from cryptography.exceptions import InvalidSignature  # start-up time: cryptography loads only when used
+        from cryptography.hazmat.primitives import serialization  # start-up time: cryptography loads only when used
+        # start-up time: cryptography loads only when used
         from cryptography.hazmat.primitives.asymmetric import ed25519
     except ImportError:
         raise InputError("model signing needs the 'cryptography' package: pip install cryptography") from None

@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.stats.logit import logistic
 
 LAYOUT = ["features", "mean", "sd", "radscore", "terms", "combined"]
 WALD = "Wald, conditional on the Rad-Score"
@@ -99,7 +100,6 @@ def needed_factors(block: Optional[Dict[str, Any]], own: Sequence[str]) -> List[
 def replicate_risk(replicate: Dict[str, Any], features: Dict[str, float], encoded: Dict[str, float]) -> float:
     """The patient's risk under one replicate: its Rad-Score from the features, then its combined
     model on the encoded clinical terms plus that Rad-Score."""
-    from IMNRiskLib.stats.logit import logistic
     b = replicate["radscore"]
     rs = b[0] + sum(bi * (float(features[f]) - m) / s for bi, f, m, s in
                     zip(b[1:], replicate["features"], replicate["mean"], replicate["sd"]))

@@ -20,6 +20,7 @@ from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.jsonio import json_clean
 from IMNRiskLib.stats.logit import Z95
 from IMNRiskLib.stats.ranks import average_ranks
+from IMNRiskLib.core.files import check_input_file
 
 DCA_THRESHOLDS = np.arange(1, 100) / 100.0  # exactly k/100 (not accumulated steps)
 
@@ -183,7 +184,8 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def glm_logistic(y: np.ndarray, X: np.ndarray, offset: Optional[np.ndarray] = None):
     """statsmodels GLM binomial fit; None when the MLE does not exist (separation)."""
-    import statsmodels.api as sm
+    import statsmodels.api as sm  # start-up time: statsmodels loads only when used
+    # start-up time: statsmodels loads only when used
     from statsmodels.tools.sm_exceptions import PerfectSeparationError, PerfectSeparationWarning
     with warnings.catch_warnings():
         warnings.simplefilter("error", PerfectSeparationWarning)
@@ -282,7 +284,7 @@ def hl_df_statement(hl: Dict[str, object]) -> Tuple[str, Optional[str]]:
 def calibration_curves(y: Sequence[int], p: Sequence[float]) -> Dict[str, object]:
     """Smoothed (lowess, R's defaults as in val.prob: f = 2/3, iter = 0, delta = 1% of the range)
     and binned (HL deciles: mean predicted vs observed with Wilson CIs) calibration curves."""
-    from statsmodels.nonparametric.smoothers_lowess import lowess
+    from statsmodels.nonparametric.smoothers_lowess import lowess  # start-up time: statsmodels loads only when used
     y, p = np.asarray(y, float), np.asarray(p, float)
     delta = 0.01 * (p.max() - p.min())
     smooth = lowess(y, p, frac=2.0 / 3.0, it=0, delta=delta, return_sorted=True)
@@ -365,8 +367,7 @@ def evaluate(y: Sequence[int], score: Sequence[float], probability: Optional[boo
 def evaluate_predictions(path, outcome: Optional[str] = None) -> Dict[str, object]:
     """`imnrisk stats`: evaluate every numeric column (but the outcome and ID) of a CSV as a
     score, columns within [0, 1] also as probabilities, and every pair by the DeLong test."""
-    import pandas as pd
-    from IMNRiskLib.core.files import check_input_file
+    import pandas as pd  # start-up time: pandas loads only when used
     path = check_input_file(Path(path), "predictions file")  # missing, a folder or a device: named
     try:
         frame = pd.read_csv(path)

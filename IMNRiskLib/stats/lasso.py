@@ -89,7 +89,7 @@ def lasso_paths(problems, lambdas: np.ndarray, tol: float = 1e-10, max_iter: int
     else with numpy: side by side on small tables (`numpy_lasso_paths`), one by one on large ones,
     where the side-by-side Newton systems on the union of the supports cost more than the numpy
     calls they share. The same optimum every way. Returns [(coefs, intercepts)] per problem."""
-    from IMNRiskLib.stats import kernels
+    from IMNRiskLib.stats import kernels  # start-up time: loaded when this step runs
     if kernels.available() if compiled is None else compiled:
         return [kernels.lasso_path(X, y, lambdas, tol, max_iter) for X, y in problems]
     if max(np.size(X) for X, _ in problems) <= SIDE_BY_SIDE_CELLS:

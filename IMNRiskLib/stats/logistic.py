@@ -100,7 +100,7 @@ def fit_ml_arrays(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float
     """`fit_ml` on arrays (Xi with its intercept column): (beta, se, cov, loglik, separation),
     without the DataFrame and LogisticFit around it (forward selection fits it ~10^5 times).
     The Newton steps are compiled when numba is there (`kernels.logistic_ml`), else `_newton_ml`."""
-    from IMNRiskLib.stats import kernels
+    from IMNRiskLib.stats import kernels  # start-up time: loaded when this step runs
     k = Xi.shape[1]
     if kernels.available():
         beta, info, ll, converged = kernels.logistic_ml(y, Xi, max_iter, tol, 2 * MAX_ABS_COEF)
