@@ -121,9 +121,9 @@ def metrics_problem(metrics) -> str:
 
 
 def _read_results(folder: Path) -> Dict[str, Any]:
-    from IMNRiskLib.scoring.modelfile import read_model_document  # start-up time: loaded when this step runs
+    from IMNRiskLib.scoring.modelfile import ScoringModel  # start-up time: loaded when this step runs
     return {"metrics": json.loads((folder / "metrics.json").read_text(encoding="utf-8")),
-            "model": read_model_document(folder / "model.json"),
+            "model": ScoringModel.load(folder / "model.json"),
             "predictions": pd.read_csv(folder / "predictions.csv", index_col=0),
             "table1": pd.read_csv(folder / "table1.csv", keep_default_na=False),
             "table2": pd.read_csv(folder / "table2.csv"),
@@ -133,15 +133,15 @@ def _read_results(folder: Path) -> Dict[str, Any]:
 def make_figures(res: Dict[str, Any], folder: Path) -> Dict[str, Dict[str, Path]]:
     """Every figure of the report, as PNG (300 dpi) and SVG in folder/figures."""
     m, model, pred = res["metrics"], res["model"], res["predictions"]
-    outcome = model["clinical"]["schema"]["outcome"]["name"]
-    labels = {v["name"]: v.get("label", v["name"]) for v in model["clinical"]["schema"]["variables"]}
+    outcome = model.outcome
+    labels = model.labels
     sel = m["selection"]
     figs = {
         "funnel": figures.funnel(sel["funnel"]),
         "lasso": figures.lasso(res["lasso_path"], res["lasso_cv"], sel["lasso"]["lambda_min"], sel["lasso"]["lambda_1se"]),
         "radscore_by_outcome": figures.radscore_by_outcome(pred["radscore"].to_numpy(), pred[outcome].to_numpy(), outcome),
-        "cv_frequency": figures.cv_frequency(sel.get("cv_frequency") or {f: 1.0 for f in model["radiomics"]["features"]}),
-        "roc": figures.roc(m), "nomogram": figures.nomogram(model["nomogram"], labels),
+        "cv_frequency": figures.cv_frequency(sel.get("cv_frequency") or {f: 1.0 for f in model.features}),
+        "roc": figures.roc(m), "nomogram": figures.nomogram(model.nomogram, labels),
         "calibration": figures.calibration(m), "decision_curves": figures.decision_curves(m),
         "cv_protocols": figures.cv_protocols(m), "calibration_validated": figures.calibration_validated(m)}
     if "icc" in sel and (folder / "icc.csv").exists():  # a second reader's contours: feature stability
@@ -158,9 +158,9 @@ def _img(paths: Dict[str, Path], alt: str) -> str:
 def _risk_table(res: Dict[str, Any]) -> pd.DataFrame:
     """Sensitivity, specificity, PPV, NPV at the stored thresholds and the counts per group."""
     model, pred = res["model"], res["predictions"]
-    outcome = model["clinical"]["schema"]["outcome"]["name"]
+    outcome = model.outcome
     y, p = pred[outcome].to_numpy().astype(int), pred["combined"].to_numpy()
-    t = model["risk_groups"]
+    t = model.risk_thresholds
     rows = []
     for name, thr in (("low / not low", t["low"]), ("high / not high", t["high"])):
         c = classification(y, p, thr)
@@ -182,8 +182,8 @@ def _checklist(res: Dict[str, Any]) -> pd.DataFrame:
     cv = m["models"]["combined"].get("cv") or {}
     boot = m["models"]["combined"].get("bootstrap") or {}
     rows = [
-        ("TRIPOD 5/6", "Source of data, outcome", f"cohort manifest; outcome {model['clinical']['schema']['outcome']['name']}"
-         + (" (SYNTHETIC phantom)" if model["training"].get("synthetic") else "")),
+        ("TRIPOD 5/6", "Source of data, outcome", f"cohort manifest; outcome {model.outcome}"
+         + (" (SYNTHETIC phantom)" if model.synthetic else "")),
         ("TRIPOD 8", "Sample size, events", f"n = {m['cohort']['n']}, events = {m['cohort']['events']}, EPV = {_f(m['cohort']['epv'], 1)}"),
         ("TRIPOD 9", "Missing data", "complete cases per model (see Table 1 'missing')"),
         ("TRIPOD 10a/b", "Predictor handling and selection", "schema coding; univariate p < 0.1 then multivariable p < 0.05; "
@@ -193,7 +193,7 @@ def _checklist(res: Dict[str, Any]) -> pd.DataFrame:
          f"bootstrap optimism (B = {boot.get('b', '-')}) with the whole pipeline refitted"),
         ("TRIPOD 15a", "Full model", "model.json: all coefficients, z-score means/SDs, nomogram"),
         ("TRIPOD 16", "Model performance", "sections 5, 7, 8, 9 of this report"),
-        ("TRIPOD+AI 18", "Software and versions", ", ".join(f"{k} {v}" for k, v in model["software"].items())),
+        ("TRIPOD+AI 18", "Software and versions", ", ".join(f"{k} {v}" for k, v in model.software.items())),
         ("RQS 1", "Image protocol quality", "for the author: acquisition protocol to be reported"),
         ("RQS 2/3", "Multiple segmentations, phantom study", _segmentations_item(m)),
         ("RQS 4", "Imaging at multiple time points", "for the author"),
@@ -206,7 +206,7 @@ def _checklist(res: Dict[str, Any]) -> pd.DataFrame:
         ("TRIPOD 4b, 5c, 11, 21, 22", "Study dates, setting, risk groups rationale, limitations, funding", "for the author"),
     ]
     # CLEAR / IBSI items filled from the extraction settings and the phantom's conformance table
-    rows[-1:-1] = ibsi.reporting_items(model["extraction"], model["software"], model["radiomics"]["features"])
+    rows[-1:-1] = ibsi.reporting_items(model.extraction, model.software, model.features)
     return pd.DataFrame(rows, columns=["item", "topic", "this run"])
 
 
@@ -353,7 +353,7 @@ def render(folder) -> Path:
     res = load_results(folder)
     figs = make_figures(res, folder)
     m, model = res["metrics"], res["model"]
-    settings_hash = hashlib.sha256(json.dumps(model["extraction"], sort_keys=True).encode()).hexdigest()
+    settings_hash = hashlib.sha256(json.dumps(model.extraction, sort_keys=True).encode()).hexdigest()
     models = ("clinical", "radiomics", "combined")
     disc = pd.DataFrame([{"model": figures.MODEL_LABELS[k], "apparent AUC": _f(m["models"][k]["apparent"]["auc"]),
                           "95% CI (DeLong)": f"{_f(m['models'][k]['apparent']['ci95'][0])}-{_f(m['models'][k]['apparent']['ci95'][1])}",
@@ -386,24 +386,24 @@ def render(folder) -> Path:
             row["bootstrap-corrected AUC / slope"] = f"{_f(b['auc_corrected'])} / {_f(b['slope_corrected'])} (B = {b['b']})"
         row["apparent AUC (training data)"] = _f(e["apparent"]["auc"])
         val_rows.append(row)
-    outcome = model["clinical"]["schema"]["outcome"]["name"]
+    outcome = model.outcome
     t1 = _table1_for_people(res["table1"], outcome)
-    t2 = _table2_for_people(res["table2"], {v["name"]: v.get("label") or v["name"]
-                                            for v in model["clinical"]["schema"]["variables"]})
+    t2 = _table2_for_people(res["table2"], {name: label or name
+                                            for name, label in model.labels.items()})
     missing = res["table1"].loc[res["table1"]["missing"].astype(str).str.strip().isin(["", "nan"]) == False,  # noqa: E712
                                 ["label", "missing"]].rename(columns={"label": "variable"})
     missing["missing"] = missing["missing"].astype(float).astype(int)
-    combined_terms = ", ".join(f"{t} {c:+.3f}" for t, c in zip(model["combined"]["terms"], model["combined"]["coefficients"]))
+    combined_terms = ", ".join(f"{t} {c:+.3f}" for t, c in model.coefficients("combined").items())
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in m.get("notes", []))
-    synthetic = model["training"].get("synthetic")
+    synthetic = model.synthetic
     # the report travels: no folder or cohort name in it (either may be a patient's or a study's name)
     cohort_name = f"{m['cohort']['n']} patients, {m['cohort']['events']} events"
     body = f"""
 <header><h1>IMNRisk report: {html.escape(cohort_name)}</h1>
 <p class="warn">{html.escape(RESEARCH_ONLY)}{' Trained on SYNTHETIC phantom data: a demonstration, not a clinical model.' if synthetic else ''}</p>
 <p>Generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by IMNRisk {__version__};
-pyradiomics {html.escape(str(model['software'].get('pyradiomics', '?')))}; extraction settings SHA-256 <code>{settings_hash[:16]}</code>;
-model SHA-256 <code>{model['sha256'][:16]}</code>.</p></header>
+pyradiomics {html.escape(str(model.software.get('pyradiomics', '?')))}; extraction settings SHA-256 <code>{settings_hash[:16]}</code>;
+model SHA-256 <code>{model.sha256[:16]}</code>.</p></header>
 {_fallback_box(m)}
 <h2>Validated performance (what new patients can expect)</h2>
 <p>Nested CV refits every selection step inside each training fold; the bootstrap corrects for optimism
@@ -449,7 +449,7 @@ they are optimistic (an apparent calibration slope of 1 says nothing).</p>
 <p>Nested: every selection step refitted inside each training fold. Leaky: features and clinical factors selected once
 on all patients (the paper's protocol), only coefficients refitted; it reports more than new patients will see.</p>
 <h2>9. Risk groups</h2>
-<p>{html.escape(model['risk_groups']['explanation'])}.</p>
+<p>{html.escape(model.risk_explanation)}.</p>
 {_table(_risk_table(res), 'Risk groups on the training data (apparent)')}
 <h2>10. TRIPOD+AI / Radiomics Quality Score / CLEAR</h2>
 {_table(_checklist(res), 'Checklist items filled from this run; the others are for the author')}

@@ -223,6 +223,11 @@ class ScoringModel:
         return {k: self.doc["risk_groups"][k] for k in ("low", "high")}
 
     @property
+    def risk_explanation(self) -> str:
+        """How the risk groups' thresholds were chosen, in words (the report prints it)."""
+        return self.doc["risk_groups"]["explanation"]
+
+    @property
     def nomogram(self) -> Dict[str, Any]:
         """The nomogram's scales (axes, points), as `modelling.nomogram` and the figures read them."""
         return self.doc["nomogram"]
@@ -231,6 +236,15 @@ class ScoringModel:
     def schema_variables(self) -> List[Dict[str, Any]]:
         """The clinical schema's variables as the file records them (name, type, levels, label)."""
         return self.doc["clinical"]["schema"]["variables"]
+
+    @property
+    def outcome(self) -> str:
+        """The outcome's name in the model's clinical schema (a column of predictions.csv)."""
+        return self.doc["clinical"]["schema"]["outcome"]["name"]
+
+    def coefficients(self, model: str = "combined") -> Dict[str, float]:
+        """The clinical or combined model's coefficients by term, in the file's order (intercept first)."""
+        return dict(zip(self.doc[model]["terms"], self.doc[model]["coefficients"]))
 
     @property
     def labels(self) -> Dict[str, str]:
