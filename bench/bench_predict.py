@@ -101,13 +101,14 @@ def main() -> None:
         boot = None
         if args.bootstrap_model:
             bdoc = json.loads(Path(args.bootstrap_model).read_text())
-            from IMNRiskLib.scoring.uncertainty import needed_factors, needed_features
-            bclin = clinical_args(bdoc, needed_factors(bdoc))
+            from IMNRiskLib.scoring.modelfile import ScoringModel
+            bmodel = ScoringModel(bdoc)
+            bclin = clinical_args(bdoc, bmodel.ci_factors)
             common = ["predict", args.bootstrap_model, "--image", image, "--mask", mask, "--json", "--clinical", *bclin]
             boot = {"wald": best([timed_cli(*common) for _ in range(args.repeats)]),
                     "bootstrap": best([timed_cli(*common, "--ci", "bootstrap") for _ in range(args.repeats)]),
                     "replicates": bdoc["uncertainty"]["b"], "features_model": len(bdoc["radiomics"]["features"]),
-                    "features_union": len(needed_features(bdoc)),
+                    "features_union": len(bmodel.ci_features),
                     "model_json_bytes": Path(args.bootstrap_model).stat().st_size}
         before = os.times()
         full = run_child("pyradiomics", image, mask)
