@@ -70,3 +70,40 @@ def test_readme_layout_names_every_stage_package():
     layout = readme.split("## Layout", 1)[1]
     for package in stage_packages():
         assert re.search(rf"^\s+{package.split('.')[1]}/ ", layout, re.M), package
+
+
+MODEL_KEYS = ("format", "format_version", "created", "extraction", "software", "radiomics", "clinical", "combined",
+              "nomogram", "risk_groups", "training", "domain", "acquisition", "uncertainty", "sha256", "signature",
+              "recalibration")
+MODEL_FILE = LIB / "scoring" / "modelfile.py"
+
+
+def product_files() -> list[Path]:
+    """The product's Python files: the library, the Slicer module and the browser face."""
+    return sorted(p for d in ("IMNRiskLib", "IMNRisk", "IMNRiskWeb") for p in (ROOT / d).rglob("*.py"))
+
+
+def test_the_model_file_is_read_only_through_scoring_modelfile():
+    """No product module reads a model file's keys itself (`doc["radiomics"]`, `model.doc.get(...)`):
+    they ask ScoringModel's accessors, so the file's layout has one reader."""
+    raw = re.compile(r"""\b(?:doc|model)\[['"](?:%s)['"]\]|\.doc(?:\[|\.get\()""" % "|".join(MODEL_KEYS))
+    found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in product_files() if p != MODEL_FILE
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if raw.search(line)]
+    assert found == []
+
+
+def test_every_function_local_import_says_why():
+    """An import inside a function of IMNRiskLib is there for start-up time or an optional dependency,
+    and says so in a comment on its line or the line above (issue 28)."""
+    import ast
+    silent = []
+    for path in sorted(LIB.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)) and not (
+                            "#" in lines[node.lineno - 1] or "#" in lines[node.end_lineno - 1]
+                            or lines[node.lineno - 2].strip().startswith("#")):
+                        silent.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert sorted(set(silent)) == []
