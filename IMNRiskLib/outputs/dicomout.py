@@ -264,7 +264,7 @@ def add_patient_identifier(dataset, identifier: Optional[str]) -> None:
     IMNRisk, beside the source images' own Patient ID, which stays as it is (the PACS files by it)."""
     if not identifier:
         return
-    from pydicom.dataset import Dataset
+    from pydicom.dataset import Dataset  # optional dependency (extra dicom)
     item = Dataset()
     item.PatientID = str(identifier)[:64]
     item.IssuerOfPatientID = ISSUER_OF_PATIENT_ID
