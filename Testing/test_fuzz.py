@@ -302,7 +302,7 @@ def test_random_command_lines_never_exit_1(command, tmp_path_factory, monkeypatc
     import io
     import sys
     import types
-    from IMNRiskLib.app import cli, pacs, predict, synth, training
+    from IMNRiskLib.app import cli, demo, pacs, predict, synth, training
     from IMNRiskLib.modelling import clinical
     from IMNRiskLib.radiomics import features
     from IMNRiskLib.scoring import core
@@ -311,7 +311,7 @@ def test_random_command_lines_never_exit_1(command, tmp_path_factory, monkeypatc
     monkeypatch.chdir(work)
     for module, name in ((features, "extract_cohort"), (training, "train"), (synth, "synthesize"),
                          (core, "case_from_files"), (predict, "validate_external"), (pacs, "score_study"),
-                         (cli, "_demo"), (clinical, "table2")):
+                         (demo, "_demo"), (clinical, "table2")):
         monkeypatch.setattr(module, name, _reached)
     monkeypatch.setitem(sys.modules, "IMNRiskWeb.server", types.SimpleNamespace(serve=_reached,
                                                                                WebOptions=lambda **kw: kw))

@@ -130,9 +130,9 @@ def test_report_shows_the_deviation_table_and_both_protocols_side_by_side(paper_
 def test_the_demo_validates_the_papers_protocol_by_cv_only():
     """Issue 13 (a): in the demo the paper's protocol runs its nested and leaky CV, no bootstrap;
     IMNRisk's protocol keeps the bootstrap asked for."""
-    from IMNRiskLib.app import cli
-    assert cli.demo_bootstrap("paper", 1000) == 0
-    assert cli.demo_bootstrap("imnrisk", 1000) == 1000
+    from IMNRiskLib.app import demo
+    assert demo.demo_bootstrap("paper", 1000) == 0
+    assert demo.demo_bootstrap("imnrisk", 1000) == 1000
 
 
 def test_nested_cv_refits_the_papers_chain_in_every_fold(phantom):

@@ -11,17 +11,12 @@ from typing import List, Optional
 from IMNRiskLib import RESEARCH_ONLY, __version__
 from IMNRiskLib.core.errors import InputError, InputErrors
 from IMNRiskLib.app.arguments import argument_names, check_argument_text
-from IMNRiskLib.app.summaries import (demo_closing_line, print_external_summary, print_training_summary,
-                                      protocols_side_by_side, say)
+from IMNRiskLib.app.demo import cmd_demo, cmd_synth
+from IMNRiskLib.app.summaries import (EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK,  # noqa: F401  (the exit codes, importable here)
+                                      print_external_summary, print_training_summary, report_errors, say)
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Each command imports the modules it uses inside its function (start-up time): `imnrisk --help`, and every
 # command, loads only what that command needs (predict: no pandas, scipy.stats, sklearn, matplotlib).
-
-
-def report_errors(errors: List[InputError]) -> None:
-    for err in errors:
-        say(f"imnrisk: error: {err}")
 
 
 # --------------------------------------------------------------------------- extract
@@ -262,122 +257,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     fingerprint = verify_model(read_model_document(args.model), args.trusted_key, str(args.model))
     say(f"imnrisk verify: {args.model}: signature valid, key SHA-256 {fingerprint[:16]}")
     return EXIT_OK
-
-
-# --------------------------------------------------------------------------- synth and demo
-
-def _progress_bar(desc: str, quiet: bool):
-    """A tqdm bar on stderr with ETA, and a callback that advances it to `done`."""
-    from IMNRiskLib.core.progress import progress_bar  # start-up time: only this command loads it
-    bar = progress_bar(0, desc, "case", enabled=not quiet)
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-    return bar, update
-
-
-def _synthesize(folder: Path, args: argparse.Namespace) -> dict:
-    from IMNRiskLib.app import synth  # start-up time: only this command loads it
-    form = getattr(args, "dicom_form", None)
-    options = synth.SynthOptions(patients=args.patients, seed=args.seed, full_size=getattr(args, "full_size", False),
-                                 dicom=getattr(args, "dicom", False) or form is not None, jobs=args.jobs,
-                                 dicom_form=form or "classic")
-    if options.patients < 2:
-        raise InputError("--patients must be 2 or more", field="--patients")
-    if options.dicom:
-        from IMNRiskLib.app.synthdicom import check_form  # start-up time: only this command loads it
-        check_form(options.dicom_form)
-    bar, update = _progress_bar("synth", args.quiet)
-    try:
-        return synth.synthesize(folder, options, progress=update)
-    finally:
-        bar.close()
-
-
-def cmd_synth(args: argparse.Namespace) -> int:
-    """Write a synthetic phantom cohort with a known truth."""
-    from IMNRiskLib.core.files import safe_outputs  # start-up time: only this command loads it
-    folder = Path(args.dir)
-    safe_outputs([folder / "cohort.csv", folder / "truth.json"], [], args.force, folder=folder, user_folder=True)
-    summary = _synthesize(folder, args)
-    for note in summary.get("notes", []):
-        say(f"imnrisk synth: note: {note}")
-    say(f"imnrisk synth: {summary['patients']} synthetic patients ({summary['events']} IMN-positive) -> "
-        f"{folder / 'cohort.csv'}; truth in {folder / 'truth.json'}")
-    return EXIT_OK
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """synth -> extract -> tables -> train on the built-in phantom, with one summary at the end."""
-    from IMNRiskLib.core.files import safe_outputs  # start-up time: only this command loads it
-    folder = Path(args.out)
-    outputs = safe_outputs([folder / "features.csv"], [], args.force, folder=folder, user_folder=True)
-    with outputs.locked():  # one run per folder
-        return _demo(folder, args)
-
-
-def _demo(folder: Path, args: argparse.Namespace) -> int:
-    """The demo's steps, in a folder this run holds the lock of."""
-    import time  # start-up time: time loads only when used
-    from IMNRiskLib.radiomics import features  # start-up time: only this command loads it
-    from IMNRiskLib.outputs.tables import write_tables  # start-up time: only this command loads it
-    from IMNRiskLib.inputs.cohort import read_cohort  # start-up time: only this command loads it
-    start = time.perf_counter()
-    summary = _synthesize(folder / "phantom", args)
-    say(f"imnrisk demo: synthesised {summary['patients']} patients ({summary['events']} IMN-positive)")
-    cohort = read_cohort(folder / "phantom" / "cohort.csv", need_clinical=True, need_outcome=True)
-    run = features.extract_cohort(cohort, features.load_settings(), folder / ".imnrisk-cache", jobs=args.jobs,
-                                  show_bar=not args.quiet)
-    paths = features.write_run(run, folder / "features.csv")
-    if run.failures:
-        report_errors([InputError(f["reason"], file=f["file"], id=f["ID"], field=f["field"] or None)
-                       for f in run.failures])
-        return EXIT_INTERNAL  # the phantom must extract cleanly
-    say(f"imnrisk demo: {len(run.features)} cases x {run.features.shape[1]} features -> {paths['features']}"
-        + (f"; second reader (Mask2): {len(run.reader2.features)} cases -> {paths['reader2']}" if run.reader2 else ""))
-    write_tables(folder / "phantom" / "cohort.csv", folder / "tables", force=True)
-    metrics, report = _demo_train(folder, paths["features"], args)
-    say(demo_closing_line(metrics, time.perf_counter() - start, report))
-    return EXIT_OK
-
-
-def demo_bootstrap(protocol: str, bootstrap: int) -> int:
-    """The demo validates the paper's protocol by its nested and leaky CV only (what the side-by-side
-    comparison shows: nested AUC and slope, leaky AUC): its bootstrap would double the demo's time
-    (issue 13, option a). IMNRisk's protocol keeps the full validation."""
-    return 0 if protocol == "paper" else bootstrap
-
-
-def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
-    """Train the demo's protocols on the same phantom: the paper's into model-paper/, IMNRisk's
-    into model/ (last, so its report shows both side by side, protocols.json). Returns the
-    default's (or the only) metrics and report path."""
-    from IMNRiskLib.core.files import output_set, write_json  # start-up time: only this command loads it
-    # start-up time: only this command loads it
-    from IMNRiskLib.modelling.protocols import PROTOCOLS, comparison_summary, training_options, use_icc
-    from IMNRiskLib.outputs.report import render  # start-up time: only this command loads it
-    from IMNRiskLib.app.training import train  # start-up time: only this command loads it
-    import time  # start-up time: time loads only when used
-    names = [p for p in ("paper", "imnrisk") if args.protocol in (p, "both")]
-    compared = {}
-    for name in names:
-        start = time.perf_counter()
-        target = folder / ("model" if name == "imnrisk" else f"model-{name}")
-        with output_set(target, last="model.json") as stage:  # each model folder complete, or absent
-            metrics = train(folder / "phantom" / "cohort.csv", features_csv, stage,
-                            options=training_options(name, seed=args.seed), cv_folds=5, cv_repeats=args.cv_repeats,
-                            bootstrap=demo_bootstrap(name, args.bootstrap), jobs=args.jobs, show_bar=not args.quiet,
-                            use_icc=use_icc(name, getattr(args, "icc_threshold", None), getattr(args, "no_icc", False)))
-            compared[name] = comparison_summary(metrics)
-            if len(compared) > 1:
-                write_json(stage / "protocols.json", {"protocols": [compared[p] for p in PROTOCOLS if p in compared]})
-            report = target / render(stage).name
-        print_training_summary(metrics, target)
-        say(f"imnrisk demo: {name} protocol trained and validated in {time.perf_counter() - start:.0f} s")
-    if len(compared) > 1:
-        say(protocols_side_by_side(compared))
-    return metrics, report
 
 
 # --------------------------------------------------------------------------- parser

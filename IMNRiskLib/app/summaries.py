@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
+
+from IMNRiskLib.core.errors import InputError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def say(message: str) -> None:
     """Progress and summaries go to stderr; stdout is kept for results (e.g. --json)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def report_errors(errors: List[InputError]) -> None:
+    """Each problem as the one line `imnrisk: error: <file, ID, field: reason>`."""
+    for err in errors:
+        say(f"imnrisk: error: {err}")
 
 
 def number_text(value, digits: int = 3, scale: float = 1.0) -> str:
