@@ -280,7 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"imnrisk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    for add_command in (_add_extract_command, _add_tables_command, _add_stats_command, _add_train_command,
+                        _add_report_command, _add_predict_command, _add_pacs_command, _add_web_command, _add_keygen_command,
+                        _add_sign_command, _add_verify_command, _add_validate_command, _add_synth_command, _add_demo_command):
+        add_command(sub)
+    return parser
 
+
+def _add_extract_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk extract` and its options."""
     p = sub.add_parser("extract", help="radiomics features of every case of a cohort manifest")
     p.add_argument("cohort", help="cohort.csv (ID, Image, Mask[, Phase, Label, ...])")
     p.add_argument("--out", required=True, help="features.csv to write (provenance and failures beside it)")
@@ -294,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_extract)
 
+
+def _add_tables_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk tables` and its options."""
     p = sub.add_parser("tables", help="Table 1 and Table 2 (univariate and multivariable logistic) of a cohort")
     p.add_argument("cohort", help="cohort.csv with the outcome and the clinical variables")
     p.add_argument("--out", required=True, help="output folder (table1.csv, table2.csv and HTML fragments)")
@@ -306,12 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_force(p)
     p.set_defaults(func=cmd_tables)
 
+
+def _add_stats_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk stats` and its options."""
     p = sub.add_parser("stats", help="ROC/DeLong, calibration, Hosmer-Lemeshow, DCA of score columns")
     p.add_argument("predictions", help="CSV: an outcome column and one column per score")
     p.add_argument("--outcome", help="outcome column (default: IMN, else y)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=cmd_stats)
 
+
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk train` and its options."""
     p = sub.add_parser("train", help="build and validate the clinical, radiomics and combined models")
     p.add_argument("cohort", help="cohort.csv with outcome and clinical variables")
     p.add_argument("--features", required=True, help="features.csv from imnrisk extract")
@@ -338,11 +355,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_train)
 
+
+def _add_report_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk report` and its options."""
     p = sub.add_parser("report", help="re-render report.html from a training folder")
     p.add_argument("dir", help="the --out folder of imnrisk train")
     _add_force(p)
     p.set_defaults(func=cmd_report)
 
+
+def _add_predict_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk predict` and its options."""
     p = sub.add_parser("predict", help="score one patient with a model file")
     p.add_argument("model", help="model.json")
     p.add_argument("--image", required=True)
@@ -367,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 2 when the verdict is 'not reliable' (the result is still printed)")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_pacs_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk pacs` and its options."""
     p = sub.add_parser("pacs", help="retrieve a study from a PACS, score it, store the SEG and SR back")
     p.add_argument("model", help="model.json")
     p.add_argument("--config", required=True, help="PACS settings YAML (called_ae, host, port, calling_ae, "
@@ -383,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_force(p)
     p.set_defaults(func=cmd_pacs)
 
+
+def _add_web_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk web` and its options."""
     p = sub.add_parser("web", help="the scoring workflow in the browser (needs the 'web' extra)")
     p.add_argument("--model", help="model.json whose clinical form and scoring the page uses")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free port)")
@@ -400,11 +429,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end a session this long after its tab was closed (default 30)")
     p.set_defaults(func=cmd_web)
 
+
+def _add_keygen_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk keygen` and its options."""
     p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing models")
     p.add_argument("prefix", help="writes PREFIX.key (private) and PREFIX.pub (public)")
     _add_force(p)
     p.set_defaults(func=cmd_keygen)
 
+
+def _add_sign_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk sign` and its options."""
     p = sub.add_parser("sign", help="sign a model file (Ed25519)")
     p.add_argument("model", help="model.json")
     p.add_argument("--key", required=True, help="private key (imnrisk keygen)")
@@ -413,11 +448,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_force(p)
     p.set_defaults(func=cmd_sign)
 
+
+def _add_verify_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk verify` and its options."""
     p = sub.add_parser("verify", help="check a model's signature against a trusted public key")
     p.add_argument("model", help="model.json")
     p.add_argument("--trusted-key", required=True, metavar="KEY.pub")
     p.set_defaults(func=cmd_verify)
 
+
+def _add_validate_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk validate` and its options."""
     p = sub.add_parser("validate", help="external validation of a frozen model on a new cohort")
     p.add_argument("model", help="model.json")
     p.add_argument("cohort", help="cohort.csv with outcomes")
@@ -427,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_validate)
 
+
+def _add_synth_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk synth` and its options."""
     p = sub.add_parser("synth", help="write a synthetic DCE-MRI phantom cohort with a known truth")
     p.add_argument("dir", help="output folder (cohort.csv, cases/, truth.json)")
     _add_synth_options(p)
@@ -438,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "Legacy Converted Enhanced MR object) or per-phase (one series per phase)")
     p.set_defaults(func=cmd_synth)
 
+
+def _add_demo_command(sub: argparse._SubParsersAction) -> None:
+    """`imnrisk demo` and its options."""
     p = sub.add_parser("demo", help="the whole pipeline on the built-in phantom cohort")
     p.add_argument("--out", default="imnrisk-demo", help="output folder (default: imnrisk-demo)")
     p.add_argument("--cv-repeats", type=int, default=100, help="repeats of 5-fold CV (default 100, as the paper)")
@@ -447,7 +494,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "(about halves the training time)")
     _add_synth_options(p)
     p.set_defaults(func=cmd_demo)
-    return parser
 
 
 def _add_icc_options(p: argparse.ArgumentParser) -> None:

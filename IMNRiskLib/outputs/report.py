@@ -354,45 +354,12 @@ def render(folder) -> Path:
     figs = make_figures(res, folder)
     m, model = res["metrics"], res["model"]
     settings_hash = hashlib.sha256(json.dumps(model.extraction, sort_keys=True).encode()).hexdigest()
-    models = ("clinical", "radiomics", "combined")
-    disc = pd.DataFrame([{"model": figures.MODEL_LABELS[k], "apparent AUC": _f(m["models"][k]["apparent"]["auc"]),
-                          "95% CI (DeLong)": f"{_f(m['models'][k]['apparent']['ci95'][0])}-{_f(m['models'][k]['apparent']['ci95'][1])}",
-                          "apparent Brier score": _f(m["models"][k]["apparent"]["brier"])} for k in models])
-    delong = pd.DataFrame([{"comparison": f"{d['a']} vs {d['b']}", "Z": _f(d["z"], 4), "p": _p(d["p"])}
-                           for d in m["delong"]])
-    cal = pd.DataFrame([{"model": figures.MODEL_LABELS[k],
-                         "apparent intercept": _f(m["models"][k]["apparent"]["calibration"]["intercept"]),
-                         "apparent slope": _f(m["models"][k]["apparent"]["calibration"]["slope"]),
-                         "calibration-in-the-large": _f(m["models"][k]["apparent"]["calibration"]["citl"]),
-                         "HL chi2": _f(m["models"][k]["apparent"]["hosmer_lemeshow"]["chi2"]),
-                         "HL df": m["models"][k]["apparent"]["hosmer_lemeshow"]["df"],
-                         "HL p": _p(m["models"][k]["apparent"]["hosmer_lemeshow"]["p"]),
-                         "HL df rule": hl_df_statement(m["models"][k]["apparent"]["hosmer_lemeshow"])[0],
-                         "HL note": hl_df_statement(m["models"][k]["apparent"]["hosmer_lemeshow"])[1] or ""}
-                        for k in models])
-    val_rows = []
-    for k in models:
-        e = m["models"][k]
-        row = {"model": figures.MODEL_LABELS[k]}
-        for key, label in (("cv", "nested CV"), ("cv_leaky", "leaky CV")):
-            if key in e:
-                row[f"{label} AUC"] = f"{_f(e[key]['auc_mean'])} ± {_f(e[key]['auc_sd'])}"
-                row[f"{label} accuracy"] = f"{_f(100 * e[key]['accuracy_mean'], 1)}% ± {_f(100 * (e[key]['accuracy_sd'] or 0), 1)}%"
-        if "cv" in e:
-            c = e["cv"]
-            row["nested slope mean/SD/min/max"] = f"{_f(c['slope_mean'])} / {_f(c['slope_sd'])} / {_f(c.get('slope_min'))} / {_f(c.get('slope_max'))}"
-        if "bootstrap" in e:
-            b = e["bootstrap"]
-            row["bootstrap-corrected AUC / slope"] = f"{_f(b['auc_corrected'])} / {_f(b['slope_corrected'])} (B = {b['b']})"
-        row["apparent AUC (training data)"] = _f(e["apparent"]["auc"])
-        val_rows.append(row)
+    disc, delong, cal, validation = _model_tables(m)
     outcome = model.outcome
     t1 = _table1_for_people(res["table1"], outcome)
     t2 = _table2_for_people(res["table2"], {name: label or name
                                             for name, label in model.labels.items()})
-    missing = res["table1"].loc[res["table1"]["missing"].astype(str).str.strip().isin(["", "nan"]) == False,  # noqa: E712
-                                ["label", "missing"]].rename(columns={"label": "variable"})
-    missing["missing"] = missing["missing"].astype(float).astype(int)
+    missing = _missing_table(res["table1"])
     combined_terms = ", ".join(f"{t} {c:+.3f}" for t, c in model.coefficients("combined").items())
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in m.get("notes", []))
     synthetic = model.synthetic
@@ -445,7 +412,7 @@ they are optimistic (an apparent calibration slope of 1 says nothing).</p>
 <p>{html.escape(_dca_range(m))}</p>
 <h2>8. Validation</h2>
 {_img(figs['cv_protocols'], 'Nested against leaky cross-validation')}
-{_table(pd.DataFrame(val_rows), 'Internal validation: repeated stratified CV (mean ± SD over folds) and bootstrap optimism correction')}
+{_table(validation, 'Internal validation: repeated stratified CV (mean ± SD over folds) and bootstrap optimism correction')}
 <p>Nested: every selection step refitted inside each training fold. Leaky: features and clinical factors selected once
 on all patients (the paper's protocol), only coefficients refitted; it reports more than new patients will see.</p>
 <h2>9. Risk groups</h2>
@@ -459,8 +426,60 @@ on all patients (the paper's protocol), only coefficients refitted; it reports m
 {_protocol_section(folder, m)}
 <h2>Notes</h2><ul>{notes or '<li>none</li>'}</ul>
 """
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>IMNRisk report: {html.escape(cohort_name)}</title>
+    write_text(folder / "report.html", _html_page(cohort_name, body))
+    return folder / "report.html"
+
+
+def _model_tables(m: Dict[str, Any]) -> tuple:
+    """The report's per-model tables: apparent discrimination, DeLong tests, apparent calibration with
+    Hosmer-Lemeshow, and internal validation (nested and leaky CV, bootstrap)."""
+    models = ("clinical", "radiomics", "combined")
+    disc = pd.DataFrame([{"model": figures.MODEL_LABELS[k], "apparent AUC": _f(m["models"][k]["apparent"]["auc"]),
+                          "95% CI (DeLong)": f"{_f(m['models'][k]['apparent']['ci95'][0])}-{_f(m['models'][k]['apparent']['ci95'][1])}",
+                          "apparent Brier score": _f(m["models"][k]["apparent"]["brier"])} for k in models])
+    delong = pd.DataFrame([{"comparison": f"{d['a']} vs {d['b']}", "Z": _f(d["z"], 4), "p": _p(d["p"])}
+                           for d in m["delong"]])
+    cal = pd.DataFrame([{"model": figures.MODEL_LABELS[k],
+                         "apparent intercept": _f(m["models"][k]["apparent"]["calibration"]["intercept"]),
+                         "apparent slope": _f(m["models"][k]["apparent"]["calibration"]["slope"]),
+                         "calibration-in-the-large": _f(m["models"][k]["apparent"]["calibration"]["citl"]),
+                         "HL chi2": _f(m["models"][k]["apparent"]["hosmer_lemeshow"]["chi2"]),
+                         "HL df": m["models"][k]["apparent"]["hosmer_lemeshow"]["df"],
+                         "HL p": _p(m["models"][k]["apparent"]["hosmer_lemeshow"]["p"]),
+                         "HL df rule": hl_df_statement(m["models"][k]["apparent"]["hosmer_lemeshow"])[0],
+                         "HL note": hl_df_statement(m["models"][k]["apparent"]["hosmer_lemeshow"])[1] or ""}
+                        for k in models])
+    val_rows = []
+    for k in models:
+        e = m["models"][k]
+        row = {"model": figures.MODEL_LABELS[k]}
+        for key, label in (("cv", "nested CV"), ("cv_leaky", "leaky CV")):
+            if key in e:
+                row[f"{label} AUC"] = f"{_f(e[key]['auc_mean'])} ± {_f(e[key]['auc_sd'])}"
+                row[f"{label} accuracy"] = f"{_f(100 * e[key]['accuracy_mean'], 1)}% ± {_f(100 * (e[key]['accuracy_sd'] or 0), 1)}%"
+        if "cv" in e:
+            c = e["cv"]
+            row["nested slope mean/SD/min/max"] = f"{_f(c['slope_mean'])} / {_f(c['slope_sd'])} / {_f(c.get('slope_min'))} / {_f(c.get('slope_max'))}"
+        if "bootstrap" in e:
+            b = e["bootstrap"]
+            row["bootstrap-corrected AUC / slope"] = f"{_f(b['auc_corrected'])} / {_f(b['slope_corrected'])} (B = {b['b']})"
+        row["apparent AUC (training data)"] = _f(e["apparent"]["auc"])
+        val_rows.append(row)
+    return disc, delong, cal, pd.DataFrame(val_rows)
+
+
+def _missing_table(table1: pd.DataFrame) -> pd.DataFrame:
+    """Missing values per variable, from Table 1 (variables with none are left out)."""
+    missing = table1.loc[table1["missing"].astype(str).str.strip().isin(["", "nan"]) == False,  # noqa: E712
+                                ["label", "missing"]].rename(columns={"label": "variable"})
+    missing["missing"] = missing["missing"].astype(float).astype(int)
+    return missing
+
+
+def _html_page(title: str, body: str) -> str:
+    """The self-contained HTML page around the report's body (styles inline, no external file)."""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>IMNRisk report: {html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
 h2{{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}} .warn{{background:#fff3cd;padding:.5em;border-left:4px solid #D55E00}}
 table.t{{border-collapse:collapse;font-size:12px;margin:.6em 0}} table.t td,table.t th{{padding:2px 6px;border-bottom:1px solid #eee;text-align:left}}
@@ -468,8 +487,6 @@ caption{{text-align:left;font-weight:bold;padding:.3em 0}} figure{{margin:1em 0}
 .formula{{font-family:monospace;background:#f4f4f4;padding:.5em}} .scroll{{overflow-x:auto}}</style></head>
 <body>{body}</body></html>
 """
-    write_text(folder / "report.html", page)
-    return folder / "report.html"
 
 
 ASSOCIATION_SHOWN = 0.5  # pairs of entered clinical variables this associated are listed
