@@ -205,9 +205,9 @@ def test_a_model_trained_with_the_profile_scores_with_it(tmp_path):
     from IMNRiskLib.scoring import model_settings
     on = features.load_settings(ibsi_params(tmp_path))
     assert on.ibsi_variants and on.to_dict()["imnrisk"]["ibsi_variants"] is True
-    assert model_settings(SimpleNamespace(doc={"extraction": on.to_dict()})).ibsi_variants is True
+    assert model_settings(SimpleNamespace(extraction=on.to_dict())).ibsi_variants is True
     off = features.load_settings().to_dict()
-    assert model_settings(SimpleNamespace(doc={"extraction": off})).ibsi_variants is False
+    assert model_settings(SimpleNamespace(extraction=off)).ibsi_variants is False
 
 
 def test_extract_refuses_a_bad_profile_value_in_one_line(tmp_path):

@@ -33,8 +33,10 @@ def test_import_linter_contracts_are_kept():
     """`lint-imports` on this checkout: every contract kept (stages downward, no circles)."""
     script = Path(sys.executable).with_name("lint-imports")
     assert script.exists(), "import-linter is not installed (pip install -e '.[test]')"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([str(script), "--no-cache"], cwd=ROOT, env=env, capture_output=True, text=True)
+    # UTF-8 whatever the locale: lint-imports draws its banner with box characters (CI runs under C/POSIX)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUTF8": "1", "PYTHONIOENCODING": "utf-8"}
+    result = subprocess.run([str(script), "--no-cache"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            encoding="utf-8")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert re.search(r"Contracts: (\d+) kept, 0 broken", result.stdout)
 

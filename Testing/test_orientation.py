@@ -193,7 +193,7 @@ def test_model_files_with_and_without_the_key(pyrad_data):
     old = features.load_settings().to_dict()
     del old["imnrisk"]["orientation"]
     for extraction, expected in ((new, "LPS"), (old, None)):
-        model = SimpleNamespace(doc={"extraction": extraction, "software": running})
+        model = SimpleNamespace(extraction=extraction, software=running)  # the accessors scoring reads
         assert scoring.model_settings(model).orientation == expected
         assert scoring.version_mismatches(model, running) == []
     assert "LPS order" in ibsi.describe_resampling(new) and "order" not in ibsi.describe_resampling(old)

@@ -130,7 +130,9 @@ def study_file(phantom, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(web_model, tmp_path_factory):
-    srv = WebServer(web_model, tmp_path_factory.mktemp("web"))
+    # room for this module's pages beside the two contexts at once (a closed tab's session lingers
+    # for --grace-seconds)
+    srv = WebServer(web_model, tmp_path_factory.mktemp("web"), args=("--max-sessions", "8"))
     yield srv
     srv.stop()
 
@@ -144,12 +146,21 @@ def browser():
         chromium.close()
 
 
+def wait_for_session(page) -> None:
+    """Wait until the launcher has moved the page to its session (the notice shows), or fail with the
+    launcher's own words when it refused or could not start one (not a bare timeout)."""
+    page.wait_for_function("() => document.querySelector('#imn-notice') || /refused|in use|could not start|"
+                           "does not answer/.test((document.getElementById('imn-launch') || {}).textContent || '')")
+    if page.locator("#imn-notice").count() == 0:
+        raise AssertionError(f"no session: {page.inner_text('#imn-launch')}")
+
+
 def new_page(browser, url: str):
     """A page on the launcher's address: it starts a session process and moves there."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page.set_default_timeout(UI_TIMEOUT_MS)
     page.goto(url)
-    page.wait_for_selector("#imn-notice")
+    wait_for_session(page)
     return page
 
 
@@ -460,7 +471,7 @@ def context_page(browser, url: str):
     page.set_default_timeout(UI_TIMEOUT_MS)
     problems = console_problems(page)
     page.goto(url)
-    page.wait_for_selector("#imn-notice")
+    wait_for_session(page)
     return page, problems
 
 
