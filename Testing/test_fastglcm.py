@@ -108,3 +108,30 @@ def test_only_imnrisk_extractors_use_it():
     import radiomics
     assert radiomics.getFeatureClasses()["glcm"] is not FastGLCM
     assert issubclass(FastGLCM, radiomics.getFeatureClasses()["glcm"])
+
+
+def random_glcm(rng: np.random.Generator, ng: int, isolated: int) -> tuple:
+    """A normalised symmetric GLCM (1, ng, ng, 13) with `isolated` gray levels that neighbour only
+    themselves (Q then has the eigenvalue 1 repeated), its px and py."""
+    counts = rng.integers(0, 40, (ng, ng, 13)).astype(float) * (rng.random((ng, ng, 13)) < 0.3)
+    counts[:isolated, :, :] = 0
+    counts[:, :isolated, :] = 0
+    counts[np.arange(isolated), np.arange(isolated), :] = rng.integers(1, 5, (isolated, 13))
+    counts[isolated:, isolated:, :] += 1.0 * (np.arange(isolated, ng)[:, None] == np.arange(isolated, ng))[..., None]
+    counts = counts + counts.transpose(1, 0, 2)
+    p = (counts / counts.sum((0, 1), keepdims=True))[None]
+    return p, p.sum(2, keepdims=True), p.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("ng,isolated", [(3, 0), (12, 0), (40, 0), (40, 2), (40, 5), (64, 1)])
+def test_mcc_eigenvalue_equals_pyradiomics_way_per_angle(ng, isolated):
+    """The symmetric eigenproblem with its Ritz correction for eps gives the second largest
+    eigenvalue of pyradiomics' non-symmetric Q to 1e-12, with repeated eigenvalues too."""
+    from IMNRiskLib.radiomics.fastglcm import _ritz_second_largest, _second_largest_of_q
+    eps = np.spacing(1)
+    for seed in range(5):
+        p, px, py = random_glcm(np.random.default_rng(seed), ng, isolated)
+        fast = _ritz_second_largest(p, px, py, eps)
+        for angle in range(13):
+            slow = _second_largest_of_q(p[0, :, :, angle], px[0, :, :, angle], py[0, :, :, angle], eps)
+            assert math.isclose(fast[0, angle], slow, rel_tol=1e-10, abs_tol=1e-13), (seed, angle)

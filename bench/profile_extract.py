@@ -30,6 +30,8 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--profile", type=int, default=5, help="cases under cProfile (0: none)")
+    parser.add_argument("--lines", type=int, default=12, help="cProfile lines to print")
+    parser.add_argument("--sort", default="tottime", help="cProfile order (tottime, cumtime)")
     args = parser.parse_args()
     cohort = read_cohort(f"{args.cohort}/cohort.csv")
     settings = features.load_settings()
@@ -47,7 +49,7 @@ def main() -> None:
             features.extract_case(task)
         profile.disable()
         print(f"under cProfile: {(time.perf_counter() - start) / args.profile:.3f} s a case")
-        pstats.Stats(profile).sort_stats("tottime").print_stats(12)
+        pstats.Stats(profile).sort_stats(args.sort).print_stats(args.lines)
 
 
 if __name__ == "__main__":
