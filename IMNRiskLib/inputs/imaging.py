@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.files import check_input_file
+from IMNRiskLib.inputs.gzipnrrd import read_gzip_nrrd
 from IMNRiskLib.inputs.integrity import check_file_complete
 from IMNRiskLib.inputs.series import (DEFAULT_PHASE, TEMPORAL_TAGS, _choose_phase, _slice_position, _time_value,  # noqa: F401
                                       check_one_acquisition, check_slice_spacing)  # DEFAULT_PHASE: part of imaging's API
@@ -83,6 +84,9 @@ def _read(path: Path, what: str = "image", checked: bool = False) -> sitk.Image:
     """Read one image file; any reader failure becomes a clear InputError."""
     if not checked:
         check_input_file(path, f"{what} file")
+        image = read_gzip_nrrd(path)  # a gzip NRRD: one inflation reads and checks it
+        if image is not None:
+            return image
     try:
         with _checked_meanwhile(path, what, not checked):
             return sitk.ReadImage(str(path))
@@ -176,6 +180,9 @@ def _phase_of(image: sitk.Image, phase: int) -> sitk.Image:
 def _read_file_phase(path: Path, phase: Optional[int]) -> Tuple[sitk.Image, int, int]:
     """Read a file; for a 4-D file only the chosen phase is read from disk (streamed)."""
     check_input_file(path, "image file")
+    image = read_gzip_nrrd(path)  # a gzip 3-D NRRD: one inflation reads and checks it
+    if image is not None:
+        return image, _choose_phase(1, phase, str(path)), 1
     with _checked_meanwhile(path, "image"):
         return _read_checked_phase(path, phase)
 
