@@ -69,23 +69,26 @@ def make_extractor(settings: ExtractionSettings, normalized_here: bool):
 
 def _compute_with_fast_classes(extractor) -> None:
     """The extractor computes GLCM features with `fastglcm.FastGLCM` (pyradiomics' formulas, a
-    quarter less time per case); pyradiomics' own registry of classes stays as it is."""
+    quarter less time per case) and bins each image type once for all its classes (`binning`);
+    pyradiomics' own registry of classes stays as it is."""
 
     def computeFeatures(image, mask, imageTypeName, **kwargs):
         # pyradiomics' RadiomicsFeatureExtractor.computeFeatures (3.0.1), with the class looked up
         # in FAST_CLASSES first: pyradiomics offers no hook for that
         from radiomics import getFeatureClasses
         from IMNRiskLib.radiomics.fastglcm import FAST_CLASSES  # start-up time: loaded when this step runs
+        from IMNRiskLib.radiomics.binning import shared_binning, sharing_binning  # start-up time: as above
         vector = collections.OrderedDict()
         classes = getFeatureClasses()
-        for name, names in extractor.enabledFeatures.items():
-            if name.startswith("shape") or name not in classes:
-                continue  # shape is computed by execute()
-            instance = FAST_CLASSES.get(name, classes[name])(image, mask, **kwargs)
-            for feature in names or ():
-                instance.enableFeatureByName(feature)
-            for feature, value in instance.execute().items():
-                vector[f"{imageTypeName}_{name}_{feature}"] = value
+        with shared_binning():  # the image type is binned once for all its classes
+            for name, names in extractor.enabledFeatures.items():
+                if name.startswith("shape") or name not in classes:
+                    continue  # shape is computed by execute()
+                instance = sharing_binning(FAST_CLASSES.get(name, classes[name]))(image, mask, **kwargs)
+                for feature in names or ():
+                    instance.enableFeatureByName(feature)
+                for feature, value in instance.execute().items():
+                    vector[f"{imageTypeName}_{name}_{feature}"] = value
         return vector
 
     extractor.computeFeatures = computeFeatures
