@@ -39,6 +39,10 @@ MIN_TUMOUR_EXTENT = 2  # voxels along each axis: pyradiomics' minimumROIDimensio
 MAX_MASK_LABELS = 255
 
 
+_INTEGER_PIXELS = {sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32, sitk.sitkInt32,
+                   sitk.sitkUInt64, sitk.sitkInt64}
+
+
 @dataclass
 class LoadedCase:
     """A 3-D image (one phase) and a binary mask (1 = tumour) on the same grid, plus notes."""
@@ -52,6 +56,8 @@ class LoadedCase:
     # stored as 32-bit floats: pyradiomics filters such an image in float32 (an integer or float64
     # one in float64), and so does `prepare` without normalisation and smoothing
     stored_float32: bool = False
+    # stored as integers: its float32 voxels are whole numbers (normalisation sums them exactly)
+    stored_integer: bool = False
 
 
 # --------------------------------------------------------------------------- reading
@@ -498,7 +504,8 @@ def load_case(image_path: Union[str, Path], mask_path: Union[str, Path], phase: 
     mask = load_mask(mask_path, label, image, warnings, min_voxels, image_path=image_path)
     return LoadedCase(image=image, mask=mask, phase=chosen, n_phases=n, warnings=warnings,
                       phase_note=phase_note(n, chosen, phase, notes),
-                      stored_float32=stored.GetPixelID() == sitk.sitkFloat32)
+                      stored_float32=stored.GetPixelID() == sitk.sitkFloat32,
+                      stored_integer=stored.GetPixelID() in _INTEGER_PIXELS)
 
 
 def phase_note(n_phases: int, chosen: int, requested: Optional[int], notes: Sequence[str]) -> str:
@@ -573,7 +580,7 @@ def prepare(case: LoadedCase, sigma_mm: float, normalize: Optional[dict], pad_vo
         image, mask = crop_to_mask(image, mask, pad_mm=pad_mm, pad_voxels=pad_voxels, periodic=periodic)
     if normalize is not None:
         from IMNRiskLib.inputs.cropping import normalized_region  # start-up time: loaded when this step runs
-        image = normalized_region(whole, image, **normalize)
+        image = normalized_region(whole, image, **normalize, integer_valued=case.stored_integer)
     elif sigma_mm > 0 or not case.stored_float32:  # pyradiomics' wavelet computes in the stored type's
         image = sitk.Cast(image, sitk.sitkFloat64)   # precision: float64 for integers, float32 for float32
     return smooth(image, sigma_mm), mask
