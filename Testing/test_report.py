@@ -114,7 +114,8 @@ def test_demo_end_to_end_on_a_small_phantom(tmp_path):
         < last.index("apparent AUC")
     assert str(out / "model" / "report.html") in last
     for name in ("phantom/cohort.csv", "phantom/truth.json", "features.csv", "tables/table1.csv",
-                 "tables/table2.csv", "model/model.json", "model/metrics.json", "model/report.html"):
+                 "tables/table2.csv", "model/model.json", "model/metrics.json", "model/report.html",
+                 "model-paper/report.html"):  # the paper's report, drawn while the default trained
         assert (out / name).exists(), name
     # both protocols trained on the same phantom, side by side in the default's report (#12.9)
     import json

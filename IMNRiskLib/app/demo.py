@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import threading
 from pathlib import Path
+from typing import Callable, List
 
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.app.summaries import (EXIT_INTERNAL, EXIT_OK, demo_closing_line, print_training_summary,
@@ -87,6 +90,25 @@ def _demo(folder: Path, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def render_meanwhile(stage: Path) -> Callable[[], None]:
+    """Render `stage`'s report in a background thread; returns the function that waits for it and
+    raises its error. The training's work runs in worker processes, so the thread mostly shares
+    the main process with a loop that waits for them. A daemon thread: an interrupted demo does
+    not wait for a report whose staging folder is being deleted."""
+    from concurrent.futures import Future  # start-up time: only this command loads it
+    from IMNRiskLib.outputs.report import render  # start-up time: only this command loads it
+    outcome: Future = Future()
+
+    def work() -> None:
+        try:
+            render(stage)
+            outcome.set_result(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome.set_exception(exc)
+    threading.Thread(target=work, name="imnrisk-report", daemon=True).start()
+    return outcome.result
+
+
 def demo_bootstrap(protocol: str, bootstrap: int) -> int:
     """The demo validates the paper's protocol by its nested and leaky CV only (what the side-by-side
     comparison shows: nested AUC and slope, leaky AUC): its bootstrap would double the demo's time
@@ -96,8 +118,9 @@ def demo_bootstrap(protocol: str, bootstrap: int) -> int:
 
 def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
     """Train the demo's protocols on the same phantom: the paper's into model-paper/, IMNRisk's
-    into model/ (last, so its report shows both side by side, protocols.json). Returns the
-    default's (or the only) metrics and report path."""
+    into model/ (last, so its report shows both side by side, protocols.json). The paper's report
+    is drawn while IMNRisk's protocol trains (issue 31: a core idles while a report renders).
+    Returns the default's (or the only) metrics and report path."""
     from IMNRiskLib.core.files import output_set, write_json  # start-up time: only this command loads it
     # start-up time: only this command loads it
     from IMNRiskLib.modelling.protocols import PROTOCOLS, comparison_summary, training_options, use_icc
@@ -106,10 +129,12 @@ def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
     import time  # start-up time: time loads only when used
     names = [p for p in ("paper", "imnrisk") if args.protocol in (p, "both")]
     compared = {}
-    for name in names:
-        start = time.perf_counter()
-        target = folder / ("model" if name == "imnrisk" else f"model-{name}")
-        with output_set(target, last="model.json") as stage:  # each model folder complete, or absent
+    with contextlib.ExitStack() as model_folders:  # each complete, or absent: committed together at the end
+        waits: List[Callable[[], None]] = []
+        for name in names:
+            start = time.perf_counter()
+            target = folder / ("model" if name == "imnrisk" else f"model-{name}")
+            stage = model_folders.enter_context(output_set(target, last="model.json"))
             metrics = train(folder / "phantom" / "cohort.csv", features_csv, stage,
                             options=training_options(name, seed=args.seed), cv_folds=5, cv_repeats=args.cv_repeats,
                             bootstrap=demo_bootstrap(name, args.bootstrap), jobs=args.jobs, show_bar=not args.quiet,
@@ -117,9 +142,15 @@ def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
             compared[name] = comparison_summary(metrics)
             if len(compared) > 1:
                 write_json(stage / "protocols.json", {"protocols": [compared[p] for p in PROTOCOLS if p in compared]})
-            report = target / render(stage).name
-        print_training_summary(metrics, target)
-        say(f"imnrisk demo: {name} protocol trained and validated in {time.perf_counter() - start:.0f} s")
+            report = target / "report.html"
+            if name != names[-1]:
+                waits.append(render_meanwhile(stage))  # the next protocol trains on the cores meanwhile
+            else:
+                for wait in waits:
+                    wait()  # the earlier report finished (or its error raised): one drawing thread at a time
+                render(stage)
+            print_training_summary(metrics, target)
+            say(f"imnrisk demo: {name} protocol trained and validated in {time.perf_counter() - start:.0f} s")
     if len(compared) > 1:
         say(protocols_side_by_side(compared))
     return metrics, report
