@@ -82,10 +82,8 @@ class ICCFilter(_Step):
 
     def fit(self, X: pd.DataFrame, y=None):
         # start-up time: loaded when this step runs
-        from IMNRiskLib.radiomics.stability import feature_icc, reader_positions
-        self.icc_ = feature_icc(X)
-        _, at_first, at_second = reader_positions(X.columns)
-        self.n_patients_ = int(np.isfinite(X.to_numpy(float)[:, at_second]).all(axis=1).sum())
+        from IMNRiskLib.radiomics.stability import table_icc
+        self.icc_, at_first, self.n_patients_ = table_icc(X)
         self._keep(X, at_first[self.icc_.to_numpy() >= self.threshold])  # NaN >= t is False
         if not self.selected_:
             raise ValueError(f"no feature has ICC >= {self.threshold:g} on these patients")
@@ -254,8 +252,8 @@ class LassoSelector(_Step):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "The least populated class", UserWarning)
             splits = list(cv.split(Xa, y))
-        # every fold's path and the whole sample's, each lambda exactly
-        paths = lasso_paths([(Xa[tr], y[tr]) for tr, _ in splits] + [(Xa, y)], self.lambdas_)
+        # every fold's path, each lambda exactly
+        paths = lasso_paths([(Xa[tr], y[tr]) for tr, _ in splits], self.lambdas_)
         dev = np.zeros((self.folds, self.n_lambdas))
         for k, (_, te) in enumerate(splits):
             coefs, intercepts = paths[k]
@@ -267,11 +265,14 @@ class LassoSelector(_Step):
         self.lambda_min_ = float(self.lambdas_[best])
         self.lambda_1se_ = float(self.lambdas_[within.min()])  # largest lambda within 1 SE
         self.lambda_ = self.lambda_1se_ if self.rule == "1se" else self.lambda_min_
-        self.path_, intercepts = paths[-1]
         at = int(np.flatnonzero(self.lambdas_ == self.lambda_)[0])
+        # the whole sample's path down to the chosen lambda only: each lambda's solution depends on the
+        # larger ones alone, and the smallest lambdas (near separation) cost ~80% of a path
+        self._sample, self._path = (Xa, y), None
+        coefs, intercepts = lasso_paths([(Xa, y)], self.lambdas_[:at + 1])[0]
         self.intercept_ = float(intercepts[at])
-        self.coef_ = pd.Series(self.path_[at], index=X.columns)
-        nonzero = np.flatnonzero(np.abs(self.path_[at]) > 1e-10)
+        self.coef_ = pd.Series(coefs[at], index=X.columns)
+        nonzero = np.flatnonzero(np.abs(coefs[at]) > 1e-10)
         self.fallback_ = None
         if not len(nonzero):  # an empty Rad-Score says nothing: keep the single strongest feature
             nonzero = [int(np.argmax(_association(Xa, y.astype(int))))]
@@ -279,6 +280,14 @@ class LassoSelector(_Step):
                               f"feature most associated with the outcome ({X.columns[nonzero[0]]}) is used")
         self._keep(X, nonzero)
         return self
+
+    @property
+    def path_(self) -> np.ndarray:
+        """The whole sample's coefficients at every lambda (lambdas x features; the model's path
+        table): solved on first use, fit having needed them down to the chosen lambda only."""
+        if self._path is None:
+            self._path = lasso_paths([self._sample], self.lambdas_)[0][0]
+        return self._path
 
 
 def _loglik(y: np.ndarray, X: np.ndarray) -> float:
