@@ -91,9 +91,15 @@ def fit_ml(y: np.ndarray, X: "pd.DataFrame", max_iter: int = 100, tol: float = 1
     likelihood as R's glm / statsmodels' GLM, written here because validation fits it ~10^5
     times and statsmodels' per-call overhead (~5 ms) would dominate; checked against R's glm to
     1e-6. `separation` is set when the MLE does not exist (estimates run off, Hessian singular)."""
+    return fit_ml_named(y, X.to_numpy(), list(X.columns), max_iter, tol)
+
+
+def fit_ml_named(y: np.ndarray, X: np.ndarray, terms: Sequence[str], max_iter: int = 100,
+                 tol: float = 1e-10) -> LogisticFit:
+    """`fit_ml` of an array whose columns are named `terms` (no DataFrame around it)."""
     y = np.asarray(y, float)
-    beta, se, cov, ll, separation = fit_ml_arrays(y, with_intercept(X.to_numpy()), max_iter, tol)
-    return LogisticFit(["(Intercept)"] + list(X.columns), beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
+    beta, se, cov, ll, separation = fit_ml_arrays(y, with_intercept(X), max_iter, tol)
+    return LogisticFit(["(Intercept)"] + list(terms), beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
 
 
 def fit_ml_arrays(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
