@@ -126,10 +126,10 @@ _last_layout: tuple = (None, None)  # the columns last asked about (held, so `is
 def reader_positions(columns: pd.Index) -> Tuple[List[str], np.ndarray, np.ndarray]:
     """The first reader's feature names and the column positions of both readings of each; a
     ValueError when a second reading is missing. The validation asks ~1500 times about the same
-    columns object (every resample shares it): the last answer is kept."""
+    columns (every resample has them, or a view of them): the last answer is kept."""
     global _last_layout
     last = _last_layout  # one read: another thread may replace it
-    if last[0] is columns:
+    if last[0] is not None and last[0].is_(columns):  # the same Index, or a view of it (rows taken)
         return last[1]
     first = reader_columns(columns)
     at_second = columns.get_indexer([c + READER2_SUFFIX for c in first])
