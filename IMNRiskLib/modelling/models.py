@@ -169,10 +169,14 @@ def fit_models(features: pd.DataFrame, clinical: pd.DataFrame, y: np.ndarray, sc
 def refit_frozen(pipeline: Pipeline, features: pd.DataFrame, y: np.ndarray) -> Pipeline:
     """A copy of a fitted selection pipeline whose z-scores and Rad-Score coefficients are
     refitted on new patients, the selected features kept (the leaky protocol's CV)."""
-    from IMNRiskLib.modelling.selection import RadScore, ZScore  # start-up time: loaded when this step runs
+    # start-up time: loaded when this step runs
+    from IMNRiskLib.modelling.selection import RadScore, ZScore, column_positions
     used = pipeline.named_steps["radscore"].features_
-    new = Pipeline([("zscore", ZScore()), ("radscore", RadScore())])
-    return new.fit(features[used], y)
+    at = column_positions(features.columns, used)
+    table = features[used] if at is None else features.take(at, axis=1)  # by position: no label lookup
+    zscore = ZScore()
+    radscore = RadScore().fit(zscore.fit_transform(table), y)  # what Pipeline.fit does, without its checks
+    return Pipeline([("zscore", zscore), ("radscore", radscore)])
 
 
 # --------------------------------------------------------------------------- nomogram

@@ -20,7 +20,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from IMNRiskLib.stats.lasso import lambda_max, lasso_paths
-from IMNRiskLib.stats.ranks import column_ranks
+from IMNRiskLib.stats.ranks import column_ranks, mann_whitney_p
 from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml, fit_ml_arrays, loglik_ml_batch
 
 
@@ -186,8 +186,7 @@ class MannWhitneyFilter(_Step):
 
     def fit(self, X: pd.DataFrame, y):
         y = np.asarray(y)
-        p = stats.mannwhitneyu(X.to_numpy(float)[y == 1], X.to_numpy(float)[y == 0], axis=0,
-                               method="asymptotic", use_continuity=True).pvalue
+        p = mann_whitney_p(X.to_numpy(float), y == 1)
         self.p_values_ = pd.Series(p, index=X.columns)
         keep = self.p_values_[self.p_values_ < self.p_threshold]
         self.fallback_ = None
