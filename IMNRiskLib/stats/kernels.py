@@ -437,97 +437,34 @@ def _loglik(y, eta):
 
 @njit(cache=True)
 def _logistic_ml(y, Xi, max_iter, tol, max_coef):
-    """`clinical._newton_ml`'s iterations in loops: BLAS's and LAPACK's cost per call is most of
-    a fit this small (2-10 columns); the linear systems by LU with partial pivoting, as
-    LAPACK's gesv, singular at an exactly zero pivot."""
     n, k = Xi.shape
     ybar = min(max(y.mean(), 1e-6), 1 - 1e-6)
     beta = np.zeros(k)
     beta[0] = np.log(ybar / (1 - ybar))
-    eta = _rows_times(Xi, beta)
-    ll = _loglik(y, eta)
+    ll = _loglik(y, Xi @ beta)
     converged = False
     info = np.eye(k)
     for _ in range(max_iter):
-        info, score = _information(Xi, y, _probability(eta))
-        step, solved = _lu_solve(info, score)
-        if not solved:  # singular: as numpy's LinAlgError, the fit stops there
+        pi = _probability(Xi @ beta)
+        info = Xi.T @ (Xi * (pi * (1 - pi)).reshape(n, 1))
+        try:
+            step = np.linalg.solve(info, Xi.T @ (y - pi))
+        except Exception:  # singular: as numpy's LinAlgError, the fit stops there
             break
-        new, new_ll, new_eta = beta + step, ll, eta
+        new, new_ll = beta + step, ll
         for _half in range(30):
             new = beta + step
-            new_eta = _rows_times(Xi, new)
-            new_ll = _loglik(y, new_eta)
+            new_ll = _loglik(y, Xi @ new)
             if new_ll >= ll - 1e-12:
                 break
             step = step / 2
-        beta, ll, eta = new, new_ll, new_eta
+        beta, ll = new, new_ll
         if np.abs(step).max() < tol:
             converged = True
             break
         if k > 1 and np.abs(beta[1:]).max() > max_coef:
             break
     return beta, info, ll, converged
-
-
-@njit(cache=True)
-def _rows_times(X, b):
-    """X @ b (X: n x k, C order)."""
-    n, k = X.shape
-    out = np.empty(n)
-    for i in range(n):
-        s = 0.0
-        for a in range(k):
-            s += X[i, a] * b[a]
-        out[i] = s
-    return out
-
-
-@njit(cache=True)
-def _information(Xi, y, pi):
-    """The logistic information X' W X (W = pi (1 - pi)) and score X' (y - pi)."""
-    n, k = Xi.shape
-    info, score = np.zeros((k, k)), np.zeros(k)
-    for i in range(n):
-        w, r = pi[i] * (1.0 - pi[i]), y[i] - pi[i]
-        for a in range(k):
-            score[a] += Xi[i, a] * r
-            wa = Xi[i, a] * w
-            for b in range(a + 1):
-                info[a, b] += wa * Xi[i, b]
-    for a in range(k):
-        for b in range(a):
-            info[b, a] = info[a, b]
-    return info, score
-
-
-@njit(cache=True)
-def _lu_solve(A, g):
-    """A x = g by Gaussian elimination with partial pivoting; (x, False) at an exactly zero pivot."""
-    m = g.shape[0]
-    M, x = A.copy(), g.copy()
-    for c in range(m):
-        p, top = c, abs(M[c, c])
-        for r in range(c + 1, m):
-            if abs(M[r, c]) > top:
-                p, top = r, abs(M[r, c])
-        if top == 0.0:
-            return x, False
-        if p != c:
-            for j in range(m):
-                M[c, j], M[p, j] = M[p, j], M[c, j]
-            x[c], x[p] = x[p], x[c]
-        for r in range(c + 1, m):
-            f = M[r, c] / M[c, c]
-            for j in range(c + 1, m):
-                M[r, j] -= f * M[c, j]
-            x[r] -= f * x[c]
-    for c in range(m - 1, -1, -1):
-        s = x[c]
-        for j in range(c + 1, m):
-            s -= M[c, j] * x[j]
-        x[c] = s / M[c, c]
-    return x, True
 
 
 @njit(cache=True)
