@@ -430,6 +430,14 @@ def _saturated_groups(X: np.ndarray) -> Optional[List[np.ndarray]]:
     return groups if all(g.any() for g in groups) else None
 
 
+def _log1p_exp(t: float) -> float:
+    """log(1 + e^t) of one number: numpy's `logaddexp(0, t)` step by step (the same libm calls,
+    the same value) without a ufunc call per group and iteration."""
+    if t == 0.0:
+        return math.log(2.0)
+    return math.log1p(math.exp(t)) if t < 0 else t + math.log1p(math.exp(-t))
+
+
 def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: int = 100,
                      tol: float = 1e-10) -> LogisticFit:
     """`fit_firth` of a saturated 0/1 design, the same iterations on group sums: each row's hat
@@ -444,7 +452,7 @@ def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: i
         value = 0.0
         for tg, ng, sg in zip(t, n, events):
             pg = 1.0 / (1.0 + math.exp(-tg))
-            value += sg * tg - ng * np.logaddexp(0, tg) + 0.5 * math.log(ng * pg * (1 - pg))
+            value += sg * tg - ng * _log1p_exp(tg) + 0.5 * math.log(ng * pg * (1 - pg))
         return value
 
     def coefficients(t: List[float]) -> List[float]:

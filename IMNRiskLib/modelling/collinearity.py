@@ -216,6 +216,8 @@ def varying_array(X: np.ndarray, terms: List[str]) -> Tuple[np.ndarray, List[str
     """`varying` on an array with its column names."""
     if not len(X):
         keep = np.zeros(X.shape[1], bool)
+    elif not np.isnan(X).any():  # the same answer without nanmax's warnings machinery (~10x faster)
+        keep = X.max(axis=0) > X.min(axis=0)
     else:
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

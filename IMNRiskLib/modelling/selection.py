@@ -113,17 +113,19 @@ class CorrelationFilter(_Step):
         Z = Z / Z.std(0)
         kept: List[int] = []
         blocked = np.zeros(Z.shape[1], bool)  # blocked[j]: some kept feature has not |r| <= threshold with j
-        # |r| only of the features still unblocked, a block at a time: most are blocked before
-        # their turn, so most of the correlation matrix is never needed
+        # |r| only of the features still unblocked, a block at a time, with the features not yet
+        # decided (unblocked, from the block on): most are blocked before their turn, so most of
+        # the correlation matrix is never needed
         for start in range(0, Z.shape[1], CORRELATION_BLOCK):
             block = start + np.flatnonzero(~blocked[start:start + CORRELATION_BLOCK])
             if not len(block):
                 continue
-            corr = np.abs(Z[:, block].T @ Z) / len(Z)  # row: |r| of a candidate with every feature
+            open_ = start + np.flatnonzero(~blocked[start:])
+            corr = np.abs(Z[:, block].T @ Z[:, open_]) / len(Z)  # row: |r| of a candidate with each open one
             for j, row in zip(block, corr):
                 if not blocked[j]:
                     kept.append(j)
-                    blocked |= ~(row <= self.threshold)
+                    blocked[open_[~(row <= self.threshold)]] = True
         self._keep(X, order[kept])
         return self
 
