@@ -18,13 +18,13 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from IMNRiskLib.stats import evaluation
-from IMNRiskLib.modelling.collinearity import COLLINEAR
-from IMNRiskLib.modelling.clinical import ENTRY_P, KEEP_P, EncodedClinical, design, encode_clinical, table2_selection
-from IMNRiskLib.modelling.collinearity import varying_array
+from IMNRiskLib.modelling.collinearity import COLLINEAR, varying_array
+from IMNRiskLib.modelling.clinical import (ENTRY_P, KEEP_P, EncodedClinical, design, encode_clinical, table2,  # noqa: F401 (tests patch models.table2)
+                                           table2_selection)
 from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml_named, probability
 from IMNRiskLib.inputs.schema import ClinicalSchema
 from IMNRiskLib.modelling.nomogram import RADSCORE
-from IMNRiskLib.modelling.selection import NO_CAP, radiomics_pipeline, radscore_of
+from IMNRiskLib.modelling.selection import NO_CAP, fit_chain, radiomics_pipeline, radscore_of
 
 MODELS = ("clinical", "radiomics", "combined")
 EPV_WARNING = 10
@@ -151,7 +151,7 @@ def fit_models(features: pd.DataFrame, clinical: pd.DataFrame, y: np.ndarray, sc
         factors, t2, notes = select_factors(clinical, y, schema, options, encoded)
         record = t2.selection_record()
     if radiomics is None:
-        radiomics = options.pipeline().fit(features, y)
+        radiomics = fit_chain(options.pipeline(), features, y)
         notes += fallback_notes(radiomics)
     if encoded is None:
         encoded = encode_clinical(clinical[list(factors)], schema)
