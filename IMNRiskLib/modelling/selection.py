@@ -9,14 +9,13 @@ how many features it kept (the funnel).
 
 from __future__ import annotations
 
-import warnings
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
-from sklearn.model_selection import StratifiedKFold
+from sklearn.utils import check_random_state
 from sklearn.pipeline import Pipeline
 
 from IMNRiskLib.stats.lasso import lambda_max, lasso_paths
@@ -225,6 +224,31 @@ class ZScore(BaseEstimator, TransformerMixin):
         return np.array(self.selected_, dtype=object)
 
 
+def stratified_folds(y: np.ndarray, folds: int, seed) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """(train, test) rows of `StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y)`,
+    computed as scikit-learn computes them (classes in order of appearance, each fold's share by
+    round robin over the sorted classes, one shuffle per class from one RandomState). By hand
+    because its input checks cost ~1.5 ms a call and the LASSO's CV asks ~10^4 times;
+    Testing/test_speed_equality.py checks it against scikit-learn's on many outcomes and seeds.
+    Without scikit-learn's warning when a class has fewer members than folds (no error here)."""
+    y = np.asarray(y)
+    _, first, inverse = np.unique(y, return_index=True, return_inverse=True)
+    _, by_appearance = np.unique(first, return_inverse=True)
+    classes = by_appearance[inverse.reshape(-1)]
+    if np.all(folds > np.bincount(classes)):
+        raise ValueError(f"n_splits={folds} cannot be greater than the number of members in each class.")
+    ordered = np.sort(classes)
+    allocation = np.asarray([np.bincount(ordered[i::folds], minlength=len(first)) for i in range(folds)])
+    rng = check_random_state(seed)
+    test_fold = np.empty(len(y), dtype="i")
+    for k in range(len(first)):
+        fold_of = np.arange(folds).repeat(allocation[:, k])
+        rng.shuffle(fold_of)
+        test_fold[classes == k] = fold_of
+    rows = np.arange(len(y))
+    return [(rows[test_fold != i], rows[test_fold == i]) for i in range(folds)]
+
+
 def _deviance(y: np.ndarray, eta: np.ndarray) -> np.ndarray:
     return -2.0 * (y * eta - np.logaddexp(0, eta))
 
@@ -247,12 +271,9 @@ class LassoSelector(_Step):
         Xa = X.to_numpy(float)
         top = lambda_max(Xa, y)
         self.lambdas_ = top * np.logspace(0, np.log10(self.lambda_ratio), self.n_lambdas)
-        cv = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
         # fewer events than folds (the paper's 10 folds on a resample with 9 events) is no error: a fold
-        # without an event still has a deviance, as in cv.glmnet; sklearn's warning would repeat ~10^3 times
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "The least populated class", UserWarning)
-            splits = list(cv.split(Xa, y))
+        # without an event still has a deviance, as in cv.glmnet
+        splits = stratified_folds(y, self.folds, self.seed)
         # every fold's path, each lambda exactly
         paths = lasso_paths([(Xa[tr], y[tr]) for tr, _ in splits], self.lambdas_)
         dev = np.zeros((self.folds, self.n_lambdas))
