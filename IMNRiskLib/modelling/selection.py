@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.pipeline import Pipeline
@@ -112,19 +112,18 @@ class CorrelationFilter(_Step):
         Z = Z / Z.std(0)
         kept: List[int] = []
         blocked = np.zeros(Z.shape[1], bool)  # blocked[j]: some kept feature has not |r| <= threshold with j
-        # |r| only of the features still unblocked, a block at a time, with the features not yet
-        # decided (unblocked, from the block on): most are blocked before their turn, so most of
-        # the correlation matrix is never needed
+        # |r| only of the features still unblocked, a block at a time, and only with the features
+        # from the block on (those before it are decided): most are blocked before their turn, so
+        # most of the correlation matrix is never needed
         for start in range(0, Z.shape[1], CORRELATION_BLOCK):
             block = start + np.flatnonzero(~blocked[start:start + CORRELATION_BLOCK])
             if not len(block):
                 continue
-            open_ = start + np.flatnonzero(~blocked[start:])
-            corr = np.abs(Z[:, block].T @ Z[:, open_]) / len(Z)  # row: |r| of a candidate with each open one
+            corr = np.abs(Z[:, block].T @ Z[:, start:]) / len(Z)  # row: |r| of a candidate with each later one
             for j, row in zip(block, corr):
                 if not blocked[j]:
                     kept.append(j)
-                    blocked[open_[~(row <= self.threshold)]] = True
+                    blocked[start:] |= ~(row <= self.threshold)
         self._keep(X, order[kept])
         return self
 
@@ -341,7 +340,8 @@ class ForwardSelector(_Step):
             for j, ll in self._candidates(y, Xi, chosen):
                 if np.isfinite(ll) and ll > best_ll:
                     best, best_ll = j, ll
-            if best is None or stats.chi2.sf(2 * (best_ll - current), 1) >= self.p_enter:
+            # chi2(1).sf without scipy.stats' per-call machinery (chdtrc is its _sf; below 0 it is 1)
+            if best is None or special.chdtrc(1, max(2 * (best_ll - current), 0.0)) >= self.p_enter:
                 break
             chosen.append(best)
             current = best_ll
