@@ -230,10 +230,11 @@ def test_compiled_ranks_equal_scipys(data):
 
 @needs_numba
 def test_mann_whitney_from_ranks_equals_scipys(data):
-    """The Mann-Whitney filter's p from the compiled ranks and tie counts equal scipy's
-    `mannwhitneyu(method="asymptotic")` exactly, on the features and on tied, resampled columns."""
+    """The Mann-Whitney filter's p from the compiled rank sums and tie counts equal scipy's
+    `mannwhitneyu(method="asymptotic")` exactly, and the rank sums scipy's ranks' sums, on the
+    features and on tied, resampled columns."""
     from scipy import stats
-    from IMNRiskLib.stats.ranks import mann_whitney_p
+    from IMNRiskLib.stats.ranks import mann_whitney_p, rank_sums
     rng = np.random.default_rng(6)
     tables = [(data.features.to_numpy(float)[:, :200], np.asarray(data.y) == 1)]
     for n in (12, 40, 124):
@@ -243,6 +244,7 @@ def test_mann_whitney_from_ranks_equals_scipys(data):
         expected = stats.mannwhitneyu(values[group], values[~group], axis=0, method="asymptotic",
                                       use_continuity=True).pvalue
         assert np.array_equal(mann_whitney_p(values, group), expected)
+        assert np.array_equal(rank_sums(values, group), stats.rankdata(values, axis=0)[group].sum(axis=0))
 
 
 def test_stratified_folds_equal_scikit_learns():

@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.pipeline import Pipeline
 
 from IMNRiskLib.stats.lasso import lambda_max, lasso_paths
-from IMNRiskLib.stats.ranks import column_ranks, mann_whitney_p
+from IMNRiskLib.stats.ranks import column_ranks, mann_whitney_p, rank_sums
 from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml, loglik_ml, loglik_ml_batch
 
 
@@ -31,7 +31,7 @@ def association(X: pd.DataFrame, y: np.ndarray) -> pd.Series:
 
 def _association(values: np.ndarray, y: np.ndarray) -> np.ndarray:
     m, n = int(y.sum()), int(len(y) - y.sum())
-    auc = (column_ranks(values)[y == 1].sum(axis=0) - m * (m + 1) / 2.0) / (m * n)
+    auc = (rank_sums(values, y == 1) - m * (m + 1) / 2.0) / (m * n)
     return np.abs(auc - 0.5)
 
 

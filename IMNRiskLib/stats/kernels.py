@@ -105,6 +105,7 @@ def warm_up() -> float:
         y = (X[:, 0] + rng.normal(size=40) > 0).astype(float)
         lasso_path(X, y, np.abs(X.T @ (y - y.mean())).max() / 40 * np.logspace(0, -2, 10))
         ranks(X)
+        group_rank_sums(X, y > 0)
         icc_squares(np.column_stack([X, X]), np.arange(6), np.arange(6, 12), np.ones(40, bool))
         logistic_ml(y, np.column_stack([np.ones(40), X[:, :2]]), 100, 1e-10, 30.0)
     return time.perf_counter() - start
@@ -125,16 +126,19 @@ def ranks(values: np.ndarray) -> np.ndarray:
     """Per column of values (n x p), the ranks 1..n with ties given their average rank: scipy's
     `rankdata(values, axis=0)`, exactly. numpy sorts (its SIMD quicksort, ~5x numba's sort on
     124-row columns; tied values may come in any order, they share one average rank)."""
-    return ranks_and_ties(values)[0]
+    VT = np.ascontiguousarray(np.asarray(values, float).T)
+    return _ranks(VT, np.argsort(VT, axis=1)).T
 
 
 @interruptible
-def ranks_and_ties(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """`ranks`, and per column the sum of t^3 - t over its groups of t tied values (the
-    Mann-Whitney test's tie correction, scipy's `_rankdata(..., return_ties=True)`)."""
+def group_rank_sums(values: np.ndarray, group: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Per column of values (n x p): the sum of the average ranks of the rows in `group`, and the
+    sum of t^3 - t over its groups of t tied values (the Mann-Whitney tie correction, scipy's
+    `_rankdata(..., return_ties=True)`): what the association and the Mann-Whitney test need of
+    the ranks, without writing each one (rank sums are whole or half numbers: exact)."""
     VT = np.ascontiguousarray(np.asarray(values, float).T)
-    out, ties = _ranks(VT, np.argsort(VT, axis=1))
-    return out.T, ties
+    orders = np.argsort(VT, axis=1)
+    return _group_rank_sums(VT, orders, np.ascontiguousarray(np.asarray(group, np.bool_)[orders]))
 
 
 @interruptible
@@ -470,9 +474,9 @@ def _logistic_ml(y, Xi, max_iter, tol, max_coef):
 @njit(cache=True)
 def _ranks(VT, orders):
     """Average ranks of each row of VT (p x n, C order: each original column contiguous), given
-    the order that sorts each row (`orders`, p x n), and each row's sum of t^3 - t over ties."""
+    the order that sorts each row (`orders`, p x n)."""
     p, n = VT.shape
-    out, ties = np.empty((p, n)), np.zeros(p)
+    out = np.empty((p, n))
     for j in range(p):
         column = VT[j]
         order = orders[j]
@@ -483,10 +487,31 @@ def _ranks(VT, orders):
                 end += 1
             for i in range(start, end):
                 out[j, order[i]] = 0.5 * (start + 1 + end)
+            start = end
+    return out
+
+
+@njit(cache=True)
+def _group_rank_sums(VT, orders, in_group):
+    """`group_rank_sums` given each row's sorting order and the group membership in that order."""
+    p, n = VT.shape
+    sums, ties = np.zeros(p), np.zeros(p)
+    for j in range(p):
+        column, order, member = VT[j], orders[j], in_group[j]
+        start = 0
+        while start < n:  # a run of tied values: positions start..end-1, ranks start+1..end
+            end = start + 1
+            while end < n and column[order[end]] == column[order[start]]:
+                end += 1
+            count = 0
+            for i in range(start, end):
+                if member[i]:
+                    count += 1
+            sums[j] += count * (0.5 * (start + 1 + end))
             t = float(end - start)
             ties[j] += t ** 3 - t
             start = end
-    return out, ties
+    return sums, ties
 
 
 if __name__ == "__main__":

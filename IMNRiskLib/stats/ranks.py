@@ -29,17 +29,25 @@ def column_ranks(values: np.ndarray) -> np.ndarray:
     return stats.rankdata(values, axis=0)
 
 
+def rank_sums(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Per column, the sum of the average ranks (ties averaged) of the rows in `group`: compiled
+    without writing each rank when numba is there (`kernels.group_rank_sums`), the same numbers."""
+    if kernels.available() and np.isfinite(values).all():
+        return kernels.group_rank_sums(values, group)[0]
+    return column_ranks(values)[group].sum(axis=0)
+
+
 def mann_whitney_p(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     """Two-sided p of the Mann-Whitney U test of each column between the rows in `group` and the
     others, normal approximation with continuity and tie corrections: scipy's `mannwhitneyu(...,
-    method="asymptotic")` computed from the compiled column ranks and tie counts (its rank sums
-    and tie terms are whole or half numbers, so the same numbers; ~10x faster)."""
+    method="asymptotic")` computed from the compiled rank sums and tie counts (whole or half
+    numbers, so the same numbers; ~10x faster)."""
     n1, n2 = int(group.sum()), int((~group).sum())
     if not (kernels.available() and n1 and n2 and np.isfinite(values).all()):
         return stats.mannwhitneyu(values[group], values[~group], axis=0, method="asymptotic",
                                   use_continuity=True).pvalue
-    ranks, ties = kernels.ranks_and_ties(values)
-    u1 = ranks[group].sum(axis=0) - n1 * (n1 + 1) / 2
+    sums, ties = kernels.group_rank_sums(values, group)
+    u1 = sums - n1 * (n1 + 1) / 2
     u = np.maximum(u1, n1 * n2 - u1)
     n = n1 + n2
     s = np.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))  # scipy's _get_mwu_z, term by term
