@@ -5,6 +5,10 @@ or a leaky-CV fold (selection frozen). The data are loaded as `imnrisk train` lo
 second reader's table beside features.csv when there (the ICC filter then runs in every fit).
 
     .venv/bin/python bench/profile_tasks.py --cohort DIR [--kind boot|nested|leaky] [--tasks 20] [--profile]
+        [--sort cumulative|tottime]
+
+statsmodels (which a calibration line asks in the rare fits Newton leaves alone, once per worker
+process) is imported before the timing, so that a few tasks do not carry a second of imports.
 
 CPU seconds (`time.process_time`, one process, OMP_NUM_THREADS=1 as in the workers) do not grow
 much when the machine is shared; to compare with other code, run the same command with
