@@ -19,7 +19,8 @@ from sklearn.pipeline import Pipeline
 
 from IMNRiskLib.stats import evaluation
 from IMNRiskLib.modelling.collinearity import COLLINEAR, varying_array
-from IMNRiskLib.modelling.clinical import (ENTRY_P, KEEP_P, EncodedClinical, design, encode_clinical, table2,  # noqa: F401 (tests patch models.table2)
+# table2 is not called here: Testing/test_clinical_fast.py patches models.table2 to show it
+from IMNRiskLib.modelling.clinical import (ENTRY_P, KEEP_P, EncodedClinical, design, encode_clinical, table2,  # noqa: F401
                                            table2_selection)
 from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml_named, probability
 from IMNRiskLib.inputs.schema import ClinicalSchema
