@@ -135,7 +135,8 @@ def fallback_notes(pipeline: Pipeline) -> List[str]:
 
 def _fit(y: np.ndarray, X: np.ndarray, terms: List[str]) -> LogisticFit:
     """`fit_logistic`'s fit to use (Firth's under separation) of an array with its column names."""
-    ml = fit_ml_named(y, X, terms)
+    # in the layout a DataFrame's columns have: numpy's Newton steps (no numba) round by layout
+    ml = fit_ml_named(y, np.asfortranarray(X), terms)
     return ml if not ml.separation else fit_firth(y, pd.DataFrame(X, columns=terms))
 
 
