@@ -229,6 +229,45 @@ def test_compiled_ranks_equal_scipys(data):
 
 
 @needs_numba
+def test_mann_whitney_from_ranks_equals_scipys(data):
+    """The Mann-Whitney filter's p from the compiled rank sums and tie counts equal scipy's
+    `mannwhitneyu(method="asymptotic")` exactly, and the rank sums scipy's ranks' sums, on the
+    features and on tied, resampled columns."""
+    from scipy import stats
+    from IMNRiskLib.stats.ranks import mann_whitney_p, rank_sums
+    rng = np.random.default_rng(6)
+    tables = [(data.features.to_numpy(float)[:, :200], np.asarray(data.y) == 1)]
+    for n in (12, 40, 124):
+        values = np.round(rng.normal(size=(n, 25)), 1)[rng.integers(0, n, n)]  # ties and repeated rows
+        tables.append((values, rng.random(n) < 0.3))
+    for values, group in tables:
+        expected = stats.mannwhitneyu(values[group], values[~group], axis=0, method="asymptotic",
+                                      use_continuity=True).pvalue
+        assert np.array_equal(mann_whitney_p(values, group), expected)
+        assert np.array_equal(rank_sums(values, group), stats.rankdata(values, axis=0)[group].sum(axis=0))
+
+
+def test_stratified_folds_equal_scikit_learns():
+    """The LASSO's CV folds by hand are StratifiedKFold(shuffle=True)'s, for outcomes with few
+    events (fewer than folds too), the classes in either order of appearance, several seeds."""
+    import warnings
+    from sklearn.model_selection import StratifiedKFold
+    from IMNRiskLib.modelling.selection import stratified_folds
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        n, folds = int(rng.integers(20, 130)), int(rng.choice([3, 5, 10]))
+        y = (rng.random(n) < rng.uniform(0.03, 0.6)).astype(float)
+        if y.sum() == 0 or np.all(folds > np.bincount(y.astype(int))):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            expected = list(StratifiedKFold(folds, shuffle=True, random_state=trial % 4).split(np.zeros(n), y))
+        got = stratified_folds(y, folds, trial % 4)
+        assert all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(got, expected))
+        assert len(got) == folds
+
+
+@needs_numba
 def test_compiled_logistic_fit_equals_numpys():
     """The compiled Newton steps of the ML logistic fit (`kernels.logistic_ml`) reach numpy's
     (`logistic._newton_ml`) to 1e-10 on 200 random designs, with ties, rare events and separation,

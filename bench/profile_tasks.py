@@ -5,6 +5,10 @@ or a leaky-CV fold (selection frozen). The data are loaded as `imnrisk train` lo
 second reader's table beside features.csv when there (the ICC filter then runs in every fit).
 
     .venv/bin/python bench/profile_tasks.py --cohort DIR [--kind boot|nested|leaky] [--tasks 20] [--profile]
+        [--sort cumulative|tottime]
+
+statsmodels (which a calibration line asks in the rare fits Newton leaves alone, once per worker
+process) is imported before the timing, so that a few tasks do not carry a second of imports.
 
 CPU seconds (`time.process_time`, one process, OMP_NUM_THREADS=1 as in the workers) do not grow
 much when the machine is shared; to compare with other code, run the same command with
@@ -46,6 +50,14 @@ def timed_steps(accumulated: collections.Counter) -> None:
     wrap(models, "select_factors", "clinical factors")
 
 
+def warm_fallbacks() -> None:
+    """Import what a task's rare fallbacks load (statsmodels, for a calibration line Newton leaves
+    alone), once per process as in a worker, so that 20 tasks do not carry a second of imports."""
+    import numpy as np
+    from IMNRiskLib.stats import evaluation
+    evaluation.glm_logistic(np.array([0, 1, 0, 1, 1, 0]), np.column_stack([np.ones(6), np.arange(6.0)]))
+
+
 def tasks_of(kind: str, folder: Path, count: int, protocol: str = "imnrisk"):
     """`count` tasks of one kind on the cohort in folder, and the function that runs one; the
     paper protocol without the second reader (it has no ICC filter), as `imnrisk train` runs it."""
@@ -59,6 +71,7 @@ def tasks_of(kind: str, folder: Path, count: int, protocol: str = "imnrisk"):
     if protocol == "imnrisk" and (folder / "features_reader2.csv").exists():
         data = add_second_reader(data, folder / "features_reader2.csv", 0.75)
     whole = fit_models(data.features, data.clinical, data.y, data.schema, data.options)  # imports, caches
+    warm_fallbacks()
     if kind == "boot":
         samples = validation.bootstrap_samples(len(data.y), count, 0)
         return [(k, data, s) for k, s in enumerate(samples)], validation._boot_task
@@ -74,6 +87,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--protocol", choices=("imnrisk", "paper"), default="imnrisk")
     parser.add_argument("--profile", action="store_true", help="also print cProfile's top lines (slower)")
+    parser.add_argument("--sort", default="cumulative", help="cProfile order: cumulative or tottime")
     args = parser.parse_args()
     steps: collections.Counter = collections.Counter()
     tasks, run = tasks_of(args.kind, Path(args.cohort), args.tasks, args.protocol)
@@ -90,7 +104,7 @@ def main() -> None:
     print("  " + ", ".join(f"{name} {seconds / len(tasks) * 1000:.1f} ms" for name, seconds in steps.most_common()))
     if args.profile:
         out = io.StringIO()
-        pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(25)
+        pstats.Stats(profile, stream=out).sort_stats(args.sort).print_stats(40)
         print(out.getvalue())
 
 

@@ -378,7 +378,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
         start_workers(jobs)  # inputs checked: their start-up overlaps the final fit
     if reader2 is not None:  # the second reader's features beside the first's: an ICC step in every fit
         data = add_second_reader(data, reader2, DEFAULT_ICC_THRESHOLD if icc_threshold is None else icc_threshold)
-    models = fit_models(data.features, data.clinical, data.y, data.schema, data.options)
+    models = fit_models(data.features, data.clinical, data.y, data.schema, data.options, encoded=data.encoding())
     pred = models.predict(data.features, data.clinical)
     metrics = apparent_record(models, data, pred)
     if cv_repeats > 0:

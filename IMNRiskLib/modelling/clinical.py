@@ -19,10 +19,11 @@ from scipy import special, stats
 from scipy.special import gammaln
 
 from IMNRiskLib.inputs.schema import ClinicalSchema, Variable
-from IMNRiskLib.modelling.collinearity import (COLLINEAR, complete_design, encode_frame, encoded_pairs, encoded_screen,
-                                               pair_associations, pair_note, screen_collinear, varying_array)
-from IMNRiskLib.stats.logistic import (MAX_ABS_COEF, LogisticFit, fit_firth, fit_logistic, fit_ml_arrays, probability,
-                                       term_variable, with_intercept)
+from IMNRiskLib.modelling.collinearity import (COLLINEAR, EncodedFrame, complete_design, encode_frame, encoded_pairs,
+                                               encoded_screen, pair_associations, pair_note, screen_collinear,
+                                               varying_array)
+from IMNRiskLib.stats.logistic import (MAX_ABS_COEF, LogisticFit, fit_firth, fit_logistic, fit_ml_arrays, fit_ml_named,
+                                       probability, term_variable, with_intercept)
 
 ENTRY_P = 0.10   # univariate p below which a variable enters the multivariable model (paper)
 KEEP_P = 0.05    # multivariable p below which a variable is kept (paper)
@@ -55,6 +56,35 @@ def _encode_column(var: Variable, column: pd.Series) -> np.ndarray:
             row = cache[key] = var.encode(v)
         rows.append(row)
     return np.array(rows, dtype=float).reshape(len(values), len(var.terms()))
+
+
+@dataclass
+class EncodedClinical:
+    """A clinical table encoded once, for the validation's ~10^4 resamples to take rows from:
+    every variable's `design` columns and the Table 2 selection's `EncodedFrame` (each row's
+    encoding depends on its own value alone)."""
+
+    n: int
+    columns: Dict[str, np.ndarray]  # variable -> `design`'s columns (rows x terms)
+    terms: Dict[str, List[str]]
+    frame: EncodedFrame
+
+    def take(self, idx: np.ndarray) -> "EncodedClinical":
+        return EncodedClinical(len(idx), {n: c[idx] for n, c in self.columns.items()}, self.terms,
+                               self.frame.take(idx))
+
+    def design(self, names: Sequence[str]) -> Tuple[np.ndarray, List[str]]:
+        """`design(frame, schema, names)` as an array and its terms."""
+        if not names:
+            return np.zeros((self.n, 0)), []
+        return np.column_stack([self.columns[n] for n in names]), [t for n in names for t in self.terms[n]]
+
+
+def encode_clinical(frame: pd.DataFrame, schema: ClinicalSchema) -> EncodedClinical:
+    """`EncodedClinical` of the schema's variables in a clinical table."""
+    names = [n for n in schema.names if n in frame.columns]
+    return EncodedClinical(len(frame), {n: _encode_column(schema[n], frame[n]) for n in names},
+                           {n: schema[n].terms() for n in names}, encode_frame(frame, schema, names))
 
 
 def varying(X: pd.DataFrame) -> pd.DataFrame:
@@ -400,6 +430,14 @@ def _saturated_groups(X: np.ndarray) -> Optional[List[np.ndarray]]:
     return groups if all(g.any() for g in groups) else None
 
 
+def _log1p_exp(t: float) -> float:
+    """log(1 + e^t) of one number: numpy's `logaddexp(0, t)` step by step (the same libm calls,
+    the same value) without a ufunc call per group and iteration."""
+    if t == 0.0:
+        return math.log(2.0)
+    return math.log1p(math.exp(t)) if t < 0 else t + math.log1p(math.exp(-t))
+
+
 def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: int = 100,
                      tol: float = 1e-10) -> LogisticFit:
     """`fit_firth` of a saturated 0/1 design, the same iterations on group sums: each row's hat
@@ -414,7 +452,7 @@ def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: i
         value = 0.0
         for tg, ng, sg in zip(t, n, events):
             pg = 1.0 / (1.0 + math.exp(-tg))
-            value += sg * tg - ng * np.logaddexp(0, tg) + 0.5 * math.log(ng * pg * (1 - pg))
+            value += sg * tg - ng * _log1p_exp(tg) + 0.5 * math.log(ng * pg * (1 - pg))
         return value
 
     def coefficients(t: List[float]) -> List[float]:
@@ -446,16 +484,18 @@ def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: i
 
 
 def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, entry_p: float = ENTRY_P,
-                     keep_p: float = KEEP_P, test: str = "lrt", collinear: Optional[float] = COLLINEAR) -> Table2:
+                     keep_p: float = KEEP_P, test: str = "lrt", collinear: Optional[float] = COLLINEAR,
+                     encoded: Optional[EncodedFrame] = None) -> Table2:
     """`table2`'s decisions only (univariate p, entered, collinear pairs, the multivariable fit,
     the LRT path, selected, notes, associations), without its printed table (`table` is empty):
     the same fits on arrays encoded once, because the validation repeats the procedure ~1500
-    times. Must follow `table2` step by step (Testing/test_clinical_fast.py checks it on resamples)."""
+    times. Must follow `table2` step by step (Testing/test_clinical_fast.py checks it on resamples).
+    `encoded`: the frame's encoding when already made (`EncodedClinical.take`)."""
     if test not in CLINICAL_TESTS:
         raise ValueError(f"clinical test {test!r}: one of {', '.join(CLINICAL_TESTS)}")
     y = np.asarray(y, int)
     names = [n for n in schema.names if n in frame.columns]
-    enc = encode_frame(frame, schema, names)
+    enc = encode_frame(frame, schema, names) if encoded is None else encoded
     univariate_p: Dict[str, float] = {}
     notes: List[str] = []
     for name in names:
@@ -515,9 +555,7 @@ def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:
 
 def _ml_fit_arrays(y: np.ndarray, X: np.ndarray, terms: List[str]) -> LogisticFit:
     """`fit_ml` of y on the columns of X named `terms`, from arrays."""
-    y = np.asarray(y, float)
-    beta, se, cov, ll, separation = fit_ml_arrays(y, with_intercept(X))
-    return LogisticFit(["(Intercept)"] + list(terms), beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
+    return fit_ml_named(y, X, terms)
 
 
 def _level_text(var: Variable) -> str:

@@ -63,6 +63,17 @@ class EncodedFrame:
     groups: Dict[str, Tuple[np.ndarray, int]]
     types: Dict[str, str]
     ranks: Dict[str, np.ndarray] = field(default_factory=dict)  # average ranks over all rows, when asked
+    rows: Dict[str, np.ndarray] = field(default_factory=dict)   # every row's value (object), for `take`
+
+    def take(self, idx: np.ndarray) -> "EncodedFrame":
+        """The encoding of the rows idx (repeats allowed), as `encode_frame` of those rows gives it:
+        the group codes stay the whole table's, which is the same crosstab once `cramers_v` drops
+        the levels these rows lack (the codes follow the texts' sorted order either way)."""
+        present = {n: p[idx] for n, p in self.present.items()}
+        values = {n: v[idx][present[n]] for n, v in self.rows.items()}
+        return EncodedFrame(present, {n: d[idx] for n, d in self.design.items()}, self.terms, values,
+                            {n: (code[idx], count) for n, (code, count) in self.groups.items()}, self.types,
+                            rows={n: v[idx] for n, v in self.rows.items()})
 
 
 def encode_frame(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[str]) -> EncodedFrame:
@@ -81,7 +92,7 @@ def encode_frame(frame: pd.DataFrame, schema: ClinicalSchema, names: Sequence[st
         full = np.full((len(frame), width), np.nan)
         full[known] = rows[inverse]
         enc.present[name], enc.design[name], enc.terms[name] = known, full, var.terms()
-        enc.values[name], enc.types[name] = values, var.type
+        enc.values[name], enc.types[name], enc.rows[name] = values, var.type, column
         if var.type in DISCRETE:
             texts = [str(v) for _, v in index]
             order = {t: i for i, t in enumerate(sorted(set(texts)))}
@@ -205,6 +216,8 @@ def varying_array(X: np.ndarray, terms: List[str]) -> Tuple[np.ndarray, List[str
     """`varying` on an array with its column names."""
     if not len(X):
         keep = np.zeros(X.shape[1], bool)
+    elif not np.isnan(X).any():  # the same answer without nanmax's warnings machinery (~10x faster)
+        keep = X.max(axis=0) > X.min(axis=0)
     else:
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -18,12 +18,14 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from IMNRiskLib.stats import evaluation
-from IMNRiskLib.modelling.collinearity import COLLINEAR
-from IMNRiskLib.modelling.clinical import ENTRY_P, KEEP_P, design, table2, table2_selection, varying
-from IMNRiskLib.stats.logistic import LogisticFit, fit_logistic, probability
+from IMNRiskLib.modelling.collinearity import COLLINEAR, varying_array
+# table2 is not called here: Testing/test_clinical_fast.py patches models.table2 to show it
+from IMNRiskLib.modelling.clinical import (ENTRY_P, KEEP_P, EncodedClinical, design, encode_clinical, table2,  # noqa: F401
+                                           table2_selection)
+from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml_named, probability
 from IMNRiskLib.inputs.schema import ClinicalSchema
 from IMNRiskLib.modelling.nomogram import RADSCORE
-from IMNRiskLib.modelling.selection import NO_CAP, radiomics_pipeline, radscore_of
+from IMNRiskLib.modelling.selection import NO_CAP, fit_chain, radiomics_pipeline, radscore_of
 
 MODELS = ("clinical", "radiomics", "combined")
 EPV_WARNING = 10
@@ -85,11 +87,17 @@ class FittedModels:
     def clinical_design(self, clinical: pd.DataFrame) -> pd.DataFrame:
         return design(clinical, self.schema, self.factors)
 
-    def predict(self, features: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
-        """Probabilities of the three models (and the Rad-Score) for each patient."""
+    def predict(self, features: pd.DataFrame, clinical: pd.DataFrame,
+                encoded: Optional[EncodedClinical] = None) -> pd.DataFrame:
+        """Probabilities of the three models (and the Rad-Score) for each patient (`encoded`: the
+        clinical table's encoding when made already, `encode_clinical`)."""
         rs = self.radscore(features)
-        Xc = self.clinical_design(clinical)
-        columns = {term: Xc[term].to_numpy(float) for term in Xc.columns}
+        if encoded is None:
+            Xc = self.clinical_design(clinical)
+            columns = {term: Xc[term].to_numpy(float) for term in Xc.columns}
+        else:
+            X, terms = encoded.design(self.factors)
+            columns = dict(zip(terms, X.T))
         columns[RADSCORE] = rs
 
         def lp(fit: LogisticFit) -> np.ndarray:  # the fit's design, column by column (no DataFrame joins)
@@ -98,12 +106,13 @@ class FittedModels:
                              "combined": _risk(lp(self.combined))}, index=features.index)
 
 
-def select_factors(clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, options: TrainingOptions):
+def select_factors(clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, options: TrainingOptions,
+                   encoded: Optional[EncodedClinical] = None):
     """Clinical factors by the paper's procedure; falls back to the strongest univariate factor
     when none survives (a clinical model needs at least one; the note says so)."""
     # table2's decisions without its printed table (the same fits; Testing/test_clinical_fast.py)
-    t2 = table2_selection(clinical, y, schema, options.entry_p, options.keep_p,
-                          test=options.clinical_test, collinear=options.clinical_collinear)
+    t2 = table2_selection(clinical, y, schema, options.entry_p, options.keep_p, test=options.clinical_test,
+                          collinear=options.clinical_collinear, encoded=None if encoded is None else encoded.frame)
     factors = list(t2.selected)
     notes = list(t2.notes)
     if not factors:
@@ -124,32 +133,37 @@ def fallback_notes(pipeline: Pipeline) -> List[str]:
             if getattr(step, "fallback_", None)]
 
 
-def _fit(y: np.ndarray, X: pd.DataFrame) -> LogisticFit:
-    ml, firth = fit_logistic(y, X)
-    return firth if firth is not None else ml
+def _fit(y: np.ndarray, X: np.ndarray, terms: List[str]) -> LogisticFit:
+    """`fit_logistic`'s fit to use (Firth's under separation) of an array with its column names."""
+    # in the layout a DataFrame's columns have: numpy's Newton steps (no numba) round by layout
+    ml = fit_ml_named(y, np.asfortranarray(X), terms)
+    return ml if not ml.separation else fit_firth(y, pd.DataFrame(X, columns=terms))
 
 
 def fit_models(features: pd.DataFrame, clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
                options: TrainingOptions, factors: Optional[Sequence[str]] = None,
-               radiomics: Optional[Pipeline] = None) -> FittedModels:
+               radiomics: Optional[Pipeline] = None, encoded: Optional[EncodedClinical] = None) -> FittedModels:
     """Fit the three models on one sample. `factors` / `radiomics` given = selection frozen
-    (refit coefficients only): used for the paper's protocol, where selection saw every patient."""
+    (refit coefficients only): used for the paper's protocol, where selection saw every patient.
+    `encoded`: the clinical table's encoding when made already (`encode_clinical`; the validation's)."""
     y = np.asarray(y, int)
     notes: List[str] = []
     record: Dict[str, object] = {}
     if factors is None:
-        factors, t2, notes = select_factors(clinical, y, schema, options)
+        factors, t2, notes = select_factors(clinical, y, schema, options, encoded)
         record = t2.selection_record()
     if radiomics is None:
-        radiomics = options.pipeline().fit(features, y)
+        radiomics = fit_chain(options.pipeline(), features, y)
         notes += fallback_notes(radiomics)
-    Xc = varying(design(clinical, schema, factors))  # a level absent from this sample: no term
-    complete = Xc.notna().all(axis=1).to_numpy()
+    if encoded is None:
+        encoded = encode_clinical(clinical[list(factors)], schema)
+    Xc, terms = varying_array(*encoded.design(factors))  # a level absent from this sample: no term
+    complete = ~np.isnan(Xc).any(axis=1)
     if not complete.all():
         notes.append(f"{int((~complete).sum())} patient(s) with missing clinical factors left out of the fits")
     rs = radscore_of(radiomics, features)
-    clinical_fit = _fit(y[complete], Xc[complete])
-    combined_fit = _fit(y[complete], Xc.assign(**{RADSCORE: rs})[complete])
+    clinical_fit = _fit(y[complete], Xc[complete], terms)
+    combined_fit = _fit(y[complete], np.column_stack([Xc, rs])[complete], terms + [RADSCORE])
     return FittedModels(schema, list(factors), radiomics, clinical_fit, combined_fit, notes, record,
                         [n for n in notes if n.startswith(FALLBACK)])
 
@@ -157,10 +171,14 @@ def fit_models(features: pd.DataFrame, clinical: pd.DataFrame, y: np.ndarray, sc
 def refit_frozen(pipeline: Pipeline, features: pd.DataFrame, y: np.ndarray) -> Pipeline:
     """A copy of a fitted selection pipeline whose z-scores and Rad-Score coefficients are
     refitted on new patients, the selected features kept (the leaky protocol's CV)."""
-    from IMNRiskLib.modelling.selection import RadScore, ZScore  # start-up time: loaded when this step runs
+    # start-up time: loaded when this step runs
+    from IMNRiskLib.modelling.selection import RadScore, ZScore, column_positions
     used = pipeline.named_steps["radscore"].features_
-    new = Pipeline([("zscore", ZScore()), ("radscore", RadScore())])
-    return new.fit(features[used], y)
+    at = column_positions(features.columns, used)
+    table = features[used] if at is None else features.take(at, axis=1)  # by position: no label lookup
+    zscore = ZScore()
+    radscore = RadScore().fit(zscore.fit_transform(table), y)  # what Pipeline.fit does, without its checks
+    return Pipeline([("zscore", zscore), ("radscore", radscore)])
 
 
 # --------------------------------------------------------------------------- nomogram

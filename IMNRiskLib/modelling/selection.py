@@ -9,19 +9,18 @@ how many features it kept (the funnel).
 
 from __future__ import annotations
 
-import warnings
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
-from sklearn.model_selection import StratifiedKFold
+from sklearn.utils import check_random_state
 from sklearn.pipeline import Pipeline
 
 from IMNRiskLib.stats.lasso import lambda_max, lasso_paths
-from IMNRiskLib.stats.ranks import column_ranks
-from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml, fit_ml_arrays, loglik_ml_batch
+from IMNRiskLib.stats.ranks import column_ranks, mann_whitney_p, rank_sums
+from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml, loglik_ml, loglik_ml_batch
 
 
 def association(X: pd.DataFrame, y: np.ndarray) -> pd.Series:
@@ -32,7 +31,7 @@ def association(X: pd.DataFrame, y: np.ndarray) -> pd.Series:
 
 def _association(values: np.ndarray, y: np.ndarray) -> np.ndarray:
     m, n = int(y.sum()), int(len(y) - y.sum())
-    auc = (column_ranks(values)[y == 1].sum(axis=0) - m * (m + 1) / 2.0) / (m * n)
+    auc = (rank_sums(values, y == 1) - m * (m + 1) / 2.0) / (m * n)
     return np.abs(auc - 0.5)
 
 
@@ -82,10 +81,8 @@ class ICCFilter(_Step):
 
     def fit(self, X: pd.DataFrame, y=None):
         # start-up time: loaded when this step runs
-        from IMNRiskLib.radiomics.stability import feature_icc, reader_positions
-        self.icc_ = feature_icc(X)
-        _, at_first, at_second = reader_positions(X.columns)
-        self.n_patients_ = int(np.isfinite(X.to_numpy(float)[:, at_second]).all(axis=1).sum())
+        from IMNRiskLib.radiomics.stability import table_icc
+        self.icc_, at_first, self.n_patients_ = table_icc(X)
         self._keep(X, at_first[self.icc_.to_numpy() >= self.threshold])  # NaN >= t is False
         if not self.selected_:
             raise ValueError(f"no feature has ICC >= {self.threshold:g} on these patients")
@@ -115,17 +112,18 @@ class CorrelationFilter(_Step):
         Z = Z / Z.std(0)
         kept: List[int] = []
         blocked = np.zeros(Z.shape[1], bool)  # blocked[j]: some kept feature has not |r| <= threshold with j
-        # |r| only of the features still unblocked, a block at a time: most are blocked before
-        # their turn, so most of the correlation matrix is never needed
+        # |r| only of the features still unblocked, a block at a time, and only with the features
+        # from the block on (those before it are decided): most are blocked before their turn, so
+        # most of the correlation matrix is never needed
         for start in range(0, Z.shape[1], CORRELATION_BLOCK):
             block = start + np.flatnonzero(~blocked[start:start + CORRELATION_BLOCK])
             if not len(block):
                 continue
-            corr = np.abs(Z[:, block].T @ Z) / len(Z)  # row: |r| of a candidate with every feature
+            corr = np.abs(Z[:, block].T @ Z[:, start:]) / len(Z)  # row: |r| of a candidate with each later one
             for j, row in zip(block, corr):
                 if not blocked[j]:
                     kept.append(j)
-                    blocked |= ~(row <= self.threshold)
+                    blocked[start:] |= ~(row <= self.threshold)
         self._keep(X, order[kept])
         return self
 
@@ -188,8 +186,7 @@ class MannWhitneyFilter(_Step):
 
     def fit(self, X: pd.DataFrame, y):
         y = np.asarray(y)
-        p = stats.mannwhitneyu(X.to_numpy(float)[y == 1], X.to_numpy(float)[y == 0], axis=0,
-                               method="asymptotic", use_continuity=True).pvalue
+        p = mann_whitney_p(X.to_numpy(float), y == 1)
         self.p_values_ = pd.Series(p, index=X.columns)
         keep = self.p_values_[self.p_values_ < self.p_threshold]
         self.fallback_ = None
@@ -226,6 +223,31 @@ class ZScore(BaseEstimator, TransformerMixin):
         return np.array(self.selected_, dtype=object)
 
 
+def stratified_folds(y: np.ndarray, folds: int, seed) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """(train, test) rows of `StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y)`,
+    computed as scikit-learn computes them (classes in order of appearance, each fold's share by
+    round robin over the sorted classes, one shuffle per class from one RandomState). By hand
+    because its input checks cost ~1.5 ms a call and the LASSO's CV asks ~10^4 times;
+    Testing/test_speed_equality.py checks it against scikit-learn's on many outcomes and seeds.
+    Without scikit-learn's warning when a class has fewer members than folds (no error here)."""
+    y = np.asarray(y)
+    _, first, inverse = np.unique(y, return_index=True, return_inverse=True)
+    _, by_appearance = np.unique(first, return_inverse=True)
+    classes = by_appearance[inverse.reshape(-1)]
+    if np.all(folds > np.bincount(classes)):
+        raise ValueError(f"n_splits={folds} cannot be greater than the number of members in each class.")
+    ordered = np.sort(classes)
+    allocation = np.asarray([np.bincount(ordered[i::folds], minlength=len(first)) for i in range(folds)])
+    rng = check_random_state(seed)
+    test_fold = np.empty(len(y), dtype="i")
+    for k in range(len(first)):
+        fold_of = np.arange(folds).repeat(allocation[:, k])
+        rng.shuffle(fold_of)
+        test_fold[classes == k] = fold_of
+    rows = np.arange(len(y))
+    return [(rows[test_fold != i], rows[test_fold == i]) for i in range(folds)]
+
+
 def _deviance(y: np.ndarray, eta: np.ndarray) -> np.ndarray:
     return -2.0 * (y * eta - np.logaddexp(0, eta))
 
@@ -248,14 +270,11 @@ class LassoSelector(_Step):
         Xa = X.to_numpy(float)
         top = lambda_max(Xa, y)
         self.lambdas_ = top * np.logspace(0, np.log10(self.lambda_ratio), self.n_lambdas)
-        cv = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
         # fewer events than folds (the paper's 10 folds on a resample with 9 events) is no error: a fold
-        # without an event still has a deviance, as in cv.glmnet; sklearn's warning would repeat ~10^3 times
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "The least populated class", UserWarning)
-            splits = list(cv.split(Xa, y))
-        # every fold's path and the whole sample's, each lambda exactly
-        paths = lasso_paths([(Xa[tr], y[tr]) for tr, _ in splits] + [(Xa, y)], self.lambdas_)
+        # without an event still has a deviance, as in cv.glmnet
+        splits = stratified_folds(y, self.folds, self.seed)
+        # every fold's path, each lambda exactly
+        paths = lasso_paths([(Xa[tr], y[tr]) for tr, _ in splits], self.lambdas_)
         dev = np.zeros((self.folds, self.n_lambdas))
         for k, (_, te) in enumerate(splits):
             coefs, intercepts = paths[k]
@@ -267,11 +286,14 @@ class LassoSelector(_Step):
         self.lambda_min_ = float(self.lambdas_[best])
         self.lambda_1se_ = float(self.lambdas_[within.min()])  # largest lambda within 1 SE
         self.lambda_ = self.lambda_1se_ if self.rule == "1se" else self.lambda_min_
-        self.path_, intercepts = paths[-1]
         at = int(np.flatnonzero(self.lambdas_ == self.lambda_)[0])
+        # the whole sample's path down to the chosen lambda only: each lambda's solution depends on the
+        # larger ones alone, and the smallest lambdas (near separation) cost ~80% of a path
+        self._sample, self._path = (Xa, y), None
+        coefs, intercepts = lasso_paths([(Xa, y)], self.lambdas_[:at + 1])[0]
         self.intercept_ = float(intercepts[at])
-        self.coef_ = pd.Series(self.path_[at], index=X.columns)
-        nonzero = np.flatnonzero(np.abs(self.path_[at]) > 1e-10)
+        self.coef_ = pd.Series(coefs[at], index=X.columns)
+        nonzero = np.flatnonzero(np.abs(coefs[at]) > 1e-10)
         self.fallback_ = None
         if not len(nonzero):  # an empty Rad-Score says nothing: keep the single strongest feature
             nonzero = [int(np.argmax(_association(Xa, y.astype(int))))]
@@ -280,6 +302,14 @@ class LassoSelector(_Step):
         self._keep(X, nonzero)
         return self
 
+    @property
+    def path_(self) -> np.ndarray:
+        """The whole sample's coefficients at every lambda (lambdas x features; the model's path
+        table): solved on first use, fit having needed them down to the chosen lambda only."""
+        if self._path is None:
+            self._path = lasso_paths([self._sample], self.lambdas_)[0][0]
+        return self._path
+
 
 def _loglik(y: np.ndarray, X: np.ndarray) -> float:
     """Log-likelihood of the ML logistic fit on X (no intercept column); inf when ML separates."""
@@ -287,8 +317,7 @@ def _loglik(y: np.ndarray, X: np.ndarray) -> float:
 
 
 def _loglik_with_intercept(y: np.ndarray, Xi: np.ndarray) -> float:
-    _, _, _, ll, separation = fit_ml_arrays(y, Xi)
-    return ll if not separation else np.inf
+    return loglik_ml(y, Xi)
 
 
 class ForwardSelector(_Step):
@@ -311,7 +340,8 @@ class ForwardSelector(_Step):
             for j, ll in self._candidates(y, Xi, chosen):
                 if np.isfinite(ll) and ll > best_ll:
                     best, best_ll = j, ll
-            if best is None or stats.chi2.sf(2 * (best_ll - current), 1) >= self.p_enter:
+            # chi2(1).sf without scipy.stats' per-call machinery (chdtrc is its _sf; below 0 it is 1)
+            if best is None or special.chdtrc(1, max(2 * (best_ll - current), 0.0)) >= self.p_enter:
                 break
             chosen.append(best)
             current = best_ll
@@ -351,7 +381,28 @@ class RadScore(BaseEstimator, ClassifierMixin):
         self.fit_: LogisticFit = fit_firth(y, X) if fit.separation else fit
         self.features_ = list(X.columns)
         self.classes_ = np.array([0, 1])
+        self._lookup = None
         return self
+
+    def columns_in(self, columns: pd.Index, zscore: "ZScore") -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The positions of the Rad-Score's features among `columns` and their training means and
+        SDs (`zscore`'s), kept for the last columns asked about: the validation scores ~10^4
+        samples that share one columns object. None when a feature is missing or columns repeat."""
+        last = getattr(self, "_lookup", None)
+        if last is None or not last[0].is_(columns):  # `is_`: the same Index, or a view of it (rows taken)
+            at = column_positions(columns, self.features_)
+            if at is None:
+                return None
+            where = {name: i for i, name in enumerate(zscore.mean_.index)}  # label lookups cost ~1 ms each
+            own = [where[name] for name in self.features_]
+            last = self._lookup = (columns, at, zscore.mean_.to_numpy()[own], zscore.scale_.to_numpy()[own])
+        return last[1], last[2], last[3]
+
+    def __getstate__(self):
+        """Pickled without the columns lookup (a cache of names: workers make their own)."""
+        state = super().__getstate__()
+        state.pop("_lookup", None)
+        return state
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         return self.fit_.predict_lp(X[self.features_].to_numpy())
@@ -381,6 +432,24 @@ class RadScore(BaseEstimator, ClassifierMixin):
         return f"RS = {text} {'-' if b0 < 0 else '+'} {abs(b0):.3f}"
 
 
+_last_positions: tuple = (None, None)  # the columns last asked about and each name's position in them
+
+
+def column_positions(columns: pd.Index, names: List[str]) -> Optional[np.ndarray]:
+    """Positions of names among columns (None when one is missing or columns repeat a name), from
+    a name -> position map made once per columns object and its views: each resample's table is
+    a view whose own hash table pandas would build again (~1 ms on 1702 columns)."""
+    global _last_positions
+    last = _last_positions  # one read: another thread may replace it
+    if last[0] is None or not last[0].is_(columns):
+        where = {name: i for i, name in enumerate(columns)}
+        last = _last_positions = (columns, where if len(where) == len(columns) else None)
+    where = last[1]
+    if where is None or any(name not in where for name in names):
+        return None
+    return np.array([where[name] for name in names], dtype=np.intp)
+
+
 NO_CAP = 10 ** 9  # forward selection without a limit on the number of features
 
 
@@ -404,14 +473,28 @@ def radiomics_pipeline(corr: float = 0.9, vif: float = 10.0, mwu_p: float = 0.05
     ])
 
 
+def fit_chain(pipeline: Pipeline, X: pd.DataFrame, y) -> Pipeline:
+    """`pipeline.fit(X, y)` for the selection chain: each step's fit_transform in turn, then the
+    Rad-Score's fit, in place; what Pipeline.fit does for these steps (no memory, no routed
+    parameters) without its parameter checks (~1 ms a fit; the validation fits ~10^4 times)."""
+    for _, step in pipeline.steps[:-1]:
+        X = step.fit_transform(X, y)
+    pipeline.steps[-1][1].fit(X, y)
+    return pipeline
+
+
 def radscore_of(pipeline: Pipeline, X: pd.DataFrame) -> np.ndarray:
     """A fitted chain's Rad-Score for the rows of X: its `decision_function`, computed from the
     Rad-Score's own features only (z-scored with the training means and SDs), without passing the
     whole table through every step's column selection (the validation scores ~10^4 samples)."""
-    z, rs = pipeline.named_steps["zscore"], pipeline.named_steps["radscore"]
-    used = rs.features_
-    values = (X[used].to_numpy(float) - z.mean_[used].to_numpy()) / z.scale_[used].to_numpy()
-    return rs.fit_.predict_lp(values)
+    steps = dict(pipeline.steps)
+    z, rs = steps["zscore"], steps["radscore"]
+    found = rs.columns_in(X.columns, z)
+    if found is None:  # a feature missing or a name repeated: by name, as pandas answers (KeyError, ...)
+        used = rs.features_
+        return rs.fit_.predict_lp((X[used].to_numpy(float) - z.mean_[used].to_numpy()) / z.scale_[used].to_numpy())
+    at, mean, scale = found
+    return rs.fit_.predict_lp((X.to_numpy(float)[:, at] - mean) / scale)
 
 
 def funnel(pipeline: Pipeline, n_features: int) -> List[Dict[str, object]]:

@@ -85,16 +85,39 @@ def reader_columns(columns) -> List[str]:
 def feature_icc(X: pd.DataFrame) -> pd.Series:
     """ICC(2,1) of every feature of a training table that carries the second reader's columns
     (name + READER2_SUFFIX), on the rows where the second reading is complete; NaN = undefined."""
+    return table_icc(X)[0]
+
+
+def table_icc(X: pd.DataFrame) -> Tuple[pd.Series, np.ndarray, int]:
+    """`feature_icc`, the first reader's column positions and the number of patients read twice
+    (the ICC filter's fit). Compiled when numba is there (`kernels.icc_squares`), the same sums
+    of squares as `icc_two_readers`."""
+    from IMNRiskLib.stats import kernels  # start-up time: loaded when this step runs
     first, at_first, at_second = reader_positions(X.columns)
     values = X.to_numpy(float)
-    b = values[:, at_second]
-    rows = np.isfinite(b).all(axis=1)
-    if rows.sum() < 2:
-        raise ValueError(f"{int(rows.sum())} patient(s) read twice: an ICC needs at least 2")
-    a = values[:, at_first]
-    if not rows.all():
-        a, b = a[rows], b[rows]
-    return pd.Series(icc_two_readers(a, b), index=first, name="icc")
+    rows = np.isfinite(values[:, at_second]).all(axis=1)
+    read_twice = int(rows.sum())
+    if read_twice < 2:
+        raise ValueError(f"{read_twice} patient(s) read twice: an ICC needs at least 2")
+    if kernels.available() and np.isfinite(values[:, at_first]).all():
+        ss_rows, ss_cols, ss_error, scale = kernels.icc_squares(values, at_first, at_second, rows)
+        icc = _icc_from_squares(ss_rows, ss_cols, ss_error, read_twice, 2, scale)
+    else:
+        a, b = values[:, at_first], values[:, at_second]
+        icc = icc_two_readers(a[rows], b[rows]) if not rows.all() else icc_two_readers(a, b)
+    return pd.Series(icc, index=_names(first), name="icc"), at_first, read_twice
+
+
+_last_names: tuple = (None, None)  # the last list of names turned into an Index, and that Index
+
+
+def _names(names: List[str]) -> pd.Index:
+    """An Index of these names, made once per list (`reader_positions` answers with the same list)."""
+    global _last_names
+    last = _last_names
+    if last[0] is not names:
+        last = _last_names = (names, pd.Index(names))
+    return last[1]
 
 
 _last_layout: tuple = (None, None)  # the columns last asked about (held, so `is` is safe) and the answer
@@ -103,10 +126,10 @@ _last_layout: tuple = (None, None)  # the columns last asked about (held, so `is
 def reader_positions(columns: pd.Index) -> Tuple[List[str], np.ndarray, np.ndarray]:
     """The first reader's feature names and the column positions of both readings of each; a
     ValueError when a second reading is missing. The validation asks ~1500 times about the same
-    columns object (every resample shares it): the last answer is kept."""
+    columns (every resample has them, or a view of them): the last answer is kept."""
     global _last_layout
     last = _last_layout  # one read: another thread may replace it
-    if last[0] is columns:
+    if last[0] is not None and last[0].is_(columns):  # the same Index, or a view of it (rows taken)
         return last[1]
     first = reader_columns(columns)
     at_second = columns.get_indexer([c + READER2_SUFFIX for c in first])

@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
 from IMNRiskLib.stats import evaluation
+from IMNRiskLib.modelling.clinical import EncodedClinical, encode_clinical
 from IMNRiskLib.modelling.models import MODELS, TrainingOptions, fit_models, refit_frozen
 from IMNRiskLib.inputs.schema import ClinicalSchema
 from IMNRiskLib.scoring.uncertainty import compact_replicate
@@ -70,9 +71,17 @@ class Data:
     y: np.ndarray
     schema: ClinicalSchema
     options: TrainingOptions
+    encoded: Optional[EncodedClinical] = None  # the clinical table encoded once (`encoding`), taken with the rows
 
     def take(self, idx: np.ndarray) -> "Data":
-        return Data(self.features.iloc[idx], self.clinical.iloc[idx], self.y[idx], self.schema, self.options)
+        return Data(self.features.iloc[idx], self.clinical.iloc[idx], self.y[idx], self.schema, self.options,
+                    self.encoding().take(idx))
+
+    def encoding(self) -> EncodedClinical:
+        """The clinical table's encoding, made on first use: each resample takes its rows."""
+        if self.encoded is None:
+            self.encoded = encode_clinical(self.clinical, self.schema)
+        return self.encoded
 
 
 def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str], Dict[str, Dict]]:
@@ -81,14 +90,14 @@ def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str], Dic
     number, data, repeat, train, test, frozen = args
     tr = data.take(train)
     if frozen is None:
-        models = fit_models(tr.features, tr.clinical, tr.y, tr.schema, tr.options)
+        models = fit_models(tr.features, tr.clinical, tr.y, tr.schema, tr.options, encoded=tr.encoded)
     else:  # the paper's protocol: the selection made on all patients, coefficients refitted
         factors, pipeline = frozen
         models = fit_models(tr.features, tr.clinical, tr.y, tr.schema, tr.options, factors=factors,
-                            radiomics=refit_frozen(pipeline, tr.features, tr.y))
+                            radiomics=refit_frozen(pipeline, tr.features, tr.y), encoded=tr.encoded)
     te = data.take(test)
     used = models.radiomics.named_steps["radscore"].features_
-    pred = models.predict(te.features, te.clinical)
+    pred = models.predict(te.features, te.clinical, te.encoded)
     return number, repeat, test, pred, used, {m: performance(data.y[test], pred[m].to_numpy()) for m in MODELS}
 
 
@@ -207,7 +216,7 @@ def repeated_cv(data: Data, folds: int = 5, repeats: int = 100, seed: int = 0, p
     out-of-fold predictions (mean, SD, min, max); and how often each feature was selected."""
     frozen = None
     if protocol == "leaky":
-        whole = fit_models(data.features, data.clinical, data.y, data.schema, data.options)
+        whole = fit_models(data.features, data.clinical, data.y, data.schema, data.options, encoded=data.encoding())
         frozen = (whole.factors, whole.radiomics)
     tasks = []
     for r in range(repeats):
@@ -308,10 +317,11 @@ def _boot_task(args):
     number, data, idx = args
     boot = data.take(idx)
     try:
-        models = fit_models(boot.features, boot.clinical, boot.y, boot.schema, boot.options)
+        models = fit_models(boot.features, boot.clinical, boot.y, boot.schema, boot.options, encoded=boot.encoded)
     except (ValueError, np.linalg.LinAlgError):
         return number, {m: None for m in MODELS}, None
-    p_boot, p_orig = models.predict(boot.features, boot.clinical), models.predict(data.features, data.clinical)
+    p_boot = models.predict(boot.features, boot.clinical, boot.encoded)
+    p_orig = models.predict(data.features, data.clinical, data.encoding())
     return (number, {m: replicate_performance(data.y, idx, p_boot[m].to_numpy(), p_orig[m].to_numpy()) for m in MODELS},
             compact_replicate(models))  # uncertainty hook: what predict --ci bootstrap needs
 

@@ -91,31 +91,59 @@ def fit_ml(y: np.ndarray, X: "pd.DataFrame", max_iter: int = 100, tol: float = 1
     likelihood as R's glm / statsmodels' GLM, written here because validation fits it ~10^5
     times and statsmodels' per-call overhead (~5 ms) would dominate; checked against R's glm to
     1e-6. `separation` is set when the MLE does not exist (estimates run off, Hessian singular)."""
+    return fit_ml_named(y, X.to_numpy(), list(X.columns), max_iter, tol)
+
+
+def fit_ml_named(y: np.ndarray, X: np.ndarray, terms: Sequence[str], max_iter: int = 100,
+                 tol: float = 1e-10) -> LogisticFit:
+    """`fit_ml` of an array whose columns are named `terms` (no DataFrame around it)."""
     y = np.asarray(y, float)
-    beta, se, cov, ll, separation = fit_ml_arrays(y, with_intercept(X.to_numpy()), max_iter, tol)
-    return LogisticFit(["(Intercept)"] + list(X.columns), beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
+    beta, se, cov, ll, separation = fit_ml_arrays(y, with_intercept(X), max_iter, tol)
+    return LogisticFit(["(Intercept)"] + list(terms), beta, se, cov, len(y), int(y.sum()), "ML", separation, ll)
 
 
 def fit_ml_arrays(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
     """`fit_ml` on arrays (Xi with its intercept column): (beta, se, cov, loglik, separation),
     without the DataFrame and LogisticFit around it (forward selection fits it ~10^5 times).
     The Newton steps are compiled when numba is there (`kernels.logistic_ml`), else `_newton_ml`."""
+    beta, info, ll, converged = _newton(y, Xi, max_iter, tol)
+    cov = _covariance(info)
+    se = np.sqrt(np.abs(np.diag(cov)))
+    separation = _runs_off(beta, converged) or not np.isfinite(se).all()
+    return beta, se, cov, ll, separation
+
+
+def loglik_ml(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> float:
+    """`fit_ml_arrays`' log-likelihood, inf when it says separation (forward selection's measure),
+    the covariance inverted only when needed to say so."""
+    beta, info, ll, converged = _newton(y, Xi, max_iter, tol)
+    if _runs_off(beta, converged):
+        return np.inf
+    return ll if np.isfinite(_covariance(info)).all() else np.inf
+
+
+def _newton(y: np.ndarray, Xi: np.ndarray, max_iter: int, tol: float):
+    """Newton's (beta, information, loglik, converged): compiled or `_newton_ml`."""
     from IMNRiskLib.stats import kernels  # start-up time: loaded when this step runs
-    k = Xi.shape[1]
     if kernels.available():
-        beta, info, ll, converged = kernels.logistic_ml(y, Xi, max_iter, tol, 2 * MAX_ABS_COEF)
-    else:
-        beta, info, ll, converged = _newton_ml(y, Xi, max_iter, tol)
+        return kernels.logistic_ml(y, Xi, max_iter, tol, 2 * MAX_ABS_COEF)
+    return _newton_ml(y, Xi, max_iter, tol)
+
+
+def _covariance(info: np.ndarray) -> np.ndarray:
+    """The inverse information, NaN throughout when singular or not finite."""
     try:
         cov = np.linalg.inv(info)
-        if not np.isfinite(cov).all():
-            raise np.linalg.LinAlgError
+        if np.isfinite(cov).all():
+            return cov
     except np.linalg.LinAlgError:
-        cov = np.full((k, k), np.nan)
-    se = np.sqrt(np.abs(np.diag(cov)))
-    separation = (not converged or not np.isfinite(beta).all() or np.abs(beta[1:]).max(initial=0) > MAX_ABS_COEF
-                  or not np.isfinite(se).all())
-    return beta, se, cov, ll, separation
+        pass
+    return np.full(info.shape, np.nan)
+
+
+def _runs_off(beta: np.ndarray, converged: bool) -> bool:
+    """Separation seen in the estimates: not converged, not finite, or beyond MAX_ABS_COEF."""
+    return not converged or not np.isfinite(beta).all() or np.abs(beta[1:]).max(initial=0) > MAX_ABS_COEF
 
 
 def _newton_ml(y: np.ndarray, Xi: np.ndarray, max_iter: int, tol: float):
