@@ -19,6 +19,11 @@ from IMNRiskLib.core.errors import InputError
 PROTOCOLS = ("imnrisk", "paper")
 DEFAULT_PROTOCOL = "imnrisk"
 
+# IMNRisk's LASSO lambda grid: the defaults of TrainingOptions and of the selection chain (here, not in
+# selection.py, so that the deviation table below is made without loading sklearn: the report shows it)
+LASSO_N_LAMBDAS = 100        # as glmnet's nlambda
+LASSO_LAMBDA_RATIO = 1e-3    # smallest / largest lambda (3 decades)
+
 # The profile: TrainingOptions values that make the paper's chain (all others stay at their default).
 PAPER_OPTIONS: Dict[str, object] = {
     "corr_method": "spearman",     # the paper: "correlation coefficient |r| > 0.9"; rank-based
@@ -139,14 +144,7 @@ DEVIATIONS: List[Dict[str, str]] = [
      "evidence": "metrics.json models.*.cv.slope_mean, bootstrap.slope_corrected"},
 ]
 
-def _default_lasso_grid() -> str:
-    """The default LASSO grid as the selector has it (so the table follows a change of it)."""
-    from IMNRiskLib.modelling.selection import LassoSelector  # start-up time: loaded when this step runs
-    lasso = LassoSelector()
-    return f"{lasso.n_lambdas} lambdas down to {lasso.lambda_ratio:g} x lambda_max"
-
-
-_LASSO_GRID = _default_lasso_grid()  # once: the selector's constructor goes through sklearn's parameter checks
+_LASSO_GRID = f"{LASSO_N_LAMBDAS} lambdas down to {LASSO_LAMBDA_RATIO:g} x lambda_max"
 DEVIATIONS = [{k: v.replace("{lasso_grid}", _LASSO_GRID) for k, v in row.items()} for row in DEVIATIONS]
 
 COLUMNS = (("step", "step"), ("paper", "paper"), ("imnrisk", "IMNRisk default"),

@@ -6,6 +6,7 @@ outside the curves. Each function returns a matplotlib Figure; `save` writes PNG
 
 from __future__ import annotations
 
+import io
 import math
 import textwrap
 from pathlib import Path
@@ -24,7 +25,7 @@ MODELS = ("clinical", "radiomics", "combined")
 FIGSIZE = (7.0, 4.4)
 STYLE = {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
          "legend.fontsize": 7, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
-         "figure.dpi": 100}
+         "figure.dpi": 100, "figure.autolayout": False, "figure.constrained_layout.use": False}
 DPI = 300
 
 
@@ -45,10 +46,44 @@ def save(fig, folder: Path, name: str) -> Dict[str, Path]:
     with plt.rc_context(STYLE):
         fig.set_size_inches(*FIGSIZE)
         fig.set_layout_engine("constrained")
-        fig.savefig(paths["png"], dpi=DPI)
+        _layout_once(fig)
+        _save_png(fig, paths["png"])
         fig.savefig(paths["svg"])
     plt.close(fig)
     return paths
+
+
+def _layout_once(fig) -> None:
+    """The constrained layout, computed once at DPI (as savefig computes it for the PNG), then the
+    engine removed: savefig would otherwise lay out and draw the figure once more per file before
+    drawing it (4 passes for PNG + SVG, now 3). The PNG's pixels are those of savefig's own layout;
+    the SVG keeps the same layout, where its own 72-dpi text metrics moved labels by <= ~2 pt."""
+    original = fig.dpi
+    fig.dpi = DPI
+    try:
+        fig.get_layout_engine().execute(fig)
+    except ValueError:  # as Figure.draw: a layout that cannot be made leaves the figure as it is
+        pass
+    finally:
+        fig.dpi = original
+    fig.set_layout_engine(None)  # no engine at all ("none" keeps a placeholder that savefig lays out)
+
+
+def _save_png(fig, path: Path) -> None:
+    """The figure as an RGB PNG at DPI. Matplotlib's PNG is RGBA, but every report figure is opaque
+    (white face), so its alpha channel is all 255: without it PIL encodes the same pixels ~25%
+    faster into a ~12% smaller file. The metadata are matplotlib's (Software, dpi)."""
+    import matplotlib  # start-up time: matplotlib loads only when used
+    from PIL import Image, PngImagePlugin  # start-up time: PIL loads with matplotlib, only when used
+    fig.savefig(io.BytesIO(), format="rgba", dpi=DPI)  # draws the Agg canvas as savefig draws a PNG
+    rgba = np.asarray(fig.canvas.buffer_rgba())  # what matplotlib's PNG writer encodes
+    if rgba[..., 3].min() < 255:  # a transparent figure keeps its alpha channel
+        image = Image.fromarray(rgba, "RGBA")
+    else:
+        image = Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/")
+    image.save(path, format="png", dpi=(DPI, DPI), pnginfo=info)
 
 
 def funnel(steps: List[Dict[str, Any]]):

@@ -4,9 +4,6 @@ Spearman correlations and the Mann-Whitney filter: one sample, or every column o
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
-
-from IMNRiskLib.stats import kernels
 
 
 def average_ranks(x: np.ndarray) -> np.ndarray:
@@ -24,6 +21,8 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
 def column_ranks(values: np.ndarray) -> np.ndarray:
     """Ranks within each column (ties averaged), scipy's `rankdata(values, axis=0)`: compiled when
     numba is there (`kernels.ranks`, ~8x faster), the same numbers either way."""
+    from scipy import stats  # start-up time: scipy.stats and numba load only when used (not for a report)
+    from IMNRiskLib.stats import kernels  # start-up time: as above
     if kernels.available() and np.isfinite(values).all():
         return kernels.ranks(values)
     return stats.rankdata(values, axis=0)
