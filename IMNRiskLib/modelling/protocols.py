@@ -15,14 +15,10 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import Dict, List, Optional
 from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.modelling import lassogrid
 
 PROTOCOLS = ("imnrisk", "paper")
 DEFAULT_PROTOCOL = "imnrisk"
-
-# IMNRisk's LASSO lambda grid: the defaults of TrainingOptions and of the selection chain (here, not in
-# selection.py, so that the deviation table below is made without loading sklearn: the report shows it)
-LASSO_N_LAMBDAS = 100        # as glmnet's nlambda
-LASSO_LAMBDA_RATIO = 1e-3    # smallest / largest lambda (3 decades)
 
 # The profile: TrainingOptions values that make the paper's chain (all others stay at their default).
 PAPER_OPTIONS: Dict[str, object] = {
@@ -144,7 +140,7 @@ DEVIATIONS: List[Dict[str, str]] = [
      "evidence": "metrics.json models.*.cv.slope_mean, bootstrap.slope_corrected"},
 ]
 
-_LASSO_GRID = f"{LASSO_N_LAMBDAS} lambdas down to {LASSO_LAMBDA_RATIO:g} x lambda_max"
+_LASSO_GRID = f"{lassogrid.N_LAMBDAS} lambdas down to {lassogrid.LAMBDA_RATIO:g} x lambda_max"
 DEVIATIONS = [{k: v.replace("{lasso_grid}", _LASSO_GRID) for k, v in row.items()} for row in DEVIATIONS]
 
 COLUMNS = (("step", "step"), ("paper", "paper"), ("imnrisk", "IMNRisk default"),
