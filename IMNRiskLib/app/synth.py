@@ -286,7 +286,8 @@ def _tumour(rng: np.random.Generator, shape_zyx, spacing_xyz, centre_mm, diamete
 
 
 @functools.lru_cache(maxsize=2)
-def _breast(shape_zyx: Tuple[int, ...], spacing_xyz: Tuple[float, ...]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _breast(shape_zyx: Tuple[int, ...], spacing_xyz: Tuple[float, ...]
+            ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Masks of breast, chest-wall muscle and lung on the grid (prone, one breast, axial); the same
     for every patient, so made once per grid (read-only)."""
     nz, ny, nx = shape_zyx
@@ -361,11 +362,12 @@ def render_patient(seed_words: Sequence[int], location: str, diameter_mm: float,
     return {"phases": phases, "mask": mask, "reader2": reader2, "traits": traits, "centre_mm": centre}
 
 
-def _phases(base: np.ndarray, parenchyma_gain: np.ndarray, muscle_gain: np.ndarray, tumour: Tuple[np.ndarray, np.ndarray],
-            box: Tuple[slice, ...], mask_box: np.ndarray, noise_rng: np.random.Generator) -> np.ndarray:
+def _phases(base: np.ndarray, parenchyma_gain: np.ndarray, muscle_gain: np.ndarray,
+            tumour: Tuple[np.ndarray, np.ndarray], box: Tuple[slice, ...], mask_box: np.ndarray,
+            noise_rng: np.random.Generator) -> np.ndarray:
     """The N_PHASES noisy volumes (int16). Each phase is computed in three reused buffers with
-    in-place operations (no full-volume temporaries: they cost page faults), in the order and
-    precision of `signal + noise`, so that a seed gives the same bytes as ever."""
+    in-place operations (no new full-volume array per operation), in the order and precision of
+    `signal + noise`, so that a seed gives the same bytes as ever."""
     tumour_base, tumour_gain = tumour  # at the tumour's voxels
     phases = np.empty((N_PHASES,) + base.shape, np.int16)
     signal, real, imag = (np.empty(base.shape, np.float32) for _ in range(3))

@@ -57,8 +57,9 @@ def save(fig, folder: Path, name: str) -> Dict[str, Path]:
 def _layout_once(fig) -> None:
     """The constrained layout, computed once at DPI (as savefig computes it for the PNG), then the
     engine removed: savefig would otherwise lay out and draw the figure once more per file before
-    drawing it (4 passes for PNG + SVG, now 3). The PNG's pixels are those of savefig's own layout;
-    the SVG keeps the same layout, where its own 72-dpi text metrics moved labels by <= ~2 pt."""
+    drawing it (two layouts and four draws for PNG + SVG, now one and two). The PNG's pixels are
+    those of savefig's own layout; the SVG keeps that layout (its own 72-dpi text metrics moved
+    labels by at most ~2 pt)."""
     original = fig.dpi
     fig.dpi = DPI
     try:
