@@ -162,3 +162,35 @@ def test_report_shows_the_ibsi_conformance_table_and_the_clear_ibsi_items(traine
                         ("Smoothing and normalisation",
                          f"Gaussian smoothing sigma {model['extraction']['imnrisk']['smoothing_sigma_mm']:g} mm")):
         assert re.search(rf"<td>{re.escape(topic)}</td>\s*<td>[^<]*{re.escape(text)}", page), topic
+
+
+@pytest.mark.parametrize("name", ["funnel", "icc"])
+def test_a_saved_figure_has_the_pixels_of_matplotlibs_own_png(name, tmp_path):
+    """figures.save lays a figure out once and writes an RGB PNG: the pixels are those of savefig's
+    RGBA PNG (laid out by savefig itself) without its alpha channel, which is all opaque; the SVG
+    is written too."""
+    import xml.etree.ElementTree as ElementTree
+    import numpy as np
+    from PIL import Image
+    from IMNRiskLib.outputs import figures
+
+    def drawn():
+        if name == "funnel":
+            return figures.funnel([{"step": "all", "n": 851}, {"step": "corr", "n": 212}, {"step": "lasso", "n": 9}])
+        return figures.icc_distribution(np.random.default_rng(0).uniform(0.2, 1.0, 300), 0.75)
+
+    paths = figures.save(drawn(), tmp_path, name)
+    plt = figures._plt()
+    reference = drawn()
+    with plt.rc_context(figures.STYLE):
+        reference.set_size_inches(*figures.FIGSIZE)
+        reference.set_layout_engine("constrained")
+        reference.savefig(tmp_path / "reference.png", dpi=figures.DPI)
+    plt.close(reference)
+    ours, theirs = Image.open(paths["png"]), Image.open(tmp_path / "reference.png")
+    assert ours.mode == "RGB" and theirs.mode == "RGBA" and ours.size == theirs.size
+    rgba = np.asarray(theirs)
+    assert (rgba[..., 3] == 255).all()
+    assert np.array_equal(np.asarray(ours), rgba[..., :3])
+    assert ours.info["Software"] == theirs.info["Software"] and ours.info["dpi"] == theirs.info["dpi"]
+    assert ElementTree.parse(paths["svg"]).getroot().tag.endswith("svg")

@@ -174,3 +174,45 @@ def test_cli_synth_refuses_a_non_empty_folder(tmp_path):
     assert result.returncode == 2 and "folder exists and is not empty; pass --force" in result.stderr
     forced = run_cli("synth", tmp_path, "--patients", "2", "--quiet", "--force")
     assert forced.returncode == 0 and (tmp_path / "mine.txt").read_text(encoding="utf-8") == "user's file"
+
+
+def test_phase_loop_gives_the_plain_float32_arithmetic():
+    """`_phases` computes in reused buffers, in place: its int16 volumes are those of the plain
+    expression (signal + Gaussian noise in two channels, magnitude, rounded), draw for draw."""
+    rng = np.random.default_rng(3)
+    shape = (6, 20, 24)
+    base = rng.choice(np.array([0, 15, 90, 140, 160], np.float32), size=shape)
+    parenchyma_gain = (0.6 * base * (base == 160)).astype(np.float32)
+    muscle_gain = (0.5 * base * (base == 140)).astype(np.float32)
+    box = (slice(1, 5), slice(4, 15), slice(3, 20))
+    mask_box = rng.random((4, 11, 17)) < 0.5
+    texture = rng.standard_normal((4, 11, 17)).astype(np.float32)
+    tumour_base, tumour_gain = 150.0 * (1.0 + 0.1 * texture), 1.4 * rng.random((4, 11, 17)) * (1.0 + 0.2 * texture)
+    got = synth._phases(base, parenchyma_gain, muscle_gain, (tumour_base[mask_box], tumour_gain[mask_box]), box,
+                        mask_box, np.random.default_rng(11))
+    noise = np.random.default_rng(11)
+    for t in range(synth.N_PHASES):
+        signal = (base + parenchyma_gain * np.float32(synth.PARENCHYMA_CURVE[t])
+                  + muscle_gain * np.float32(synth.MUSCLE_CURVE[t]))
+        signal[box][mask_box] = (tumour_base * (1.0 + tumour_gain * synth.TUMOUR_CURVE[t]))[mask_box]
+        real = signal + noise.standard_normal(shape, dtype=np.float32) * synth.NOISE_SIGMA
+        imag = noise.standard_normal(shape, dtype=np.float32) * synth.NOISE_SIGMA
+        assert np.array_equal(got[t], np.rint(np.sqrt(real * real + imag * imag)).astype(np.int16)), t
+
+
+@pytest.mark.parametrize("box", [(slice(2, 6), slice(3, 9), slice(4, 10)),    # inside the image
+                                 (slice(0, 4), slice(0, 7), slice(5, 12))])   # on its border
+def test_second_reader_in_the_tumours_box_equals_the_whole_image_morphology(box):
+    """The second reader's one-voxel growth and shrinkage, computed in the tumour's box grown by one
+    voxel, are those of the dilation and erosion of the whole image."""
+    rng = np.random.default_rng(4)
+    shape = (8, 12, 12)
+    mask = np.zeros(shape, np.uint8)
+    mask[box] = rng.random(tuple(s.stop - s.start for s in box)) < 0.7
+    change = rng.standard_normal(shape).astype(np.float32)
+    grown = ndimage.binary_dilation(mask, iterations=1) & (change > 0.5)
+    shrunk = mask.astype(bool) & ~ndimage.binary_erosion(mask, iterations=1) & (change < -0.5)
+    expected = ((mask.astype(bool) | grown) & ~shrunk).astype(np.uint8)
+    got = synth._second_reader(mask, change, synth._padded(box, shape))
+    assert got.dtype == np.uint8 and np.array_equal(got, expected)
+    assert grown.any() and shrunk.any()  # both edits happen in this example

@@ -9,6 +9,7 @@ to truth.json, apart from the manifest. Everything is synthetic; same seed, same
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,8 +285,11 @@ def _tumour(rng: np.random.Generator, shape_zyx, spacing_xyz, centre_mm, diamete
     return draw(a * diameter_mm / max(_feret_diameter(first, spacing_xyz), 1e-6))
 
 
-def _breast(shape_zyx, spacing_xyz) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Masks of breast, chest-wall muscle and lung on the grid (prone, one breast, axial)."""
+@functools.lru_cache(maxsize=2)
+def _breast(shape_zyx: Tuple[int, ...], spacing_xyz: Tuple[float, ...]
+            ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of breast, chest-wall muscle and lung on the grid (prone, one breast, axial); the same
+    for every patient, so made once per grid (read-only)."""
     nz, ny, nx = shape_zyx
     z = (np.arange(nz) - nz / 2) * spacing_xyz[2]
     y = np.arange(ny) * spacing_xyz[1]
@@ -298,6 +302,8 @@ def _breast(shape_zyx, spacing_xyz) -> Tuple[np.ndarray, np.ndarray, np.ndarray]
     muscle = (yy >= wall) & (yy < wall + 0.09 * depth) & (np.abs(xx) < 0.49 * nx * spacing_xyz[0]) \
         & (np.zeros_like(zz) == 0)
     lung = (yy >= wall + 0.09 * depth) & (np.abs(xx) < 0.45 * nx * spacing_xyz[0]) & (np.zeros_like(zz) == 0)
+    for tissue in (breast, muscle, lung):
+        tissue.flags.writeable = False
     return breast, muscle, lung
 
 
@@ -325,7 +331,7 @@ def render_patient(seed_words: Sequence[int], location: str, diameter_mm: float,
     size, spacing = grid["size"], grid["spacing"]
     shape = (size[2], size[1], size[0])
     traits = phenotype_traits(phenotype, rng)
-    breast, muscle, lung = _breast(shape, spacing)
+    breast, muscle, lung = _breast(shape, tuple(spacing))
     fgt_field = _smooth_noise(rng, shape, 6.0)
     centre = tumour_centre(location, diameter_mm, rng, size, spacing)
     mask_box, rel_radius, box = _tumour(rng, shape, spacing, centre, diameter_mm, traits)
@@ -344,34 +350,73 @@ def render_patient(seed_words: Sequence[int], location: str, diameter_mm: float,
     tumour_gain = 1.4 * rim * (1.0 + traits["heterogeneity"] * texture)
     tumour_base = 150.0 * (1.0 + 0.3 * traits["heterogeneity"] * texture)
 
-    phases = np.empty((N_PHASES,) + shape, np.int16)
     noise_rng = np.random.default_rng(rng.integers(2 ** 63))
     parenchyma_gain = (0.6 * base * fibroglandular).astype(np.float32)
     muscle_gain = (0.5 * base * muscle).astype(np.float32)
-    for t in range(N_PHASES):
-        signal = base + parenchyma_gain * np.float32(PARENCHYMA_CURVE[t]) + muscle_gain * np.float32(MUSCLE_CURVE[t])
-        sub = signal[box]
-        sub[mask_box] = (tumour_base * (1.0 + tumour_gain * TUMOUR_CURVE[t]))[mask_box]
-        # Rician noise: magnitude of a complex signal with Gaussian noise in both channels
-        real = signal + noise_rng.standard_normal(shape, dtype=np.float32) * NOISE_SIGMA
-        imag = noise_rng.standard_normal(shape, dtype=np.float32) * NOISE_SIGMA
-        phases[t] = np.rint(np.sqrt(real * real + imag * imag)).astype(np.int16)
+    tumour = (tumour_base[mask_box], tumour_gain[mask_box])
+    phases = _phases(base, parenchyma_gain, muscle_gain, tumour, box, mask_box, noise_rng)
 
     # a second reader: the same tumour, one voxel grown or shrunk in places
     change = _smooth_noise(rng, shape, 4.0)
-    grown = ndimage.binary_dilation(mask, iterations=1) & (change > 0.5)
-    shrunk = mask.astype(bool) & ~(ndimage.binary_erosion(mask, iterations=1)) & (change < -0.5)
-    reader2 = ((mask.astype(bool) | grown) & ~shrunk).astype(np.uint8)
+    reader2 = _second_reader(mask, change, _padded(box, shape))
     return {"phases": phases, "mask": mask, "reader2": reader2, "traits": traits, "centre_mm": centre}
+
+
+def _phases(base: np.ndarray, parenchyma_gain: np.ndarray, muscle_gain: np.ndarray,
+            tumour: Tuple[np.ndarray, np.ndarray], box: Tuple[slice, ...], mask_box: np.ndarray,
+            noise_rng: np.random.Generator) -> np.ndarray:
+    """The N_PHASES noisy volumes (int16). Each phase is computed in three reused buffers with
+    in-place operations (no new full-volume array per operation), in the order and precision of
+    `signal + noise`, so that a seed gives the same bytes as ever."""
+    tumour_base, tumour_gain = tumour  # at the tumour's voxels
+    phases = np.empty((N_PHASES,) + base.shape, np.int16)
+    signal, real, imag = (np.empty(base.shape, np.float32) for _ in range(3))
+    for t in range(N_PHASES):
+        np.multiply(parenchyma_gain, np.float32(PARENCHYMA_CURVE[t]), out=signal)
+        signal += base
+        signal += np.multiply(muscle_gain, np.float32(MUSCLE_CURVE[t]), out=real)
+        signal[box][mask_box] = tumour_base * (1.0 + tumour_gain * TUMOUR_CURVE[t])
+        # Rician noise: magnitude of a complex signal with Gaussian noise in both channels
+        noise_rng.standard_normal(dtype=np.float32, out=real)
+        real *= NOISE_SIGMA
+        real += signal
+        noise_rng.standard_normal(dtype=np.float32, out=imag)
+        imag *= NOISE_SIGMA
+        real *= real
+        imag *= imag
+        real += imag
+        np.rint(np.sqrt(real, out=real), out=real)
+        phases[t] = real
+    return phases
+
+
+def _padded(box: Tuple[slice, ...], shape) -> Tuple[slice, ...]:
+    """The box grown by one voxel on every side (within the image)."""
+    return tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, shape))
+
+
+def _second_reader(mask: np.ndarray, change: np.ndarray, box: Tuple[slice, ...]) -> np.ndarray:
+    """The tumour grown by one voxel where `change` > 0.5 and its edge shrunk where < -0.5; computed
+    in `box`, which holds the tumour and a ring of background (or the image border) around it, so
+    the one-voxel dilation and erosion give what they give on the whole image."""
+    sub, field = mask[box].astype(bool), change[box]
+    grown = ndimage.binary_dilation(sub, iterations=1) & (field > 0.5)
+    shrunk = sub & ~ndimage.binary_erosion(sub, iterations=1) & (field < -0.5)
+    reader2 = np.zeros(mask.shape, np.uint8)
+    reader2[box] = (sub | grown) & ~shrunk
+    return reader2
 
 
 # --------------------------------------------------------------------------- writing
 
 def write_nrrd_4d(phases: np.ndarray, spacing, path: Path) -> None:
-    """One 4-D NRRD (x, y, z, phase), uncompressed (fast to write and to stream one phase)."""
-    volumes = [volume_image(p, spacing) for p in phases]
+    """One 4-D NRRD (x, y, z, phase), uncompressed (fast to write and to stream one phase). The 4-D
+    image is made in one copy of the array, the phase axis spaced 1 as JoinSeries spaces it (the
+    same file as JoinSeries of the phases, without copying them twice)."""
+    image = sitk.GetImageFromArray(phases, isVector=False)
+    image.SetSpacing(tuple(spacing) + (1.0,))
     with atomic_path(path) as tmp:
-        sitk.WriteImage(sitk.JoinSeries(volumes), str(tmp.with_suffix(".nrrd")), False)
+        sitk.WriteImage(image, str(tmp.with_suffix(".nrrd")), False)
         tmp.with_suffix(".nrrd").replace(tmp)
 
 

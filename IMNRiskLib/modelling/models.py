@@ -26,6 +26,7 @@ from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml_named, prob
 from IMNRiskLib.inputs.schema import ClinicalSchema
 from IMNRiskLib.modelling.nomogram import RADSCORE
 from IMNRiskLib.modelling.selection import NO_CAP, fit_chain, radiomics_pipeline, radscore_of
+from IMNRiskLib.modelling import lassogrid
 
 MODELS = ("clinical", "radiomics", "combined")
 EPV_WARNING = 10
@@ -52,8 +53,8 @@ class TrainingOptions:
     seed: int = 0
     clinical_test: str = "lrt"                  # multivariable elimination: "lrt" (drop1/step) or "wald"
     clinical_collinear: Optional[float] = COLLINEAR  # |Cramer's V| / |Spearman| of a pair; None: no screen
-    n_lambdas: int = 100                        # LASSO lambda grid, as glmnet's nlambda
-    lambda_ratio: float = 1e-3                  # smallest / largest lambda (3 decades)
+    n_lambdas: int = lassogrid.N_LAMBDAS          # LASSO lambda grid, as glmnet's nlambda
+    lambda_ratio: float = lassogrid.LAMBDA_RATIO  # smallest / largest lambda (3 decades)
     # the protocol's choices (IMNRiskLib/modelling/protocols.py; `--protocol paper` sets them to the paper's)
     protocol: str = "imnrisk"
     corr_method: str = "pearson"          # |r| filter: "pearson" or "spearman"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import Dict, List, Optional
 from IMNRiskLib.core.errors import InputError
+from IMNRiskLib.modelling import lassogrid
 
 PROTOCOLS = ("imnrisk", "paper")
 DEFAULT_PROTOCOL = "imnrisk"
@@ -139,14 +140,7 @@ DEVIATIONS: List[Dict[str, str]] = [
      "evidence": "metrics.json models.*.cv.slope_mean, bootstrap.slope_corrected"},
 ]
 
-def _default_lasso_grid() -> str:
-    """The default LASSO grid as the selector has it (so the table follows a change of it)."""
-    from IMNRiskLib.modelling.selection import LassoSelector  # start-up time: loaded when this step runs
-    lasso = LassoSelector()
-    return f"{lasso.n_lambdas} lambdas down to {lasso.lambda_ratio:g} x lambda_max"
-
-
-_LASSO_GRID = _default_lasso_grid()  # once: the selector's constructor goes through sklearn's parameter checks
+_LASSO_GRID = f"{lassogrid.N_LAMBDAS} lambdas down to {lassogrid.LAMBDA_RATIO:g} x lambda_max"
 DEVIATIONS = [{k: v.replace("{lasso_grid}", _LASSO_GRID) for k, v in row.items()} for row in DEVIATIONS]
 
 COLUMNS = (("step", "step"), ("paper", "paper"), ("imnrisk", "IMNRisk default"),

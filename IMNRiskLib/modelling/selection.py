@@ -19,6 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.pipeline import Pipeline
 
 from IMNRiskLib.stats.lasso import lambda_max, lasso_paths
+from IMNRiskLib.modelling import lassogrid
 from IMNRiskLib.stats.ranks import column_ranks, mann_whitney_p, rank_sums
 from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml, loglik_ml, loglik_ml_batch
 
@@ -257,8 +258,8 @@ class LassoSelector(_Step):
     (fixed folds from `seed`): `rule` "min" (lambda.min) or "1se" (largest lambda within one SE
     of the minimum). Keeps the features with non-zero coefficients at the chosen lambda."""
 
-    def __init__(self, rule: str = "min", n_lambdas: int = 100, lambda_ratio: float = 1e-3, folds: int = 5,
-                 seed: int = 0):
+    def __init__(self, rule: str = "min", n_lambdas: int = lassogrid.N_LAMBDAS,
+                 lambda_ratio: float = lassogrid.LAMBDA_RATIO, folds: int = 5, seed: int = 0):
         self.rule = rule
         self.n_lambdas = n_lambdas
         self.lambda_ratio = lambda_ratio
@@ -455,7 +456,7 @@ NO_CAP = 10 ** 9  # forward selection without a limit on the number of features
 
 def radiomics_pipeline(corr: float = 0.9, vif: float = 10.0, mwu_p: float = 0.05, lasso_rule: str = "min",
                        lasso_folds: int = 5, forward_p: float = 0.05, max_features: Optional[int] = None,
-                       seed: int = 0, n_lambdas: int = 100, lambda_ratio: float = 1e-3,
+                       seed: int = 0, n_lambdas: int = lassogrid.N_LAMBDAS, lambda_ratio: float = lassogrid.LAMBDA_RATIO,
                        corr_method: str = "pearson", icc_threshold: Optional[float] = None) -> Pipeline:
     """The whole selection chain, unfitted (`corr_method` "spearman" for the paper's protocol); with
     `icc_threshold`, the ICC filter first (the input then carries the second reader's columns)."""

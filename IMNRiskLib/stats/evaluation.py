@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy import stats
 
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.jsonio import json_clean
@@ -101,6 +100,7 @@ def delong_test(y: Sequence[int], a: Sequence[float], b: Sequence[float]) -> Dic
         return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "z": 0.0, "p": 1.0}
     if var <= 0:
         return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "z": None, "p": None}
+    from scipy import stats  # start-up time: scipy.stats loads only when a test needs it (not for a report)
     z = diff / math.sqrt(var)
     return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "z": z, "p": float(2 * stats.norm.sf(abs(z)))}
 
@@ -164,6 +164,7 @@ def accuracy_test(correct: int, n: int, nir: float) -> Dict[str, object]:
     """Accuracy beside the no-information rate, with the one-sided exact binomial test of
     accuracy > NIR (R `binom.test(correct, n, p = nir, alternative = "greater")`, as caret's
     `confusionMatrix` reports it)."""
+    from scipy import stats  # start-up time: scipy.stats loads only when a test needs it (not for a report)
     p = float(stats.binomtest(int(correct), int(n), float(nir), alternative="greater").pvalue)
     return {"accuracy": correct / n, "correct": int(correct), "n": int(n), "nir": float(nir),
             "p_accuracy_gt_nir": p}
@@ -223,6 +224,7 @@ def calibration(y: Sequence[int], p: Sequence[float]) -> Dict[str, object]:
     else:
         out["intercept"], out["slope"] = float(fit.params[0]), float(fit.params[1])
         out["slope_se"] = float(fit.bse[1])
+        from scipy import stats  # start-up time: scipy.stats loads only when a test needs it (not for a report)
         out["slope_p_vs_1"] = float(2 * stats.norm.sf(abs((fit.params[1] - 1) / fit.bse[1])))
     citl = glm_logistic(yi, np.ones((len(yi), 1)), offset=lp)
     out["citl"] = None if citl is None else float(citl.params[0])
@@ -263,6 +265,7 @@ def hosmer_lemeshow(y: Sequence[int], p: Sequence[float], external: bool = False
         groups.append({"group": len(groups) + 1, "p_min": float(p[sel].min()), "p_max": float(p[sel].max()),
                        "n": n, "observed": int(obs1), "expected": exp1})
     df = len(groups) - (0 if external else 2)
+    from scipy import stats  # start-up time: scipy.stats loads only when a test needs it (not for a report)
     pval = float(stats.chi2.sf(chi2, df)) if df > 0 and math.isfinite(chi2) else None
     # numbers and booleans only (the `stats --json` contract); hl_df_statement says it in words
     return {"chi2": float(chi2) if math.isfinite(chi2) else None, "df": df, "p": pval, "groups": groups,
@@ -451,6 +454,7 @@ def cox_snell_r2_from_c(cstatistic: float, prevalence: float, nodes: int = 200) 
     c, phi = float(cstatistic), float(prevalence)
     if not 0.5 <= c < 1 or not 0 < phi < 1:
         raise InputError("C statistic must lie in [0.5, 1) and prevalence in (0, 1)")
+    from scipy import stats  # start-up time: scipy.stats loads only when a test needs it (not for a report)
     mu = math.sqrt(2.0) * stats.norm.ppf(c)
     x, w = np.polynomial.hermite_e.hermegauss(nodes)
     w = w / w.sum()

@@ -4,9 +4,6 @@ Spearman correlations and the Mann-Whitney filter: one sample, or every column o
 from __future__ import annotations
 
 import numpy as np
-from scipy import special, stats
-
-from IMNRiskLib.stats import kernels
 
 
 def average_ranks(x: np.ndarray) -> np.ndarray:
@@ -24,6 +21,8 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
 def column_ranks(values: np.ndarray) -> np.ndarray:
     """Ranks within each column (ties averaged), scipy's `rankdata(values, axis=0)`: compiled when
     numba is there (`kernels.ranks`, ~8x faster), the same numbers either way."""
+    from scipy import stats  # start-up time: scipy.stats and numba load only when used (not for a report)
+    from IMNRiskLib.stats import kernels  # start-up time: as above
     if kernels.available() and np.isfinite(values).all():
         return kernels.ranks(values)
     return stats.rankdata(values, axis=0)
@@ -32,6 +31,7 @@ def column_ranks(values: np.ndarray) -> np.ndarray:
 def rank_sums(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     """Per column, the sum of the average ranks (ties averaged) of the rows in `group`: compiled
     without writing each rank when numba is there (`kernels.group_rank_sums`), the same numbers."""
+    from IMNRiskLib.stats import kernels  # start-up time: numba loads only when used (not for a report)
     if kernels.available() and np.isfinite(values).all():
         return kernels.group_rank_sums(values, group)[0]
     return column_ranks(values)[group].sum(axis=0)
@@ -42,6 +42,8 @@ def mann_whitney_p(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     others, normal approximation with continuity and tie corrections: scipy's `mannwhitneyu(...,
     method="asymptotic")` computed from the compiled rank sums and tie counts (whole or half
     numbers, so the same numbers; ~10x faster)."""
+    from scipy import special, stats  # start-up time: scipy.stats loads only when used (not for a report)
+    from IMNRiskLib.stats import kernels  # start-up time: numba loads only when used (not for a report)
     n1, n2 = int(group.sum()), int((~group).sum())
     if not (kernels.available() and n1 and n2 and np.isfinite(values).all()):
         return stats.mannwhitneyu(values[group], values[~group], axis=0, method="asymptotic",
