@@ -336,3 +336,14 @@ def test_glum_settles_a_cycling_active_set_at_the_exact_solution(data):
     for k in (10, 20, 29):
         theta = lasso._lasso_glum_polished(problems, 0, float(grid[k]), 1e-10, 200)
         assert np.allclose(theta, np.concatenate([[b0[k]], coefs[k]]), rtol=1e-7, atol=1e-7)
+
+
+def test_the_install_steps_warm_up_runs_as_make_runs_it():
+    """`make install` runs `python -m IMNRiskLib.stats.kernels`: as __main__, the module's warm-up
+    runs where its `if __name__` block stands, so every kernel it calls must be defined above it."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "IMNRiskLib.stats.kernels"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "compiled or loaded in" in done.stdout

@@ -514,9 +514,6 @@ def _group_rank_sums(VT, orders, in_group):
     return sums, ties
 
 
-if __name__ == "__main__":
-    print(f"numba {'available' if available() else 'not used'}; compiled or loaded in {warm_up():.1f} s")
-
 
 @njit(cache=True)
 def _icc_squares(V, at_first, at_second, rows):
@@ -546,3 +543,7 @@ def _icc_squares(V, at_first, at_second, rows):
         ss_rows[j], ss_cols[j], ss_error[j] = 2.0 * squares_rows, n * (mean_a ** 2 + mean_b ** 2), 2.0 * squares_error
         scale[j] = top ** 2
     return ss_rows, ss_cols, ss_error, scale
+
+
+if __name__ == "__main__":
+    print(f"numba {'available' if available() else 'not used'}; compiled or loaded in {warm_up():.1f} s")
