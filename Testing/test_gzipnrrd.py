@@ -99,3 +99,14 @@ def test_damaged_streams_go_to_the_usual_reading_which_names_them(tmp_path):
         assert read_gzip_nrrd(path) is None
         with pytest.raises(InputError, match="truncated or corrupt"):
             imaging.load_case(path, mask)
+
+
+def test_without_isal_zlib_reads_the_same(monkeypatch):
+    """Slicer's Python may lack python-isal: the reading falls back to zlib, with the same image."""
+    import sys
+    path = pyradiomics_data() / "breast1_image.nrrd"
+    with_isal = read_gzip_nrrd(path)
+    monkeypatch.setitem(sys.modules, "isal", None)
+    without = read_gzip_nrrd(path)
+    assert without is not None
+    assert_same_image(without, with_isal)
