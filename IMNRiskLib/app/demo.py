@@ -93,8 +93,8 @@ def _demo(folder: Path, args: argparse.Namespace) -> int:
 def render_meanwhile(stage: Path) -> Callable[[], None]:
     """Render `stage`'s report in a background thread; returns the function that waits for it and
     raises its error. The training's work runs in worker processes, so the thread mostly shares
-    the main process with a loop that waits for them. A daemon thread: an interrupted demo does
-    not wait for a report whose staging folder is being deleted."""
+    the main process with a loop that waits for them. A daemon thread, so that nothing but the
+    demo's own clean-up (`_settled`) waits for it."""
     from concurrent.futures import Future  # start-up time: only this command loads it
     from IMNRiskLib.outputs.report import render  # start-up time: only this command loads it
     outcome: Future = Future()
@@ -107,6 +107,13 @@ def render_meanwhile(stage: Path) -> Callable[[], None]:
             outcome.set_exception(exc)
     threading.Thread(target=work, name="imnrisk-report", daemon=True).start()
     return outcome.result
+
+
+def _settled(wait: Callable[[], None]) -> None:
+    """Wait for a background report, its error ignored: the demo has failed or been stopped (its
+    staging folder is deleted next), or the error was raised already."""
+    with contextlib.suppress(Exception):
+        wait()
 
 
 def demo_bootstrap(protocol: str, bootstrap: int) -> int:
@@ -145,6 +152,7 @@ def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
             report = target / "report.html"
             if name != names[-1]:
                 waits.append(render_meanwhile(stage))  # the next protocol trains on the cores meanwhile
+                model_folders.callback(_settled, waits[-1])  # stopped early: the drawing ends before its folder goes
             else:
                 for wait in waits:
                     wait()  # the earlier report finished (or its error raised): one drawing thread at a time
