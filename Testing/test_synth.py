@@ -216,3 +216,28 @@ def test_second_reader_in_the_tumours_box_equals_the_whole_image_morphology(box)
     got = synth._second_reader(mask, change, synth._padded(box, shape))
     assert got.dtype == np.uint8 and np.array_equal(got, expected)
     assert grown.any() and shrunk.any()  # both edits happen in this example
+
+
+def test_compiled_upsampling_gives_scipys_zoom_bit_for_bit():
+    """The phantom's fields (synthfield.upsample_linear) are scipy's zoom(order=1), the same float32
+    bits: on the synth's own field shapes and on random ones, including shapes where the last
+    coordinate lands past the last sample by rounding (scipy gives 0 there)."""
+    from IMNRiskLib.app.synthfield import axis_weights, upsample_linear
+    from IMNRiskLib.stats.kernels import available
+    if not available():
+        pytest.skip("numba not installed: scipy's zoom runs itself")
+    rng = np.random.default_rng(3)
+    grid = synth.DEFAULT_GRID["size"]
+    shapes = [(grid[2], grid[1], grid[0]), (35, 48, 42), (58, 42, 19), (52, 59, 41)]
+    shapes += [tuple(int(v) for v in rng.integers(3, 60, 3)) for _ in range(60)]
+    past_the_edge = 0
+    for number, shape in enumerate(shapes):
+        scale = (6.0, 4.0, 1.5)[number % 3]
+        coarse = [max(2, int(np.ceil(s / scale)) + 1) for s in shape]
+        field = rng.standard_normal(coarse).astype(np.float32)
+        expected = ndimage.zoom(field, [s / c for s, c in zip(shape, coarse)], order=1)[tuple(slice(0, s) for s in shape)]
+        got = upsample_linear(field, shape)
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), shape
+        past_the_edge += any(not axis_weights(c, o)[1][-1].any() for c, o in zip(coarse, expected.shape))
+    assert past_the_edge >= 1  # the rounding case was among them

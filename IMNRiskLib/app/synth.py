@@ -23,6 +23,7 @@ from scipy import ndimage
 from IMNRiskLib import RESEARCH_ONLY, __version__
 from IMNRiskLib.core.files import atomic_path, write_json, write_text
 from IMNRiskLib.app.synthdicom import volume_image
+from IMNRiskLib.app.synthfield import upsample_linear
 from IMNRiskLib.inputs.schema import load_schema
 from IMNRiskLib.core.workers import process_pool
 
@@ -226,8 +227,7 @@ def phenotype_traits(phenotype: float, rng: np.random.Generator) -> Dict[str, fl
 def _smooth_noise(rng: np.random.Generator, shape: Tuple[int, ...], scale_vox: float) -> np.ndarray:
     """Zero-mean, unit-SD smooth random field: coarse white noise, upsampled."""
     coarse = [max(2, int(math.ceil(s / scale_vox)) + 1) for s in shape]
-    field = rng.standard_normal(coarse).astype(np.float32)
-    field = ndimage.zoom(field, [s / c for s, c in zip(shape, coarse)], order=1)[tuple(slice(0, s) for s in shape)]
+    field = upsample_linear(rng.standard_normal(coarse).astype(np.float32), shape)
     field -= field.mean()
     return field / (field.std() or 1.0)
 
