@@ -194,3 +194,21 @@ def test_a_saved_figure_has_the_pixels_of_matplotlibs_own_png(name, tmp_path):
     assert np.array_equal(np.asarray(ours), rgba[..., :3])
     assert ours.info["Software"] == theirs.info["Software"] and ours.info["dpi"] == theirs.info["dpi"]
     assert ElementTree.parse(paths["svg"]).getroot().tag.endswith("svg")
+
+
+def test_figures_drawn_by_two_processes_are_the_ones_one_process_draws(trained_phantom, tmp_path):
+    """render(folder, jobs=2) hands every other figure to a worker process: the same PNG bytes
+    (SVG holds a date and random ids) and a report that shows every figure."""
+    from IMNRiskLib.outputs.report import render
+    copies = {}
+    for jobs in (1, 2):
+        copies[jobs] = tmp_path / f"jobs{jobs}"
+        shutil.copytree(trained_phantom[0], copies[jobs])
+        shutil.rmtree(copies[jobs] / "figures", ignore_errors=True)
+        render(copies[jobs], jobs)
+    pngs = sorted(p.name for p in (copies[1] / "figures").glob("*.png"))
+    assert len(pngs) >= 10 and pngs == sorted(p.name for p in (copies[2] / "figures").glob("*.png"))
+    for name in pngs:
+        assert (copies[1] / "figures" / name).read_bytes() == (copies[2] / "figures" / name).read_bytes(), name
+    page = (copies[2] / "report.html").read_text(encoding="utf-8")
+    assert page.count('src="data:image/png;base64,') >= len(pngs)

@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         reader2_path=args.features2, icc_threshold=args.icc_threshold,
                         use_icc=use_icc(args.protocol, args.icc_threshold, args.no_icc),
                         keep_replicates=not args.no_ci_replicates, dask=args.dask, force=args.force)
-        report = out / render(stage).name
+        report = out / render(stage, args.jobs).name  # the validation's warm workers draw half the figures
     print_training_summary(metrics, out)
     say(f"  report: {report}")
     return EXIT_OK

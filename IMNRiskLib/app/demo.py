@@ -156,7 +156,7 @@ def _demo_train(folder: Path, features_csv: Path, args: argparse.Namespace):
             else:
                 for wait in waits:
                     wait()  # the earlier report finished (or its error raised): one drawing thread at a time
-                render(stage)
+                render(stage, args.jobs)  # the validation's warm workers draw half the figures
             print_training_summary(metrics, target)
             say(f"imnrisk demo: {name} protocol trained and validated in {time.perf_counter() - start:.0f} s")
     if len(compared) > 1:

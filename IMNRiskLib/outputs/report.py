@@ -130,24 +130,57 @@ def _read_results(folder: Path) -> Dict[str, Any]:
             "lasso_path": pd.read_csv(folder / "lasso_path.csv"), "lasso_cv": pd.read_csv(folder / "lasso_cv.csv")}
 
 
-def make_figures(res: Dict[str, Any], folder: Path) -> Dict[str, Dict[str, Path]]:
-    """Every figure of the report, as PNG (300 dpi) and SVG in folder/figures."""
+def make_figures(res: Dict[str, Any], folder: Path, jobs: int = 1) -> Dict[str, Dict[str, Path]]:
+    """Every figure of the report, as PNG (300 dpi) and SVG in folder/figures. With jobs > 1, every
+    other figure is drawn by one of the validation's worker processes (joblib's reusable loky pool,
+    warm after a training) while this process draws the rest: the report's ~3 s of drawing is the
+    last step of a training, with a core idle."""
+    makers = figure_makers(res, folder)
+    names = list(makers)
+    if jobs <= 1 or len(names) < 2:
+        return draw_figures(makers, names, folder)
+    from joblib import Parallel, delayed  # start-up time: joblib loads only when used
+    from IMNRiskLib.core.workers import loky_backend  # start-up time: as above
+    elsewhere = names[1::2]
+    # a generator: joblib dispatches the task from its own thread while this one draws
+    theirs = Parallel(n_jobs=jobs, backend=loky_backend(jobs), return_as="generator")(
+        [delayed(_draw_saved)(folder, elsewhere)])
+    drawn = draw_figures(makers, names[0::2], folder)
+    for part in theirs:
+        drawn.update(part)
+    return {name: drawn[name] for name in names}
+
+
+def _draw_saved(folder: Path, names) -> Dict[str, Dict[str, Path]]:
+    """Worker entry point: draw `names` from the results saved in folder."""
+    return draw_figures(figure_makers(_read_results(folder), folder), names, folder)
+
+
+def draw_figures(makers: Dict[str, Any], names, folder: Path) -> Dict[str, Dict[str, Path]]:
+    """Draw and save the named figures (each made, saved and closed in turn)."""
+    return {name: figures.save(makers[name](), folder / "figures", name) for name in names}
+
+
+def figure_makers(res: Dict[str, Any], folder: Path) -> Dict[str, Any]:
+    """The report's figures by name, each a function that draws it."""
     m, model, pred = res["metrics"], res["model"], res["predictions"]
     outcome = model.outcome
     labels = model.labels
     sel = m["selection"]
-    figs = {
-        "funnel": figures.funnel(sel["funnel"]),
-        "lasso": figures.lasso(res["lasso_path"], res["lasso_cv"], sel["lasso"]["lambda_min"], sel["lasso"]["lambda_1se"]),
-        "radscore_by_outcome": figures.radscore_by_outcome(pred["radscore"].to_numpy(), pred[outcome].to_numpy(), outcome),
-        "cv_frequency": figures.cv_frequency(sel.get("cv_frequency") or {f: 1.0 for f in model.features}),
-        "roc": figures.roc(m), "nomogram": figures.nomogram(model.nomogram, labels),
-        "calibration": figures.calibration(m), "decision_curves": figures.decision_curves(m),
-        "cv_protocols": figures.cv_protocols(m), "calibration_validated": figures.calibration_validated(m)}
+    makers = {
+        "funnel": lambda: figures.funnel(sel["funnel"]),
+        "lasso": lambda: figures.lasso(res["lasso_path"], res["lasso_cv"], sel["lasso"]["lambda_min"],
+                                       sel["lasso"]["lambda_1se"]),
+        "radscore_by_outcome": lambda: figures.radscore_by_outcome(pred["radscore"].to_numpy(),
+                                                                   pred[outcome].to_numpy(), outcome),
+        "cv_frequency": lambda: figures.cv_frequency(sel.get("cv_frequency") or {f: 1.0 for f in model.features}),
+        "roc": lambda: figures.roc(m), "nomogram": lambda: figures.nomogram(model.nomogram, labels),
+        "calibration": lambda: figures.calibration(m), "decision_curves": lambda: figures.decision_curves(m),
+        "cv_protocols": lambda: figures.cv_protocols(m), "calibration_validated": lambda: figures.calibration_validated(m)}
     if "icc" in sel and (folder / "icc.csv").exists():  # a second reader's contours: feature stability
-        figs["icc"] = figures.icc_distribution(pd.read_csv(folder / "icc.csv")["icc"].to_numpy(float),
-                                               sel["icc"]["threshold"], sel["icc"]["type"])
-    return {name: figures.save(fig, folder / "figures", name) for name, fig in figs.items()}
+        makers["icc"] = lambda: figures.icc_distribution(pd.read_csv(folder / "icc.csv")["icc"].to_numpy(float),
+                                                         sel["icc"]["threshold"], sel["icc"]["type"])
+    return makers
 
 
 def _img(paths: Dict[str, Path], alt: str) -> str:
@@ -347,11 +380,12 @@ def _icc_section(m: Dict[str, Any], figs: Dict[str, Dict[str, Path]]) -> str:
             f"{_table(rows, 'ICC of the Rad-Score features (all patients read twice)')}")
 
 
-def render(folder) -> Path:
-    """Write folder/report.html (and figures/*.png, *.svg) from the saved results."""
+def render(folder, jobs: int = 1) -> Path:
+    """Write folder/report.html (and figures/*.png, *.svg) from the saved results; jobs > 1 when a
+    warm worker pool is there to draw half the figures (`make_figures`)."""
     folder = Path(folder)
     res = load_results(folder)
-    figs = make_figures(res, folder)
+    figs = make_figures(res, folder, jobs)
     m, model = res["metrics"], res["model"]
     settings_hash = hashlib.sha256(json.dumps(model.extraction, sort_keys=True).encode()).hexdigest()
     disc, delong, cal, validation = _model_tables(m)
