@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml Makefile tools/pyradiomics_wheel.py $(SDIST) | $(VENV)/
 	$(PIP) install 'numba>=0.60' "numpy==$$($(PY) -c 'import numpy; print(numpy.__version__)')" \
 	  || echo "imnrisk: no numba for this numpy; training uses the numpy solvers (same results, ~1.9x slower)"
 	$(PY) -m IMNRiskLib.stats.kernels
-	$(PY) -m IMNRiskLib.app.synthfield
+	$(PY) -m IMNRiskLib.app.synthkernels
 	touch $@
 
 demo: install

@@ -219,10 +219,10 @@ def test_second_reader_in_the_tumours_box_equals_the_whole_image_morphology(box)
 
 
 def test_compiled_upsampling_gives_scipys_zoom_bit_for_bit():
-    """The phantom's fields (synthfield.upsample_linear) are scipy's zoom(order=1), the same float32
+    """The phantom's fields (synthkernels.upsample_linear) are scipy's zoom(order=1), the same float32
     bits: on the synth's own field shapes and on random ones, including shapes where the last
     coordinate lands past the last sample by rounding (scipy gives 0 there)."""
-    from IMNRiskLib.app.synthfield import axis_weights, upsample_linear
+    from IMNRiskLib.app.synthkernels import axis_weights, upsample_linear
     from IMNRiskLib.stats.kernels import available
     if not available():
         pytest.skip("numba not installed: scipy's zoom runs itself")
@@ -241,3 +241,19 @@ def test_compiled_upsampling_gives_scipys_zoom_bit_for_bit():
         assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), shape
         past_the_edge += any(not axis_weights(c, o)[1][-1].any() for c, o in zip(coarse, expected.shape))
     assert past_the_edge >= 1  # the rounding case was among them
+
+
+def test_compiled_phantom_loops_give_numpys_bytes(monkeypatch):
+    """The compiled phase loops and fields (synthkernels) against their numpy and scipy twins
+    (IMNRISK_COMPILED=0): one patient, every phase, mask and second reader, byte for byte."""
+    from IMNRiskLib.stats.kernels import available
+    if not available():
+        pytest.skip("numba not installed: the numpy loops run themselves")
+    rendered = {}
+    for compiled in ("1", "0"):
+        monkeypatch.setenv("IMNRISK_COMPILED", compiled)
+        out = synth.render_patient([4, 2, 7], "medial", 24.0, 0.8, synth.DEFAULT_GRID)
+        rendered[compiled] = {k: out[k] for k in ("phases", "mask", "reader2")}
+    for key, value in rendered["1"].items():
+        assert value.dtype == rendered["0"][key].dtype and np.array_equal(value, rendered["0"][key]), key
+    assert rendered["1"]["phases"].std() > 10  # noise and enhancement, not an empty volume

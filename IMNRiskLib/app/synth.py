@@ -23,7 +23,7 @@ from scipy import ndimage
 from IMNRiskLib import RESEARCH_ONLY, __version__
 from IMNRiskLib.core.files import atomic_path, write_json, write_text
 from IMNRiskLib.app.synthdicom import volume_image
-from IMNRiskLib.app.synthfield import upsample_linear
+from IMNRiskLib.app.synthkernels import rician_magnitude, signal_sum, upsample_linear
 from IMNRiskLib.inputs.schema import load_schema
 from IMNRiskLib.core.workers import process_pool
 
@@ -365,28 +365,20 @@ def render_patient(seed_words: Sequence[int], location: str, diameter_mm: float,
 def _phases(base: np.ndarray, parenchyma_gain: np.ndarray, muscle_gain: np.ndarray,
             tumour: Tuple[np.ndarray, np.ndarray], box: Tuple[slice, ...], mask_box: np.ndarray,
             noise_rng: np.random.Generator) -> np.ndarray:
-    """The N_PHASES noisy volumes (int16). Each phase is computed in three reused buffers with
-    in-place operations (no new full-volume array per operation), in the order and precision of
-    `signal + noise`, so that a seed gives the same bytes as ever."""
+    """The N_PHASES noisy volumes (int16). Each phase is computed in three reused buffers, in the
+    order and precision of `signal + noise` (compiled loops: `synthkernels`), so that a seed gives
+    the same bytes as ever."""
     tumour_base, tumour_gain = tumour  # at the tumour's voxels
     phases = np.empty((N_PHASES,) + base.shape, np.int16)
     signal, real, imag = (np.empty(base.shape, np.float32) for _ in range(3))
     for t in range(N_PHASES):
-        np.multiply(parenchyma_gain, np.float32(PARENCHYMA_CURVE[t]), out=signal)
-        signal += base
-        signal += np.multiply(muscle_gain, np.float32(MUSCLE_CURVE[t]), out=real)
+        signal_sum(base, parenchyma_gain, np.float32(PARENCHYMA_CURVE[t]), muscle_gain, np.float32(MUSCLE_CURVE[t]),
+                   out=signal)
         signal[box][mask_box] = tumour_base * (1.0 + tumour_gain * TUMOUR_CURVE[t])
         # Rician noise: magnitude of a complex signal with Gaussian noise in both channels
         noise_rng.standard_normal(dtype=np.float32, out=real)
-        real *= NOISE_SIGMA
-        real += signal
         noise_rng.standard_normal(dtype=np.float32, out=imag)
-        imag *= NOISE_SIGMA
-        real *= real
-        imag *= imag
-        real += imag
-        np.rint(np.sqrt(real, out=real), out=real)
-        phases[t] = real
+        rician_magnitude(signal, real, imag, np.float32(NOISE_SIGMA), out=phases[t])
     return phases
 
 
