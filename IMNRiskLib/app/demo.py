@@ -75,38 +75,53 @@ def _demo(folder: Path, args: argparse.Namespace) -> int:
     summary = _synthesize(folder / "phantom", args)
     say(f"imnrisk demo: synthesised {summary['patients']} patients ({summary['events']} IMN-positive)")
     cohort = read_cohort(folder / "phantom" / "cohort.csv", need_clinical=True, need_outcome=True)
-    run = features.extract_cohort(cohort, features.load_settings(), folder / ".imnrisk-cache", jobs=args.jobs,
-                                  show_bar=not args.quiet)
+    # Table 1 and 2 need the manifest only: made while the extraction starts (its input hashing
+    # takes one core) instead of between the extraction and the training, on one core
+    tables = meanwhile(lambda: write_tables(folder / "phantom" / "cohort.csv", folder / "tables", force=True),
+                       "imnrisk-tables")
+    try:
+        run = features.extract_cohort(cohort, features.load_settings(), folder / ".imnrisk-cache", jobs=args.jobs,
+                                      show_bar=not args.quiet)
+    except BaseException:
+        _settled(tables)  # stopped or failed: the tables are written (or not) before the demo ends
+        raise
     paths = features.write_run(run, folder / "features.csv")
     if run.failures:
+        _settled(tables)
         report_errors([InputError(f["reason"], file=f["file"], id=f["ID"], field=f["field"] or None)
                        for f in run.failures])
         return EXIT_INTERNAL  # the phantom must extract cleanly
     say(f"imnrisk demo: {len(run.features)} cases x {run.features.shape[1]} features -> {paths['features']}"
         + (f"; second reader (Mask2): {len(run.reader2.features)} cases -> {paths['reader2']}" if run.reader2 else ""))
-    write_tables(folder / "phantom" / "cohort.csv", folder / "tables", force=True)
+    tables()
     metrics, report = _demo_train(folder, paths["features"], args)
     say(demo_closing_line(metrics, time.perf_counter() - start, report))
     return EXIT_OK
 
 
-def render_meanwhile(stage: Path) -> Callable[[], None]:
-    """Render `stage`'s report in a background thread; returns the function that waits for it and
-    raises its error. The training's work runs in worker processes, so the thread mostly shares
-    the main process with a loop that waits for them. A daemon thread, so that nothing but the
-    demo's own clean-up (`_settled`) waits for it."""
+def meanwhile(work: Callable[[], object], name: str) -> Callable[[], None]:
+    """Run `work` in a background thread; returns the function that waits for it and raises its
+    error. For steps that need one core while the rest of the demo keeps the others busy (or waits
+    on one core itself). A daemon thread, so that nothing but the demo's own clean-up
+    (`_settled`) waits for it."""
     from concurrent.futures import Future  # start-up time: only this command loads it
-    from IMNRiskLib.outputs.report import render  # start-up time: only this command loads it
     outcome: Future = Future()
 
-    def work() -> None:
+    def run() -> None:
         try:
-            render(stage)
+            work()
             outcome.set_result(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             outcome.set_exception(exc)
-    threading.Thread(target=work, name="imnrisk-report", daemon=True).start()
+    threading.Thread(target=run, name=name, daemon=True).start()
     return outcome.result
+
+
+def render_meanwhile(stage: Path) -> Callable[[], None]:
+    """Render `stage`'s report in a background thread (`meanwhile`): the training's work runs in
+    worker processes, so the thread mostly shares the main process with a loop that waits for them."""
+    from IMNRiskLib.outputs.report import render  # start-up time: only this command loads it
+    return meanwhile(lambda: render(stage), "imnrisk-report")
 
 
 def _settled(wait: Callable[[], None]) -> None:
