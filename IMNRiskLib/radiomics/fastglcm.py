@@ -86,6 +86,69 @@ class FastGLCM(RadiomicsGLCM):
     def getClusterShadeFeatureValue(self) -> np.ndarray:
         return self._centred_sum_moment(3)
 
+    def getClusterTendencyFeatureValue(self) -> np.ndarray:
+        return self._centred_sum_moment(2)
+
+    def getContrastFeatureValue(self) -> np.ndarray:
+        """sum_ij |i - j|^2 p(i, j), as sum_k k^2 p_{x-y}(k)."""
+        c = self.coefficients
+        return np.nanmean(np.sum(c["pxSuby"] * c["kValuesDiff"][None, :, None] ** 2, 1), 1)
+
+    def _once(self, key: str, compute) -> np.ndarray:
+        """An intermediate two features share (pyradiomics computes it in each), computed once."""
+        if key not in self.coefficients:
+            self.coefficients[key] = compute()
+        return self.coefficients[key]
+
+    def _spread_x(self) -> np.ndarray:
+        """sum_ij p (i - ux)^2 (Nv, 1, 1, angles): Sum of Squares, and Correlation's sigma_x^2."""
+        c = self.coefficients
+        return self._once("spread_x", lambda: np.sum(self.P_glcm * ((c["i"][None, :, :, None] - c["ux"]) ** 2),
+                                                     (1, 2), keepdims=True))
+
+    def _log_pxpy(self) -> np.ndarray:
+        """log2(px py + eps), in both Imc1 and Imc2."""
+        c = self.coefficients
+        return self._once("log_pxpy", lambda: np.log2(c["px"] * c["py"] + c["eps"]))
+
+    def getSumSquaresFeatureValue(self) -> np.ndarray:
+        if not self.symmetricalGLCM:
+            self.logger.warning("The formula for GLCM - Sum of Squares assumes that the GLCM is symmetrical, "
+                                "but this is not the case.")
+        return np.nanmean(self._spread_x()[:, 0, 0, :], 1)
+
+    def getCorrelationFeatureValue(self) -> np.ndarray:
+        """pyradiomics' Correlation, sigma_x^2 shared with Sum of Squares."""
+        c = self.coefficients
+        i, j, ux, uy, eps = c["i"], c["j"], c["ux"], c["uy"], c["eps"]
+        sigx = self._spread_x() ** 0.5
+        sigy = np.sum(self.P_glcm * ((j[None, :, :, None] - uy) ** 2), (1, 2), keepdims=True) ** 0.5
+        corm = np.sum(self.P_glcm * (i[None, :, :, None] - ux) * (j[None, :, :, None] - uy), (1, 2), keepdims=True)
+        corr = corm / (sigx * sigy + eps)
+        corr[sigx * sigy == 0] = 1  # as pyradiomics: elements that would be divided by 0
+        return np.nanmean(corr, (1, 2, 3))
+
+    def getImc1FeatureValue(self) -> np.ndarray:
+        """pyradiomics' Imc1, log2(px py + eps) shared with Imc2."""
+        c = self.coefficients
+        hxy, eps, px, py = c["HXY"], c["eps"], c["px"], c["py"]
+        hx = (-1) * np.sum((px * np.log2(px + eps)), (1, 2))
+        hy = (-1) * np.sum((py * np.log2(py + eps)), (1, 2))
+        hxy1 = (-1) * np.sum((self.P_glcm * self._log_pxpy()), (1, 2))
+        div = np.fmax(hx, hy)
+        imc1 = hxy - hxy1
+        imc1[div != 0] /= div[div != 0]
+        imc1[div == 0] = 0  # as pyradiomics: elements that would be divided by 0
+        return np.nanmean(imc1, 1)
+
+    def getImc2FeatureValue(self) -> np.ndarray:
+        """pyradiomics' Imc2, log2(px py + eps) shared with Imc1."""
+        c = self.coefficients
+        hxy2 = (-1) * np.sum(((c["px"] * c["py"]) * self._log_pxpy()), (1, 2))
+        imc2 = (1 - np.e ** (-2 * (hxy2 - c["HXY"]))) ** 0.5
+        imc2[hxy2 == c["HXY"]] = 0
+        return np.nanmean(imc2, 1)
+
     def getMCCFeatureValue(self):
         """pyradiomics' MCC, eps in Q's denominator included, from a symmetric eigenproblem.
 

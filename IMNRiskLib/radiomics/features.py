@@ -35,7 +35,7 @@ from IMNRiskLib.core.files import write_json, write_text
 # kept importable from here (an extraction's files, written and read back)
 from IMNRiskLib.radiomics.featurefiles import (_travelling_failure, output_paths, read_features,  # noqa: F401
                                               scrub_paths, sha256_of_file, write_run)
-from IMNRiskLib.radiomics.settings import ExtractionSettings, checked_extractor, software_versions
+from IMNRiskLib.radiomics.settings import ExtractionSettings, checked_extractor, one_itk_thread, software_versions
 # kept importable from here (features.load_settings(...) reads as one step of an extraction)
 from IMNRiskLib.radiomics.settings import (DEFAULT_PARAMS, load_settings, orientation_setting,  # noqa: F401
                                           quiet_pyradiomics, settings_from_dict)
@@ -128,7 +128,8 @@ def compute_features(loaded: imaging.LoadedCase, settings: ExtractionSettings,
     if feature_names is not None:
         wanted = set(feature_names)
         restrict_extractor(extractor, wanted)
-    result = extractor.execute(image, mask)
+    with one_itk_thread():
+        result = extractor.execute(image, mask)
     if settings.ibsi_variants:
         result = ibsi.add_variants(result)  # each beside pyradiomics' own (excess kurtosis, N - 1 axes)
     features, diagnostics = {}, {}
