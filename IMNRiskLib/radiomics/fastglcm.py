@@ -178,16 +178,17 @@ def _ritz_second_largest(p: np.ndarray, px: np.ndarray, py: np.ndarray, eps: flo
     Q's top eigenvalues are those of diag(lambda) - (Dx^1/2 U)^T E (Dx^-1/2 U), with an error below
     ||Dx^1/2 E Dx^-1/2||^2 / gap, the gap between the kept and the other eigenvalues of S.
     """
-    d = px * py  # (Nv, i, k, angles)
+    by_angle = np.ascontiguousarray(p.transpose(0, 3, 1, 2))  # (Nv, angles, i, k): BLAS products below
+    d = px.transpose(0, 3, 1, 2) * py.transpose(0, 3, 1, 2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.where(d > 0, p / np.sqrt(d), 0.0).transpose(0, 3, 1, 2)  # (Nv, angles, i, k)
-        e = np.where(d > 0, p * (eps / (d * (d + eps))), 0.0).transpose(0, 3, 1, 2)
+        a = np.where(d > 0, by_angle / np.sqrt(d), 0.0)
+        e = np.where(d > 0, by_angle * (eps / (d * (d + eps))), 0.0)
     values, top = _top_eigenpairs(np.matmul(a, a.transpose(0, 1, 3, 2)), _RITZ_SIZE)
     kept = top.shape[-1]  # (Nv, angles, i, kept)
     root_px = np.sqrt(px[:, :, 0, :].transpose(0, 2, 1))[..., None]  # (Nv, angles, i, 1)
     with np.errstate(divide="ignore"):
         inverse_root_px = np.where(root_px > 0, 1.0 / root_px, 0.0)  # gray levels absent at an angle: 0
-    shift = np.matmul(e, p.transpose(0, 3, 2, 1))  # E (Nv, angles, i, j)
+    shift = np.matmul(e, by_angle.transpose(0, 1, 3, 2))  # E (Nv, angles, i, j)
     shift_sym = root_px * shift * inverse_root_px.transpose(0, 1, 3, 2)
     projected = np.matmul((root_px * top).transpose(0, 1, 3, 2), np.matmul(shift, top * inverse_root_px))
     ritz = np.sort(np.linalg.eigvals(values[..., -kept:, None] * np.eye(kept) - projected).real, -1)
