@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pandas and the cohort (pandas) load only where used: scorin
 
 import numpy as np
 
-from IMNRiskLib.radiomics import ibsi
+from IMNRiskLib.radiomics import diagnostics, ibsi
 from IMNRiskLib.radiomics.values import real_value
 from IMNRiskLib.inputs import imaging
 from IMNRiskLib.core.errors import InputError
@@ -47,10 +47,7 @@ from IMNRiskLib.core.progress import progress_bar, stop_if_asked
 # taken as the same tumour read twice (extract --mask2-min-dice): below it, it is refused, not extracted.
 MIN_READER_DICE = 0.5
 CACHE_FORMAT = 2
-DIAGNOSTICS_KEPT = ("diagnostics_Image-original_Spacing", "diagnostics_Image-original_Size",
-                    "diagnostics_Image-original_Mean", "diagnostics_Mask-original_VoxelNum",
-                    "diagnostics_Mask-original_BoundingBox", "diagnostics_Mask-original_VolumeNum",
-                    "diagnostics_Image-original_Hash", "diagnostics_Mask-original_Hash")
+DIAGNOSTICS_KEPT = diagnostics.KEPT
 
 
 # --------------------------------------------------------------------------- settings
@@ -128,20 +125,25 @@ def compute_features(loaded: imaging.LoadedCase, settings: ExtractionSettings,
     if feature_names is not None:
         wanted = set(feature_names)
         restrict_extractor(extractor, wanted)
+    own_diagnostics = diagnostics.computed_here(extractor.settings) and image.GetDimension() == 3
+    if own_diagnostics:
+        extractor.settings["additionalInfo"] = False  # the kept ones are computed below: the same values
     with one_itk_thread():
         result = extractor.execute(image, mask)
+        if own_diagnostics:
+            result = {**diagnostics.original_diagnostics(image, mask, extractor.settings), **result}
     if settings.ibsi_variants:
         result = ibsi.add_variants(result)  # each beside pyradiomics' own (excess kurtosis, N - 1 axes)
-    features, diagnostics = {}, {}
+    features, kept = {}, {}
     for key, value in result.items():
         if wanted is not None and key not in wanted and not key.startswith("diagnostics_"):
             continue  # pyradiomics computes image types x classes; keep what was asked for
         if key.startswith("diagnostics_"):
             if key in DIAGNOSTICS_KEPT:
-                diagnostics[key] = value if isinstance(value, (str, int, float)) else str(value)
+                kept[key] = value if isinstance(value, (str, int, float)) else str(value)
         else:
             features[key] = real_value(key, value)
-    return features, diagnostics
+    return features, kept
 
 
 def restrict_extractor(extractor, feature_names: Iterable[str]) -> None:
@@ -225,7 +227,7 @@ def _extract_one(task: Dict[str, Any], image: Optional[imaging.LoadedCase] = Non
         if image is None:
             image = imaging.load_image_phase(task["image"], task["phase"])
         loaded = imaging.with_mask(image, task["mask"], task["label"], settings.min_tumour_voxels, task["image"])
-        features, diagnostics = compute_features(loaded, settings)
+        features, kept = compute_features(loaded, settings)
         bad = [k for k, v in features.items() if not math.isfinite(v)]
         spacing = loaded.image.GetSpacing()
         voxels = imaging.binary_count(loaded.mask)
@@ -233,7 +235,7 @@ def _extract_one(task: Dict[str, Any], image: Optional[imaging.LoadedCase] = Non
                   "warnings": loaded.warnings,
                   "phase": loaded.phase, "n_phases": loaded.n_phases, "phase_note": loaded.phase_note,
                   "voxels": voxels,
-                  "volume_ml": voxels * float(np.prod(spacing)) / 1000.0, "diagnostics": diagnostics,
+                  "volume_ml": voxels * float(np.prod(spacing)) / 1000.0, "diagnostics": kept,
                   "nonfinite": bad}
         if task.get("mask1"):
             result["dice_with_mask"] = reader_dice(task, loaded, settings, first_mask)
