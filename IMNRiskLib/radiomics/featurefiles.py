@@ -5,16 +5,28 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 if TYPE_CHECKING:  # pandas and the cohort (pandas) load only where used
     import pandas as pd
     from IMNRiskLib.inputs.cohort import Case
-    from IMNRiskLib.radiomics.features import ExtractionRun
 
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.files import check_input_file, output_set, write_json
+
+
+@dataclass
+class ExtractionRun:
+    """Outcome of extracting a cohort: the feature table, failures and provenance."""
+
+    features: pd.DataFrame
+    failures: List[Dict[str, Any]]
+    provenance: Dict[str, Any]
+    cached: int = 0
+    warnings: List[str] = field(default_factory=list)
+    reader2: Optional["ExtractionRun"] = None  # the second reader's masks (Mask2), when the manifest has them
 
 
 def sha256_of_file(path: Path) -> str:

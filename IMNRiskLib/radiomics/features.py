@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 from concurrent.futures import as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -33,8 +33,8 @@ from IMNRiskLib.inputs import imaging
 from IMNRiskLib.core.errors import InputError
 from IMNRiskLib.core.files import write_json, write_text
 # kept importable from here (an extraction's files, written and read back)
-from IMNRiskLib.radiomics.featurefiles import (_travelling_failure, output_paths, read_features,  # noqa: F401
-                                              scrub_paths, sha256_of_file, write_run)
+from IMNRiskLib.radiomics.featurefiles import (ExtractionRun, _travelling_failure, output_paths,  # noqa: F401
+                                              read_features, scrub_paths, sha256_of_file, write_run)
 from IMNRiskLib.radiomics.settings import ExtractionSettings, checked_extractor, one_itk_thread, software_versions
 # kept importable from here (features.load_settings(...) reads as one step of an extraction)
 from IMNRiskLib.radiomics.settings import (DEFAULT_PARAMS, load_settings, orientation_setting,  # noqa: F401
@@ -396,18 +396,6 @@ class FeatureCache:
 
 
 # --------------------------------------------------------------------------- cohort
-
-@dataclass
-class ExtractionRun:
-    """Outcome of extracting a cohort: the feature table, failures and provenance."""
-
-    features: pd.DataFrame
-    failures: List[Dict[str, Any]]
-    provenance: Dict[str, Any]
-    cached: int = 0
-    warnings: List[str] = field(default_factory=list)
-    reader2: Optional["ExtractionRun"] = None  # the second reader's masks (Mask2), when the manifest has them
-
 
 def _task(case: Case, settings: ExtractionSettings, reader: int = 1) -> Dict[str, Any]:
     """One extraction: the case's image with its first (Mask) or second reader's (Mask2) mask."""
