@@ -49,3 +49,21 @@ def test_pyradiomics_computes_them_where_it_resamples_or_is_told_not_to():
     assert diagnostics.computed_here({"additionalInfo": True})
     assert not diagnostics.computed_here({"additionalInfo": False})
     assert not diagnostics.computed_here({"interpolator": "sitkBSpline", "resampledPixelSpacing": [1, 1, 1]})
+
+
+def test_pre_crop_is_pyradiomics_own():
+    """The region pyradiomics' loadImage pre-crops to (its checkMask's box plus padDistance), voxels and
+    geometry; at an edge of the volume too; a mask without the label is left to pyradiomics."""
+    from radiomics import featureextractor
+    image = make_volume(shape=(24, 40, 40))
+    settings = features.load_settings()
+    extractor = features.make_extractor(settings, normalized_here=True)
+    for center in (None, (3, 4, 36)):
+        mask = make_blob_mask(image, center=center, radius=5)
+        ours = diagnostics.pre_crop(image, mask, extractor.settings)
+        theirs = featureextractor.RadiomicsFeatureExtractor.loadImage(image, mask, None, **extractor.settings)
+        for a, b in zip(ours, theirs):
+            assert a.GetSize() == b.GetSize() and a.GetOrigin() == b.GetOrigin(), center
+            assert (sitk.GetArrayViewFromImage(a) == sitk.GetArrayViewFromImage(b)).all(), center
+        assert all(a < b for a, b in zip(ours[0].GetSize(), image.GetSize()))  # it did crop
+    assert diagnostics.pre_crop(image, make_blob_mask(image, label=2), extractor.settings) is None

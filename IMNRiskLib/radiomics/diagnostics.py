@@ -1,4 +1,5 @@
-"""The diagnostics of pyradiomics that IMNRisk keeps, computed as pyradiomics computes them, faster.
+"""The diagnostics of pyradiomics that IMNRisk keeps, computed as pyradiomics computes them, faster;
+and pyradiomics' pre-crop, its box found the same, faster.
 
 pyradiomics' `additionalInfo` describes the image and mask handed to it: hashes (SimpleITK's SHA-1
 of each buffer), sizes, the image's mean, the mask's box, voxel and region counts, plus centres of
@@ -6,12 +7,14 @@ mass, minima and maxima that IMNRisk drops. Its `sitk.Hash` took 4% of a phantom
 (ITK's SHA-1 is a tenth as fast as Python's, which gives the same digest of the same bytes). IMNRisk's
 extractor turns `additionalInfo` off and computes the kept entries here with the same values; with
 resampling (the IBSI variants then read the resampled mask's diagnostics) pyradiomics computes them.
+Where IMNRisk computes them, it also pre-crops (`pre_crop`): pyradiomics' `preCrop` finds the mask's
+box with a LabelStatisticsImageFilter over the whole region handed to it (5 ms a phantom case).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -54,3 +57,17 @@ def original_diagnostics(image: sitk.Image, mask: sitk.Image, settings: Dict[str
             "diagnostics_Mask-original_BoundingBox": box,
             "diagnostics_Mask-original_VoxelNum": int(np.count_nonzero(inside)),
             "diagnostics_Mask-original_VolumeNum": regions.GetObjectCount()}
+
+
+def pre_crop(image: sitk.Image, mask: sitk.Image, settings: Dict[str, Any]) -> Optional[Tuple[sitk.Image, sitk.Image]]:
+    """pyradiomics' `preCrop` (its loadImage): image and mask cropped to the label's box plus
+    `padDistance` by its own `cropToTumorMask`, the box (pyradiomics' checkMask's, x y z lower and
+    upper) found by numpy; None when the label is absent (pyradiomics then refuses the mask itself).
+    pyradiomics' execute still checks the cropped mask (`checkMask`), as it does after its own crop."""
+    from radiomics import imageoperations  # start-up time: radiomics loads only when used
+    inside = sitk.GetArrayViewFromImage(mask) == settings.get("label", 1)
+    if inside.ndim != 3 or not inside.any():
+        return None
+    z, y, x = (np.flatnonzero(inside.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    box = np.array([x[0], x[-1], y[0], y[-1], z[0], z[-1]])
+    return imageoperations.cropToTumorMask(image, mask, box, **settings)

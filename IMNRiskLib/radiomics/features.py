@@ -129,7 +129,11 @@ def compute_features(loaded: imaging.LoadedCase, settings: ExtractionSettings,
     if own_diagnostics:
         extractor.settings["additionalInfo"] = False  # the kept ones are computed below: the same values
     with one_itk_thread():
-        result = extractor.execute(image, mask)
+        cropped = diagnostics.pre_crop(image, mask, extractor.settings) \
+            if own_diagnostics and extractor.settings.get("preCrop") else None
+        if cropped is not None:
+            extractor.settings["preCrop"] = False  # done: pyradiomics' crop, the same box
+        result = extractor.execute(*(cropped or (image, mask)))
         if own_diagnostics:
             result = {**diagnostics.original_diagnostics(image, mask, extractor.settings), **result}
     if settings.ibsi_variants:
