@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -48,7 +48,7 @@ class LoadedCase:
     """A 3-D image (one phase) and a binary mask (1 = tumour) on the same grid, plus notes."""
 
     image: sitk.Image
-    mask: sitk.Image
+    mask: Optional[sitk.Image]  # None: the image alone (load_image_phase), before `with_mask`
     phase: int
     n_phases: int
     warnings: List[str] = field(default_factory=list)
@@ -497,15 +497,26 @@ def load_mask(path: Union[str, Path], label: Union[int, str], image: sitk.Image,
 def load_case(image_path: Union[str, Path], mask_path: Union[str, Path], phase: Optional[int] = None,
               label: Union[int, str] = 1, min_voxels: int = MIN_TUMOUR_VOXELS) -> LoadedCase:
     """Load the chosen phase and its tumour mask, checked and on one grid."""
+    return with_mask(load_image_phase(image_path, phase), mask_path, label, min_voxels, image_path)
+
+
+def load_image_phase(image_path: Union[str, Path], phase: Optional[int] = None) -> LoadedCase:
+    """The chosen phase, checked, as a LoadedCase without its mask (mask None): what the two readers
+    of a case share (`with_mask` gives each its own)."""
     notes: List[str] = []
     stored, chosen, n = _load_stored_phase(image_path, phase, notes)
-    image = sitk.Cast(stored, sitk.sitkFloat32)
-    warnings: List[str] = []
-    mask = load_mask(mask_path, label, image, warnings, min_voxels, image_path=image_path)
-    return LoadedCase(image=image, mask=mask, phase=chosen, n_phases=n, warnings=warnings,
+    return LoadedCase(image=sitk.Cast(stored, sitk.sitkFloat32), mask=None, phase=chosen, n_phases=n,
                       phase_note=phase_note(n, chosen, phase, notes),
                       stored_float32=stored.GetPixelID() == sitk.sitkFloat32,
                       stored_integer=stored.GetPixelID() in _INTEGER_PIXELS)
+
+
+def with_mask(image: LoadedCase, mask_path: Union[str, Path], label: Union[int, str] = 1,
+              min_voxels: int = MIN_TUMOUR_VOXELS, image_path: Optional[Union[str, Path]] = None) -> LoadedCase:
+    """The loaded image (`load_image_phase`) with a tumour mask read, checked and put on its grid."""
+    warnings: List[str] = []
+    mask = load_mask(mask_path, label, image.image, warnings, min_voxels, image_path=image_path)
+    return replace(image, mask=mask, warnings=warnings)
 
 
 def phase_note(n_phases: int, chosen: int, requested: Optional[int], notes: Sequence[str]) -> str:

@@ -31,7 +31,12 @@ def shared_binning() -> Iterator[None]:
 
 
 class _SharedBinning:
-    """Mixin: pyradiomics' `_applyBinning`, looked up in the block's cache first."""
+    """Mixin: pyradiomics' `_applyBinning`, looked up in the block's cache first; and the class's
+    feature names found once (pyradiomics inspects the class's members at every instance)."""
+
+    @classmethod
+    def getFeatureNames(cls) -> Dict[str, bool]:
+        return dict(_feature_names(cls))
 
     def _applyBinning(self, matrix):
         cache = _BINNED.get()
@@ -45,6 +50,12 @@ class _SharedBinning:
         binned, gray_levels, ng = cache[key]
         self.coefficients["grayLevels"], self.coefficients["Ng"] = gray_levels.copy(), ng
         return np.array(binned, copy=True)  # each class owns its matrix, as with pyradiomics
+
+
+@functools.lru_cache(maxsize=None)
+def _feature_names(cls: type) -> Dict[str, bool]:
+    """pyradiomics' getFeatureNames of a class made by `sharing_binning`: {name: deprecated}."""
+    return super(_SharedBinning, cls).getFeatureNames()
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,11 +1,12 @@
-"""Features: pyradiomics extraction for a cohort, one case per task, cached, local pool or Dask.
+"""Features: pyradiomics extraction for a cohort, one case (its one or two readers) per task, cached,
+local pool or Dask.
 
 Each case is loaded and checked by `imaging`, put in one anatomical orientation and
 smoothed/normalised as the settings say, then handed to pyradiomics' RadiomicsFeatureExtractor
 with the user's settings unchanged (its GLCM class swapped for `fastglcm.FastGLCM`: the same
-values, faster). Results are cached per case (keyed by image and mask content, settings and
-software versions), written atomically, so a re-run costs nothing and an interrupted run resumes
-where it stopped.
+values, faster). Results are cached per case and reader (keyed by image and mask content, settings
+and software versions), written atomically, so a re-run costs nothing and an interrupted run resumes
+where it stopped. A case's two readers (Mask, Mask2) are extracted in one task that reads its image once.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import collections
 import hashlib
 import json
 import math
-import re
 from concurrent.futures import as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -27,12 +27,15 @@ if TYPE_CHECKING:  # pandas and the cohort (pandas) load only where used: scorin
 
 import numpy as np
 
-from IMNRiskLib.radiomics import ibsi
+from IMNRiskLib.radiomics import diagnostics, ibsi
 from IMNRiskLib.radiomics.values import real_value
 from IMNRiskLib.inputs import imaging
 from IMNRiskLib.core.errors import InputError
-from IMNRiskLib.core.files import check_input_file, output_set, write_json, write_text
-from IMNRiskLib.radiomics.settings import ExtractionSettings, checked_extractor, software_versions
+from IMNRiskLib.core.files import write_json, write_text
+# kept importable from here (an extraction's files, written and read back)
+from IMNRiskLib.radiomics.featurefiles import (ExtractionRun, _travelling_failure, output_paths,  # noqa: F401
+                                              read_features, scrub_paths, sha256_of_file, write_run)
+from IMNRiskLib.radiomics.settings import ExtractionSettings, checked_extractor, one_itk_thread, software_versions
 # kept importable from here (features.load_settings(...) reads as one step of an extraction)
 from IMNRiskLib.radiomics.settings import (DEFAULT_PARAMS, load_settings, orientation_setting,  # noqa: F401
                                           quiet_pyradiomics, settings_from_dict)
@@ -44,10 +47,7 @@ from IMNRiskLib.core.progress import progress_bar, stop_if_asked
 # taken as the same tumour read twice (extract --mask2-min-dice): below it, it is refused, not extracted.
 MIN_READER_DICE = 0.5
 CACHE_FORMAT = 2
-DIAGNOSTICS_KEPT = ("diagnostics_Image-original_Spacing", "diagnostics_Image-original_Size",
-                    "diagnostics_Image-original_Mean", "diagnostics_Mask-original_VoxelNum",
-                    "diagnostics_Mask-original_BoundingBox", "diagnostics_Mask-original_VolumeNum",
-                    "diagnostics_Image-original_Hash", "diagnostics_Mask-original_Hash")
+DIAGNOSTICS_KEPT = diagnostics.KEPT
 
 
 # --------------------------------------------------------------------------- settings
@@ -125,19 +125,29 @@ def compute_features(loaded: imaging.LoadedCase, settings: ExtractionSettings,
     if feature_names is not None:
         wanted = set(feature_names)
         restrict_extractor(extractor, wanted)
-    result = extractor.execute(image, mask)
+    own_diagnostics = diagnostics.computed_here(extractor.settings) and image.GetDimension() == 3
+    if own_diagnostics:
+        extractor.settings["additionalInfo"] = False  # the kept ones are computed below: the same values
+    with one_itk_thread():
+        cropped = diagnostics.pre_crop(image, mask, extractor.settings) \
+            if own_diagnostics and extractor.settings.get("preCrop") else None
+        if cropped is not None:
+            extractor.settings["preCrop"] = False  # done: pyradiomics' crop, the same box
+        result = extractor.execute(*(cropped or (image, mask)))
+        if own_diagnostics:
+            result = {**diagnostics.original_diagnostics(image, mask, extractor.settings), **result}
     if settings.ibsi_variants:
         result = ibsi.add_variants(result)  # each beside pyradiomics' own (excess kurtosis, N - 1 axes)
-    features, diagnostics = {}, {}
+    features, kept = {}, {}
     for key, value in result.items():
         if wanted is not None and key not in wanted and not key.startswith("diagnostics_"):
             continue  # pyradiomics computes image types x classes; keep what was asked for
         if key.startswith("diagnostics_"):
             if key in DIAGNOSTICS_KEPT:
-                diagnostics[key] = value if isinstance(value, (str, int, float)) else str(value)
+                kept[key] = value if isinstance(value, (str, int, float)) else str(value)
         else:
             features[key] = real_value(key, value)
-    return features, diagnostics
+    return features, kept
 
 
 def restrict_extractor(extractor, feature_names: Iterable[str]) -> None:
@@ -181,19 +191,47 @@ def _compute_per_image_only(extractor, per_image: Dict[str, Dict[str, List[str]]
 def extract_case(task: Dict[str, Any]) -> Dict[str, Any]:
     """Worker entry point (picklable): extract one case; failures are returned, not raised.
     The task's `number` (its place in the run), when given, comes back with the result."""
-    result = _extract_one(task)
+    return _numbered(task, _extract_one(task)[0])
+
+
+def extract_tasks(tasks: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Worker entry point (picklable): one task, or the two readers' tasks of one case (`_jobs`),
+    whose image is then read, checked and cast once, and whose Dice uses the first reader's mask
+    as loaded; each result is what `extract_case` gives for its task."""
+    if len(tasks) == 1:
+        return [extract_case(tasks[0])]
+    first, second = tasks
+    try:
+        image = imaging.load_image_phase(first["image"], first["phase"])
+    except InputError as exc:
+        return [_numbered(t, _input_failure(t, exc)) for t in tasks]
+    except _EXTRACTION_ERRORS as exc:
+        return [_numbered(t, _extraction_failure(t, exc)) for t in tasks]
+    one, first_mask = _extract_one(first, image)
+    return [_numbered(first, one), _numbered(second, _extract_one(second, image, first_mask)[0])]
+
+
+def _numbered(task: Dict[str, Any], result: Dict[str, Any]) -> Dict[str, Any]:
     if "number" in task:
         result["number"] = task["number"]
     return result
 
 
-def _extract_one(task: Dict[str, Any]) -> Dict[str, Any]:
-    """Load, check and extract one case (image + one mask)."""
+# pyradiomics raises ValueError for masks it rejects; these end one case's extraction, not the run
+_EXTRACTION_ERRORS = (ValueError, RuntimeError, IndexError, ZeroDivisionError, MemoryError)
+
+
+def _extract_one(task: Dict[str, Any], image: Optional[imaging.LoadedCase] = None,
+                 first_mask: Optional[Any] = None) -> Tuple[Dict[str, Any], Optional[Any]]:
+    """Load, check and extract one case (image + one mask): (result, the mask as loaded, or None).
+    `image`: the case's image already loaded (`imaging.load_image_phase`); `first_mask`: the first
+    reader's mask as loaded, for a second reader's Dice."""
     settings = ExtractionSettings(**task["settings"])
     try:
-        loaded = imaging.load_case(task["image"], task["mask"], task["phase"], task["label"],
-                                   settings.min_tumour_voxels)
-        features, diagnostics = compute_features(loaded, settings)
+        if image is None:
+            image = imaging.load_image_phase(task["image"], task["phase"])
+        loaded = imaging.with_mask(image, task["mask"], task["label"], settings.min_tumour_voxels, task["image"])
+        features, kept = compute_features(loaded, settings)
         bad = [k for k, v in features.items() if not math.isfinite(v)]
         spacing = loaded.image.GetSpacing()
         voxels = imaging.binary_count(loaded.mask)
@@ -201,45 +239,48 @@ def _extract_one(task: Dict[str, Any]) -> Dict[str, Any]:
                   "warnings": loaded.warnings,
                   "phase": loaded.phase, "n_phases": loaded.n_phases, "phase_note": loaded.phase_note,
                   "voxels": voxels,
-                  "volume_ml": voxels * float(np.prod(spacing)) / 1000.0, "diagnostics": diagnostics,
+                  "volume_ml": voxels * float(np.prod(spacing)) / 1000.0, "diagnostics": kept,
                   "nonfinite": bad}
         if task.get("mask1"):
-            result["dice_with_mask"] = reader_dice(task, loaded, settings)
-        return result
+            result["dice_with_mask"] = reader_dice(task, loaded, settings, first_mask)
+        return result, loaded.mask
     except InputError as exc:
-        field = exc.field
-        if task.get("reader") == 2 and (field == "Mask" or (field is None and exc.file == task["mask"])):
-            field = "Mask2"  # the second reader's mask: name its column
-        return {"id": task["id"], "error": exc.message, "file": exc.file or str(task["image"]), "field": field}
-    except (ValueError, RuntimeError, IndexError, ZeroDivisionError, MemoryError) as exc:
-        # pyradiomics raises ValueError for masks it rejects; keep the others going
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return {"id": task["id"], "error": f"extraction failed: {message[:200]}",
-                "file": str(task["image"]), "field": None}
+        return _input_failure(task, exc), None
+    except _EXTRACTION_ERRORS as exc:
+        return _extraction_failure(task, exc), None
 
 
-def reader_dice(task: Dict[str, Any], loaded: imaging.LoadedCase, settings: ExtractionSettings) -> Optional[float]:
-    """Dice overlap of a second reader's mask (loaded) with the first reader's (task's mask1), both
-    on the image's grid; None when the first mask cannot be read (its own failure says why)."""
+def _input_failure(task: Dict[str, Any], exc: InputError) -> Dict[str, Any]:
+    """A task's failure on input the user can fix, naming the second reader's column for its mask."""
+    field = exc.field
+    if task.get("reader") == 2 and (field == "Mask" or (field is None and exc.file == task["mask"])):
+        field = "Mask2"  # the second reader's mask: name its column
+    return {"id": task["id"], "error": exc.message, "file": exc.file or str(task["image"]), "field": field}
+
+
+def _extraction_failure(task: Dict[str, Any], exc: Exception) -> Dict[str, Any]:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return {"id": task["id"], "error": f"extraction failed: {message[:200]}",
+            "file": str(task["image"]), "field": None}
+
+
+def reader_dice(task: Dict[str, Any], loaded: imaging.LoadedCase, settings: ExtractionSettings,
+                first: Optional[Any] = None) -> Optional[float]:
+    """Dice overlap of a second reader's mask (loaded) with the first reader's (task's mask1, or
+    `first` when already loaded), both on the image's grid; None when the first mask cannot be
+    read (its own failure says why)."""
     import SimpleITK as sitk  # start-up time: SimpleITK loads only when used
-    try:
-        first = imaging.load_mask(task["mask1"], task["label"], loaded.image, [], settings.min_tumour_voxels)
-    except InputError:
-        return None
+    if first is None:
+        try:
+            first = imaging.load_mask(task["mask1"], task["label"], loaded.image, [], settings.min_tumour_voxels)
+        except InputError:
+            return None
     a = sitk.GetArrayViewFromImage(first) > 0
     b = sitk.GetArrayViewFromImage(loaded.mask) > 0
     return float(2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1))
 
 
 # --------------------------------------------------------------------------- cache
-
-def sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 # A file changed within this many seconds of being hashed may change again within the same
 # timestamp tick unseen ("racily clean", as git calls it): its hash is not memoised.
@@ -360,18 +401,6 @@ class FeatureCache:
 
 # --------------------------------------------------------------------------- cohort
 
-@dataclass
-class ExtractionRun:
-    """Outcome of extracting a cohort: the feature table, failures and provenance."""
-
-    features: pd.DataFrame
-    failures: List[Dict[str, Any]]
-    provenance: Dict[str, Any]
-    cached: int = 0
-    warnings: List[str] = field(default_factory=list)
-    reader2: Optional["ExtractionRun"] = None  # the second reader's masks (Mask2), when the manifest has them
-
-
 def _task(case: Case, settings: ExtractionSettings, reader: int = 1) -> Dict[str, Any]:
     """One extraction: the case's image with its first (Mask) or second reader's (Mask2) mask."""
     task = {"id": case.id, "image": str(case.image), "mask": str(case.mask if reader == 1 else case.mask2),
@@ -388,22 +417,45 @@ def _task(case: Case, settings: ExtractionSettings, reader: int = 1) -> Dict[str
     return task
 
 
-def _run_local(tasks: List[Dict[str, Any]], jobs: int):
-    """Yield results as cases finish, in a spawned process pool (or in-process for one job)."""
+def _jobs(tasks: List[Dict[str, Any]]) -> List[List[Dict[str, Any]]]:
+    """The tasks as worker jobs (`extract_tasks`), in order: a case's two readers together when both
+    are to be extracted from the same image with the same settings (the image is then read once),
+    every other task alone."""
+    jobs: List[List[Dict[str, Any]]] = []
+    waiting: Dict[tuple, List[Dict[str, Any]]] = {}  # a first reader's job, by what its second must share
+    for task in tasks:
+        job = waiting.pop(_pair_key(task, task.get("mask1")), None) if task.get("reader") == 2 else None
+        if job is not None:
+            job.append(task)
+            continue
+        jobs.append([task])
+        if task.get("reader", 1) == 1:
+            waiting[_pair_key(task, task["mask"])] = jobs[-1]
+    return jobs
+
+
+def _pair_key(task: Dict[str, Any], first_mask: Optional[str]) -> tuple:
+    return (task["id"], task["image"], task["phase"], repr(task["label"]), first_mask,
+            json.dumps(task["settings"], sort_keys=True))
+
+
+def _run_local(tasks: List[Any], jobs: int, worker: Callable[[Any], Any] = extract_case):
+    """Yield results as tasks finish (`worker`'s, one per task), in a spawned process pool (or
+    in-process for one job)."""
     if jobs <= 1 or len(tasks) <= 1:
         for task in tasks:
-            yield extract_case(task)
+            yield worker(task)
         return
     pool = process_pool(min(jobs, len(tasks)))  # workers die with us (kill -9 included)
     try:
-        futures = [pool.submit(extract_case, t) for t in tasks]
+        futures = [pool.submit(worker, t) for t in tasks]
         for future in as_completed(futures):
             yield future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_dask(tasks: List[Dict[str, Any]], address: str):
+def _run_dask(tasks: List[Any], address: str, worker: Callable[[Any], Any] = extract_case):
     """Yield results from a Dask distributed scheduler (the images must be readable by the workers)."""
     try:
         from dask.distributed import Client, as_completed as dask_completed  # optional dependency (extra dask)
@@ -414,12 +466,17 @@ def _run_dask(tasks: List[Dict[str, Any]], address: str):
     except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(f"cannot reach the Dask scheduler at {address} ({exc})", field="--dask") from None
     try:
-        futures = [client.submit(extract_case, t, pure=False, key=f"imnrisk-{t['id']}-{i}")
+        futures = [client.submit(worker, t, pure=False, key=f"imnrisk-{_task_id(t)}-{i}")
                    for i, t in enumerate(tasks)]
         for future in dask_completed(futures):
             yield future.result()
     finally:
         client.close()
+
+
+def _task_id(task: Union[Dict[str, Any], List[Dict[str, Any]]]) -> str:
+    """The case ID of a task or of a job (a list of one case's tasks)."""
+    return task[0]["id"] if isinstance(task, list) else task["id"]
 
 
 def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Union[str, Path],
@@ -445,16 +502,19 @@ def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Unio
     todo = [dict(t, number=k) for k, t in enumerate(tasks) if k not in results]
     bar = progress_bar(len(tasks), "extract", "case", enabled=show_bar, initial=len(results))
     try:
-        stream = _run_dask(todo, dask_address) if dask_address else _run_local(todo, jobs)
-        for result in stream:
+        work = _jobs(todo)  # a case's two readers in one job: its image is read once
+        stream = (_run_dask(work, dask_address, extract_tasks) if dask_address
+                  else _run_local(work, jobs, extract_tasks))
+        for batch in stream:
             stop_if_asked()
-            number = result.pop("number")
-            results[number] = result
-            if "error" not in result:
-                cache.put(keys[number], result)
-            bar.update(1)
-            if progress:
-                progress(len(results), len(tasks))
+            for result in batch:
+                number = result.pop("number")
+                results[number] = result
+                if "error" not in result:
+                    cache.put(keys[number], result)
+                bar.update(1)
+                if progress:
+                    progress(len(results), len(tasks))
     finally:
         bar.close()
     by_reader = [{tasks[k]["id"]: (results[k], hashes[k]) for k in results if tasks[k].get("reader", 1) == r}
@@ -535,85 +595,3 @@ def _collect(cohort: Cohort, settings: ExtractionSettings, results: Dict[str, Di
                   "failures": [{"ID": f["ID"], "field": f["field"], "reason": f["public_reason"]} for f in failures]}
     return ExtractionRun(features=frame, failures=failures, provenance=provenance, cached=cached,
                          warnings=warnings)
-
-
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[\\/][^\s:;,'\"()]+")
-
-
-def scrub_paths(text: str, known: Dict[str, str]) -> str:
-    """Text that may travel: known paths replaced by their role (e.g. Image), any other absolute path
-    by '<path>' (a folder name can be a patient's name)."""
-    for path, role in sorted(known.items(), key=lambda kv: -len(kv[0])):
-        if path:
-            text = text.replace(path, role)
-    return _ABSOLUTE_PATH.sub("<path>", text)
-
-
-def _travelling_failure(case: Case, result: Dict[str, Any], mask_role: str = "Mask") -> Dict[str, str]:
-    """The failure as features.failures.csv and the provenance show it: which input (Image, Mask or
-    Mask2) instead of its path, and a reason without paths (stderr keeps the full paths for the user)."""
-    known = {str(case.image): "Image", str(case.mask): mask_role,
-             str(Path(case.image).resolve()): "Image", str(Path(case.mask).resolve()): mask_role}
-    file = result.get("file") or ""
-    role = known.get(file) or known.get(str(Path(file).resolve()) if file else "", "")
-    if not role and file:
-        role = "Image" if file.startswith(str(case.image)) else (mask_role if file.startswith(str(case.mask)) else "")
-    return {"public_file": role, "public_reason": scrub_paths(result.get("public_error") or result["error"], known)}
-
-
-def output_paths(out: Union[str, Path]) -> Dict[str, Path]:
-    """features.csv and the files written beside it."""
-    out = Path(out)
-    stem = out.name[:-4] if out.name.lower().endswith(".csv") else out.name
-    return {"features": out, "provenance": out.with_name(stem + ".provenance.json"),
-            "failures": out.with_name(stem + ".failures.csv"),
-            "reader2": out.with_name(stem + "_reader2.csv"),  # the second reader's (Mask2) table
-            "reader2_provenance": out.with_name(stem + "_reader2.provenance.json")}
-
-
-def write_run(run: ExtractionRun, out: Union[str, Path]) -> Dict[str, Path]:
-    """Write features.csv, its provenance (bound to it by the table's SHA-256) and the failures as one
-    set: all three or none (the previous set stays whole when anything fails, disk full included).
-    With a second reader, features_reader2.csv and its provenance too, each provenance also
-    recording the other table's SHA-256 (the pair is bound)."""
-    import pandas as pd  # start-up time: pandas loads only when used
-    paths = output_paths(out)
-    with output_set(paths["features"].parent, last=paths["features"].name) as stage:
-        staged = {k: stage / p.name for k, p in paths.items()}
-        run.features.to_csv(staged["features"], float_format="%.17g")
-        sha = {"features_sha256": sha256_of_file(staged["features"])}
-        if run.reader2 is not None:
-            run.reader2.features.to_csv(staged["reader2"], float_format="%.17g")
-            sha2 = sha256_of_file(staged["reader2"])
-            write_json(staged["reader2_provenance"], {**run.reader2.provenance, "features_sha256": sha2,
-                                                      "reader1_features_sha256": sha["features_sha256"]})
-            sha["reader2_features_sha256"] = sha2
-        write_json(staged["provenance"], {**run.provenance, **sha})
-        public = [{"ID": f["ID"], "file": f.get("public_file", ""), "field": f["field"],
-                   "reason": f.get("public_reason", f["reason"])} for f in run.failures]
-        pd.DataFrame(public, columns=["ID", "file", "field", "reason"]).to_csv(staged["failures"], index=False)
-    return paths
-
-
-def read_features(path: Union[str, Path]) -> pd.DataFrame:
-    """Read a features.csv back (ID index, float columns); bad files raise InputError."""
-    import pandas as pd  # start-up time: pandas loads only when used
-    path = check_input_file(path, "features file")
-    try:
-        frame = pd.read_csv(path, dtype={"ID": str}).set_index("ID")
-    except (ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a features table with an ID column ({(str(exc).splitlines() or [''])[0]})",
-                         file=str(path)) from None
-    duplicated = frame.index[frame.index.duplicated()].unique()
-    if len(duplicated):
-        raise InputError(f"{len(duplicated)} ID(s) appear more than once", file=str(path), id=duplicated[0],
-                         field="ID")
-    non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    if non_numeric:
-        column = frame[non_numeric[0]]
-        bad = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()]
-        value = str(bad.iloc[0]) if len(bad) else ""
-        others = f" (non-numeric feature columns: {', '.join(non_numeric[:5])})" if len(non_numeric) > 1 else ""
-        raise InputError(f"'{value[:40]}' is not a number{others}", file=str(path),
-                         id=str(bad.index[0]) if len(bad) else None, field=non_numeric[0])
-    return frame.astype(float)
