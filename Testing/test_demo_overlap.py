@@ -24,7 +24,7 @@ def test_a_failing_second_protocol_leaves_nothing_half_written(tmp_path, monkeyp
             return {"protocol": "paper"}
         raise KeyboardInterrupt  # IMNRisk's protocol is stopped while the paper's report draws
 
-    def slow_render(stage):
+    def slow_render(stage, *_):
         drawing["thread"] = threading.current_thread().name
         time.sleep(0.5)
         (stage / "report.html").write_text("<html></html>", encoding="utf-8")

@@ -89,7 +89,7 @@ def test_a_cached_first_reader_is_found_and_the_second_extracted_alone(tmp_path)
     seen = []
     both = features.extract_cohort(cohort, settings, cache, show_bar=False, progress=lambda n, total: seen.append((n, total)))
     assert both.cached == 2  # the two first readers, from the cache
-    assert seen == [(3, 4), (4, 4)]  # progress counts results, as before
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]  # progress counts every result, the cached ones as found
     fresh = features.extract_cohort(cohort, settings, tmp_path / "fresh", jobs=2, show_bar=False)
     assert fresh.cached == 0
     pd.testing.assert_frame_equal(both.features, fresh.features, check_exact=True)

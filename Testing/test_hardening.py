@@ -335,7 +335,7 @@ def test_a_failing_run_leaves_the_previous_complete_set_intact(tmp_path, phantom
     assert cli.main(args) == 0
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
-    def disk_full(folder):
+    def disk_full(folder, *_):
         (folder / "report.html").write_text("half", encoding="utf-8")
         raise OSError(errno.ENOSPC, "No space left on device", str(folder / "report.html"))
     monkeypatch.setattr(report, "render", disk_full)

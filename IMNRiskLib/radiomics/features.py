@@ -19,7 +19,7 @@ import math
 from concurrent.futures import as_completed
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 if TYPE_CHECKING:  # pandas and the cohort (pandas) load only where used: scoring one patient needs neither
     import pandas as pd
@@ -326,6 +326,7 @@ class FeatureCache:
         self._memo.setdefault("format", CACHE_FORMAT)
         self._memo.setdefault("files", {})
         self._memo_dirty = False
+        self._this_run: Dict[str, list] = {}  # hashes of files written just now (not memoised on disk)
         self.notes: List[str] = []
 
     def file_hash(self, path: Path) -> str:
@@ -342,13 +343,15 @@ class FeatureCache:
         stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
         key = f"{st.st_dev}:{st.st_ino}"
         files = self._memo["files"]
-        hit = files.get(key)
+        hit = files.get(key) or self._this_run.get(key)
         if isinstance(hit, list) and len(hit) == 2 and hit[0] == stamp:
             return hit[1]
         value = sha256_of_file(path)
         if time.time() - max(st.st_mtime, st.st_ctime) > RACY_SECONDS:
             files[key] = [stamp, value]
             self._memo_dirty = True
+        else:  # within this run only (a case's second reader shares its image): the run reads it once more
+            self._this_run[key] = [stamp, value]
         return value
 
     def key(self, task: Dict[str, Any], versions: Dict[str, str]) -> Tuple[str, Dict[str, str]]:
@@ -417,6 +420,31 @@ def _task(case: Case, settings: ExtractionSettings, reader: int = 1) -> Dict[str
     return task
 
 
+def _uncached_jobs(tasks: List[Dict[str, Any]], cache: FeatureCache, versions: Dict[str, str],
+                   keys: Dict[int, str], hashes: Dict[int, Dict[str, str]],
+                   cached: Callable[[int, Dict[str, Any]], None]) -> Iterator[List[Dict[str, Any]]]:
+    """Case by case: hash the case's files into its tasks' cache keys (`keys`, `hashes`, by task
+    number), hand each cached result to `cached`, and yield the case's other tasks as jobs (`_jobs`)."""
+    for numbers in _numbers_by_case(tasks):
+        todo = []
+        for number in numbers:
+            keys[number], hashes[number] = cache.key(tasks[number], versions)
+            hit = cache.get(keys[number], tasks[number]["id"])
+            if hit is None:
+                todo.append(dict(tasks[number], number=number))
+            else:
+                cached(number, hit)
+        yield from _jobs(todo)
+
+
+def _numbers_by_case(tasks: List[Dict[str, Any]]) -> List[List[int]]:
+    """The task numbers of each case (its first and second reader), cases in their first task's order."""
+    by_case: Dict[str, List[int]] = {}
+    for number, task in enumerate(tasks):
+        by_case.setdefault(task["id"], []).append(number)
+    return list(by_case.values())
+
+
 def _jobs(tasks: List[Dict[str, Any]]) -> List[List[Dict[str, Any]]]:
     """The tasks as worker jobs (`extract_tasks`), in order: a case's two readers together when both
     are to be extracted from the same image with the same settings (the image is then read once),
@@ -439,14 +467,15 @@ def _pair_key(task: Dict[str, Any], first_mask: Optional[str]) -> tuple:
             json.dumps(task["settings"], sort_keys=True))
 
 
-def _run_local(tasks: List[Any], jobs: int, worker: Callable[[Any], Any] = extract_case):
+def _run_local(tasks: Iterable[Any], jobs: int, worker: Callable[[Any], Any] = extract_case):
     """Yield results as tasks finish (`worker`'s, one per task), in a spawned process pool (or
-    in-process for one job)."""
-    if jobs <= 1 or len(tasks) <= 1:
+    in-process for one job). Tasks are submitted as `tasks` yields them: the first run while the
+    later ones are made; the pool's processes start with the first."""
+    if jobs <= 1:
         for task in tasks:
             yield worker(task)
         return
-    pool = process_pool(min(jobs, len(tasks)))  # workers die with us (kill -9 included)
+    pool = process_pool(jobs)  # workers die with us (kill -9 included); started by the first task
     try:
         futures = [pool.submit(worker, t) for t in tasks]
         for future in as_completed(futures):
@@ -455,7 +484,7 @@ def _run_local(tasks: List[Any], jobs: int, worker: Callable[[Any], Any] = extra
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_dask(tasks: List[Any], address: str, worker: Callable[[Any], Any] = extract_case):
+def _run_dask(tasks: Iterable[Any], address: str, worker: Callable[[Any], Any] = extract_case):
     """Yield results from a Dask distributed scheduler (the images must be readable by the workers)."""
     try:
         from dask.distributed import Client, as_completed as dask_completed  # optional dependency (extra dask)
@@ -493,35 +522,36 @@ def extract_cohort(cohort: Cohort, settings: ExtractionSettings, cache_dir: Unio
     if second_reader:
         tasks += [_task(c, settings, reader=2) for c in cohort.second_reader]
     keys, hashes, results = {}, {}, {}
-    for number, task in enumerate(tasks):
-        keys[number], hashes[number] = cache.key(task, versions)
-        hit = cache.get(keys[number], task["id"])
-        if hit is not None:
-            results[number] = hit
-    cache.save_memo()
-    todo = [dict(t, number=k) for k, t in enumerate(tasks) if k not in results]
-    bar = progress_bar(len(tasks), "extract", "case", enabled=show_bar, initial=len(results))
+    bar = progress_bar(len(tasks), "extract", "case", enabled=show_bar)
+
+    def done(number: int, result: Dict[str, Any]) -> None:
+        results[number] = result
+        bar.update(1)
+        if progress:
+            progress(len(results), len(tasks))
+
+    cached = []
     try:
-        work = _jobs(todo)  # a case's two readers in one job: its image is read once
+        # the jobs go to the workers as each case's files are hashed (~1 s per GB, in this process):
+        # the pool starts and extracts meanwhile
+        work = _uncached_jobs(tasks, cache, versions, keys, hashes, lambda k, hit: (cached.append(k), done(k, hit)))
         stream = (_run_dask(work, dask_address, extract_tasks) if dask_address
-                  else _run_local(work, jobs, extract_tasks))
+                  else _run_local(work, min(jobs, len({t['id'] for t in tasks})), extract_tasks))
         for batch in stream:
             stop_if_asked()
             for result in batch:
                 number = result.pop("number")
-                results[number] = result
                 if "error" not in result:
                     cache.put(keys[number], result)
-                bar.update(1)
-                if progress:
-                    progress(len(results), len(tasks))
+                done(number, result)
     finally:
         bar.close()
+    cache.save_memo()
     by_reader = [{tasks[k]["id"]: (results[k], hashes[k]) for k in results if tasks[k].get("reader", 1) == r}
                  for r in (1, 2)]
     first = {i: r for i, (r, _) in by_reader[0].items()}
     run = _collect(cohort, settings, first, {i: h for i, (_, h) in by_reader[0].items()}, versions,
-                   cached=len(tasks) - len(todo))
+                   cached=len(cached))
     run.warnings = cache.notes + run.warnings
     if second_reader and cohort.second_reader:
         run.reader2 = _collect_reader2(cohort, settings, by_reader[1], first, versions, min_dice)
