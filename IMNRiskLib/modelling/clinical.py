@@ -447,7 +447,22 @@ def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: i
     groups = _saturated_groups(X)
     n = [float(g.sum()) for g in groups]
     events = [float(np.asarray(y, float)[g].sum()) for g in groups]
+    from IMNRiskLib.stats import fitkernels  # start-up time: loaded when this step runs
+    compiled = fitkernels.group_firth(np.array(n), np.array(events), max_iter, tol)
+    if compiled is not None:  # the loop below, compiled (the same bits)
+        t, ll = list(compiled[0]), compiled[1]
+    else:
+        t, ll = _group_firth_loop(n, events, max_iter, tol)
+    beta = np.array([t[0]] + [tg - t[0] for tg in t[1:]])
+    Xi = with_intercept(X)
+    pi = probability(Xi @ beta)
+    cov = np.linalg.inv(Xi.T @ (Xi * (pi * (1 - pi))[:, None]))
+    return LogisticFit(["(Intercept)"] + list(terms), beta, np.sqrt(np.diag(cov)), cov, len(y), int(np.sum(y)),
+                       "Firth", False, ll)
 
+
+def _group_firth_loop(n: List[float], events: List[float], max_iter: int, tol: float) -> Tuple[List[float], float]:
+    """`_saturated_firth`'s iterations on the group log-odds t: (t, penalised log-likelihood)."""
     def penalised(t: List[float]) -> float:
         value = 0.0
         for tg, ng, sg in zip(t, n, events):
@@ -458,7 +473,7 @@ def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: i
     def coefficients(t: List[float]) -> List[float]:
         return [t[0]] + [tg - t[0] for tg in t[1:]]
 
-    t = [0.0] * len(groups)
+    t = [0.0] * len(n)
     ll = penalised(t)
     for _ in range(max_iter):
         step = []
@@ -475,12 +490,7 @@ def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: i
         t, ll = new, new_ll
         if converged:
             break
-    beta = np.array(coefficients(t))
-    Xi = with_intercept(X)
-    pi = probability(Xi @ beta)
-    cov = np.linalg.inv(Xi.T @ (Xi * (pi * (1 - pi))[:, None]))
-    return LogisticFit(["(Intercept)"] + list(terms), beta, np.sqrt(np.diag(cov)), cov, len(y), int(np.sum(y)),
-                       "Firth", False, ll)
+    return t, ll
 
 
 def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, entry_p: float = ENTRY_P,

@@ -116,11 +116,16 @@ class CorrelationFilter(_Step):
         # |r| only of the features still unblocked, a block at a time, and only with the features
         # from the block on (those before it are decided): most are blocked before their turn, so
         # most of the correlation matrix is never needed
+        from IMNRiskLib.stats import fitkernels  # start-up time: loaded when this step runs
+        compiled = fitkernels.available()
         for start in range(0, Z.shape[1], CORRELATION_BLOCK):
             block = start + np.flatnonzero(~blocked[start:start + CORRELATION_BLOCK])
             if not len(block):
                 continue
             corr = np.abs(Z[:, block].T @ Z[:, start:]) / len(Z)  # row: |r| of a candidate with each later one
+            if compiled:  # the loop below, compiled
+                kept += fitkernels.keep_uncorrelated(corr, block, start, blocked, self.threshold).tolist()
+                continue
             for j, row in zip(block, corr):
                 if not blocked[j]:
                     kept.append(j)

@@ -16,7 +16,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from IMNRiskLib.stats import evaluation
 from IMNRiskLib.modelling.clinical import EncodedClinical, encode_clinical
-from IMNRiskLib.modelling.models import MODELS, TrainingOptions, fit_models, refit_frozen
+from IMNRiskLib.modelling.models import MODELS, FittedModels, TrainingOptions, fit_models, refit_frozen
 from IMNRiskLib.inputs.schema import ClinicalSchema
 from IMNRiskLib.scoring.uncertainty import compact_replicate
 from IMNRiskLib.core.workers import loky_backend
@@ -210,13 +210,18 @@ def _dask_chunks(chunks: List[list], fn: Callable, address):
 
 
 def repeated_cv(data: Data, folds: int = 5, repeats: int = 100, seed: int = 0, protocol: str = "nested",
-                jobs: int = 1, show_bar: bool = True, dask: Optional[str] = None) -> Dict[str, object]:
+                jobs: int = 1, show_bar: bool = True, dask: Optional[str] = None,
+                whole: Optional[FittedModels] = None) -> Dict[str, object]:
     """Repeated stratified K-fold CV (a new split per repeat). Per model: AUC and accuracy
     (threshold 0.5) mean and SD over all folds, calibration slope of each repeat's pooled
-    out-of-fold predictions (mean, SD, min, max); and how often each feature was selected."""
+    out-of-fold predictions (mean, SD, min, max); and how often each feature was selected.
+    `whole`: the models fitted on every patient with data's options, when fitted already (the
+    leaky protocol's selection; else fitted here, the same fit)."""
     frozen = None
     if protocol == "leaky":
-        whole = fit_models(data.features, data.clinical, data.y, data.schema, data.options, encoded=data.encoding())
+        if whole is None:
+            whole = fit_models(data.features, data.clinical, data.y, data.schema, data.options,
+                               encoded=data.encoding())
         frozen = (whole.factors, whole.radiomics)
     tasks = []
     for r in range(repeats):
