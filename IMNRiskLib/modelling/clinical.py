@@ -495,12 +495,14 @@ def _group_firth_loop(n: List[float], events: List[float], max_iter: int, tol: f
 
 def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, entry_p: float = ENTRY_P,
                      keep_p: float = KEEP_P, test: str = "lrt", collinear: Optional[float] = COLLINEAR,
-                     encoded: Optional[EncodedFrame] = None) -> Table2:
+                     encoded: Optional[EncodedFrame] = None, associations: bool = True) -> Table2:
     """`table2`'s decisions only (univariate p, entered, collinear pairs, the multivariable fit,
     the LRT path, selected, notes, associations), without its printed table (`table` is empty):
     the same fits on arrays encoded once, because the validation repeats the procedure ~1500
     times. Must follow `table2` step by step (Testing/test_clinical_fast.py checks it on resamples).
-    `encoded`: the frame's encoding when already made (`EncodedClinical.take`)."""
+    `encoded`: the frame's encoding when already made (`EncodedClinical.take`); `associations`
+    False: no association of every pair of entered variables (`associations` empty; the validation's fits
+    discard it)."""
     if test not in CLINICAL_TESTS:
         raise ValueError(f"clinical test {test!r}: one of {', '.join(CLINICAL_TESTS)}")
     y = np.asarray(y, int)
@@ -547,7 +549,7 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
         else:
             selected = [n for n in candidates if _variable_p(multivariable, schema[n]) < keep_p]
     return Table2(pd.DataFrame(), entered, selected, univariate_p, multivariable, notes, test, pairs, path, final,
-                  encoded_pairs(enc, entered))
+                  encoded_pairs(enc, entered) if associations else [])
 
 
 def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:

@@ -108,12 +108,14 @@ class FittedModels:
 
 
 def select_factors(clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, options: TrainingOptions,
-                   encoded: Optional[EncodedClinical] = None):
+                   encoded: Optional[EncodedClinical] = None, associations: bool = True):
     """Clinical factors by the paper's procedure; falls back to the strongest univariate factor
-    when none survives (a clinical model needs at least one; the note says so)."""
+    when none survives (a clinical model needs at least one; the note says so). `associations`
+    False: the record without every pair's association (`table2_selection`)."""
     # table2's decisions without its printed table (the same fits; Testing/test_clinical_fast.py)
     t2 = table2_selection(clinical, y, schema, options.entry_p, options.keep_p, test=options.clinical_test,
-                          collinear=options.clinical_collinear, encoded=None if encoded is None else encoded.frame)
+                          collinear=options.clinical_collinear, encoded=None if encoded is None else encoded.frame,
+                          associations=associations)
     factors = list(t2.selected)
     notes = list(t2.notes)
     if not factors:
@@ -143,15 +145,18 @@ def _fit(y: np.ndarray, X: np.ndarray, terms: List[str]) -> LogisticFit:
 
 def fit_models(features: pd.DataFrame, clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
                options: TrainingOptions, factors: Optional[Sequence[str]] = None,
-               radiomics: Optional[Pipeline] = None, encoded: Optional[EncodedClinical] = None) -> FittedModels:
+               radiomics: Optional[Pipeline] = None, encoded: Optional[EncodedClinical] = None,
+               associations: bool = True) -> FittedModels:
     """Fit the three models on one sample. `factors` / `radiomics` given = selection frozen
     (refit coefficients only): used for the paper's protocol, where selection saw every patient.
-    `encoded`: the clinical table's encoding when made already (`encode_clinical`; the validation's)."""
+    `encoded`: the clinical table's encoding when made already (`encode_clinical`; the validation's).
+    `associations` False: the clinical selection's record without every pair's association (the
+    validation's fits, which keep no record)."""
     y = np.asarray(y, int)
     notes: List[str] = []
     record: Dict[str, object] = {}
     if factors is None:
-        factors, t2, notes = select_factors(clinical, y, schema, options, encoded)
+        factors, t2, notes = select_factors(clinical, y, schema, options, encoded, associations)
         record = t2.selection_record()
     if radiomics is None:
         radiomics = fit_chain(options.pipeline(), features, y)

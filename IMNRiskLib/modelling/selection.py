@@ -194,8 +194,11 @@ class MannWhitneyFilter(_Step):
         y = np.asarray(y)
         p = mann_whitney_p(X.to_numpy(float), y == 1)
         self.p_values_ = pd.Series(p, index=X.columns)
-        keep = self.p_values_[self.p_values_ < self.p_threshold]
         self.fallback_ = None
+        if (p < self.p_threshold).sum() >= self.min_keep and X.columns.is_unique:  # as below, without pandas
+            self._keep(X, np.flatnonzero(p < self.p_threshold))
+            return self
+        keep = self.p_values_[self.p_values_ < self.p_threshold]
         if len(keep) < self.min_keep:
             self.fallback_ = (f"{len(keep)} feature(s) with Mann-Whitney p < {self.p_threshold:g}; the "
                               f"{self.min_keep} smallest p kept")

@@ -90,7 +90,8 @@ def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str], Dic
     number, data, repeat, train, test, frozen = args
     tr = data.take(train)
     if frozen is None:
-        models = fit_models(tr.features, tr.clinical, tr.y, tr.schema, tr.options, encoded=tr.encoded)
+        models = fit_models(tr.features, tr.clinical, tr.y, tr.schema, tr.options, encoded=tr.encoded,
+                            associations=False)
     else:  # the paper's protocol: the selection made on all patients, coefficients refitted
         factors, pipeline = frozen
         models = fit_models(tr.features, tr.clinical, tr.y, tr.schema, tr.options, factors=factors,
@@ -322,7 +323,8 @@ def _boot_task(args):
     number, data, idx = args
     boot = data.take(idx)
     try:
-        models = fit_models(boot.features, boot.clinical, boot.y, boot.schema, boot.options, encoded=boot.encoded)
+        models = fit_models(boot.features, boot.clinical, boot.y, boot.schema, boot.options, encoded=boot.encoded,
+                            associations=False)
     except (ValueError, np.linalg.LinAlgError):
         return number, {m: None for m in MODELS}, None
     p_boot = models.predict(boot.features, boot.clinical, boot.encoded)

@@ -129,7 +129,7 @@ def _polished(Xi: np.ndarray, y: np.ndarray, lam: float, theta: np.ndarray, tol:
     cols = np.concatenate([[0], np.flatnonzero(theta[1:]) + 1]).astype(np.int64)
     out, eta = theta.copy(), _eta(np.ascontiguousarray(Xi.T[cols]), theta[cols])
     kept = _newton_on_support(np.ascontiguousarray(Xi.T), y, lam, out, cols, len(cols), np.sign(theta), tol,
-                              max_iter, eta)[0]
+                              max_iter, eta, _probability(eta))[0]
     return out if kept == len(cols) else theta
 
 
@@ -242,12 +242,12 @@ def _probability(eta):
 
 
 @njit(cache=True)
-def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta):
+def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta, pr):
     """Minimise -loglik/n + lam * s'b over theta[cols[:m]] (cols[0] = 0, the intercept) with the
     signs s fixed: Newton steps with Armijo backtracking, cut where a coefficient would cross zero
     (it then leaves the support), chord steps near the optimum. Updates theta, cols and eta in
     place; returns (m, H, L): the support's size, its last Hessian (0 x 0 when it changed since)
-    and that Hessian's Cholesky factor."""
+    and that Hessian's Cholesky factor. pr: `_probability(eta)`, made by the caller already."""
     n = y.shape[0]
     XsT = XiT[cols[:m]]
     th = theta[cols[:m]]
@@ -256,8 +256,9 @@ def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta):
     f0 = np.nan  # the objective at th, computed when a line search needs it
     H, L = np.empty((0, 0)), np.empty((0, 0))
     chord = False
-    for _ in range(max_iter):
-        pr = _probability(eta)
+    for iteration in range(max_iter):
+        if iteration > 0:
+            pr = _probability(eta)
         g = pen - _rows_dot(XsT, (y - pr) / n)
         if not chord:
             H = _hessian(XsT, pr * (1.0 - pr) / n)
@@ -307,9 +308,10 @@ def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta):
 @njit(cache=True)
 def _violations(XiT, y, eta, lam, theta, cols, m, signs):
     """Features off the support whose |gradient| exceeds lam join it (cols, signs updated, cols
-    sorted); returns the new support size (m when none)."""
+    sorted); returns the new support size (m when none) and `_probability(eta)`."""
     n, q = y.shape[0], XiT.shape[0]
-    grad = _rows_dot(XiT, (y - _probability(eta)) / n)
+    pr = _probability(eta)
+    grad = _rows_dot(XiT, (y - pr) / n)
     off = np.ones(q, np.bool_)
     off[cols[:m]] = False
     off[0] = False
@@ -321,7 +323,7 @@ def _violations(XiT, y, eta, lam, theta, cols, m, signs):
             grown += 1
     if grown > m:
         cols[:grown].sort()
-    return grown
+    return grown, pr
 
 
 @njit(cache=True)
@@ -382,11 +384,13 @@ def _path(Xi, y, lambdas, theta, tol, max_iter):
                 m += 1
         eta = _eta(XiT[cols[:m]], theta[cols[:m]])
         if k > 0:  # features breaking KKT at the guess enter before the Newton steps
-            m = _violations(XiT, y, eta, lam, theta, cols, m, signs)
+            m, pr = _violations(XiT, y, eta, lam, theta, cols, m, signs)
+        else:
+            pr = _probability(eta)
         settled, H, L = False, np.empty((0, 0)), np.empty((0, 0))
         for _round in range(2 * q + 10):
-            m, H, L = _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta)
-            grown = _violations(XiT, y, eta, lam, theta, cols, m, signs)
+            m, H, L = _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta, pr)
+            grown, pr = _violations(XiT, y, eta, lam, theta, cols, m, signs)
             if grown == m:
                 settled = True
                 break
