@@ -243,14 +243,14 @@ def repeated_cv(data: Data, folds: int = 5, repeats: int = 100, seed: int = 0, p
     for m in MODELS:
         aucs = [f["auc"] for f in fold_perf[m] if f["auc"] is not None]
         accs = [f["accuracy"] for f in fold_perf[m]]
-        slopes = [performance(data.y, oof[r][m].to_numpy())["slope"] for r in range(repeats)]
-        slopes = [s for s in slopes if s is not None]
+        pooled = [performance(data.y, oof[r][m].to_numpy()) for r in range(repeats)]  # each repeat's, once
+        slopes = [p["slope"] for p in pooled if p["slope"] is not None]
         out["models"][m] = {
             "folds": folds, "repeats": repeats, "auc_mean": _mean(aucs), "auc_sd": _sd(aucs),
             "accuracy_mean": _mean(accs), "accuracy_sd": _sd(accs), "slope_mean": _mean(slopes),
             "slope_sd": _sd(slopes), "slope_min": min(slopes) if slopes else None,
             "slope_max": max(slopes) if slopes else None,
-            "auc_pooled_mean": _mean([performance(data.y, oof[r][m].to_numpy())["auc"] for r in range(repeats)]),
+            "auc_pooled_mean": _mean([p["auc"] for p in pooled]),
             # validated calibration curve: each patient's out-of-fold prediction averaged over the repeats
             "calibration_curves": evaluation.calibration_curves(
                 data.y, np.mean([oof[r][m].to_numpy() for r in range(repeats)], axis=0))}

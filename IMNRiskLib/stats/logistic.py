@@ -253,7 +253,8 @@ def fit_firth(y: np.ndarray, X: "pd.DataFrame", max_iter: int = 100, tol: float 
     ll, pi, w, info = penalised(beta)
     for _ in range(max_iter):
         inv = np.linalg.inv(info)
-        h = np.einsum("ij,jk,ik->i", Xi * np.sqrt(w)[:, None], inv, Xi * np.sqrt(w)[:, None])
+        root = Xi * np.sqrt(w)[:, None]
+        h = np.einsum("ij,jk,ik->i", root, inv, root)
         score = Xi.T @ (y - pi + h * (0.5 - pi))
         step = inv @ score
         for _half in range(30):
