@@ -31,8 +31,13 @@ def association(X: pd.DataFrame, y: np.ndarray) -> pd.Series:
 
 
 def _association(values: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return _association_of_sums(rank_sums(values, y == 1), y)
+
+
+def _association_of_sums(sums: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """`_association` from each column's sum of the events' ranks."""
     m, n = int(y.sum()), int(len(y) - y.sum())
-    auc = (rank_sums(values, y == 1) - m * (m + 1) / 2.0) / (m * n)
+    auc = (sums - m * (m + 1) / 2.0) / (m * n)
     return np.abs(auc - 0.5)
 
 
@@ -41,7 +46,12 @@ def strongest_first(X: pd.DataFrame, y: np.ndarray) -> Tuple[np.ndarray, np.ndar
     order, as pandas' stable descending sort), and the centred values in that order: the visiting
     order of the greedy filters."""
     values = X.to_numpy(float)
-    order = np.argsort(-_association(values, np.asarray(y)), kind="stable")
+    return _ordered(values, _association(values, np.asarray(y)))
+
+
+def _ordered(values: np.ndarray, association: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """`strongest_first` given the columns' association."""
+    order = np.argsort(-association, kind="stable")
     Z = values[:, order]
     return order, Z - Z.mean(0)
 
@@ -109,7 +119,10 @@ class CorrelationFilter(_Step):
         self.threshold = threshold
 
     def fit(self, X: pd.DataFrame, y):
-        order, Z = strongest_first(X, y)
+        return self._fit_ordered(X, *strongest_first(X, y))
+
+    def _fit_ordered(self, X: pd.DataFrame, order: np.ndarray, Z: np.ndarray) -> "CorrelationFilter":
+        """fit, given `strongest_first`'s order and centred values."""
         Z = Z / Z.std(0)
         kept: List[int] = []
         blocked = np.zeros(Z.shape[1], bool)  # blocked[j]: some kept feature has not |r| <= threshold with j
@@ -137,18 +150,16 @@ class CorrelationFilter(_Step):
 CORRELATION_BLOCK = 32  # candidates whose correlations are computed together (one matrix product)
 
 
-def ranked(X: pd.DataFrame) -> pd.DataFrame:
-    """Column-wise ranks (ties averaged): Pearson's r of ranks is Spearman's rho."""
-    return pd.DataFrame(column_ranks(X.to_numpy(float)), index=X.index, columns=X.columns)
-
-
 class SpearmanFilter(CorrelationFilter):
     """The paper's |r| > 0.9 filter with Spearman's rank correlation (`--protocol paper`): the same
-    keep-the-stronger rule as CorrelationFilter, on ranks (the association is rank-based, so the
-    visiting order is unchanged)."""
+    keep-the-stronger rule as CorrelationFilter, on the column-wise ranks (ties averaged: Pearson's
+    r of ranks is Spearman's rho; the association is rank-based, so the visiting order is unchanged)."""
 
     def fit(self, X: pd.DataFrame, y):
-        return super().fit(ranked(X), y)
+        # the ranks' association from their sums over the events (whole or half numbers: the same
+        # numbers the rank sums of the ranks give, without ranking the ranks again)
+        R, y = column_ranks(X.to_numpy(float)), np.asarray(y)
+        return self._fit_ordered(X, *_ordered(R, _association_of_sums(R[y == 1].sum(axis=0), y)))
 
 
 class VIFFilter(_Step):
