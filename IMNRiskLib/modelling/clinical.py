@@ -495,14 +495,15 @@ def _group_firth_loop(n: List[float], events: List[float], max_iter: int, tol: f
 
 def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, entry_p: float = ENTRY_P,
                      keep_p: float = KEEP_P, test: str = "lrt", collinear: Optional[float] = COLLINEAR,
-                     encoded: Optional[EncodedFrame] = None, associations: bool = True) -> Table2:
+                     encoded: Optional[EncodedFrame] = None, record: bool = True) -> Table2:
     """`table2`'s decisions only (univariate p, entered, collinear pairs, the multivariable fit,
     the LRT path, selected, notes, associations), without its printed table (`table` is empty):
     the same fits on arrays encoded once, because the validation repeats the procedure ~1500
     times. Must follow `table2` step by step (Testing/test_clinical_fast.py checks it on resamples).
-    `encoded`: the frame's encoding when already made (`EncodedClinical.take`); `associations`
-    False: no association of every pair of entered variables (`associations` empty; the validation's fits
-    discard it)."""
+    `encoded`: the frame's encoding when already made (`EncodedClinical.take`). `record` False:
+    without what only the record and the report read (the validation's fits discard it): no
+    association of every pair of entered variables (`associations` empty) and, with LR elimination,
+    no Firth fit of a separated multivariable model (`multivariable` None then)."""
     if test not in CLINICAL_TESTS:
         raise ValueError(f"clinical test {test!r}: one of {', '.join(CLINICAL_TESTS)}")
     y = np.asarray(y, int)
@@ -540,7 +541,10 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
         known, X, terms = complete_design(enc, candidates)
         yk = y[known]
         ml = _ml_fit_arrays(yk, X, terms)
-        multivariable = fit_firth(yk, pd.DataFrame(X, columns=terms)) if ml.separation else ml
+        if not ml.separation:
+            multivariable = ml
+        elif record or test != "lrt":  # LR elimination uses the ML deviance: Firth's fit is for the record
+            multivariable = fit_firth(yk, pd.DataFrame(X, columns=terms))
         notes += _multivariable_notes(ml.separation, test, int(known.sum()), len(frame))
         if test == "lrt":
             cache = {tuple(range(len(terms) + 1)): ml.loglik}  # the full model, fitted above
@@ -549,7 +553,7 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
         else:
             selected = [n for n in candidates if _variable_p(multivariable, schema[n]) < keep_p]
     return Table2(pd.DataFrame(), entered, selected, univariate_p, multivariable, notes, test, pairs, path, final,
-                  encoded_pairs(enc, entered) if associations else [])
+                  encoded_pairs(enc, entered) if record else [])
 
 
 def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:

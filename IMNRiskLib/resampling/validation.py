@@ -91,7 +91,7 @@ def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str], Dic
     tr = data.take(train)
     if frozen is None:
         models = fit_models(tr.features, tr.clinical, tr.y, tr.schema, tr.options, encoded=tr.encoded,
-                            associations=False)
+                            full_record=False)
     else:  # the paper's protocol: the selection made on all patients, coefficients refitted
         factors, pipeline = frozen
         models = fit_models(tr.features, tr.clinical, tr.y, tr.schema, tr.options, factors=factors,
@@ -324,7 +324,7 @@ def _boot_task(args):
     boot = data.take(idx)
     try:
         models = fit_models(boot.features, boot.clinical, boot.y, boot.schema, boot.options, encoded=boot.encoded,
-                            associations=False)
+                            full_record=False)
     except (ValueError, np.linalg.LinAlgError):
         return number, {m: None for m in MODELS}, None
     p_boot = models.predict(boot.features, boot.clinical, boot.encoded)
