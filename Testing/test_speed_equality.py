@@ -387,3 +387,29 @@ def test_compiled_correlation_decisions_equal_the_python_loop(data, monkeypatch)
     kept = fitkernels.keep_uncorrelated(np.array([[1.0, np.nan, 0.2], [np.nan, 1.0, 0.1]]), np.array([1, 2]), 1,
                                         blocked, 0.9)
     assert kept.tolist() == [1] and blocked.tolist() == [False, True, True, False]
+
+
+def test_loglik_of_each_design_equals_one_at_a_time(monkeypatch):
+    """`logistic.loglik_ml_each` (forward selection's candidates, covariances inverted together)
+    gives `loglik_ml`'s value or inf for each design: clean fits, a separated one and, in a second
+    stack, one whose information is singular (numpy refuses the whole stack; each is then inverted alone)."""
+    from IMNRiskLib.stats import logistic
+    rng = np.random.default_rng(10)
+    n = 80
+    x = rng.normal(size=(n, 3))
+    y = (x[:, 0] + rng.normal(size=n) > 0).astype(float)
+    ones = np.ones((n, 1))
+    clean = [np.column_stack([ones, x[:, [0, j]]]) for j in (1, 2)]
+    separated = np.column_stack([ones, x[:, :1], (2 * y - 1) * (1 + rng.random(n))])
+    flagged = np.column_stack([ones, x[:, 1:]])  # its converged fit is given a singular information below
+    newton = logistic._newton
+
+    def singular_for_flagged(y, Xi, max_iter, tol):
+        beta, info, ll, converged = newton(y, Xi, max_iter, tol)
+        return (beta, np.zeros_like(info), ll, converged) if np.array_equal(Xi, flagged) else (beta, info, ll, converged)
+    monkeypatch.setattr(logistic, "_newton", singular_for_flagged)
+    for stack in (clean + [separated], clean + [flagged]):
+        each = logistic.loglik_ml_each(y, np.stack(stack))
+        alone = [logistic.loglik_ml(y, d) for d in stack]
+        assert each.tolist() == alone
+        assert np.isfinite(alone[:2]).all() and np.isinf(alone[2])

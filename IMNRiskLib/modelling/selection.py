@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 from IMNRiskLib.stats.lasso import lambda_max, lasso_paths
 from IMNRiskLib.modelling import lassogrid
 from IMNRiskLib.stats.ranks import column_ranks, mann_whitney_p, rank_sums
-from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml, loglik_ml, loglik_ml_batch
+from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml, loglik_ml, loglik_ml_batch, loglik_ml_each
 
 
 def association(X: pd.DataFrame, y: np.ndarray) -> pd.Series:
@@ -392,7 +392,7 @@ class ForwardSelector(_Step):
         designs = np.stack([Xi[:, base + [j + 1]] for j in others])
         from IMNRiskLib.stats import kernels  # start-up time: loaded when this step runs
         if kernels.available():  # compiled, one fit costs less than the batch's numpy calls
-            return [(j, _loglik_with_intercept(y, design)) for j, design in zip(others, designs)]
+            return list(zip(others, loglik_ml_each(y, designs)))
         lls = loglik_ml_batch(y, designs)
         return [(j, ll if np.isfinite(ll) else _loglik_with_intercept(y, designs[i]))
                 for i, (j, ll) in enumerate(zip(others, lls))]

@@ -122,6 +122,22 @@ def loglik_ml(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float = 1
     return ll if np.isfinite(_covariance(info)).all() else np.inf
 
 
+def loglik_ml_each(y: np.ndarray, designs: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
+    """`loglik_ml` of each design of a stack (C x n x k), the same fits and verdicts, the
+    covariances inverted together (one numpy call, the same LAPACK solve per matrix; one by one
+    only when one is singular): forward selection's candidates."""
+    fits = [_newton(y, Xi, max_iter, tol) for Xi in designs]
+    lls = np.array([np.inf if _runs_off(beta, converged) else ll for beta, _, ll, converged in fits])
+    todo = np.flatnonzero(np.isfinite(lls))
+    if len(todo):
+        try:
+            finite = np.isfinite(np.linalg.inv(np.stack([fits[i][1] for i in todo]))).all(axis=(1, 2))
+        except np.linalg.LinAlgError:
+            finite = np.array([np.isfinite(_covariance(fits[i][1])).all() for i in todo])
+        lls[todo[~finite]] = np.inf
+    return lls
+
+
 def _newton(y: np.ndarray, Xi: np.ndarray, max_iter: int, tol: float):
     """Newton's (beta, information, loglik, converged): compiled or `_newton_ml`."""
     from IMNRiskLib.stats import kernels  # start-up time: loaded when this step runs
