@@ -406,7 +406,7 @@ def test_loglik_of_each_design_equals_one_at_a_time(monkeypatch):
 
     def singular_for_flagged(y, Xi, max_iter, tol):
         beta, info, ll, converged = newton(y, Xi, max_iter, tol)
-        return (beta, np.zeros_like(info), ll, converged) if np.array_equal(Xi, flagged) else (beta, info, ll, converged)
+        return beta, (np.zeros_like(info) if np.array_equal(Xi, flagged) else info), ll, converged
     monkeypatch.setattr(logistic, "_newton", singular_for_flagged)
     for stack in (clean + [separated], clean + [flagged]):
         each = logistic.loglik_ml_each(y, np.stack(stack))
