@@ -22,7 +22,7 @@ from IMNRiskLib.inputs.schema import ClinicalSchema, Variable
 from IMNRiskLib.modelling.collinearity import (COLLINEAR, EncodedFrame, complete_design, encode_frame, encoded_pairs,
                                                encoded_screen, pair_associations, pair_note, screen_collinear,
                                                varying_array)
-from IMNRiskLib.stats.logistic import (MAX_ABS_COEF, LogisticFit, fit_firth, fit_logistic, fit_ml_arrays, fit_ml_named,
+from IMNRiskLib.stats.logistic import (MAX_ABS_COEF, LogisticFit, fit_firth, fit_logistic, fit_ml_named, fitted_loglik,
                                        probability, term_variable, with_intercept)
 
 ENTRY_P = 0.10   # univariate p below which a variable enters the multivariable model (paper)
@@ -360,8 +360,8 @@ def _drop1_arrays(y: np.ndarray, Xi: np.ndarray, terms: Sequence[str], variables
 
     def loglik(cols: List[int]) -> float:
         key = tuple(cols)
-        if key not in cache:
-            cache[key] = fit_ml_arrays(y, Xi[:, cols])[3]
+        if key not in cache:  # `fit_ml_arrays`' log-likelihood, without the covariance it would invert
+            cache[key] = fitted_loglik(y, Xi[:, cols])
         return cache[key]
 
     full = loglik(columns)

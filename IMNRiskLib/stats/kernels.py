@@ -110,7 +110,7 @@ def group_rank_sums(values: np.ndarray, group: np.ndarray) -> Tuple[np.ndarray, 
     the ranks, without writing each one (rank sums are whole or half numbers: exact)."""
     VT = np.ascontiguousarray(np.asarray(values, float).T)
     orders = np.argsort(VT, axis=1)
-    return _group_rank_sums(VT, orders, np.ascontiguousarray(np.asarray(group, np.bool_)[orders]))
+    return _group_rank_sums(VT, orders, np.ascontiguousarray(group, np.bool_))
 
 
 @interruptible
@@ -470,12 +470,12 @@ def _ranks(VT, orders):
 
 
 @njit(cache=True)
-def _group_rank_sums(VT, orders, in_group):
-    """`group_rank_sums` given each row's sorting order and the group membership in that order."""
+def _group_rank_sums(VT, orders, group):
+    """`group_rank_sums` given each row's sorting order."""
     p, n = VT.shape
     sums, ties = np.zeros(p), np.zeros(p)
     for j in range(p):
-        column, order, member = VT[j], orders[j], in_group[j]
+        column, order = VT[j], orders[j]
         start = 0
         while start < n:  # a run of tied values: positions start..end-1, ranks start+1..end
             end = start + 1
@@ -483,7 +483,7 @@ def _group_rank_sums(VT, orders, in_group):
                 end += 1
             count = 0
             for i in range(start, end):
-                if member[i]:
+                if group[order[i]]:
                     count += 1
             sums[j] += count * (0.5 * (start + 1 + end))
             t = float(end - start)

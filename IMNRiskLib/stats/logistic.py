@@ -122,6 +122,11 @@ def loglik_ml(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float = 1
     return ll if np.isfinite(_covariance(info)).all() else np.inf
 
 
+def fitted_loglik(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> float:
+    """`fit_ml_arrays`' log-likelihood alone (whatever its separation verdict; R's drop1 deviance)."""
+    return _newton(y, Xi, max_iter, tol)[2]
+
+
 def loglik_ml_each(y: np.ndarray, designs: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
     """`loglik_ml` of each design of a stack (C x n x k), the same fits and verdicts, the
     covariances inverted together (one numpy call, the same LAPACK solve per matrix; one by one
