@@ -53,6 +53,13 @@ def check_equal(frame, y, schema, seen, **options) -> None:
     fast = clinical.table2_selection(frame, y, schema, **options)
     assert fast.table.empty
     assert_same(decisions(fast), decisions(full))
+    # record=False (the validation's fits): the same decisions without what only the record reads
+    lean = clinical.table2_selection(frame, y, schema, record=False, **options)
+    same = {k: getattr(fast, k) for k in ("entered", "selected", "univariate_p", "notes", "collinear", "path", "final")}
+    assert_same({k: getattr(lean, k) for k in same}, same)
+    assert lean.associations == [] and (lean.multivariable is None) == (
+        fast.multivariable is not None and fast.multivariable.method == "Firth" and options.get("test") == "lrt")
+    seen["firth skipped"] += lean.multivariable is None and fast.multivariable is not None
     seen["path"] += bool(full.path)
     seen["collinear"] += bool(full.collinear)
     seen["separation"] += any("separation" in n for n in full.notes)
@@ -64,7 +71,7 @@ def test_same_decisions_on_phantom_resamples(phantom_table, test):
     """Phantom: 124-patient resamples (the paper's size; zero cells and Firth fits), 40-patient
     ones (separation in the multivariable model), and the full table with missing values."""
     frame, y, schema = phantom_table
-    seen = {"path": 0, "collinear": 0, "separation": 0, "selected": set()}
+    seen = {"path": 0, "collinear": 0, "separation": 0, "selected": set(), "firth skipped": 0}
     for f, yy in resamples(frame.iloc[:124], y[:124], 30, seed=3):
         check_equal(f, yy, schema, seen, test=test)
     for f, yy in resamples(frame, y, 10, seed=4, size=40):
@@ -77,7 +84,7 @@ def test_same_decisions_on_phantom_resamples(phantom_table, test):
         check_equal(f, yy, schema, seen, test=test, entry_p=0.3, collinear=0.3)
     assert seen["separation"] and len(seen["selected"]) > 1  # the resamples reach the hard cases
     if test == "lrt":
-        assert seen["path"] and seen["collinear"]
+        assert seen["path"] and seen["collinear"] and seen["firth skipped"]
 
 
 @pytest.mark.parametrize("test", clinical.CLINICAL_TESTS)
@@ -85,7 +92,7 @@ def test_same_decisions_on_R_cohort_resamples(test):
     """The R reference cohort (ER/PR collinear, factors of several levels, a LRT path), resampled."""
     frame, y = cohort()
     frame, y = frame.reset_index(drop=True), y.to_numpy()
-    seen = {"path": 0, "collinear": 0, "separation": 0, "selected": set()}
+    seen = {"path": 0, "collinear": 0, "separation": 0, "selected": set(), "firth skipped": 0}
     check_equal(frame, y, SCHEMA, seen, test=test)
     for f, yy in resamples(frame, y, 25, seed=7):
         check_equal(f, yy, SCHEMA, seen, test=test)

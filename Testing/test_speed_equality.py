@@ -347,3 +347,69 @@ def test_the_install_steps_warm_up_runs_as_make_runs_it():
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "compiled or loaded in" in done.stdout
+
+
+@needs_numba
+def test_compiled_saturated_firth_equals_the_python_loop_bit_for_bit():
+    """`fitkernels.group_firth` (the saturated Firth fit's iterations compiled) gives the Python
+    loop's group log-odds and penalised log-likelihood to the last bit, on group counts with and
+    without a group of no events or no non-events (the separation it is fitted for)."""
+    from IMNRiskLib.modelling.clinical import _group_firth_loop
+    from IMNRiskLib.stats import fitkernels
+    rng = np.random.default_rng(8)
+    for _ in range(3000):
+        n = rng.integers(1, 130, rng.integers(2, 6)).astype(float)
+        events = np.floor(rng.random(len(n)) * (n + 1))
+        events[rng.integers(len(n))] *= rng.integers(0, 2)  # half of them: one group without events
+        t, ll = _group_firth_loop(list(n), list(events), 100, 1e-10)
+        compiled = fitkernels.group_firth(n, events, 100, 1e-10)
+        assert compiled is not None
+        assert list(compiled[0]) == t and compiled[1] == ll
+
+
+@needs_numba
+def test_compiled_correlation_decisions_equal_the_python_loop(data, monkeypatch):
+    """The |r| filter keeps the same columns with its block decisions compiled
+    (`fitkernels.keep_uncorrelated`) as with the Python loop, on resamples of the features; and the
+    kernel blocks a column whose |r| is NaN, as `~(r <= threshold)` does."""
+    from IMNRiskLib.modelling import selection
+    from IMNRiskLib.stats import fitkernels
+    rng = np.random.default_rng(9)
+    for threshold in (0.9, 0.6):
+        rows = rng.integers(0, len(data.y), len(data.y))
+        X = selection.ConstantFilter().fit_transform(data.features.iloc[rows], data.y[rows])
+        compiled = selection.CorrelationFilter(threshold).fit(X, data.y[rows]).positions_
+        monkeypatch.setenv("IMNRISK_COMPILED", "0")
+        plain = selection.CorrelationFilter(threshold).fit(X, data.y[rows]).positions_
+        monkeypatch.delenv("IMNRISK_COMPILED")
+        assert len(compiled) < X.shape[1] and np.array_equal(compiled, plain)
+    blocked = np.zeros(4, bool)  # candidates 1 and 2; |r| with columns 1, 2, 3
+    kept = fitkernels.keep_uncorrelated(np.array([[1.0, np.nan, 0.2], [np.nan, 1.0, 0.1]]), np.array([1, 2]), 1,
+                                        blocked, 0.9)
+    assert kept.tolist() == [1] and blocked.tolist() == [False, True, True, False]
+
+
+def test_loglik_of_each_design_equals_one_at_a_time(monkeypatch):
+    """`logistic.loglik_ml_each` (forward selection's candidates, covariances inverted together)
+    gives `loglik_ml`'s value or inf for each design: clean fits, a separated one and, in a second
+    stack, one whose information is singular (numpy refuses the whole stack; each is then inverted alone)."""
+    from IMNRiskLib.stats import logistic
+    rng = np.random.default_rng(10)
+    n = 80
+    x = rng.normal(size=(n, 3))
+    y = (x[:, 0] + rng.normal(size=n) > 0).astype(float)
+    ones = np.ones((n, 1))
+    clean = [np.column_stack([ones, x[:, [0, j]]]) for j in (1, 2)]
+    separated = np.column_stack([ones, x[:, :1], (2 * y - 1) * (1 + rng.random(n))])
+    flagged = np.column_stack([ones, x[:, 1:]])  # its converged fit is given a singular information below
+    newton = logistic._newton
+
+    def singular_for_flagged(y, Xi, max_iter, tol):
+        beta, info, ll, converged = newton(y, Xi, max_iter, tol)
+        return beta, (np.zeros_like(info) if np.array_equal(Xi, flagged) else info), ll, converged
+    monkeypatch.setattr(logistic, "_newton", singular_for_flagged)
+    for stack in (clean + [separated], clean + [flagged]):
+        each = logistic.loglik_ml_each(y, np.stack(stack))
+        alone = [logistic.loglik_ml(y, d) for d in stack]
+        assert each.tolist() == alone
+        assert np.isfinite(alone[:2]).all() and np.isinf(alone[2])

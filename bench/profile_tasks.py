@@ -43,8 +43,8 @@ def timed_steps(accumulated: collections.Counter) -> None:
             finally:
                 accumulated[label] += time.process_time() - start
         setattr(owner, name, timed)
-    for step in ("ICCFilter", "ConstantFilter", "CorrelationFilter", "VIFFilter", "MannWhitneyFilter", "ZScore",
-                 "LassoSelector", "ForwardSelector", "RadScore"):
+    for step in ("ICCFilter", "ConstantFilter", "CorrelationFilter", "SpearmanFilter", "VIFFilter", "MannWhitneyFilter",
+                 "ZScore", "LassoSelector", "ForwardSelector", "RadScore"):
         if hasattr(selection, step):
             wrap(getattr(selection, step), "fit", step)
     wrap(models, "select_factors", "clinical factors")

@@ -382,7 +382,7 @@ def train(cohort_path, features_path, out_dir, schema_path=None, options: Option
     pred = models.predict(data.features, data.clinical)
     metrics = apparent_record(models, data, pred)
     if cv_repeats > 0:
-        add_cross_validation(metrics, data, cv_folds, cv_repeats, jobs, show_bar, dask)
+        add_cross_validation(metrics, data, cv_folds, cv_repeats, jobs, show_bar, dask, models)
     boot = add_bootstrap(metrics, data, pred, bootstrap, jobs, show_bar, dask) if bootstrap > 0 else {}
     add_sample_size(metrics, models, data, pred)
     if shrink == "bootstrap":
@@ -455,10 +455,11 @@ def apparent_record(models: FittedModels, data: Data, pred: pd.DataFrame) -> Dic
 
 
 def add_cross_validation(metrics: Dict[str, Any], data: Data, cv_folds: int, cv_repeats: int, jobs: int,
-                         show_bar: bool, dask) -> None:
-    """Nested and leaky repeated CV of every model (and the features' CV selection frequency)."""
+                         show_bar: bool, dask, models: Optional[FittedModels] = None) -> None:
+    """Nested and leaky repeated CV of every model (and the features' CV selection frequency);
+    `models`: the fit on every patient, the leaky protocol's selection (not fitted twice)."""
     for protocol, key in (("nested", "cv"), ("leaky", "cv_leaky")):
-        cv = repeated_cv(data, cv_folds, cv_repeats, data.options.seed, protocol, jobs, show_bar, dask)
+        cv = repeated_cv(data, cv_folds, cv_repeats, data.options.seed, protocol, jobs, show_bar, dask, models)
         for m in MODELS:
             metrics["models"][m][key] = cv["models"][m]
             metrics["models"][m][key]["accuracy_vs_nir"] = cv_accuracy_vs_nir(data.y, cv["models"][m])

@@ -22,7 +22,7 @@ from IMNRiskLib.inputs.schema import ClinicalSchema, Variable
 from IMNRiskLib.modelling.collinearity import (COLLINEAR, EncodedFrame, complete_design, encode_frame, encoded_pairs,
                                                encoded_screen, pair_associations, pair_note, screen_collinear,
                                                varying_array)
-from IMNRiskLib.stats.logistic import (MAX_ABS_COEF, LogisticFit, fit_firth, fit_logistic, fit_ml_arrays, fit_ml_named,
+from IMNRiskLib.stats.logistic import (MAX_ABS_COEF, LogisticFit, fit_firth, fit_logistic, fit_ml_named, fitted_loglik,
                                        probability, term_variable, with_intercept)
 
 ENTRY_P = 0.10   # univariate p below which a variable enters the multivariable model (paper)
@@ -360,8 +360,8 @@ def _drop1_arrays(y: np.ndarray, Xi: np.ndarray, terms: Sequence[str], variables
 
     def loglik(cols: List[int]) -> float:
         key = tuple(cols)
-        if key not in cache:
-            cache[key] = fit_ml_arrays(y, Xi[:, cols])[3]
+        if key not in cache:  # `fit_ml_arrays`' log-likelihood, without the covariance it would invert
+            cache[key] = fitted_loglik(y, Xi[:, cols])
         return cache[key]
 
     full = loglik(columns)
@@ -447,7 +447,22 @@ def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: i
     groups = _saturated_groups(X)
     n = [float(g.sum()) for g in groups]
     events = [float(np.asarray(y, float)[g].sum()) for g in groups]
+    from IMNRiskLib.stats import fitkernels  # start-up time: loaded when this step runs
+    compiled = fitkernels.group_firth(np.array(n), np.array(events), max_iter, tol)
+    if compiled is not None:  # the loop below, compiled (the same bits)
+        t, ll = list(compiled[0]), compiled[1]
+    else:
+        t, ll = _group_firth_loop(n, events, max_iter, tol)
+    beta = np.array([t[0]] + [tg - t[0] for tg in t[1:]])
+    Xi = with_intercept(X)
+    pi = probability(Xi @ beta)
+    cov = np.linalg.inv(Xi.T @ (Xi * (pi * (1 - pi))[:, None]))
+    return LogisticFit(["(Intercept)"] + list(terms), beta, np.sqrt(np.diag(cov)), cov, len(y), int(np.sum(y)),
+                       "Firth", False, ll)
 
+
+def _group_firth_loop(n: List[float], events: List[float], max_iter: int, tol: float) -> Tuple[List[float], float]:
+    """`_saturated_firth`'s iterations on the group log-odds t: (t, penalised log-likelihood)."""
     def penalised(t: List[float]) -> float:
         value = 0.0
         for tg, ng, sg in zip(t, n, events):
@@ -458,7 +473,7 @@ def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: i
     def coefficients(t: List[float]) -> List[float]:
         return [t[0]] + [tg - t[0] for tg in t[1:]]
 
-    t = [0.0] * len(groups)
+    t = [0.0] * len(n)
     ll = penalised(t)
     for _ in range(max_iter):
         step = []
@@ -475,22 +490,20 @@ def _saturated_firth(y: np.ndarray, X: np.ndarray, terms: List[str], max_iter: i
         t, ll = new, new_ll
         if converged:
             break
-    beta = np.array(coefficients(t))
-    Xi = with_intercept(X)
-    pi = probability(Xi @ beta)
-    cov = np.linalg.inv(Xi.T @ (Xi * (pi * (1 - pi))[:, None]))
-    return LogisticFit(["(Intercept)"] + list(terms), beta, np.sqrt(np.diag(cov)), cov, len(y), int(np.sum(y)),
-                       "Firth", False, ll)
+    return t, ll
 
 
 def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, entry_p: float = ENTRY_P,
                      keep_p: float = KEEP_P, test: str = "lrt", collinear: Optional[float] = COLLINEAR,
-                     encoded: Optional[EncodedFrame] = None) -> Table2:
+                     encoded: Optional[EncodedFrame] = None, record: bool = True) -> Table2:
     """`table2`'s decisions only (univariate p, entered, collinear pairs, the multivariable fit,
     the LRT path, selected, notes, associations), without its printed table (`table` is empty):
     the same fits on arrays encoded once, because the validation repeats the procedure ~1500
     times. Must follow `table2` step by step (Testing/test_clinical_fast.py checks it on resamples).
-    `encoded`: the frame's encoding when already made (`EncodedClinical.take`)."""
+    `encoded`: the frame's encoding when already made (`EncodedClinical.take`). `record` False:
+    without what only the record and the report read (the validation's fits discard it): no
+    association of every pair of entered variables (`associations` empty) and, with LR elimination,
+    no Firth fit of a separated multivariable model (`multivariable` None then)."""
     if test not in CLINICAL_TESTS:
         raise ValueError(f"clinical test {test!r}: one of {', '.join(CLINICAL_TESTS)}")
     y = np.asarray(y, int)
@@ -528,7 +541,10 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
         known, X, terms = complete_design(enc, candidates)
         yk = y[known]
         ml = _ml_fit_arrays(yk, X, terms)
-        multivariable = fit_firth(yk, pd.DataFrame(X, columns=terms)) if ml.separation else ml
+        if not ml.separation:
+            multivariable = ml
+        elif record or test != "lrt":  # LR elimination uses the ML deviance: Firth's fit is for the record
+            multivariable = fit_firth(yk, pd.DataFrame(X, columns=terms))
         notes += _multivariable_notes(ml.separation, test, int(known.sum()), len(frame))
         if test == "lrt":
             cache = {tuple(range(len(terms) + 1)): ml.loglik}  # the full model, fitted above
@@ -537,7 +553,7 @@ def table2_selection(frame: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
         else:
             selected = [n for n in candidates if _variable_p(multivariable, schema[n]) < keep_p]
     return Table2(pd.DataFrame(), entered, selected, univariate_p, multivariable, notes, test, pairs, path, final,
-                  encoded_pairs(enc, entered))
+                  encoded_pairs(enc, entered) if record else [])
 
 
 def _zero_cells_array(var: Variable, values: list, y: np.ndarray) -> List[str]:

@@ -108,12 +108,14 @@ class FittedModels:
 
 
 def select_factors(clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema, options: TrainingOptions,
-                   encoded: Optional[EncodedClinical] = None):
+                   encoded: Optional[EncodedClinical] = None, full_record: bool = True):
     """Clinical factors by the paper's procedure; falls back to the strongest univariate factor
-    when none survives (a clinical model needs at least one; the note says so)."""
+    when none survives (a clinical model needs at least one; the note says so). `full_record`
+    False: without what only the record reads (`table2_selection`'s `record`)."""
     # table2's decisions without its printed table (the same fits; Testing/test_clinical_fast.py)
     t2 = table2_selection(clinical, y, schema, options.entry_p, options.keep_p, test=options.clinical_test,
-                          collinear=options.clinical_collinear, encoded=None if encoded is None else encoded.frame)
+                          collinear=options.clinical_collinear, encoded=None if encoded is None else encoded.frame,
+                          record=full_record)
     factors = list(t2.selected)
     notes = list(t2.notes)
     if not factors:
@@ -143,15 +145,18 @@ def _fit(y: np.ndarray, X: np.ndarray, terms: List[str]) -> LogisticFit:
 
 def fit_models(features: pd.DataFrame, clinical: pd.DataFrame, y: np.ndarray, schema: ClinicalSchema,
                options: TrainingOptions, factors: Optional[Sequence[str]] = None,
-               radiomics: Optional[Pipeline] = None, encoded: Optional[EncodedClinical] = None) -> FittedModels:
+               radiomics: Optional[Pipeline] = None, encoded: Optional[EncodedClinical] = None,
+               full_record: bool = True) -> FittedModels:
     """Fit the three models on one sample. `factors` / `radiomics` given = selection frozen
     (refit coefficients only): used for the paper's protocol, where selection saw every patient.
-    `encoded`: the clinical table's encoding when made already (`encode_clinical`; the validation's)."""
+    `encoded`: the clinical table's encoding when made already (`encode_clinical`; the validation's).
+    `full_record` False: the clinical selection without what only its record reads (the validation's
+    fits, which keep none)."""
     y = np.asarray(y, int)
     notes: List[str] = []
     record: Dict[str, object] = {}
     if factors is None:
-        factors, t2, notes = select_factors(clinical, y, schema, options, encoded)
+        factors, t2, notes = select_factors(clinical, y, schema, options, encoded, full_record)
         record = t2.selection_record()
     if radiomics is None:
         radiomics = fit_chain(options.pipeline(), features, y)

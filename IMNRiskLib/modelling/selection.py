@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 from IMNRiskLib.stats.lasso import lambda_max, lasso_paths
 from IMNRiskLib.modelling import lassogrid
 from IMNRiskLib.stats.ranks import column_ranks, mann_whitney_p, rank_sums
-from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml, loglik_ml, loglik_ml_batch
+from IMNRiskLib.stats.logistic import LogisticFit, fit_firth, fit_ml, loglik_ml, loglik_ml_batch, loglik_ml_each
 
 
 def association(X: pd.DataFrame, y: np.ndarray) -> pd.Series:
@@ -31,8 +31,13 @@ def association(X: pd.DataFrame, y: np.ndarray) -> pd.Series:
 
 
 def _association(values: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return _association_of_sums(rank_sums(values, y == 1), y)
+
+
+def _association_of_sums(sums: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """`_association` from each column's sum of the events' ranks."""
     m, n = int(y.sum()), int(len(y) - y.sum())
-    auc = (rank_sums(values, y == 1) - m * (m + 1) / 2.0) / (m * n)
+    auc = (sums - m * (m + 1) / 2.0) / (m * n)
     return np.abs(auc - 0.5)
 
 
@@ -41,7 +46,12 @@ def strongest_first(X: pd.DataFrame, y: np.ndarray) -> Tuple[np.ndarray, np.ndar
     order, as pandas' stable descending sort), and the centred values in that order: the visiting
     order of the greedy filters."""
     values = X.to_numpy(float)
-    order = np.argsort(-_association(values, np.asarray(y)), kind="stable")
+    return _ordered(values, _association(values, np.asarray(y)))
+
+
+def _ordered(values: np.ndarray, association: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """`strongest_first` given the columns' association."""
+    order = np.argsort(-association, kind="stable")
     Z = values[:, order]
     return order, Z - Z.mean(0)
 
@@ -109,41 +119,53 @@ class CorrelationFilter(_Step):
         self.threshold = threshold
 
     def fit(self, X: pd.DataFrame, y):
-        order, Z = strongest_first(X, y)
+        values = X.to_numpy(float)
+        association = _association(values, np.asarray(y))
+        return self._fit_ordered(X, association, *_ordered(values, association))
+
+    def _fit_ordered(self, X: pd.DataFrame, association: np.ndarray, order: np.ndarray, Z: np.ndarray
+                     ) -> "CorrelationFilter":
+        """fit, given each column's association and `strongest_first`'s order and centred values;
+        keeps the kept columns' association (`association_`: the VIF filter after it visits them by it)."""
         Z = Z / Z.std(0)
         kept: List[int] = []
         blocked = np.zeros(Z.shape[1], bool)  # blocked[j]: some kept feature has not |r| <= threshold with j
         # |r| only of the features still unblocked, a block at a time, and only with the features
         # from the block on (those before it are decided): most are blocked before their turn, so
         # most of the correlation matrix is never needed
+        from IMNRiskLib.stats import fitkernels  # start-up time: loaded when this step runs
+        compiled = fitkernels.available()
         for start in range(0, Z.shape[1], CORRELATION_BLOCK):
             block = start + np.flatnonzero(~blocked[start:start + CORRELATION_BLOCK])
             if not len(block):
                 continue
             corr = np.abs(Z[:, block].T @ Z[:, start:]) / len(Z)  # row: |r| of a candidate with each later one
+            if compiled:  # the loop below, compiled
+                kept += fitkernels.keep_uncorrelated(corr, block, start, blocked, self.threshold).tolist()
+                continue
             for j, row in zip(block, corr):
                 if not blocked[j]:
                     kept.append(j)
                     blocked[start:] |= ~(row <= self.threshold)
         self._keep(X, order[kept])
+        self.association_ = association[self.positions_]
         return self
 
 
 CORRELATION_BLOCK = 32  # candidates whose correlations are computed together (one matrix product)
 
 
-def ranked(X: pd.DataFrame) -> pd.DataFrame:
-    """Column-wise ranks (ties averaged): Pearson's r of ranks is Spearman's rho."""
-    return pd.DataFrame(column_ranks(X.to_numpy(float)), index=X.index, columns=X.columns)
-
-
 class SpearmanFilter(CorrelationFilter):
     """The paper's |r| > 0.9 filter with Spearman's rank correlation (`--protocol paper`): the same
-    keep-the-stronger rule as CorrelationFilter, on ranks (the association is rank-based, so the
-    visiting order is unchanged)."""
+    keep-the-stronger rule as CorrelationFilter, on the column-wise ranks (ties averaged: Pearson's
+    r of ranks is Spearman's rho; the association is rank-based, so the visiting order is unchanged)."""
 
     def fit(self, X: pd.DataFrame, y):
-        return super().fit(ranked(X), y)
+        # the ranks' association from their sums over the events (whole or half numbers: the same
+        # numbers the rank sums of the ranks give, without ranking the ranks again)
+        R, y = column_ranks(X.to_numpy(float)), np.asarray(y)
+        association = _association_of_sums(R[y == 1].sum(axis=0), y)
+        return self._fit_ordered(X, association, *_ordered(R, association))
 
 
 class VIFFilter(_Step):
@@ -157,8 +179,9 @@ class VIFFilter(_Step):
     def __init__(self, threshold: float = 10.0):
         self.threshold = threshold
 
-    def fit(self, X: pd.DataFrame, y):
-        order, Z = strongest_first(X, y)
+    def fit(self, X: pd.DataFrame, y, association: Optional[np.ndarray] = None):
+        """`association`: each column's association with the outcome when measured already (`fit_chain`)."""
+        order, Z = strongest_first(X, y) if association is None else _ordered(X.to_numpy(float), association)
         n = len(Z)
         basis = np.zeros((n, 0))
         kept: List[int] = []
@@ -189,8 +212,11 @@ class MannWhitneyFilter(_Step):
         y = np.asarray(y)
         p = mann_whitney_p(X.to_numpy(float), y == 1)
         self.p_values_ = pd.Series(p, index=X.columns)
-        keep = self.p_values_[self.p_values_ < self.p_threshold]
         self.fallback_ = None
+        if (p < self.p_threshold).sum() >= self.min_keep and X.columns.is_unique:  # as below, without pandas
+            self._keep(X, np.flatnonzero(p < self.p_threshold))
+            return self
+        keep = self.p_values_[self.p_values_ < self.p_threshold]
         if len(keep) < self.min_keep:
             self.fallback_ = (f"{len(keep)} feature(s) with Mann-Whitney p < {self.p_threshold:g}; the "
                               f"{self.min_keep} smallest p kept")
@@ -366,7 +392,7 @@ class ForwardSelector(_Step):
         designs = np.stack([Xi[:, base + [j + 1]] for j in others])
         from IMNRiskLib.stats import kernels  # start-up time: loaded when this step runs
         if kernels.available():  # compiled, one fit costs less than the batch's numpy calls
-            return [(j, _loglik_with_intercept(y, design)) for j, design in zip(others, designs)]
+            return list(zip(others, loglik_ml_each(y, designs)))
         lls = loglik_ml_batch(y, designs)
         return [(j, ll if np.isfinite(ll) else _loglik_with_intercept(y, designs[i]))
                 for i, (j, ll) in enumerate(zip(others, lls))]
@@ -478,8 +504,14 @@ def fit_chain(pipeline: Pipeline, X: pd.DataFrame, y) -> Pipeline:
     """`pipeline.fit(X, y)` for the selection chain: each step's fit_transform in turn, then the
     Rad-Score's fit, in place; what Pipeline.fit does for these steps (no memory, no routed
     parameters) without its parameter checks (~1 ms a fit; the validation fits ~10^4 times)."""
+    previous = None
     for _, step in pipeline.steps[:-1]:
-        X = step.fit_transform(X, y)
+        # the VIF filter visits its columns by the association the |r| filter before it measured on
+        # them (the same numbers, not measured again)
+        given = {"association": previous.association_} if isinstance(step, VIFFilter) and \
+            isinstance(previous, CorrelationFilter) else {}
+        X = step.fit_transform(X, y, **given)
+        previous = step
     pipeline.steps[-1][1].fit(X, y)
     return pipeline
 

@@ -16,7 +16,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from IMNRiskLib.stats import evaluation
 from IMNRiskLib.modelling.clinical import EncodedClinical, encode_clinical
-from IMNRiskLib.modelling.models import MODELS, TrainingOptions, fit_models, refit_frozen
+from IMNRiskLib.modelling.models import MODELS, FittedModels, TrainingOptions, fit_models, refit_frozen
 from IMNRiskLib.inputs.schema import ClinicalSchema
 from IMNRiskLib.scoring.uncertainty import compact_replicate
 from IMNRiskLib.core.workers import loky_backend
@@ -90,7 +90,8 @@ def _fold_task(args) -> Tuple[int, int, np.ndarray, pd.DataFrame, List[str], Dic
     number, data, repeat, train, test, frozen = args
     tr = data.take(train)
     if frozen is None:
-        models = fit_models(tr.features, tr.clinical, tr.y, tr.schema, tr.options, encoded=tr.encoded)
+        models = fit_models(tr.features, tr.clinical, tr.y, tr.schema, tr.options, encoded=tr.encoded,
+                            full_record=False)
     else:  # the paper's protocol: the selection made on all patients, coefficients refitted
         factors, pipeline = frozen
         models = fit_models(tr.features, tr.clinical, tr.y, tr.schema, tr.options, factors=factors,
@@ -210,13 +211,18 @@ def _dask_chunks(chunks: List[list], fn: Callable, address):
 
 
 def repeated_cv(data: Data, folds: int = 5, repeats: int = 100, seed: int = 0, protocol: str = "nested",
-                jobs: int = 1, show_bar: bool = True, dask: Optional[str] = None) -> Dict[str, object]:
+                jobs: int = 1, show_bar: bool = True, dask: Optional[str] = None,
+                whole: Optional[FittedModels] = None) -> Dict[str, object]:
     """Repeated stratified K-fold CV (a new split per repeat). Per model: AUC and accuracy
     (threshold 0.5) mean and SD over all folds, calibration slope of each repeat's pooled
-    out-of-fold predictions (mean, SD, min, max); and how often each feature was selected."""
+    out-of-fold predictions (mean, SD, min, max); and how often each feature was selected.
+    `whole`: the models fitted on every patient with data's options, when fitted already (the
+    leaky protocol's selection; else fitted here, the same fit)."""
     frozen = None
     if protocol == "leaky":
-        whole = fit_models(data.features, data.clinical, data.y, data.schema, data.options, encoded=data.encoding())
+        if whole is None:
+            whole = fit_models(data.features, data.clinical, data.y, data.schema, data.options,
+                               encoded=data.encoding())
         frozen = (whole.factors, whole.radiomics)
     tasks = []
     for r in range(repeats):
@@ -237,14 +243,14 @@ def repeated_cv(data: Data, folds: int = 5, repeats: int = 100, seed: int = 0, p
     for m in MODELS:
         aucs = [f["auc"] for f in fold_perf[m] if f["auc"] is not None]
         accs = [f["accuracy"] for f in fold_perf[m]]
-        slopes = [performance(data.y, oof[r][m].to_numpy())["slope"] for r in range(repeats)]
-        slopes = [s for s in slopes if s is not None]
+        pooled = [performance(data.y, oof[r][m].to_numpy()) for r in range(repeats)]  # each repeat's, once
+        slopes = [p["slope"] for p in pooled if p["slope"] is not None]
         out["models"][m] = {
             "folds": folds, "repeats": repeats, "auc_mean": _mean(aucs), "auc_sd": _sd(aucs),
             "accuracy_mean": _mean(accs), "accuracy_sd": _sd(accs), "slope_mean": _mean(slopes),
             "slope_sd": _sd(slopes), "slope_min": min(slopes) if slopes else None,
             "slope_max": max(slopes) if slopes else None,
-            "auc_pooled_mean": _mean([performance(data.y, oof[r][m].to_numpy())["auc"] for r in range(repeats)]),
+            "auc_pooled_mean": _mean([p["auc"] for p in pooled]),
             # validated calibration curve: each patient's out-of-fold prediction averaged over the repeats
             "calibration_curves": evaluation.calibration_curves(
                 data.y, np.mean([oof[r][m].to_numpy() for r in range(repeats)], axis=0))}
@@ -317,7 +323,8 @@ def _boot_task(args):
     number, data, idx = args
     boot = data.take(idx)
     try:
-        models = fit_models(boot.features, boot.clinical, boot.y, boot.schema, boot.options, encoded=boot.encoded)
+        models = fit_models(boot.features, boot.clinical, boot.y, boot.schema, boot.options, encoded=boot.encoded,
+                            full_record=False)
     except (ValueError, np.linalg.LinAlgError):
         return number, {m: None for m in MODELS}, None
     p_boot = models.predict(boot.features, boot.clinical, boot.encoded)

@@ -1,7 +1,8 @@
 """Kernels: the validation's inner loops compiled by numba, where numpy's cost per call (~1 us,
 tens of calls a step) is most of the time: the LASSO logistic path (`lasso_path`), the logistic ML
 fit of the clinical selection, forward selection and calibration (`logistic_ml`), and the column
-ranks behind the features' association with the outcome and Spearman's rho (`ranks`).
+ranks behind the features' association with the outcome and Spearman's rho (`ranks`); the
+selection steps' smaller kernels are in `fitkernels` (`warm_up` warms both).
 
 Why by hand: the validation solves ~10^4 LASSO paths of ~100 lambdas on ~100 x 40 tables and ~10^5
 logistic fits of 2-10 columns, where a Newton step is a few microseconds of arithmetic. No library
@@ -20,50 +21,20 @@ it in ~0.2 s.
 
 from __future__ import annotations
 
-import functools
-import os
 import time
-from typing import Callable, Tuple
+from typing import Tuple
 
 import numpy as np
 
+from IMNRiskLib.stats import fitkernels
 from IMNRiskLib.stats.glumlasso import glum_lasso
-
-try:
-    from numba import njit
-    IMPORTED = True
-except Exception:  # noqa: BLE001 - not installed, or not for this numpy/llvmlite: the numpy solvers
-    IMPORTED = False
-
-    def njit(*args, **kwargs):
-        return (lambda f: f) if not (args and callable(args[0])) else args[0]
+from IMNRiskLib.stats.jit import IMPORTED, available, interruptible, njit  # noqa: F401 - kernels.IMPORTED etc.
 
 # sums may be reordered (SIMD); no assumption about NaN or inf, which the line search tests
 FASTMATH = {"reassoc", "contract"}
 KKT_SLACK = 1e-12  # |gradient| above lambda by less than this (relative) is rounding, not a KKT break
 BLAS_CELLS = 20_000  # support rows x columns above which the Hessian is numpy's matrix product (BLAS)
 CHORD_STEP = 1e-3  # after a full Newton step shorter than this the next reuses the Hessian's factor
-
-
-def interruptible(function: Callable) -> Callable:
-    """A kernel's Python wrapper that lets Ctrl-C and SIGTERM (`cli` turns both into
-    KeyboardInterrupt) stop it as they stop numpy: a signal handler that raises while compiled
-    code runs comes back from numba as "SystemError: ... returned a result with an exception set",
-    the KeyboardInterrupt as its cause; that is re-raised as the KeyboardInterrupt it was."""
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except SystemError as exc:
-            if isinstance(exc.__cause__, KeyboardInterrupt):
-                raise KeyboardInterrupt from None
-            raise
-    return wrapper
-
-
-def available() -> bool:
-    """Whether the compiled solver is used: numba imports and IMNRISK_COMPILED is not 0."""
-    return IMPORTED and os.environ.get("IMNRISK_COMPILED", "1") != "0"
 
 
 @interruptible
@@ -108,6 +79,7 @@ def warm_up() -> float:
         group_rank_sums(X, y > 0)
         icc_squares(np.column_stack([X, X]), np.arange(6), np.arange(6, 12), np.ones(40, bool))
         logistic_ml(y, np.column_stack([np.ones(40), X[:, :2]]), 100, 1e-10, 30.0)
+        fitkernels.warm_up()
     return time.perf_counter() - start
 
 
@@ -138,7 +110,7 @@ def group_rank_sums(values: np.ndarray, group: np.ndarray) -> Tuple[np.ndarray, 
     the ranks, without writing each one (rank sums are whole or half numbers: exact)."""
     VT = np.ascontiguousarray(np.asarray(values, float).T)
     orders = np.argsort(VT, axis=1)
-    return _group_rank_sums(VT, orders, np.ascontiguousarray(np.asarray(group, np.bool_)[orders]))
+    return _group_rank_sums(VT, orders, np.ascontiguousarray(group, np.bool_))
 
 
 @interruptible
@@ -157,7 +129,7 @@ def _polished(Xi: np.ndarray, y: np.ndarray, lam: float, theta: np.ndarray, tol:
     cols = np.concatenate([[0], np.flatnonzero(theta[1:]) + 1]).astype(np.int64)
     out, eta = theta.copy(), _eta(np.ascontiguousarray(Xi.T[cols]), theta[cols])
     kept = _newton_on_support(np.ascontiguousarray(Xi.T), y, lam, out, cols, len(cols), np.sign(theta), tol,
-                              max_iter, eta)[0]
+                              max_iter, eta, _probability(eta))[0]
     return out if kept == len(cols) else theta
 
 
@@ -270,11 +242,12 @@ def _probability(eta):
 
 
 @njit(cache=True)
-def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta):
+def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta, pr):
     """Minimise -loglik/n + lam * s'b over theta[cols[:m]] (cols[0] = 0, the intercept) with the
     signs s fixed: Newton steps with Armijo backtracking, cut where a coefficient would cross zero
     (it then leaves the support), chord steps near the optimum. Updates theta, cols and eta in
-    place; returns (m, H): the support's size and its last Hessian (0 x 0 when it changed since)."""
+    place; returns (m, H, L): the support's size, its last Hessian (0 x 0 when it changed since)
+    and that Hessian's Cholesky factor. pr: `_probability(eta)`, made by the caller already."""
     n = y.shape[0]
     XsT = XiT[cols[:m]]
     th = theta[cols[:m]]
@@ -283,8 +256,9 @@ def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta):
     f0 = np.nan  # the objective at th, computed when a line search needs it
     H, L = np.empty((0, 0)), np.empty((0, 0))
     chord = False
-    for _ in range(max_iter):
-        pr = _probability(eta)
+    for iteration in range(max_iter):
+        if iteration > 0:
+            pr = _probability(eta)
         g = pen - _rows_dot(XsT, (y - pr) / n)
         if not chord:
             H = _hessian(XsT, pr * (1.0 - pr) / n)
@@ -328,15 +302,16 @@ def _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta):
             break
     theta[:] = 0.0
     theta[cols[:m]] = th
-    return m, H
+    return m, H, L
 
 
 @njit(cache=True)
 def _violations(XiT, y, eta, lam, theta, cols, m, signs):
     """Features off the support whose |gradient| exceeds lam join it (cols, signs updated, cols
-    sorted); returns the new support size (m when none)."""
+    sorted); returns the new support size (m when none) and `_probability(eta)`."""
     n, q = y.shape[0], XiT.shape[0]
-    grad = _rows_dot(XiT, (y - _probability(eta)) / n)
+    pr = _probability(eta)
+    grad = _rows_dot(XiT, (y - pr) / n)
     off = np.ones(q, np.bool_)
     off[cols[:m]] = False
     off[0] = False
@@ -348,7 +323,7 @@ def _violations(XiT, y, eta, lam, theta, cols, m, signs):
             grown += 1
     if grown > m:
         cols[:grown].sort()
-    return grown
+    return grown, pr
 
 
 @njit(cache=True)
@@ -369,15 +344,16 @@ def _guess(theta, slope, previous_slope, step, h, same_support, curved):
 
 
 @njit(cache=True)
-def _slope(H, cols, m, signs, lam, q):
-    """d theta / d log(lambda) at a solution: on the support, H dtheta = -sign (intercept 0)."""
+def _slope(H, L, cols, m, signs, lam, q):
+    """d theta / d log(lambda) at a solution: on the support, H dtheta = -sign (intercept 0); L:
+    H's Cholesky factor (`_cholesky(H)`, made by the last Newton step)."""
     out = np.zeros(q)
     if H.shape[0] != m:
         return out
     rhs = np.zeros(m)
     for a in range(1, m):
         rhs[a] = -signs[cols[a]]
-    d = _solve(H, _cholesky(H), rhs)
+    d = _solve(H, L, rhs)
     for a in range(m):
         out[cols[a]] = lam * d[a]
     return out
@@ -408,11 +384,13 @@ def _path(Xi, y, lambdas, theta, tol, max_iter):
                 m += 1
         eta = _eta(XiT[cols[:m]], theta[cols[:m]])
         if k > 0:  # features breaking KKT at the guess enter before the Newton steps
-            m = _violations(XiT, y, eta, lam, theta, cols, m, signs)
-        settled, H = False, np.empty((0, 0))
+            m, pr = _violations(XiT, y, eta, lam, theta, cols, m, signs)
+        else:
+            pr = _probability(eta)
+        settled, H, L = False, np.empty((0, 0)), np.empty((0, 0))
         for _round in range(2 * q + 10):
-            m, H = _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta)
-            grown = _violations(XiT, y, eta, lam, theta, cols, m, signs)
+            m, H, L = _newton_on_support(XiT, y, lam, theta, cols, m, signs, tol, max_iter, eta, pr)
+            grown, pr = _violations(XiT, y, eta, lam, theta, cols, m, signs)
             if grown == m:
                 settled = True
                 break
@@ -424,7 +402,7 @@ def _path(Xi, y, lambdas, theta, tol, max_iter):
         if k > 0:
             same_support = (new_support == support).all()
             step = np.log(lam) - log_lam
-        previous_slope, slope = slope, _slope(H, cols, m, signs, lam, q)
+        previous_slope, slope = slope, _slope(H, L, cols, m, signs, lam, q)
         support, log_lam = new_support, np.log(lam)
     return out, -1
 
@@ -492,12 +470,12 @@ def _ranks(VT, orders):
 
 
 @njit(cache=True)
-def _group_rank_sums(VT, orders, in_group):
-    """`group_rank_sums` given each row's sorting order and the group membership in that order."""
+def _group_rank_sums(VT, orders, group):
+    """`group_rank_sums` given each row's sorting order."""
     p, n = VT.shape
     sums, ties = np.zeros(p), np.zeros(p)
     for j in range(p):
-        column, order, member = VT[j], orders[j], in_group[j]
+        column, order = VT[j], orders[j]
         start = 0
         while start < n:  # a run of tied values: positions start..end-1, ranks start+1..end
             end = start + 1
@@ -505,7 +483,7 @@ def _group_rank_sums(VT, orders, in_group):
                 end += 1
             count = 0
             for i in range(start, end):
-                if member[i]:
+                if group[order[i]]:
                     count += 1
             sums[j] += count * (0.5 * (start + 1 + end))
             t = float(end - start)

@@ -122,6 +122,27 @@ def loglik_ml(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float = 1
     return ll if np.isfinite(_covariance(info)).all() else np.inf
 
 
+def fitted_loglik(y: np.ndarray, Xi: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> float:
+    """`fit_ml_arrays`' log-likelihood alone (whatever its separation verdict; R's drop1 deviance)."""
+    return _newton(y, Xi, max_iter, tol)[2]
+
+
+def loglik_ml_each(y: np.ndarray, designs: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
+    """`loglik_ml` of each design of a stack (C x n x k), the same fits and verdicts, the
+    covariances inverted together (one numpy call, the same LAPACK solve per matrix; one by one
+    only when one is singular): forward selection's candidates."""
+    fits = [_newton(y, Xi, max_iter, tol) for Xi in designs]
+    lls = np.array([np.inf if _runs_off(beta, converged) else ll for beta, _, ll, converged in fits])
+    todo = np.flatnonzero(np.isfinite(lls))
+    if len(todo):
+        try:
+            finite = np.isfinite(np.linalg.inv(np.stack([fits[i][1] for i in todo]))).all(axis=(1, 2))
+        except np.linalg.LinAlgError:
+            finite = np.array([np.isfinite(_covariance(fits[i][1])).all() for i in todo])
+        lls[todo[~finite]] = np.inf
+    return lls
+
+
 def _newton(y: np.ndarray, Xi: np.ndarray, max_iter: int, tol: float):
     """Newton's (beta, information, loglik, converged): compiled or `_newton_ml`."""
     from IMNRiskLib.stats import kernels  # start-up time: loaded when this step runs
@@ -253,7 +274,8 @@ def fit_firth(y: np.ndarray, X: "pd.DataFrame", max_iter: int = 100, tol: float 
     ll, pi, w, info = penalised(beta)
     for _ in range(max_iter):
         inv = np.linalg.inv(info)
-        h = np.einsum("ij,jk,ik->i", Xi * np.sqrt(w)[:, None], inv, Xi * np.sqrt(w)[:, None])
+        root = Xi * np.sqrt(w)[:, None]
+        h = np.einsum("ij,jk,ik->i", root, inv, root)
         score = Xi.T @ (y - pi + h * (0.5 - pi))
         step = inv @ score
         for _half in range(30):
