@@ -223,7 +223,7 @@ def test_compiled_upsampling_gives_scipys_zoom_bit_for_bit():
     bits: on the synth's own field shapes and on random ones, including shapes where the last
     coordinate lands past the last sample by rounding (scipy gives 0 there)."""
     from IMNRiskLib.app.synthkernels import axis_weights, upsample_linear
-    from IMNRiskLib.stats.kernels import available
+    from IMNRiskLib.stats.jit import available
     if not available():
         pytest.skip("numba not installed: scipy's zoom runs itself")
     rng = np.random.default_rng(3)
@@ -246,7 +246,7 @@ def test_compiled_upsampling_gives_scipys_zoom_bit_for_bit():
 def test_compiled_phantom_loops_give_numpys_bytes(monkeypatch):
     """The compiled phase loops and fields (synthkernels) against their numpy and scipy twins
     (IMNRISK_COMPILED=0): one patient, every phase, mask and second reader, byte for byte."""
-    from IMNRiskLib.stats.kernels import available
+    from IMNRiskLib.stats.jit import available
     if not available():
         pytest.skip("numba not installed: the numpy loops run themselves")
     rendered = {}

@@ -23,7 +23,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from IMNRiskLib.stats.kernels import available, interruptible, njit
+from IMNRiskLib.stats.jit import available, interruptible, njit
 
 
 def upsample_linear(field: np.ndarray, shape: Sequence[int]) -> np.ndarray:
