@@ -332,3 +332,25 @@ def test_random_command_lines_never_exit_1(command, tmp_path_factory, monkeypatc
         assert "internal error" not in err.getvalue(), (argv, err.getvalue())
 
     run()
+
+
+@pytest.mark.parametrize("edit", ["formula gone", "bootstrap a flag", "cv a list", "apparent of a model a number"])
+def test_a_model_whose_summary_parts_are_damaged_is_refused_at_load(model_doc, tmp_path, edit):
+    """What the model's summary prints (the formula, the validated and apparent AUCs) is checked on
+    loading: a resealed file with those parts missing or of the wrong type is refused with one line,
+    not a traceback while scoring (cases hypothesis found above)."""
+    doc = copy.deepcopy(model_doc)
+    if edit == "formula gone":
+        del doc["radiomics"]["formula"]
+    elif edit == "bootstrap a flag":
+        doc["training"]["bootstrap"] = True
+    elif edit == "cv a list":
+        doc["training"]["cv"] = [1, 2]
+    else:
+        doc["training"]["apparent"]["combined"] = 0.9
+    doc.pop("sha256", None)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(seal(doc)), encoding="utf-8")
+    with pytest.raises(InputError) as refused:
+        ScoringModel.load(path)
+    assert str(refused.value).startswith(str(path)) and "not a usable IMNRisk model" in str(refused.value)

@@ -154,6 +154,13 @@ def model_structure_problem(doc: Dict[str, Any]) -> str:
         for key in ("training.n", "training.events"):
             if not _is_number(_at(doc, key)):
                 return f"{key} is not a number"
+        if not isinstance(_at(doc, "radiomics.formula"), str):
+            return "radiomics.formula is not text"
+        for key in ("apparent", "cv", "bootstrap"):  # what the model's summary reads
+            part = doc["training"].get(key)
+            if part is not None and (not isinstance(part, dict) or
+                                     not all(isinstance(part.get(m), (dict, type(None))) for m in SUMMARY_MODELS)):
+                return f"training.{key} is not a mapping of the three models' numbers"
         if not isinstance(doc.get("created"), str):
             return "created is not a date"
         problem = domain.structure_problem(doc.get("domain")) or uncertainty.structure_problem(doc.get("uncertainty")) \
