@@ -317,3 +317,25 @@ def test_no_face_judges_a_patient_on_its_own():
                        ".probability(", "compute_features("):
             assert judged not in text, (path.name, judged)
     assert (root / "IMNRisk" / "IMNRisk.py").read_text(encoding="utf-8").count('result["display"]') == 1
+
+
+def test_risk_groups_whose_cut_offs_meet_are_worded_as_two_groups(quick_model, tmp_path):
+    """When the Youden cut-off already keeps training sensitivity >= 90%, `risk_thresholds` gives
+    low = high: the result names two groups and says there is no intermediate one, instead of an
+    empty interval "low < t <= intermediate < t <= high"."""
+    doc = json.loads(quick_model.read_text(encoding="utf-8"))
+    values = {f: 0.0 for f in doc["radiomics"]["features"]}
+    clinical = factor_pairs(quick_model, level=0)
+    worded = {}
+    for meet in (False, True):
+        edited = json.loads(json.dumps(doc))
+        high = edited["risk_groups"]["high"]
+        edited["risk_groups"]["low"] = high if meet else high / 2
+        edited.pop("sha256")
+        path = tmp_path / f"model-{meet}.json"
+        path.write_text(json.dumps(seal(edited)), encoding="utf-8")
+        result = score_case(ScoringModel.load(path), Case.from_values(values), clinical)
+        worded[meet] = result.display()["group"]
+        assert result.risk_group_computed != "intermediate" or not meet
+    assert "<= intermediate <" in worded[False] and "no intermediate group" not in worded[False]
+    assert "no intermediate group" in worded[True] and "<= intermediate <" not in worded[True]

@@ -238,7 +238,8 @@ class Prediction:
         lo, hi = (100 * v for v in self.ci95)
         risk = f"{100 * self.probability:.1f}% (95% CI {lo:.1f}-{hi:.1f}%; {self.ci_method})"
         t = self.risk_thresholds
-        scale = f"low < {t['low']:.3f} <= intermediate < {t['high']:.3f} <= high"
+        scale = (f"low < {t['low']:.3f} <= intermediate < {t['high']:.3f} <= high" if t["low"] < t["high"] else
+                 f"low < {t['high']:.3f} <= high; no intermediate group: the model's two cut-offs meet")
         reliable = self.verdict.reliable
         return {"headline": self.verdict.headline, "state": self.verdict.state, "banner": self.banner,
                 "risk": risk if reliable else f"{risk} - for research only, not for care",
