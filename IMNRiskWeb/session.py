@@ -49,6 +49,14 @@ def parse(argv: List[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def trame_argv(program: str, grace_seconds: float, secret: str) -> List[str]:
+    """The command line trame parses: a server, its timeout and the session's secret. The secret
+    is joined to its option with '=': a random token that starts with '-' would otherwise be read
+    as an option, and the session would not start (seen once in 600 starts)."""
+    return [program, "--server", "--timeout", str(max(1, int(round(grace_seconds))))] + \
+        ([f"--authKey={secret}"] if secret else [])
+
+
 def run(argv: Optional[List[str]] = None) -> int:
     """Serve one session until it ends; its uploads are removed in every case."""
     args = parse(sys.argv[1:] if argv is None else argv)
@@ -67,8 +75,7 @@ def run(argv: Optional[List[str]] = None) -> int:
         server = get_server("imnrisk", client_type="vue3")
         # trame reads its own options from sys.argv: give it only ours (wslink ends the process
         # --timeout seconds after its last client has gone: the tab was closed)
-        sys.argv = [sys.argv[0], "--server", "--timeout", str(max(1, int(round(options.grace_seconds))))] + \
-            (["--authKey", secret] if secret else [])
+        sys.argv = trame_argv(sys.argv[0], options.grace_seconds, secret)
         IMNRiskWebApp(server, options=options, uploads=uploads)
         quiet_logs()
         server.start(host=args.host, port=args.port, open_browser=False, show_connection_info=False,

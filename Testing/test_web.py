@@ -455,6 +455,17 @@ def test_a_non_loopback_host_without_a_token_is_refused(web_model):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("secret", ["-Ab3_kd9-x", "plain_Token_1234", "--authKey"])
+def test_a_session_secret_starting_with_a_dash_reaches_trame_whole(secret):
+    """token_urlsafe draws '-' first one time in 64: trame must still read it as the key (a session
+    once failed to start on one such secret)."""
+    from trame.app import get_server
+    from IMNRiskWeb.session import trame_argv
+    argv = trame_argv("session.py", 30.0, secret)
+    parsed, _ = get_server("argv-check", client_type="vue3").cli.parse_known_args(argv[1:])
+    assert parsed.authKey == secret and parsed.timeout == 30 and parsed.server
+
+
 def console_problems(page) -> list:
     """Collect the page's console errors and failed HTTP answers from now on."""
     problems = []
