@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from conftest import CASES, pyradiomics_data, run_cli
+from conftest import CASES, ROOT, pyradiomics_data, run_cli
 from IMNRiskLib.radiomics import features
 from IMNRiskLib.inputs import imaging
 from IMNRiskLib.inputs.cohort import read_cohort
@@ -249,3 +249,22 @@ def test_cli_params_file_errors_are_clear(tmp_path):
     assert result.returncode == 2
     assert "bad.yaml: setting: binWidth: not a valid pyradiomics parameter file: Value 'wide'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "f.csv").exists()
+
+
+def test_first_case_imports_leave_nothing_for_the_extraction_to_import():
+    """After `import_first_case_modules`, extracting the real breast MRI (the shipped settings and the
+    bench's plain ones) imports no IMNRisk or scipy module: what bench_extract.py's clock then times
+    is extraction, as for the tools it compares with."""
+    code = f"""
+import sys
+from IMNRiskLib.radiomics import features
+from IMNRiskLib.inputs import imaging
+features.import_first_case_modules()
+before = set(sys.modules)
+data = {str(pyradiomics_data())!r}
+for settings in (features.load_settings(), features.load_settings({str(ROOT / "bench/params/plain_bincount64.yaml")!r})):
+    features.compute_features(imaging.load_case(data + "/breast1_image.nrrd", data + "/breast1_label.nrrd"), settings)
+print(sorted(m for m in set(sys.modules) - before if m.startswith(("IMNRiskLib", "scipy"))))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -124,6 +124,26 @@ def prepared_case(loaded: imaging.LoadedCase, settings: ExtractionSettings):
                            settings.orientation, pad_mm=pad_mm)
 
 
+# What an extraction imports on its first case (each module loads when its step first runs, to keep
+# every command's start-up short); scipy's LAPACK is GLCM MCC's (fastglcm._top_eigenpairs).
+FIRST_CASE_IMPORTS = ("IMNRiskLib.inputs.cropping", "IMNRiskLib.inputs.dicomimage", "IMNRiskLib.inputs.dicommask",
+                      "IMNRiskLib.radiomics.binning", "IMNRiskLib.radiomics.fastglcm", "IMNRiskLib.radiomics.fastshape",
+                      "scipy.linalg.lapack", "threadpoolctl")
+
+
+def import_first_case_modules() -> None:
+    """Import now what the first extraction would (FIRST_CASE_IMPORTS; python-isal where installed):
+    for a process that times extraction apart from imports, as bench/bench_extract.py does for every
+    tool (pyradiomics' extractor and the peers' libraries are imported before its clock starts)."""
+    import importlib
+    for name in FIRST_CASE_IMPORTS:
+        importlib.import_module(name)
+    try:
+        importlib.import_module("isal.igzip")  # optional (gzipnrrd): Slicer's Python may not have it
+    except ImportError:
+        pass
+
+
 def compute_features(loaded: imaging.LoadedCase, settings: ExtractionSettings,
                      feature_names: Optional[Iterable[str]] = None) -> Tuple[Dict[str, float], Dict[str, Any]]:
     """Run pyradiomics on a loaded case; return (features, kept diagnostics).
