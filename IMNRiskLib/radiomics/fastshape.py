@@ -109,15 +109,13 @@ def diameter_vertices(pattern: np.ndarray, spacing: np.ndarray) -> Tuple[np.ndar
 def line_ends(steps: np.ndarray) -> np.ndarray:
     """(n, 3) bool: whether each point is the first or last point of its line along z, y, x. A vertex
     of the set's convex hull (or of its hull within a plane) is an end of every such line."""
-    grid = np.zeros(tuple(steps.max(axis=0) + 1), bool)
-    grid[tuple(steps.T)] = True
-    ends = np.empty(steps.shape, bool)
+    ends = np.zeros(steps.shape, bool)
     for axis in range(3):
-        n = grid.shape[axis]
-        first = np.argmax(grid, axis=axis)
-        last = n - 1 - np.argmax(np.flip(grid, axis=axis), axis=axis)
-        others = tuple(np.delete(steps, axis, axis=1).T)
-        ends[:, axis] = (steps[:, axis] == first[others]) | (steps[:, axis] == last[others])
+        across = [d for d in range(3) if d != axis]
+        order = np.lexsort((steps[:, axis], steps[:, across[1]], steps[:, across[0]]))
+        line = steps[order][:, across]
+        starts = np.r_[True, (line[1:] != line[:-1]).any(axis=1)]
+        ends[order, axis] = starts | np.r_[starts[1:], True]
     return ends
 
 
