@@ -83,14 +83,15 @@ def mask_nrrd(scene, volume_node, segmentation_node, segment_id: str, out: Union
 
 
 def dicom_sources(path: Union[str, Path], phase: Callable[[], int]) -> Optional[Callable[[Any], List[Path]]]:
-    """For a DICOM study: the controller's lookup of the shown phase's slices (for the SEG + SR export);
-    None for any other study (no DICOM to reference)."""
+    """For a DICOM study: the controller's lookup of the shown phase's slices, or its frames of an
+    Enhanced MR object (for the SEG + SR export); None for any other study (no DICOM to reference)."""
     path = Path(path)
     if not (path.is_dir() and imaging._dicom_files(path)):
         return None
-    n_phases = len(imaging.dicom_phases(path))
     from IMNRiskLib.outputs import dicomout
-    return lambda _node: dicomout.source_files(path, phase() if n_phases > 1 else None)
+    from IMNRiskLib.inputs.dicomimage import enhanced_object
+    several = enhanced_object(path, imaging._dicom_files(path)) is not None or len(imaging.dicom_phases(path)) > 1
+    return lambda _node: dicomout.phase_sources(path, phase() if several else None)
 
 
 def zip_files(paths: Iterable[Union[str, Path]]) -> bytes:

@@ -29,6 +29,7 @@ pytest.importorskip("skimage", reason="scikit-image missing: pip install 'imnris
 import pydicom  # noqa: E402  (highdicom brings it)
 
 from IMNRiskLib.inputs import dicomimage, imaging  # noqa: E402
+from IMNRiskLib.outputs import dicomout  # noqa: E402
 from IMNRiskLib.app import synthdicom
 from IMNRiskLib.core.errors import InputError  # noqa: E402
 
@@ -367,10 +368,35 @@ def test_dicomimage_keyword_lookup_prefers_the_frames_own_group():
     assert dicomimage.frame_value([per_frame, shared], "TemporalPositionIndex") is None
 
 
-def test_dicom_out_refuses_an_enhanced_mr_image_in_one_line(predict, cohorts, tmp_path):
-    """predict --dicom-out writes its SEG on classic slices: an Enhanced MR image is refused before any work."""
-    one_line_exit_2(predict(image_of(cohorts, "enhanced"), "--dicom-out", tmp_path / "out"),
-                    "an Enhanced MR (multi-frame) image is not supported there yet")
+def test_dicom_out_on_an_enhanced_mr_image_marks_the_scored_phase_frames(predict, cohorts, tmp_path):
+    """predict --dicom-out on an Enhanced MR object: the SEG lies on the object's frames of the scored
+    phase (each SEG frame references that phase's frame at its position, not the other phases' frames
+    there), its pixels are the tumour mask, and the SR carries predict's numbers and references both."""
+    out = tmp_path / "out"
+    result = predict(image_of(cohorts, "enhanced"), "--dicom-out", out)
+    assert result.returncode == 0, result.stderr
+    scored = json.loads(result.stdout)
+    source = pydicom.dcmread(str(enhanced_file(cohorts)))
+    positions, cosines, _, keys, _ = dicomimage.frame_table(source, enhanced_file(cohorts))
+    phase_frames = dicomimage.phase_frames(positions, cosines, keys, enhanced_file(cohorts))[scored["phase"]]
+    seg = hd.seg.segread(str(out / dicomout.SEG_NAME))
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [source.SeriesInstanceUID]
+    referenced = [int(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber) - 1
+                  for item in seg.PerFrameFunctionalGroupsSequence]
+    assert sorted(referenced) == sorted(phase_frames)
+    assert all(len(item.DerivationImageSequence[0].SourceImageSequence) == 1 for item in seg.PerFrameFunctionalGroupsSequence)
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(cohorts["nrrd"] / "cases" / PID / "tumour.nrrd"))).astype(bool)
+    by_frame = dict(zip(referenced, seg.pixel_array.reshape(-1, *mask.shape[1:])))
+    stacked = np.array([by_frame[f] for f in phase_frames]).astype(bool)  # the phase's frames ascending, as read
+    assert mask.sum() > 0 and np.array_equal(stacked, mask)
+    back = dicomout.read_report(out / dicomout.SR_NAME)
+    for key in ("radscore", "probability", "ci95", "points", "features"):
+        assert back[key] == scored[key], key
+    if shutil.which("dciodvfy"):
+        for name, iod in ((dicomout.SEG_NAME, "Segmentation"), (dicomout.SR_NAME, "Comprehensive3DSR")):
+            text = subprocess.run(["dciodvfy", str(out / name)], capture_output=True, encoding="utf-8",
+                                  errors="replace").stderr
+            assert iod in text and not [line for line in text.splitlines() if line.startswith("Error")], text
 
 
 def test_the_enhanced_form_and_its_masks_are_the_same_bytes_for_the_same_seed(cohorts, tmp_path):

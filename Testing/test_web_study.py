@@ -192,3 +192,34 @@ def test_the_dicom_export_carries_the_patient_identifier_beside_the_source_patie
     assert sorted(zipfile.ZipFile(io.BytesIO(archive)).namelist()) == sorted(
         [dicomout.SEG_NAME, dicomout.SR_NAME])
     assert controller.results()[-1]["patient_id"] == "PAT-EXPORT-42"
+
+
+def test_an_enhanced_mr_study_exports_its_seg_on_the_shown_phase_frames(quick_model, tmp_path):
+    """A study stored as one Enhanced MR object: the page's export writes the SEG on that object's
+    frames of the shown phase (one reference per SEG frame, to that phase's frame)."""
+    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("highdicom")
+    from IMNRiskLib.inputs import dicomimage
+    result = run_cli("synth", tmp_path / "enhanced", "--patients", "2", "--dicom-form", "enhanced", "--quiet", "--force")
+    assert result.returncode == 0, result.stderr
+    case = tmp_path / "enhanced" / "cases" / "SYN0001"
+    scene = slicer.vtkMRMLScene()
+    controller = ScoringController(scene)
+    study.load_study(scene, case / "dce_dicom")
+    controller.set_dicom_sources(study.dicom_sources(case / "dce_dicom", controller.phase))
+    controller.new_segmentation()
+    assert controller.load_segmentation(str(case / "tumour.nrrd")) is not None, controller.state()["error"]
+    controller.load_model(str(quick_model))
+    for field in controller.form():
+        controller.set_clinical(field["name"], field["levels"][0] if field["levels"] else 50)
+    assert controller.predict() is not None, controller.state()["error"]
+    assert controller.export_gate()["enabled"], controller.export_gate()["reason"]
+    written = controller.export_dicom(str(tmp_path / "out"))
+    enhanced = dicomimage.enhanced_object(case / "dce_dicom", imaging._dicom_files(case / "dce_dicom"))
+    source = pydicom.dcmread(str(enhanced))
+    positions, cosines, _, keys, _ = dicomimage.frame_table(source, enhanced)
+    shown = dicomimage.phase_frames(positions, cosines, keys, enhanced)[controller.state()["phase"]]
+    seg = pydicom.dcmread(written["seg"])
+    references = [item.DerivationImageSequence[0].SourceImageSequence for item in seg.PerFrameFunctionalGroupsSequence]
+    assert all(len(r) == 1 and r[0].ReferencedSOPInstanceUID == source.SOPInstanceUID for r in references)
+    assert sorted(int(r[0].ReferencedFrameNumber) - 1 for r in references) == sorted(shown)

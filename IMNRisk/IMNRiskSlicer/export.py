@@ -21,13 +21,15 @@ class DicomExport:
         self.dicom_sources = dicom_sources
         self._sources_cache = None
 
-    def sources(self) -> List[Any]:
-        """The chosen phase's DICOM slices from the face's lookup, once per result and node."""
+    def sources(self) -> Any:
+        """The chosen phase's DICOM slices (or its frames of an Enhanced MR object: dicomout.EnhancedPhase)
+        from the face's lookup, once per result and node."""
         node = self.owner.source_node()
         key = (id(self.owner.result), node.GetID() if node is not None else None)
         if self._sources_cache is None or self._sources_cache[:2] != key:
             try:
-                found = list(self.dicom_sources(node) or []) if (self.dicom_sources and node is not None) else []
+                found = self.dicom_sources(node) if (self.dicom_sources and node is not None) else []
+                found = found if hasattr(found, "frames") else list(found or [])  # an Enhanced MR phase as it is
             except InputError as exc:
                 found = exc
             self._sources_cache = key + (found,)
@@ -36,11 +38,13 @@ class DicomExport:
         return self._sources_cache[2]
 
     def image_files(self) -> List[Any]:
-        """The shown phase's DICOM slices, [] when it is not from DICOM or the lookup fails."""
+        """The shown phase's DICOM slices (an Enhanced MR object's dataset), [] when it is not from
+        DICOM or the lookup fails."""
         try:
-            return self.sources()
+            found = self.sources()
         except InputError:
             return []
+        return [found.dataset] if hasattr(found, "frames") else found
 
     def gate(self) -> Dict[str, Any]:
         """Whether the result can be exported as DICOM SEG + SR and, if not, why."""
@@ -82,9 +86,7 @@ class DicomExport:
             raise InputError(gate["reason"])
         owner = self.owner
         try:
-            sources = self.sources()
-            if not all(hasattr(s, "SOPInstanceUID") for s in sources):
-                sources = dicomout.read_source(sources)
+            sources = dicomout.as_sources(self.sources())
             case = owner.logic.tumour(owner.displayed_node(), owner.tumour.node(), owner.tumour.segment_id,
                                       None, owner.min_voxels())
             paths = dicomout.export(out_dir, sources, case.mask, owner.result, owner.clinical.model, force)

@@ -1,6 +1,7 @@
 """DICOM output: the tumour mask as a DICOM Segmentation and the prediction as a TID 1500
 Measurement Report (Comprehensive 3D SR), both built with highdicom and referencing the source
-series' chosen phase, so that a PACS stores the result with the patient's study.
+series' chosen phase (its slices, or its frames of an Enhanced MR object), so that a PACS stores
+the result with the patient's study.
 
 Only the source images' patient and study identifiers and IMNRisk's own result go in: no file
 path, no model file name. highdicom (and pydicom) are the optional extra `imnrisk[dicom]`;
@@ -116,10 +117,6 @@ def check_target(image: Union[str, Path], out_dir: Union[str, Path], force: bool
     if not folder.is_dir() or not dicom_files(folder):
         raise InputError("--dicom-out needs the image to be a DICOM series folder (this is not one)",
                          file=str(folder), field="--image")
-    from IMNRiskLib.inputs.dicomimage import enhanced_object  # start-up time: loaded when this step runs
-    if enhanced_object(folder, imaging._dicom_files(folder)) is not None:
-        raise InputError("--dicom-out writes the SEG on classic slices; an Enhanced MR (multi-frame) image is not "
-                         "supported there yet (score it without --dicom-out)", file=str(folder), field="--image")
     _hd()
 
 
@@ -127,29 +124,67 @@ def mask_frames(mask: sitk.Image, sources: Sequence[Any]) -> Tuple[np.ndarray, L
     """The binary mask as (frames, rows, columns) and the source slices in the same order: each
     mask slice is matched to the slice at its position (so any file order works), and the mask
     must lie on the slices' grid (same size and in-plane orientation)."""
-    array = sitk.GetArrayFromImage(mask).astype(bool)
-    rows, cols = int(sources[0].Rows), int(sources[0].Columns)
-    if array.shape != (len(sources), rows, cols):
-        raise InputError(f"mask grid {'x'.join(map(str, array.shape[::-1]))} does not match the DICOM phase "
-                         f"({cols}x{rows}x{len(sources)})", field="Mask")
-    direction = np.array(mask.GetDirection()).reshape(3, 3)
+    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in sources])
     iop = np.array([float(v) for v in sources[0].ImageOrientationPatient])
+    array, order = _on_slices(mask, int(sources[0].Rows), int(sources[0].Columns), iop, positions)
+    return array, [sources[i] for i in order]
+
+
+def _on_slices(mask: sitk.Image, rows: int, cols: int, iop: np.ndarray, positions: np.ndarray
+               ) -> Tuple[np.ndarray, List[int]]:
+    """The mask as (slices, rows, columns) uint8 and, for each of its slices, the index of the source
+    slice (or frame) at its position; the mask must have the slices' size and in-plane orientation."""
+    array = sitk.GetArrayFromImage(mask).astype(bool)
+    if array.shape != (len(positions), rows, cols):
+        raise InputError(f"mask grid {'x'.join(map(str, array.shape[::-1]))} does not match the DICOM phase "
+                         f"({cols}x{rows}x{len(positions)})", field="Mask")
+    direction = np.array(mask.GetDirection()).reshape(3, 3)
     if not (np.allclose(direction[:, 0], iop[:3], atol=1e-4) and np.allclose(direction[:, 1], iop[3:], atol=1e-4)):
         raise InputError("mask orientation differs from the DICOM slices' orientation", field="Mask")
-    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in sources])
-    ordered = []
-    for k in range(len(sources)):
+    order = []
+    for k in range(len(positions)):
         gap = np.abs(positions - np.array(mask.TransformIndexToPhysicalPoint((0, 0, k)))).max(axis=1)
         if gap.min() > 1e-3:
             raise InputError(f"mask slice {k} is at no DICOM slice's position", field="Mask")
-        ordered.append(sources[int(gap.argmin())])
-    return array.astype(np.uint8), ordered
+        order.append(int(gap.argmin()))
+    return array.astype(np.uint8), order
+
+
+@dataclass
+class EnhancedPhase:
+    """The scored phase of an Enhanced MR object: the dataset and its frames (0-based), one per slice."""
+
+    dataset: Any
+    frames: List[int]
+    positions: np.ndarray  # (frames of the object, 3) Image Position (Patient)
+    cosines: np.ndarray    # Image Orientation (Patient) of the object's frames
+
+
+def enhanced_phase(path: Path, phase: Optional[int]) -> EnhancedPhase:
+    """The frames of one phase of an Enhanced MR object, as `imaging` reads them (None: the only one)."""
+    from IMNRiskLib.inputs import dicomimage  # start-up time: loaded when this step runs
+    dataset = read_source([path])[0]
+    positions, cosines, _, keys, _ = dicomimage.frame_table(dataset, path)
+    frames = dicomimage.phase_frames(positions, cosines, keys, path)[phase or 0]
+    return EnhancedPhase(dataset=dataset, frames=frames, positions=positions, cosines=cosines)
+
+
+def enhanced_mask_frames(mask: sitk.Image, source: EnhancedPhase) -> Tuple[np.ndarray, List[int]]:
+    """`mask_frames` for an Enhanced MR phase: the mask's slices and the frame (0-based) each lies on."""
+    ds = source.dataset
+    array, order = _on_slices(mask, int(ds.Rows), int(ds.Columns), source.cosines[source.frames[0]],
+                              source.positions[source.frames])
+    return array, [source.frames[i] for i in order]
 
 
 # --------------------------------------------------------------------------- SEG
 
-def build_seg(sources: Sequence[Any], frames: np.ndarray):
-    """A binary DICOM Segmentation of the primary tumour on the source slices."""
+def build_seg(sources: Sequence[Any], frames: np.ndarray, on_frames: Optional[Sequence[int]] = None,
+              positions: Optional[np.ndarray] = None):
+    """A binary DICOM Segmentation of the primary tumour on the source slices, or, with `on_frames`
+    (0-based, one per mask slice) and the object's frame `positions`, on those frames of one
+    multi-frame source: its phases share the slice positions, and highdicom references every
+    frame at a position, so each SEG frame keeps the reference to the scored phase's frame only."""
     hd = _hd()
     description = hd.seg.SegmentDescription(
         segment_number=1, segment_label=TUMOUR_LABEL,
@@ -158,14 +193,30 @@ def build_seg(sources: Sequence[Any], frames: np.ndarray):
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
         anatomic_regions=[code(*SCT_BREAST, scheme="SCT")],
         tracking_uid=hd.UID(), tracking_id=TUMOUR_GROUP_ID)
-    return hd.seg.Segmentation(
-        source_images=list(sources), pixel_array=frames,
+    planes = None if on_frames is None else [
+        hd.PlanePositionSequence(coordinate_system=hd.CoordinateSystemNames.PATIENT,
+                                 image_position=[float(v) for v in positions[f]]) for f in on_frames]
+    seg = hd.seg.Segmentation(
+        source_images=list(sources), pixel_array=frames, plane_positions=planes,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[description],
         series_instance_uid=hd.UID(), series_number=SEG_SERIES_NUMBER, sop_instance_uid=hd.UID(),
         instance_number=1, manufacturer=MANUFACTURER, manufacturer_model_name="IMNRisk",
         software_versions=__version__, device_serial_number="0",
         content_label="TUMOUR", content_description="IMNRisk tumour (research use only)",
         series_description="IMNRisk tumour SEG (research use only)", omit_empty_frames=False)
+    if on_frames is not None:
+        keep_references_to(seg, {f + 1 for f in on_frames})
+    return seg
+
+
+def keep_references_to(seg, frame_numbers: set) -> None:
+    """Each SEG frame's source references cut to the frames `frame_numbers` (1-based, as DICOM numbers them)."""
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        for derivation in item.get("DerivationImageSequence", []):
+            kept = [ref for ref in derivation.SourceImageSequence if int(ref.ReferencedFrameNumber) in frame_numbers]
+            if len(kept) != 1:
+                raise ValueError(f"a SEG frame matches {len(kept)} frames of the scored phase")
+            derivation.SourceImageSequence = kept
 
 
 # --------------------------------------------------------------------------- SR
@@ -293,10 +344,11 @@ def _save(dataset, path: Path) -> None:
         dataset.save_as(str(tmp), enforce_file_format=True)
 
 
-def export(out_dir: Union[str, Path], sources: Sequence[Any], mask: sitk.Image, result: Dict[str, Any],
-           model: ScoringModel, force: bool = False) -> DicomResults:
+def export(out_dir: Union[str, Path], sources: Union[Sequence[Any], EnhancedPhase], mask: sitk.Image,
+           result: Dict[str, Any], model: ScoringModel, force: bool = False) -> DicomResults:
     """Write SEG and SR of one prediction from the chosen phase's slices (pydicom datasets, any
-    order) and the tumour mask on their grid (SimpleITK, LPS). Nothing is written on error.
+    order) or its frames of an Enhanced MR object (`enhanced_phase`) and the tumour mask on their
+    grid (SimpleITK, LPS). Nothing is written on error.
 
     The Slicer module can call this directly: the slices from the volume node's
     "DICOM.instanceUIDs" through the DICOM database, the mask exported on the volume's grid."""
@@ -304,14 +356,19 @@ def export(out_dir: Union[str, Path], sources: Sequence[Any], mask: sitk.Image, 
     for p in (paths.seg, paths.sr):
         check_can_write(p, force)
     try:
-        frames, sources = mask_frames(mask, sources)
-        seg = build_seg(sources, frames)
+        if isinstance(sources, EnhancedPhase):
+            frames, on_frames = enhanced_mask_frames(mask, sources)
+            seg = build_seg([sources.dataset], frames, on_frames, sources.positions)
+            sources = [sources.dataset]
+        else:
+            frames, sources = mask_frames(mask, sources)
+            seg = build_seg(sources, frames)
         sr = build_sr(result, model, sources, seg)
         for dataset in (seg, sr):
             add_patient_identifier(dataset, result.get("patient_id"))
     except (ValueError, AttributeError) as exc:  # highdicom's checks of the source images
         raise InputError(f"cannot build DICOM SEG/SR on this series ({str(exc).splitlines()[0][:160]})",
-                         id=str(getattr(sources[0], "PatientID", "")) or None, field="--image") from None
+                         id=_patient_id(sources), field="--image") from None
     _save(seg, paths.seg)
     _save(sr, paths.sr)
     return paths
@@ -322,9 +379,30 @@ def export_case(out_dir: Union[str, Path], image_folder: Union[str, Path], mask_
                 force: bool = False) -> DicomResults:
     """SEG + SR for a scored patient (`Prediction.to_dict()`) on a DICOM folder (same phase and mask as scored)."""
     phase = result["phase"] if (result.get("n_phases") or 2) > 1 else None  # a single-phase series has one
-    files = source_files(image_folder, phase)
+    sources = phase_sources(image_folder, phase)
     case = imaging.load_case(image_folder, mask_path, phase, label, model.min_tumour_voxels)
-    return export(out_dir, read_source(files), case.mask, result, model, force)
+    return export(out_dir, as_sources(sources), case.mask, result, model, force)
+
+
+def phase_sources(image_folder: Union[str, Path], phase: Optional[int]) -> Union[List[Path], EnhancedPhase]:
+    """What the SEG goes on for one phase of a DICOM folder: that phase's files, or its frames of
+    the folder's Enhanced MR object."""
+    from IMNRiskLib.inputs.dicomimage import enhanced_object  # start-up time: loaded when this step runs
+    folder = Path(image_folder)
+    enhanced = enhanced_object(folder, imaging._dicom_files(folder))
+    return enhanced_phase(enhanced, phase) if enhanced is not None else source_files(folder, phase)
+
+
+def as_sources(sources: Union[Sequence[Any], EnhancedPhase]) -> Union[List[Any], EnhancedPhase]:
+    """`export`'s sources: an Enhanced MR phase as it is, slices as pydicom datasets (files read)."""
+    if isinstance(sources, EnhancedPhase) or all(hasattr(s, "SOPInstanceUID") for s in sources):
+        return sources
+    return read_source(sources)
+
+
+def _patient_id(sources: Union[Sequence[Any], EnhancedPhase]) -> Optional[str]:
+    first = sources.dataset if isinstance(sources, EnhancedPhase) else sources[0]
+    return str(getattr(first, "PatientID", "")) or None
 
 
 # --------------------------------------------------------------------------- reading back

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import collections
 import hashlib
+import importlib
 import json
 import math
 from concurrent.futures import as_completed
@@ -135,7 +136,6 @@ def import_first_case_modules() -> None:
     """Import now what the first extraction would (FIRST_CASE_IMPORTS; python-isal where installed):
     for a process that times extraction apart from imports, as bench/bench_extract.py does for every
     tool (pyradiomics' extractor and the peers' libraries are imported before its clock starts)."""
-    import importlib
     for name in FIRST_CASE_IMPORTS:
         importlib.import_module(name)
     try:
