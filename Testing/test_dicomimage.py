@@ -399,6 +399,15 @@ def test_dicom_out_on_an_enhanced_mr_image_marks_the_scored_phase_frames(predict
             assert iod in text and not [line for line in text.splitlines() if line.startswith("Error")], text
 
 
+def test_an_enhanced_mr_object_given_as_one_phase_slices_is_refused_in_one_line(cohorts, tmp_path):
+    """What a viewer's volume from an Enhanced MR object lists (its one instance): the export cannot
+    tell which phase's frames the volume is, and says so instead of writing a SEG on another phase."""
+    loaded = imaging.load_case(image_of(cohorts, "enhanced"), cohorts["nrrd"] / "cases" / PID / "tumour.nrrd")
+    with pytest.raises(InputError, match="multi-frame .Enhanced MR. object") as refused:
+        dicomout.export(tmp_path / "out", [pydicom.dcmread(str(enhanced_file(cohorts)))], loaded.mask, {}, None)
+    assert "\n" not in str(refused.value) and not (tmp_path / "out").exists()
+
+
 def test_the_enhanced_form_and_its_masks_are_the_same_bytes_for_the_same_seed(cohorts, tmp_path):
     """highdicom and rt-utils stamp times and fresh UIDs; synth fixes them (same seed, same bytes)."""
     again = tmp_path / "again"

@@ -169,6 +169,16 @@ def enhanced_phase(path: Path, phase: Optional[int]) -> EnhancedPhase:
     return EnhancedPhase(dataset=dataset, frames=frames, positions=positions, cosines=cosines)
 
 
+def refuse_a_whole_multiframe_object(sources: Sequence[Any]) -> None:
+    """A multi-frame object given as a phase's slices (a viewer's volume lists its one instance for
+    every phase): which of its frames the volume shows cannot be told from positions that all
+    phases share, so the export is refused in one line rather than put on another phase."""
+    if len(sources) == 1 and int(getattr(sources[0], "NumberOfFrames", 1) or 1) > 1:
+        raise InputError("the shown volume comes from one multi-frame (Enhanced MR) object whose phases share "
+                         "their slice positions: export it with `imnrisk predict --dicom-out` on the DICOM "
+                         "folder, which knows the scored phase's frames", field="--image")
+
+
 def enhanced_mask_frames(mask: sitk.Image, source: EnhancedPhase) -> Tuple[np.ndarray, List[int]]:
     """`mask_frames` for an Enhanced MR phase: the mask's slices and the frame (0-based) each lies on."""
     ds = source.dataset
@@ -361,6 +371,7 @@ def export(out_dir: Union[str, Path], sources: Union[Sequence[Any], EnhancedPhas
             seg = build_seg([sources.dataset], frames, on_frames, sources.positions)
             sources = [sources.dataset]
         else:
+            refuse_a_whole_multiframe_object(sources)
             frames, sources = mask_frames(mask, sources)
             seg = build_seg(sources, frames)
         sr = build_sr(result, model, sources, seg)
