@@ -42,11 +42,30 @@ def dicom_study(tmp_path_factory) -> Path:
     return case
 
 
+def seg_nrrd(case: Path, folder: Path) -> Path:
+    """The tumour as Slicer saves a segmentation (.seg.nrrd): segment "GTV" (label 1) beside an "Edema"
+    segment (label 2, a few voxels in a corner), on the tumour mask's grid."""
+    tumour = sitk.ReadImage(str(case / "tumour.nrrd"))
+    labels = sitk.GetArrayFromImage(tumour).astype(np.uint8)
+    labels[labels > 0] = 1
+    labels[:2, :2, :2] = 2
+    image = sitk.GetImageFromArray(labels)
+    image.CopyInformation(tumour)
+    for key, value in {"Segment0_ID": "Segment_1", "Segment0_Name": "Edema", "Segment0_LabelValue": "2",
+                       "Segment0_Layer": "0", "Segment1_ID": "Segment_2", "Segment1_Name": "GTV",
+                       "Segment1_LabelValue": "1", "Segment1_Layer": "0"}.items():
+        image.SetMetaData(key, value)
+    path = folder / "tumour.seg.nrrd"
+    sitk.WriteImage(image, str(path), True)
+    return path
+
+
 def test_a_loaded_segmentation_is_edited_scored_and_exported_with_the_patient_id(server, browser, dicom_study,
                                                                                   web_model, tmp_path):
-    """#26 items 2 and 4: a wrong file refused in one line; a label map by path, then a DICOM SEG by
-    upload (its segment named), fill the tumour segment voxel for voxel; a brush stroke changes it; Predict
-    equals `imnrisk predict` on the edited mask; the DICOM download carries the identifier, the log does not."""
+    """#26 items 2 and 4: a wrong file refused in one line; a label map by path, then a DICOM SEG and a
+    Slicer .seg.nrrd by upload (their segment named), fill the tumour segment voxel for voxel; a brush
+    stroke changes it; Predict equals `imnrisk predict` on the edited mask; the DICOM download carries
+    the identifier, the log does not."""
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(dicom_study / "tumour.nrrd"))) > 0
     intensities = tmp_path / "DOE_JANE_phase2.nrrd"  # an image given as the mask: refused, its name not shown
     sitk.WriteImage(imaging.load_phase(dicom_study / "dce_dicom", 1)[0], str(intensities))
@@ -68,6 +87,10 @@ def test_a_loaded_segmentation_is_edited_scored_and_exported_with_the_patient_id
     assert wait_voxels(page, f"v === {int(truth.sum())}") == int(truth.sum())
     assert page.locator("#imn-mask-error").count() == 0
     assert paint_two_slices(page, 0.5, 0.5, 6, 3) > int(truth.sum())  # the loaded segment edited with the brush
+
+    page.set_input_files("#imn-mask-upload", str(seg_nrrd(dicom_study, tmp_path)))  # Slicer's .seg.nrrd, "GTV"
+    assert wait_voxels(page, f"v === {int(truth.sum())}") == int(truth.sum())
+    assert page.locator("#imn-mask-error").count() == 0
 
     page.fill("#imn-mask-label", "")
     page.fill("#imn-mask-path", str(dicom_study / "tumour.nrrd"))  # a label map by path replaces the segment
