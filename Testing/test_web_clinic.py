@@ -215,6 +215,31 @@ def test_the_model_picker_and_typed_threshold_bounds(models_dir, browser, tmp_pa
         srv.stop()
 
 
+def test_a_trusted_key_leaves_only_its_signed_models_in_the_picker(web_model, browser, tmp_path):
+    """#26 item 6 in the browser: `imnrisk web --models DIR --trusted-key KEY.pub` offers only the models
+    that key signed (two here, beside an unsigned one); the one picked shows its summary."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(web_model, folder / "b-unsigned.json")
+    assert run_cli("keygen", tmp_path / "site").returncode == 0
+    signed = run_cli("sign", web_model, "--key", tmp_path / "site.key", "--out", folder / "a-signed.json")
+    assert signed.returncode == 0, signed.stderr
+    shutil.copy(folder / "a-signed.json", folder / "c-signed.json")
+    srv = WebServer(None, tmp_path, args=["--models", folder, "--trusted-key", tmp_path / "site.pub"])
+    try:
+        page = new_page(browser, srv.url)
+        page.locator("#imn-model").locator("xpath=ancestor::*[contains(@class,'v-field')]").first.click()
+        items = page.locator(".v-overlay--active .v-list-item")
+        items.first.wait_for()
+        assert [t.strip() for t in items.all_inner_texts()] == ["a-signed.json", "c-signed.json"]
+        items.nth(1).click()
+        page.wait_for_function("() => window.trame.state.state.imn_model_name === 'c-signed.json' && "
+                               "document.querySelector('#imn-model-summary').innerText.includes('Validated')")
+        page.close()
+    finally:
+        srv.stop()
+
+
 def test_an_idle_session_ends_and_removes_its_uploads(web_model, browser, tmp_path):
     """#26 items 1 and 7: after --idle-minutes without a user action the session says so on the page,
     ends, and its uploads are gone; the launcher goes on and gives the next tab a new session."""
