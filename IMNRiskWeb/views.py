@@ -32,6 +32,10 @@ def named_slice_view_ui(server, view_id: str, view) -> None:
                                     slicer.vtkMRMLAbstractViewNode.OrientationMarkerSizeSmall)
     except AttributeError:
         pass
-    html.Div(name, classes="imn-view-name", raw_attrs=[f'data-view="{name}"'],
+    # what the view node will draw, read back (trame-slicer skips the call silently without a view node)
+    cube = node is not None and \
+        node.GetOrientationMarkerType() == slicer.vtkMRMLAbstractViewNode.OrientationMarkerTypeCube
+    marker = "cube" if cube else "none"
+    html.Div(name, classes="imn-view-name", raw_attrs=[f'data-view="{name}"', f'data-marker="{marker}"'],
              style="position: absolute; top: 4px; left: 50%; transform: translateX(-50%); color: #ffd54f;"
                    " font-weight: bold; pointer-events: none; text-shadow: 0 0 3px black;")

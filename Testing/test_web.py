@@ -499,6 +499,7 @@ def test_two_browser_contexts_keep_their_own_patient_form_and_result(server, bro
     assert a.url.split("/")[2] != b.url.split("/")[2]  # two session processes (two ports)
     assert not problems_a and not problems_b, problems_a + problems_b  # e.g. no 405 on load
     assert [e.get_attribute("data-view") for e in a.locator(".imn-view-name").all()] == ["Axial", "Sagittal", "Coronal"]
+    assert [e.get_attribute("data-marker") for e in a.locator(".imn-view-name").all()] == ["cube"] * 3  # R/L, A/P, S/I
     state = a.evaluate("() => JSON.stringify(window.trame.state.state)")
     assert str(ROOT) not in state and sys.prefix not in state  # no server install path in the page state
 
