@@ -2,6 +2,8 @@
 
 import sys
 
-from IMNRiskLib.app.cli import main
+from IMNRiskLib.app.cli import forget_caught_interrupt, main
 
-sys.exit(main())
+code = main()
+forget_caught_interrupt()
+sys.exit(code)

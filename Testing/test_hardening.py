@@ -425,6 +425,24 @@ def test_workers_die_with_a_killed_parent(tmp_path, phantom, command, how):
     assert not survivors
 
 
+def test_a_caught_stop_keeps_its_exit_code_under_python_m(tmp_path):
+    """CPython kills a `python -m` run with SIGINT at exit if a KeyboardInterrupt ever ended code run
+    from a string, even one that was caught (the SIGTERM test above got -2 one time in ten): the
+    `python -m IMNRiskLib` entry clears that, so the command's own exit code comes out."""
+    (tmp_path / "probe.py").write_text(
+        "import runpy, sys\nfrom IMNRiskLib.app import cli\nreport = cli.report_errors\n"
+        "def caught_then_report(errors):  # a stop caught inside string-run code, as a worker pool's\n"
+        "    try:\n        exec('raise KeyboardInterrupt')\n    except KeyboardInterrupt:\n        pass\n"
+        "    report(errors)\n"
+        "cli.report_errors = caught_then_report\n"
+        "sys.argv = ['imnrisk', 'predict', 'no-such-model.json', '--image', 'x.nrrd', '--mask', 'y.nrrd']\n"
+        "runpy.run_module('IMNRiskLib', run_name='__main__')\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    result = subprocess.run([sys.executable, "-m", "probe"], cwd=tmp_path, env=env, capture_output=True,
+                            encoding="utf-8")
+    assert_refused(result, "no-such-model.json")
+
+
 # --------------------------------------------------------------------------- 4. privacy
 
 SECRET = "Doe_Jane_1961"

@@ -568,6 +568,16 @@ def _stop_cleanly_on_sigterm():
     return None
 
 
+def forget_caught_interrupt() -> None:
+    """Let `python -m IMNRiskLib` exit with main's code after a stop it caught (130, not killed by SIGINT).
+
+    CPython 3.8-3.13 sets a flag when a KeyboardInterrupt ends code run from a string (`exec`,
+    as numba and dataclasses build functions) and, under `-m` only, kills itself with SIGINT at
+    exit when the flag is set, even if the interrupt was caught: one SIGTERM in ten came out as -2.
+    Every string evaluation clears the flag first, so evaluating one clears it."""
+    exec("None")  # noqa: S102 - a constant string: the only way to clear the interpreter's flag
+
+
 def _internal_error(exc: BaseException) -> int:
     """A bug of ours: one line (a traceback with IMNRISK_DEBUG=1), exit 1."""
     if os.environ.get("IMNRISK_DEBUG"):
