@@ -10,7 +10,7 @@ and the nested- and leaky-CV AUC bias against fresh patients, with times.
 --cohort: a phantom folder with cohort.csv, features.csv and truth.json (e.g. the tests' shared
 .cache/test-phantom-300-1-*, original-image features). Without it, a 600-patient phantom (seed 2)
 is synthesised and extracted with every feature (851) into .cache/bench-truth-600-2 (once; long).
-Results: bench/results/truth.json. CPU-heavy: run it once, not in a loop.
+Results: bench/results/truth.json (with --cohort: truth_phantom<patients>.json). CPU-heavy: run it once, not in a loop.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ def main() -> None:
     doc = {"phantom": {"patients": int(len(data.y)), "events": int(data.y.sum()), "features": int(data.features.shape[1]),
                        "folder": folder.name},
            "jobs": args.jobs, "protocols": runs}
-    (HERE / "results" / "truth.json").write_text(json.dumps(doc, indent=1) + "\n")
+    name = f"truth_phantom{len(data.y)}.json" if args.cohort else "truth.json"  # a given cohort keeps the default's file
+    (HERE / "results" / name).write_text(json.dumps(doc, indent=1) + "\n")
     print(readme_table(doc))
 
 
